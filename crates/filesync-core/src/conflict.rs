@@ -1,0 +1,112 @@
+//! Conflict-copy names: `report (conflicted copy from laptop 2026-11-24 230105).txt`.
+//!
+//! The time is passed in (seconds since the Unix epoch, UTC): this module never reads a clock.
+
+use crate::RelPath;
+
+/// A UTC calendar time, computed from a Unix timestamp without consulting any clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CivilTime {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+}
+
+impl CivilTime {
+    pub fn from_unix(secs: i64) -> CivilTime {
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        // Howard Hinnant's civil_from_days.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        CivilTime {
+            year,
+            month,
+            day,
+            hour: (rem / 3600) as u32,
+            minute: (rem % 3600 / 60) as u32,
+            second: (rem % 60) as u32,
+        }
+    }
+}
+
+/// The marker every conflict copy carries in its name.
+pub const CONFLICT_MARKER: &str = " (conflicted copy from ";
+
+/// Builds the conflict-copy path for `path`, made by `device` at `unix_secs`. `attempt` > 0
+/// appends a counter so that a name already taken can be avoided.
+pub fn conflict_copy_path(path: &RelPath, device: &str, unix_secs: i64, attempt: u32) -> RelPath {
+    let t = CivilTime::from_unix(unix_secs);
+    let device: String = device
+        .chars()
+        .filter(|c| !c.is_control() && !"/\\<>:\"|?*".contains(*c))
+        .take(64)
+        .collect();
+    let device = if device.trim().is_empty() { "unknown device".to_string() } else { device };
+    let name = path.file_name();
+    // The extension starts at the last dot that is not the first character.
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    let counter = if attempt > 0 { format!(" {}", attempt + 1) } else { String::new() };
+    let suffix = format!(
+        "{CONFLICT_MARKER}{device} {:04}-{:02}-{:02} {:02}{:02}{:02}{counter}){ext}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    );
+    // Keep the component within limits by shortening the stem, never the marker.
+    let budget = crate::path::MAX_COMPONENT_BYTES.saturating_sub(suffix.len());
+    let mut stem = stem.to_string();
+    while stem.len() > budget {
+        stem.pop();
+    }
+    let new_name = format!("{stem}{suffix}");
+    path.with_file_name(&new_name).unwrap_or_else(|_| RelPath::new(new_name).expect("conflict name is valid"))
+}
+
+/// True when the file name is a conflict copy made by FileSync.
+pub fn is_conflict_copy(path: &RelPath) -> bool {
+    path.file_name().contains(CONFLICT_MARKER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_time() {
+        assert_eq!(
+            CivilTime::from_unix(0),
+            CivilTime { year: 1970, month: 1, day: 1, hour: 0, minute: 0, second: 0 }
+        );
+        // 2026-11-24 23:01:05 UTC
+        assert_eq!(
+            CivilTime::from_unix(1_795_561_265),
+            CivilTime { year: 2026, month: 11, day: 24, hour: 23, minute: 1, second: 5 }
+        );
+        assert_eq!(CivilTime::from_unix(951_782_400).month, 2); // 2000-02-29
+        assert_eq!(CivilTime::from_unix(951_782_400).day, 29);
+    }
+
+    #[test]
+    fn names() {
+        let p = RelPath::new("docs/report.final.txt").unwrap();
+        let c = conflict_copy_path(&p, "laptop", 1_795_561_265, 0);
+        assert_eq!(c.as_str(), "docs/report.final (conflicted copy from laptop 2026-11-24 230105).txt");
+        assert!(is_conflict_copy(&c));
+        let c2 = conflict_copy_path(&RelPath::new(".bashrc").unwrap(), "pc/1", 1_795_561_265, 1);
+        assert_eq!(c2.as_str(), ".bashrc (conflicted copy from pc1 2026-11-24 230105 2)");
+        let long = RelPath::new("a".repeat(250) + ".txt").unwrap();
+        assert!(conflict_copy_path(&long, "x", 0, 0).file_name().len() <= 255);
+    }
+}

@@ -1,0 +1,16 @@
+//! Domain types shared by every FileSync crate: validated relative paths, BLAKE3 content
+//! hashes, file metadata, content-defined chunking and conflict-copy names.
+//!
+//! This crate is pure: it refuses to know about sockets, async runtimes, databases, the wall
+//! clock or the wire format. It reads bytes only through `std::io::Read` handed to it.
+
+pub mod chunking;
+pub mod conflict;
+pub mod entry;
+pub mod hash;
+pub mod path;
+
+pub use chunking::{ChunkRef, Chunker, FileDigest};
+pub use entry::{EntryKind, EntryState, FileMeta};
+pub use hash::Hash;
+pub use path::{PathError, RelPath};

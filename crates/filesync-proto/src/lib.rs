@@ -1,0 +1,35 @@
+//! The FileSync wire protocol, sans-IO: message types ([`messages`]), their numbering and
+//! framing ([`frame`]), the push-style frame decoder, and explicit conversions between wire
+//! types and the domain types of `filesync-core` ([`convert`]).
+//!
+//! This crate refuses to do I/O: no sockets, no async runtime, no clock. The server and the
+//! client drive it. The normative description is `docs/protocol.md`.
+
+pub mod convert;
+pub mod frame;
+pub mod messages;
+
+pub use frame::{Decoded, Frame, FrameDecoder, FrameError, Message, decode_frame, MAX_FRAME_LEN};
+pub use messages::*;
+
+/// The protocol versions this build speaks.
+pub const PROTOCOL_VERSION_MIN: u32 = 1;
+pub const PROTOCOL_VERSION_MAX: u32 = 1;
+
+/// Limits every peer enforces (see `docs/protocol.md`, "Limits").
+pub mod limits {
+    /// Hashes in one `QueryChunks` or `GetChunks`.
+    pub const MAX_HASHES_PER_REQUEST: usize = 8192;
+    /// Changes in one `Commit`.
+    pub const MAX_CHANGES_PER_COMMIT: usize = 2000;
+    /// Entries the server returns in one `Changes` reply.
+    pub const MAX_ENTRIES_PER_CHANGES: u32 = 5000;
+    /// Total chunk bytes in one `PutChunks` or `Chunks` message.
+    pub const MAX_CHUNK_BYTES_PER_MESSAGE: usize = 8 * 1024 * 1024;
+    /// User and device names, in bytes.
+    pub const MAX_NAME_LEN: usize = 128;
+    /// Passwords, in bytes.
+    pub const MAX_PASSWORD_LEN: usize = 1024;
+    /// Requests a client may have outstanding on one connection.
+    pub const MAX_IN_FLIGHT: usize = 64;
+}

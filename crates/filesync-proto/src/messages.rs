@@ -1,0 +1,353 @@
+//! Every protocol message, as protobuf-encoded structs (prost derive, no `protoc`). Field tags
+//! are part of the protocol: never reuse or renumber one; add new fields with new tags.
+
+
+/// First frame a client sends: the protocol versions it speaks.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Hello {
+    #[prost(uint32, tag = "1")]
+    pub min_version: u32,
+    #[prost(uint32, tag = "2")]
+    pub max_version: u32,
+    /// Free text such as `filesync/0.1.0`, for logs.
+    #[prost(string, tag = "3")]
+    pub client_name: String,
+}
+
+/// Server's reply to `Hello`: the version both will speak.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Welcome {
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(string, tag = "2")]
+    pub server_name: String,
+    /// Whether `Register` is accepted.
+    #[prost(bool, tag = "3")]
+    pub registration_open: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Register {
+    #[prost(string, tag = "1")]
+    pub user: String,
+    #[prost(string, tag = "2")]
+    pub password: String,
+    #[prost(string, tag = "3")]
+    pub device_name: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Login {
+    #[prost(string, tag = "1")]
+    pub user: String,
+    #[prost(string, tag = "2")]
+    pub password: String,
+    #[prost(string, tag = "3")]
+    pub device_name: String,
+}
+
+/// Presents a device token issued by `Login`/`Register`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Auth {
+    #[prost(string, tag = "1")]
+    pub token: String,
+}
+
+/// Reply to `Register`, `Login` and `Auth`: who this connection now acts for.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Session {
+    #[prost(uint64, tag = "1")]
+    pub user_id: u64,
+    #[prost(string, tag = "2")]
+    pub user: String,
+    #[prost(uint64, tag = "3")]
+    pub device_id: u64,
+    #[prost(string, tag = "4")]
+    pub device_name: String,
+    /// Set only in the reply to `Register` and `Login`; the server never sends it again.
+    #[prost(string, tag = "5")]
+    pub token: String,
+}
+
+/// A message without fields: `Ok`, `Logout`, `ListDevices`, `ListFolders`, `Ping`, `Pong`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Empty {}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ErrorMsg {
+    /// One of [`ErrorCode`].
+    #[prost(uint32, tag = "1")]
+    pub code: u32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeviceInfo {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    #[prost(int64, tag = "3")]
+    pub created_at: i64,
+    /// Unix seconds of the last authenticated connection; 0 if never.
+    #[prost(int64, tag = "4")]
+    pub last_seen: i64,
+    #[prost(bool, tag = "5")]
+    pub revoked: bool,
+    /// True for the device this connection belongs to.
+    #[prost(bool, tag = "6")]
+    pub current: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Devices {
+    #[prost(message, repeated, tag = "1")]
+    pub devices: Vec<DeviceInfo>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RevokeDevice {
+    #[prost(uint64, tag = "1")]
+    pub device_id: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FolderInfo {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    /// Highest journal sequence number of the folder.
+    #[prost(uint64, tag = "3")]
+    pub seq: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Folders {
+    #[prost(message, repeated, tag = "1")]
+    pub folders: Vec<FolderInfo>,
+}
+
+/// Looks up a folder of the authenticated user by name, creating it if `create` is set.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OpenFolder {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(bool, tag = "2")]
+    pub create: bool,
+}
+
+/// Pushed by the server (request id 0) after any commit to one of the user's folders.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FolderChanged {
+    #[prost(uint64, tag = "1")]
+    pub folder_id: u64,
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
+}
+
+/// One path's state on the server (or, inside `CommitChange`, the state a client proposes).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireEntry {
+    #[prost(string, tag = "1")]
+    pub path: String,
+    /// Journal sequence number of this version (0 in proposals).
+    #[prost(uint64, tag = "2")]
+    pub rev: u64,
+    #[prost(bool, tag = "3")]
+    pub deleted: bool,
+    /// 1 = file, 2 = directory.
+    #[prost(uint32, tag = "4")]
+    pub kind: u32,
+    #[prost(uint64, tag = "5")]
+    pub size: u64,
+    #[prost(int64, tag = "6")]
+    pub mtime_ns: i64,
+    #[prost(bool, tag = "7")]
+    pub executable: bool,
+    /// BLAKE3 of the whole content (32 bytes; empty for directories and deletions).
+    #[prost(bytes = "vec", tag = "8")]
+    pub hash: Vec<u8>,
+    /// The chunk list: 36-byte records, each a 32-byte BLAKE3 hash then the length as u32 LE.
+    #[prost(bytes = "vec", tag = "9")]
+    pub chunks: Vec<u8>,
+    /// Device that committed this version (set by the server).
+    #[prost(uint64, tag = "10")]
+    pub device_id: u64,
+    #[prost(string, tag = "11")]
+    pub device_name: String,
+    /// Unix seconds when the server committed this version.
+    #[prost(int64, tag = "12")]
+    pub committed_at: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GetChanges {
+    #[prost(uint64, tag = "1")]
+    pub folder_id: u64,
+    /// Return current entries whose `rev` is greater than this.
+    #[prost(uint64, tag = "2")]
+    pub since: u64,
+    #[prost(uint32, tag = "3")]
+    pub limit: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Changes {
+    /// Ordered by `rev`, ascending.
+    #[prost(message, repeated, tag = "1")]
+    pub entries: Vec<WireEntry>,
+    /// True when more entries follow; ask again with `since` = last entry's rev.
+    #[prost(bool, tag = "2")]
+    pub more: bool,
+    /// The folder's sequence number when the reply was made.
+    #[prost(uint64, tag = "3")]
+    pub folder_seq: u64,
+}
+
+/// Which of these chunks does the server lack (for this user)?
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct QueryChunks {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub hashes: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ChunkPresence {
+    /// Indices into the query's `hashes` of the chunks the server lacks.
+    #[prost(uint32, repeated, tag = "1")]
+    pub missing: Vec<u32>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ChunkData {
+    #[prost(bytes = "vec", tag = "1")]
+    pub hash: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub data: bytes::Bytes,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PutChunks {
+    #[prost(message, repeated, tag = "1")]
+    pub chunks: Vec<ChunkData>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GetChunks {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub hashes: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Chunks {
+    #[prost(message, repeated, tag = "1")]
+    pub chunks: Vec<ChunkData>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CommitChange {
+    /// The rev the client's change is based on; 0 if it knows no version of this path.
+    #[prost(uint64, tag = "1")]
+    pub base_rev: u64,
+    #[prost(message, optional, tag = "2")]
+    pub entry: Option<WireEntry>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Commit {
+    #[prost(uint64, tag = "1")]
+    pub folder_id: u64,
+    #[prost(message, repeated, tag = "2")]
+    pub changes: Vec<CommitChange>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CommitOutcome {
+    /// True if the change was applied (or was already the current state).
+    #[prost(bool, tag = "1")]
+    pub accepted: bool,
+    /// The path's current entry after the commit: the new version if accepted, the version
+    /// that made it conflict otherwise. Absent if the path has never existed.
+    #[prost(message, optional, tag = "2")]
+    pub current: Option<WireEntry>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CommitResult {
+    /// One per change, in order.
+    #[prost(message, repeated, tag = "1")]
+    pub outcomes: Vec<CommitOutcome>,
+    #[prost(uint64, tag = "2")]
+    pub folder_seq: u64,
+}
+
+/// Numeric error codes carried in [`ErrorMsg::code`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ErrorCode {
+    /// The request was malformed or violated a rule; the message says which.
+    BadRequest = 1,
+    /// The peers share no protocol version.
+    UnsupportedVersion = 2,
+    /// The request needs an authenticated session.
+    NotAuthenticated = 3,
+    /// User name or password is wrong.
+    BadCredentials = 4,
+    /// The token is unknown or its device was revoked.
+    InvalidToken = 5,
+    UserExists = 6,
+    RegistrationClosed = 7,
+    NotFound = 8,
+    /// The object belongs to another user.
+    Forbidden = 9,
+    TooLarge = 10,
+    InvalidPath = 11,
+    /// A commit references chunks the server does not have.
+    MissingChunks = 12,
+    /// The server's storage is full.
+    StorageFull = 13,
+    /// Too many failed logins; retry after the delay in the message.
+    RateLimited = 14,
+    Internal = 15,
+}
+
+impl ErrorCode {
+    pub fn from_u32(v: u32) -> Option<ErrorCode> {
+        use ErrorCode::*;
+        Some(match v {
+            1 => BadRequest,
+            2 => UnsupportedVersion,
+            3 => NotAuthenticated,
+            4 => BadCredentials,
+            5 => InvalidToken,
+            6 => UserExists,
+            7 => RegistrationClosed,
+            8 => NotFound,
+            9 => Forbidden,
+            10 => TooLarge,
+            11 => InvalidPath,
+            12 => MissingChunks,
+            13 => StorageFull,
+            14 => RateLimited,
+            15 => Internal,
+            _ => return None,
+        })
+    }
+}
+
+impl ErrorMsg {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorMsg {
+        ErrorMsg { code: code as u32, message: message.into() }
+    }
+
+    pub fn code(&self) -> Option<ErrorCode> {
+        ErrorCode::from_u32(self.code)
+    }
+}
+
+/// Size of a message body once encoded; used to respect frame limits before sending.
+pub fn encoded_len<M: prost::Message>(m: &M) -> usize {
+    m.encoded_len()
+}

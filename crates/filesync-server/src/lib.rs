@@ -1,0 +1,1 @@
+//! FileSync server: TLS listener, accounts and devices, folder journals and change push.

@@ -1,0 +1,2 @@
+//! The `filesync` binary.
+fn main() {}

@@ -1,1 +1,11 @@
-//! FileSync agent: scans and watches local folders, keeps the local sync state, and executes sync plans.
+//! The FileSync agent: keeps local folders in sync with the server. It scans and watches
+//! folders, remembers what was last synced (the local state database), asks the planner what
+//! to do, and executes the plan through the [`fs::Filesystem`] seam and a server connection.
+//!
+//! This crate refuses to make sync decisions itself (that is `filesync-planner`) and to know
+//! the wire format beyond the client crate's API.
+
+pub mod fs;
+pub mod memfs;
+pub mod scan;
+pub mod state;

@@ -1,0 +1,80 @@
+//! The `Filesystem` seam: every disk operation of the sync engine goes through this trait,
+//! with the real implementation ([`RealFs`], rooted at a synced folder) and an in-memory fake
+//! ([`crate::memfs::MemFs`], optionally case-insensitive like Windows and macOS) for tests.
+//!
+//! Paths are always [`RelPath`]s relative to the folder root; implementations map them to
+//! the platform's paths. Operations are blocking; async callers use `spawn_blocking`.
+
+use filesync_core::RelPath;
+use std::io::{self, Read, Seek, Write};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatKind {
+    File,
+    Dir,
+    Symlink,
+    /// Sockets, devices, FIFOs: never synced.
+    Other,
+}
+
+/// What `lstat` tells about a path (symlinks are not followed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub kind: StatKind,
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    pub executable: bool,
+    /// Inode number (file index on Windows); 0 where unknown.
+    pub ino: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The name as found on disk (lossily converted if it is not valid Unicode).
+    pub name: String,
+    /// False when the on-disk name is not valid Unicode; such entries cannot be synced.
+    pub name_is_unicode: bool,
+    pub stat: Stat,
+}
+
+pub trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
+
+/// A temporary file created next to its destination, hidden from the scanner by its name
+/// (it starts with [`filesync_core::path::TEMP_PREFIX`]). Dropping it without `persist`
+/// removes it.
+pub trait TempFile: Write + Send {
+    /// Sets the modification time and executable bit the file will have once persisted.
+    fn set_times_and_mode(&mut self, mtime_ns: i64, executable: bool) -> io::Result<()>;
+    /// Flushes and fsyncs the contents.
+    fn sync_all(&mut self) -> io::Result<()>;
+    /// Atomically renames the temporary file to `dest`, replacing a file that is there, and
+    /// makes the rename durable (fsync of the directory where the platform supports it).
+    fn persist(self: Box<Self>, dest: &RelPath) -> io::Result<()>;
+}
+
+pub trait Filesystem: Send + Sync {
+    /// Entries of a directory (`None`: the folder root), without `.` and `..`, any order.
+    fn read_dir(&self, dir: Option<&RelPath>) -> io::Result<Vec<DirEntry>>;
+    /// `lstat`; `Ok(None)` when nothing is there.
+    fn stat(&self, path: &RelPath) -> io::Result<Option<Stat>>;
+    /// Whether the folder root exists and is a directory (false: unmounted drive, renamed folder).
+    fn root_exists(&self) -> bool;
+    fn open(&self, path: &RelPath) -> io::Result<Box<dyn ReadSeek>>;
+    /// Creates a directory; succeeds if it already exists as a directory. Parents must exist.
+    fn create_dir(&self, path: &RelPath) -> io::Result<()>;
+    fn remove_file(&self, path: &RelPath) -> io::Result<()>;
+    /// Removes an empty directory; fails if it is not empty.
+    fn remove_dir(&self, path: &RelPath) -> io::Result<()>;
+    /// Renames `from` to `to`; fails with `AlreadyExists` rather than replace anything at `to`.
+    fn rename_noreplace(&self, from: &RelPath, to: &RelPath) -> io::Result<()>;
+    fn set_times_and_mode(&self, path: &RelPath, mtime_ns: i64, executable: bool) -> io::Result<()>;
+    /// A new temporary file in `dir` (`None`: the root). The directory must exist.
+    fn create_temp(&self, dir: Option<&RelPath>) -> io::Result<Box<dyn TempFile>>;
+    /// Removes leftover temporary files (from a crash) below the root; returns how many.
+    fn clean_temp_files(&self) -> io::Result<usize>;
+}
+
+mod real;
+pub use real::RealFs;

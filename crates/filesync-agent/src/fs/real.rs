@@ -1,0 +1,1 @@
+//! The real filesystem, rooted at a synced folder.

@@ -33,3 +33,19 @@ pub mod limits {
     /// Requests a client may have outstanding on one connection.
     pub const MAX_IN_FLIGHT: usize = 64;
 }
+
+/// The fingerprint that identifies a server certificate: `SHA256:` followed by the lowercase
+/// hex SHA-256 of its DER encoding. Clients pin it on first use.
+pub fn cert_fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    format!("SHA256:{}", hex::encode(sha2::Sha256::digest(der)))
+}
+
+/// Normalizes a fingerprint typed by a person (`sha256:AB:CD…`, spaces, upper case) to the
+/// canonical form, or `None` if it is not one.
+pub fn parse_fingerprint(s: &str) -> Option<String> {
+    let s = s.trim();
+    let rest = s.strip_prefix("SHA256:").or_else(|| s.strip_prefix("sha256:")).unwrap_or(s);
+    let hexs: String = rest.chars().filter(|c| !matches!(c, ':' | ' ')).collect::<String>().to_ascii_lowercase();
+    (hexs.len() == 64 && hexs.chars().all(|c| c.is_ascii_hexdigit())).then(|| format!("SHA256:{hexs}"))
+}

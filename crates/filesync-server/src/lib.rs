@@ -1,1 +1,184 @@
-//! FileSync server: TLS listener, accounts and devices, folder journals and change push.
+//! The FileSync server: accepts TLS connections, runs the handshake and authentication,
+//! answers requests against the storage traits, and pushes "folder changed" to every device
+//! of a user after each commit.
+//!
+//! This crate refuses to decide sync conflicts for clients (it only applies the commit rule of
+//! `filesync-store`) and holds no per-file state in memory: everything durable is in the stores.
+
+pub mod auth;
+mod handlers;
+pub mod hub;
+mod session;
+pub mod tls;
+
+use filesync_store::{ChunkStore, MetaStore};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+pub use tls::TlsIdentity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source} (is another server running on that port?)")]
+    Bind { addr: String, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Store(#[from] filesync_store::StoreError),
+}
+
+/// Server settings, as given on the command line.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub registration_open: bool,
+    /// Use this certificate and key instead of the generated self-signed pair.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            data_dir: data_dir.into(),
+            listen: "127.0.0.1:7443".into(),
+            registration_open: true,
+            tls_cert: None,
+            tls_key: None,
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Everything a connection handler needs, shared by all connections.
+pub(crate) struct Shared {
+    pub meta: Arc<dyn MetaStore>,
+    pub chunks: Arc<dyn ChunkStore>,
+    pub hub: hub::Hub,
+    pub throttle: auth::LoginThrottle,
+    pub registration_open: bool,
+}
+
+/// A server whose stores and TLS identity are open and whose socket is bound.
+pub struct Server {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    fingerprint: String,
+    max_connections: usize,
+}
+
+/// Where the embedded default keeps things inside the data directory.
+pub fn sqlite_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("meta.db")
+}
+pub fn chunks_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("chunks")
+}
+
+/// Loads (creating on first use) the TLS identity of a data directory.
+pub fn load_identity(config: &ServerConfig) -> Result<TlsIdentity, ServerError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| ServerError::DataDir { path: config.data_dir.clone(), source })?;
+    Ok(match (&config.tls_cert, &config.tls_key) {
+        (Some(c), Some(k)) => TlsIdentity::load(c, k)?,
+        _ => TlsIdentity::load_or_generate(&config.data_dir)?,
+    })
+}
+
+impl Server {
+    /// Opens the embedded default stores (SQLite + local chunk directory) in the data dir.
+    pub async fn open(config: ServerConfig) -> Result<Server, ServerError> {
+        let identity = load_identity(&config)?;
+        let meta = filesync_store::sqlite::SqliteMeta::open(&sqlite_path(&config.data_dir)).await?;
+        let chunks = filesync_store::localfs::LocalChunks::open(&chunks_path(&config.data_dir))?;
+        Server::with_stores(config, identity, Arc::new(meta), Arc::new(chunks)).await
+    }
+
+    pub async fn with_stores(
+        config: ServerConfig,
+        identity: TlsIdentity,
+        meta: Arc<dyn MetaStore>,
+        chunks: Arc<dyn ChunkStore>,
+    ) -> Result<Server, ServerError> {
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| ServerError::Bind { addr: config.listen.clone(), source })?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config()?);
+        Ok(Server {
+            shared: Arc::new(Shared {
+                meta,
+                chunks,
+                hub: hub::Hub::default(),
+                throttle: auth::LoginThrottle::default(),
+                registration_open: config.registration_open,
+            }),
+            listener,
+            acceptor,
+            fingerprint: identity.fingerprint(),
+            max_connections: config.max_connections,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Accepts connections until `shutdown` completes, then stops accepting and returns;
+    /// connections in progress are dropped (every commit is a transaction, so nothing is left
+    /// half-done).
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let limit = Arc::new(Semaphore::new(self.max_connections));
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                _ = &mut shutdown => break,
+                p = limit.clone().acquire_owned() => p.expect("semaphore never closed"),
+            };
+            let (tcp, peer) = tokio::select! {
+                _ = &mut shutdown => break,
+                r = self.listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = self.acceptor.clone();
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        info!(%peer, "TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        info!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                session::serve(shared, tls, peer).await;
+            });
+        }
+        info!("server stopped accepting connections");
+    }
+}

@@ -1,0 +1,410 @@
+//! One multiplexed connection: a writer task, a reader task that routes replies to waiting
+//! requests by id, and a keepalive. Dropping the last `Connection` handle closes it.
+
+use crate::counting::{Counting, WireStats};
+use crate::tls::{PinVerifier, Trust};
+use crate::ClientError;
+use bytes::{Bytes, BytesMut};
+use filesync_core::Hash;
+use filesync_proto::{
+    Auth, ChunkData, Changes, CommitChange, CommitResult, DeviceInfo, ErrorCode, FolderInfo, Frame,
+    FrameDecoder, GetChanges, GetChunks, Hello, Login, Message, OpenFolder, PROTOCOL_VERSION_MAX,
+    PROTOCOL_VERSION_MIN, PutChunks, QueryChunks, Register, RevokeDevice, Session, Welcome, limits,
+};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// How long one request may wait for its reply.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+const PING_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Messages the server sends unasked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Push {
+    /// A folder of this user changed; `folder_id` 0 means "some pushes were lost, re-check all".
+    FolderChanged { folder_id: u64, seq: u64 },
+    /// The connection ended, with the reason.
+    Closed(String),
+}
+
+type Pending = Mutex<HashMap<u32, oneshot::Sender<Message>>>;
+
+struct Inner {
+    out: mpsc::Sender<Frame>,
+    /// A std mutex: held only to insert or remove one entry, never across an await.
+    pending: Pending,
+    next_id: AtomicU32,
+    in_flight: Semaphore,
+    closed: Mutex<Option<String>>,
+    stats: Arc<WireStats>,
+}
+
+/// A handle to an open connection; cheap to clone, usable from many tasks at once.
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+    fingerprint: String,
+    welcome: Welcome,
+    pushes: Arc<Mutex<Option<mpsc::Receiver<Push>>>>,
+    _tasks: Arc<TaskGuard>,
+}
+
+/// Aborts the connection's background tasks when the last handle is dropped.
+struct TaskGuard(Vec<tokio::task::JoinHandle<()>>);
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+impl Connection {
+    /// Connects to `addr` (`host:port`), checks the certificate against `trust`, and says Hello.
+    pub async fn connect(addr: &str, trust: Trust) -> Result<Connection, ClientError> {
+        let tcp = tokio::time::timeout(Duration::from_secs(15), TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::Connect {
+                addr: addr.into(),
+                source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out"),
+            })?
+            .map_err(|source| ClientError::Connect { addr: addr.into(), source })?;
+        let _ = tcp.set_nodelay(true);
+        let stats = Arc::new(WireStats::default());
+        let tcp = Counting { inner: tcp, stats: stats.clone() };
+
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = Arc::new(PinVerifier::new(trust.clone(), provider.clone()));
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| ClientError::Tls { addr: addr.into(), reason: e.to_string() })?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr).trim_matches(['[', ']']);
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .unwrap_or_else(|_| rustls::pki_types::ServerName::try_from("filesync").expect("valid name"));
+        let tls = match tokio::time::timeout(Duration::from_secs(15), connector.connect(name, tcp)).await {
+            Err(_) => return Err(ClientError::Timeout(15)),
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                let seen = verifier.seen.lock().expect("verifier lock").clone();
+                if let (Trust::Pinned(expected), Some(actual)) = (&trust, seen)
+                    && *expected != actual
+                {
+                    return Err(ClientError::FingerprintMismatch { expected: expected.clone(), actual });
+                }
+                return Err(ClientError::Tls { addr: addr.into(), reason: e.to_string() });
+            }
+        };
+        let fingerprint = verifier.seen.lock().expect("verifier lock").clone().unwrap_or_default();
+
+        let (rd, wr) = tokio::io::split(tls);
+        let (out_tx, out_rx) = mpsc::channel::<Frame>(limits::MAX_IN_FLIGHT * 2);
+        let (push_tx, push_rx) = mpsc::channel::<Push>(64);
+        let inner = Arc::new(Inner {
+            out: out_tx,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU32::new(1),
+            in_flight: Semaphore::new(limits::MAX_IN_FLIGHT),
+            closed: Mutex::new(None),
+            stats,
+        });
+        let writer = tokio::spawn(write_loop(wr, out_rx));
+        let reader = tokio::spawn(read_loop(rd, Arc::downgrade(&inner), push_tx));
+        let weak = Arc::downgrade(&inner);
+        let pinger = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PING_INTERVAL).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let _ = send_request(&inner, Message::Ping(Default::default()), Duration::from_secs(60)).await;
+            }
+        });
+        let mut conn = Connection {
+            inner,
+            fingerprint,
+            welcome: Welcome::default(),
+            pushes: Arc::new(Mutex::new(Some(push_rx))),
+            _tasks: Arc::new(TaskGuard(vec![writer, reader, pinger])),
+        };
+        let hello = Hello {
+            min_version: PROTOCOL_VERSION_MIN,
+            max_version: PROTOCOL_VERSION_MAX,
+            client_name: format!("filesync/{}", env!("CARGO_PKG_VERSION")),
+        };
+        match conn.request(Message::Hello(hello)).await? {
+            Message::Welcome(w) => conn.welcome = w,
+            other => return Err(unexpected("Welcome", &other)),
+        }
+        Ok(conn)
+    }
+
+    /// The fingerprint of the certificate the server presented.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    pub fn wire_stats(&self) -> (u64, u64) {
+        self.inner.stats.snapshot()
+    }
+
+    /// The channel of server pushes; can be taken once.
+    pub fn take_pushes(&self) -> Option<mpsc::Receiver<Push>> {
+        self.pushes.lock().expect("push lock").take()
+    }
+
+    /// Why the connection closed, if it did.
+    pub fn closed(&self) -> Option<String> {
+        self.inner.closed.lock().expect("closed lock").clone()
+    }
+
+    /// Sends one request and waits for its reply; an `Error` reply becomes `ClientError::Server`.
+    pub async fn request(&self, msg: Message) -> Result<Message, ClientError> {
+        send_request(&self.inner, msg, REQUEST_TIMEOUT).await
+    }
+
+    pub async fn register(&self, user: &str, password: &str, device_name: &str) -> Result<Session, ClientError> {
+        let m = Register { user: user.into(), password: password.into(), device_name: device_name.into() };
+        match self.request(Message::Register(m)).await? {
+            Message::Session(s) => Ok(s),
+            other => Err(unexpected("Session", &other)),
+        }
+    }
+
+    pub async fn login(&self, user: &str, password: &str, device_name: &str) -> Result<Session, ClientError> {
+        let m = Login { user: user.into(), password: password.into(), device_name: device_name.into() };
+        match self.request(Message::Login(m)).await? {
+            Message::Session(s) => Ok(s),
+            other => Err(unexpected("Session", &other)),
+        }
+    }
+
+    pub async fn auth(&self, token: &str) -> Result<Session, ClientError> {
+        match self.request(Message::Auth(Auth { token: token.into() })).await? {
+            Message::Session(s) => Ok(s),
+            other => Err(unexpected("Session", &other)),
+        }
+    }
+
+    /// Revokes this device's own token on the server.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        expect_ok(self.request(Message::Logout(Default::default())).await?)
+    }
+
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        match self.request(Message::Ping(Default::default())).await? {
+            Message::Pong(_) => Ok(()),
+            other => Err(unexpected("Pong", &other)),
+        }
+    }
+
+    pub async fn list_devices(&self) -> Result<Vec<DeviceInfo>, ClientError> {
+        match self.request(Message::ListDevices(Default::default())).await? {
+            Message::Devices(d) => Ok(d.devices),
+            other => Err(unexpected("Devices", &other)),
+        }
+    }
+
+    pub async fn revoke_device(&self, device_id: u64) -> Result<(), ClientError> {
+        expect_ok(self.request(Message::RevokeDevice(RevokeDevice { device_id })).await?)
+    }
+
+    pub async fn list_folders(&self) -> Result<Vec<FolderInfo>, ClientError> {
+        match self.request(Message::ListFolders(Default::default())).await? {
+            Message::Folders(f) => Ok(f.folders),
+            other => Err(unexpected("Folders", &other)),
+        }
+    }
+
+    pub async fn open_folder(&self, name: &str, create: bool) -> Result<FolderInfo, ClientError> {
+        match self.request(Message::OpenFolder(OpenFolder { name: name.into(), create })).await? {
+            Message::Folder(f) => Ok(f),
+            other => Err(unexpected("Folder", &other)),
+        }
+    }
+
+    pub async fn get_changes(&self, folder_id: u64, since: u64, limit: u32) -> Result<Changes, ClientError> {
+        match self.request(Message::GetChanges(GetChanges { folder_id, since, limit })).await? {
+            Message::Changes(c) => Ok(c),
+            other => Err(unexpected("Changes", &other)),
+        }
+    }
+
+    /// Indices of `hashes` the server lacks.
+    pub async fn query_chunks(&self, hashes: &[Hash]) -> Result<Vec<usize>, ClientError> {
+        let q = QueryChunks { hashes: hashes.iter().map(|h| h.as_bytes().to_vec()).collect() };
+        match self.request(Message::QueryChunks(q)).await? {
+            Message::ChunkPresence(p) => {
+                let missing: Vec<usize> = p.missing.into_iter().map(|i| i as usize).collect();
+                if missing.iter().any(|&i| i >= hashes.len()) {
+                    return Err(ClientError::Protocol("ChunkPresence index out of range".into()));
+                }
+                Ok(missing)
+            }
+            other => Err(unexpected("ChunkPresence", &other)),
+        }
+    }
+
+    pub async fn put_chunks(&self, chunks: Vec<(Hash, Bytes)>) -> Result<(), ClientError> {
+        let p = PutChunks {
+            chunks: chunks.into_iter().map(|(h, data)| ChunkData { hash: h.as_bytes().to_vec(), data }).collect(),
+        };
+        expect_ok(self.request(Message::PutChunks(p)).await?)
+    }
+
+    /// Fetches chunks and verifies each against its hash.
+    pub async fn get_chunks(&self, hashes: &[Hash]) -> Result<Vec<Bytes>, ClientError> {
+        let g = GetChunks { hashes: hashes.iter().map(|h| h.as_bytes().to_vec()).collect() };
+        match self.request(Message::GetChunks(g)).await? {
+            Message::Chunks(c) => {
+                if c.chunks.len() != hashes.len() {
+                    return Err(ClientError::Protocol(format!(
+                        "asked for {} chunks, got {}",
+                        hashes.len(),
+                        c.chunks.len()
+                    )));
+                }
+                let mut out = Vec::with_capacity(hashes.len());
+                for (want, got) in hashes.iter().zip(c.chunks) {
+                    if Hash::of(&got.data) != *want {
+                        return Err(ClientError::Protocol(format!("chunk {want} arrived corrupted")));
+                    }
+                    out.push(got.data);
+                }
+                Ok(out)
+            }
+            other => Err(unexpected("Chunks", &other)),
+        }
+    }
+
+    pub async fn commit(&self, folder_id: u64, changes: Vec<CommitChange>) -> Result<CommitResult, ClientError> {
+        let n = changes.len();
+        match self.request(Message::Commit(filesync_proto::Commit { folder_id, changes })).await? {
+            Message::CommitResult(r) if r.outcomes.len() == n => Ok(r),
+            Message::CommitResult(r) => Err(ClientError::Protocol(format!(
+                "commit of {n} changes got {} outcomes",
+                r.outcomes.len()
+            ))),
+            other => Err(unexpected("CommitResult", &other)),
+        }
+    }
+}
+
+fn unexpected(want: &str, got: &Message) -> ClientError {
+    ClientError::Protocol(format!("expected {want}, got {}", got.name()))
+}
+
+fn expect_ok(m: Message) -> Result<(), ClientError> {
+    match m {
+        Message::Ok(_) => Ok(()),
+        other => Err(unexpected("Ok", &other)),
+    }
+}
+
+async fn send_request(inner: &Inner, msg: Message, timeout: Duration) -> Result<Message, ClientError> {
+    if let Some(reason) = inner.closed.lock().expect("closed lock").clone() {
+        return Err(ClientError::Disconnected(reason));
+    }
+    let _permit = inner.in_flight.acquire().await.map_err(|_| ClientError::Disconnected("closed".into()))?;
+    let mut id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+    if id == 0 {
+        id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+    }
+    let (tx, rx) = oneshot::channel();
+    inner.pending.lock().expect("pending lock").insert(id, tx);
+    // The reader sets `closed` before it clears `pending`: checking after inserting means a
+    // request can never wait on a connection that is already gone.
+    if let Some(reason) = inner.closed.lock().expect("closed lock").clone() {
+        inner.pending.lock().expect("pending lock").remove(&id);
+        return Err(ClientError::Disconnected(reason));
+    }
+    let disconnected = || {
+        ClientError::Disconnected(
+            inner.closed.lock().expect("closed lock").clone().unwrap_or_else(|| "connection closed".into()),
+        )
+    };
+    if inner.out.send(Frame::new(id, msg)).await.is_err() {
+        inner.pending.lock().expect("pending lock").remove(&id);
+        return Err(disconnected());
+    }
+    let reply = match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(m)) => m,
+        Ok(Err(_)) => return Err(disconnected()),
+        Err(_) => {
+            inner.pending.lock().expect("pending lock").remove(&id);
+            return Err(ClientError::Timeout(timeout.as_secs()));
+        }
+    };
+    match reply {
+        Message::Error(e) => Err(ClientError::Server { code: ErrorCode::from_u32(e.code), message: e.message }),
+        m => Ok(m),
+    }
+}
+
+async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Frame>) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    while let Some(frame) = rx.recv().await {
+        buf.clear();
+        if frame.encode(&mut buf).is_err() {
+            continue;
+        }
+        if wr.write_all(&buf).await.is_err() {
+            return;
+        }
+        if rx.is_empty() && wr.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
+    mut rd: R,
+    inner: std::sync::Weak<Inner>,
+    pushes: mpsc::Sender<Push>,
+) {
+    let mut dec = FrameDecoder::new();
+    let reason = 'outer: loop {
+        loop {
+            match dec.next_frame() {
+                Ok(Some(frame)) => {
+                    let Some(inner) = inner.upgrade() else { return };
+                    if frame.request_id == 0 {
+                        match frame.message {
+                            Message::FolderChanged(f) => {
+                                let _ = pushes.try_send(Push::FolderChanged { folder_id: f.folder_id, seq: f.seq });
+                            }
+                            Message::Error(e) => break 'outer format!("server closed the connection: {}", e.message),
+                            _ => {}
+                        }
+                    } else if let Some(tx) = inner.pending.lock().expect("pending lock").remove(&frame.request_id) {
+                        let _ = tx.send(frame.message);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => break 'outer format!("malformed frame from server: {e}"),
+            }
+        }
+        match rd.read_buf(dec.buffer_mut()).await {
+            Ok(0) => break "server closed the connection".to_string(),
+            Ok(_) => {}
+            Err(e) => break e.to_string(),
+        }
+    };
+    if let Some(inner) = inner.upgrade() {
+        *inner.closed.lock().expect("closed lock") = Some(reason.clone());
+        // Wake every waiting request: dropping their senders makes them fail.
+        inner.pending.lock().expect("pending lock").clear();
+    }
+    let _ = pushes.send(Push::Closed(reason)).await;
+}

@@ -1,0 +1,401 @@
+//! Request handlers: each one parses a message, applies it to the stores for the
+//! authenticated user, and encodes the reply. Every lookup is scoped to that user.
+
+use crate::Shared;
+use crate::auth;
+use crate::hub::HubEvent;
+use bytes::Bytes;
+use filesync_core::Hash;
+use filesync_core::chunking::MAX_CHUNK;
+use filesync_proto::convert::{entry_to_wire, hash_from_wire, meta_from_wire, path_from_wire};
+use filesync_proto::{
+    ChunkData, ChunkPresence, Chunks, CommitOutcome, CommitResult, DeviceInfo, Devices, ErrorCode,
+    ErrorMsg, FolderInfo, Folders, Message, Session, limits,
+};
+use filesync_store::{Device, Folder, Outcome, ProposedChange, StoreError, UserId};
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tracing::{error, info};
+
+/// The identity of an authenticated connection.
+pub(crate) struct Authed {
+    pub user_id: UserId,
+    pub user_name: String,
+    pub device: Device,
+}
+
+type Reply<T> = Result<T, ErrorMsg>;
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn err(code: ErrorCode, msg: impl Into<String>) -> ErrorMsg {
+    ErrorMsg::new(code, msg)
+}
+
+fn store_err(e: StoreError) -> ErrorMsg {
+    match e {
+        StoreError::MissingChunks(_) => err(ErrorCode::MissingChunks, e.to_string()),
+        StoreError::Full(_) => err(ErrorCode::StorageFull, "the server's storage is full; free space on the server"),
+        StoreError::UserExists(_) => err(ErrorCode::UserExists, e.to_string()),
+        StoreError::FolderNotFound(_) => err(ErrorCode::NotFound, e.to_string()),
+        other => {
+            error!("storage error: {other}");
+            err(ErrorCode::Internal, "internal server error (see the server log)")
+        }
+    }
+}
+
+fn valid_user_name(name: &str) -> Reply<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(err(
+            ErrorCode::BadRequest,
+            "user names are 1 to 64 characters: letters, digits, '.', '_', '-' or '@'",
+        ))
+    }
+}
+
+fn valid_name(what: &str, name: &str) -> Reply<()> {
+    if name.trim().is_empty() || name.len() > limits::MAX_NAME_LEN || name.chars().any(|c| c.is_control()) {
+        return Err(err(
+            ErrorCode::BadRequest,
+            format!("{what} must be 1 to {} bytes without control characters", limits::MAX_NAME_LEN),
+        ));
+    }
+    Ok(())
+}
+
+async fn issue_device(shared: &Shared, user_id: UserId, user_name: &str, device_name: &str) -> Reply<(Authed, Session)> {
+    valid_name("device name", device_name)?;
+    let token = auth::new_token();
+    let device = shared
+        .meta
+        .create_device(user_id, device_name, &auth::token_hash(&token), now())
+        .await
+        .map_err(store_err)?;
+    let session = Session {
+        user_id,
+        user: user_name.to_string(),
+        device_id: device.id,
+        device_name: device.name.clone(),
+        token,
+    };
+    Ok((Authed { user_id, user_name: user_name.to_string(), device }, session))
+}
+
+pub(crate) async fn register(shared: &Shared, r: filesync_proto::Register, peer: SocketAddr) -> Reply<(Authed, Session)> {
+    if !shared.registration_open {
+        return Err(err(ErrorCode::RegistrationClosed, "registration is closed on this server; ask its operator for an account"));
+    }
+    valid_user_name(&r.user)?;
+    if r.password.chars().count() < 8 || r.password.len() > limits::MAX_PASSWORD_LEN {
+        return Err(err(ErrorCode::BadRequest, "passwords must be at least 8 characters (and at most 1024 bytes)"));
+    }
+    valid_name("device name", &r.device_name)?;
+    // Registration is as expensive as a login attempt; throttle floods per address.
+    let key = format!("register:{}", peer.ip());
+    if let Err(wait) = shared.throttle.check(&key, Instant::now()) {
+        return Err(err(ErrorCode::RateLimited, format!("too many attempts; retry in {} s", wait.as_secs() + 1)));
+    }
+    let pw = r.password.clone();
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw))
+        .await
+        .map_err(|_| err(ErrorCode::Internal, "password hashing failed"))?;
+    let user = match shared.meta.create_user(&r.user, &hash, now()).await {
+        Ok(u) => u,
+        Err(StoreError::UserExists(_)) => {
+            shared.throttle.failed(&key, Instant::now());
+            return Err(err(ErrorCode::UserExists, format!("the user name {:?} is taken", r.user)));
+        }
+        Err(e) => return Err(store_err(e)),
+    };
+    info!(%peer, user = %user.name, "registered");
+    issue_device(shared, user.id, &user.name, &r.device_name).await
+}
+
+/// A hash to verify against when the user does not exist, so that the reply takes as long
+/// as for a wrong password and does not reveal which user names exist.
+fn dummy_hash() -> &'static str {
+    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    H.get_or_init(|| auth::hash_password("not a real password"))
+}
+
+pub(crate) async fn login(shared: &Shared, l: filesync_proto::Login, peer: SocketAddr) -> Reply<(Authed, Session)> {
+    if l.user.len() > limits::MAX_NAME_LEN || l.password.len() > limits::MAX_PASSWORD_LEN {
+        return Err(err(ErrorCode::BadRequest, "user name or password too long"));
+    }
+    let keys = [format!("user:{}", l.user), format!("ip:{}", peer.ip())];
+    for k in &keys {
+        if let Err(wait) = shared.throttle.check(k, Instant::now()) {
+            return Err(err(
+                ErrorCode::RateLimited,
+                format!("too many failed logins; retry in {} s", wait.as_secs() + 1),
+            ));
+        }
+    }
+    let user = shared.meta.user_by_name(&l.user).await.map_err(store_err)?;
+    let phc = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_string());
+    let pw = l.password.clone();
+    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&pw, &phc))
+        .await
+        .map_err(|_| err(ErrorCode::Internal, "password check failed"))?;
+    let user = match (ok, user) {
+        (true, Some(u)) => u,
+        _ => {
+            for k in &keys {
+                shared.throttle.failed(k, Instant::now());
+            }
+            info!(%peer, user = %l.user, "failed login");
+            return Err(err(ErrorCode::BadCredentials, "wrong user name or password"));
+        }
+    };
+    for k in &keys {
+        shared.throttle.succeeded(k);
+    }
+    issue_device(shared, user.id, &user.name, &l.device_name).await
+}
+
+pub(crate) async fn auth(shared: &Shared, a: filesync_proto::Auth) -> Reply<(Authed, Session)> {
+    let invalid = || {
+        err(ErrorCode::InvalidToken, "this device's token is not valid (revoked or unknown); log in again")
+    };
+    if a.token.len() > 256 {
+        return Err(invalid());
+    }
+    let device = shared
+        .meta
+        .device_by_token_hash(&auth::token_hash(&a.token))
+        .await
+        .map_err(store_err)?
+        .ok_or_else(invalid)?;
+    if device.revoked {
+        return Err(invalid());
+    }
+    let user = shared.meta.user_by_id(device.user_id).await.map_err(store_err)?.ok_or_else(invalid)?;
+    shared.meta.touch_device(device.id, now()).await.map_err(store_err)?;
+    let session = Session {
+        user_id: user.id,
+        user: user.name.clone(),
+        device_id: device.id,
+        device_name: device.name.clone(),
+        token: String::new(),
+    };
+    Ok((Authed { user_id: user.id, user_name: user.name, device }, session))
+}
+
+pub(crate) async fn logout(shared: &Shared, a: &Authed) -> Message {
+    match shared.meta.revoke_device(a.user_id, a.device.id).await {
+        Ok(_) => {
+            shared.hub.publish(a.user_id, HubEvent::DeviceRevoked { device_id: a.device.id });
+            Message::Ok(Default::default())
+        }
+        Err(e) => Message::Error(store_err(e)),
+    }
+}
+
+/// Dispatches one request of an authenticated connection.
+pub(crate) async fn request(shared: &Shared, a: &Authed, msg: Message) -> Message {
+    let name = msg.name();
+    let r = match msg {
+        Message::ListDevices(_) => list_devices(shared, a).await,
+        Message::RevokeDevice(r) => revoke_device(shared, a, r.device_id).await,
+        Message::ListFolders(_) => list_folders(shared, a).await,
+        Message::OpenFolder(o) => open_folder(shared, a, o).await,
+        Message::GetChanges(g) => get_changes(shared, a, g).await,
+        Message::QueryChunks(q) => query_chunks(shared, a, q).await,
+        Message::PutChunks(p) => put_chunks(shared, a, p).await,
+        Message::GetChunks(g) => get_chunks(shared, a, g).await,
+        Message::Commit(c) => commit(shared, a, c).await,
+        _ => Err(err(ErrorCode::BadRequest, format!("{name} is not a request"))),
+    };
+    r.unwrap_or_else(Message::Error)
+}
+
+async fn list_devices(shared: &Shared, a: &Authed) -> Reply<Message> {
+    let devices = shared.meta.list_devices(a.user_id).await.map_err(store_err)?;
+    Ok(Message::Devices(Devices {
+        devices: devices
+            .into_iter()
+            .map(|d| DeviceInfo {
+                id: d.id,
+                current: d.id == a.device.id,
+                name: d.name,
+                created_at: d.created_at,
+                last_seen: d.last_seen,
+                revoked: d.revoked,
+            })
+            .collect(),
+    }))
+}
+
+async fn revoke_device(shared: &Shared, a: &Authed, device_id: u64) -> Reply<Message> {
+    if !shared.meta.revoke_device(a.user_id, device_id).await.map_err(store_err)? {
+        return Err(err(ErrorCode::NotFound, format!("you have no device with id {device_id}")));
+    }
+    shared.hub.publish(a.user_id, HubEvent::DeviceRevoked { device_id });
+    Ok(Message::Ok(Default::default()))
+}
+
+fn folder_info(f: Folder) -> FolderInfo {
+    FolderInfo { id: f.id, name: f.name, seq: f.seq }
+}
+
+async fn list_folders(shared: &Shared, a: &Authed) -> Reply<Message> {
+    let folders = shared.meta.list_folders(a.user_id).await.map_err(store_err)?;
+    Ok(Message::Folders(Folders { folders: folders.into_iter().map(folder_info).collect() }))
+}
+
+async fn open_folder(shared: &Shared, a: &Authed, o: filesync_proto::OpenFolder) -> Reply<Message> {
+    valid_name("folder name", &o.name)?;
+    match shared.meta.folder_by_name(a.user_id, &o.name, o.create).await.map_err(store_err)? {
+        Some(f) => Ok(Message::Folder(folder_info(f))),
+        None => Err(err(ErrorCode::NotFound, format!("you have no folder named {:?}", o.name))),
+    }
+}
+
+async fn owned_folder(shared: &Shared, a: &Authed, id: u64) -> Reply<Folder> {
+    shared
+        .meta
+        .folder(a.user_id, id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| err(ErrorCode::NotFound, format!("you have no folder with id {id}")))
+}
+
+async fn get_changes(shared: &Shared, a: &Authed, g: filesync_proto::GetChanges) -> Reply<Message> {
+    let folder = owned_folder(shared, a, g.folder_id).await?;
+    let limit = g.limit.clamp(1, limits::MAX_ENTRIES_PER_CHANGES);
+    let mut entries = shared.meta.changes_since(folder.id, g.since, limit + 1).await.map_err(store_err)?;
+    let more = entries.len() > limit as usize;
+    entries.truncate(limit as usize);
+    Ok(Message::Changes(filesync_proto::Changes {
+        entries: entries.iter().map(entry_to_wire).collect(),
+        more,
+        folder_seq: folder.seq,
+    }))
+}
+
+fn parse_hashes(raw: &[Vec<u8>]) -> Reply<Vec<Hash>> {
+    if raw.len() > limits::MAX_HASHES_PER_REQUEST {
+        return Err(err(
+            ErrorCode::TooLarge,
+            format!("at most {} hashes per request", limits::MAX_HASHES_PER_REQUEST),
+        ));
+    }
+    raw.iter()
+        .map(|h| hash_from_wire(h).map_err(|e| err(ErrorCode::BadRequest, e.to_string())))
+        .collect()
+}
+
+async fn query_chunks(shared: &Shared, a: &Authed, q: filesync_proto::QueryChunks) -> Reply<Message> {
+    let hashes = parse_hashes(&q.hashes)?;
+    let missing = shared.meta.missing_chunks(a.user_id, &hashes).await.map_err(store_err)?;
+    Ok(Message::ChunkPresence(ChunkPresence { missing: missing.into_iter().map(|i| i as u32).collect() }))
+}
+
+async fn put_chunks(shared: &Shared, a: &Authed, p: filesync_proto::PutChunks) -> Reply<Message> {
+    let total: usize = p.chunks.iter().map(|c| c.data.len()).sum();
+    if total > limits::MAX_CHUNK_BYTES_PER_MESSAGE {
+        return Err(err(ErrorCode::TooLarge, "too many chunk bytes in one PutChunks"));
+    }
+    let mut chunks: Vec<(Hash, Bytes)> = Vec::with_capacity(p.chunks.len());
+    for c in p.chunks {
+        let h = hash_from_wire(&c.hash).map_err(|e| err(ErrorCode::BadRequest, e.to_string()))?;
+        if c.data.len() > MAX_CHUNK as usize {
+            return Err(err(ErrorCode::TooLarge, format!("chunk {h} is larger than {MAX_CHUNK} bytes")));
+        }
+        chunks.push((h, c.data));
+    }
+    // Verify every hash: the store is content-addressed and must never hold a lie.
+    let chunks = tokio::task::spawn_blocking(move || {
+        for (h, d) in &chunks {
+            if Hash::of(d) != *h {
+                return Err(err(ErrorCode::BadRequest, format!("chunk data does not match its hash {h}")));
+            }
+        }
+        Ok(chunks)
+    })
+    .await
+    .map_err(|_| err(ErrorCode::Internal, "hashing failed"))??;
+    shared.chunks.put_many(a.user_id, &chunks).await.map_err(store_err)?;
+    let sizes: Vec<(Hash, u32)> = chunks.iter().map(|(h, d)| (*h, d.len() as u32)).collect();
+    shared.meta.add_chunks(a.user_id, &sizes).await.map_err(store_err)?;
+    Ok(Message::Ok(Default::default()))
+}
+
+async fn get_chunks(shared: &Shared, a: &Authed, g: filesync_proto::GetChunks) -> Reply<Message> {
+    let hashes = parse_hashes(&g.hashes)?;
+    let sizes = shared.meta.chunk_sizes(a.user_id, &hashes).await.map_err(store_err)?;
+    let mut total = 0usize;
+    for (h, s) in hashes.iter().zip(&sizes) {
+        match s {
+            Some(s) => total += *s as usize,
+            None => return Err(err(ErrorCode::NotFound, format!("chunk {h} not found"))),
+        }
+    }
+    if total > limits::MAX_CHUNK_BYTES_PER_MESSAGE {
+        return Err(err(
+            ErrorCode::TooLarge,
+            format!("requested {total} bytes; at most {} per GetChunks", limits::MAX_CHUNK_BYTES_PER_MESSAGE),
+        ));
+    }
+    let mut out = Vec::with_capacity(hashes.len());
+    for h in &hashes {
+        let data = shared
+            .chunks
+            .get(a.user_id, h)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| {
+                error!("chunk {h} of user {} is recorded but missing from the chunk store", a.user_id);
+                err(ErrorCode::Internal, format!("chunk {h} is missing from the server's store"))
+            })?;
+        out.push(ChunkData { hash: h.as_bytes().to_vec(), data });
+    }
+    Ok(Message::Chunks(Chunks { chunks: out }))
+}
+
+async fn commit(shared: &Shared, a: &Authed, c: filesync_proto::Commit) -> Reply<Message> {
+    let folder = owned_folder(shared, a, c.folder_id).await?;
+    if c.changes.len() > limits::MAX_CHANGES_PER_COMMIT {
+        return Err(err(
+            ErrorCode::TooLarge,
+            format!("at most {} changes per commit", limits::MAX_CHANGES_PER_COMMIT),
+        ));
+    }
+    let mut changes = Vec::with_capacity(c.changes.len());
+    for ch in &c.changes {
+        let w = ch.entry.as_ref().ok_or_else(|| err(ErrorCode::BadRequest, "a change without an entry"))?;
+        let path = path_from_wire(&w.path).map_err(|e| err(ErrorCode::InvalidPath, e.to_string()))?;
+        let meta = meta_from_wire(w).map_err(|e| err(ErrorCode::BadRequest, format!("{path}: {e}")))?;
+        if let Some(m) = &meta
+            && m.chunks.iter().any(|c| c.len > MAX_CHUNK)
+        {
+            return Err(err(ErrorCode::BadRequest, format!("{path}: a chunk exceeds {MAX_CHUNK} bytes")));
+        }
+        changes.push(ProposedChange { path, base_rev: ch.base_rev, meta });
+    }
+    let out = shared
+        .meta
+        .commit(a.user_id, folder.id, &a.device, &changes, now())
+        .await
+        .map_err(store_err)?;
+    if out.folder_seq > folder.seq {
+        shared.hub.publish(a.user_id, HubEvent::FolderChanged { folder_id: folder.id, seq: out.folder_seq });
+    }
+    let outcomes = out
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Accepted(e) => CommitOutcome { accepted: true, current: e.as_ref().map(entry_to_wire) },
+            Outcome::Conflict(e) => CommitOutcome { accepted: false, current: e.as_ref().map(entry_to_wire) },
+        })
+        .collect();
+    Ok(Message::CommitResult(CommitResult { outcomes, folder_seq: out.folder_seq }))
+}

@@ -1,15 +1,15 @@
 //! One multiplexed connection: a writer task, a reader task that routes replies to waiting
 //! requests by id, and a keepalive. Dropping the last `Connection` handle closes it.
 
+use crate::ClientError;
 use crate::counting::{Counting, WireStats};
 use crate::tls::{PinVerifier, Trust};
-use crate::ClientError;
 use bytes::{Bytes, BytesMut};
 use filesync_core::Hash;
 use filesync_proto::{
-    Auth, ChunkData, Changes, CommitChange, CommitResult, DeviceInfo, ErrorCode, FolderInfo, Frame,
-    FrameDecoder, GetChanges, GetChunks, Hello, Login, Message, OpenFolder, PROTOCOL_VERSION_MAX,
-    PROTOCOL_VERSION_MIN, PutChunks, QueryChunks, Register, RevokeDevice, Session, Welcome, limits,
+    Auth, Changes, ChunkData, CommitChange, CommitResult, DeviceInfo, ErrorCode, FolderInfo, Frame, FrameDecoder,
+    GetChanges, GetChunks, Hello, Login, Message, OpenFolder, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, PutChunks,
+    QueryChunks, Register, RevokeDevice, Session, Welcome, limits,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -65,46 +65,19 @@ impl Drop for TaskGuard {
 }
 
 impl Connection {
+    /// Opens a TLS stream to `addr` checked against `trust`, without saying Hello: for tools
+    /// and tests that speak raw frames. Returns the stream and the server's fingerprint.
+    pub async fn raw_tls(
+        addr: &str,
+        trust: Trust,
+    ) -> Result<(impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static, String), ClientError> {
+        let (s, fp, _) = tls_connect(addr, trust).await?;
+        Ok((s, fp))
+    }
+
     /// Connects to `addr` (`host:port`), checks the certificate against `trust`, and says Hello.
     pub async fn connect(addr: &str, trust: Trust) -> Result<Connection, ClientError> {
-        let tcp = tokio::time::timeout(Duration::from_secs(15), TcpStream::connect(addr))
-            .await
-            .map_err(|_| ClientError::Connect {
-                addr: addr.into(),
-                source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out"),
-            })?
-            .map_err(|source| ClientError::Connect { addr: addr.into(), source })?;
-        let _ = tcp.set_nodelay(true);
-        let stats = Arc::new(WireStats::default());
-        let tcp = Counting { inner: tcp, stats: stats.clone() };
-
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let verifier = Arc::new(PinVerifier::new(trust.clone(), provider.clone()));
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| ClientError::Tls { addr: addr.into(), reason: e.to_string() })?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
-            .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr).trim_matches(['[', ']']);
-        let name = rustls::pki_types::ServerName::try_from(host.to_string())
-            .unwrap_or_else(|_| rustls::pki_types::ServerName::try_from("filesync").expect("valid name"));
-        let tls = match tokio::time::timeout(Duration::from_secs(15), connector.connect(name, tcp)).await {
-            Err(_) => return Err(ClientError::Timeout(15)),
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                let seen = verifier.seen.lock().expect("verifier lock").clone();
-                if let (Trust::Pinned(expected), Some(actual)) = (&trust, seen)
-                    && *expected != actual
-                {
-                    return Err(ClientError::FingerprintMismatch { expected: expected.clone(), actual });
-                }
-                return Err(ClientError::Tls { addr: addr.into(), reason: e.to_string() });
-            }
-        };
-        let fingerprint = verifier.seen.lock().expect("verifier lock").clone().unwrap_or_default();
-
+        let (tls, fingerprint, stats) = tls_connect(addr, trust).await?;
         let (rd, wr) = tokio::io::split(tls);
         let (out_tx, out_rx) = mpsc::channel::<Frame>(limits::MAX_IN_FLIGHT * 2);
         let (push_tx, push_rx) = mpsc::channel::<Push>(64);
@@ -291,13 +264,56 @@ impl Connection {
         let n = changes.len();
         match self.request(Message::Commit(filesync_proto::Commit { folder_id, changes })).await? {
             Message::CommitResult(r) if r.outcomes.len() == n => Ok(r),
-            Message::CommitResult(r) => Err(ClientError::Protocol(format!(
-                "commit of {n} changes got {} outcomes",
-                r.outcomes.len()
-            ))),
+            Message::CommitResult(r) => {
+                Err(ClientError::Protocol(format!("commit of {n} changes got {} outcomes", r.outcomes.len())))
+            }
             other => Err(unexpected("CommitResult", &other)),
         }
     }
+}
+
+type TlsStream = tokio_rustls::client::TlsStream<Counting<TcpStream>>;
+
+async fn tls_connect(addr: &str, trust: Trust) -> Result<(TlsStream, String, Arc<WireStats>), ClientError> {
+    let tcp = tokio::time::timeout(Duration::from_secs(15), TcpStream::connect(addr))
+        .await
+        .map_err(|_| ClientError::Connect {
+            addr: addr.into(),
+            source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out"),
+        })?
+        .map_err(|source| ClientError::Connect { addr: addr.into(), source })?;
+    let _ = tcp.set_nodelay(true);
+    let stats = Arc::new(WireStats::default());
+    let tcp = Counting { inner: tcp, stats: stats.clone() };
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = Arc::new(PinVerifier::new(trust.clone(), provider.clone()));
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ClientError::Tls { addr: addr.into(), reason: e.to_string() })?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr).trim_matches(['[', ']']);
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .unwrap_or_else(|_| rustls::pki_types::ServerName::try_from("filesync").expect("valid name"));
+    let tls = match tokio::time::timeout(Duration::from_secs(15), connector.connect(name, tcp)).await {
+        Err(_) => return Err(ClientError::Timeout(15)),
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let seen = verifier.seen.lock().expect("verifier lock").clone();
+            if let (Trust::Pinned(expected), Some(actual)) = (&trust, seen)
+                && *expected != actual
+            {
+                return Err(ClientError::FingerprintMismatch { expected: expected.clone(), actual });
+            }
+            return Err(ClientError::Tls { addr: addr.into(), reason: e.to_string() });
+        }
+    };
+    let fingerprint = verifier.seen.lock().expect("verifier lock").clone().unwrap_or_default();
+
+    Ok((tls, fingerprint, stats))
 }
 
 fn unexpected(want: &str, got: &Message) -> ClientError {

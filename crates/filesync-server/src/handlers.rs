@@ -9,8 +9,8 @@ use filesync_core::Hash;
 use filesync_core::chunking::MAX_CHUNK;
 use filesync_proto::convert::{entry_to_wire, hash_from_wire, meta_from_wire, path_from_wire};
 use filesync_proto::{
-    ChunkData, ChunkPresence, Chunks, CommitOutcome, CommitResult, DeviceInfo, Devices, ErrorCode,
-    ErrorMsg, FolderInfo, Folders, Message, Session, limits,
+    ChunkData, ChunkPresence, Chunks, CommitOutcome, CommitResult, DeviceInfo, Devices, ErrorCode, ErrorMsg,
+    FolderInfo, Folders, Message, Session, limits,
 };
 use filesync_store::{Device, Folder, Outcome, ProposedChange, StoreError, UserId};
 use std::net::SocketAddr;
@@ -48,16 +48,12 @@ fn store_err(e: StoreError) -> ErrorMsg {
 }
 
 fn valid_user_name(name: &str) -> Reply<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+    let ok =
+        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
     if ok {
         Ok(())
     } else {
-        Err(err(
-            ErrorCode::BadRequest,
-            "user names are 1 to 64 characters: letters, digits, '.', '_', '-' or '@'",
-        ))
+        Err(err(ErrorCode::BadRequest, "user names are 1 to 64 characters: letters, digits, '.', '_', '-' or '@'"))
     }
 }
 
@@ -71,27 +67,31 @@ fn valid_name(what: &str, name: &str) -> Reply<()> {
     Ok(())
 }
 
-async fn issue_device(shared: &Shared, user_id: UserId, user_name: &str, device_name: &str) -> Reply<(Authed, Session)> {
+async fn issue_device(
+    shared: &Shared,
+    user_id: UserId,
+    user_name: &str,
+    device_name: &str,
+) -> Reply<(Authed, Session)> {
     valid_name("device name", device_name)?;
     let token = auth::new_token();
-    let device = shared
-        .meta
-        .create_device(user_id, device_name, &auth::token_hash(&token), now())
-        .await
-        .map_err(store_err)?;
-    let session = Session {
-        user_id,
-        user: user_name.to_string(),
-        device_id: device.id,
-        device_name: device.name.clone(),
-        token,
-    };
+    let device =
+        shared.meta.create_device(user_id, device_name, &auth::token_hash(&token), now()).await.map_err(store_err)?;
+    let session =
+        Session { user_id, user: user_name.to_string(), device_id: device.id, device_name: device.name.clone(), token };
     Ok((Authed { user_id, user_name: user_name.to_string(), device }, session))
 }
 
-pub(crate) async fn register(shared: &Shared, r: filesync_proto::Register, peer: SocketAddr) -> Reply<(Authed, Session)> {
+pub(crate) async fn register(
+    shared: &Shared,
+    r: filesync_proto::Register,
+    peer: SocketAddr,
+) -> Reply<(Authed, Session)> {
     if !shared.registration_open {
-        return Err(err(ErrorCode::RegistrationClosed, "registration is closed on this server; ask its operator for an account"));
+        return Err(err(
+            ErrorCode::RegistrationClosed,
+            "registration is closed on this server; ask its operator for an account",
+        ));
     }
     valid_user_name(&r.user)?;
     if r.password.chars().count() < 8 || r.password.len() > limits::MAX_PASSWORD_LEN {
@@ -162,18 +162,13 @@ pub(crate) async fn login(shared: &Shared, l: filesync_proto::Login, peer: Socke
 }
 
 pub(crate) async fn auth(shared: &Shared, a: filesync_proto::Auth) -> Reply<(Authed, Session)> {
-    let invalid = || {
-        err(ErrorCode::InvalidToken, "this device's token is not valid (revoked or unknown); log in again")
-    };
+    let invalid =
+        || err(ErrorCode::InvalidToken, "this device's token is not valid (revoked or unknown); log in again");
     if a.token.len() > 256 {
         return Err(invalid());
     }
-    let device = shared
-        .meta
-        .device_by_token_hash(&auth::token_hash(&a.token))
-        .await
-        .map_err(store_err)?
-        .ok_or_else(invalid)?;
+    let device =
+        shared.meta.device_by_token_hash(&auth::token_hash(&a.token)).await.map_err(store_err)?.ok_or_else(invalid)?;
     if device.revoked {
         return Err(invalid());
     }
@@ -283,14 +278,9 @@ async fn get_changes(shared: &Shared, a: &Authed, g: filesync_proto::GetChanges)
 
 fn parse_hashes(raw: &[Vec<u8>]) -> Reply<Vec<Hash>> {
     if raw.len() > limits::MAX_HASHES_PER_REQUEST {
-        return Err(err(
-            ErrorCode::TooLarge,
-            format!("at most {} hashes per request", limits::MAX_HASHES_PER_REQUEST),
-        ));
+        return Err(err(ErrorCode::TooLarge, format!("at most {} hashes per request", limits::MAX_HASHES_PER_REQUEST)));
     }
-    raw.iter()
-        .map(|h| hash_from_wire(h).map_err(|e| err(ErrorCode::BadRequest, e.to_string())))
-        .collect()
+    raw.iter().map(|h| hash_from_wire(h).map_err(|e| err(ErrorCode::BadRequest, e.to_string()))).collect()
 }
 
 async fn query_chunks(shared: &Shared, a: &Authed, q: filesync_proto::QueryChunks) -> Reply<Message> {
@@ -347,15 +337,10 @@ async fn get_chunks(shared: &Shared, a: &Authed, g: filesync_proto::GetChunks) -
     }
     let mut out = Vec::with_capacity(hashes.len());
     for h in &hashes {
-        let data = shared
-            .chunks
-            .get(a.user_id, h)
-            .await
-            .map_err(store_err)?
-            .ok_or_else(|| {
-                error!("chunk {h} of user {} is recorded but missing from the chunk store", a.user_id);
-                err(ErrorCode::Internal, format!("chunk {h} is missing from the server's store"))
-            })?;
+        let data = shared.chunks.get(a.user_id, h).await.map_err(store_err)?.ok_or_else(|| {
+            error!("chunk {h} of user {} is recorded but missing from the chunk store", a.user_id);
+            err(ErrorCode::Internal, format!("chunk {h} is missing from the server's store"))
+        })?;
         out.push(ChunkData { hash: h.as_bytes().to_vec(), data });
     }
     Ok(Message::Chunks(Chunks { chunks: out }))
@@ -364,10 +349,7 @@ async fn get_chunks(shared: &Shared, a: &Authed, g: filesync_proto::GetChunks) -
 async fn commit(shared: &Shared, a: &Authed, c: filesync_proto::Commit) -> Reply<Message> {
     let folder = owned_folder(shared, a, c.folder_id).await?;
     if c.changes.len() > limits::MAX_CHANGES_PER_COMMIT {
-        return Err(err(
-            ErrorCode::TooLarge,
-            format!("at most {} changes per commit", limits::MAX_CHANGES_PER_COMMIT),
-        ));
+        return Err(err(ErrorCode::TooLarge, format!("at most {} changes per commit", limits::MAX_CHANGES_PER_COMMIT)));
     }
     let mut changes = Vec::with_capacity(c.changes.len());
     for ch in &c.changes {
@@ -381,11 +363,7 @@ async fn commit(shared: &Shared, a: &Authed, c: filesync_proto::Commit) -> Reply
         }
         changes.push(ProposedChange { path, base_rev: ch.base_rev, meta });
     }
-    let out = shared
-        .meta
-        .commit(a.user_id, folder.id, &a.device, &changes, now())
-        .await
-        .map_err(store_err)?;
+    let out = shared.meta.commit(a.user_id, folder.id, &a.device, &changes, now()).await.map_err(store_err)?;
     if out.folder_seq > folder.seq {
         shared.hub.publish(a.user_id, HubEvent::FolderChanged { folder_id: folder.id, seq: out.folder_seq });
     }

@@ -13,7 +13,7 @@ pub mod tls;
 
 use filesync_store::{ChunkStore, MetaStore};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -77,14 +77,6 @@ pub struct Server {
     max_connections: usize,
 }
 
-/// Where the embedded default keeps things inside the data directory.
-pub fn sqlite_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("meta.db")
-}
-pub fn chunks_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("chunks")
-}
-
 /// Loads (creating on first use) the TLS identity of a data directory.
 pub fn load_identity(config: &ServerConfig) -> Result<TlsIdentity, ServerError> {
     std::fs::create_dir_all(&config.data_dir)
@@ -99,8 +91,7 @@ impl Server {
     /// Opens the embedded default stores (SQLite + local chunk directory) in the data dir.
     pub async fn open(config: ServerConfig) -> Result<Server, ServerError> {
         let identity = load_identity(&config)?;
-        let meta = filesync_store::sqlite::SqliteMeta::open(&sqlite_path(&config.data_dir)).await?;
-        let chunks = filesync_store::localfs::LocalChunks::open(&chunks_path(&config.data_dir))?;
+        let (meta, chunks) = filesync_store::open_embedded(&config.data_dir).await?;
         Server::with_stores(config, identity, Arc::new(meta), Arc::new(chunks)).await
     }
 

@@ -2,13 +2,13 @@
 //! fan-out of pushed events. Requests after authentication run concurrently (bounded per
 //! connection); their replies are written in completion order, tagged with the request id.
 
+use crate::Shared;
 use crate::handlers::{self, Authed};
 use crate::hub::HubEvent;
-use crate::Shared;
 use bytes::BytesMut;
 use filesync_proto::{
-    ErrorCode, ErrorMsg, FolderChanged, Frame, FrameDecoder, Message, PROTOCOL_VERSION_MAX,
-    PROTOCOL_VERSION_MIN, Welcome, limits,
+    ErrorCode, ErrorMsg, FolderChanged, Frame, FrameDecoder, Message, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN,
+    Welcome, limits,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;

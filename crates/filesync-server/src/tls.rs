@@ -52,9 +52,10 @@ impl TlsIdentity {
     pub fn load(cert: &Path, key: &Path) -> Result<TlsIdentity, TlsError> {
         let read = |p: &Path| std::fs::read(p).map_err(|source| TlsError::Read { path: p.to_path_buf(), source });
         let cert_pem = read(cert)?;
-        let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..])
-            .collect::<Result<_, _>>()
-            .map_err(|source| TlsError::Read { path: cert.to_path_buf(), source })?;
+        let certs: Vec<CertificateDer<'static>> =
+            rustls_pemfile::certs(&mut &cert_pem[..])
+                .collect::<Result<_, _>>()
+                .map_err(|source| TlsError::Read { path: cert.to_path_buf(), source })?;
         if certs.is_empty() {
             return Err(TlsError::Pem { path: cert.to_path_buf(), what: "certificate" });
         }
@@ -92,4 +93,3 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
     f.write_all(data).map_err(err)?;
     f.sync_all().map_err(err)
 }
-

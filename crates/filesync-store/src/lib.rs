@@ -7,6 +7,10 @@
 //! This crate refuses to know about the network protocol or TLS: it speaks domain types
 //! from `filesync-core`. The rule that decides whether a commit is accepted lives here, as a
 //! pure function ([`decide`]), so every implementation applies the same rule.
+//!
+//! A server with the embedded stores opens both with [`open_embedded`] from its data
+//! directory. Chunk bytes must be durable before the metadata says they exist: call
+//! [`ChunkStore::put_many`] first, then [`MetaStore::add_chunks`].
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -15,6 +19,7 @@ use filesync_core::{EntryState, FileMeta, Hash, RelPath};
 pub mod conformance;
 pub mod decide;
 pub mod localfs;
+mod sql;
 pub mod sqlite;
 
 pub type UserId = u64;
@@ -96,6 +101,17 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Opens the embedded stores in a server data directory, creating what is missing: metadata in
+/// `<data_dir>/meta.db` (with SQLite's `meta.db-wal` and `meta.db-shm` beside it) and chunks
+/// under `<data_dir>/chunks/`.
+pub async fn open_embedded(data_dir: &std::path::Path) -> Result<(sqlite::SqliteMeta, localfs::LocalChunks)> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|source| StoreError::Io { path: data_dir.display().to_string(), source })?;
+    let meta = sqlite::SqliteMeta::open(&data_dir.join("meta.db")).await?;
+    let chunks = localfs::LocalChunks::open(data_dir.join("chunks"))?;
+    Ok((meta, chunks))
+}
 
 /// Accounts, devices, folders and their journals.
 ///

@@ -1,1 +1,432 @@
-//! TODO
+//! [`SqliteMeta`]: the embedded [`MetaStore`], one SQLite file in WAL mode.
+//!
+//! Writes go through a single connection (SQLite has one writer anyway, and one connection
+//! means our own writers queue in the pool instead of spinning on `SQLITE_BUSY`); reads use a
+//! small pool of `query_only` connections that WAL lets run beside the writer. Every write
+//! transaction starts with `BEGIN IMMEDIATE` so that a transaction that reads before it writes
+//! cannot fail half-way when another process (an admin command) writes the same file.
+//!
+//! The SQL is kept portable (`$n` placeholders, `RETURNING`, `ON CONFLICT`) so a PostgreSQL
+//! store can reuse it; the shared column encodings are in `src/sql.rs`.
+
+mod rows;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use crate::decide::{Decision, decide};
+use crate::sql::{self, key, unsigned};
+use crate::{
+    CommitOutput, Device, DeviceId, Folder, FolderId, MetaStore, Outcome, ProposedChange, Result, StoreError, User,
+    UserId,
+};
+use async_trait::async_trait;
+use filesync_core::{EntryState, Hash, RelPath};
+use rows::{
+    current_entries, device_from_row, entry_cols, entry_from_row, folder_from_row, insert_versions, known_chunks,
+    upsert_current, user_from_row,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, SqlitePool};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+/// How long a statement waits for another process's write lock before failing with "database
+/// is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent readers on an on-disk database.
+const READ_CONNECTIONS: u32 = 4;
+
+/// Metadata in SQLite. Cheap to clone (the pools are shared).
+#[derive(Clone, Debug)]
+pub struct SqliteMeta {
+    /// Exactly one connection: all writes.
+    write: SqlitePool,
+    /// Reads. For an in-memory database this is the same pool as `write`.
+    read: SqlitePool,
+}
+
+impl SqliteMeta {
+    /// Opens (creating it if missing) the database file at `path` and brings its schema up to
+    /// date.
+    ///
+    /// Durability: WAL journal with `synchronous = FULL`, so the WAL is fsynced at every
+    /// transaction commit. With `NORMAL` a power cut can undo the last commits even though the
+    /// server already acknowledged them: devices would hold revs the server has forgotten and
+    /// the server would hand the same rev numbers to different content. One fsync per commit
+    /// batch (not per file) is a small price for that.
+    pub async fn open(path: &Path) -> Result<SqliteMeta> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let open_error = |e: sqlx::Error| StoreError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(format!("cannot open the metadata database: {e}")),
+        };
+        let write = pool_options(1).connect_with(options.clone()).await.map_err(open_error)?;
+        schema::migrate(&write).await?;
+        let read = pool_options(READ_CONNECTIONS)
+            .connect_with(options.pragma("query_only", "ON"))
+            .await
+            .map_err(open_error)?;
+        Ok(SqliteMeta { write, read })
+    }
+
+    /// A private, empty in-memory database (for tests). It lives as long as this value and its
+    /// clones.
+    pub async fn memory() -> Result<SqliteMeta> {
+        let options = SqliteConnectOptions::new().in_memory(true).foreign_keys(true);
+        // One connection that is never closed: the database dies with its last connection.
+        let pool =
+            pool_options(1).min_connections(1).idle_timeout(None).max_lifetime(None).connect_with(options).await?;
+        schema::migrate(&pool).await?;
+        Ok(SqliteMeta { write: pool.clone(), read: pool })
+    }
+
+    /// The schema version of the open database.
+    pub async fn schema_version(&self) -> Result<i64> {
+        schema::version(&self.read).await
+    }
+
+    /// Latest schema version this build knows (what [`SqliteMeta::open`] migrates to).
+    pub fn latest_schema_version() -> i64 {
+        schema::MIGRATIONS.len() as i64
+    }
+
+    /// Closes the pools, waiting for in-flight queries (and checkpointing the WAL).
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+fn pool_options(max: u32) -> SqlitePoolOptions {
+    // A local file needs no liveness ping before each use.
+    SqlitePoolOptions::new().max_connections(max).test_before_acquire(false)
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+#[async_trait]
+impl MetaStore for SqliteMeta {
+    async fn create_user(&self, name: &str, password_hash: &str, now: i64) -> Result<User> {
+        let row = sqlx::query(
+            "INSERT INTO users (name, password_hash, created_at) VALUES ($1, $2, $3) \
+             RETURNING id, name, password_hash, created_at",
+        )
+        .bind(name)
+        .bind(password_hash)
+        .bind(now)
+        .fetch_one(&self.write)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { StoreError::UserExists(name.to_owned()) } else { e.into() })?;
+        user_from_row(&row)
+    }
+
+    async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT id, name, password_hash, created_at FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT id, name, password_hash, created_at FROM users WHERE id = $1")
+            .bind(key(id))
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn set_password_hash(&self, user: UserId, password_hash: &str) -> Result<()> {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(key(user))
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_device(&self, user: UserId, name: &str, token_hash: &[u8; 32], now: i64) -> Result<Device> {
+        let row = sqlx::query(
+            "INSERT INTO devices (user_id, name, token_hash, created_at, last_seen, revoked) \
+             VALUES ($1, $2, $3, $4, 0, FALSE) \
+             RETURNING id, user_id, name, created_at, last_seen, revoked",
+        )
+        .bind(key(user))
+        .bind(name)
+        .bind(token_hash.as_slice())
+        .bind(now)
+        .fetch_one(&self.write)
+        .await?;
+        device_from_row(&row)
+    }
+
+    async fn device_by_token_hash(&self, token_hash: &[u8; 32]) -> Result<Option<Device>> {
+        let row =
+            sqlx::query("SELECT id, user_id, name, created_at, last_seen, revoked FROM devices WHERE token_hash = $1")
+                .bind(token_hash.as_slice())
+                .fetch_optional(&self.read)
+                .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn device(&self, user: UserId, device: DeviceId) -> Result<Option<Device>> {
+        let row = sqlx::query(
+            "SELECT id, user_id, name, created_at, last_seen, revoked FROM devices WHERE id = $1 AND user_id = $2",
+        )
+        .bind(key(device))
+        .bind(key(user))
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn list_devices(&self, user: UserId) -> Result<Vec<Device>> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, name, created_at, last_seen, revoked FROM devices WHERE user_id = $1 ORDER BY id",
+        )
+        .bind(key(user))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    async fn revoke_device(&self, user: UserId, device: DeviceId) -> Result<bool> {
+        let done = sqlx::query("UPDATE devices SET revoked = TRUE WHERE id = $1 AND user_id = $2")
+            .bind(key(device))
+            .bind(key(user))
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn rename_device(&self, user: UserId, device: DeviceId, name: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE devices SET name = $1 WHERE id = $2 AND user_id = $3")
+            .bind(name)
+            .bind(key(device))
+            .bind(key(user))
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn touch_device(&self, device: DeviceId, now: i64) -> Result<()> {
+        sqlx::query("UPDATE devices SET last_seen = $1 WHERE id = $2")
+            .bind(now)
+            .bind(key(device))
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn folder_by_name(&self, user: UserId, name: &str, create: bool) -> Result<Option<Folder>> {
+        const SELECT: &str = "SELECT id, user_id, name, seq FROM folders WHERE user_id = $1 AND name = $2";
+        let row = sqlx::query(SELECT).bind(key(user)).bind(name).fetch_optional(&self.read).await?;
+        if row.is_some() || !create {
+            return row.as_ref().map(folder_from_row).transpose();
+        }
+        // Two devices may create the same folder at once: the loser's insert does nothing.
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO folders (user_id, name, seq) VALUES ($1, $2, 0) ON CONFLICT (user_id, name) DO NOTHING",
+        )
+        .bind(key(user))
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(SELECT).bind(key(user)).bind(name).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        folder_from_row(&row).map(Some)
+    }
+
+    async fn folder(&self, user: UserId, folder: FolderId) -> Result<Option<Folder>> {
+        let row = sqlx::query("SELECT id, user_id, name, seq FROM folders WHERE id = $1 AND user_id = $2")
+            .bind(key(folder))
+            .bind(key(user))
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(folder_from_row).transpose()
+    }
+
+    async fn list_folders(&self, user: UserId) -> Result<Vec<Folder>> {
+        let rows = sqlx::query("SELECT id, user_id, name, seq FROM folders WHERE user_id = $1 ORDER BY name")
+            .bind(key(user))
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(folder_from_row).collect()
+    }
+
+    async fn changes_since(&self, folder: FolderId, since: u64, limit: u32) -> Result<Vec<EntryState>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            entry_cols!(),
+            " FROM current c JOIN versions v ON v.folder_id = c.folder_id AND v.rev = c.rev \
+             WHERE c.folder_id = $1 AND c.rev > $2 ORDER BY c.rev LIMIT $3"
+        ))
+        .bind(key(folder))
+        .bind(i64::try_from(since).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn current(&self, folder: FolderId, path: &RelPath) -> Result<Option<EntryState>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            entry_cols!(),
+            " FROM current c JOIN versions v ON v.folder_id = c.folder_id AND v.rev = c.rev \
+             WHERE c.folder_id = $1 AND c.path = $2"
+        ))
+        .bind(key(folder))
+        .bind(path.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(entry_from_row).transpose()
+    }
+
+    async fn versions(&self, folder: FolderId, path: &RelPath) -> Result<Vec<EntryState>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            entry_cols!(),
+            " FROM versions v WHERE v.folder_id = $1 AND v.path = $2 ORDER BY v.rev DESC"
+        ))
+        .bind(key(folder))
+        .bind(path.as_str())
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn commit(
+        &self,
+        user: UserId,
+        folder: FolderId,
+        device: &Device,
+        changes: &[ProposedChange],
+        now: i64,
+    ) -> Result<CommitOutput> {
+        let folder_key = key(folder);
+        // Dropping `tx` on any early return rolls everything back.
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM folders WHERE id = $1 AND user_id = $2")
+            .bind(folder_key)
+            .bind(key(user))
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(seq) = seq else {
+            return Err(StoreError::FolderNotFound(folder));
+        };
+        let start_seq = unsigned(seq, "folder seq")?;
+
+        // Decide every change against the state the changes before it left.
+        let mut paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        let mut state = current_entries(&mut tx, folder_key, &paths).await?;
+        let mut seq = start_seq;
+        let mut outcomes = Vec::with_capacity(changes.len());
+        let mut applied: Vec<EntryState> = Vec::new();
+        for change in changes {
+            let current = state.get(change.path.as_str());
+            match decide(current, change.base_rev, change.meta.as_ref()) {
+                Decision::Apply => {
+                    seq += 1;
+                    let entry = EntryState {
+                        path: change.path.clone(),
+                        rev: seq,
+                        meta: change.meta.clone(),
+                        device_id: device.id,
+                        device_name: device.name.clone(),
+                        committed_at: now,
+                    };
+                    state.insert(change.path.as_str().to_owned(), entry.clone());
+                    outcomes.push(Outcome::Accepted(Some(entry.clone())));
+                    applied.push(entry);
+                }
+                Decision::AlreadyCurrent => outcomes.push(Outcome::Accepted(current.cloned())),
+                Decision::Conflict => outcomes.push(Outcome::Conflict(current.cloned())),
+            }
+        }
+        if applied.is_empty() {
+            return Ok(CommitOutput { outcomes, folder_seq: start_seq });
+        }
+
+        // Every chunk an applied version names must already be durably stored for this user.
+        let mut seen = HashSet::new();
+        let needed: Vec<&Hash> = applied
+            .iter()
+            .filter_map(|e| e.meta.as_ref())
+            .flat_map(|m| m.chunks.iter().map(|c| &c.hash))
+            .filter(|h| seen.insert(*h))
+            .collect();
+        let have = known_chunks(&mut tx, key(user), &needed).await?;
+        let missing: Vec<Hash> = needed.into_iter().filter(|h| !have.contains_key(*h)).copied().collect();
+        if !missing.is_empty() {
+            return Err(StoreError::MissingChunks(missing));
+        }
+
+        insert_versions(&mut tx, folder_key, &applied).await?;
+        // One row per path, its last applied rev (a multi-row upsert may not touch a row twice).
+        let mut last: HashMap<&str, u64> = HashMap::with_capacity(applied.len());
+        for e in &applied {
+            last.insert(e.path.as_str(), e.rev);
+        }
+        let mut revs: Vec<(&str, u64)> = last.into_iter().collect();
+        revs.sort_unstable_by_key(|&(_, rev)| rev);
+        upsert_current(&mut tx, folder_key, &revs).await?;
+        sqlx::query("UPDATE folders SET seq = $1 WHERE id = $2")
+            .bind(key(seq))
+            .bind(folder_key)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::debug!(folder, changes = changes.len(), applied = applied.len(), seq, "committed");
+        Ok(CommitOutput { outcomes, folder_seq: seq })
+    }
+
+    async fn missing_chunks(&self, user: UserId, hashes: &[Hash]) -> Result<Vec<usize>> {
+        let refs: Vec<&Hash> = hashes.iter().collect();
+        let mut conn = self.read.acquire().await?;
+        let have = known_chunks(&mut conn, key(user), &refs).await?;
+        Ok((0..hashes.len()).filter(|&i| !have.contains_key(&hashes[i])).collect())
+    }
+
+    async fn add_chunks(&self, user: UserId, chunks: &[(Hash, u32)]) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let now = schema::unix_now();
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        for batch in chunks.chunks(sql::rows_per_statement(4)) {
+            let sql = format!(
+                "INSERT INTO chunks (user_id, hash, size, added_at) VALUES {} \
+                 ON CONFLICT (user_id, hash) DO NOTHING",
+                sql::value_rows(batch.len(), 4)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (hash, size) in batch {
+                q = q.bind(key(user)).bind(hash.as_bytes().as_slice()).bind(i64::from(*size)).bind(now);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn chunk_sizes(&self, user: UserId, hashes: &[Hash]) -> Result<Vec<Option<u32>>> {
+        let refs: Vec<&Hash> = hashes.iter().collect();
+        let mut conn = self.read.acquire().await?;
+        let have = known_chunks(&mut conn, key(user), &refs).await?;
+        Ok(hashes.iter().map(|h| have.get(h).copied()).collect())
+    }
+}

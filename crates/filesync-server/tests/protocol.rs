@@ -1,0 +1,301 @@
+//! The server against real clients over TLS on 127.0.0.1: authentication, authorization
+//! between users, hostile input, and version negotiation.
+
+use bytes::Bytes;
+use filesync_client::{ClientError, Connection, ErrorCode, Trust};
+use filesync_core::{Chunker, Hash};
+use filesync_proto::convert::{KIND_FILE, chunks_to_wire};
+use filesync_proto::{CommitChange, Frame, FrameDecoder, Hello, Message, WireEntry};
+use filesync_server::{Server, ServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct TestServer {
+    addr: String,
+    fingerprint: String,
+    _dir: tempfile::TempDir,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(registration_open: bool) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(dir.path().join("data"));
+    config.listen = "127.0.0.1:0".into();
+    config.registration_open = registration_open;
+    let server = Server::open(config).await.unwrap();
+    let addr = server.local_addr().to_string();
+    let fingerprint = server.fingerprint().to_string();
+    let task = tokio::spawn(server.run(std::future::pending()));
+    TestServer { addr, fingerprint, _dir: dir, _task: task }
+}
+
+impl TestServer {
+    async fn connect(&self) -> Connection {
+        Connection::connect(&self.addr, Trust::Pinned(self.fingerprint.clone())).await.unwrap()
+    }
+
+    /// A fresh connection registered as `user`; returns it and the device token.
+    async fn user(&self, user: &str) -> (Connection, String) {
+        let c = self.connect().await;
+        let s = c.register(user, "password123", "dev").await.unwrap();
+        (c, s.token)
+    }
+}
+
+fn code(r: Result<impl std::fmt::Debug, ClientError>) -> Option<ErrorCode> {
+    match r {
+        Err(e) => e.code(),
+        Ok(v) => panic!("expected an error, got {v:?}"),
+    }
+}
+
+fn file_entry(path: &str, data: &[u8]) -> (WireEntry, Vec<(Hash, Bytes)>) {
+    let d = Chunker::default().digest_bytes(data);
+    let w = WireEntry {
+        path: path.into(),
+        kind: KIND_FILE,
+        size: d.size,
+        hash: d.hash.as_bytes().to_vec(),
+        chunks: chunks_to_wire(&d.chunks),
+        ..Default::default()
+    };
+    (w, vec![(d.hash, Bytes::copy_from_slice(data))])
+}
+
+#[tokio::test]
+async fn wrong_password_is_refused_and_repeated_failures_are_slowed() {
+    let s = start(true).await;
+    s.user("ann").await;
+    let c = s.connect().await;
+    assert_eq!(code(c.login("ann", "wrong password", "x").await), Some(ErrorCode::BadCredentials));
+    assert_eq!(code(c.login("nobody", "password123", "x").await), Some(ErrorCode::BadCredentials));
+    for _ in 0..2 {
+        let _ = c.login("ann", "wrong again", "x").await;
+    }
+    // Now attempts must wait: even the right password is refused until the delay passes.
+    assert_eq!(code(c.login("ann", "password123", "x").await), Some(ErrorCode::RateLimited));
+}
+
+#[tokio::test]
+async fn registration_can_be_closed_and_names_are_unique() {
+    let s = start(true).await;
+    s.user("ann").await;
+    let c = s.connect().await;
+    assert_eq!(code(c.register("ann", "password123", "x").await), Some(ErrorCode::UserExists));
+    assert_eq!(code(c.register("bad name!", "password123", "x").await), Some(ErrorCode::BadRequest));
+    assert_eq!(code(c.register("bob", "short", "x").await), Some(ErrorCode::BadRequest));
+    let closed = start(false).await;
+    let c = closed.connect().await;
+    assert!(!c.welcome().registration_open);
+    assert_eq!(code(c.register("bob", "password123", "x").await), Some(ErrorCode::RegistrationClosed));
+}
+
+#[tokio::test]
+async fn tokens_authenticate_until_revoked() {
+    let s = start(true).await;
+    let (a1, _) = s.user("ann").await;
+    let c = s.connect().await;
+    let second = c.login("ann", "password123", "desktop").await.unwrap();
+    let fresh = s.connect().await;
+    let session = fresh.auth(&second.token).await.unwrap();
+    assert_eq!(session.device_name, "desktop");
+    assert!(session.token.is_empty(), "the token is never sent again");
+    let mut pushes = fresh.take_pushes().unwrap();
+
+    // Revoking it from another device closes its live connection and refuses new ones.
+    a1.revoke_device(second.device_id).await.unwrap();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            if let Some(filesync_client::Push::Closed(reason)) = pushes.recv().await {
+                return reason;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(closed.contains("revoked"), "{closed}");
+    let again = s.connect().await;
+    assert_eq!(code(again.auth(&second.token).await), Some(ErrorCode::InvalidToken));
+    assert_eq!(code(again.auth("fst_not-a-real-token").await), Some(ErrorCode::InvalidToken));
+    let devices = a1.list_devices().await.unwrap();
+    assert!(devices.iter().any(|d| d.id == second.device_id && d.revoked));
+    assert_eq!(devices.iter().filter(|d| d.current).count(), 1);
+}
+
+#[tokio::test]
+async fn requests_before_authentication_are_refused() {
+    let s = start(true).await;
+    let c = s.connect().await;
+    assert_eq!(code(c.list_folders().await), Some(ErrorCode::NotAuthenticated));
+    assert_eq!(code(c.open_folder("docs", true).await), Some(ErrorCode::NotAuthenticated));
+}
+
+#[tokio::test]
+async fn one_user_can_never_touch_another_users_folders() {
+    let s = start(true).await;
+    let (ann, _) = s.user("ann").await;
+    let (bob, _) = s.user("bob").await;
+    let folder = ann.open_folder("docs", true).await.unwrap();
+    let (entry, chunks) = file_entry("secret.txt", b"ann's secret");
+    let hash = chunks[0].0;
+    ann.put_chunks(chunks).await.unwrap();
+    let r = ann.commit(folder.id, vec![CommitChange { base_rev: 0, entry: Some(entry.clone()) }]).await.unwrap();
+    assert!(r.outcomes[0].accepted);
+
+    // Bob cannot read, list, or write Ann's folder, nor fetch her chunks.
+    assert_eq!(code(bob.get_changes(folder.id, 0, 100).await), Some(ErrorCode::NotFound));
+    let commit = bob.commit(folder.id, vec![CommitChange { base_rev: 0, entry: Some(entry) }]).await;
+    assert_eq!(code(commit), Some(ErrorCode::NotFound));
+    assert_eq!(code(bob.get_chunks(&[hash]).await), Some(ErrorCode::NotFound));
+    assert_eq!(bob.query_chunks(&[hash]).await.unwrap(), vec![0], "chunks are not shared across users");
+    assert!(bob.list_folders().await.unwrap().is_empty());
+    // Bob's folder of the same name is a different folder.
+    let bobs = bob.open_folder("docs", true).await.unwrap();
+    assert_ne!(bobs.id, folder.id);
+    assert!(bob.get_changes(bobs.id, 0, 100).await.unwrap().entries.is_empty());
+    // Bob cannot revoke Ann's devices.
+    let anns = ann.list_devices().await.unwrap();
+    assert_eq!(code(bob.revoke_device(anns[0].id).await), Some(ErrorCode::NotFound));
+    assert_eq!(ann.get_changes(folder.id, 0, 100).await.unwrap().entries.len(), 1);
+}
+
+#[tokio::test]
+async fn hostile_paths_and_unbacked_commits_change_nothing() {
+    let s = start(true).await;
+    let (ann, _) = s.user("ann").await;
+    let folder = ann.open_folder("docs", true).await.unwrap();
+    for bad in ["../escape", "/etc/passwd", "a/../../b", "a//b", "nul\0byte", "cafe\u{301}", ""] {
+        let (mut entry, chunks) = file_entry("x", b"data");
+        entry.path = bad.into();
+        ann.put_chunks(chunks).await.unwrap();
+        let r = ann.commit(folder.id, vec![CommitChange { base_rev: 0, entry: Some(entry) }]).await;
+        assert_eq!(code(r), Some(ErrorCode::InvalidPath), "{bad:?}");
+    }
+    // Chunks the server never received: the whole commit is refused.
+    let (good, _) = file_entry("good.txt", b"fine");
+    let (unbacked, _) = file_entry("unbacked.txt", b"never uploaded");
+    let r = ann
+        .commit(
+            folder.id,
+            vec![CommitChange { base_rev: 0, entry: Some(good) }, CommitChange { base_rev: 0, entry: Some(unbacked) }],
+        )
+        .await;
+    assert_eq!(code(r), Some(ErrorCode::MissingChunks));
+    // A chunk whose bytes do not match its hash is refused.
+    let r = ann.put_chunks(vec![(Hash::of(b"one thing"), Bytes::from_static(b"another"))]).await;
+    assert_eq!(code(r), Some(ErrorCode::BadRequest));
+    let ch = ann.get_changes(folder.id, 0, 100).await.unwrap();
+    assert!(ch.entries.is_empty());
+    assert_eq!(ch.folder_seq, 0);
+}
+
+#[tokio::test]
+async fn commits_are_checked_against_the_base_revision() {
+    let s = start(true).await;
+    let (ann, _) = s.user("ann").await;
+    let folder = ann.open_folder("docs", true).await.unwrap();
+    let (v1, c1) = file_entry("f.txt", b"version one");
+    let (v2, c2) = file_entry("f.txt", b"version two");
+    let (v3, c3) = file_entry("f.txt", b"version three");
+    for c in [c1, c2, c3] {
+        ann.put_chunks(c).await.unwrap();
+    }
+    let r1 = ann.commit(folder.id, vec![CommitChange { base_rev: 0, entry: Some(v1) }]).await.unwrap();
+    let rev1 = r1.outcomes[0].current.as_ref().unwrap().rev;
+    let r2 = ann.commit(folder.id, vec![CommitChange { base_rev: rev1, entry: Some(v2.clone()) }]).await.unwrap();
+    assert!(r2.outcomes[0].accepted);
+    // A second writer still based on rev1 is told about v2 instead of overwriting it.
+    let r3 = ann.commit(folder.id, vec![CommitChange { base_rev: rev1, entry: Some(v3) }]).await.unwrap();
+    assert!(!r3.outcomes[0].accepted);
+    assert_eq!(r3.outcomes[0].current.as_ref().unwrap().hash, v2.hash);
+}
+
+#[tokio::test]
+async fn a_commit_is_pushed_to_the_users_other_connections() {
+    let s = start(true).await;
+    let (ann, token) = s.user("ann").await;
+    let other = s.connect().await;
+    other.auth(&token).await.unwrap();
+    let mut pushes = other.take_pushes().unwrap();
+    let (bob, _) = s.user("bob").await;
+    let mut bob_pushes = bob.take_pushes().unwrap();
+    let folder = ann.open_folder("docs", true).await.unwrap();
+    let (e, c) = file_entry("new.txt", b"hello");
+    ann.put_chunks(c).await.unwrap();
+    ann.commit(folder.id, vec![CommitChange { base_rev: 0, entry: Some(e) }]).await.unwrap();
+    let push = tokio::time::timeout(std::time::Duration::from_secs(5), pushes.recv()).await.unwrap().unwrap();
+    assert_eq!(push, filesync_client::Push::FolderChanged { folder_id: folder.id, seq: 1 });
+    assert!(bob_pushes.try_recv().is_err(), "another user's devices hear nothing");
+}
+
+#[tokio::test]
+async fn a_wrong_pinned_fingerprint_is_refused() {
+    let s = start(true).await;
+    let wrong = format!("SHA256:{}", "00".repeat(32));
+    match Connection::connect(&s.addr, Trust::Pinned(wrong.clone())).await {
+        Err(ClientError::FingerprintMismatch { expected, actual }) => {
+            assert_eq!(expected, wrong);
+            assert_eq!(actual, s.fingerprint);
+        }
+        Err(e) => panic!("expected a fingerprint mismatch, got {e}"),
+        Ok(_) => panic!("a wrong fingerprint was accepted"),
+    }
+}
+
+async fn raw(s: &TestServer) -> impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {
+    Connection::raw_tls(&s.addr, Trust::Pinned(s.fingerprint.clone())).await.unwrap().0
+}
+
+/// Reads frames until the server closes the connection; returns them.
+/// Panics if the server keeps the connection open for 10 seconds.
+async fn read_until_closed(mut stream: impl tokio::io::AsyncRead + Unpin) -> Vec<Frame> {
+    let mut dec = FrameDecoder::new();
+    let mut frames = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            while let Ok(Some(f)) = dec.next_frame() {
+                frames.push(f);
+            }
+            match stream.read_buf(dec.buffer_mut()).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("the server must close the connection");
+    frames
+}
+
+#[tokio::test]
+async fn malformed_frames_close_the_connection_and_the_server_carries_on() {
+    let s = start(true).await;
+    let cases: Vec<Vec<u8>> = vec![
+        vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3],                 // absurd length
+        vec![0, 0, 0, 2, 0, 0],                                // shorter than a header
+        vec![0, 0, 0, 8, 0xEE, 0xEE, 0, 0, 0, 0, 0, 1],        // unknown type
+        vec![0, 0, 0, 10, 0, 1, 0, 0, 0, 0, 0, 1, 0xff, 0xff], // garbage body
+        vec![0, 0, 0, 8, 0, 1, 0, 7, 0, 0, 0, 1],              // reserved flags
+        vec![0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1],              // 128 KiB frame before authentication
+    ];
+    for bytes in cases {
+        let mut c = raw(&s).await;
+        c.write_all(&bytes).await.unwrap();
+        c.flush().await.unwrap();
+        let frames = read_until_closed(c).await;
+        assert!(frames.iter().all(|f| !matches!(f.message, Message::Welcome(_))), "{bytes:?}");
+    }
+    // Requests before Hello, and a Hello with no common version.
+    let mut c = raw(&s).await;
+    let f = Frame::new(1, Message::ListFolders(Default::default()));
+    c.write_all(&f.to_bytes().unwrap()).await.unwrap();
+    let frames = read_until_closed(c).await;
+    assert!(matches!(&frames[0].message, Message::Error(e) if e.code == ErrorCode::BadRequest as u32));
+    let mut c = raw(&s).await;
+    let f = Frame::new(1, Message::Hello(Hello { min_version: 7, max_version: 9, client_name: "future".into() }));
+    c.write_all(&f.to_bytes().unwrap()).await.unwrap();
+    let frames = read_until_closed(c).await;
+    assert!(matches!(&frames[0].message, Message::Error(e) if e.code == ErrorCode::UnsupportedVersion as u32));
+    // The server still serves everyone else.
+    let (ann, _) = s.user("ann").await;
+    ann.ping().await.unwrap();
+}

@@ -1,0 +1,136 @@
+//! Backend-neutral pieces of the SQL stores: how domain values map to columns (chunk lists as
+//! 36-byte records, entry kinds as integers, unsigned numbers as `BIGINT`) and how batched
+//! statements are spelled (`$n` placeholders, bounded `IN`/`VALUES` lists). Shared so that the
+//! SQLite store and a later PostgreSQL one store exactly the same bytes.
+
+use crate::{Result, StoreError};
+use filesync_core::{ChunkRef, EntryKind, Hash};
+use std::fmt::Write as _;
+
+/// Most bind parameters one statement gets. SQLite before 3.32 allowed 999, PostgreSQL allows
+/// 65535; staying under the smaller one keeps every backend (and old system SQLites) happy.
+pub(crate) const MAX_BINDS: usize = 999;
+
+/// Hashes per `IN (…)` list when looking up thousands of chunks or paths.
+pub(crate) const IN_LIST: usize = 500;
+
+/// Size of one record of a stored chunk list: 32-byte BLAKE3 hash + `u32` little-endian length,
+/// the same layout as on the wire.
+pub(crate) const CHUNK_RECORD: usize = 36;
+
+/// `$first, $first+1, …` for `n` parameters.
+pub(crate) fn params(first: usize, n: usize) -> String {
+    let mut s = String::with_capacity(n * 5);
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        let _ = write!(s, "${}", first + i);
+    }
+    s
+}
+
+/// `($1, $2, $3), ($4, $5, $6), …`: `rows` tuples of `cols` parameters, numbered from 1.
+pub(crate) fn value_rows(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            s.push_str(", ");
+        }
+        s.push('(');
+        s.push_str(&params(1 + r * cols, cols));
+        s.push(')');
+    }
+    s
+}
+
+/// How many rows of `cols` parameters fit into one statement.
+pub(crate) fn rows_per_statement(cols: usize) -> usize {
+    (MAX_BINDS / cols).max(1)
+}
+
+pub(crate) fn encode_chunks(chunks: &[ChunkRef]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(chunks.len() * CHUNK_RECORD);
+    for c in chunks {
+        out.extend_from_slice(c.hash.as_bytes());
+        out.extend_from_slice(&c.len.to_le_bytes());
+    }
+    out
+}
+
+pub(crate) fn decode_chunks(blob: &[u8]) -> Result<Vec<ChunkRef>> {
+    if !blob.len().is_multiple_of(CHUNK_RECORD) {
+        return Err(StoreError::Corrupt(format!(
+            "stored chunk list is {} bytes, not a multiple of {CHUNK_RECORD}",
+            blob.len()
+        )));
+    }
+    Ok(blob
+        .chunks_exact(CHUNK_RECORD)
+        .map(|r| {
+            let (hash, len) = r.split_at(32);
+            ChunkRef {
+                hash: Hash::from_slice(hash).expect("split_at(32) yields 32 bytes"),
+                len: u32::from_le_bytes(len.try_into().expect("record tail is 4 bytes")),
+            }
+        })
+        .collect())
+}
+
+pub(crate) fn decode_hash(blob: &[u8], what: &str) -> Result<Hash> {
+    Hash::from_slice(blob)
+        .ok_or_else(|| StoreError::Corrupt(format!("{what} is {} bytes, expected a 32-byte hash", blob.len())))
+}
+
+pub(crate) fn encode_kind(kind: EntryKind) -> i64 {
+    match kind {
+        EntryKind::File => 0,
+        EntryKind::Dir => 1,
+    }
+}
+
+pub(crate) fn decode_kind(v: i64) -> Result<EntryKind> {
+    match v {
+        0 => Ok(EntryKind::File),
+        1 => Ok(EntryKind::Dir),
+        _ => Err(StoreError::Corrupt(format!("unknown entry kind {v} in the database"))),
+    }
+}
+
+/// An id or rev as a SQL `BIGINT` key. Values above `i64::MAX` cannot exist in the database, so
+/// they become -1, which matches no row (every id and rev is positive).
+pub(crate) fn key(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(-1)
+}
+
+/// A stored `BIGINT` that must not be negative (ids, revs, sizes).
+pub(crate) fn unsigned(v: i64, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} is negative ({v}) in the database")))
+}
+
+/// A size to store as `BIGINT`. Sizes beyond 8 EiB are not real files.
+pub(crate) fn signed(v: u64, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} does not fit in a 64-bit signed integer")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_from_one_per_row() {
+        assert_eq!(params(3, 3), "$3, $4, $5");
+        assert_eq!(value_rows(2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(rows_per_statement(13), 76);
+    }
+
+    #[test]
+    fn chunk_lists_round_trip_and_reject_torn_records() {
+        let chunks = vec![ChunkRef { hash: Hash::of(b"a"), len: 7 }, ChunkRef { hash: Hash::of(b"b"), len: u32::MAX }];
+        let blob = encode_chunks(&chunks);
+        assert_eq!(blob.len(), 72);
+        assert_eq!(&blob[32..36], &7u32.to_le_bytes());
+        assert_eq!(decode_chunks(&blob).unwrap(), chunks);
+        assert!(matches!(decode_chunks(&blob[..40]), Err(StoreError::Corrupt(_))));
+    }
+}

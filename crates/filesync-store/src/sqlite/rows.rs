@@ -1,0 +1,190 @@
+//! How [`super::SqliteMeta`] turns rows into domain values, and the batched statements a
+//! commit and the chunk queries are made of (bounded `IN` lists and multi-row `VALUES`), so
+//! that a batch of thousands costs a handful of round trips rather than thousands.
+
+use crate::sql::{self, IN_LIST, key, signed, unsigned};
+use crate::{Device, Folder, Result, StoreError, User};
+use filesync_core::{EntryState, FileMeta, Hash, RelPath};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{AssertSqlSafe, Row, SqliteConnection};
+use std::collections::HashMap;
+
+/// The columns of `versions v` that make an [`EntryState`], in the order [`entry_from_row`]
+/// reads them.
+macro_rules! entry_cols {
+    () => {
+        "v.path, v.rev, v.deleted, v.kind, v.size, v.mtime_ns, v.executable, v.hash, v.chunks, \
+         v.device_id, v.device_name, v.committed_at"
+    };
+}
+
+pub(super) use entry_cols;
+
+/// Columns per row when inserting into `versions`.
+const VERSION_COLS: usize = 13;
+
+pub(super) fn user_from_row(row: &SqliteRow) -> Result<User> {
+    Ok(User {
+        id: unsigned(row.try_get("id")?, "user id")?,
+        name: row.try_get("name")?,
+        password_hash: row.try_get("password_hash")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(super) fn device_from_row(row: &SqliteRow) -> Result<Device> {
+    Ok(Device {
+        id: unsigned(row.try_get("id")?, "device id")?,
+        user_id: unsigned(row.try_get("user_id")?, "device user id")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+        last_seen: row.try_get("last_seen")?,
+        revoked: row.try_get("revoked")?,
+    })
+}
+
+pub(super) fn folder_from_row(row: &SqliteRow) -> Result<Folder> {
+    Ok(Folder {
+        id: unsigned(row.try_get("id")?, "folder id")?,
+        user_id: unsigned(row.try_get("user_id")?, "folder user id")?,
+        name: row.try_get("name")?,
+        seq: unsigned(row.try_get("seq")?, "folder seq")?,
+    })
+}
+
+/// Reads the columns of [`entry_cols!`].
+pub(super) fn entry_from_row(row: &SqliteRow) -> Result<EntryState> {
+    let path: String = row.try_get(0)?;
+    let path =
+        RelPath::new(path.clone()).map_err(|e| StoreError::Corrupt(format!("stored path {path:?} is invalid: {e}")))?;
+    let rev = unsigned(row.try_get(1)?, "rev")?;
+    let deleted: bool = row.try_get(2)?;
+    let meta = if deleted {
+        None
+    } else {
+        let context = |what: &str| format!("{what} of {path} rev {rev}");
+        let hash: Option<Vec<u8>> = row.try_get(7)?;
+        let chunks: Option<Vec<u8>> = row.try_get(8)?;
+        Some(FileMeta {
+            kind: sql::decode_kind(row.try_get(3)?)?,
+            size: unsigned(row.try_get(4)?, &context("size"))?,
+            mtime_ns: row.try_get(5)?,
+            executable: row.try_get(6)?,
+            hash: sql::decode_hash(hash.as_deref().unwrap_or_default(), &context("hash"))?,
+            chunks: sql::decode_chunks(chunks.as_deref().unwrap_or_default())?,
+        })
+    };
+    Ok(EntryState {
+        path,
+        rev,
+        meta,
+        device_id: unsigned(row.try_get(9)?, "device id")?,
+        device_name: row.try_get(10)?,
+        committed_at: row.try_get(11)?,
+    })
+}
+
+/// Current entries of `paths` in `folder`, keyed by path.
+pub(super) async fn current_entries(
+    conn: &mut SqliteConnection,
+    folder: i64,
+    paths: &[&str],
+) -> Result<HashMap<String, EntryState>> {
+    let mut out = HashMap::with_capacity(paths.len());
+    for batch in paths.chunks(IN_LIST) {
+        let sql = format!(
+            concat!(
+                "SELECT ",
+                entry_cols!(),
+                " FROM current c JOIN versions v ON v.folder_id = c.folder_id AND v.rev = c.rev \
+                 WHERE c.folder_id = $1 AND c.path IN ({})"
+            ),
+            sql::params(2, batch.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(folder);
+        for p in batch {
+            q = q.bind(*p);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let e = entry_from_row(&row)?;
+            out.insert(e.path.as_str().to_owned(), e);
+        }
+    }
+    Ok(out)
+}
+
+/// Sizes of those of `hashes` the user has.
+pub(super) async fn known_chunks(
+    conn: &mut SqliteConnection,
+    user: i64,
+    hashes: &[&Hash],
+) -> Result<HashMap<Hash, u32>> {
+    let mut out = HashMap::with_capacity(hashes.len());
+    for batch in hashes.chunks(IN_LIST) {
+        let sql =
+            format!("SELECT hash, size FROM chunks WHERE user_id = $1 AND hash IN ({})", sql::params(2, batch.len()));
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(user);
+        for h in batch {
+            q = q.bind(h.as_bytes().as_slice());
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let hash: Vec<u8> = row.try_get("hash")?;
+            let size: i64 = row.try_get("size")?;
+            let size = u32::try_from(size)
+                .map_err(|_| StoreError::Corrupt(format!("chunk size {size} is out of range in the database")))?;
+            out.insert(sql::decode_hash(&hash, "chunk hash")?, size);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `entries` (new versions, ascending rev) to `versions`.
+pub(super) async fn insert_versions(conn: &mut SqliteConnection, folder: i64, entries: &[EntryState]) -> Result<()> {
+    for batch in entries.chunks(sql::rows_per_statement(VERSION_COLS)) {
+        let sql = format!(
+            "INSERT INTO versions (folder_id, rev, path, deleted, kind, size, mtime_ns, executable, hash, chunks, \
+             device_id, device_name, committed_at) VALUES {}",
+            sql::value_rows(batch.len(), VERSION_COLS)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for e in batch {
+            let m = e.meta.as_ref();
+            q = q
+                .bind(folder)
+                .bind(key(e.rev))
+                .bind(e.path.as_str())
+                .bind(m.is_none())
+                .bind(m.map_or(0, |m| sql::encode_kind(m.kind)))
+                .bind(match m {
+                    Some(m) => signed(m.size, "file size")?,
+                    None => 0,
+                })
+                .bind(m.map_or(0, |m| m.mtime_ns))
+                .bind(m.is_some_and(|m| m.executable))
+                .bind(m.map(|m| m.hash.as_bytes().to_vec()))
+                .bind(m.map(|m| sql::encode_chunks(&m.chunks)))
+                .bind(key(e.device_id))
+                .bind(e.device_name.as_str())
+                .bind(e.committed_at);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Points `current` at the given revs (one per path).
+pub(super) async fn upsert_current(conn: &mut SqliteConnection, folder: i64, revs: &[(&str, u64)]) -> Result<()> {
+    for batch in revs.chunks(sql::rows_per_statement(3)) {
+        let sql = format!(
+            "INSERT INTO current (folder_id, path, rev) VALUES {} \
+             ON CONFLICT (folder_id, path) DO UPDATE SET rev = excluded.rev",
+            sql::value_rows(batch.len(), 3)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (path, rev) in batch {
+            q = q.bind(folder).bind(*path).bind(key(*rev));
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}

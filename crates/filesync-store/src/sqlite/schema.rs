@@ -1,0 +1,131 @@
+//! The SQLite schema as an ordered list of migrations, and the runner that brings a database
+//! up to date when [`super::SqliteMeta`] opens it.
+//!
+//! `sqlx::migrate!` needs sqlx's macros, which this workspace does not enable, so migrations
+//! live here as plain strings. A migration, once released, is never edited: add a new one.
+//! The DDL sticks to portable SQL so that a PostgreSQL port is mostly mechanical; the
+//! differences are noted next to each table (`INTEGER PRIMARY KEY` → `BIGINT GENERATED ALWAYS
+//! AS IDENTITY PRIMARY KEY`, `BLOB` → `BYTEA`).
+
+use crate::{Result, StoreError};
+use sqlx::SqlitePool;
+use sqlx::migrate::MigrateError;
+
+/// Migration `i` (0-based) brings the schema from version `i` to version `i + 1`. Each is a list
+/// of single statements (prepared statements cannot hold several on PostgreSQL).
+pub(super) const MIGRATIONS: &[&[&str]] = &[
+    // 1: accounts, devices, folders, the journal and the per-user chunk index.
+    &[
+        // `INTEGER PRIMARY KEY` is SQLite's auto-assigned rowid alias.
+        "CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            created_at BIGINT NOT NULL
+        )",
+        // Only the BLAKE3 hash of a device token is stored; it is how a request is authenticated.
+        "CREATE TABLE devices (
+            id INTEGER PRIMARY KEY,
+            user_id BIGINT NOT NULL REFERENCES users (id),
+            name TEXT NOT NULL,
+            token_hash BLOB NOT NULL UNIQUE,
+            created_at BIGINT NOT NULL,
+            last_seen BIGINT NOT NULL DEFAULT 0,
+            revoked BOOLEAN NOT NULL DEFAULT FALSE
+        )",
+        "CREATE INDEX devices_by_user ON devices (user_id)",
+        // `seq` is the highest rev committed in the folder.
+        "CREATE TABLE folders (
+            id INTEGER PRIMARY KEY,
+            user_id BIGINT NOT NULL REFERENCES users (id),
+            name TEXT NOT NULL,
+            seq BIGINT NOT NULL DEFAULT 0,
+            UNIQUE (user_id, name)
+        )",
+        // Every version ever committed (history). A tombstone has `deleted` set, zeros in the
+        // metadata columns and NULL `hash`/`chunks`. `chunks` is the chunk list as 36-byte
+        // records (hash + u32 LE length), as on the wire. `device_id` is deliberately not a
+        // foreign key: history outlives devices, hence the copy of the device's name.
+        "CREATE TABLE versions (
+            folder_id BIGINT NOT NULL REFERENCES folders (id),
+            rev BIGINT NOT NULL,
+            path TEXT NOT NULL,
+            deleted BOOLEAN NOT NULL,
+            kind BIGINT NOT NULL,
+            size BIGINT NOT NULL,
+            mtime_ns BIGINT NOT NULL,
+            executable BOOLEAN NOT NULL,
+            hash BLOB,
+            chunks BLOB,
+            device_id BIGINT NOT NULL,
+            device_name TEXT NOT NULL,
+            committed_at BIGINT NOT NULL,
+            PRIMARY KEY (folder_id, rev)
+        )",
+        "CREATE INDEX versions_by_path ON versions (folder_id, path, rev)",
+        // The latest version of each path; `changes_since` is a range scan of `current_by_rev`.
+        "CREATE TABLE current (
+            folder_id BIGINT NOT NULL REFERENCES folders (id),
+            path TEXT NOT NULL,
+            rev BIGINT NOT NULL,
+            PRIMARY KEY (folder_id, path),
+            FOREIGN KEY (folder_id, rev) REFERENCES versions (folder_id, rev)
+        )",
+        "CREATE INDEX current_by_rev ON current (folder_id, rev)",
+        // Which chunks the chunk store durably holds for each user. No reference count: a
+        // future garbage collector marks the chunks named by `versions.chunks` of the user's
+        // folders and sweeps the rest that were added before the mark began (`added_at`, unix
+        // seconds), so commits never pay for bookkeeping and nothing can drift.
+        "CREATE TABLE chunks (
+            user_id BIGINT NOT NULL REFERENCES users (id),
+            hash BLOB NOT NULL,
+            size BIGINT NOT NULL,
+            added_at BIGINT NOT NULL,
+            PRIMARY KEY (user_id, hash)
+        )",
+    ],
+];
+
+/// Applies the migrations the database lacks, all in one transaction. Refuses a database whose
+/// schema is newer than this build knows.
+pub(super) async fn migrate(pool: &SqlitePool) -> Result<()> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+        .execute(&mut *tx)
+        .await?;
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM schema_version").fetch_one(&mut *tx).await?;
+    let applied = applied.unwrap_or(0);
+    let known = MIGRATIONS.len() as i64;
+    if applied > known {
+        tracing::error!(
+            "the database has schema version {applied} but this FileSync knows only up to {known}; \
+             it was written by a newer FileSync: run that version (or restore a backup)"
+        );
+        return Err(StoreError::Migrate(MigrateError::VersionMissing(applied)));
+    }
+    let now = unix_now();
+    for (version, statements) in (1..).zip(MIGRATIONS).skip(applied as usize) {
+        for statement in *statements {
+            sqlx::query(*statement).execute(&mut *tx).await.map_err(|e| MigrateError::ExecuteMigration(e, version))?;
+        }
+        sqlx::query("INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)")
+            .bind(version)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tracing::info!(version, "applied database migration");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The schema version the database is at (0 for an empty database).
+pub(super) async fn version(pool: &SqlitePool) -> Result<i64> {
+    let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version").fetch_one(pool).await?;
+    Ok(v.unwrap_or(0))
+}
+
+pub(super) fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}

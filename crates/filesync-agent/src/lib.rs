@@ -9,3 +9,7 @@ pub mod fs;
 pub mod memfs;
 pub mod scan;
 pub mod state;
+pub mod agent;
+pub mod config;
+pub mod engine;
+pub mod status;

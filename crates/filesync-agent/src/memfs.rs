@@ -1,1 +1,803 @@
-//! TODO
+//! `MemFs`: an in-memory [`Filesystem`] for tests, with the semantics of [`crate::fs::RealFs`]
+//! (temporary files listed under their `.filesync-tmp-` names, `persist` replacing, no-replace
+//! renames, non-empty directories refusing removal), an optional case-insensitive mode like
+//! NTFS and APFS, a fake clock, inode numbers, and hooks to inject failures.
+
+use crate::fs::{DirEntry, Filesystem, ReadSeek, Stat, StatKind, TempFile};
+use filesync_core::RelPath;
+use filesync_core::path::TEMP_PREFIX;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Cursor, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Where the fake clock starts: 2023-11-14, in nanoseconds since the Unix epoch.
+const CLOCK_START_NS: i64 = 1_700_000_000_000_000_000;
+/// How far the fake clock moves at every change, like a coarse real clock.
+const TICK_NS: i64 = 1_000_000;
+
+/// An in-memory folder. Clones share the same tree, so a test keeps one handle to inspect
+/// what the code under test did through another.
+///
+/// The state sits behind a `std::sync::Mutex`, not a tokio one: the [`Filesystem`] trait is
+/// blocking (async callers use `spawn_blocking`), every critical section is a short in-memory
+/// update, and the lock is never held across an `.await`.
+#[derive(Clone, Default)]
+pub struct MemFs {
+    inner: Arc<Mutex<State>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Hook {
+    /// Every open fails with this kind.
+    Fail(io::ErrorKind),
+    /// The next `n` opens hand out the current bytes, then append a byte and move the mtime,
+    /// as if another program wrote while the file was being read.
+    ChangeAfterOpen(usize),
+}
+
+struct State {
+    case_insensitive: bool,
+    root: Entry,
+    root_exists: bool,
+    clock: i64,
+    next_ino: u64,
+    next_temp: u64,
+    /// Keyed by the lookup key of the path (see [`key`]).
+    hooks: HashMap<String, Hook>,
+    opens: HashMap<String, usize>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            case_insensitive: false,
+            root: Entry {
+                name: String::new(),
+                name_is_unicode: true,
+                ino: 1,
+                mtime_ns: CLOCK_START_NS,
+                executable: false,
+                node: Node::Dir(BTreeMap::new()),
+            },
+            root_exists: true,
+            clock: CLOCK_START_NS,
+            next_ino: 2,
+            next_temp: 1,
+            hooks: HashMap::new(),
+            opens: HashMap::new(),
+        }
+    }
+}
+
+struct Entry {
+    /// The name with the case it was created with.
+    name: String,
+    name_is_unicode: bool,
+    ino: u64,
+    mtime_ns: i64,
+    executable: bool,
+    node: Node,
+}
+
+enum Node {
+    File(Arc<Vec<u8>>),
+    /// Children by lookup key.
+    Dir(BTreeMap<String, Entry>),
+    Symlink,
+    Other,
+}
+
+/// The lookup key of a name: the name itself, or its lowercase form when case-insensitive.
+fn key(case_insensitive: bool, name: &str) -> String {
+    if case_insensitive { name.to_lowercase() } else { name.to_string() }
+}
+
+/// Shared file contents handed to readers without copying.
+struct Bytes(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+fn err(kind: io::ErrorKind, msg: impl Into<String>) -> io::Error {
+    io::Error::new(kind, msg.into())
+}
+
+fn split(path: &str) -> Vec<&str> {
+    let comps: Vec<&str> = path.split('/').collect();
+    assert!(comps.iter().all(|c| !c.is_empty()), "MemFs: bad test path {path:?}");
+    comps
+}
+
+fn rel_comps(path: Option<&RelPath>) -> Vec<&str> {
+    path.map(|p| p.components().collect()).unwrap_or_default()
+}
+
+impl Entry {
+    fn stat(&self) -> Stat {
+        let (kind, size) = match &self.node {
+            Node::File(d) => (StatKind::File, d.len() as u64),
+            Node::Dir(_) => (StatKind::Dir, 0),
+            Node::Symlink => (StatKind::Symlink, 0),
+            Node::Other => (StatKind::Other, 0),
+        };
+        Stat { kind, size, mtime_ns: self.mtime_ns, executable: self.executable, ino: self.ino }
+    }
+
+    fn children_mut(&mut self) -> Option<&mut BTreeMap<String, Entry>> {
+        match &mut self.node {
+            Node::Dir(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl State {
+    fn tick(&mut self) -> i64 {
+        self.clock += TICK_NS;
+        self.clock
+    }
+
+    fn new_entry(&mut self, name: &str, node: Node) -> Entry {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        Entry { name: name.to_string(), name_is_unicode: true, ino, mtime_ns: self.tick(), executable: false, node }
+    }
+
+    fn key_path(&self, comps: &[&str]) -> String {
+        comps.iter().map(|c| key(self.case_insensitive, c)).collect::<Vec<_>>().join("/")
+    }
+
+    fn get(&self, comps: &[&str]) -> Option<&Entry> {
+        if !self.root_exists {
+            return None;
+        }
+        let mut cur = &self.root;
+        for c in comps {
+            match &cur.node {
+                Node::Dir(children) => cur = children.get(&key(self.case_insensitive, c))?,
+                _ => return None,
+            }
+        }
+        Some(cur)
+    }
+
+    fn get_mut(&mut self, comps: &[&str]) -> Option<&mut Entry> {
+        if !self.root_exists {
+            return None;
+        }
+        let ci = self.case_insensitive;
+        let mut cur = &mut self.root;
+        for c in comps {
+            cur = cur.children_mut()?.get_mut(&key(ci, c))?;
+        }
+        Some(cur)
+    }
+
+    /// The directory `comps`, with the errors `open(2)` on it would give.
+    fn dir_mut(&mut self, comps: &[&str]) -> io::Result<&mut Entry> {
+        let shown = comps.join("/");
+        if self.get(comps).is_none() {
+            // Distinguish "a component is a file" from "missing", like the OS does.
+            let blocked = (1..comps.len()).any(|i| self.get(&comps[..i]).is_some_and(|e| !matches!(e.node, Node::Dir(_))));
+            let kind = if blocked { io::ErrorKind::NotADirectory } else { io::ErrorKind::NotFound };
+            return Err(err(kind, format!("'{shown}': no such directory")));
+        }
+        let e = self.get_mut(comps).expect("checked above");
+        match e.node {
+            Node::Dir(_) => Ok(e),
+            _ => Err(err(io::ErrorKind::NotADirectory, format!("'{shown}' is not a directory"))),
+        }
+    }
+
+    /// Inserts `entry` into the directory `dir` under its name, moving the directory's mtime.
+    fn insert(&mut self, dir: &[&str], entry: Entry) -> io::Result<()> {
+        let now = self.tick();
+        let k = key(self.case_insensitive, &entry.name);
+        let d = self.dir_mut(dir)?;
+        d.mtime_ns = now;
+        d.children_mut().expect("a directory").insert(k, entry);
+        Ok(())
+    }
+
+    /// Takes the entry `comps` out of its directory, moving the directory's mtime.
+    fn take(&mut self, comps: &[&str]) -> io::Result<Entry> {
+        let (last, dir) = comps.split_last().ok_or_else(|| err(io::ErrorKind::InvalidInput, "cannot remove the root"))?;
+        let now = self.tick();
+        let k = key(self.case_insensitive, last);
+        let d = self.dir_mut(dir)?;
+        let e = d.children_mut().expect("a directory").remove(&k);
+        let e = e.ok_or_else(|| err(io::ErrorKind::NotFound, format!("'{}' not found", comps.join("/"))))?;
+        d.mtime_ns = now;
+        Ok(e)
+    }
+
+    fn mkdir_p(&mut self, comps: &[&str]) {
+        for i in 1..=comps.len() {
+            match self.get(&comps[..i]) {
+                Some(Entry { node: Node::Dir(_), .. }) => {}
+                Some(_) => panic!("MemFs: '{}' is not a directory", comps[..i].join("/")),
+                None => {
+                    let e = self.new_entry(comps[i - 1], Node::Dir(BTreeMap::new()));
+                    self.insert(&comps[..i - 1], e).unwrap();
+                }
+            }
+        }
+    }
+
+    /// Test helper body: creates `path` with `node` (parents as needed), replacing nothing.
+    fn create_special(&mut self, path: &str, node: Node, name_is_unicode: bool) {
+        let comps = split(path);
+        let (last, dir) = comps.split_last().expect("non-empty");
+        self.mkdir_p(dir);
+        assert!(self.get(&comps).is_none(), "MemFs: '{path}' already exists");
+        let mut e = self.new_entry(last, node);
+        e.name_is_unicode = name_is_unicode;
+        self.insert(dir, e).unwrap();
+    }
+}
+
+impl MemFs {
+    /// A case-sensitive folder, like ext4.
+    pub fn new() -> MemFs {
+        MemFs::default()
+    }
+
+    /// A case-insensitive, case-preserving folder, like NTFS and APFS: `A.txt` and `a.txt`
+    /// are the same entry, which keeps the spelling it was created with.
+    pub fn case_insensitive() -> MemFs {
+        let fs = MemFs::new();
+        fs.lock().case_insensitive = true;
+        fs
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A test that panicked while holding the lock leaves a usable tree behind.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes a whole file, creating parent directories. An existing file keeps its inode
+    /// and spelling (like an in-place save); its mtime moves.
+    pub fn write(&self, path: &str, data: impl AsRef<[u8]>) {
+        let mut st = self.lock();
+        let comps = split(path);
+        let now = st.tick();
+        if let Some(e) = st.get_mut(&comps) {
+            assert!(matches!(e.node, Node::File(_)), "MemFs: '{path}' is not a file");
+            e.node = Node::File(Arc::new(data.as_ref().to_vec()));
+            e.mtime_ns = now;
+            return;
+        }
+        st.create_special(path, Node::File(Arc::new(data.as_ref().to_vec())), true);
+    }
+
+    /// The contents of a file; `None` if it is missing or not a file.
+    pub fn read(&self, path: &str) -> Option<Vec<u8>> {
+        match &self.lock().get(&split(path))?.node {
+            Node::File(d) => Some(d.to_vec()),
+            _ => None,
+        }
+    }
+
+    /// Creates a directory and its parents (like `mkdir -p`).
+    pub fn mkdir(&self, path: &str) {
+        self.lock().mkdir_p(&split(path));
+    }
+
+    /// Creates a symbolic link (the target does not matter: links are never followed).
+    pub fn symlink(&self, path: &str) {
+        self.lock().create_special(path, Node::Symlink, true);
+    }
+
+    /// Creates a socket/FIFO/device-like entry.
+    pub fn special(&self, path: &str) {
+        self.lock().create_special(path, Node::Other, true);
+    }
+
+    /// Creates a file whose on-disk name is not valid Unicode; `path` ends in the lossy form
+    /// of that name (for example `bad\u{FFFD}.txt`), which is what `read_dir` reports.
+    pub fn write_non_unicode(&self, path: &str, data: impl AsRef<[u8]>) {
+        self.lock().create_special(path, Node::File(Arc::new(data.as_ref().to_vec())), false);
+    }
+
+    pub fn set_mtime(&self, path: &str, mtime_ns: i64) {
+        self.lock().get_mut(&split(path)).unwrap_or_else(|| panic!("MemFs: no '{path}'")).mtime_ns = mtime_ns;
+    }
+
+    pub fn set_executable(&self, path: &str, executable: bool) {
+        self.lock().get_mut(&split(path)).unwrap_or_else(|| panic!("MemFs: no '{path}'")).executable = executable;
+    }
+
+    /// Removes a file, link or whole directory tree; false if nothing was there.
+    pub fn remove(&self, path: &str) -> bool {
+        self.lock().take(&split(path)).is_ok()
+    }
+
+    pub fn exists(&self, path: &str) -> bool {
+        self.lock().get(&split(path)).is_some()
+    }
+
+    pub fn ino(&self, path: &str) -> Option<u64> {
+        self.lock().get(&split(path)).map(|e| e.ino)
+    }
+
+    /// Every path in the tree with its on-disk spelling, sorted; directories end in `/`.
+    /// Temporary files are included.
+    pub fn list_all(&self) -> Vec<String> {
+        let st = self.lock();
+        let mut out = Vec::new();
+        let mut stack: Vec<(String, &Entry)> = vec![(String::new(), &st.root)];
+        while let Some((prefix, dir)) = stack.pop() {
+            let Node::Dir(children) = &dir.node else { continue };
+            for e in children.values() {
+                let path = format!("{prefix}{}", e.name);
+                if let Node::Dir(_) = e.node {
+                    out.push(format!("{path}/"));
+                    stack.push((format!("{path}/"), e));
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Makes every later `open` of `path` fail with `kind` (for example `PermissionDenied`).
+    pub fn fail_open(&self, path: &str, kind: io::ErrorKind) {
+        let mut st = self.lock();
+        let k = st.key_path(&split(path));
+        st.hooks.insert(k, Hook::Fail(kind));
+    }
+
+    /// The next `times` opens of `path` see the file change right after they open it, as if
+    /// another program were writing to it.
+    pub fn change_on_open(&self, path: &str, times: usize) {
+        let mut st = self.lock();
+        let k = st.key_path(&split(path));
+        st.hooks.insert(k, Hook::ChangeAfterOpen(times));
+    }
+
+    /// How many times `open` was called for `path`.
+    pub fn open_count(&self, path: &str) -> usize {
+        let st = self.lock();
+        st.opens.get(&st.key_path(&split(path))).copied().unwrap_or(0)
+    }
+
+    /// How many times `open` was called for any path.
+    pub fn total_opens(&self) -> usize {
+        self.lock().opens.values().sum()
+    }
+
+    /// Simulates an unmounted drive or a moved folder: the root and everything below vanish
+    /// from view until it is set back.
+    pub fn set_root_exists(&self, exists: bool) {
+        self.lock().root_exists = exists;
+    }
+
+    /// The fake clock: the mtime the next change gets is a little later than this.
+    pub fn now(&self) -> i64 {
+        self.lock().clock
+    }
+
+    pub fn advance_clock(&self, ns: i64) {
+        self.lock().clock += ns;
+    }
+}
+
+impl MemFs {
+    /// Renames the entry that `read_dir(dir)` listed as `name` (which [`RelPath`] may not
+    /// express, such as a name not in NFC) to `to`, refusing to replace anything.
+    pub fn rename_listed_noreplace(&self, dir: Option<&RelPath>, name: &str, to: &RelPath) -> io::Result<()> {
+        if name.is_empty() || name.contains('/') {
+            return Err(err(io::ErrorKind::InvalidInput, format!("{name:?} is not a plain file name")));
+        }
+        let mut from = rel_comps(dir);
+        from.push(name);
+        self.rename_comps(&from, &rel_comps(Some(to)))
+    }
+
+    fn rename_comps(&self, f: &[&str], t: &[&str]) -> io::Result<()> {
+        let mut st = self.lock();
+        let (from, to) = (f.join("/"), t.join("/"));
+        if st.get(f).is_none() {
+            return Err(err(io::ErrorKind::NotFound, format!("'{from}' not found")));
+        }
+        let (fk, tk) = (st.key_path(f), st.key_path(t));
+        if fk == tk {
+            // The same entry under another spelling (case-insensitive mode): only the
+            // spelling changes.
+            if from != to {
+                st.get_mut(f).expect("exists").name = t[t.len() - 1].to_string();
+                let now = st.tick();
+                st.dir_mut(&f[..f.len() - 1])?.mtime_ns = now;
+            }
+            return Ok(());
+        }
+        if tk.starts_with(&format!("{fk}/")) {
+            return Err(err(io::ErrorKind::InvalidInput, format!("cannot move '{from}' into itself ('{to}')")));
+        }
+        let (t_last, t_dir) = t.split_last().expect("a RelPath has a component");
+        st.dir_mut(t_dir)?;
+        if st.get(t).is_some() {
+            return Err(err(io::ErrorKind::AlreadyExists, format!("'{to}' already exists")));
+        }
+        let mut e = st.take(f)?;
+        e.name = t_last.to_string();
+        st.insert(t_dir, e)
+    }
+}
+
+impl Filesystem for MemFs {
+    fn read_dir(&self, dir: Option<&RelPath>) -> io::Result<Vec<DirEntry>> {
+        let mut st = self.lock();
+        let d = st.dir_mut(&rel_comps(dir))?;
+        let Node::Dir(children) = &d.node else { unreachable!("dir_mut returns directories") };
+        Ok(children
+            .values()
+            .map(|e| DirEntry { name: e.name.clone(), name_is_unicode: e.name_is_unicode, stat: e.stat() })
+            .collect())
+    }
+
+    fn stat(&self, path: &RelPath) -> io::Result<Option<Stat>> {
+        Ok(self.lock().get(&rel_comps(Some(path))).map(Entry::stat))
+    }
+
+    fn root_exists(&self) -> bool {
+        self.lock().root_exists
+    }
+
+    fn open(&self, path: &RelPath) -> io::Result<Box<dyn ReadSeek>> {
+        let mut st = self.lock();
+        let comps = rel_comps(Some(path));
+        let k = st.key_path(&comps);
+        *st.opens.entry(k.clone()).or_default() += 1;
+        let hook = st.hooks.get(&k).copied();
+        if let Some(Hook::Fail(kind)) = hook {
+            return Err(err(kind, format!("open '{path}': injected failure ({kind})")));
+        }
+        let now = st.tick();
+        let e = st.get_mut(&comps).ok_or_else(|| err(io::ErrorKind::NotFound, format!("'{path}' not found")))?;
+        let data = match &mut e.node {
+            Node::File(d) => d,
+            Node::Dir(_) => return Err(err(io::ErrorKind::IsADirectory, format!("'{path}' is a directory"))),
+            // Like O_NOFOLLOW: links and special files are not opened.
+            _ => return Err(err(io::ErrorKind::InvalidInput, format!("'{path}' is not a regular file"))),
+        };
+        let reader = Cursor::new(Bytes(Arc::clone(data)));
+        if let Some(Hook::ChangeAfterOpen(n)) = hook {
+            Arc::make_mut(data).push(b'!');
+            e.mtime_ns = now;
+            if n <= 1 {
+                st.hooks.remove(&k);
+            } else {
+                st.hooks.insert(k, Hook::ChangeAfterOpen(n - 1));
+            }
+        }
+        Ok(Box::new(reader))
+    }
+
+    fn create_dir(&self, path: &RelPath) -> io::Result<()> {
+        let mut st = self.lock();
+        let comps = rel_comps(Some(path));
+        match st.get(&comps) {
+            Some(Entry { node: Node::Dir(_), .. }) => return Ok(()),
+            Some(_) => return Err(err(io::ErrorKind::AlreadyExists, format!("'{path}' exists and is not a directory"))),
+            None => {}
+        }
+        let (last, dir) = comps.split_last().expect("a RelPath has a component");
+        st.dir_mut(dir)?;
+        let e = st.new_entry(last, Node::Dir(BTreeMap::new()));
+        st.insert(dir, e)
+    }
+
+    fn remove_file(&self, path: &RelPath) -> io::Result<()> {
+        let mut st = self.lock();
+        let comps = rel_comps(Some(path));
+        match st.get(&comps) {
+            None => Err(err(io::ErrorKind::NotFound, format!("'{path}' not found"))),
+            Some(Entry { node: Node::Dir(_), .. }) => {
+                Err(err(io::ErrorKind::IsADirectory, format!("'{path}' is a directory")))
+            }
+            Some(_) => st.take(&comps).map(drop),
+        }
+    }
+
+    fn remove_dir(&self, path: &RelPath) -> io::Result<()> {
+        let mut st = self.lock();
+        let comps = rel_comps(Some(path));
+        match st.get(&comps) {
+            None => Err(err(io::ErrorKind::NotFound, format!("'{path}' not found"))),
+            Some(Entry { node: Node::Dir(c), .. }) if !c.is_empty() => {
+                Err(err(io::ErrorKind::DirectoryNotEmpty, format!("'{path}' is not empty")))
+            }
+            Some(Entry { node: Node::Dir(_), .. }) => st.take(&comps).map(drop),
+            Some(_) => Err(err(io::ErrorKind::NotADirectory, format!("'{path}' is not a directory"))),
+        }
+    }
+
+    fn rename_noreplace(&self, from: &RelPath, to: &RelPath) -> io::Result<()> {
+        self.rename_comps(&rel_comps(Some(from)), &rel_comps(Some(to)))
+    }
+
+    fn set_times_and_mode(&self, path: &RelPath, mtime_ns: i64, executable: bool) -> io::Result<()> {
+        let mut st = self.lock();
+        let e = st.get_mut(&rel_comps(Some(path))).ok_or_else(|| err(io::ErrorKind::NotFound, format!("'{path}' not found")))?;
+        match e.node {
+            Node::File(_) => e.executable = executable,
+            Node::Dir(_) => {}
+            _ => return Err(err(io::ErrorKind::InvalidInput, format!("'{path}' is not a regular file"))),
+        }
+        e.mtime_ns = mtime_ns;
+        Ok(())
+    }
+
+    fn create_temp(&self, dir: Option<&RelPath>) -> io::Result<Box<dyn TempFile>> {
+        let mut st = self.lock();
+        let dir: Vec<String> = rel_comps(dir).into_iter().map(String::from).collect();
+        let dir_refs: Vec<&str> = dir.iter().map(String::as_str).collect();
+        st.dir_mut(&dir_refs)?;
+        let name = format!("{TEMP_PREFIX}{:08x}", st.next_temp);
+        st.next_temp += 1;
+        let e = st.new_entry(&name, Node::File(Arc::new(Vec::new())));
+        st.insert(&dir_refs, e)?;
+        Ok(Box::new(MemTemp { fs: self.clone(), dir, name, times: None, written_after_times: false, persisted: false }))
+    }
+
+    fn clean_temp_files(&self) -> io::Result<usize> {
+        let mut st = self.lock();
+        if !st.root_exists {
+            return Err(err(io::ErrorKind::NotFound, "folder root does not exist"));
+        }
+        let mut removed = 0;
+        let mut stack: Vec<&mut Entry> = vec![&mut st.root];
+        while let Some(dir) = stack.pop() {
+            let Node::Dir(children) = &mut dir.node else { continue };
+            let before = children.len();
+            children.retain(|_, e| !(e.name.starts_with(TEMP_PREFIX) && matches!(e.node, Node::File(_))));
+            removed += before - children.len();
+            stack.extend(children.values_mut().filter(|e| matches!(e.node, Node::Dir(_))));
+        }
+        Ok(removed)
+    }
+}
+
+/// A temporary file of [`MemFs`]: an ordinary entry of the tree under a temp name, so that
+/// it shows up in listings and survives a "crash" (`std::mem::forget`) like a real one.
+struct MemTemp {
+    fs: MemFs,
+    dir: Vec<String>,
+    name: String,
+    times: Option<(i64, bool)>,
+    written_after_times: bool,
+    persisted: bool,
+}
+
+impl MemTemp {
+    fn comps(&self) -> Vec<&str> {
+        self.dir.iter().map(String::as_str).chain([self.name.as_str()]).collect()
+    }
+
+    /// Runs `f` on the temp file's entry.
+    fn with_entry<T>(&self, f: impl FnOnce(&mut Entry, i64) -> T) -> io::Result<T> {
+        let mut st = self.fs.lock();
+        let now = st.tick();
+        let e = st
+            .get_mut(&self.comps())
+            .filter(|e| matches!(e.node, Node::File(_)))
+            .ok_or_else(|| err(io::ErrorKind::NotFound, format!("temporary file {} was removed", self.name)))?;
+        Ok(f(e, now))
+    }
+}
+
+impl Write for MemTemp {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.with_entry(|e, now| {
+            if let Node::File(d) = &mut e.node {
+                Arc::make_mut(d).extend_from_slice(buf);
+            }
+            e.mtime_ns = now;
+        })?;
+        self.written_after_times = self.times.is_some();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl TempFile for MemTemp {
+    fn set_times_and_mode(&mut self, mtime_ns: i64, executable: bool) -> io::Result<()> {
+        self.with_entry(|e, _| {
+            e.mtime_ns = mtime_ns;
+            e.executable = executable;
+        })?;
+        self.times = Some((mtime_ns, executable));
+        self.written_after_times = false;
+        Ok(())
+    }
+
+    fn sync_all(&mut self) -> io::Result<()> {
+        self.with_entry(|_, _| ())
+    }
+
+    fn persist(mut self: Box<Self>, dest: &RelPath) -> io::Result<()> {
+        if let (Some((mtime_ns, executable)), true) = (self.times, self.written_after_times) {
+            self.set_times_and_mode(mtime_ns, executable)?;
+        }
+        self.with_entry(|_, _| ())?;
+        let mut st = self.fs.lock();
+        let t = rel_comps(Some(dest));
+        let dest_dir = &t[..t.len() - 1];
+        st.dir_mut(dest_dir)?;
+        match st.get(&t) {
+            Some(Entry { node: Node::Dir(_), .. }) => {
+                return Err(err(io::ErrorKind::IsADirectory, format!("'{dest}' is a directory")));
+            }
+            Some(_) => drop(st.take(&t)?),
+            None => {}
+        }
+        let mut e = st.take(&self.comps())?;
+        e.name = dest.file_name().to_string();
+        st.insert(dest_dir, e)?;
+        self.persisted = true;
+        Ok(())
+    }
+}
+
+impl Drop for MemTemp {
+    fn drop(&mut self) {
+        if !self.persisted {
+            let comps = self.comps();
+            let _ = self.fs.lock().take(&comps);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn p(s: &str) -> RelPath {
+        RelPath::new(s).unwrap()
+    }
+
+    fn read_via_trait(fs: &MemFs, path: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        fs.open(&p(path)).unwrap().read_to_end(&mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn helpers_and_listing() {
+        let fs = MemFs::new();
+        fs.write("a/b/c.txt", "hi");
+        fs.mkdir("empty");
+        fs.symlink("a/link");
+        assert_eq!(fs.list_all(), ["a/", "a/b/", "a/b/c.txt", "a/link", "empty/"]);
+        assert_eq!(fs.read("a/b/c.txt").unwrap(), b"hi");
+        assert_eq!(read_via_trait(&fs, "a/b/c.txt"), b"hi");
+        assert_eq!(fs.open_count("a/b/c.txt"), 1);
+        let ino = fs.ino("a/b/c.txt").unwrap();
+        let before = fs.stat(&p("a/b/c.txt")).unwrap().unwrap();
+        fs.write("a/b/c.txt", "hello");
+        let after = fs.stat(&p("a/b/c.txt")).unwrap().unwrap();
+        assert_eq!(after.ino, ino, "in-place write keeps the inode");
+        assert!(after.mtime_ns > before.mtime_ns);
+        assert_eq!(after.size, 5);
+        assert!(fs.stat(&p("a/b/c.txt/x")).unwrap().is_none());
+        assert_eq!(fs.read_dir(Some(&p("a/b/c.txt"))).unwrap_err().kind(), io::ErrorKind::NotADirectory);
+        assert!(fs.remove("a"));
+        assert!(!fs.exists("a/b"));
+    }
+
+    #[test]
+    fn temp_files_are_listed_persist_replaces_and_drop_removes() {
+        let fs = MemFs::new();
+        fs.write("f", "old");
+        let old_ino = fs.ino("f").unwrap();
+        let mut t = fs.create_temp(None).unwrap();
+        t.write_all(b"new").unwrap();
+        assert!(fs.list_all().iter().any(|n| n.starts_with(TEMP_PREFIX)));
+        t.set_times_and_mode(42, true).unwrap();
+        t.sync_all().unwrap();
+        t.persist(&p("f")).unwrap();
+        assert_eq!(fs.list_all(), ["f"]);
+        assert_eq!(fs.read("f").unwrap(), b"new");
+        let st = fs.stat(&p("f")).unwrap().unwrap();
+        assert_eq!((st.mtime_ns, st.executable), (42, true));
+        assert_ne!(st.ino, old_ino, "persist puts a new file in place");
+
+        let mut t = fs.create_temp(None).unwrap();
+        t.write_all(b"abandoned").unwrap();
+        drop(t);
+        assert_eq!(fs.list_all(), ["f"]);
+
+        fs.mkdir("d");
+        let t = fs.create_temp(None).unwrap();
+        assert_eq!(t.persist(&p("d")).unwrap_err().kind(), io::ErrorKind::IsADirectory);
+        assert_eq!(fs.list_all(), ["d/", "f"], "a failed persist leaves no temp file");
+    }
+
+    #[test]
+    fn crash_leaves_only_a_temp_file_that_clean_removes() {
+        let fs = MemFs::new();
+        fs.mkdir("d");
+        let mut t = fs.create_temp(Some(&p("d"))).unwrap();
+        t.write_all(b"half").unwrap();
+        std::mem::forget(t);
+        assert!(!fs.exists("d/dest"));
+        assert_eq!(fs.clean_temp_files().unwrap(), 1);
+        assert_eq!(fs.list_all(), ["d/"]);
+    }
+
+    #[test]
+    fn rename_noreplace_and_remove_dir() {
+        let fs = MemFs::new();
+        fs.write("a", "1");
+        fs.write("b", "2");
+        fs.write("d/x", "3");
+        assert_eq!(fs.rename_noreplace(&p("a"), &p("b")).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs.rename_noreplace(&p("d"), &p("d/x/y")).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(fs.rename_noreplace(&p("a"), &p("nope/a")).unwrap_err().kind(), io::ErrorKind::NotFound);
+        let ino = fs.ino("a").unwrap();
+        fs.rename_noreplace(&p("a"), &p("d/a")).unwrap();
+        assert_eq!(fs.ino("d/a"), Some(ino), "a rename keeps the inode");
+        assert_eq!(fs.remove_dir(&p("d")).unwrap_err().kind(), io::ErrorKind::DirectoryNotEmpty);
+        fs.remove_file(&p("d/a")).unwrap();
+        fs.remove_file(&p("d/x")).unwrap();
+        fs.remove_dir(&p("d")).unwrap();
+        assert_eq!(fs.list_all(), ["b"]);
+    }
+
+    #[test]
+    fn case_insensitive_mode_keeps_spelling_and_refuses_case_collisions() {
+        let fs = MemFs::case_insensitive();
+        fs.write("Docs/Readme.TXT", "x");
+        assert!(fs.exists("docs/readme.txt"));
+        assert_eq!(fs.stat(&p("DOCS/README.txt")).unwrap().unwrap().size, 1);
+        fs.create_dir(&p("docs")).unwrap(); // already there, as "Docs"
+        assert_eq!(fs.list_all(), ["Docs/", "Docs/Readme.TXT"]);
+        fs.write("Docs/other", "y");
+        let e = fs.rename_noreplace(&p("Docs/other"), &p("docs/README.txt")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        // A case-only rename of the same entry is allowed and changes the spelling.
+        fs.rename_noreplace(&p("Docs/Readme.TXT"), &p("Docs/readme.txt")).unwrap();
+        assert_eq!(fs.list_all(), ["Docs/", "Docs/other", "Docs/readme.txt"]);
+        // persist over a differently-spelled existing file replaces it.
+        let mut t = fs.create_temp(Some(&p("Docs"))).unwrap();
+        t.write_all(b"z").unwrap();
+        t.persist(&p("Docs/OTHER")).unwrap();
+        assert_eq!(fs.list_all(), ["Docs/", "Docs/OTHER", "Docs/readme.txt"]);
+        assert_eq!(fs.read("docs/other").unwrap(), b"z");
+    }
+
+    #[test]
+    fn injected_open_failures_and_changes() {
+        let fs = MemFs::new();
+        fs.write("locked", "x");
+        fs.fail_open("locked", io::ErrorKind::PermissionDenied);
+        assert_eq!(fs.open(&p("locked")).err().unwrap().kind(), io::ErrorKind::PermissionDenied);
+        fs.write("busy", "abc");
+        fs.change_on_open("busy", 1);
+        assert_eq!(read_via_trait(&fs, "busy"), b"abc", "the reader sees the bytes at open");
+        assert_eq!(fs.read("busy").unwrap(), b"abc!");
+        assert_eq!(read_via_trait(&fs, "busy"), b"abc!", "only the first open changes it");
+    }
+
+    #[test]
+    fn root_can_vanish() {
+        let fs = MemFs::new();
+        fs.write("a", "1");
+        fs.set_root_exists(false);
+        assert!(!fs.root_exists());
+        assert!(fs.stat(&p("a")).unwrap().is_none());
+        assert!(fs.read_dir(None).is_err());
+        fs.set_root_exists(true);
+        assert!(fs.exists("a"));
+    }
+}

@@ -1,1 +1,609 @@
-//! TODO
+//! The scanner: walks a folder through the [`Filesystem`] seam and reports what is on disk —
+//! every syncable file and directory with its metadata and content hash — plus what it had to
+//! skip and why. Files whose size, mtime and inode match what the last sync recorded keep
+//! their recorded hash; the rest are read and hashed in parallel.
+
+use crate::fs::{DirEntry, Filesystem, Stat, StatKind};
+use filesync_core::path::TEMP_PREFIX;
+use filesync_core::{Chunker, EntryKind, FileMeta, RelPath};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use unicode_normalization::{UnicodeNormalization, is_nfc};
+
+/// What the last sync recorded about a local file: its stat then, and its synced metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownFile {
+    pub size: u64,
+    pub mtime_ns: i64,
+    /// 0 when unknown (then only size and mtime are compared).
+    pub ino: u64,
+    pub meta: FileMeta,
+}
+
+/// One syncable path on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalEntry {
+    /// For files, `hash` and `chunks` are filled in.
+    pub meta: FileMeta,
+    /// The stat the metadata was taken from (what to record with a base).
+    pub stat: Stat,
+}
+
+/// A path the scanner did not report, and why (shown to the user).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// The path as found on disk (lossily converted when not Unicode).
+    pub path: String,
+    pub reason: String,
+}
+
+/// The result of a scan.
+///
+/// A path absent from `entries` is not necessarily gone: it may be skipped (unreadable, a
+/// symbolic link, changing while read, in a directory that could not be listed). Before
+/// treating an absent path as deleted, check [`ScanOutput::skipped_paths`]; otherwise an
+/// unreadable directory would look like a deletion of everything in it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanOutput {
+    pub entries: BTreeMap<RelPath, LocalEntry>,
+    /// Sorted by path.
+    pub skipped: Vec<Skipped>,
+}
+
+impl ScanOutput {
+    /// The skipped paths as a set that answers "was this path, or a directory above it,
+    /// skipped?" in time proportional to the path's depth.
+    pub fn skipped_paths(&self) -> SkippedPaths {
+        SkippedPaths(self.skipped.iter().map(|s| s.path.nfc().collect()).collect())
+    }
+}
+
+/// See [`ScanOutput::skipped_paths`].
+#[derive(Clone, Debug, Default)]
+pub struct SkippedPaths(HashSet<String>);
+
+impl SkippedPaths {
+    /// True when `path` or one of its ancestors was skipped: its absence from the scan says
+    /// nothing about whether it still exists.
+    pub fn covers(&self, path: &RelPath) -> bool {
+        !self.0.is_empty() && (self.0.contains(path.as_str()) || path.ancestors().any(|a| self.0.contains(a)))
+    }
+}
+
+/// Renames the entry that `read_dir(dir)` listed as `name` — a name that [`RelPath`] cannot
+/// express, such as one not in NFC — to `to`, failing with `AlreadyExists` rather than
+/// replace anything.
+///
+/// This is the one operation the scanner needs beyond [`Filesystem`] (whose paths are all
+/// NFC `RelPath`s, so they cannot name the entry to rename). It belongs in that trait;
+/// until it is there, [`Scanner::rename`] supplies it and [`scan`] skips such names.
+pub trait RenameListed: Send + Sync {
+    fn rename_listed_noreplace(&self, dir: Option<&RelPath>, name: &str, to: &RelPath) -> io::Result<()>;
+}
+
+impl RenameListed for crate::fs::RealFs {
+    fn rename_listed_noreplace(&self, dir: Option<&RelPath>, name: &str, to: &RelPath) -> io::Result<()> {
+        crate::fs::RealFs::rename_listed_noreplace(self, dir, name, to)
+    }
+}
+
+impl RenameListed for crate::memfs::MemFs {
+    fn rename_listed_noreplace(&self, dir: Option<&RelPath>, name: &str, to: &RelPath) -> io::Result<()> {
+        crate::memfs::MemFs::rename_listed_noreplace(self, dir, name, to)
+    }
+}
+
+/// Scans the whole folder. Names not in NFC are skipped with a reason; use [`Scanner`] with
+/// `rename` set to have them renamed to NFC on disk instead.
+///
+/// Fails only when the folder root cannot be listed (a missing root must never look like a
+/// folder whose files were all deleted).
+pub fn scan(fs: &dyn Filesystem, known: &HashMap<RelPath, KnownFile>, chunker: &Chunker) -> io::Result<ScanOutput> {
+    Scanner { fs, rename: None, known, chunker }.scan()
+}
+
+/// Examines only `paths` (and the trees below those that are directories): the file
+/// watcher's quick path. Returns entries for those that exist; one that is neither in
+/// `entries` nor covered by `skipped` is gone.
+pub fn scan_paths(
+    fs: &dyn Filesystem,
+    paths: &[RelPath],
+    known: &HashMap<RelPath, KnownFile>,
+    chunker: &Chunker,
+) -> io::Result<ScanOutput> {
+    Scanner { fs, rename: None, known, chunker }.scan_paths(paths)
+}
+
+/// The scanner with all its inputs; [`scan`] and [`scan_paths`] are shorthands for the
+/// common case.
+#[derive(Clone, Copy)]
+pub struct Scanner<'a> {
+    pub fs: &'a dyn Filesystem,
+    /// How to rename a non-NFC name to NFC on disk; `None`: skip such names.
+    pub rename: Option<&'a dyn RenameListed>,
+    pub known: &'a HashMap<RelPath, KnownFile>,
+    pub chunker: &'a Chunker,
+}
+
+impl Scanner<'_> {
+    pub fn scan(&self) -> io::Result<ScanOutput> {
+        let mut walk = Walk::new(self);
+        let listing = walk.read_root()?;
+        walk.visit_listing(None, &listing, None);
+        walk.walk_pending();
+        Ok(walk.finish())
+    }
+
+    pub fn scan_paths(&self, paths: &[RelPath]) -> io::Result<ScanOutput> {
+        let mut walk = Walk::new(self);
+        // A path below another requested one is covered by that one's walk (or, if the
+        // ancestor is not a directory, cannot exist).
+        let requested: HashSet<&str> = paths.iter().map(RelPath::as_str).collect();
+        let mut by_dir: BTreeMap<Option<RelPath>, HashSet<&str>> = BTreeMap::new();
+        for p in paths {
+            if !p.ancestors().any(|a| requested.contains(a)) {
+                by_dir.entry(p.parent()).or_default().insert(p.file_name());
+            }
+        }
+        for (dir, names) in &by_dir {
+            let listing = match dir {
+                None => walk.read_root()?,
+                Some(d) => match self.fs.read_dir(Some(d)) {
+                    Ok(l) => l,
+                    Err(e) if is_gone(&e) => continue, // nothing there: all of them are gone
+                    Err(e) => {
+                        for n in names {
+                            walk.skip(format!("{d}/{n}"), format!("cannot list '{d}': {}", describe(&e)));
+                        }
+                        continue;
+                    }
+                },
+            };
+            walk.visit_listing(dir.as_ref(), &listing, Some(names));
+        }
+        walk.walk_pending();
+        Ok(walk.finish())
+    }
+}
+
+const SYMLINK_REASON: &str = "symbolic links are not synced";
+const SPECIAL_REASON: &str = "special files (sockets, devices, pipes) are not synced";
+const VANISHED_REASON: &str = "vanished while scanning";
+const CHANGING_REASON: &str = "file is changing: it was modified while it was read; it will be synced once it is stable";
+
+fn is_gone(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+}
+
+fn describe(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => VANISHED_REASON.to_string(),
+        io::ErrorKind::PermissionDenied => format!("permission denied: {e}"),
+        _ => format!("cannot read: {e}"),
+    }
+}
+
+fn shown(dir: Option<&RelPath>, name: &str) -> String {
+    match dir {
+        Some(d) => format!("{d}/{name}"),
+        None => name.to_string(),
+    }
+}
+
+fn join(dir: Option<&RelPath>, name: &str) -> Result<RelPath, filesync_core::PathError> {
+    match dir {
+        Some(d) => d.join(name),
+        None => RelPath::new(name),
+    }
+}
+
+/// The state of one scan: listing is sequential, hashing happens at the end in parallel.
+struct Walk<'s, 'a> {
+    s: &'s Scanner<'a>,
+    entries: BTreeMap<RelPath, LocalEntry>,
+    skipped: Vec<Skipped>,
+    /// Files that must be read.
+    to_hash: Vec<RelPath>,
+    /// Directories found but not listed yet (a stack, so the walk needs no recursion).
+    pending: Vec<RelPath>,
+}
+
+impl<'s, 'a> Walk<'s, 'a> {
+    fn new(s: &'s Scanner<'a>) -> Self {
+        Walk { s, entries: BTreeMap::new(), skipped: Vec::new(), to_hash: Vec::new(), pending: Vec::new() }
+    }
+
+    fn read_root(&self) -> io::Result<Vec<DirEntry>> {
+        if !self.s.fs.root_exists() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "the folder root does not exist or is not a directory"));
+        }
+        self.s.fs.read_dir(None)
+    }
+
+    fn skip(&mut self, path: String, reason: impl Into<String>) {
+        self.skipped.push(Skipped { path, reason: reason.into() });
+    }
+
+    fn walk_pending(&mut self) {
+        while let Some(dir) = self.pending.pop() {
+            match self.s.fs.read_dir(Some(&dir)) {
+                Ok(listing) => self.visit_listing(Some(&dir), &listing, None),
+                Err(e) => {
+                    // Not reported as an (empty) directory: that would read as "everything in
+                    // it was deleted".
+                    self.entries.remove(&dir);
+                    let reason = if is_gone(&e) { VANISHED_REASON.to_string() } else { format!("cannot list directory: {}", describe(&e)) };
+                    self.skip(dir.into_string(), reason);
+                }
+            }
+        }
+    }
+
+    /// Visits the entries of `listing` (of `dir`), or only those whose NFC name is in `only`.
+    fn visit_listing(&mut self, dir: Option<&RelPath>, listing: &[DirEntry], only: Option<&HashSet<&str>>) {
+        for entry in listing {
+            if let Some(only) = only {
+                let wanted = if is_nfc(&entry.name) {
+                    only.contains(entry.name.as_str())
+                } else {
+                    only.contains(entry.name.nfc().collect::<String>().as_str())
+                };
+                if !wanted || !entry.name_is_unicode {
+                    continue;
+                }
+            }
+            self.visit(dir, listing, entry);
+        }
+    }
+
+    fn visit(&mut self, dir: Option<&RelPath>, listing: &[DirEntry], entry: &DirEntry) {
+        let name = entry.name.as_str();
+        if name.starts_with(TEMP_PREFIX) {
+            return;
+        }
+        if !entry.name_is_unicode {
+            let reason = "the name is not valid Unicode (UTF-8); rename it to sync it";
+            return self.skip(shown(dir, name), reason);
+        }
+        match entry.stat.kind {
+            StatKind::Symlink => return self.skip(shown(dir, name), SYMLINK_REASON),
+            StatKind::Other => return self.skip(shown(dir, name), SPECIAL_REASON),
+            StatKind::File | StatKind::Dir => {}
+        }
+        if is_nfc(name) {
+            match join(dir, name) {
+                Ok(path) => self.add(path, entry.stat),
+                Err(e) => self.skip(shown(dir, name), format!("the name cannot be synced: {e}")),
+            }
+            return;
+        }
+        self.normalize(dir, listing, entry);
+    }
+
+    /// A name not in NFC (typically NFD, from macOS): renamed on disk to its NFC form so that
+    /// every device sees the same bytes, unless that name is taken.
+    fn normalize(&mut self, dir: Option<&RelPath>, listing: &[DirEntry], entry: &DirEntry) {
+        let name = entry.name.as_str();
+        let nfc: String = name.nfc().collect();
+        let path = match join(dir, &nfc) {
+            Ok(p) => p,
+            Err(e) => return self.skip(shown(dir, name), format!("the name cannot be synced: {e}")),
+        };
+        let taken = format!(
+            "the name is not in Unicode NFC, and '{nfc}' (the same name in NFC) also exists; rename one of them"
+        );
+        // Compared against the listing, not with `stat`: on a normalization-insensitive disk
+        // (APFS) `stat` of the NFC name finds this very entry.
+        if listing.iter().any(|e| e.name == nfc) {
+            return self.skip(shown(dir, name), taken);
+        }
+        let Some(rename) = self.s.rename else {
+            return self.skip(shown(dir, name), format!("the name is not in Unicode NFC; rename it to '{nfc}' to sync it"));
+        };
+        match rename.rename_listed_noreplace(dir, name, &path) {
+            Ok(()) => {
+                tracing::info!(from = %shown(dir, name), to = %path, "renamed to Unicode NFC");
+                match self.s.fs.stat(&path) {
+                    Ok(Some(st)) => self.add(path, st),
+                    Ok(None) => self.skip(path.into_string(), VANISHED_REASON),
+                    Err(e) => self.skip(path.into_string(), describe(&e)),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => self.skip(shown(dir, name), taken),
+            Err(e) => self.skip(
+                shown(dir, name),
+                format!("the name is not in Unicode NFC and renaming it to '{nfc}' failed: {e}"),
+            ),
+        }
+    }
+
+    fn add(&mut self, path: RelPath, stat: Stat) {
+        match stat.kind {
+            StatKind::Dir => {
+                self.entries.insert(path.clone(), LocalEntry { meta: FileMeta::dir(stat.mtime_ns), stat });
+                self.pending.push(path);
+            }
+            StatKind::File => match self.s.known.get(&path).and_then(|k| reuse(k, &stat)) {
+                Some(meta) => {
+                    self.entries.insert(path, LocalEntry { meta, stat });
+                }
+                None => self.to_hash.push(path),
+            },
+            StatKind::Symlink => self.skip(path.into_string(), SYMLINK_REASON),
+            StatKind::Other => self.skip(path.into_string(), SPECIAL_REASON),
+        }
+    }
+
+    fn finish(mut self) -> ScanOutput {
+        let work = std::mem::take(&mut self.to_hash);
+        for (path, result) in hash_all(self.s.fs, self.s.chunker, &work) {
+            match result {
+                Ok(e) => {
+                    self.entries.insert(path, e);
+                }
+                Err(reason) => self.skip(path.into_string(), reason),
+            }
+        }
+        self.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        ScanOutput { entries: self.entries, skipped: self.skipped }
+    }
+}
+
+/// The recorded metadata of a file that has not changed since it was recorded (same size,
+/// mtime and — where both are known — inode), with the current mtime and executable bit (a
+/// `chmod` does not move the mtime).
+fn reuse(known: &KnownFile, stat: &Stat) -> Option<FileMeta> {
+    let same = known.meta.kind == EntryKind::File
+        && known.meta.size == stat.size
+        && known.size == stat.size
+        && known.mtime_ns == stat.mtime_ns
+        && (known.ino == 0 || stat.ino == 0 || known.ino == stat.ino);
+    same.then(|| FileMeta { mtime_ns: stat.mtime_ns, executable: stat.executable, ..known.meta.clone() })
+}
+
+/// Hashes `work` on up to `available_parallelism` threads.
+fn hash_all(fs: &dyn Filesystem, chunker: &Chunker, work: &[RelPath]) -> Vec<(RelPath, Result<LocalEntry, String>)> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(work.len());
+    if threads <= 1 {
+        return work.iter().map(|p| (p.clone(), hash_one(fs, p, chunker))).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let worker = || {
+        let mut out = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(p) = work.get(i) else { break out };
+            out.push((p.clone(), hash_one(fs, p, chunker)));
+        }
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(worker)).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
+}
+
+/// Reads and digests one file. The stat before and after must agree (else the file changed
+/// while it was read: one more try, then it is skipped as changing).
+fn hash_one(fs: &dyn Filesystem, path: &RelPath, chunker: &Chunker) -> Result<LocalEntry, String> {
+    let stat_file = |fs: &dyn Filesystem| match fs.stat(path) {
+        Ok(Some(st)) if st.kind == StatKind::File => Ok(st),
+        Ok(Some(st)) if st.kind == StatKind::Symlink => Err(SYMLINK_REASON.to_string()),
+        Ok(Some(_)) => Err("changed while scanning: it is no longer a regular file".to_string()),
+        Ok(None) => Err(VANISHED_REASON.to_string()),
+        Err(e) => Err(describe(&e)),
+    };
+    for _ in 0..2 {
+        let before = stat_file(fs)?;
+        let digest = fs.open(path).and_then(|r| chunker.digest(r)).map_err(|e| describe(&e))?;
+        let after = stat_file(fs)?;
+        if after == before && digest.size == before.size {
+            let meta = FileMeta {
+                kind: EntryKind::File,
+                size: digest.size,
+                mtime_ns: before.mtime_ns,
+                executable: before.executable,
+                hash: digest.hash,
+                chunks: digest.chunks,
+            };
+            return Ok(LocalEntry { meta, stat: before });
+        }
+    }
+    Err(CHANGING_REASON.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memfs::MemFs;
+    use filesync_core::Hash;
+
+    fn p(s: &str) -> RelPath {
+        RelPath::new(s).unwrap()
+    }
+
+    fn scan_mem(fs: &MemFs, known: &HashMap<RelPath, KnownFile>) -> ScanOutput {
+        Scanner { fs, rename: Some(fs), known, chunker: &Chunker::tiny() }.scan().unwrap()
+    }
+
+    fn known_from(out: &ScanOutput) -> HashMap<RelPath, KnownFile> {
+        out.entries
+            .iter()
+            .filter(|(_, e)| e.meta.kind == EntryKind::File)
+            .map(|(p, e)| {
+                let k = KnownFile { size: e.stat.size, mtime_ns: e.stat.mtime_ns, ino: e.stat.ino, meta: e.meta.clone() };
+                (p.clone(), k)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reports_files_dirs_and_hashes() {
+        let fs = MemFs::new();
+        fs.write("a/b.txt", "hello");
+        fs.write("empty", "");
+        fs.mkdir("d/e");
+        let out = scan_mem(&fs, &HashMap::new());
+        let paths: Vec<_> = out.entries.keys().map(RelPath::as_str).collect();
+        assert_eq!(paths, ["a", "a/b.txt", "d", "d/e", "empty"]);
+        let b = &out.entries[&p("a/b.txt")].meta;
+        assert_eq!((b.kind, b.size, b.hash), (EntryKind::File, 5, Hash::of(b"hello")));
+        assert_eq!(b.chunks.len(), 1);
+        let e = &out.entries[&p("empty")].meta;
+        assert_eq!((e.size, e.hash, e.chunks.len()), (0, Hash::empty(), 0));
+        assert_eq!(out.entries[&p("d")].meta.kind, EntryKind::Dir);
+        assert!(out.skipped.is_empty());
+    }
+
+    #[test]
+    fn reuses_known_metadata_only_when_stat_matches() {
+        let fs = MemFs::new();
+        fs.write("f", "content");
+        let mut known = known_from(&scan_mem(&fs, &HashMap::new()));
+        let opens = fs.total_opens();
+        known.get_mut(&p("f")).unwrap().meta.hash = Hash([7; 32]); // deliberately wrong
+        fs.set_executable("f", true);
+        let out = scan_mem(&fs, &known);
+        assert_eq!(fs.total_opens(), opens, "not read again");
+        assert_eq!(out.entries[&p("f")].meta.hash, Hash([7; 32]));
+        assert!(out.entries[&p("f")].meta.executable, "the executable bit comes from the stat");
+        // A different inode (replaced by another file of the same size and mtime): re-read.
+        known.get_mut(&p("f")).unwrap().ino += 1000;
+        let out = scan_mem(&fs, &known);
+        assert_eq!(out.entries[&p("f")].meta.hash, Hash::of(b"content"));
+        assert_eq!(fs.total_opens(), opens + 1);
+    }
+
+    #[test]
+    fn unreadable_and_changing_files_are_skipped_with_a_reason() {
+        let fs = MemFs::new();
+        fs.write("locked", "x");
+        fs.write("busy", "y");
+        fs.write("settles", "z");
+        fs.write("ok", "o");
+        fs.fail_open("locked", io::ErrorKind::PermissionDenied);
+        fs.change_on_open("busy", 10);
+        fs.change_on_open("settles", 1);
+        let out = scan_mem(&fs, &HashMap::new());
+        let reasons: HashMap<_, _> = out.skipped.iter().map(|s| (s.path.as_str(), s.reason.as_str())).collect();
+        assert!(reasons["locked"].starts_with("permission denied"), "{reasons:?}");
+        assert!(reasons["busy"].starts_with("file is changing"), "{reasons:?}");
+        assert_eq!(reasons.len(), 2);
+        assert_eq!(out.entries[&p("settles")].meta.hash, Hash::of(b"z!"));
+        assert!(out.entries.contains_key(&p("ok")));
+        let skipped = out.skipped_paths();
+        assert!(skipped.covers(&p("locked")));
+        assert!(!skipped.covers(&p("ok")));
+    }
+
+    #[test]
+    fn nfd_names_are_renamed_unless_the_nfc_name_exists() {
+        let fs = MemFs::new();
+        fs.write("cafe\u{301}/Lo\u{308}we.txt", "x");
+        fs.write("a\u{301}", "1");
+        fs.write("\u{e1}", "2");
+        let out = scan_mem(&fs, &HashMap::new());
+        assert!(out.entries.contains_key(&p("caf\u{e9}/L\u{f6}we.txt")));
+        assert!(fs.exists("caf\u{e9}/L\u{f6}we.txt"));
+        assert_eq!(out.skipped.len(), 1);
+        assert_eq!(out.skipped[0].path, "a\u{301}");
+        assert!(out.skipped[0].reason.contains("also exists"));
+        assert_eq!(fs.read("a\u{301}").unwrap(), b"1", "left alone");
+
+        // Without a renamer the name is skipped, not renamed.
+        let fs = MemFs::new();
+        fs.write("cafe\u{301}", "x");
+        let out = scan(&fs, &HashMap::new(), &Chunker::tiny()).unwrap();
+        assert!(out.entries.is_empty());
+        assert!(out.skipped[0].reason.contains("NFC"));
+        assert!(fs.exists("cafe\u{301}"));
+    }
+
+    #[test]
+    fn unlistable_directory_is_skipped_not_reported_empty() {
+        struct NoList(MemFs);
+        impl Filesystem for NoList {
+            fn read_dir(&self, dir: Option<&RelPath>) -> io::Result<Vec<DirEntry>> {
+                if dir.is_some_and(|d| d.as_str() == "secret") {
+                    return Err(io::Error::new(io::ErrorKind::PermissionDenied, "no"));
+                }
+                self.0.read_dir(dir)
+            }
+            fn stat(&self, path: &RelPath) -> io::Result<Option<Stat>> {
+                self.0.stat(path)
+            }
+            fn root_exists(&self) -> bool {
+                self.0.root_exists()
+            }
+            fn open(&self, path: &RelPath) -> io::Result<Box<dyn crate::fs::ReadSeek>> {
+                self.0.open(path)
+            }
+            fn create_dir(&self, path: &RelPath) -> io::Result<()> {
+                self.0.create_dir(path)
+            }
+            fn remove_file(&self, path: &RelPath) -> io::Result<()> {
+                self.0.remove_file(path)
+            }
+            fn remove_dir(&self, path: &RelPath) -> io::Result<()> {
+                self.0.remove_dir(path)
+            }
+            fn rename_noreplace(&self, from: &RelPath, to: &RelPath) -> io::Result<()> {
+                self.0.rename_noreplace(from, to)
+            }
+            fn set_times_and_mode(&self, path: &RelPath, mtime_ns: i64, executable: bool) -> io::Result<()> {
+                self.0.set_times_and_mode(path, mtime_ns, executable)
+            }
+            fn create_temp(&self, dir: Option<&RelPath>) -> io::Result<Box<dyn crate::fs::TempFile>> {
+                self.0.create_temp(dir)
+            }
+            fn clean_temp_files(&self) -> io::Result<usize> {
+                self.0.clean_temp_files()
+            }
+        }
+        let mem = MemFs::new();
+        mem.write("secret/a", "1");
+        mem.write("open/b", "2");
+        let out = scan(&NoList(mem), &HashMap::new(), &Chunker::tiny()).unwrap();
+        assert!(!out.entries.contains_key(&p("secret")));
+        assert!(out.entries.contains_key(&p("open/b")));
+        assert!(out.skipped_paths().covers(&p("secret/a")));
+        assert!(out.skipped[0].reason.contains("permission denied"), "{:?}", out.skipped);
+    }
+
+    #[test]
+    fn missing_root_is_an_error_not_an_empty_folder() {
+        let fs = MemFs::new();
+        fs.write("a", "1");
+        fs.set_root_exists(false);
+        assert!(scan(&fs, &HashMap::new(), &Chunker::tiny()).is_err());
+        assert!(scan_paths(&fs, &[p("a")], &HashMap::new(), &Chunker::tiny()).is_err());
+    }
+
+    #[test]
+    fn scan_paths_examines_only_what_was_asked() {
+        let fs = MemFs::new();
+        fs.write("a/x", "1");
+        fs.write("a/sub/y", "2");
+        fs.write("b", "3");
+        fs.write("c/z", "4");
+        fs.symlink("c/link");
+        let paths = [p("a"), p("a/x"), p("b"), p("gone"), p("c/z"), p("c/link"), p("b/below-a-file")];
+        let out = scan_paths(&fs, &paths, &HashMap::new(), &Chunker::tiny()).unwrap();
+        let got: Vec<_> = out.entries.keys().map(RelPath::as_str).collect();
+        assert_eq!(got, ["a", "a/sub", "a/sub/y", "a/x", "b", "c/z"]);
+        assert_eq!(out.skipped.len(), 1);
+        assert_eq!(out.skipped[0].path, "c/link");
+        assert_eq!(fs.open_count("c/z"), 1);
+    }
+
+    #[test]
+    fn reuse_requires_the_recorded_size_and_mtime() {
+        let meta = FileMeta { kind: EntryKind::File, size: 3, mtime_ns: 10, executable: false, hash: Hash([1; 32]), chunks: vec![] };
+        let k = KnownFile { size: 3, mtime_ns: 10, ino: 0, meta };
+        let st = Stat { kind: StatKind::File, size: 3, mtime_ns: 10, executable: false, ino: 99 };
+        assert!(reuse(&k, &st).is_some(), "unknown inode is ignored");
+        assert!(reuse(&k, &Stat { mtime_ns: 11, ..st }).is_none());
+        assert!(reuse(&k, &Stat { size: 4, ..st }).is_none());
+        assert!(reuse(&KnownFile { ino: 5, ..k.clone() }, &st).is_none());
+    }
+}

@@ -1,1 +1,649 @@
-//! TODO
+//! The agent's local state database (SQLite): per synced folder, the server cursor, a mirror
+//! of the server's entries, and the base of every path (what was last synced, plus the local
+//! stat at that moment so the scanner can skip rehashing); and a small key/value table.
+//!
+//! Durability: WAL with `synchronous=NORMAL`. A power loss may drop the last transactions
+//! (never corrupt the file). That is safe here because everything in it is re-derivable: a
+//! lost cursor or mirror row is fetched again from the server, and a lost base makes the
+//! planner compare local and remote content afresh (same content: record the base; different:
+//! a conflict copy) — never a silent overwrite or delete.
+
+use filesync_core::{ChunkRef, EntryKind, EntryState, FileMeta, Hash, RelPath};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlitePool, Sqlite, Transaction};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The schema, one step per entry; `schema_version` holds how many have been applied. Only
+/// ever append.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE folders (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    server_folder_id INTEGER,
+    cursor INTEGER
+);
+-- The server's current entry per path; kind NULL is a tombstone.
+CREATE TABLE remote (
+    folder INTEGER NOT NULL REFERENCES folders(id),
+    path TEXT NOT NULL,
+    rev INTEGER NOT NULL,
+    kind INTEGER,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    executable INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    chunks BLOB NOT NULL,
+    device_id INTEGER NOT NULL,
+    device_name TEXT NOT NULL,
+    committed_at INTEGER NOT NULL,
+    PRIMARY KEY (folder, path)
+);
+-- The last synced state per path, and the local stat when it was recorded.
+CREATE TABLE base (
+    folder INTEGER NOT NULL REFERENCES folders(id),
+    path TEXT NOT NULL,
+    rev INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    executable INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    chunks BLOB NOT NULL,
+    local_size INTEGER NOT NULL,
+    local_mtime_ns INTEGER NOT NULL,
+    local_ino INTEGER NOT NULL,
+    PRIMARY KEY (folder, path)
+);
+CREATE TABLE kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#];
+
+/// A row of the `base` table: the synced metadata at `rev`, and the local stat (`size`,
+/// `mtime_ns`, `ino`) of the file when that was recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseRow {
+    pub rev: u64,
+    pub meta: FileMeta,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ino: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot open the state database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "the state database {path} has schema version {found}, but this FileSync knows only up to {known}; \
+         upgrade FileSync, or move the file away to rebuild the state from the server"
+    )]
+    TooNew { path: PathBuf, found: i64, known: usize },
+    #[error("state database: {context}: {source}")]
+    Db {
+        context: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("state database: corrupt row for '{path}' in folder '{folder}': {detail}")]
+    Corrupt { folder: String, path: String, detail: String },
+}
+
+fn ctx(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StateError {
+    let context = context.into();
+    move |source| StateError::Db { context, source }
+}
+
+/// The agent's state. Cheap to clone (a connection pool).
+#[derive(Clone, Debug)]
+pub struct StateDb {
+    pool: SqlitePool,
+}
+
+impl StateDb {
+    /// Opens (creating it and its directory if missing) and migrates the database at `path`.
+    pub async fn open(path: &Path) -> Result<StateDb, StateError> {
+        let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StateError::Open { path: path.to_path_buf(), source };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        // A few connections so that reads proceed while a write transaction runs (WAL);
+        // writers take the lock up front (BEGIN IMMEDIATE), so they queue instead of failing.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|e| open_err(Box::new(e)))?;
+        let db = StateDb { pool };
+        db.migrate(path).await?;
+        Ok(db)
+    }
+
+    /// A fresh in-memory database, for tests.
+    pub async fn memory() -> Result<StateDb, StateError> {
+        let opts = SqliteConnectOptions::from_str("sqlite::memory:").map_err(ctx("in-memory options"))?.foreign_keys(true);
+        // Every connection to ":memory:" is a separate database: keep exactly one, forever.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts)
+            .await
+            .map_err(ctx("opening an in-memory database"))?;
+        let db = StateDb { pool };
+        db.migrate(Path::new(":memory:")).await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self, path: &Path) -> Result<(), StateError> {
+        let mut tx = self.write_tx("migrating").await?;
+        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            .execute(&mut *tx)
+            .await
+            .map_err(ctx("creating schema_version"))?;
+        let found: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_version")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(ctx("reading schema_version"))?;
+        if found.is_none() {
+            sqlx::query("INSERT INTO schema_version (version) VALUES (0)")
+                .execute(&mut *tx)
+                .await
+                .map_err(ctx("initializing schema_version"))?;
+        }
+        let found = found.unwrap_or(0);
+        if found < 0 || found as usize > MIGRATIONS.len() {
+            return Err(StateError::TooNew { path: path.to_path_buf(), found, known: MIGRATIONS.len() });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(ctx(format!("applying migration {}", i + 1)))?;
+            sqlx::query("UPDATE schema_version SET version = ?")
+                .bind((i + 1) as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(ctx("updating schema_version"))?;
+        }
+        tx.commit().await.map_err(ctx("committing migrations"))
+    }
+
+    /// A write transaction that holds the write lock from the start, so it cannot fail
+    /// half-way because another connection wrote in between (SQLITE_BUSY_SNAPSHOT).
+    async fn write_tx(&self, what: &str) -> Result<Transaction<'static, Sqlite>, StateError> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(ctx(format!("{what}: starting a transaction")))
+    }
+
+    /// The `folders.id` of `folder`, created if missing.
+    async fn folder_id(tx: &mut Transaction<'static, Sqlite>, folder: &str) -> Result<i64, StateError> {
+        sqlx::query_scalar("INSERT INTO folders (name) VALUES (?) ON CONFLICT (name) DO UPDATE SET name = name RETURNING id")
+            .bind(folder)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(ctx(format!("registering folder '{folder}'")))
+    }
+
+    async fn commit(tx: Transaction<'static, Sqlite>, what: &str, folder: &str) -> Result<(), StateError> {
+        tx.commit().await.map_err(ctx(format!("{what} for folder '{folder}': commit")))
+    }
+
+    /// The server folder id and journal cursor last recorded for `folder`.
+    pub async fn folder_cursor(&self, folder: &str) -> Result<Option<(u64, u64)>, StateError> {
+        let row: Option<(Option<i64>, Option<i64>)> =
+            sqlx::query_as("SELECT server_folder_id, cursor FROM folders WHERE name = ?")
+                .bind(folder)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(ctx(format!("reading the cursor of folder '{folder}'")))?;
+        Ok(match row {
+            Some((Some(id), Some(cursor))) => Some((id as u64, cursor as u64)),
+            _ => None,
+        })
+    }
+
+    pub async fn set_folder_cursor(&self, folder: &str, server_folder_id: u64, cursor: u64) -> Result<(), StateError> {
+        let mut tx = self.write_tx("setting the cursor").await?;
+        set_cursor(&mut tx, folder, server_folder_id, cursor).await?;
+        Self::commit(tx, "setting the cursor", folder).await
+    }
+
+    /// Records a batch of server changes and the cursor after them, atomically: the cursor
+    /// never gets ahead of the mirror.
+    pub async fn apply_remote(
+        &self,
+        folder: &str,
+        entries: &[EntryState],
+        server_folder_id: u64,
+        new_cursor: u64,
+    ) -> Result<(), StateError> {
+        let mut tx = self.write_tx("applying remote changes").await?;
+        let id = Self::folder_id(&mut tx, folder).await?;
+        for e in entries {
+            upsert_remote(&mut tx, id, folder, e).await?;
+        }
+        set_cursor(&mut tx, folder, server_folder_id, new_cursor).await?;
+        Self::commit(tx, "applying remote changes", folder).await
+    }
+
+    pub async fn upsert_remote(&self, folder: &str, entry: &EntryState) -> Result<(), StateError> {
+        let mut tx = self.write_tx("recording a remote entry").await?;
+        let id = Self::folder_id(&mut tx, folder).await?;
+        upsert_remote(&mut tx, id, folder, entry).await?;
+        Self::commit(tx, "recording a remote entry", folder).await
+    }
+
+    /// The mirror of the server's entries of `folder`, tombstones included.
+    pub async fn remote_all(&self, folder: &str) -> Result<HashMap<RelPath, EntryState>, StateError> {
+        let rows = sqlx::query(REMOTE_SELECT)
+            .bind(folder)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(ctx(format!("reading remote entries of folder '{folder}'")))?;
+        rows.iter().map(|r| remote_from_row(folder, r).map(|e| (e.path.clone(), e))).collect()
+    }
+
+    pub async fn remote(&self, folder: &str, path: &RelPath) -> Result<Option<EntryState>, StateError> {
+        let row = sqlx::query(REMOTE_SELECT_ONE)
+            .bind(folder)
+            .bind(path.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(ctx(format!("reading the remote entry '{path}' of folder '{folder}'")))?;
+        row.map(|r| remote_from_row(folder, &r)).transpose()
+    }
+
+    pub async fn bases(&self, folder: &str) -> Result<HashMap<RelPath, BaseRow>, StateError> {
+        let rows = sqlx::query(
+            "SELECT b.path, b.rev, b.kind, b.size, b.mtime_ns, b.executable, b.hash, b.chunks, \
+             b.local_size, b.local_mtime_ns, b.local_ino \
+             FROM base b JOIN folders f ON f.id = b.folder WHERE f.name = ?",
+        )
+        .bind(folder)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(ctx(format!("reading bases of folder '{folder}'")))?;
+        rows.iter()
+            .map(|r| {
+                let path = rel_path(folder, r)?;
+                let meta = meta_from_row(folder, path.as_str(), r)?
+                    .ok_or_else(|| corrupt(folder, path.as_str(), "a base without a kind"))?;
+                let base = BaseRow {
+                    rev: r.get::<i64, _>("rev") as u64,
+                    meta,
+                    size: r.get::<i64, _>("local_size") as u64,
+                    mtime_ns: r.get("local_mtime_ns"),
+                    ino: r.get::<i64, _>("local_ino") as u64,
+                };
+                Ok((path, base))
+            })
+            .collect()
+    }
+
+    pub async fn set_base(&self, folder: &str, path: &RelPath, base: &BaseRow) -> Result<(), StateError> {
+        self.set_bases(folder, std::slice::from_ref(&(path.clone(), base.clone()))).await
+    }
+
+    /// Records many bases in one transaction.
+    pub async fn set_bases(&self, folder: &str, bases: &[(RelPath, BaseRow)]) -> Result<(), StateError> {
+        let mut tx = self.write_tx("recording bases").await?;
+        let id = Self::folder_id(&mut tx, folder).await?;
+        for (path, b) in bases {
+            sqlx::query(
+                "INSERT INTO base (folder, path, rev, kind, size, mtime_ns, executable, hash, chunks, \
+                 local_size, local_mtime_ns, local_ino) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (folder, path) DO UPDATE SET rev = excluded.rev, kind = excluded.kind, \
+                 size = excluded.size, mtime_ns = excluded.mtime_ns, executable = excluded.executable, \
+                 hash = excluded.hash, chunks = excluded.chunks, local_size = excluded.local_size, \
+                 local_mtime_ns = excluded.local_mtime_ns, local_ino = excluded.local_ino",
+            )
+            .bind(id)
+            .bind(path.as_str())
+            .bind(b.rev as i64)
+            .bind(kind_code(b.meta.kind))
+            .bind(b.meta.size as i64)
+            .bind(b.meta.mtime_ns)
+            .bind(b.meta.executable)
+            .bind(&b.meta.hash.0[..])
+            .bind(encode_chunks(&b.meta.chunks))
+            .bind(b.size as i64)
+            .bind(b.mtime_ns)
+            .bind(b.ino as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(ctx(format!("recording the base of '{path}' in folder '{folder}'")))?;
+        }
+        Self::commit(tx, "recording bases", folder).await
+    }
+
+    pub async fn forget_base(&self, folder: &str, path: &RelPath) -> Result<(), StateError> {
+        self.forget_bases(folder, std::slice::from_ref(path)).await
+    }
+
+    /// Forgets many bases in one transaction.
+    pub async fn forget_bases(&self, folder: &str, paths: &[RelPath]) -> Result<(), StateError> {
+        let mut tx = self.write_tx("forgetting bases").await?;
+        for path in paths {
+            sqlx::query("DELETE FROM base WHERE folder = (SELECT id FROM folders WHERE name = ?) AND path = ?")
+                .bind(folder)
+                .bind(path.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(ctx(format!("forgetting the base of '{path}' in folder '{folder}'")))?;
+        }
+        Self::commit(tx, "forgetting bases", folder).await
+    }
+
+    /// Removes everything recorded about `folder`: cursor, remote mirror and bases.
+    pub async fn forget_folder(&self, folder: &str) -> Result<(), StateError> {
+        let mut tx = self.write_tx("forgetting a folder").await?;
+        for sql in [
+            "DELETE FROM remote WHERE folder = (SELECT id FROM folders WHERE name = ?)",
+            "DELETE FROM base WHERE folder = (SELECT id FROM folders WHERE name = ?)",
+            "DELETE FROM folders WHERE name = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(folder)
+                .execute(&mut *tx)
+                .await
+                .map_err(ctx(format!("forgetting folder '{folder}'")))?;
+        }
+        Self::commit(tx, "forgetting", folder).await
+    }
+
+    pub async fn get_kv(&self, key: &str) -> Result<Option<String>, StateError> {
+        sqlx::query_scalar("SELECT value FROM kv WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(ctx(format!("reading '{key}'")))
+    }
+
+    pub async fn set_kv(&self, key: &str, value: &str) -> Result<(), StateError> {
+        sqlx::query("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(ctx(format!("writing '{key}'")))
+    }
+}
+
+async fn set_cursor(
+    tx: &mut Transaction<'static, Sqlite>,
+    folder: &str,
+    server_folder_id: u64,
+    cursor: u64,
+) -> Result<(), StateError> {
+    sqlx::query(
+        "INSERT INTO folders (name, server_folder_id, cursor) VALUES (?, ?, ?) \
+         ON CONFLICT (name) DO UPDATE SET server_folder_id = excluded.server_folder_id, cursor = excluded.cursor",
+    )
+    .bind(folder)
+    .bind(server_folder_id as i64)
+    .bind(cursor as i64)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+    .map_err(ctx(format!("setting the cursor of folder '{folder}'")))
+}
+
+async fn upsert_remote(
+    tx: &mut Transaction<'static, Sqlite>,
+    folder_id: i64,
+    folder: &str,
+    e: &EntryState,
+) -> Result<(), StateError> {
+    let (kind, meta) = match &e.meta {
+        Some(m) => (Some(kind_code(m.kind)), m.clone()),
+        None => (None, FileMeta { kind: EntryKind::File, size: 0, mtime_ns: 0, executable: false, hash: Hash::default(), chunks: vec![] }),
+    };
+    sqlx::query(
+        "INSERT INTO remote (folder, path, rev, kind, size, mtime_ns, executable, hash, chunks, device_id, \
+         device_name, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (folder, path) DO UPDATE SET rev = excluded.rev, kind = excluded.kind, size = excluded.size, \
+         mtime_ns = excluded.mtime_ns, executable = excluded.executable, hash = excluded.hash, \
+         chunks = excluded.chunks, device_id = excluded.device_id, device_name = excluded.device_name, \
+         committed_at = excluded.committed_at",
+    )
+    .bind(folder_id)
+    .bind(e.path.as_str())
+    .bind(e.rev as i64)
+    .bind(kind)
+    .bind(meta.size as i64)
+    .bind(meta.mtime_ns)
+    .bind(meta.executable)
+    .bind(&meta.hash.0[..])
+    .bind(encode_chunks(&meta.chunks))
+    .bind(e.device_id as i64)
+    .bind(&e.device_name)
+    .bind(e.committed_at)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+    .map_err(ctx(format!("recording the remote entry '{}' of folder '{folder}'", e.path)))
+}
+
+const REMOTE_SELECT: &str = "SELECT r.path, r.rev, r.kind, r.size, r.mtime_ns, r.executable, r.hash, r.chunks, \
+     r.device_id, r.device_name, r.committed_at FROM remote r JOIN folders f ON f.id = r.folder WHERE f.name = ?";
+
+const REMOTE_SELECT_ONE: &str = "SELECT r.path, r.rev, r.kind, r.size, r.mtime_ns, r.executable, r.hash, r.chunks, \
+     r.device_id, r.device_name, r.committed_at FROM remote r JOIN folders f ON f.id = r.folder \
+     WHERE f.name = ? AND r.path = ?";
+
+fn corrupt(folder: &str, path: &str, detail: impl Into<String>) -> StateError {
+    StateError::Corrupt { folder: folder.to_string(), path: path.to_string(), detail: detail.into() }
+}
+
+fn kind_code(kind: EntryKind) -> i64 {
+    match kind {
+        EntryKind::File => 0,
+        EntryKind::Dir => 1,
+    }
+}
+
+fn rel_path(folder: &str, r: &SqliteRow) -> Result<RelPath, StateError> {
+    let s: String = r.get("path");
+    RelPath::new(s.clone()).map_err(|e| corrupt(folder, &s, format!("invalid path: {e}")))
+}
+
+/// The metadata columns of a `remote` or `base` row; `None` for a tombstone.
+fn meta_from_row(folder: &str, path: &str, r: &SqliteRow) -> Result<Option<FileMeta>, StateError> {
+    let kind = match r.get::<Option<i64>, _>("kind") {
+        None => return Ok(None),
+        Some(0) => EntryKind::File,
+        Some(1) => EntryKind::Dir,
+        Some(k) => return Err(corrupt(folder, path, format!("unknown kind {k}"))),
+    };
+    let hash: Vec<u8> = r.get("hash");
+    let chunks: Vec<u8> = r.get("chunks");
+    Ok(Some(FileMeta {
+        kind,
+        size: r.get::<i64, _>("size") as u64,
+        mtime_ns: r.get("mtime_ns"),
+        executable: r.get("executable"),
+        hash: Hash::from_slice(&hash).ok_or_else(|| corrupt(folder, path, "hash is not 32 bytes"))?,
+        chunks: decode_chunks(&chunks).ok_or_else(|| corrupt(folder, path, "chunk list is not a multiple of 36 bytes"))?,
+    }))
+}
+
+fn remote_from_row(folder: &str, r: &SqliteRow) -> Result<EntryState, StateError> {
+    let path = rel_path(folder, r)?;
+    let meta = meta_from_row(folder, path.as_str(), r)?;
+    Ok(EntryState {
+        rev: r.get::<i64, _>("rev") as u64,
+        meta,
+        device_id: r.get::<i64, _>("device_id") as u64,
+        device_name: r.get("device_name"),
+        committed_at: r.get("committed_at"),
+        path,
+    })
+}
+
+/// Chunk lists are stored as 36-byte records: the 32-byte hash, then the length as u32 LE.
+fn encode_chunks(chunks: &[ChunkRef]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(chunks.len() * 36);
+    for c in chunks {
+        out.extend_from_slice(&c.hash.0);
+        out.extend_from_slice(&c.len.to_le_bytes());
+    }
+    out
+}
+
+fn decode_chunks(b: &[u8]) -> Option<Vec<ChunkRef>> {
+    if b.len() % 36 != 0 {
+        return None;
+    }
+    Some(
+        b.chunks_exact(36)
+            .map(|r| ChunkRef {
+                hash: Hash::from_slice(&r[..32]).expect("32 bytes"),
+                len: u32::from_le_bytes(r[32..].try_into().expect("4 bytes")),
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> RelPath {
+        RelPath::new(s).unwrap()
+    }
+
+    fn file_meta(seed: u8, chunks: usize) -> FileMeta {
+        let chunks: Vec<_> = (0..chunks).map(|i| ChunkRef { hash: Hash([seed.wrapping_add(i as u8); 32]), len: 1000 + i as u32 }).collect();
+        FileMeta {
+            kind: EntryKind::File,
+            size: chunks.iter().map(|c| c.len as u64).sum(),
+            mtime_ns: -5 + seed as i64,
+            executable: seed % 2 == 0,
+            hash: Hash([seed; 32]),
+            chunks,
+        }
+    }
+
+    fn entry(path: &str, rev: u64, meta: Option<FileMeta>) -> EntryState {
+        EntryState { path: p(path), rev, meta, device_id: u64::MAX, device_name: "laptop".into(), committed_at: 1_700_000_000 }
+    }
+
+    #[test]
+    fn chunk_encoding_round_trips() {
+        let m = file_meta(3, 5);
+        assert_eq!(encode_chunks(&m.chunks).len(), 5 * 36);
+        assert_eq!(decode_chunks(&encode_chunks(&m.chunks)).unwrap(), m.chunks);
+        assert!(decode_chunks(&[0; 35]).is_none());
+    }
+
+    #[tokio::test]
+    async fn remote_mirror_and_cursor() {
+        let db = StateDb::memory().await.unwrap();
+        assert_eq!(db.folder_cursor("docs").await.unwrap(), None);
+        let entries = vec![entry("a", 1, Some(file_meta(1, 3))), entry("d", 2, Some(FileMeta::dir(7))), entry("gone", 3, None)];
+        db.apply_remote("docs", &entries, 9, 3).await.unwrap();
+        assert_eq!(db.folder_cursor("docs").await.unwrap(), Some((9, 3)));
+        let all = db.remote_all("docs").await.unwrap();
+        assert_eq!(all.len(), 3);
+        for e in &entries {
+            assert_eq!(&all[&e.path], e);
+        }
+        let newer = entry("a", 4, None);
+        db.upsert_remote("docs", &newer).await.unwrap();
+        assert_eq!(db.remote("docs", &p("a")).await.unwrap(), Some(newer));
+        assert_eq!(db.remote("docs", &p("zzz")).await.unwrap(), None);
+        assert!(db.remote_all("other").await.unwrap().is_empty());
+        db.set_folder_cursor("docs", 10, 0).await.unwrap();
+        assert_eq!(db.folder_cursor("docs").await.unwrap(), Some((10, 0)));
+    }
+
+    #[tokio::test]
+    async fn bases_round_trip_and_forget() {
+        let db = StateDb::memory().await.unwrap();
+        let b = BaseRow { rev: 5, meta: file_meta(2, 2), size: 2001, mtime_ns: 123, ino: u64::MAX };
+        db.set_base("f", &p("x/y"), &b).await.unwrap();
+        db.set_base("f", &p("x"), &BaseRow { rev: 4, meta: FileMeta::dir(1), size: 0, mtime_ns: 1, ino: 0 }).await.unwrap();
+        db.set_base("g", &p("x/y"), &b).await.unwrap();
+        let bases = db.bases("f").await.unwrap();
+        assert_eq!(bases.len(), 2);
+        assert_eq!(bases[&p("x/y")], b);
+        db.forget_base("f", &p("x/y")).await.unwrap();
+        assert_eq!(db.bases("f").await.unwrap().len(), 1);
+        db.apply_remote("f", &[entry("x", 4, Some(FileMeta::dir(1)))], 1, 4).await.unwrap();
+        db.forget_folder("f").await.unwrap();
+        assert!(db.bases("f").await.unwrap().is_empty());
+        assert!(db.remote_all("f").await.unwrap().is_empty());
+        assert_eq!(db.folder_cursor("f").await.unwrap(), None);
+        assert_eq!(db.bases("g").await.unwrap().len(), 1, "other folders are untouched");
+    }
+
+    #[tokio::test]
+    async fn kv() {
+        let db = StateDb::memory().await.unwrap();
+        assert_eq!(db.get_kv("status").await.unwrap(), None);
+        db.set_kv("status", "idle").await.unwrap();
+        db.set_kv("status", "syncing").await.unwrap();
+        assert_eq!(db.get_kv("status").await.unwrap().as_deref(), Some("syncing"));
+    }
+
+    #[tokio::test]
+    async fn file_database_persists_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("state.db");
+        {
+            let db = StateDb::open(&path).await.unwrap();
+            db.set_folder_cursor("docs", 1, 42).await.unwrap();
+            db.pool.close().await;
+        }
+        let db = StateDb::open(&path).await.unwrap();
+        assert_eq!(db.folder_cursor("docs").await.unwrap(), Some((1, 42)));
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&db.pool).await.unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn refuses_a_database_from_a_newer_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let db = StateDb::open(&path).await.unwrap();
+        sqlx::query("UPDATE schema_version SET version = 99").execute(&db.pool).await.unwrap();
+        db.pool.close().await;
+        let err = StateDb::open(&path).await.unwrap_err();
+        assert!(matches!(err, StateError::TooNew { found: 99, .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn ten_thousand_rows_in_one_batch_is_fast() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(&dir.path().join("state.db")).await.unwrap();
+        let bases: Vec<_> = (0..10_000)
+            .map(|i| (p(&format!("dir{}/file{i}", i % 100)), BaseRow { rev: i, meta: file_meta(i as u8, 1), size: 1000, mtime_ns: 5, ino: i }))
+            .collect();
+        let entries: Vec<_> = bases.iter().map(|(p, b)| entry(p.as_str(), b.rev, Some(b.meta.clone()))).collect();
+        let start = std::time::Instant::now();
+        db.set_bases("f", &bases).await.unwrap();
+        db.apply_remote("f", &entries, 1, 10_000).await.unwrap();
+        assert_eq!(db.bases("f").await.unwrap().len(), 10_000);
+        assert_eq!(db.remote_all("f").await.unwrap().len(), 10_000);
+        let paths: Vec<_> = bases.iter().map(|(p, _)| p.clone()).collect();
+        db.forget_bases("f", &paths).await.unwrap();
+        let took = start.elapsed();
+        assert!(db.bases("f").await.unwrap().is_empty());
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+        eprintln!("10k-row batches took {took:?}");
+    }
+}

@@ -44,9 +44,12 @@ pub struct PlanContext {
 }
 
 /// One step of a plan. The plan lists steps in the order they must run:
-/// 1. `MoveLocalAside`; 2. `Download`, parents before children; 3. `Upload`, parents before
-/// children; 4. `DeleteLocal`, children before parents; 5. `DeleteRemote`, children before
-/// parents; 6. `RecordBase` and `ForgetBase`.
+/// 1. `MoveLocalAside`;
+/// 2. `Download`, parents before children;
+/// 3. `Upload`, parents before children;
+/// 4. `DeleteLocal`, children before parents;
+/// 5. `DeleteRemote`, children before parents;
+/// 6. `RecordBase` and `ForgetBase`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Conflict: rename the local file or directory at `path` to `copy` (a name no other path

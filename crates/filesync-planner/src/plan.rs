@@ -1,7 +1,270 @@
-//! The planning algorithm.
+//! The planning algorithm: a decision per path from its three views, then fix-ups that keep
+//! both sides valid trees and the plan executable in the order the [`Action`] contract sets.
+//!
+//! # Stages
+//!
+//! 1. **Decide** each path on its own ([`decide`]). A side *changed* when it differs from the
+//!    base: locally by content ([`FileMeta::same_content`]; the mtime alone is no change),
+//!    remotely by rev. A tombstone, or no server entry at all while a base exists (the server
+//!    lost it: a deletion at rev 0), is a remote deletion. Edits beat deletes; identical
+//!    contents on both sides are recorded, not conflicted; different live contents on both
+//!    sides are a conflict: the local version moves aside to a conflict copy and the remote
+//!    version takes the name.
+//! 2. **Fit to the trees** ([`fit`]), deepest paths first so that every descendant of a path
+//!    is final before the path itself is looked at. A path *survives* when it still exists
+//!    (on both sides) after the plan. Then:
+//!    - a `DeleteLocal` with a surviving descendant becomes an `Upload` (the directory is
+//!      resurrected remotely); a `DeleteRemote` with a surviving descendant becomes a
+//!      `Download` (the directory is re-created locally);
+//!    - a `Download` or `Upload` that would put a file where a directory with surviving
+//!      descendants is becomes a conflict, so the directory moves aside whole;
+//!    - a `Download` or `Upload` that would put a file where a directory still has
+//!      descendants that this plan deletes waits for the next pass: the contract runs
+//!      deletions after transfers, so the directory is empty only then.
+//!
+//!    Last, every decision under a path that moves aside is dropped: its subtree moved with
+//!    it, and the next pass sees the new paths.
+//! 3. **Emit** ([`emit`]) the actions in contract order, naming conflict copies so that no
+//!    copy takes a name the folder state or another copy uses.
+//!
+//! *Invariant:* a path gets at most one action, except a conflict's `MoveLocalAside` and the
+//! `Download` that follows it. `DeleteLocal` is planned only for a local version equal to the
+//! base, `DeleteRemote` only for a remote version at the base rev, and an `Upload` is always
+//! based on the server's current rev of the path (0 when the server has none).
 
-use crate::{Action, FolderState, PlanContext};
+use crate::{Action, FolderState, PathState, PlanContext};
+use filesync_core::conflict::conflict_copy_path;
+use filesync_core::{EntryKind, FileMeta, RelPath};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-pub fn plan(_state: &FolderState, _ctx: &PlanContext) -> Vec<Action> {
-    Vec::new()
+/// Computes the actions that bring `state` in sync. Pure and deterministic: the same input
+/// gives the same plan. See the module documentation for the rules.
+pub fn plan(state: &FolderState, ctx: &PlanContext) -> Vec<Action> {
+    let mut decisions: BTreeMap<&RelPath, Decision> = state.iter().map(|(p, s)| (p, decide(s))).collect();
+    fit_to_trees(state, &mut decisions);
+    drop_under_moved_aside(&mut decisions);
+    emit(state, &decisions, ctx)
 }
+
+/// What one path needs, before it becomes [`Action`]s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decision {
+    Nothing,
+    Upload {
+        base_rev: u64,
+    },
+    Download {
+        rev: u64,
+    },
+    DeleteLocal,
+    DeleteRemote {
+        base_rev: u64,
+    },
+    RecordBase {
+        rev: u64,
+    },
+    ForgetBase,
+    /// Move the local version aside, then download the remote version `rev` to the path.
+    Conflict {
+        rev: u64,
+    },
+}
+
+/// The remote version of a path if it is live (not deleted).
+fn remote_live(s: &PathState) -> Option<&FileMeta> {
+    s.remote.as_ref().and_then(|r| r.meta.as_ref())
+}
+
+/// The server's rev of a path: that of its entry or tombstone, 0 when it has none.
+fn remote_rev(s: &PathState) -> u64 {
+    s.remote.as_ref().map_or(0, |r| r.rev)
+}
+
+/// Stage 1: the decision for one path on its own.
+fn decide(s: &PathState) -> Decision {
+    let local = s.local.as_ref();
+    let Some(base) = &s.base else {
+        // Never synced: whatever exists on either side is new.
+        return both_changed(s, false);
+    };
+    let local_changed = local.is_none_or(|l| !l.same_content(&base.meta));
+    // A base always holds a live version, so a tombstone is a change even at the base rev.
+    let remote_changed = remote_live(s).is_none() || remote_rev(s) != base.rev;
+    match (local_changed, remote_changed) {
+        (false, false) => Decision::Nothing,
+        (true, false) if local.is_some() => Decision::Upload { base_rev: base.rev },
+        (true, false) => Decision::DeleteRemote { base_rev: base.rev },
+        (false, true) if remote_live(s).is_some() => Decision::Download { rev: remote_rev(s) },
+        (false, true) => Decision::DeleteLocal,
+        (true, true) => both_changed(s, true),
+    }
+}
+
+/// Both sides changed since the base (or there is no base, so whatever exists is new).
+fn both_changed(s: &PathState, has_base: bool) -> Decision {
+    let rev = remote_rev(s);
+    match (s.local.as_ref(), remote_live(s)) {
+        (None, None) if has_base => Decision::ForgetBase,
+        (None, None) => Decision::Nothing,
+        // Edits beat deletes, on either side.
+        (None, Some(_)) => Decision::Download { rev },
+        (Some(_), None) => Decision::Upload { base_rev: rev },
+        (Some(l), Some(r)) if l.same_content(r) => Decision::RecordBase { rev },
+        (Some(_), Some(_)) => Decision::Conflict { rev },
+    }
+}
+
+/// What the final decisions of a path's descendants add up to.
+#[derive(Clone, Copy, Debug, Default)]
+struct Below {
+    /// Some descendant still exists after the plan.
+    survives: bool,
+    /// Some descendant exists now (locally, or live remotely).
+    exists: bool,
+}
+
+/// Stage 2: adjusts the decisions so that each side stays a valid tree, deepest paths first.
+fn fit_to_trees<'a>(state: &'a FolderState, decisions: &mut BTreeMap<&'a RelPath, Decision>) {
+    let mut order: Vec<&RelPath> = state.keys().collect();
+    order.sort_by(|a, b| b.depth().cmp(&a.depth()).then_with(|| a.cmp(b)));
+    // Keyed by ancestor: paths in the state need not list their parent directories.
+    let mut below: HashMap<&str, Below> = HashMap::new();
+    for path in order {
+        let s = &state[path];
+        let seen = below.get(path.as_str()).copied().unwrap_or_default();
+        let d = fit(s, decisions[path], seen);
+        decisions.insert(path, d);
+        let me = Below { survives: survives(s, d), exists: s.local.is_some() || remote_live(s).is_some() };
+        if me.survives || me.exists {
+            for ancestor in path.ancestors() {
+                let b = below.entry(ancestor).or_default();
+                b.survives |= me.survives;
+                b.exists |= me.exists;
+            }
+        }
+    }
+}
+
+/// The fix-ups for one path, given what its descendants will do.
+fn fit(s: &PathState, d: Decision, below: Below) -> Decision {
+    let d = match d {
+        // Something inside survives: the directory must stay on both sides.
+        Decision::DeleteLocal if below.survives => Decision::Upload { base_rev: remote_rev(s) },
+        Decision::DeleteRemote { .. } if below.survives => Decision::Download { rev: remote_rev(s) },
+        d => d,
+    };
+    let not_dir = |m: Option<&FileMeta>| m.is_some_and(|m| m.kind != EntryKind::Dir);
+    let writes_non_dir = match d {
+        Decision::Download { .. } => not_dir(remote_live(s)),
+        Decision::Upload { .. } => not_dir(s.local.as_ref()),
+        _ => false,
+    };
+    if !writes_non_dir {
+        d
+    } else if below.survives && s.local.is_some() && remote_live(s).is_some() {
+        // A file would replace a directory whose contents stay: keep both versions.
+        Decision::Conflict { rev: remote_rev(s) }
+    } else if below.exists {
+        // The directory is emptied by this plan's deletions, which run after transfers (or
+        // the input is not a valid tree): replace it on a later pass.
+        Decision::Nothing
+    } else {
+        d
+    }
+}
+
+/// True when the path still exists after `d` runs. Either side would do: after any decision
+/// a path exists on both sides or on neither (a postponed kind change keeps both).
+fn survives(s: &PathState, d: Decision) -> bool {
+    match d {
+        Decision::DeleteLocal | Decision::DeleteRemote { .. } | Decision::ForgetBase => false,
+        Decision::Nothing => s.local.is_some() || remote_live(s).is_some(),
+        Decision::Upload { .. }
+        | Decision::Download { .. }
+        | Decision::RecordBase { .. }
+        | Decision::Conflict { .. } => true,
+    }
+}
+
+/// Clears the decisions under a path that moves aside: its subtree moves with it.
+fn drop_under_moved_aside(decisions: &mut BTreeMap<&RelPath, Decision>) {
+    let moved: HashSet<&str> =
+        decisions.iter().filter(|(_, d)| matches!(d, Decision::Conflict { .. })).map(|(p, _)| p.as_str()).collect();
+    if moved.is_empty() {
+        return;
+    }
+    for (path, d) in decisions.iter_mut() {
+        if path.ancestors().any(|a| moved.contains(a)) {
+            *d = Decision::Nothing;
+        }
+    }
+}
+
+/// Stage 3: the actions in contract order. `decisions` iterates in path order, where a parent
+/// comes before its children; deletions run in reverse, children first.
+fn emit(state: &FolderState, decisions: &BTreeMap<&RelPath, Decision>, ctx: &PlanContext) -> Vec<Action> {
+    let mut taken = Taken::new(state);
+    let mut moves = Vec::new();
+    let mut downloads = Vec::new();
+    let mut uploads = Vec::new();
+    let mut local_deletes = Vec::new();
+    let mut remote_deletes = Vec::new();
+    let mut bookkeeping = Vec::new();
+    for (&path, &d) in decisions {
+        let path = path.clone();
+        match d {
+            Decision::Nothing => {}
+            Decision::Conflict { rev } => {
+                let copy = taken.claim_copy_name(&path, ctx);
+                moves.push(Action::MoveLocalAside { path: path.clone(), copy });
+                downloads.push(Action::Download { path, rev });
+            }
+            Decision::Download { rev } => downloads.push(Action::Download { path, rev }),
+            Decision::Upload { base_rev } => uploads.push(Action::Upload { path, base_rev }),
+            Decision::DeleteLocal => local_deletes.push(Action::DeleteLocal { path }),
+            Decision::DeleteRemote { base_rev } => remote_deletes.push(Action::DeleteRemote { path, base_rev }),
+            Decision::RecordBase { rev } => bookkeeping.push(Action::RecordBase { path, rev }),
+            Decision::ForgetBase => bookkeeping.push(Action::ForgetBase { path }),
+        }
+    }
+    local_deletes.reverse();
+    remote_deletes.reverse();
+    let mut actions = moves;
+    actions.extend(downloads);
+    actions.extend(uploads);
+    actions.extend(local_deletes);
+    actions.extend(remote_deletes);
+    actions.extend(bookkeeping);
+    actions
+}
+
+/// Names a conflict copy may not take: every path of the state and every directory above
+/// one, and the copies already chosen in this plan. Compared without case, so that a copy
+/// cannot collide with a name on a case-insensitive disk (Windows, macOS) either.
+struct Taken(HashSet<String>);
+
+impl Taken {
+    fn new(state: &FolderState) -> Taken {
+        let mut names = HashSet::new();
+        for path in state.keys() {
+            names.insert(path.as_str().to_lowercase());
+            names.extend(path.ancestors().map(str::to_lowercase));
+        }
+        Taken(names)
+    }
+
+    /// The first free conflict-copy name for `path`, counting attempts up from 0; claimed so
+    /// that no other copy of this plan gets it. Each attempt gives a different name, so this
+    /// ends after at most as many attempts as there are names taken.
+    fn claim_copy_name(&mut self, path: &RelPath, ctx: &PlanContext) -> RelPath {
+        let copy = (0u32..)
+            .map(|attempt| conflict_copy_path(path, &ctx.device_name, ctx.now_unix, attempt))
+            .find(|c| !self.0.contains(&c.as_str().to_lowercase()))
+            .expect("a free conflict-copy name exists");
+        self.0.insert(copy.as_str().to_lowercase());
+        copy
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -2,334 +2,19 @@
 //! frame ask for exactly the missing bytes, garbage never panics the decoder (whole or fed in
 //! pieces), and entry conversion rejects what it must and round-trips what it accepts.
 
-use bytes::Bytes;
-use filesync_core::{ChunkRef, EntryKind, EntryState, FileMeta, Hash, RelPath};
+mod support;
+
+use filesync_core::{EntryKind, EntryState};
 use filesync_proto::convert::{
     KIND_DIR, KIND_FILE, chunks_from_wire, chunks_to_wire, entry_from_wire, entry_to_wire, hash_from_wire,
 };
 use filesync_proto::*;
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::strategy::{Union, ValueTree};
+use proptest::strategy::ValueTree;
 use proptest::test_runner::{FileFailurePersistence, TestRunner};
 use std::collections::BTreeSet;
-
-// ---------------------------------------------------------------------------------------------
-// Strategies
-// ---------------------------------------------------------------------------------------------
-
-/// Short text: mostly path-like ASCII, sometimes any Unicode.
-fn text() -> BoxedStrategy<String> {
-    prop_oneof![3 => "[a-z0-9/._ -]{0,16}", 1 => any::<String>()].boxed()
-}
-
-fn blob(max: usize) -> BoxedStrategy<Vec<u8>> {
-    prop::collection::vec(any::<u8>(), 0..max).boxed()
-}
-
-/// A hash-sized blob most of the time, any length sometimes.
-fn hash_bytes() -> BoxedStrategy<Vec<u8>> {
-    prop_oneof![3 => any::<[u8; 32]>().prop_map(|h| h.to_vec()), 1 => blob(40)].boxed()
-}
-
-fn wire_entry() -> BoxedStrategy<WireEntry> {
-    (
-        (text(), any::<u64>(), any::<bool>(), any::<u32>(), any::<u64>(), any::<i64>()),
-        (any::<bool>(), hash_bytes(), blob(80), any::<u64>(), text(), any::<i64>()),
-    )
-        .prop_map(|((path, rev, deleted, kind, size, mtime_ns), (executable, hash, chunks, device_id, device_name, committed_at))| {
-            WireEntry {
-                path,
-                rev,
-                deleted,
-                kind,
-                size,
-                mtime_ns,
-                executable,
-                hash,
-                chunks,
-                device_id,
-                device_name,
-                committed_at,
-            }
-        })
-        .boxed()
-}
-
-fn device_info() -> impl Strategy<Value = DeviceInfo> {
-    (any::<u64>(), text(), any::<i64>(), any::<i64>(), any::<bool>(), any::<bool>()).prop_map(
-        |(id, name, created_at, last_seen, revoked, current)| DeviceInfo { id, name, created_at, last_seen, revoked, current },
-    )
-}
-
-fn folder_info() -> impl Strategy<Value = FolderInfo> {
-    (any::<u64>(), text(), any::<u64>()).prop_map(|(id, name, seq)| FolderInfo { id, name, seq })
-}
-
-fn chunk_data() -> impl Strategy<Value = ChunkData> {
-    (hash_bytes(), blob(64)).prop_map(|(hash, data)| ChunkData { hash, data: Bytes::from(data) })
-}
-
-fn hash_list() -> impl Strategy<Value = Vec<Vec<u8>>> {
-    prop::collection::vec(hash_bytes(), 0..6)
-}
-
-/// One strategy per `Message` variant. `every_message_type_has_a_strategy` checks that none is
-/// missing, so a new message type cannot slip past these tests.
-fn message_strategies() -> Vec<BoxedStrategy<Message>> {
-    use prop::collection::vec;
-    use prop::option;
-    let empty = |m: fn(Empty) -> Message| Just(m(Empty {})).boxed();
-    vec![
-        (any::<u32>(), any::<u32>(), text())
-            .prop_map(|(min_version, max_version, client_name)| {
-                Message::Hello(Hello { min_version, max_version, client_name })
-            })
-            .boxed(),
-        (any::<u32>(), text(), any::<bool>())
-            .prop_map(|(version, server_name, registration_open)| {
-                Message::Welcome(Welcome { version, server_name, registration_open })
-            })
-            .boxed(),
-        (text(), text(), text())
-            .prop_map(|(user, password, device_name)| Message::Register(Register { user, password, device_name }))
-            .boxed(),
-        (text(), text(), text())
-            .prop_map(|(user, password, device_name)| Message::Login(Login { user, password, device_name }))
-            .boxed(),
-        text().prop_map(|token| Message::Auth(Auth { token })).boxed(),
-        (any::<u64>(), text(), any::<u64>(), text(), text())
-            .prop_map(|(user_id, user, device_id, device_name, token)| {
-                Message::Session(Session { user_id, user, device_id, device_name, token })
-            })
-            .boxed(),
-        empty(Message::Logout),
-        empty(Message::Ok),
-        (any::<u32>(), text()).prop_map(|(code, message)| Message::Error(ErrorMsg { code, message })).boxed(),
-        empty(Message::Ping),
-        empty(Message::Pong),
-        empty(Message::ListDevices),
-        vec(device_info(), 0..4).prop_map(|devices| Message::Devices(Devices { devices })).boxed(),
-        any::<u64>().prop_map(|device_id| Message::RevokeDevice(RevokeDevice { device_id })).boxed(),
-        empty(Message::ListFolders),
-        vec(folder_info(), 0..4).prop_map(|folders| Message::Folders(Folders { folders })).boxed(),
-        (text(), any::<bool>()).prop_map(|(name, create)| Message::OpenFolder(OpenFolder { name, create })).boxed(),
-        folder_info().prop_map(Message::Folder).boxed(),
-        (any::<u64>(), any::<u64>())
-            .prop_map(|(folder_id, seq)| Message::FolderChanged(FolderChanged { folder_id, seq }))
-            .boxed(),
-        (any::<u64>(), any::<u64>(), any::<u32>())
-            .prop_map(|(folder_id, since, limit)| Message::GetChanges(GetChanges { folder_id, since, limit }))
-            .boxed(),
-        (vec(wire_entry(), 0..4), any::<bool>(), any::<u64>())
-            .prop_map(|(entries, more, folder_seq)| Message::Changes(Changes { entries, more, folder_seq }))
-            .boxed(),
-        hash_list().prop_map(|hashes| Message::QueryChunks(QueryChunks { hashes })).boxed(),
-        vec(any::<u32>(), 0..8).prop_map(|missing| Message::ChunkPresence(ChunkPresence { missing })).boxed(),
-        vec(chunk_data(), 0..4).prop_map(|chunks| Message::PutChunks(PutChunks { chunks })).boxed(),
-        hash_list().prop_map(|hashes| Message::GetChunks(GetChunks { hashes })).boxed(),
-        vec(chunk_data(), 0..4).prop_map(|chunks| Message::Chunks(Chunks { chunks })).boxed(),
-        (any::<u64>(), vec((any::<u64>(), option::of(wire_entry())), 0..4))
-            .prop_map(|(folder_id, changes)| {
-                let changes = changes.into_iter().map(|(base_rev, entry)| CommitChange { base_rev, entry }).collect();
-                Message::Commit(Commit { folder_id, changes })
-            })
-            .boxed(),
-        (vec((any::<bool>(), option::of(wire_entry())), 0..4), any::<u64>())
-            .prop_map(|(outcomes, folder_seq)| {
-                let outcomes =
-                    outcomes.into_iter().map(|(accepted, current)| CommitOutcome { accepted, current }).collect();
-                Message::CommitResult(CommitResult { outcomes, folder_seq })
-            })
-            .boxed(),
-    ]
-}
-
-fn message() -> impl Strategy<Value = Message> {
-    Union::new(message_strategies())
-}
-
-/// Any frame; request ids favour the interesting values 0 (push) and small ids.
-fn frame() -> impl Strategy<Value = Frame> {
-    (prop_oneof![Just(0u32), 1u32..100, any::<u32>()], message()).prop_map(|(id, m)| Frame::new(id, m))
-}
-
-/// Every type code the decoder knows, found by asking it.
-fn known_type_codes() -> BTreeSet<u16> {
-    (0..=u16::MAX).filter(|&ty| decode_frame(&raw_frame(ty, 0, 1, &[])).is_ok()).collect()
-}
-
-/// A frame assembled by hand, so that headers and bodies can be anything.
-fn raw_frame(ty: u16, flags: u16, request_id: u32, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(12 + body.len());
-    out.extend_from_slice(&(8 + body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&ty.to_be_bytes());
-    out.extend_from_slice(&flags.to_be_bytes());
-    out.extend_from_slice(&request_id.to_be_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
-/// Frames with a well-formed length but a known or nearby type code and a random body: this
-/// drives random bytes into every protobuf body decoder.
-fn raw_frame_with_random_body() -> impl Strategy<Value = Vec<u8>> {
-    let types: Vec<u16> = known_type_codes().into_iter().chain([0, 12, 49, u16::MAX]).collect();
-    (prop::sample::select(types), prop_oneof![9 => Just(0u16), 1 => any::<u16>()], any::<u32>(), blob(200))
-        .prop_map(|(ty, flags, id, body)| raw_frame(ty, flags, id, &body))
-}
-
-/// Cut points into a buffer of `len` bytes, sorted, from arbitrary indices.
-fn cuts(len: usize, idx: &[Index]) -> Vec<usize> {
-    let mut c: Vec<usize> = idx.iter().map(|i| i.index(len + 1)).collect();
-    c.sort_unstable();
-    c
-}
-
-/// Feeds `data` to a fresh `FrameDecoder` in the pieces that `cuts` mark, draining frames after
-/// every push. Returns the frames and either the first error or the bytes left buffered.
-fn feed_in_pieces(data: &[u8], cuts: &[usize]) -> (Vec<Frame>, Result<usize, FrameError>) {
-    let mut d = FrameDecoder::new();
-    let mut frames = Vec::new();
-    let mut start = 0;
-    for &end in cuts.iter().chain([&data.len()]) {
-        d.push(&data[start..end]);
-        start = end;
-        loop {
-            match d.next_frame() {
-                Ok(Some(f)) => frames.push(f),
-                Ok(None) => break,
-                Err(e) => return (frames, Err(e)),
-            }
-        }
-    }
-    (frames, Ok(d.buffered()))
-}
-
-/// The reference for `feed_in_pieces`: `decode_frame` applied to the whole buffer, repeatedly.
-fn decode_all(data: &[u8]) -> (Vec<Frame>, Result<usize, FrameError>) {
-    let mut frames = Vec::new();
-    let mut rest = data;
-    loop {
-        match decode_frame(rest) {
-            Ok(Decoded::Frame(f, used)) => {
-                frames.push(f);
-                rest = &rest[used..];
-            }
-            Ok(Decoded::NeedMore(_)) => return (frames, Ok(rest.len())),
-            Err(e) => return (frames, Err(e)),
-        }
-    }
-}
-
-fn encode_all(frames: &[Frame]) -> Vec<u8> {
-    let mut out = bytes::BytesMut::new();
-    for f in frames {
-        f.encode(&mut out).expect("small frames encode");
-    }
-    out.to_vec()
-}
-
-/// Paths that are valid, nearly valid, or hostile.
-fn path_text() -> BoxedStrategy<String> {
-    let component = prop_oneof![
-        6 => "[a-zA-Z0-9 ._-]{1,12}",
-        1 => Just(".".to_string()),
-        1 => Just("..".to_string()),
-        1 => Just(String::new()),
-        1 => Just(".filesync-tmp-1".to_string()),
-        1 => Just("cafe\u{301}".to_string()), // NFD
-        1 => Just("caf\u{e9}".to_string()),   // NFC
-        1 => Just("a\0b".to_string()),
-        1 => "x{250,260}",
-    ];
-    prop_oneof![
-        4 => prop::collection::vec(component, 1..5).prop_map(|c| c.join("/")),
-        1 => prop::collection::vec("[a-z]{1,3}", 1..5).prop_map(|c| format!("/{}", c.join("/"))),
-        1 => any::<String>(),
-    ]
-    .boxed()
-}
-
-fn chunk_refs() -> impl Strategy<Value = Vec<ChunkRef>> {
-    prop::collection::vec(
-        (any::<[u8; 32]>(), prop_oneof![any::<u32>(), 0u32..5_000_000]).prop_map(|(h, len)| ChunkRef { hash: Hash(h), len }),
-        0..5,
-    )
-}
-
-/// Wire entries that are often consistent (so that the success path is exercised) and often
-/// broken in exactly one way.
-fn plausible_wire_entry() -> impl Strategy<Value = WireEntry> {
-    (
-        path_text(),
-        any::<u64>(),
-        prop_oneof![4 => Just(false), 1 => Just(true)],
-        prop_oneof![3 => Just(KIND_FILE), 2 => Just(KIND_DIR), 1 => any::<u32>()],
-        chunk_refs(),
-        prop_oneof![6 => Just(0u64), 1 => 1u64..10, 1 => any::<u64>()],
-        prop_oneof![6 => Just(None), 1 => (0usize..36).prop_map(Some)],
-        hash_bytes(),
-        (any::<i64>(), any::<bool>(), any::<u64>(), text(), any::<i64>()),
-    )
-        .prop_map(
-            |(path, rev, deleted, kind, chunks, size_skew, chunk_trim, hash, (mtime_ns, executable, device_id, device_name, committed_at))| {
-                let sum: u64 = chunks.iter().map(|c| c.len as u64).sum();
-                let mut chunks = chunks_to_wire(&chunks);
-                if let Some(t) = chunk_trim {
-                    chunks.truncate(chunks.len().saturating_sub(t));
-                }
-                let (size, chunks) = if kind == KIND_DIR && size_skew == 0 {
-                    (0, Vec::new())
-                } else {
-                    (sum.wrapping_add(size_skew), chunks)
-                };
-                WireEntry {
-                    path,
-                    rev,
-                    deleted,
-                    kind,
-                    size,
-                    mtime_ns,
-                    executable,
-                    hash,
-                    chunks,
-                    device_id,
-                    device_name,
-                    committed_at,
-                }
-            },
-        )
-}
-
-fn entry_state() -> impl Strategy<Value = EntryState> {
-    let meta = prop_oneof![
-        1 => Just(None),
-        1 => any::<i64>().prop_map(|t| Some(FileMeta::dir(t))),
-        3 => (chunk_refs(), any::<i64>(), any::<bool>(), any::<[u8; 32]>()).prop_map(|(chunks, mtime_ns, executable, h)| {
-            Some(FileMeta {
-                kind: EntryKind::File,
-                size: chunks.iter().map(|c| c.len as u64).sum(),
-                mtime_ns,
-                executable,
-                hash: Hash(h),
-                chunks,
-            })
-        }),
-    ];
-    (path_text().prop_filter_map("invalid path", |p| RelPath::new(p).ok()), any::<u64>(), meta, any::<u64>(), text(), any::<i64>())
-        .prop_map(|(path, rev, meta, device_id, device_name, committed_at)| EntryState {
-            path,
-            rev,
-            meta,
-            device_id,
-            device_name,
-            committed_at,
-        })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Properties
-// ---------------------------------------------------------------------------------------------
+use support::*;
 
 #[test]
 fn every_message_type_has_a_strategy() {
@@ -391,6 +76,19 @@ proptest! {
         }
     }
 
+    /// The evolvability rule of the spec: a field this build does not know is skipped, so a
+    /// newer peer may add fields within a protocol version.
+    #[test]
+    fn unknown_fields_are_skipped(f in frame(), tag in 100u32..100_000, value in any::<u64>(), bytes in blob(20)) {
+        let encoded = f.to_bytes().unwrap();
+        let mut body = encoded[12..].to_vec();
+        prost::encoding::encode_key(tag, prost::encoding::WireType::Varint, &mut body);
+        prost::encoding::encode_varint(value, &mut body);
+        prost::encoding::bytes::encode(tag + 1, &bytes, &mut body);
+        let raw = raw_frame(f.message.type_code(), 0, f.request_id, &body);
+        prop_assert_eq!(decode_frame(&raw).unwrap(), Decoded::Frame(f, raw.len()));
+    }
+
     #[test]
     fn a_stream_split_anywhere_yields_the_same_frames(
         frames in prop::collection::vec(frame(), 1..6),
@@ -424,11 +122,11 @@ proptest! {
     fn chunk_lists_never_panic_and_round_trip(b in blob(200)) {
         match chunks_from_wire(&b) {
             Ok(c) => {
-                prop_assert_eq!(b.len() % 36, 0);
+                prop_assert!(b.len().is_multiple_of(36));
                 prop_assert_eq!(c.len(), b.len() / 36);
                 prop_assert_eq!(chunks_to_wire(&c), b.clone());
             }
-            Err(_) => prop_assert_ne!(b.len() % 36, 0),
+            Err(_) => prop_assert!(!b.len().is_multiple_of(36)),
         }
         prop_assert_eq!(hash_from_wire(&b).is_ok(), b.len() == 32);
     }
@@ -480,7 +178,9 @@ fn check_decoders_agree(data: &[u8], idx: &[Index]) -> Result<(), TestCaseError>
 /// Conversion never panics; what it accepts keeps the fields it validated and survives a trip
 /// back to the wire and in again unchanged.
 fn check_entry(w: &WireEntry) -> Result<(), TestCaseError> {
-    let Ok(e) = entry_from_wire(w) else { return Ok(()) };
+    let Ok(e) = entry_from_wire(w) else {
+        return Ok(());
+    };
     prop_assert_eq!(e.path.as_str(), w.path.as_str());
     prop_assert_eq!(e.rev, w.rev);
     prop_assert_eq!(e.meta.is_none(), w.deleted);
@@ -507,4 +207,30 @@ fn check_entry(w: &WireEntry) -> Result<(), TestCaseError> {
     prop_assert_eq!(entry_from_wire(&back), Ok(e.clone()));
     prop_assert_eq!(entry_to_wire(&e), back, "entry_to_wire is deterministic");
     Ok(())
+}
+
+/// Writes a seed corpus for the `frame_decoder` fuzz target: a few valid frames of every
+/// message type, each file prefixed with the byte that seeds the target's piece sizes.
+///
+/// `cargo test -p filesync-proto --test codec_props -- --ignored write_fuzz_seed_corpus`
+/// (set `FUZZ_SEED_DIR` to write somewhere other than `fuzz/corpus/frame_decoder`).
+#[test]
+#[ignore = "writes files; run by hand before fuzzing"]
+fn write_fuzz_seed_corpus() {
+    let dir = std::env::var_os("FUZZ_SEED_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/frame_decoder"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut runner = TestRunner::deterministic();
+    let mut written = 0;
+    for s in message_strategies() {
+        for i in 0..4u8 {
+            let m = s.new_tree(&mut runner).unwrap().current();
+            let mut data = vec![i.wrapping_mul(61)];
+            data.extend_from_slice(&encode_all(&[Frame::new(u32::from(i), m.clone())]));
+            std::fs::write(dir.join(format!("seed-{}-{i}", m.name())), data).unwrap();
+            written += 1;
+        }
+    }
+    println!("wrote {written} seeds to {}", dir.display());
 }

@@ -1,2 +1,31 @@
-//! The `filesync` binary.
-fn main() {}
+//! The `filesync` command: runs the server, the agent, and every user action (register,
+//! login, devices, folders, sync, status) from one binary. Argument parsing and printing
+//! live here; the work is done by the library crates.
+
+mod cli;
+mod commands;
+mod output;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FILESYNC_LOG").unwrap_or_else(|_| {
+        let level = match (args.verbose, &args.command) {
+            (0, cli::Command::Server(_)) | (0, cli::Command::Agent) => "info",
+            (0, _) => "warn",
+            (1, _) => "info",
+            _ => "debug",
+        };
+        tracing_subscriber::EnvFilter::new(format!("warn,filesync={level},filesync_server={level},filesync_agent={level},filesync_store={level}"))
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match rt.block_on(commands::run(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The client's home directory: `config.toml` (server, pinned fingerprint, account, folders),
+//! `token` (the device token, owner-only permissions), `state.db` (sync state) and
+//! `status.json` (what the last or running sync reports).
+
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not valid: {reason}")]
+    Parse { path: PathBuf, reason: String },
+}
+
+/// One synced folder: a local directory linked to a server-side folder name.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FolderConfig {
+    /// Server-side folder name; two computers adding the same name sync together.
+    pub name: String,
+    /// Absolute local path.
+    pub path: PathBuf,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Config {
+    /// `host:port` of the server.
+    pub server: Option<String>,
+    /// The pinned certificate fingerprint (`SHA256:…`).
+    pub fingerprint: Option<String>,
+    pub user: Option<String>,
+    pub device_name: Option<String>,
+    pub device_id: Option<u64>,
+    #[serde(default)]
+    pub folders: Vec<FolderConfig>,
+}
+
+/// The files of one client home directory.
+#[derive(Clone, Debug)]
+pub struct Home {
+    pub dir: PathBuf,
+}
+
+impl Home {
+    pub fn new(dir: impl Into<PathBuf>) -> Home {
+        Home { dir: dir.into() }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+    pub fn token_path(&self) -> PathBuf {
+        self.dir.join("token")
+    }
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("state.db")
+    }
+    pub fn status_path(&self) -> PathBuf {
+        self.dir.join("status.json")
+    }
+    pub fn lock_path(&self) -> PathBuf {
+        self.dir.join("agent.lock")
+    }
+
+    pub fn ensure(&self) -> Result<(), ConfigError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| ConfigError::Write { path: self.dir.clone(), source })
+    }
+
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let path = self.config_path();
+        match std::fs::read_to_string(&path) {
+            Ok(s) => toml::from_str(&s).map_err(|e| ConfigError::Parse { path, reason: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    pub fn save(&self, config: &Config) -> Result<(), ConfigError> {
+        self.ensure()?;
+        let text = toml::to_string_pretty(config).expect("config serializes");
+        write_atomic(&self.config_path(), text.as_bytes(), false)
+    }
+
+    pub fn token(&self) -> Result<Option<String>, ConfigError> {
+        let path = self.token_path();
+        match std::fs::read_to_string(&path) {
+            Ok(s) if s.trim().is_empty() => Ok(None),
+            Ok(s) => Ok(Some(s.trim().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    /// Stores the device token readable by the owner only.
+    pub fn set_token(&self, token: &str) -> Result<(), ConfigError> {
+        self.ensure()?;
+        write_atomic(&self.token_path(), token.as_bytes(), true)
+    }
+
+    pub fn clear_token(&self) -> Result<(), ConfigError> {
+        match std::fs::remove_file(self.token_path()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ConfigError::Write { path: self.token_path(), source }),
+        }
+    }
+}
+
+/// Temp file, fsync, rename: a reader sees the old or the new file, never a mix.
+pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> Result<(), ConfigError> {
+    let err = |source| ConfigError::Write { path: path.to_path_buf(), source };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("f"), std::process::id()));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut f = opts.open(&tmp).map_err(err)?;
+    f.write_all(data).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trip_and_private_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().join("h"));
+        assert_eq!(home.load().unwrap(), Config::default());
+        let mut c = Config { server: Some("127.0.0.1:7443".into()), ..Default::default() };
+        c.folders.push(FolderConfig { name: "docs".into(), path: "/tmp/docs".into() });
+        home.save(&c).unwrap();
+        assert_eq!(home.load().unwrap(), c);
+        home.set_token("fst_abc").unwrap();
+        assert_eq!(home.token().unwrap().as_deref(), Some("fst_abc"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(home.token_path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        home.clear_token().unwrap();
+        assert_eq!(home.token().unwrap(), None);
+    }
+}

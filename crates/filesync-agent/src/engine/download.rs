@@ -1,0 +1,322 @@
+//! Downloads: make local files equal to remote versions. Chunks come from files already on
+//! this computer when possible (a moved or copied file transfers nothing) and otherwise from
+//! the server, many requests in flight at once. A blocking writer thread writes each file to a
+//! temporary file beside its destination, verifies the whole-file hash, fsyncs, and renames it
+//! into place only if the destination did not change since the scan.
+
+use super::{SyncError, chunk_offsets, stat_matches};
+use crate::fs::{Filesystem, Stat, StatKind};
+use crate::status::Progress;
+use bytes::Bytes;
+use filesync_client::Connection;
+use filesync_core::{FileMeta, Hash, RelPath};
+use filesync_proto::limits;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
+
+/// Requests for chunk batches kept in flight at once.
+const FETCH_CONCURRENCY: usize = 8;
+
+/// One file to write.
+#[derive(Clone, Debug)]
+pub struct DownloadJob {
+    pub path: RelPath,
+    pub rev: u64,
+    pub meta: FileMeta,
+    /// What the scan saw at `path` (`None`: nothing). The file is replaced only if this still holds.
+    pub expect_local: Option<Stat>,
+}
+
+/// Where a chunk can be read on this computer: a file, an offset, and the chunk's length.
+#[derive(Clone, Debug)]
+pub struct LocalChunk {
+    pub path: RelPath,
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// What happened to one job.
+#[derive(Debug)]
+pub enum DownloadResult {
+    /// Written; the stat of the new file (for the base) and whether a changed local file had
+    /// to be moved aside to `conflict` first.
+    Done { stat: Stat, conflict: Option<RelPath> },
+    Failed(String),
+}
+
+enum Piece {
+    Start(usize),
+    Data(Bytes),
+    Local(Hash, LocalChunk),
+    End,
+}
+
+/// Where each chunk occurrence of each job comes from.
+enum Source {
+    Local(LocalChunk),
+    /// Index of the fetch batch that carries it.
+    Remote(usize),
+}
+
+/// Runs the jobs; results are in job order, with the bytes fetched from the server.
+pub async fn run(
+    conn: &Connection,
+    fs: Arc<dyn Filesystem>,
+    jobs: Vec<DownloadJob>,
+    local_chunks: &HashMap<Hash, LocalChunk>,
+    progress: &Progress,
+    device_name: &str,
+    now_unix: i64,
+) -> Result<(Vec<DownloadResult>, u64), SyncError> {
+    let fetched_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Assign every chunk occurrence a source, grouping remote ones into batches in the order
+    // the writer will consume them.
+    let mut batches: Vec<Vec<Hash>> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let mut in_batch: HashMap<Hash, usize> = HashMap::new();
+    let mut sources: Vec<Vec<Source>> = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        let mut s = Vec::with_capacity(job.meta.chunks.len());
+        for c in &job.meta.chunks {
+            if let Some(l) = local_chunks.get(&c.hash) {
+                s.push(Source::Local(l.clone()));
+                continue;
+            }
+            let cur = batches.len().wrapping_sub(1);
+            if let Some(&b) = in_batch.get(&c.hash)
+                && b == cur
+            {
+                s.push(Source::Remote(b));
+                continue;
+            }
+            if batches.is_empty()
+                || batch_bytes + c.len as usize > limits::MAX_CHUNK_BYTES_PER_MESSAGE
+                || batches[cur].len() >= limits::MAX_HASHES_PER_REQUEST
+            {
+                batches.push(Vec::new());
+                batch_bytes = 0;
+            }
+            let b = batches.len() - 1;
+            batches[b].push(c.hash);
+            batch_bytes += c.len as usize;
+            in_batch.insert(c.hash, b);
+            s.push(Source::Remote(b));
+        }
+        sources.push(s);
+    }
+
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(256);
+    let writer = {
+        let fs = fs.clone();
+        let jobs = jobs.clone();
+        let device_name = device_name.to_string();
+        tokio::task::spawn_blocking(move || write_all(&*fs, &jobs, rx, &device_name, now_unix))
+    };
+
+    let conn2 = conn.clone();
+    let counter = fetched_bytes.clone();
+    let mut fetched = futures::stream::iter(batches.into_iter().map(move |b| {
+        let conn = conn2.clone();
+        let counter = counter.clone();
+        async move {
+            let data = conn.get_chunks(&b).await?;
+            let n: usize = data.iter().map(|d| d.len()).sum();
+            counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            Ok::<_, filesync_client::ClientError>(b.into_iter().zip(data).collect::<HashMap<Hash, Bytes>>())
+        }
+    }))
+    .buffered(FETCH_CONCURRENCY);
+
+    let mut loaded: Option<(usize, HashMap<Hash, Bytes>)> = None;
+    let mut next_batch = 0usize;
+    let mut fetch_error = None;
+    'jobs: for (i, job) in jobs.iter().enumerate() {
+        if tx.send(Piece::Start(i)).is_err() {
+            break;
+        }
+        for (c, src) in job.meta.chunks.iter().zip(&sources[i]) {
+            let piece = match src {
+                Source::Local(l) => Piece::Local(c.hash, l.clone()),
+                Source::Remote(b) => {
+                    while loaded.as_ref().map(|(n, _)| n) != Some(b) {
+                        match fetched.next().await {
+                            Some(Ok(m)) => {
+                                loaded = Some((next_batch, m));
+                                next_batch += 1;
+                            }
+                            Some(Err(e)) => {
+                                fetch_error = Some(e);
+                                break 'jobs;
+                            }
+                            None => unreachable!("every remote chunk was assigned a batch"),
+                        }
+                    }
+                    let data = loaded.as_ref().and_then(|(_, m)| m.get(&c.hash)).cloned();
+                    Piece::Data(data.expect("fetched batch holds its hashes"))
+                }
+            };
+            progress.bytes_done.fetch_add(c.len as u64, std::sync::atomic::Ordering::Relaxed);
+            if tx.send(piece).is_err() {
+                break 'jobs;
+            }
+        }
+        progress.files_done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if tx.send(Piece::End).is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let results = writer.await.map_err(|e| SyncError::Internal(format!("download writer panicked: {e}")))?;
+    if let Some(e) = fetch_error {
+        return Err(e.into());
+    }
+    Ok((results, fetched_bytes.load(std::sync::atomic::Ordering::Relaxed)))
+}
+
+/// The blocking writer: consumes pieces in job order.
+fn write_all(
+    fs: &dyn Filesystem,
+    jobs: &[DownloadJob],
+    rx: std::sync::mpsc::Receiver<Piece>,
+    device_name: &str,
+    now_unix: i64,
+) -> Vec<DownloadResult> {
+    let mut results: Vec<DownloadResult> =
+        jobs.iter().map(|_| DownloadResult::Failed("interrupted".into())).collect();
+    let mut current: Option<(usize, Result<FileWriter, String>)> = None;
+    while let Ok(piece) = rx.recv() {
+        match piece {
+            Piece::Start(i) => current = Some((i, FileWriter::start(fs, &jobs[i]))),
+            Piece::Data(d) => {
+                if let Some((_, Ok(w))) = &mut current
+                    && let Err(e) = w.write(&d)
+                {
+                    current.as_mut().expect("current job").1 = Err(e);
+                }
+            }
+            Piece::Local(hash, l) => {
+                if let Some((_, Ok(w))) = &mut current {
+                    let r = read_local(fs, &l, &hash).and_then(|d| w.write(&d));
+                    if let Err(e) = r {
+                        current.as_mut().expect("current job").1 = Err(e);
+                    }
+                }
+            }
+            Piece::End => {
+                if let Some((i, w)) = current.take() {
+                    results[i] = match w.and_then(|w| w.finish(fs, &jobs[i], device_name, now_unix)) {
+                        Ok(r) => r,
+                        Err(e) => DownloadResult::Failed(e),
+                    };
+                }
+            }
+        }
+    }
+    results
+}
+
+fn read_local(fs: &dyn Filesystem, l: &LocalChunk, want: &Hash) -> Result<Vec<u8>, String> {
+    let mut f = fs.open(&l.path).map_err(|e| format!("reading {}: {e}", l.path))?;
+    f.seek(SeekFrom::Start(l.offset)).map_err(|e| format!("reading {}: {e}", l.path))?;
+    let mut buf = vec![0u8; l.len as usize];
+    f.read_exact(&mut buf).map_err(|e| format!("reading {}: {e}", l.path))?;
+    if Hash::of(&buf) != *want {
+        return Err(format!("{} changed while its chunks were reused; will retry", l.path));
+    }
+    Ok(buf)
+}
+
+struct FileWriter {
+    tmp: Box<dyn crate::fs::TempFile>,
+    hasher: blake3::Hasher,
+    written: u64,
+}
+
+/// Creates every missing ancestor directory of `path`.
+pub(super) fn ensure_parents(fs: &dyn Filesystem, path: &RelPath) -> Result<(), String> {
+    let mut missing: Vec<&str> = Vec::new();
+    for a in path.ancestors() {
+        let p = RelPath::new(a).expect("ancestor of a valid path is valid");
+        match fs.stat(&p) {
+            Ok(Some(s)) if s.kind == StatKind::Dir => break,
+            Ok(Some(_)) => return Err(format!("{a} is in the way of {path}: it is not a directory")),
+            Ok(None) => missing.push(a),
+            Err(e) => return Err(format!("{a}: {e}")),
+        }
+    }
+    for a in missing.into_iter().rev() {
+        let p = RelPath::new(a).expect("valid");
+        fs.create_dir(&p).map_err(|e| format!("creating directory {a}: {e}"))?;
+    }
+    Ok(())
+}
+
+impl FileWriter {
+    fn start(fs: &dyn Filesystem, job: &DownloadJob) -> Result<FileWriter, String> {
+        ensure_parents(fs, &job.path)?;
+        let parent = job.path.parent();
+        let tmp = fs
+            .create_temp(parent.as_ref())
+            .map_err(|e| format!("creating a temporary file for {}: {e}", job.path))?;
+        Ok(FileWriter { tmp, hasher: blake3::Hasher::new(), written: 0 })
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<(), String> {
+        self.hasher.update(data);
+        self.written += data.len() as u64;
+        self.tmp.write_all(data).map_err(|e| format!("writing: {e}"))
+    }
+
+    fn finish(
+        mut self,
+        fs: &dyn Filesystem,
+        job: &DownloadJob,
+        device_name: &str,
+        now_unix: i64,
+    ) -> Result<DownloadResult, String> {
+        if self.written != job.meta.size || Hash(*self.hasher.finalize().as_bytes()) != job.meta.hash {
+            return Err(format!("{}: downloaded content does not match its hash; will retry", job.path));
+        }
+        let p = &job.path;
+        self.tmp.set_times_and_mode(job.meta.mtime_ns, job.meta.executable).map_err(|e| format!("{p}: {e}"))?;
+        self.tmp.sync_all().map_err(|e| format!("{p}: {e}"))?;
+        // Replace only what the scan saw. Anything else is a local change made meanwhile: keep
+        // it as a conflict copy instead of overwriting it.
+        let now = fs.stat(p).map_err(|e| format!("{p}: {e}"))?;
+        let mut conflict = None;
+        if !stat_matches(now.as_ref(), job.expect_local.as_ref()) {
+            match now {
+                Some(s) if s.kind == StatKind::Dir => {
+                    return Err(format!("{p}: a directory appeared where a file is to be written; will retry"));
+                }
+                Some(_) => {
+                    let copy = super::free_conflict_name(fs, p, device_name, now_unix)?;
+                    fs.rename_noreplace(p, &copy).map_err(|e| format!("{p}: moving the local version aside: {e}"))?;
+                    conflict = Some(copy);
+                }
+                None => {}
+            }
+        }
+        self.tmp.persist(p).map_err(|e| format!("{p}: {e}"))?;
+        let stat = fs.stat(p).map_err(|e| format!("{p}: {e}"))?.ok_or_else(|| format!("{p} vanished"))?;
+        Ok(DownloadResult::Done { stat, conflict })
+    }
+}
+
+/// Index of chunks readable from local files that are unchanged since their last sync.
+pub fn local_chunk_index<'a>(
+    files: impl Iterator<Item = (&'a RelPath, &'a FileMeta)>,
+    wanted: &std::collections::HashSet<Hash>,
+) -> HashMap<Hash, LocalChunk> {
+    let mut idx = HashMap::new();
+    for (path, meta) in files {
+        for (off, c) in chunk_offsets(&meta.chunks) {
+            if wanted.contains(&c.hash) && !idx.contains_key(&c.hash) {
+                idx.insert(c.hash, LocalChunk { path: path.clone(), offset: off, len: c.len });
+            }
+        }
+    }
+    idx
+}

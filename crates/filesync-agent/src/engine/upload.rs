@@ -1,0 +1,236 @@
+//! Uploads and remote deletions: ask the server which chunks it lacks, send only those (read
+//! straight from the local files and re-verified, many requests in flight), then commit the
+//! changes in batches, each based on the rev this computer last synced.
+
+use super::{SyncError, chunk_offsets};
+use crate::fs::{Filesystem, Stat};
+use crate::status::Progress;
+use bytes::Bytes;
+use filesync_client::Connection;
+use filesync_core::{EntryKind, EntryState, FileMeta, Hash, RelPath};
+use filesync_proto::convert::{entry_from_wire, meta_into_wire};
+use filesync_proto::{CommitChange, WireEntry, limits};
+use futures::{StreamExt, TryStreamExt};
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+const QUERY_CONCURRENCY: usize = 4;
+const PUT_CONCURRENCY: usize = 4;
+
+#[derive(Clone, Debug)]
+pub struct UploadJob {
+    pub path: RelPath,
+    pub base_rev: u64,
+    /// The local state to send (as scanned).
+    pub meta: FileMeta,
+    pub stat: Stat,
+}
+
+#[derive(Clone, Debug)]
+pub struct DeleteJob {
+    pub path: RelPath,
+    pub base_rev: u64,
+}
+
+#[derive(Debug)]
+pub enum CommitOutcome {
+    /// Accepted; the current entry afterwards.
+    Accepted(Option<EntryState>),
+    /// The server has a newer version; here it is.
+    Conflict(Option<EntryState>),
+    /// Not sent (for example the file changed while it was read); retried next pass.
+    Failed(String),
+}
+
+/// Sends the uploads' missing chunks, then commits uploads and deletions. Returns one outcome
+/// per upload, then one per deletion, in the order given, and the chunk bytes sent.
+pub async fn run(
+    conn: &Connection,
+    fs: Arc<dyn Filesystem>,
+    folder_id: u64,
+    uploads: &[UploadJob],
+    deletes: &[DeleteJob],
+    progress: &Progress,
+) -> Result<(Vec<CommitOutcome>, u64), SyncError> {
+    let mut bytes_sent = 0u64;
+    // 1. Every distinct chunk, with one place to read it from.
+    let mut first_source: HashMap<Hash, (usize, u64, u32)> = HashMap::new();
+    let mut order: Vec<Hash> = Vec::new();
+    for (i, u) in uploads.iter().enumerate() {
+        if u.meta.kind != EntryKind::File {
+            continue;
+        }
+        for (off, c) in chunk_offsets(&u.meta.chunks) {
+            if !first_source.contains_key(&c.hash) {
+                first_source.insert(c.hash, (i, off, c.len));
+                order.push(c.hash);
+            }
+        }
+    }
+
+    // 2. Which of them does the server lack?
+    let query_batches: Vec<Vec<Hash>> = order.chunks(limits::MAX_HASHES_PER_REQUEST).map(<[Hash]>::to_vec).collect();
+    let missing: Vec<Hash> = futures::stream::iter(query_batches.into_iter().map(|batch| {
+        let conn = conn.clone();
+        async move {
+            let idx = conn.query_chunks(&batch).await?;
+            Ok::<_, filesync_client::ClientError>(idx.into_iter().map(|i| batch[i]).collect::<Vec<_>>())
+        }
+    }))
+    .buffered(QUERY_CONCURRENCY)
+    .try_concat()
+    .await?;
+    let missing_bytes: u64 = missing.iter().map(|h| first_source[h].2 as u64).sum();
+    progress.bytes_total.fetch_add(missing_bytes, Ordering::Relaxed);
+
+    // 3. Read them on a blocking thread, send them in batches.
+    let mut failed: HashMap<usize, String> = HashMap::new();
+    if !missing.is_empty() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Hash, Bytes), (usize, String)>>(64);
+        let reads: Vec<(Hash, RelPath, u64, u32, usize)> = missing
+            .iter()
+            .map(|h| {
+                let (i, off, len) = first_source[h];
+                (*h, uploads[i].path.clone(), off, len, i)
+            })
+            .collect();
+        let fs2 = fs.clone();
+        let reader = tokio::task::spawn_blocking(move || read_chunks(&*fs2, reads, tx));
+        let conn2 = conn.clone();
+        let mut sent: HashSet<Hash> = HashSet::new();
+        let batches = async_stream_batches(&mut rx, &mut failed, &mut sent);
+        let mut put = Box::pin(batches
+            .map(|b| {
+                let conn = conn2.clone();
+                async move {
+                    let bytes: u64 = b.iter().map(|(_, d)| d.len() as u64).sum();
+                    conn.put_chunks(b).await.map(|_| bytes)
+                }
+            })
+            .buffer_unordered(PUT_CONCURRENCY));
+        while let Some(r) = put.next().await {
+            let n = r?;
+            bytes_sent += n;
+            progress.bytes_done.fetch_add(n, Ordering::Relaxed);
+        }
+        drop(put);
+        reader.await.map_err(|e| SyncError::Internal(format!("chunk reader panicked: {e}")))?;
+        // A chunk shared by several files is read from one of them; if that read failed, no
+        // file needing the chunk can be committed this pass.
+        let unsent: HashSet<Hash> = missing.iter().filter(|h| !sent.contains(h)).copied().collect();
+        if !unsent.is_empty() {
+            for (i, u) in uploads.iter().enumerate() {
+                if u.meta.chunks.iter().any(|c| unsent.contains(&c.hash)) {
+                    failed.entry(i).or_insert_with(|| format!("{}: a chunk could not be read; will retry", u.path));
+                }
+            }
+        }
+    }
+
+    // 4. Commit, in batches, everything whose chunks are on the server.
+    let mut outcomes: Vec<Option<CommitOutcome>> = Vec::with_capacity(uploads.len() + deletes.len());
+    let mut changes: Vec<(usize, CommitChange)> = Vec::new();
+    for (i, u) in uploads.iter().enumerate() {
+        if let Some(reason) = failed.get(&i) {
+            outcomes.push(Some(CommitOutcome::Failed(reason.clone())));
+            continue;
+        }
+        outcomes.push(None);
+        let mut w = WireEntry { path: u.path.as_str().to_string(), ..Default::default() };
+        meta_into_wire(&u.meta, &mut w);
+        changes.push((i, CommitChange { base_rev: u.base_rev, entry: Some(w) }));
+    }
+    for (j, d) in deletes.iter().enumerate() {
+        outcomes.push(None);
+        let w = WireEntry { path: d.path.as_str().to_string(), deleted: true, ..Default::default() };
+        changes.push((uploads.len() + j, CommitChange { base_rev: d.base_rev, entry: Some(w) }));
+    }
+    for batch in changes.chunks(limits::MAX_CHANGES_PER_COMMIT) {
+        let (idx, cs): (Vec<usize>, Vec<CommitChange>) = batch.iter().cloned().unzip();
+        let result = conn.commit(folder_id, cs).await?;
+        for (i, o) in idx.into_iter().zip(result.outcomes) {
+            let current = match o.current.as_ref().map(entry_from_wire) {
+                Some(Ok(e)) => Some(e),
+                Some(Err(e)) => return Err(SyncError::Protocol(format!("server sent an invalid entry: {e}"))),
+                None => None,
+            };
+            outcomes[i] =
+                Some(if o.accepted { CommitOutcome::Accepted(current) } else { CommitOutcome::Conflict(current) });
+            progress.files_done.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok((outcomes.into_iter().map(|o| o.expect("every change has an outcome")).collect(), bytes_sent))
+}
+
+/// Groups the reader's chunks into `PutChunks`-sized batches, noting failed reads.
+fn async_stream_batches<'a>(
+    rx: &'a mut tokio::sync::mpsc::Receiver<Result<(Hash, Bytes), (usize, String)>>,
+    failed: &'a mut HashMap<usize, String>,
+    sent: &'a mut HashSet<Hash>,
+) -> impl futures::Stream<Item = Vec<(Hash, Bytes)>> + 'a {
+    futures::stream::unfold((rx, failed, sent), |(rx, failed, sent)| async move {
+        let mut batch: Vec<(Hash, Bytes)> = Vec::new();
+        let mut size = 0usize;
+        loop {
+            // Flush a partial batch rather than wait when the reader is slower than the network.
+            match rx.recv().await {
+                Some(Ok((h, d))) => {
+                    sent.insert(h);
+                    size += d.len();
+                    batch.push((h, d));
+                    if size >= limits::MAX_CHUNK_BYTES_PER_MESSAGE - filesync_core::chunking::MAX_CHUNK as usize
+                        || batch.len() >= limits::MAX_HASHES_PER_REQUEST
+                    {
+                        return Some((batch, (rx, failed, sent)));
+                    }
+                }
+                Some(Err((i, reason))) => {
+                    failed.insert(i, reason);
+                }
+                None => {
+                    return if batch.is_empty() { None } else { Some((batch, (rx, failed, sent))) };
+                }
+            }
+        }
+    })
+}
+
+fn read_chunks(
+    fs: &dyn Filesystem,
+    reads: Vec<(Hash, RelPath, u64, u32, usize)>,
+    tx: tokio::sync::mpsc::Sender<Result<(Hash, Bytes), (usize, String)>>,
+) {
+    let mut open: Option<(RelPath, Box<dyn crate::fs::ReadSeek>)> = None;
+    let mut bad: HashSet<usize> = HashSet::new();
+    for (hash, path, off, len, job) in reads {
+        if bad.contains(&job) {
+            continue;
+        }
+        let r = (|| -> Result<Bytes, String> {
+            if open.as_ref().map(|(p, _)| p) != Some(&path) {
+                let f = fs.open(&path).map_err(|e| format!("{path}: {e}"))?;
+                open = Some((path.clone(), f));
+            }
+            let f = &mut open.as_mut().expect("just opened").1;
+            f.seek(SeekFrom::Start(off)).map_err(|e| format!("{path}: {e}"))?;
+            let mut buf = vec![0u8; len as usize];
+            f.read_exact(&mut buf).map_err(|e| format!("{path}: {e}"))?;
+            if Hash::of(&buf) != hash {
+                return Err(format!("{path} changed while it was being uploaded; will retry"));
+            }
+            Ok(Bytes::from(buf))
+        })();
+        let msg = match r {
+            Ok(d) => Ok((hash, d)),
+            Err(e) => {
+                bad.insert(job);
+                Err((job, e))
+            }
+        };
+        if tx.blocking_send(msg).is_err() {
+            return;
+        }
+    }
+}

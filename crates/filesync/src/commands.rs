@@ -1,0 +1,489 @@
+//! What each subcommand does: thin glue between the command line and the library crates.
+
+use crate::cli::{Cli, Command, DevicesCmd, FolderCmd, LoginArgs, Registration, ServerArgs, ServerCmd};
+use crate::output::{human_bytes, human_time};
+use anyhow::{Context, Result, bail};
+use filesync_agent::agent::{self, AgentOptions, HomeLock, StatusBoard};
+use filesync_agent::config::{Config, FolderConfig, Home};
+use filesync_agent::engine::Engine;
+use filesync_agent::fs::RealFs;
+use filesync_agent::state::StateDb;
+use filesync_agent::status::{AgentStatus, Progress};
+use filesync_client::{Connection, Trust};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "filesync")
+}
+
+fn home_of(cli: &Cli) -> Result<Home> {
+    match &cli.home {
+        Some(h) => Ok(Home::new(h.clone())),
+        None => Ok(Home::new(dirs().context("cannot find a home directory; pass --home DIR")?.config_dir().to_path_buf())),
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let home = home_of(&cli);
+    match cli.command {
+        Command::Server(args) => server(args).await,
+        Command::Register(args) => login(&home?, args, true).await,
+        Command::Login(args) => login(&home?, args, false).await,
+        Command::Logout { force } => logout(&home?, force).await,
+        Command::Devices(cmd) => devices(&home?, cmd).await,
+        Command::Folder(cmd) => folder(&home?, cmd).await,
+        Command::Sync { quiet, json } => sync(&home?, quiet || json, json).await,
+        Command::Agent => run_agent(&home?).await,
+        Command::Status { json } => status(&home?, json),
+    }
+}
+
+fn server_data_dir(data: Option<PathBuf>) -> Result<PathBuf> {
+    match data {
+        Some(d) => Ok(d),
+        None => Ok(dirs().context("cannot find a data directory; pass --data DIR")?.data_dir().join("server")),
+    }
+}
+
+async fn server(args: ServerArgs) -> Result<ExitCode> {
+    if let Some(ServerCmd::Fingerprint { data, tls_cert, tls_key }) = args.command {
+        let mut config = filesync_server::ServerConfig::new(server_data_dir(data)?);
+        config.tls_cert = tls_cert;
+        config.tls_key = tls_key;
+        println!("{}", filesync_server::load_identity(&config)?.fingerprint());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut config = filesync_server::ServerConfig::new(server_data_dir(args.data)?);
+    config.listen = args.listen;
+    config.registration_open = args.registration == Registration::Open;
+    config.tls_cert = args.tls_cert;
+    config.tls_key = args.tls_key;
+    let data_dir = config.data_dir.clone();
+    let server = filesync_server::Server::open(config).await?;
+    let addr = server.local_addr();
+    let shown = if addr.ip().is_unspecified() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() };
+    println!("FileSync server listening on {addr}");
+    println!("data directory: {}", data_dir.display());
+    println!("certificate fingerprint: {}", server.fingerprint());
+    println!();
+    println!("Next, on each computer (use this machine's address instead of 127.0.0.1 from elsewhere):");
+    println!("  filesync register --server {shown} --user NAME --fingerprint {}", server.fingerprint());
+    println!("  filesync folder add ~/Documents --name Documents");
+    println!("  filesync agent");
+    std::io::stdout().flush().ok();
+    server.run(shutdown_signal()).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn read_password(from_stdin: bool, confirm: bool) -> Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
+        let pw = line.trim_end_matches(['\r', '\n']).to_string();
+        if pw.is_empty() {
+            bail!("no password on standard input");
+        }
+        return Ok(pw);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to ask for the password; use --password-stdin");
+    }
+    let pw = rpassword::prompt_password("Password: ")?;
+    if confirm && rpassword::prompt_password("Repeat password: ")? != pw {
+        bail!("the passwords do not match");
+    }
+    Ok(pw)
+}
+
+fn default_device_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "my computer".into())
+}
+
+async fn login(home: &Home, args: LoginArgs, register: bool) -> Result<ExitCode> {
+    let mut config = home.load()?;
+    let trust = if let Some(fp) = &args.fingerprint {
+        Trust::Pinned(filesync_proto::parse_fingerprint(fp).with_context(|| {
+            format!("{fp:?} is not a certificate fingerprint; it looks like SHA256: followed by 64 hex digits")
+        })?)
+    } else if let (Some(s), Some(fp)) = (&config.server, &config.fingerprint)
+        && *s == args.server
+    {
+        Trust::Pinned(fp.clone())
+    } else if std::io::stdin().is_terminal() && !args.password_stdin {
+        Trust::FirstUse
+    } else {
+        bail!(
+            "the certificate of {} is not pinned yet and there is no terminal to confirm it: pass --fingerprint SHA256:… \
+             (run `filesync server fingerprint` on the server to print it)",
+            args.server
+        );
+    };
+    let conn = Connection::connect(&args.server, trust.clone()).await?;
+    if trust == Trust::FirstUse {
+        println!("The server at {} presents this certificate fingerprint:", args.server);
+        println!("  {}", conn.fingerprint());
+        println!("Check it against `filesync server fingerprint` on the server.");
+        print!("Trust this server? [y/N] ");
+        std::io::stdout().flush().ok();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            bail!("not trusted; nothing was sent to the server");
+        }
+    }
+    let password = read_password(args.password_stdin, register && !args.password_stdin)?;
+    let device_name = args.device_name.clone().unwrap_or_else(default_device_name);
+    let session = if register {
+        conn.register(&args.user, &password, &device_name).await?
+    } else {
+        conn.login(&args.user, &password, &device_name).await?
+    };
+    if config.server.as_deref() != Some(args.server.as_str()) && config.server.is_some() {
+        // A different server: its folders' sync state means nothing there.
+        eprintln!("note: switching from {} to {}", config.server.as_deref().unwrap_or(""), args.server);
+    }
+    config.server = Some(args.server.clone());
+    config.fingerprint = Some(conn.fingerprint().to_string());
+    config.user = Some(session.user.clone());
+    config.device_name = Some(session.device_name.clone());
+    config.device_id = Some(session.device_id);
+    home.save(&config)?;
+    home.set_token(&session.token)?;
+    if register {
+        println!("Registered {} on {}.", session.user, args.server);
+    }
+    println!(
+        "Logged in as {} on {}; this computer is device {} ({}).",
+        session.user, args.server, session.device_id, session.device_name
+    );
+    if config.folders.is_empty() {
+        println!("Next: filesync folder add PATH [--name NAME], then filesync agent (or filesync sync).");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn connect(home: &Home) -> Result<(Config, Connection)> {
+    let config = home.load()?;
+    let conn = agent::connect(home, &config).await?;
+    Ok((config, conn))
+}
+
+async fn logout(home: &Home, force: bool) -> Result<ExitCode> {
+    if home.token()?.is_none() {
+        println!("This computer is not logged in.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    match connect(home).await {
+        Ok((_, conn)) => conn.logout().await?,
+        Err(e) if force => eprintln!("warning: could not revoke the token on the server ({e:#}); forgetting it here anyway"),
+        Err(e) => {
+            return Err(e.context(
+                "could not revoke this device's token on the server; nothing was changed. \
+                 Use `filesync logout --force` to forget the token on this computer only",
+            ));
+        }
+    }
+    home.clear_token()?;
+    let mut config = home.load()?;
+    config.device_id = None;
+    home.save(&config)?;
+    println!("Logged out; this device's token is revoked.");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn devices(home: &Home, cmd: DevicesCmd) -> Result<ExitCode> {
+    let (_, conn) = connect(home).await?;
+    match cmd {
+        DevicesCmd::List { json } => {
+            let list = conn.list_devices().await?;
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|d| {
+                        serde_json::json!({
+                            "id": d.id, "name": d.name, "created_at": d.created_at,
+                            "last_seen": d.last_seen, "revoked": d.revoked, "current": d.current,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for d in list {
+                    let mut flags = String::new();
+                    if d.current {
+                        flags.push_str("  (this computer)");
+                    }
+                    if d.revoked {
+                        flags.push_str("  (revoked)");
+                    }
+                    println!("{}\t{}\tlast seen {}{}", d.id, d.name, human_time(d.last_seen.max(d.created_at)), flags);
+                }
+            }
+        }
+        DevicesCmd::Revoke { id } => {
+            conn.revoke_device(id).await?;
+            println!("Device {id} is revoked; it can no longer connect.");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn folder(home: &Home, cmd: FolderCmd) -> Result<ExitCode> {
+    let mut config = home.load()?;
+    match cmd {
+        FolderCmd::Add { path, name } => {
+            let path = std::fs::canonicalize(&path)
+                .with_context(|| format!("{} does not exist; create the folder first", path.display()))?;
+            if !path.is_dir() {
+                bail!("{} is not a directory", path.display());
+            }
+            let name = match name {
+                Some(n) => n,
+                None => path.file_name().and_then(|n| n.to_str()).context("pass --name for this folder")?.to_string(),
+            };
+            if name.trim().is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control()) {
+                bail!("folder names are 1 to 128 bytes without control characters");
+            }
+            if config.folders.iter().any(|f| f.name == name) {
+                bail!("a folder named {name:?} is already linked on this computer");
+            }
+            if let Some(f) = config.folders.iter().find(|f| path.starts_with(&f.path) || f.path.starts_with(&path)) {
+                bail!("{} overlaps the linked folder {} ({}); folders cannot be nested", path.display(), f.name, f.path.display());
+            }
+            if path.starts_with(&home.dir) || home.dir.starts_with(&path) {
+                bail!("{} overlaps FileSync's own state directory {}", path.display(), home.dir.display());
+            }
+            config.folders.push(FolderConfig { name: name.clone(), path: path.clone() });
+            home.save(&config)?;
+            println!("Linked {} to server folder {name:?}.", path.display());
+        }
+        FolderCmd::List { json } => {
+            if json {
+                let v: Vec<_> =
+                    config.folders.iter().map(|f| serde_json::json!({"name": f.name, "path": f.path})).collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else if config.folders.is_empty() {
+                println!("No folders yet; add one with `filesync folder add PATH`.");
+            } else {
+                for f in &config.folders {
+                    println!("{}\t{}", f.name, f.path.display());
+                }
+            }
+        }
+        FolderCmd::Remove { folder } => {
+            let as_path = std::fs::canonicalize(&folder).ok();
+            let Some(i) = config.folders.iter().position(|f| f.name == folder || Some(&f.path) == as_path.as_ref()) else {
+                bail!("no linked folder is named or located at {folder:?}; see `filesync folder list`");
+            };
+            let f = config.folders.remove(i);
+            home.save(&config)?;
+            let db = StateDb::open(&home.state_path()).await?;
+            db.forget_folder(&f.name).await?;
+            println!("Unlinked {} ({}); its files stay here and on the server.", f.name, f.path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sync(home: &Home, quiet: bool, json: bool) -> Result<ExitCode> {
+    let _lock = HomeLock::acquire(home).map_err(|e| match e {
+        agent::AgentError::AlreadyRunning(_) => anyhow::anyhow!(
+            "the FileSync agent is running for this home and syncs continuously; see `filesync status`"
+        ),
+        e => e.into(),
+    })?;
+    let (config, conn) = connect(home).await?;
+    if config.folders.is_empty() {
+        println!("No folders to sync; add one with `filesync folder add PATH`.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let db = StateDb::open(&home.state_path()).await?;
+    let engine = Engine::new(conn.clone(), db, config.device_name.clone().unwrap_or_default());
+    let board = StatusBoard::new(&config.folders, None);
+    board.update(|s| s.connection = "online".into());
+    let show = !quiet && std::io::stderr().is_terminal();
+    let mut failed = false;
+    let mut reports = Vec::new();
+    for f in &config.folders {
+        let progress = Arc::new(Progress::default());
+        let bar = show.then(|| {
+            let b = indicatif::ProgressBar::new(0);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix:.bold} {msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b.set_prefix(f.name.clone());
+            b
+        });
+        let ticker = bar.clone().map(|b| {
+            let p = progress.clone();
+            tokio::spawn(async move {
+                loop {
+                    let s = p.snapshot();
+                    b.set_length(s.bytes_total.max(1));
+                    b.set_position(s.bytes_done);
+                    b.set_message(format!("{} {}/{}", s.phase, s.files_done, s.files_total));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        });
+        let fs = Arc::new(RealFs::new(f.path.clone()));
+        let r = engine.sync_folder(f, fs, &progress).await;
+        if let Some(t) = ticker {
+            t.abort();
+        }
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        agent::report_pass(&board, &f.name, &r);
+        match r {
+            Ok(rep) if json => {
+                failed |= !rep.errors.is_empty();
+                reports.push(serde_json::json!({
+                    "name": f.name, "ok": rep.errors.is_empty(), "uploaded": rep.uploaded, "downloaded": rep.downloaded,
+                    "deleted_local": rep.deleted_local, "deleted_remote": rep.deleted_remote, "conflicts": rep.conflicts,
+                    "bytes_up": rep.bytes_up, "bytes_down": rep.bytes_down, "files": rep.files, "bytes": rep.bytes,
+                    "errors": rep.errors, "skipped": rep.skipped,
+                }));
+            }
+            Err(e) if json => {
+                failed = true;
+                reports.push(serde_json::json!({"name": f.name, "ok": false, "error": e.to_string()}));
+            }
+            Ok(rep) => {
+                println!(
+                    "{}: {} uploaded, {} downloaded, {} deleted here, {} deleted on the server, {} conflict(s); \
+                     sent {}, received {}; {} files ({}) in sync",
+                    f.name,
+                    rep.uploaded,
+                    rep.downloaded,
+                    rep.deleted_local,
+                    rep.deleted_remote,
+                    rep.conflicts,
+                    human_bytes(rep.bytes_up),
+                    human_bytes(rep.bytes_down),
+                    rep.files,
+                    human_bytes(rep.bytes)
+                );
+                for s in &rep.skipped {
+                    println!("  skipped {}: {}", s.path, s.reason);
+                }
+                for e in &rep.errors {
+                    eprintln!("  error {}: {}", e.path, e.reason);
+                    failed = true;
+                }
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", f.name);
+                failed = true;
+            }
+        }
+    }
+    if json {
+        let (sent, received) = conn.wire_stats();
+        let report = serde_json::json!({
+            "ok": !failed,
+            "folders": reports,
+            "wire": {"sent": sent, "received": received},
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    let status = serde_json::to_vec_pretty(&board.snapshot())?;
+    filesync_agent::config::write_atomic(&home.status_path(), &status, false)?;
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+async fn run_agent(home: &Home) -> Result<ExitCode> {
+    let config = home.load()?;
+    eprintln!(
+        "FileSync agent: syncing {} folder(s) with {}; press Ctrl-C to stop",
+        config.folders.len(),
+        config.server.as_deref().unwrap_or("(no server)")
+    );
+    agent::run(home.clone(), AgentOptions::default(), shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(home: &Home, json: bool) -> Result<ExitCode> {
+    let config = home.load()?;
+    let running = HomeLock::is_held(home);
+    let status: Option<AgentStatus> =
+        std::fs::read(home.status_path()).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    if json {
+        let v = serde_json::json!({
+            "agent_running": running,
+            "server": config.server,
+            "user": config.user,
+            "device": config.device_name,
+            "status": status,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    match (&config.server, &config.user) {
+        (Some(s), Some(u)) => println!("server {s}, user {u}, device {}", config.device_name.as_deref().unwrap_or("?")),
+        _ => println!("not logged in (run `filesync login`)"),
+    }
+    match (&status, running) {
+        (Some(s), true) => println!("agent: running, {}{}", s.connection, s.message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default()),
+        (_, true) => println!("agent: running"),
+        (_, false) => println!("agent: not running (start it with `filesync agent`)"),
+    }
+    if config.folders.is_empty() {
+        println!("no folders (add one with `filesync folder add PATH`)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<20} {:<8} {:>7} {:>10} {:>7} {:>9}  LAST SYNC", "FOLDER", "STATE", "FILES", "SIZE", "PENDING", "CONFLICTS");
+    for f in &config.folders {
+        let fs = status.as_ref().and_then(|s| s.folders.iter().find(|x| x.name == f.name));
+        match fs {
+            Some(x) => {
+                let state = if running { x.state.to_string() } else if x.state == filesync_agent::status::FolderState::Error { "error".into() } else { "stopped".into() };
+                println!(
+                    "{:<20} {:<8} {:>7} {:>10} {:>7} {:>9}  {}",
+                    f.name, state, x.files, human_bytes(x.bytes), x.pending, x.conflicts, human_time(x.last_sync.unwrap_or(0))
+                );
+                if let Some(p) = &x.progress
+                    && x.state == filesync_agent::status::FolderState::Syncing
+                {
+                    println!("    {} {}/{} files, {}/{}", p.phase, p.files_done, p.files_total, human_bytes(p.bytes_done), human_bytes(p.bytes_total));
+                }
+                if let Some(e) = &x.last_error {
+                    println!("    error: {e}");
+                }
+                for s in x.skipped.iter().take(10) {
+                    println!("    skipped {}: {}", s.path, s.reason);
+                }
+            }
+            None => println!("{:<20} {:<8} {:>7} {:>10} {:>7} {:>9}  never", f.name, "new", "-", "-", "-", "-"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

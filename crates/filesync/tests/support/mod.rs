@@ -1,0 +1,337 @@
+//! Test helpers: a real `filesync server` process and real `filesync` clients, each with its
+//! own home and folder in temporary directories, on 127.0.0.1.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_filesync")
+}
+
+/// Waits for `cond` to hold, polling, and panics with `what` after `secs` seconds.
+pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        if Instant::now() > deadline {
+            panic!("timed out after {secs} s waiting for: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+pub struct TestServer {
+    pub child: Option<Child>,
+    pub addr: String,
+    pub fingerprint: String,
+    pub data: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("server");
+        let mut s = TestServer::start_at(&data, "127.0.0.1:0", &[]);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    pub fn start_with(extra: &[&str]) -> TestServer {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("server");
+        let mut s = TestServer::start_at(&data, "127.0.0.1:0", extra);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts a server on `data` and `listen`, waiting until it prints its address.
+    pub fn start_at(data: &Path, listen: &str, extra: &[&str]) -> TestServer {
+        let mut child = Command::new(bin())
+            .args(["server", "--data"])
+            .arg(data)
+            .args(["--listen", listen])
+            .args(extra)
+            .env("FILESYNC_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start server");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let (mut addr, mut fingerprint) = (String::new(), String::new());
+        let mut line = String::new();
+        while addr.is_empty() || fingerprint.is_empty() {
+            line.clear();
+            if out.read_line(&mut line).unwrap() == 0 {
+                panic!("server exited before printing its address");
+            }
+            if let Some(a) = line.trim().strip_prefix("FileSync server listening on ") {
+                addr = a.to_string();
+            }
+            if let Some(f) = line.trim().strip_prefix("certificate fingerprint: ") {
+                fingerprint = f.to_string();
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in out.lines() {});
+        TestServer { child: Some(child), addr, fingerprint, data: data.to_path_buf(), _tmp: None }
+    }
+
+    /// SIGKILL: no chance to clean up, like a power cut.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same data directory and port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut s = TestServer::start_at(&self.data.clone(), &self.addr.clone(), &[]);
+        self.child = s.child.take();
+        assert_eq!(s.fingerprint, self.fingerprint, "certificate must survive restarts");
+    }
+
+    pub fn chunk_files(&self) -> usize {
+        walk_files(&self.data.join("chunks")).len()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct TestClient {
+    pub home: PathBuf,
+    pub dir: PathBuf,
+    pub name: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl TestClient {
+    /// A client with its own home and an empty folder, not yet logged in.
+    pub fn blank(name: &str) -> TestClient {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        let dir = tmp.path().join("folder");
+        std::fs::create_dir_all(&dir).unwrap();
+        TestClient { home, dir, name: name.to_string(), _tmp: tmp }
+    }
+
+    /// Registers `user` (first client) and links the folder `docs`.
+    pub fn register(server: &TestServer, user: &str, name: &str) -> TestClient {
+        let c = TestClient::blank(name);
+        c.ok(&["register", "--server", &server.addr, "--user", user, "--password-stdin", "--device-name", name, "--fingerprint", &server.fingerprint], Some(PASSWORD));
+        c.ok(&["folder", "add", c.dir.to_str().unwrap(), "--name", "docs"], None);
+        c
+    }
+
+    /// Logs in as an existing `user` and links the folder `docs`.
+    pub fn login(server: &TestServer, user: &str, name: &str) -> TestClient {
+        let c = TestClient::blank(name);
+        c.ok(&["login", "--server", &server.addr, "--user", user, "--password-stdin", "--device-name", name, "--fingerprint", &server.fingerprint], Some(PASSWORD));
+        c.ok(&["folder", "add", c.dir.to_str().unwrap(), "--name", "docs"], None);
+        c
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--home").arg(&self.home).env("FILESYNC_LOG", "warn");
+        c
+    }
+
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            let mut i = child.stdin.take().unwrap();
+            if let Some(s) = stdin {
+                writeln!(i, "{s}").unwrap();
+            }
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{}: `filesync {}` failed\nstdout: {stdout}\nstderr: {}",
+            self.name,
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// Runs a command that must fail; returns stdout + stderr.
+    pub fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success(), "{}: `filesync {}` should have failed: {text}", self.name, args.join(" "));
+        text
+    }
+
+    pub fn sync(&self) -> String {
+        self.ok(&["sync"], None)
+    }
+
+    /// `filesync sync --json` for the one folder `docs`, which must succeed.
+    pub fn sync_report(&self) -> serde_json::Value {
+        let out = self.ok(&["sync", "--json"], None);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
+        v["folders"][0].clone()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    pub fn write(&self, rel: &str, data: impl AsRef<[u8]>) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.path(rel)).unwrap_or_else(|e| panic!("{}: reading {rel}: {e}", self.name))
+    }
+
+    pub fn exists(&self, rel: &str) -> bool {
+        self.path(rel).symlink_metadata().is_ok()
+    }
+
+    pub fn tree(&self) -> BTreeMap<String, Node> {
+        tree(&self.dir)
+    }
+
+    /// Starts `filesync agent` in the background; killed when the guard drops.
+    pub fn agent(&self) -> AgentGuard {
+        let child = self.command().arg("agent").stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap();
+        AgentGuard(Some(child))
+    }
+}
+
+pub struct AgentGuard(pub Option<Child>);
+
+impl AgentGuard {
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            #[cfg(unix)]
+            unsafe {
+                libc_kill(c.id() as i32, 15);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if c.try_wait().unwrap().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[cfg(unix)]
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+impl Drop for AgentGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One node of a folder tree, for byte-for-byte comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Dir,
+    File { hash: String, executable: bool },
+}
+
+pub fn tree(root: &Path) -> BTreeMap<String, Node> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+            let md = e.metadata().unwrap();
+            if md.is_dir() {
+                out.insert(rel, Node::Dir);
+                stack.push(p);
+            } else {
+                #[cfg(unix)]
+                let executable = {
+                    use std::os::unix::fs::PermissionsExt;
+                    md.permissions().mode() & 0o111 != 0
+                };
+                #[cfg(not(unix))]
+                let executable = false;
+                let hash = blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string();
+                out.insert(rel, Node::File { hash, executable });
+            }
+        }
+    }
+    out
+}
+
+pub fn walk_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// Deterministic pseudo-random bytes (xorshift), fast enough for hundreds of MiB.
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    let mut v = Vec::with_capacity(n + 8);
+    while v.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(n);
+    v
+}
+
+/// Names of conflict copies in a tree.
+pub fn conflict_copies(t: &BTreeMap<String, Node>) -> Vec<String> {
+    t.keys().filter(|k| k.contains("(conflicted copy from ")).cloned().collect()
+}

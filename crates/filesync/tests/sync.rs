@@ -1,0 +1,265 @@
+//! End-to-end sync scenarios: a real server process and two or three real clients on
+//! 127.0.0.1, each with its own home and folder, compared byte for byte.
+
+mod support;
+
+use support::*;
+
+#[test]
+fn initial_sync_both_ways_with_three_clients() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    let c = TestClient::login(&server, "ann", "tablet");
+    a.write("from-a.txt", "hello from a");
+    a.write("shared/nested/deep.bin", random_bytes(10_000, 1));
+    b.write("from-b.txt", "hello from b");
+    std::fs::create_dir_all(b.path("empty-dir")).unwrap();
+    a.write("empty.txt", "");
+    a.sync();
+    b.sync();
+    c.sync();
+    a.sync();
+    let t = a.tree();
+    assert_eq!(t, b.tree());
+    assert_eq!(t, c.tree());
+    assert_eq!(t.get("empty-dir"), Some(&Node::Dir));
+    assert_eq!(b.read("from-a.txt"), b"hello from a");
+    assert_eq!(a.read("from-b.txt"), b"hello from b");
+    assert_eq!(c.read("empty.txt"), b"");
+}
+
+#[test]
+fn edits_deletes_renames_and_directories_propagate() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    a.write("keep.txt", "v1");
+    a.write("gone.txt", "bye");
+    a.write("old-name.txt", "renamed content");
+    a.write("dir/sub/file.txt", "deep");
+    a.write("olddir/x.txt", "x");
+    std::fs::create_dir_all(a.path("emptydir")).unwrap();
+    a.sync();
+    b.sync();
+    assert_eq!(a.tree(), b.tree());
+
+    // Edit, delete, rename, move a directory, remove an empty directory, add a new empty one.
+    a.write("keep.txt", "v2, longer than before");
+    std::fs::remove_file(a.path("gone.txt")).unwrap();
+    std::fs::rename(a.path("old-name.txt"), a.path("dir/new-name.txt")).unwrap();
+    std::fs::rename(a.path("olddir"), a.path("newdir")).unwrap();
+    std::fs::remove_dir(a.path("emptydir")).unwrap();
+    std::fs::create_dir_all(a.path("fresh/empty")).unwrap();
+    a.sync();
+    b.sync();
+    assert_eq!(b.read("keep.txt"), b"v2, longer than before");
+    assert!(!b.exists("gone.txt"));
+    assert!(!b.exists("old-name.txt"));
+    assert_eq!(b.read("dir/new-name.txt"), b"renamed content");
+    assert!(!b.exists("olddir"));
+    assert_eq!(b.read("newdir/x.txt"), b"x");
+    assert!(!b.exists("emptydir"));
+    assert!(b.path("fresh/empty").is_dir());
+    assert_eq!(a.tree(), b.tree());
+
+    // And back the other way: delete a whole tree on b.
+    std::fs::remove_dir_all(b.path("dir")).unwrap();
+    b.sync();
+    a.sync();
+    assert!(!a.exists("dir"));
+    assert_eq!(a.tree(), b.tree());
+}
+
+#[test]
+fn unicode_names_executable_bit_and_mtime() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    a.write("Grüße/日本語.txt", "unicode");
+    a.write("emoji 🎉.md", "party");
+    // A decomposed (NFD) name is stored in NFC.
+    a.write("cafe\u{301}.txt", "nfd");
+    a.write("run.sh", "#!/bin/sh\necho hi\n");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(a.path("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    std::fs::File::options().write(true).open(a.path("emoji 🎉.md")).unwrap().set_modified(old).unwrap();
+    a.sync();
+    b.sync();
+    assert_eq!(b.read("Grüße/日本語.txt"), b"unicode");
+    assert_eq!(b.read("caf\u{e9}.txt"), b"nfd");
+    assert!(!b.exists("cafe\u{301}.txt"));
+    assert_eq!(b.path("emoji 🎉.md").metadata().unwrap().modified().unwrap(), old);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_ne!(b.path("run.sh").metadata().unwrap().permissions().mode() & 0o111, 0);
+    }
+    assert_eq!(a.tree(), b.tree());
+}
+
+#[test]
+fn a_100_mib_file_syncs_and_a_move_sends_no_data() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    let data = random_bytes(100 << 20, 7);
+    a.write("big.bin", &data);
+    a.sync();
+    b.sync();
+    assert!(b.read("big.bin") == data, "100 MiB file differs");
+    let chunks_before = server.chunk_files();
+
+    // Move it: the server already has every chunk, and b has them locally.
+    std::fs::create_dir_all(a.path("archive")).unwrap();
+    std::fs::rename(a.path("big.bin"), a.path("archive/big.bin")).unwrap();
+    let r = a.sync_report();
+    assert_eq!(r["bytes_up"], 0, "a move must not upload data: {r}");
+    let r = b.sync_report();
+    assert_eq!(r["bytes_down"], 0, "a move must not download data: {r}");
+    assert!(!b.exists("big.bin"));
+    assert!(b.read("archive/big.bin") == data);
+    assert_eq!(server.chunk_files(), chunks_before);
+
+    // An insert in the middle sends only the chunks around it (at most a few MiB of 100).
+    let mut edited = data.clone();
+    edited.splice(50 << 20..50 << 20, b"inserted".iter().copied());
+    a.write("archive/big.bin", &edited);
+    let r = a.sync_report();
+    let up = r["bytes_up"].as_u64().unwrap();
+    assert!(up > 0 && up <= 9 << 20, "insert re-sent {up} bytes");
+    let r = b.sync_report();
+    let down = r["bytes_down"].as_u64().unwrap();
+    assert!(down > 0 && down <= 9 << 20, "insert re-fetched {down} bytes");
+    assert!(b.read("archive/big.bin") == edited);
+}
+
+#[test]
+fn concurrent_edits_make_exactly_one_conflict_copy_everywhere() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    a.write("report.txt", "original");
+    a.sync();
+    b.sync();
+    a.write("report.txt", "edited on laptop");
+    b.write("report.txt", "edited on desktop!");
+    a.sync();
+    b.sync();
+    a.sync();
+    let (ta, tb) = (a.tree(), b.tree());
+    assert_eq!(ta, tb);
+    let copies = conflict_copies(&ta);
+    assert_eq!(copies.len(), 1, "exactly one conflict copy: {ta:?}");
+    assert!(copies[0].starts_with("report (conflicted copy from desktop "), "{}", copies[0]);
+    assert!(copies[0].ends_with(").txt"));
+    let mut contents = vec![a.read("report.txt"), a.read(&copies[0])];
+    contents.sort();
+    assert_eq!(contents, vec![b"edited on desktop!".to_vec(), b"edited on laptop".to_vec()]);
+}
+
+#[test]
+fn identical_concurrent_edits_are_not_a_conflict() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    a.write("same.txt", "v1");
+    a.sync();
+    b.sync();
+    a.write("same.txt", "v2 everywhere");
+    b.write("same.txt", "v2 everywhere");
+    a.sync();
+    b.sync();
+    a.sync();
+    assert!(conflict_copies(&a.tree()).is_empty());
+    assert_eq!(a.tree(), b.tree());
+}
+
+#[test]
+fn an_edit_beats_a_concurrent_delete() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    a.write("notes.txt", "v1");
+    a.write("other.txt", "v1");
+    a.sync();
+    b.sync();
+    // Delete first, edit second.
+    std::fs::remove_file(a.path("notes.txt")).unwrap();
+    b.write("notes.txt", "edited while deleted elsewhere");
+    a.sync();
+    b.sync();
+    a.sync();
+    assert_eq!(a.read("notes.txt"), b"edited while deleted elsewhere");
+    assert_eq!(b.read("notes.txt"), b"edited while deleted elsewhere");
+    // Edit first, delete second.
+    a.write("other.txt", "edited first");
+    a.sync();
+    std::fs::remove_file(b.path("other.txt")).unwrap();
+    b.sync();
+    a.sync();
+    assert_eq!(b.read("other.txt"), b"edited first");
+    assert_eq!(a.tree(), b.tree());
+}
+
+#[test]
+fn agents_sync_by_push_without_manual_sync() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    let _ga = a.agent();
+    let _gb = b.agent();
+    a.write("pushed.txt", "arrives by itself");
+    wait_until(20, "pushed.txt on b", || b.path("pushed.txt").exists() && b.read("pushed.txt") == b"arrives by itself");
+    b.write("reply/back.txt", "and back");
+    wait_until(20, "reply on a", || a.path("reply/back.txt").exists() && a.read("reply/back.txt") == b"and back");
+    std::fs::remove_file(a.path("pushed.txt")).unwrap();
+    wait_until(20, "delete reaches b", || !b.exists("pushed.txt"));
+    // status reports the folder.
+    let s = b.ok(&["status", "--json"], None);
+    assert!(s.contains("\"agent_running\": true"), "{s}");
+}
+
+#[test]
+fn sync_resumes_after_the_server_is_killed_mid_upload() {
+    let mut server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    let data = random_bytes(300 << 20, 11);
+    a.write("huge.bin", &data);
+    let mut child = a.command().arg("sync").arg("--quiet").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // Kill the server once some, but not all, chunks have arrived.
+    wait_until(60, "upload to start", || server.chunk_files() > 3);
+    server.kill();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "sync must fail when the server dies");
+    server.restart();
+    a.sync();
+    b.sync();
+    assert!(b.read("huge.bin") == data);
+    let leftovers: Vec<_> = walk_files(&b.dir).into_iter().chain(walk_files(&a.dir)).filter(|p| p.to_string_lossy().contains(".filesync-tmp-")).collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn a_download_interrupted_by_a_killed_server_leaves_no_partial_file() {
+    let mut server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    let data = random_bytes(200 << 20, 5);
+    a.write("movie.bin", &data);
+    a.sync();
+    let mut child = b.command().arg("sync").arg("--quiet").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    wait_until(60, "download to start", || walk_files(&b.dir).iter().any(|p| p.to_string_lossy().contains(".filesync-tmp-")));
+    server.kill();
+    assert!(!child.wait().unwrap().success());
+    assert!(!b.exists("movie.bin"), "a partial file must never be visible");
+    server.restart();
+    b.sync();
+    assert!(b.read("movie.bin") == data);
+    assert!(!walk_files(&b.dir).iter().any(|p| p.to_string_lossy().contains(".filesync-tmp-")));
+}

@@ -5,7 +5,7 @@
 
 use crate::fs::{DirEntry, Filesystem, Stat, StatKind};
 use filesync_core::path::TEMP_PREFIX;
-use filesync_core::{Chunker, EntryKind, FileMeta, RelPath};
+use filesync_core::{ChunkRef, Chunker, EntryKind, FileDigest, FileMeta, Hash, RelPath};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -383,6 +383,23 @@ fn hash_all(fs: &dyn Filesystem, chunker: &Chunker, work: &[RelPath]) -> Vec<(Re
     })
 }
 
+/// `chunker.digest(r)`, with a shortcut for files smaller than the minimum chunk: those are
+/// one chunk whose hash is the file's hash (see `filesync_core::chunking`), and going through
+/// the streaming chunker would cost a buffer of the maximum chunk size (4 MiB) per file.
+fn digest(chunker: &Chunker, mut r: impl io::Read, expected_size: u64) -> io::Result<FileDigest> {
+    if expected_size >= u64::from(chunker.min) {
+        return chunker.digest(r);
+    }
+    let mut data = Vec::with_capacity(expected_size as usize + 1);
+    r.read_to_end(&mut data)?;
+    if data.len() >= chunker.min as usize {
+        return chunker.digest(&data[..]); // it grew meanwhile
+    }
+    let hash = Hash::of(&data);
+    let chunks = if data.is_empty() { Vec::new() } else { vec![ChunkRef { hash, len: data.len() as u32 }] };
+    Ok(FileDigest { size: data.len() as u64, hash, chunks })
+}
+
 /// Reads and digests one file. The stat before and after must agree (else the file changed
 /// while it was read: one more try, then it is skipped as changing).
 fn hash_one(fs: &dyn Filesystem, path: &RelPath, chunker: &Chunker) -> Result<LocalEntry, String> {
@@ -395,7 +412,7 @@ fn hash_one(fs: &dyn Filesystem, path: &RelPath, chunker: &Chunker) -> Result<Lo
     };
     for _ in 0..2 {
         let before = stat_file(fs)?;
-        let digest = fs.open(path).and_then(|r| chunker.digest(r)).map_err(|e| describe(&e))?;
+        let digest = fs.open(path).and_then(|r| digest(chunker, r, before.size)).map_err(|e| describe(&e))?;
         let after = stat_file(fs)?;
         if after == before && digest.size == before.size {
             let meta = FileMeta {
@@ -416,7 +433,6 @@ fn hash_one(fs: &dyn Filesystem, path: &RelPath, chunker: &Chunker) -> Result<Lo
 mod tests {
     use super::*;
     use crate::memfs::MemFs;
-    use filesync_core::Hash;
 
     fn p(s: &str) -> RelPath {
         RelPath::new(s).unwrap()
@@ -594,6 +610,19 @@ mod tests {
         assert_eq!(out.skipped.len(), 1);
         assert_eq!(out.skipped[0].path, "c/link");
         assert_eq!(fs.open_count("c/z"), 1);
+    }
+
+    #[test]
+    fn small_file_shortcut_matches_the_chunker() {
+        for chunker in [Chunker::tiny(), Chunker::default()] {
+            for len in [0, 1, 100, chunker.min as usize - 1, chunker.min as usize, chunker.min as usize + 5000] {
+                let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+                let want = chunker.digest_bytes(&data);
+                assert_eq!(digest(&chunker, &data[..], len as u64).unwrap(), want, "len {len}");
+                // A file that grew after its stat still gets the right digest.
+                assert_eq!(digest(&chunker, &data[..], 0).unwrap(), want, "len {len}, grown");
+            }
+        }
     }
 
     #[test]

@@ -112,7 +112,12 @@ impl Connection {
             client_name: format!("filesync/{}", env!("CARGO_PKG_VERSION")),
         };
         match conn.request(Message::Hello(hello)).await? {
-            Message::Welcome(w) => conn.welcome = w,
+            Message::Welcome(w) if (PROTOCOL_VERSION_MIN..=PROTOCOL_VERSION_MAX).contains(&w.version) => {
+                conn.welcome = w
+            }
+            Message::Welcome(w) => {
+                return Err(ClientError::Protocol(format!("the server chose protocol version {}, which this client does not speak", w.version)));
+            }
             other => return Err(unexpected("Welcome", &other)),
         }
         Ok(conn)
@@ -336,6 +341,14 @@ async fn send_request(inner: &Inner, msg: Message, timeout: Duration) -> Result<
     if id == 0 {
         id = inner.next_id.fetch_add(1, Ordering::Relaxed);
     }
+    let frame = Frame::new(id, msg);
+    if frame.encoded_len() > filesync_proto::MAX_FRAME_LEN as usize + 4 {
+        return Err(ClientError::Protocol(format!(
+            "a {} request of {} bytes exceeds the frame limit",
+            frame.message.name(),
+            frame.encoded_len()
+        )));
+    }
     let (tx, rx) = oneshot::channel();
     inner.pending.lock().expect("pending lock").insert(id, tx);
     // The reader sets `closed` before it clears `pending`: checking after inserting means a
@@ -349,7 +362,7 @@ async fn send_request(inner: &Inner, msg: Message, timeout: Duration) -> Result<
             inner.closed.lock().expect("closed lock").clone().unwrap_or_else(|| "connection closed".into()),
         )
     };
-    if inner.out.send(Frame::new(id, msg)).await.is_err() {
+    if inner.out.send(frame).await.is_err() {
         inner.pending.lock().expect("pending lock").remove(&id);
         return Err(disconnected());
     }

@@ -47,16 +47,14 @@ pub const CONFLICT_MARKER: &str = " (conflicted copy from ";
 /// appends a counter so that a name already taken can be avoided.
 pub fn conflict_copy_path(path: &RelPath, device: &str, unix_secs: i64, attempt: u32) -> RelPath {
     let t = CivilTime::from_unix(unix_secs);
-    let device: String = device
-        .chars()
-        .filter(|c| !c.is_control() && !"/\\<>:\"|?*".contains(*c))
-        .take(64)
-        .collect();
+    let mut device: String = device.chars().filter(|c| !c.is_control() && !"/\\<>:\"|?*".contains(*c)).collect();
+    truncate_bytes(&mut device, MAX_DEVICE_BYTES);
     let device = if device.trim().is_empty() { "unknown device".to_string() } else { device };
     let name = path.file_name();
     // The extension starts at the last dot that is not the first character.
+    // A very long "extension" is no extension: keep it in the stem, where it may be shortened.
     let (stem, ext) = match name.rfind('.') {
-        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        Some(i) if i > 0 && name.len() - i <= MAX_EXT_BYTES => (&name[..i], &name[i..]),
         _ => (name, ""),
     };
     let counter = if attempt > 0 { format!(" {}", attempt + 1) } else { String::new() };
@@ -67,11 +65,25 @@ pub fn conflict_copy_path(path: &RelPath, device: &str, unix_secs: i64, attempt:
     // Keep the component within limits by shortening the stem, never the marker.
     let budget = crate::path::MAX_COMPONENT_BYTES.saturating_sub(suffix.len());
     let mut stem = stem.to_string();
-    while stem.len() > budget {
-        stem.pop();
-    }
+    truncate_bytes(&mut stem, budget);
     let new_name = format!("{stem}{suffix}");
     path.with_file_name(&new_name).unwrap_or_else(|_| RelPath::new(new_name).expect("conflict name is valid"))
+}
+
+/// Longest device name, in bytes, that goes into a conflict-copy name.
+const MAX_DEVICE_BYTES: usize = 64;
+/// Longest extension, in bytes, kept as an extension after the marker.
+const MAX_EXT_BYTES: usize = 32;
+
+/// Shortens `s` to at most `max` bytes without splitting a character.
+fn truncate_bytes(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
 }
 
 /// True when the file name is a conflict copy made by FileSync.
@@ -108,5 +120,10 @@ mod tests {
         assert_eq!(c2.as_str(), ".bashrc (conflicted copy from pc1 2026-11-24 230105 2)");
         let long = RelPath::new("a".repeat(250) + ".txt").unwrap();
         assert!(conflict_copy_path(&long, "x", 0, 0).file_name().len() <= 255);
+        // Regression: a long "extension" or a long multi-byte device name used to panic.
+        let long_ext = RelPath::new("a.".to_string() + &"x".repeat(250)).unwrap();
+        assert!(conflict_copy_path(&long_ext, "pc", 0, 0).file_name().len() <= 255);
+        let c = conflict_copy_path(&RelPath::new("é".repeat(120)).unwrap(), &"😀".repeat(64), 0, 3);
+        assert!(c.file_name().len() <= 255 && is_conflict_copy(&c));
     }
 }

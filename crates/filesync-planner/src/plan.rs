@@ -5,8 +5,8 @@
 //!
 //! 1. **Decide** each path on its own ([`decide`]). A side *changed* when it differs from the
 //!    base: locally by content ([`FileMeta::same_content`]; the mtime alone is no change),
-//!    remotely by rev. A tombstone, or no server entry at all while a base exists (the server
-//!    lost it: a deletion at rev 0), is a remote deletion. Edits beat deletes; identical
+//!    remotely by rev. A tombstone is a remote deletion; no server entry at all while a base
+//!    exists (the server lost it) is not: the local version is uploaded again. Edits beat deletes; identical
 //!    contents on both sides are recorded, not conflicted; different live contents on both
 //!    sides are a conflict: the local version moves aside to a conflict copy and the remote
 //!    version takes the name.
@@ -46,28 +46,18 @@ pub fn plan(state: &FolderState, ctx: &PlanContext) -> Vec<Action> {
     emit(state, &decisions, ctx)
 }
 
-/// What one path needs, before it becomes [`Action`]s.
+/// What one path needs, before it becomes [`Action`]s. A `Conflict` moves the local version
+/// aside, then downloads the remote version `rev` to the path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Decision {
     Nothing,
-    Upload {
-        base_rev: u64,
-    },
-    Download {
-        rev: u64,
-    },
+    Upload { base_rev: u64 },
+    Download { rev: u64 },
     DeleteLocal,
-    DeleteRemote {
-        base_rev: u64,
-    },
-    RecordBase {
-        rev: u64,
-    },
+    DeleteRemote { base_rev: u64 },
+    RecordBase { rev: u64 },
     ForgetBase,
-    /// Move the local version aside, then download the remote version `rev` to the path.
-    Conflict {
-        rev: u64,
-    },
+    Conflict { rev: u64 },
 }
 
 /// The remote version of a path if it is live (not deleted).
@@ -87,6 +77,12 @@ fn decide(s: &PathState) -> Decision {
         // Never synced: whatever exists on either side is new.
         return both_changed(s, false);
     };
+    if s.remote.is_none() {
+        // The server has no record at all of a path this computer synced (its data was lost,
+        // or restored from an older backup). That is no reason to delete anything here: offer
+        // the local version again.
+        return if local.is_some() { Decision::Upload { base_rev: 0 } } else { Decision::ForgetBase };
+    }
     let local_changed = local.is_none_or(|l| !l.same_content(&base.meta));
     // A base always holds a live version, so a tombstone is a change even at the base rev.
     let remote_changed = remote_live(s).is_none() || remote_rev(s) != base.rev;

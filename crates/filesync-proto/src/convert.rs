@@ -37,7 +37,7 @@ pub fn chunks_to_wire(chunks: &[ChunkRef]) -> Vec<u8> {
 }
 
 pub fn chunks_from_wire(b: &[u8]) -> Result<Vec<ChunkRef>, ConvertError> {
-    if b.len() % 36 != 0 {
+    if !b.len().is_multiple_of(36) {
         return Err(ConvertError::ChunkList(b.len()));
     }
     Ok(b.chunks_exact(36)

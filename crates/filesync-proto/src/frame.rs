@@ -217,7 +217,9 @@ impl FrameDecoder {
                 Ok(Some(f))
             }
             Decoded::NeedMore(n) => {
-                self.buf.reserve(n);
+                // Grow with the data that actually arrives: a peer announcing a 16 MiB frame
+                // must send 16 MiB before it costs 16 MiB.
+                self.buf.reserve(n.min(64 * 1024));
                 Ok(None)
             }
         }

@@ -24,6 +24,8 @@ pub mod limits {
     pub const MAX_CHANGES_PER_COMMIT: usize = 2000;
     /// Entries the server returns in one `Changes` reply.
     pub const MAX_ENTRIES_PER_CHANGES: u32 = 5000;
+    /// Target size of a `Changes` reply or a `Commit` request body; senders split beyond it.
+    pub const MAX_REPLY_BYTES: usize = 8 * 1024 * 1024;
     /// Total chunk bytes in one `PutChunks` or `Chunks` message.
     pub const MAX_CHUNK_BYTES_PER_MESSAGE: usize = 8 * 1024 * 1024;
     /// User and device names, in bytes.

@@ -265,15 +265,23 @@ async fn owned_folder(shared: &Shared, a: &Authed, id: u64) -> Reply<Folder> {
 
 async fn get_changes(shared: &Shared, a: &Authed, g: filesync_proto::GetChanges) -> Reply<Message> {
     let folder = owned_folder(shared, a, g.folder_id).await?;
-    let limit = g.limit.clamp(1, limits::MAX_ENTRIES_PER_CHANGES);
-    let mut entries = shared.meta.changes_since(folder.id, g.since, limit + 1).await.map_err(store_err)?;
-    let more = entries.len() > limit as usize;
-    entries.truncate(limit as usize);
-    Ok(Message::Changes(filesync_proto::Changes {
-        entries: entries.iter().map(entry_to_wire).collect(),
-        more,
-        folder_seq: folder.seq,
-    }))
+    let limit = if g.limit == 0 { limits::MAX_ENTRIES_PER_CHANGES } else { g.limit.min(limits::MAX_ENTRIES_PER_CHANGES) };
+    let entries = shared.meta.changes_since(folder.id, g.since, limit + 1).await.map_err(store_err)?;
+    let mut more = entries.len() > limit as usize;
+    // Stop early when the reply would outgrow a frame (entries of huge files carry long
+    // chunk lists); the client asks again from the last rev it got.
+    let mut wire = Vec::with_capacity(entries.len().min(limit as usize));
+    let mut size = 0usize;
+    for e in entries.iter().take(limit as usize) {
+        let w = entry_to_wire(e);
+        size += filesync_proto::encoded_len(&w) + 8;
+        if size > limits::MAX_REPLY_BYTES && !wire.is_empty() {
+            more = true;
+            break;
+        }
+        wire.push(w);
+    }
+    Ok(Message::Changes(filesync_proto::Changes { entries: wire, more, folder_seq: folder.seq }))
 }
 
 fn parse_hashes(raw: &[Vec<u8>]) -> Reply<Vec<Hash>> {
@@ -363,6 +371,7 @@ async fn commit(shared: &Shared, a: &Authed, c: filesync_proto::Commit) -> Reply
         }
         changes.push(ProposedChange { path, base_rev: ch.base_rev, meta });
     }
+    check_chunk_lengths(shared, a, &changes).await?;
     let out = shared.meta.commit(a.user_id, folder.id, &a.device, &changes, now()).await.map_err(store_err)?;
     if out.folder_seq > folder.seq {
         shared.hub.publish(a.user_id, HubEvent::FolderChanged { folder_id: folder.id, seq: out.folder_seq });
@@ -376,4 +385,32 @@ async fn commit(shared: &Shared, a: &Authed, c: filesync_proto::Commit) -> Reply
         })
         .collect();
     Ok(Message::CommitResult(CommitResult { outcomes, folder_seq: out.folder_seq }))
+}
+
+/// A chunk list must state each chunk's true length, or other devices would rebuild a wrong
+/// file. Chunks the user lacks are left to the store, which refuses the commit as a whole.
+async fn check_chunk_lengths(shared: &Shared, a: &Authed, changes: &[ProposedChange]) -> Reply<()> {
+    let mut claimed: std::collections::HashMap<Hash, u32> = std::collections::HashMap::new();
+    for c in changes.iter().filter_map(|c| c.meta.as_ref()).flat_map(|m| m.chunks.iter()) {
+        if let Some(prev) = claimed.insert(c.hash, c.len)
+            && prev != c.len
+        {
+            return Err(err(ErrorCode::BadRequest, format!("chunk {} is listed with two different lengths", c.hash)));
+        }
+    }
+    let hashes: Vec<Hash> = claimed.keys().copied().collect();
+    for batch in hashes.chunks(limits::MAX_HASHES_PER_REQUEST) {
+        let sizes = shared.meta.chunk_sizes(a.user_id, batch).await.map_err(store_err)?;
+        for (h, s) in batch.iter().zip(sizes) {
+            if let Some(s) = s
+                && s != claimed[h]
+            {
+                return Err(err(
+                    ErrorCode::BadRequest,
+                    format!("chunk {h} is {s} bytes long, but the commit says {}", claimed[h]),
+                ));
+            }
+        }
+    }
+    Ok(())
 }

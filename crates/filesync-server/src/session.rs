@@ -68,8 +68,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Fra
     while let Some(frame) = rx.recv().await {
         buf.clear();
         if let Err(e) = frame.encode(&mut buf) {
-            warn!("dropping an oversized reply: {e}");
-            continue;
+            warn!("reply to request {} is too large to send: {e}", frame.request_id);
+            buf.clear();
+            let msg = "the reply does not fit in one frame; ask for less at once";
+            if error(frame.request_id, ErrorCode::TooLarge, msg).encode(&mut buf).is_err() {
+                continue;
+            }
         }
         if wr.write_all(&buf).await.is_err() {
             return;

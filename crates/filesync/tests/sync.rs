@@ -263,3 +263,97 @@ fn a_download_interrupted_by_a_killed_server_leaves_no_partial_file() {
     assert!(b.read("movie.bin") == data);
     assert!(!walk_files(&b.dir).iter().any(|p| p.to_string_lossy().contains(".filesync-tmp-")));
 }
+
+#[test]
+fn a_file_replaced_by_a_directory_and_back() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    a.write("thing", "a file first");
+    a.sync();
+    b.sync();
+    std::fs::remove_file(a.path("thing")).unwrap();
+    a.write("thing/inside.txt", "now a directory");
+    a.sync();
+    b.sync();
+    assert_eq!(b.read("thing/inside.txt"), b"now a directory");
+    std::fs::remove_dir_all(b.path("thing")).unwrap();
+    b.write("thing", "a file again");
+    b.sync();
+    a.sync();
+    b.sync();
+    assert_eq!(a.read("thing"), b"a file again");
+    assert_eq!(a.tree(), b.tree());
+}
+
+#[test]
+fn a_vanished_folder_root_deletes_nothing() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    a.write("precious.txt", "only copy");
+    a.sync();
+    b.sync();
+    let moved = a.dir.with_file_name("moved-away");
+    std::fs::rename(&a.dir, &moved).unwrap();
+    let err = a.fails(&["sync"], None);
+    assert!(err.contains("missing"), "{err}");
+    b.sync();
+    assert_eq!(b.read("precious.txt"), b"only copy");
+    std::fs::rename(&moved, &a.dir).unwrap();
+    a.sync();
+    assert_eq!(a.tree(), b.tree());
+}
+
+#[test]
+fn non_interactive_login_needs_the_fingerprint_and_a_changed_certificate_is_refused() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let fresh = TestClient::blank("desktop");
+    let err = fresh.fails(&["login", "--server", &server.addr, "--user", "ann", "--password-stdin"], Some(PASSWORD));
+    assert!(err.contains("--fingerprint"), "{err}");
+    let err = fresh.fails(
+        &["login", "--server", &server.addr, "--user", "ann", "--password-stdin", "--fingerprint", "SHA256:nonsense"],
+        Some(PASSWORD),
+    );
+    assert!(err.contains("not a certificate fingerprint"), "{err}");
+    // Same address, different server (new certificate): refused, loudly.
+    let addr = server.addr.clone();
+    drop(server);
+    let tmp = tempfile::tempdir().unwrap();
+    let _other = TestServer::start_at(&tmp.path().join("other"), &addr, &[]);
+    let err = a.fails(&["sync"], None);
+    assert!(err.contains("certificate changed"), "{err}");
+}
+
+#[test]
+fn wrong_password_revoked_device_and_logout_are_refused_clearly() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    let c = TestClient::blank("intruder");
+    let err = c.fails(
+        &["login", "--server", &server.addr, "--user", "ann", "--password-stdin", "--fingerprint", &server.fingerprint],
+        Some("not the password"),
+    );
+    assert!(err.contains("wrong user name or password"), "{err}");
+
+    let list = a.ok(&["devices", "list"], None);
+    let b_id: u64 = list
+        .lines()
+        .find(|l| l.contains("desktop"))
+        .and_then(|l| l.split('\t').next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("desktop not listed: {list}"));
+    assert!(list.lines().any(|l| l.contains("laptop") && l.contains("(this computer)")), "{list}");
+    a.ok(&["devices", "revoke", &b_id.to_string()], None);
+    let err = b.fails(&["sync"], None);
+    assert!(err.contains("revoked"), "{err}");
+    let json = a.ok(&["devices", "list", "--json"], None);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(v.as_array().unwrap().iter().any(|d| d["id"] == b_id && d["revoked"] == true));
+
+    a.ok(&["logout"], None);
+    let err = a.fails(&["sync"], None);
+    assert!(err.contains("not logged in"), "{err}");
+}

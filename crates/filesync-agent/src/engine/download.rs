@@ -298,6 +298,9 @@ impl FileWriter {
                 }
                 None => {}
             }
+        } else if now.is_some_and(|s| s.kind == StatKind::Dir) {
+            // The planner replaces a directory by a file only once the directory is empty.
+            fs.remove_dir(p).map_err(|e| format!("{p}: replacing the directory by a file: {e}; will retry"))?;
         }
         self.tmp.persist(p).map_err(|e| format!("{p}: {e}"))?;
         let stat = fs.stat(p).map_err(|e| format!("{p}: {e}"))?.ok_or_else(|| format!("{p} vanished"))?;

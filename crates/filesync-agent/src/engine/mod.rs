@@ -347,11 +347,19 @@ impl Engine {
         for (path, rev, meta) in dir_downloads {
             let fs2 = fs.clone();
             let p = path.clone();
+            let seen = if moved_away.contains(&path) { None } else { local_stat.get(&path).copied() };
             let r = tokio::task::spawn_blocking(move || -> Result<Stat, String> {
                 download::ensure_parents(&*fs2, &p)?;
                 match fs2.stat(&p).map_err(|e| e.to_string())? {
                     Some(s) if s.kind == StatKind::Dir => Ok(s),
-                    Some(_) => Err("a file is in the way of this directory".into()),
+                    // A file the planner knows to be synced (unchanged since the scan) gives
+                    // way to the directory that replaced it remotely.
+                    Some(s) if stat_matches(Some(&s), seen.as_ref()) => {
+                        fs2.remove_file(&p).map_err(|e| e.to_string())?;
+                        fs2.create_dir(&p).map_err(|e| e.to_string())?;
+                        fs2.stat(&p).map_err(|e| e.to_string())?.ok_or_else(|| "vanished".to_string())
+                    }
+                    Some(_) => Err("a file changed since the scan is in the way of this directory; will retry".into()),
                     None => {
                         fs2.create_dir(&p).map_err(|e| e.to_string())?;
                         fs2.stat(&p).map_err(|e| e.to_string())?.ok_or_else(|| "vanished".to_string())

@@ -147,8 +147,21 @@ pub async fn run(
         let w = WireEntry { path: d.path.as_str().to_string(), deleted: true, ..Default::default() };
         changes.push((uploads.len() + j, CommitChange { base_rev: d.base_rev, entry: Some(w) }));
     }
-    for batch in changes.chunks(limits::MAX_CHANGES_PER_COMMIT) {
-        let (idx, cs): (Vec<usize>, Vec<CommitChange>) = batch.iter().cloned().unzip();
+    // Batches bounded by count and by encoded size (a huge file's chunk list is long).
+    let mut batches: Vec<Vec<(usize, CommitChange)>> = vec![Vec::new()];
+    let mut size = 0usize;
+    for (i, c) in changes {
+        let n = filesync_proto::encoded_len(&c) + 8;
+        let last = batches.last().expect("never empty");
+        if !last.is_empty() && (last.len() >= limits::MAX_CHANGES_PER_COMMIT || size + n > limits::MAX_REPLY_BYTES) {
+            batches.push(Vec::new());
+            size = 0;
+        }
+        size += n;
+        batches.last_mut().expect("never empty").push((i, c));
+    }
+    for batch in batches.into_iter().filter(|b| !b.is_empty()) {
+        let (idx, cs): (Vec<usize>, Vec<CommitChange>) = batch.into_iter().unzip();
         let result = conn.commit(folder_id, cs).await?;
         for (i, o) in idx.into_iter().zip(result.outcomes) {
             let current = match o.current.as_ref().map(entry_from_wire) {

@@ -93,7 +93,7 @@ const TABLE: [(Loc, Bas, Rem, Exp); 72] = [
     (LAbsent, BFileA, RFileC, Down(9)),
     (LAbsent, BFileA, RDir,   Down(9)),
     (LAbsent, BFileA, RTomb,  Forget),
-    (LFileA,  BFileA, RNone,  DelLocal),      // the server lost it: a deletion at rev 0
+    (LFileA,  BFileA, RNone,  Up(0)),         // the server lost it: offer it again
     (LFileA,  BFileA, RSame,  Nothing),       // only the mtime differs
     (LFileA,  BFileA, RFileB, Down(9)),
     (LFileA,  BFileA, RFileC, Down(9)),
@@ -130,7 +130,7 @@ const TABLE: [(Loc, Bas, Rem, Exp); 72] = [
     (LFileB,  BDir, RFileC, Conflict(9)),
     (LFileB,  BDir, RDir,   Conflict(9)),
     (LFileB,  BDir, RTomb,  Up(9)),
-    (LDir,    BDir, RNone,  DelLocal),
+    (LDir,    BDir, RNone,  Up(0)),         // the server lost it: offer it again
     (LDir,    BDir, RSame,  Nothing),
     (LDir,    BDir, RFileB, Down(9)),
     (LDir,    BDir, RFileC, Down(9)),

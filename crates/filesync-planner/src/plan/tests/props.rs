@@ -116,7 +116,7 @@ fn any_state() -> impl Strategy<Value = FolderState> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 50000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     /// Valid trees: the plan keeps the contract, every step is valid, nothing is lost, the
     /// trees stay trees, and repeated passes reach a state where both sides agree.

@@ -193,7 +193,12 @@ pub fn report_pass(board: &StatusBoard, name: &str, r: &Result<crate::engine::Pa
                 } else {
                     f.state = FolderState::Error;
                     f.last_error = Some(
-                        rep.errors.iter().take(3).map(|e| format!("{}: {}", e.path, e.reason)).collect::<Vec<_>>().join("; "),
+                        rep.errors
+                            .iter()
+                            .take(3)
+                            .map(|e| format!("{}: {}", e.path, e.reason))
+                            .collect::<Vec<_>>()
+                            .join("; "),
                     );
                 }
             }
@@ -210,7 +215,11 @@ pub fn report_pass(board: &StatusBoard, name: &str, r: &Result<crate::engine::Pa
 }
 
 /// Runs the agent until `shutdown` completes.
-pub async fn run(home: Home, opts: AgentOptions, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AgentError> {
+pub async fn run(
+    home: Home,
+    opts: AgentOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
     let _lock = HomeLock::acquire(&home)?;
     let config = home.load()?;
     if config.server.is_none() || home.token()?.is_none() {
@@ -342,9 +351,7 @@ fn watch_folder(f: &FolderConfig, tx: mpsc::Sender<Event>) -> notify::Result<not
             return;
         }
         let ours = |p: &std::path::PathBuf| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(filesync_core::path::TEMP_PREFIX))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(filesync_core::path::TEMP_PREFIX))
         };
         if !ev.paths.is_empty() && ev.paths.iter().all(ours) {
             return;

@@ -69,6 +69,10 @@ pub trait Filesystem: Send + Sync {
     fn remove_dir(&self, path: &RelPath) -> io::Result<()>;
     /// Renames `from` to `to`; fails with `AlreadyExists` rather than replace anything at `to`.
     fn rename_noreplace(&self, from: &RelPath, to: &RelPath) -> io::Result<()>;
+    /// Renames the entry that `read_dir(dir)` listed as `name` — a name a [`RelPath`] may not
+    /// express, such as one not in Unicode NFC — to `to`, refusing to replace anything. The
+    /// scanner uses it to normalize names on disk.
+    fn rename_listed_noreplace(&self, dir: Option<&RelPath>, name: &str, to: &RelPath) -> io::Result<()>;
     fn set_times_and_mode(&self, path: &RelPath, mtime_ns: i64, executable: bool) -> io::Result<()>;
     /// A new temporary file in `dir` (`None`: the root). The directory must exist.
     fn create_temp(&self, dir: Option<&RelPath>) -> io::Result<Box<dyn TempFile>>;

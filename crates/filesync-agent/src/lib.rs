@@ -5,11 +5,11 @@
 //! This crate refuses to make sync decisions itself (that is `filesync-planner`) and to know
 //! the wire format beyond the client crate's API.
 
+pub mod agent;
+pub mod config;
+pub mod engine;
 pub mod fs;
 pub mod memfs;
 pub mod scan;
 pub mod state;
-pub mod agent;
-pub mod config;
-pub mod engine;
 pub mod status;

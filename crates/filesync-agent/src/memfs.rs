@@ -181,7 +181,8 @@ impl State {
         let shown = comps.join("/");
         if self.get(comps).is_none() {
             // Distinguish "a component is a file" from "missing", like the OS does.
-            let blocked = (1..comps.len()).any(|i| self.get(&comps[..i]).is_some_and(|e| !matches!(e.node, Node::Dir(_))));
+            let blocked =
+                (1..comps.len()).any(|i| self.get(&comps[..i]).is_some_and(|e| !matches!(e.node, Node::Dir(_))));
             let kind = if blocked { io::ErrorKind::NotADirectory } else { io::ErrorKind::NotFound };
             return Err(err(kind, format!("'{shown}': no such directory")));
         }
@@ -204,7 +205,8 @@ impl State {
 
     /// Takes the entry `comps` out of its directory, moving the directory's mtime.
     fn take(&mut self, comps: &[&str]) -> io::Result<Entry> {
-        let (last, dir) = comps.split_last().ok_or_else(|| err(io::ErrorKind::InvalidInput, "cannot remove the root"))?;
+        let (last, dir) =
+            comps.split_last().ok_or_else(|| err(io::ErrorKind::InvalidInput, "cannot remove the root"))?;
         let now = self.tick();
         let k = key(self.case_insensitive, last);
         let d = self.dir_mut(dir)?;
@@ -431,6 +433,10 @@ impl MemFs {
 }
 
 impl Filesystem for MemFs {
+    fn rename_listed_noreplace(&self, dir: Option<&RelPath>, name: &str, to: &RelPath) -> io::Result<()> {
+        MemFs::rename_listed_noreplace(self, dir, name, to)
+    }
+
     fn read_dir(&self, dir: Option<&RelPath>) -> io::Result<Vec<DirEntry>> {
         let mut st = self.lock();
         let d = st.dir_mut(&rel_comps(dir))?;
@@ -484,7 +490,9 @@ impl Filesystem for MemFs {
         let comps = rel_comps(Some(path));
         match st.get(&comps) {
             Some(Entry { node: Node::Dir(_), .. }) => return Ok(()),
-            Some(_) => return Err(err(io::ErrorKind::AlreadyExists, format!("'{path}' exists and is not a directory"))),
+            Some(_) => {
+                return Err(err(io::ErrorKind::AlreadyExists, format!("'{path}' exists and is not a directory")));
+            }
             None => {}
         }
         let (last, dir) = comps.split_last().expect("a RelPath has a component");
@@ -524,7 +532,9 @@ impl Filesystem for MemFs {
 
     fn set_times_and_mode(&self, path: &RelPath, mtime_ns: i64, executable: bool) -> io::Result<()> {
         let mut st = self.lock();
-        let e = st.get_mut(&rel_comps(Some(path))).ok_or_else(|| err(io::ErrorKind::NotFound, format!("'{path}' not found")))?;
+        let e = st
+            .get_mut(&rel_comps(Some(path)))
+            .ok_or_else(|| err(io::ErrorKind::NotFound, format!("'{path}' not found")))?;
         match e.node {
             Node::File(_) => e.executable = executable,
             Node::Dir(_) => {}

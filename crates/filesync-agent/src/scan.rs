@@ -71,36 +71,13 @@ impl SkippedPaths {
     }
 }
 
-/// Renames the entry that `read_dir(dir)` listed as `name` — a name that [`RelPath`] cannot
-/// express, such as one not in NFC — to `to`, failing with `AlreadyExists` rather than
-/// replace anything.
-///
-/// This is the one operation the scanner needs beyond [`Filesystem`] (whose paths are all
-/// NFC `RelPath`s, so they cannot name the entry to rename). It belongs in that trait;
-/// until it is there, [`Scanner::rename`] supplies it and [`scan`] skips such names.
-pub trait RenameListed: Send + Sync {
-    fn rename_listed_noreplace(&self, dir: Option<&RelPath>, name: &str, to: &RelPath) -> io::Result<()>;
-}
-
-impl RenameListed for crate::fs::RealFs {
-    fn rename_listed_noreplace(&self, dir: Option<&RelPath>, name: &str, to: &RelPath) -> io::Result<()> {
-        crate::fs::RealFs::rename_listed_noreplace(self, dir, name, to)
-    }
-}
-
-impl RenameListed for crate::memfs::MemFs {
-    fn rename_listed_noreplace(&self, dir: Option<&RelPath>, name: &str, to: &RelPath) -> io::Result<()> {
-        crate::memfs::MemFs::rename_listed_noreplace(self, dir, name, to)
-    }
-}
-
-/// Scans the whole folder. Names not in NFC are skipped with a reason; use [`Scanner`] with
-/// `rename` set to have them renamed to NFC on disk instead.
+/// Scans the whole folder. Names not in NFC are renamed to NFC on disk (when the NFC name is
+/// free); use [`Scanner`] with `rename: false` to skip them instead.
 ///
 /// Fails only when the folder root cannot be listed (a missing root must never look like a
 /// folder whose files were all deleted).
 pub fn scan(fs: &dyn Filesystem, known: &HashMap<RelPath, KnownFile>, chunker: &Chunker) -> io::Result<ScanOutput> {
-    Scanner { fs, rename: None, known, chunker }.scan()
+    Scanner { fs, rename: true, known, chunker }.scan()
 }
 
 /// Examines only `paths` (and the trees below those that are directories): the file
@@ -112,7 +89,7 @@ pub fn scan_paths(
     known: &HashMap<RelPath, KnownFile>,
     chunker: &Chunker,
 ) -> io::Result<ScanOutput> {
-    Scanner { fs, rename: None, known, chunker }.scan_paths(paths)
+    Scanner { fs, rename: true, known, chunker }.scan_paths(paths)
 }
 
 /// The scanner with all its inputs; [`scan`] and [`scan_paths`] are shorthands for the
@@ -120,8 +97,8 @@ pub fn scan_paths(
 #[derive(Clone, Copy)]
 pub struct Scanner<'a> {
     pub fs: &'a dyn Filesystem,
-    /// How to rename a non-NFC name to NFC on disk; `None`: skip such names.
-    pub rename: Option<&'a dyn RenameListed>,
+    /// Whether to rename a non-NFC name to NFC on disk; `false`: skip such names.
+    pub rename: bool,
     pub known: &'a HashMap<RelPath, KnownFile>,
     pub chunker: &'a Chunker,
 }
@@ -170,7 +147,8 @@ impl Scanner<'_> {
 const SYMLINK_REASON: &str = "symbolic links are not synced";
 const SPECIAL_REASON: &str = "special files (sockets, devices, pipes) are not synced";
 const VANISHED_REASON: &str = "vanished while scanning";
-const CHANGING_REASON: &str = "file is changing: it was modified while it was read; it will be synced once it is stable";
+const CHANGING_REASON: &str =
+    "file is changing: it was modified while it was read; it will be synced once it is stable";
 
 fn is_gone(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
@@ -216,7 +194,10 @@ impl<'s, 'a> Walk<'s, 'a> {
 
     fn read_root(&self) -> io::Result<Vec<DirEntry>> {
         if !self.s.fs.root_exists() {
-            return Err(io::Error::new(io::ErrorKind::NotFound, "the folder root does not exist or is not a directory"));
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the folder root does not exist or is not a directory",
+            ));
         }
         self.s.fs.read_dir(None)
     }
@@ -233,7 +214,11 @@ impl<'s, 'a> Walk<'s, 'a> {
                     // Not reported as an (empty) directory: that would read as "everything in
                     // it was deleted".
                     self.entries.remove(&dir);
-                    let reason = if is_gone(&e) { VANISHED_REASON.to_string() } else { format!("cannot list directory: {}", describe(&e)) };
+                    let reason = if is_gone(&e) {
+                        VANISHED_REASON.to_string()
+                    } else {
+                        format!("cannot list directory: {}", describe(&e))
+                    };
                     self.skip(dir.into_string(), reason);
                 }
             }
@@ -298,10 +283,11 @@ impl<'s, 'a> Walk<'s, 'a> {
         if listing.iter().any(|e| e.name == nfc) {
             return self.skip(shown(dir, name), taken);
         }
-        let Some(rename) = self.s.rename else {
-            return self.skip(shown(dir, name), format!("the name is not in Unicode NFC; rename it to '{nfc}' to sync it"));
-        };
-        match rename.rename_listed_noreplace(dir, name, &path) {
+        if !self.s.rename {
+            return self
+                .skip(shown(dir, name), format!("the name is not in Unicode NFC; rename it to '{nfc}' to sync it"));
+        }
+        match self.s.fs.rename_listed_noreplace(dir, name, &path) {
             Ok(()) => {
                 tracing::info!(from = %shown(dir, name), to = %path, "renamed to Unicode NFC");
                 match self.s.fs.stat(&path) {
@@ -439,7 +425,7 @@ mod tests {
     }
 
     fn scan_mem(fs: &MemFs, known: &HashMap<RelPath, KnownFile>) -> ScanOutput {
-        Scanner { fs, rename: Some(fs), known, chunker: &Chunker::tiny() }.scan().unwrap()
+        Scanner { fs, rename: true, known, chunker: &Chunker::tiny() }.scan().unwrap()
     }
 
     fn known_from(out: &ScanOutput) -> HashMap<RelPath, KnownFile> {
@@ -447,7 +433,8 @@ mod tests {
             .iter()
             .filter(|(_, e)| e.meta.kind == EntryKind::File)
             .map(|(p, e)| {
-                let k = KnownFile { size: e.stat.size, mtime_ns: e.stat.mtime_ns, ino: e.stat.ino, meta: e.meta.clone() };
+                let k =
+                    KnownFile { size: e.stat.size, mtime_ns: e.stat.mtime_ns, ino: e.stat.ino, meta: e.meta.clone() };
                 (p.clone(), k)
             })
             .collect()
@@ -526,10 +513,11 @@ mod tests {
         assert!(out.skipped[0].reason.contains("also exists"));
         assert_eq!(fs.read("a\u{301}").unwrap(), b"1", "left alone");
 
-        // Without a renamer the name is skipped, not renamed.
+        // With renaming off the name is skipped, not renamed.
         let fs = MemFs::new();
         fs.write("cafe\u{301}", "x");
-        let out = scan(&fs, &HashMap::new(), &Chunker::tiny()).unwrap();
+        let known = HashMap::new();
+        let out = Scanner { fs: &fs, rename: false, known: &known, chunker: &Chunker::tiny() }.scan().unwrap();
         assert!(out.entries.is_empty());
         assert!(out.skipped[0].reason.contains("NFC"));
         assert!(fs.exists("cafe\u{301}"));
@@ -565,6 +553,9 @@ mod tests {
             }
             fn rename_noreplace(&self, from: &RelPath, to: &RelPath) -> io::Result<()> {
                 self.0.rename_noreplace(from, to)
+            }
+            fn rename_listed_noreplace(&self, dir: Option<&RelPath>, name: &str, to: &RelPath) -> io::Result<()> {
+                Filesystem::rename_listed_noreplace(&self.0, dir, name, to)
             }
             fn set_times_and_mode(&self, path: &RelPath, mtime_ns: i64, executable: bool) -> io::Result<()> {
                 self.0.set_times_and_mode(path, mtime_ns, executable)
@@ -627,7 +618,14 @@ mod tests {
 
     #[test]
     fn reuse_requires_the_recorded_size_and_mtime() {
-        let meta = FileMeta { kind: EntryKind::File, size: 3, mtime_ns: 10, executable: false, hash: Hash([1; 32]), chunks: vec![] };
+        let meta = FileMeta {
+            kind: EntryKind::File,
+            size: 3,
+            mtime_ns: 10,
+            executable: false,
+            hash: Hash([1; 32]),
+            chunks: vec![],
+        };
         let k = KnownFile { size: 3, mtime_ns: 10, ino: 0, meta };
         let st = Stat { kind: StatKind::File, size: 3, mtime_ns: 10, executable: false, ino: 99 };
         assert!(reuse(&k, &st).is_some(), "unknown inode is ignored");

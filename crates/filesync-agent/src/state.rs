@@ -111,7 +111,8 @@ pub struct StateDb {
 impl StateDb {
     /// Opens (creating it and its directory if missing) and migrates the database at `path`.
     pub async fn open(path: &Path) -> Result<StateDb, StateError> {
-        let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StateError::Open { path: path.to_path_buf(), source };
+        let open_err =
+            |source: Box<dyn std::error::Error + Send + Sync>| StateError::Open { path: path.to_path_buf(), source };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
         }
@@ -124,11 +125,8 @@ impl StateDb {
             .foreign_keys(true);
         // A few connections so that reads proceed while a write transaction runs (WAL);
         // writers take the lock up front (BEGIN IMMEDIATE), so they queue instead of failing.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await
-            .map_err(|e| open_err(Box::new(e)))?;
+        let pool =
+            SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(|e| open_err(Box::new(e)))?;
         let db = StateDb { pool };
         db.migrate(path).await?;
         Ok(db)
@@ -136,7 +134,8 @@ impl StateDb {
 
     /// A fresh in-memory database, for tests.
     pub async fn memory() -> Result<StateDb, StateError> {
-        let opts = SqliteConnectOptions::from_str("sqlite::memory:").map_err(ctx("in-memory options"))?.foreign_keys(true);
+        let opts =
+            SqliteConnectOptions::from_str("sqlite::memory:").map_err(ctx("in-memory options"))?.foreign_keys(true);
         // Every connection to ":memory:" is a separate database: keep exactly one, forever.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
@@ -190,11 +189,13 @@ impl StateDb {
 
     /// The `folders.id` of `folder`, created if missing.
     async fn folder_id(tx: &mut Transaction<'static, Sqlite>, folder: &str) -> Result<i64, StateError> {
-        sqlx::query_scalar("INSERT INTO folders (name) VALUES (?) ON CONFLICT (name) DO UPDATE SET name = name RETURNING id")
-            .bind(folder)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(ctx(format!("registering folder '{folder}'")))
+        sqlx::query_scalar(
+            "INSERT INTO folders (name) VALUES (?) ON CONFLICT (name) DO UPDATE SET name = name RETURNING id",
+        )
+        .bind(folder)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(ctx(format!("registering folder '{folder}'")))
     }
 
     async fn commit(tx: Transaction<'static, Sqlite>, what: &str, folder: &str) -> Result<(), StateError> {
@@ -432,7 +433,9 @@ async fn upsert_remote(
     for e in entries {
         // A tombstone keeps the columns of an empty file with kind NULL.
         let (kind, size, mtime_ns, executable, hash, chunks) = match &e.meta {
-            Some(m) => (Some(kind_code(m.kind)), m.size as i64, m.mtime_ns, m.executable, m.hash, encode_chunks(&m.chunks)),
+            Some(m) => {
+                (Some(kind_code(m.kind)), m.size as i64, m.mtime_ns, m.executable, m.hash, encode_chunks(&m.chunks))
+            }
             None => (None, 0, 0, false, Hash::default(), Vec::new()),
         };
         q = q
@@ -506,7 +509,8 @@ fn meta_from_row(folder: &str, path: &str, r: &SqliteRow) -> Result<Option<FileM
         mtime_ns: r.get("mtime_ns"),
         executable: r.get("executable"),
         hash: Hash::from_slice(&hash).ok_or_else(|| corrupt(folder, path, "hash is not 32 bytes"))?,
-        chunks: decode_chunks(&chunks).ok_or_else(|| corrupt(folder, path, "chunk list is not a multiple of 36 bytes"))?,
+        chunks: decode_chunks(&chunks)
+            .ok_or_else(|| corrupt(folder, path, "chunk list is not a multiple of 36 bytes"))?,
     }))
 }
 
@@ -556,7 +560,9 @@ mod tests {
     }
 
     fn file_meta(seed: u8, chunks: usize) -> FileMeta {
-        let chunks: Vec<_> = (0..chunks).map(|i| ChunkRef { hash: Hash([seed.wrapping_add(i as u8); 32]), len: 1000 + i as u32 }).collect();
+        let chunks: Vec<_> = (0..chunks)
+            .map(|i| ChunkRef { hash: Hash([seed.wrapping_add(i as u8); 32]), len: 1000 + i as u32 })
+            .collect();
         FileMeta {
             kind: EntryKind::File,
             size: chunks.iter().map(|c| c.len as u64).sum(),
@@ -568,7 +574,14 @@ mod tests {
     }
 
     fn entry(path: &str, rev: u64, meta: Option<FileMeta>) -> EntryState {
-        EntryState { path: p(path), rev, meta, device_id: u64::MAX, device_name: "laptop".into(), committed_at: 1_700_000_000 }
+        EntryState {
+            path: p(path),
+            rev,
+            meta,
+            device_id: u64::MAX,
+            device_name: "laptop".into(),
+            committed_at: 1_700_000_000,
+        }
     }
 
     #[test]
@@ -583,7 +596,8 @@ mod tests {
     async fn remote_mirror_and_cursor() {
         let db = StateDb::memory().await.unwrap();
         assert_eq!(db.folder_cursor("docs").await.unwrap(), None);
-        let entries = vec![entry("a", 1, Some(file_meta(1, 3))), entry("d", 2, Some(FileMeta::dir(7))), entry("gone", 3, None)];
+        let entries =
+            vec![entry("a", 1, Some(file_meta(1, 3))), entry("d", 2, Some(FileMeta::dir(7))), entry("gone", 3, None)];
         db.apply_remote("docs", &entries, 9, 3).await.unwrap();
         assert_eq!(db.folder_cursor("docs").await.unwrap(), Some((9, 3)));
         let all = db.remote_all("docs").await.unwrap();
@@ -605,7 +619,9 @@ mod tests {
         let db = StateDb::memory().await.unwrap();
         let b = BaseRow { rev: 5, meta: file_meta(2, 2), size: 2001, mtime_ns: 123, ino: u64::MAX };
         db.set_base("f", &p("x/y"), &b).await.unwrap();
-        db.set_base("f", &p("x"), &BaseRow { rev: 4, meta: FileMeta::dir(1), size: 0, mtime_ns: 1, ino: 0 }).await.unwrap();
+        db.set_base("f", &p("x"), &BaseRow { rev: 4, meta: FileMeta::dir(1), size: 0, mtime_ns: 1, ino: 0 })
+            .await
+            .unwrap();
         db.set_base("g", &p("x/y"), &b).await.unwrap();
         let bases = db.bases("f").await.unwrap();
         assert_eq!(bases.len(), 2);
@@ -660,7 +676,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = StateDb::open(&dir.path().join("state.db")).await.unwrap();
         let bases: Vec<_> = (0..10_000)
-            .map(|i| (p(&format!("dir{}/file{i}", i % 100)), BaseRow { rev: i, meta: file_meta(i as u8, 1), size: 1000, mtime_ns: 5, ino: i }))
+            .map(|i| {
+                (
+                    p(&format!("dir{}/file{i}", i % 100)),
+                    BaseRow { rev: i, meta: file_meta(i as u8, 1), size: 1000, mtime_ns: 5, ino: i },
+                )
+            })
             .collect();
         let entries: Vec<_> = bases.iter().map(|(p, b)| entry(p.as_str(), b.rev, Some(b.meta.clone()))).collect();
         let start = std::time::Instant::now();

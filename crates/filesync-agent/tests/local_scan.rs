@@ -3,7 +3,7 @@
 
 use filesync_agent::fs::{Filesystem, RealFs, StatKind};
 use filesync_agent::memfs::MemFs;
-use filesync_agent::scan::{KnownFile, RenameListed, ScanOutput, Scanner, scan, scan_paths};
+use filesync_agent::scan::{KnownFile, ScanOutput, Scanner, scan, scan_paths};
 use filesync_core::path::TEMP_PREFIX;
 use filesync_core::{Chunker, EntryKind, Hash, RelPath};
 use std::collections::HashMap;
@@ -45,13 +45,6 @@ impl Folder {
         }
     }
 
-    fn renamer(&self) -> &dyn RenameListed {
-        match self {
-            Folder::Real(_, fs) => fs,
-            Folder::Mem(fs) => fs,
-        }
-    }
-
     fn write(&self, path: &str, data: &[u8]) {
         match self {
             Folder::Real(dir, _) => {
@@ -83,7 +76,7 @@ impl Folder {
     }
 
     fn scan_chunked(&self, known: &HashMap<RelPath, KnownFile>, chunker: &Chunker) -> ScanOutput {
-        Scanner { fs: self.fs(), rename: Some(self.renamer()), known, chunker }.scan().unwrap()
+        Scanner { fs: self.fs(), rename: true, known, chunker }.scan().unwrap()
     }
 
     fn scan(&self) -> ScanOutput {
@@ -104,7 +97,12 @@ fn known_from(out: &ScanOutput) -> HashMap<RelPath, KnownFile> {
     out.entries
         .iter()
         .filter(|(_, e)| e.meta.kind == EntryKind::File)
-        .map(|(p, e)| (p.clone(), KnownFile { size: e.stat.size, mtime_ns: e.stat.mtime_ns, ino: e.stat.ino, meta: e.meta.clone() }))
+        .map(|(p, e)| {
+            (
+                p.clone(),
+                KnownFile { size: e.stat.size, mtime_ns: e.stat.mtime_ns, ino: e.stat.ino, meta: e.meta.clone() },
+            )
+        })
         .collect()
 }
 
@@ -161,10 +159,11 @@ fn nfd_names_are_renamed_to_nfc_on_disk() {
 }
 
 #[test]
-fn plain_scan_without_a_renamer_skips_nfd_names() {
+fn scan_with_renaming_off_skips_nfd_names() {
     for f in Folder::both() {
         f.write("cafe\u{301}", b"x");
-        let out = scan(f.fs(), &HashMap::new(), &Chunker::tiny()).unwrap();
+        let known = HashMap::new();
+        let out = Scanner { fs: f.fs(), rename: false, known: &known, chunker: &Chunker::tiny() }.scan().unwrap();
         assert!(out.entries.is_empty(), "{}", f.name());
         assert!(out.skipped[0].reason.contains("NFC"));
         assert!(f.exists("cafe\u{301}"), "{}: not renamed", f.name());
@@ -327,9 +326,8 @@ fn scan_paths_sees_only_the_given_paths_and_their_subtrees() {
         f.write("c", b"4");
         let chunker = Chunker::tiny();
         let asked = [p("a"), p("c"), p("deleted"), p("b/missing")];
-        let out = Scanner { fs: f.fs(), rename: Some(f.renamer()), known: &HashMap::new(), chunker: &chunker }
-            .scan_paths(&asked)
-            .unwrap();
+        let out =
+            Scanner { fs: f.fs(), rename: true, known: &HashMap::new(), chunker: &chunker }.scan_paths(&asked).unwrap();
         assert_eq!(paths(&out), ["a", "a/one", "a/sub", "a/sub/two", "c"], "{}", f.name());
         assert!(out.skipped.is_empty());
         let plain = scan_paths(f.fs(), &[p("b/three")], &HashMap::new(), &chunker).unwrap();

@@ -116,7 +116,10 @@ impl Connection {
                 conn.welcome = w
             }
             Message::Welcome(w) => {
-                return Err(ClientError::Protocol(format!("the server chose protocol version {}, which this client does not speak", w.version)));
+                return Err(ClientError::Protocol(format!(
+                    "the server chose protocol version {}, which this client does not speak",
+                    w.version
+                )));
             }
             other => return Err(unexpected("Welcome", &other)),
         }

@@ -97,10 +97,7 @@ mod tests {
 
     #[test]
     fn civil_time() {
-        assert_eq!(
-            CivilTime::from_unix(0),
-            CivilTime { year: 1970, month: 1, day: 1, hour: 0, minute: 0, second: 0 }
-        );
+        assert_eq!(CivilTime::from_unix(0), CivilTime { year: 1970, month: 1, day: 1, hour: 0, minute: 0, second: 0 });
         // 2026-11-24 23:01:05 UTC
         assert_eq!(
             CivilTime::from_unix(1_795_561_265),

@@ -231,10 +231,7 @@ mod tests {
     use super::*;
 
     fn sample() -> Frame {
-        Frame::new(
-            7,
-            Message::Login(Login { user: "ann".into(), password: "pw".into(), device_name: "laptop".into() }),
-        )
+        Frame::new(7, Message::Login(Login { user: "ann".into(), password: "pw".into(), device_name: "laptop".into() }))
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod convert;
 pub mod frame;
 pub mod messages;
 
-pub use frame::{Decoded, Frame, FrameDecoder, FrameError, Message, decode_frame, MAX_FRAME_LEN};
+pub use frame::{Decoded, Frame, FrameDecoder, FrameError, MAX_FRAME_LEN, Message, decode_frame};
 pub use messages::*;
 
 /// The protocol versions this build speaks.

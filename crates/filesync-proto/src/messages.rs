@@ -1,7 +1,6 @@
 //! Every protocol message, as protobuf-encoded structs (prost derive, no `protoc`). Field tags
 //! are part of the protocol: never reuse or renumber one; add new fields with new tags.
 
-
 /// First frame a client sends: the protocol versions it speaks.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Hello {

@@ -265,7 +265,8 @@ async fn owned_folder(shared: &Shared, a: &Authed, id: u64) -> Reply<Folder> {
 
 async fn get_changes(shared: &Shared, a: &Authed, g: filesync_proto::GetChanges) -> Reply<Message> {
     let folder = owned_folder(shared, a, g.folder_id).await?;
-    let limit = if g.limit == 0 { limits::MAX_ENTRIES_PER_CHANGES } else { g.limit.min(limits::MAX_ENTRIES_PER_CHANGES) };
+    let limit =
+        if g.limit == 0 { limits::MAX_ENTRIES_PER_CHANGES } else { g.limit.min(limits::MAX_ENTRIES_PER_CHANGES) };
     let entries = shared.meta.changes_since(folder.id, g.since, limit + 1).await.map_err(store_err)?;
     let mut more = entries.len() > limit as usize;
     // Stop early when the reply would outgrow a frame (entries of huge files carry long

@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "filesync", version, about = "Keep folders identical across your computers, through a server you run.")]
+#[command(
+    name = "filesync",
+    version,
+    about = "Keep folders identical across your computers, through a server you run."
+)]
 pub struct Cli {
     /// Client configuration and state directory (lets several clients run on one machine).
     #[arg(long, global = true, env = "FILESYNC_HOME")]

@@ -23,7 +23,9 @@ fn dirs() -> Option<directories::ProjectDirs> {
 fn home_of(cli: &Cli) -> Result<Home> {
     match &cli.home {
         Some(h) => Ok(Home::new(h.clone())),
-        None => Ok(Home::new(dirs().context("cannot find a home directory; pass --home DIR")?.config_dir().to_path_buf())),
+        None => {
+            Ok(Home::new(dirs().context("cannot find a home directory; pass --home DIR")?.config_dir().to_path_buf()))
+        }
     }
 }
 
@@ -82,7 +84,8 @@ async fn server(args: ServerArgs) -> Result<ExitCode> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
             _ = term.recv() => {},
@@ -199,7 +202,9 @@ async fn logout(home: &Home, force: bool) -> Result<ExitCode> {
     }
     match connect(home).await {
         Ok((_, conn)) => conn.logout().await?,
-        Err(e) if force => eprintln!("warning: could not revoke the token on the server ({e:#}); forgetting it here anyway"),
+        Err(e) if force => {
+            eprintln!("warning: could not revoke the token on the server ({e:#}); forgetting it here anyway")
+        }
         Err(e) => {
             return Err(e.context(
                 "could not revoke this device's token on the server; nothing was changed. \
@@ -272,7 +277,12 @@ async fn folder(home: &Home, cmd: FolderCmd) -> Result<ExitCode> {
                 bail!("a folder named {name:?} is already linked on this computer");
             }
             if let Some(f) = config.folders.iter().find(|f| path.starts_with(&f.path) || f.path.starts_with(&path)) {
-                bail!("{} overlaps the linked folder {} ({}); folders cannot be nested", path.display(), f.name, f.path.display());
+                bail!(
+                    "{} overlaps the linked folder {} ({}); folders cannot be nested",
+                    path.display(),
+                    f.name,
+                    f.path.display()
+                );
             }
             if path.starts_with(&home.dir) || home.dir.starts_with(&path) {
                 bail!("{} overlaps FileSync's own state directory {}", path.display(), home.dir.display());
@@ -296,7 +306,8 @@ async fn folder(home: &Home, cmd: FolderCmd) -> Result<ExitCode> {
         }
         FolderCmd::Remove { folder } => {
             let as_path = std::fs::canonicalize(&folder).ok();
-            let Some(i) = config.folders.iter().position(|f| f.name == folder || Some(&f.path) == as_path.as_ref()) else {
+            let Some(i) = config.folders.iter().position(|f| f.name == folder || Some(&f.path) == as_path.as_ref())
+            else {
                 bail!("no linked folder is named or located at {folder:?}; see `filesync folder list`");
             };
             let f = config.folders.remove(i);
@@ -311,9 +322,9 @@ async fn folder(home: &Home, cmd: FolderCmd) -> Result<ExitCode> {
 
 async fn sync(home: &Home, quiet: bool, json: bool) -> Result<ExitCode> {
     let _lock = HomeLock::acquire(home).map_err(|e| match e {
-        agent::AgentError::AlreadyRunning(_) => anyhow::anyhow!(
-            "the FileSync agent is running for this home and syncs continuously; see `filesync status`"
-        ),
+        agent::AgentError::AlreadyRunning(_) => {
+            anyhow::anyhow!("the FileSync agent is running for this home and syncs continuously; see `filesync status`")
+        }
         e => e.into(),
     })?;
     let (config, conn) = connect(home).await?;
@@ -452,7 +463,11 @@ fn status(home: &Home, json: bool) -> Result<ExitCode> {
         _ => println!("not logged in (run `filesync login`)"),
     }
     match (&status, running) {
-        (Some(s), true) => println!("agent: running, {}{}", s.connection, s.message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default()),
+        (Some(s), true) => println!(
+            "agent: running, {}{}",
+            s.connection,
+            s.message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default()
+        ),
         (_, true) => println!("agent: running"),
         (_, false) => println!("agent: not running (start it with `filesync agent`)"),
     }
@@ -460,20 +475,42 @@ fn status(home: &Home, json: bool) -> Result<ExitCode> {
         println!("no folders (add one with `filesync folder add PATH`)");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<20} {:<8} {:>7} {:>10} {:>7} {:>9}  LAST SYNC", "FOLDER", "STATE", "FILES", "SIZE", "PENDING", "CONFLICTS");
+    println!(
+        "{:<20} {:<8} {:>7} {:>10} {:>7} {:>9}  LAST SYNC",
+        "FOLDER", "STATE", "FILES", "SIZE", "PENDING", "CONFLICTS"
+    );
     for f in &config.folders {
         let fs = status.as_ref().and_then(|s| s.folders.iter().find(|x| x.name == f.name));
         match fs {
             Some(x) => {
-                let state = if running { x.state.to_string() } else if x.state == filesync_agent::status::FolderState::Error { "error".into() } else { "stopped".into() };
+                let state = if running {
+                    x.state.to_string()
+                } else if x.state == filesync_agent::status::FolderState::Error {
+                    "error".into()
+                } else {
+                    "stopped".into()
+                };
                 println!(
                     "{:<20} {:<8} {:>7} {:>10} {:>7} {:>9}  {}",
-                    f.name, state, x.files, human_bytes(x.bytes), x.pending, x.conflicts, human_time(x.last_sync.unwrap_or(0))
+                    f.name,
+                    state,
+                    x.files,
+                    human_bytes(x.bytes),
+                    x.pending,
+                    x.conflicts,
+                    human_time(x.last_sync.unwrap_or(0))
                 );
                 if let Some(p) = &x.progress
                     && x.state == filesync_agent::status::FolderState::Syncing
                 {
-                    println!("    {} {}/{} files, {}/{}", p.phase, p.files_done, p.files_total, human_bytes(p.bytes_done), human_bytes(p.bytes_total));
+                    println!(
+                        "    {} {}/{} files, {}/{}",
+                        p.phase,
+                        p.files_done,
+                        p.files_total,
+                        human_bytes(p.bytes_done),
+                        human_bytes(p.bytes_total)
+                    );
                 }
                 if let Some(e) = &x.last_error {
                     println!("    error: {e}");

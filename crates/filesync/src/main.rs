@@ -17,7 +17,9 @@ fn main() -> std::process::ExitCode {
             (1, _) => "info",
             _ => "debug",
         };
-        tracing_subscriber::EnvFilter::new(format!("warn,filesync={level},filesync_server={level},filesync_agent={level},filesync_store={level}"))
+        tracing_subscriber::EnvFilter::new(format!(
+            "warn,filesync={level},filesync_server={level},filesync_agent={level},filesync_store={level}"
+        ))
     });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");

@@ -231,7 +231,14 @@ fn sync_resumes_after_the_server_is_killed_mid_upload() {
     let b = TestClient::login(&server, "ann", "desktop");
     let data = random_bytes(300 << 20, 11);
     a.write("huge.bin", &data);
-    let mut child = a.command().arg("sync").arg("--quiet").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = a
+        .command()
+        .arg("sync")
+        .arg("--quiet")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     // Kill the server once some, but not all, chunks have arrived.
     wait_until(60, "upload to start", || server.chunk_files() > 3);
     server.kill();
@@ -241,7 +248,11 @@ fn sync_resumes_after_the_server_is_killed_mid_upload() {
     a.sync();
     b.sync();
     assert!(b.read("huge.bin") == data);
-    let leftovers: Vec<_> = walk_files(&b.dir).into_iter().chain(walk_files(&a.dir)).filter(|p| p.to_string_lossy().contains(".filesync-tmp-")).collect();
+    let leftovers: Vec<_> = walk_files(&b.dir)
+        .into_iter()
+        .chain(walk_files(&a.dir))
+        .filter(|p| p.to_string_lossy().contains(".filesync-tmp-"))
+        .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 
@@ -253,8 +264,17 @@ fn a_download_interrupted_by_a_killed_server_leaves_no_partial_file() {
     let data = random_bytes(200 << 20, 5);
     a.write("movie.bin", &data);
     a.sync();
-    let mut child = b.command().arg("sync").arg("--quiet").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-    wait_until(60, "download to start", || walk_files(&b.dir).iter().any(|p| p.to_string_lossy().contains(".filesync-tmp-")));
+    let mut child = b
+        .command()
+        .arg("sync")
+        .arg("--quiet")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(60, "download to start", || {
+        walk_files(&b.dir).iter().any(|p| p.to_string_lossy().contains(".filesync-tmp-"))
+    });
     server.kill();
     assert!(!child.wait().unwrap().success());
     assert!(!b.exists("movie.bin"), "a partial file must never be visible");

@@ -42,7 +42,10 @@ pub struct LocalChunk {
 pub enum DownloadResult {
     /// Written; the stat of the new file (for the base) and whether a changed local file had
     /// to be moved aside to `conflict` first.
-    Done { stat: Stat, conflict: Option<RelPath> },
+    Done {
+        stat: Stat,
+        conflict: Option<RelPath>,
+    },
     Failed(String),
 }
 
@@ -183,8 +186,7 @@ fn write_all(
     device_name: &str,
     now_unix: i64,
 ) -> Vec<DownloadResult> {
-    let mut results: Vec<DownloadResult> =
-        jobs.iter().map(|_| DownloadResult::Failed("interrupted".into())).collect();
+    let mut results: Vec<DownloadResult> = jobs.iter().map(|_| DownloadResult::Failed("interrupted".into())).collect();
     let mut current: Option<(usize, Result<FileWriter, String>)> = None;
     while let Ok(piece) = rx.recv() {
         match piece {
@@ -257,9 +259,8 @@ impl FileWriter {
     fn start(fs: &dyn Filesystem, job: &DownloadJob) -> Result<FileWriter, String> {
         ensure_parents(fs, &job.path)?;
         let parent = job.path.parent();
-        let tmp = fs
-            .create_temp(parent.as_ref())
-            .map_err(|e| format!("creating a temporary file for {}: {e}", job.path))?;
+        let tmp =
+            fs.create_temp(parent.as_ref()).map_err(|e| format!("creating a temporary file for {}: {e}", job.path))?;
         Ok(FileWriter { tmp, hasher: blake3::Hasher::new(), written: 0 })
     }
 

@@ -236,7 +236,9 @@ impl Engine {
         let bases = self.db.bases(name).await?;
         let known: HashMap<RelPath, KnownFile> = bases
             .iter()
-            .map(|(p, b)| (p.clone(), KnownFile { size: b.size, mtime_ns: b.mtime_ns, ino: b.ino, meta: b.meta.clone() }))
+            .map(|(p, b)| {
+                (p.clone(), KnownFile { size: b.size, mtime_ns: b.mtime_ns, ino: b.ino, meta: b.meta.clone() })
+            })
             .collect();
         let scanned = {
             let fs = fs.clone();
@@ -250,22 +252,24 @@ impl Engine {
         if !fs.root_exists() {
             return Err(SyncError::FolderMissing { path: folder.path.display().to_string() });
         }
-        report.skipped = scanned.skipped.iter().map(|s| SkippedItem { path: s.path.clone(), reason: s.reason.clone() }).collect();
-        let skipped_paths: HashSet<&str> = scanned.skipped.iter().map(|s| s.path.as_str()).collect();
+        report.skipped =
+            scanned.skipped.iter().map(|s| SkippedItem { path: s.path.clone(), reason: s.reason.clone() }).collect();
+        // Skipped paths (and everything below an unreadable directory) are neither deleted nor
+        // changed this pass: leave them alone on both sides.
+        let skipped = scanned.skipped_paths();
 
         let mut state: FolderState = FolderState::new();
         for (p, e) in &scanned.entries {
             state.entry(p.clone()).or_default().local = Some(e.meta.clone());
         }
         for (p, b) in &bases {
-            if skipped_paths.contains(p.as_str()) {
-                // Unreadable right now: neither deleted nor changed. Leave it alone this pass.
+            if skipped.covers(p) {
                 continue;
             }
             state.entry(p.clone()).or_default().base = Some(Base { rev: b.rev, meta: b.meta.clone() });
         }
         for (p, r) in &remote {
-            if skipped_paths.contains(p.as_str()) {
+            if skipped.covers(p) {
                 continue;
             }
             if cfg!(windows)
@@ -281,7 +285,6 @@ impl Engine {
             }
             state.entry(p.clone()).or_default().remote = Some(Remote { rev: r.rev, meta: r.meta.clone() });
         }
-        state.retain(|p, s| !(skipped_paths.contains(p.as_str()) && s.local.is_none()) || s.remote.is_some());
 
         let now = now_unix();
         let ctx = PlanContext { device_name: self.device_name.clone(), now_unix: now };
@@ -314,7 +317,10 @@ impl Engine {
                             report.conflicts += 1;
                             moved_away.insert(path);
                         }
-                        Ok(Err(e)) => report.errors.push(SkippedItem { path: path.to_string(), reason: format!("moving aside for a conflict copy: {e}") }),
+                        Ok(Err(e)) => report.errors.push(SkippedItem {
+                            path: path.to_string(),
+                            reason: format!("moving aside for a conflict copy: {e}"),
+                        }),
                         Err(e) => return Err(SyncError::Internal(e.to_string())),
                     }
                 }
@@ -387,7 +393,16 @@ impl Engine {
                     && local_stat.get(p).is_some_and(|s| s.size == b.size && s.mtime_ns == b.mtime_ns)
             });
             let local_chunks = download::local_chunk_index(unchanged.map(|(p, b)| (p, &b.meta)), &wanted);
-            let (results, fetched) = download::run(&self.conn, fs.clone(), file_downloads.clone(), &local_chunks, progress, &self.device_name, now).await?;
+            let (results, fetched) = download::run(
+                &self.conn,
+                fs.clone(),
+                file_downloads.clone(),
+                &local_chunks,
+                progress,
+                &self.device_name,
+                now,
+            )
+            .await?;
             report.bytes_down += fetched;
             for (job, r) in file_downloads.into_iter().zip(results) {
                 match r {
@@ -396,9 +411,20 @@ impl Engine {
                             report.conflicts += 1;
                         }
                         report.downloaded += 1;
-                        new_bases.push((job.path, BaseRow { rev: job.rev, meta: job.meta, size: stat.size, mtime_ns: stat.mtime_ns, ino: stat.ino }));
+                        new_bases.push((
+                            job.path,
+                            BaseRow {
+                                rev: job.rev,
+                                meta: job.meta,
+                                size: stat.size,
+                                mtime_ns: stat.mtime_ns,
+                                ino: stat.ino,
+                            },
+                        ));
                     }
-                    DownloadResult::Failed(e) => report.errors.push(SkippedItem { path: job.path.to_string(), reason: e }),
+                    DownloadResult::Failed(e) => {
+                        report.errors.push(SkippedItem { path: job.path.to_string(), reason: e })
+                    }
                 }
             }
         }
@@ -426,7 +452,16 @@ impl Engine {
                         match (up, current) {
                             (Some(u), Some(cur)) if cur.meta.is_some() => {
                                 report.uploaded += 1;
-                                up_bases.push((path.clone(), BaseRow { rev: cur.rev, meta: u.meta.clone(), size: u.stat.size, mtime_ns: u.stat.mtime_ns, ino: u.stat.ino }));
+                                up_bases.push((
+                                    path.clone(),
+                                    BaseRow {
+                                        rev: cur.rev,
+                                        meta: u.meta.clone(),
+                                        size: u.stat.size,
+                                        mtime_ns: u.stat.mtime_ns,
+                                        ino: u.stat.ino,
+                                    },
+                                ));
                             }
                             (Some(_), _) => {}
                             (None, _) => {
@@ -488,7 +523,10 @@ impl Engine {
                 && let Some(meta) = &r.meta
                 && r.rev == rev
             {
-                agreed.push((path, BaseRow { rev, meta: meta.clone(), size: st.size, mtime_ns: st.mtime_ns, ino: st.ino }));
+                agreed.push((
+                    path,
+                    BaseRow { rev, meta: meta.clone(), size: st.size, mtime_ns: st.mtime_ns, ino: st.ino },
+                ));
             }
         }
         self.db.set_bases(name, &agreed).await?;
@@ -502,7 +540,6 @@ impl Engine {
         Ok((report, planned))
     }
 }
-
 
 #[allow(dead_code)]
 fn _assert_send() {

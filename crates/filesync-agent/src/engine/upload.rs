@@ -17,6 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 const QUERY_CONCURRENCY: usize = 4;
+
+/// One chunk read by the reader thread, or (upload index, reason) when reading failed.
+type ChunkRead = Result<(Hash, Bytes), (usize, String)>;
 const PUT_CONCURRENCY: usize = 4;
 
 #[derive(Clone, Debug)]
@@ -63,8 +66,8 @@ pub async fn run(
             continue;
         }
         for (off, c) in chunk_offsets(&u.meta.chunks) {
-            if !first_source.contains_key(&c.hash) {
-                first_source.insert(c.hash, (i, off, c.len));
+            if let std::collections::hash_map::Entry::Vacant(e) = first_source.entry(c.hash) {
+                e.insert((i, off, c.len));
                 order.push(c.hash);
             }
         }
@@ -88,7 +91,7 @@ pub async fn run(
     // 3. Read them on a blocking thread, send them in batches.
     let mut failed: HashMap<usize, String> = HashMap::new();
     if !missing.is_empty() {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Hash, Bytes), (usize, String)>>(64);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<ChunkRead>(64);
         let reads: Vec<(Hash, RelPath, u64, u32, usize)> = missing
             .iter()
             .map(|h| {
@@ -101,15 +104,17 @@ pub async fn run(
         let conn2 = conn.clone();
         let mut sent: HashSet<Hash> = HashSet::new();
         let batches = async_stream_batches(&mut rx, &mut failed, &mut sent);
-        let mut put = Box::pin(batches
-            .map(|b| {
-                let conn = conn2.clone();
-                async move {
-                    let bytes: u64 = b.iter().map(|(_, d)| d.len() as u64).sum();
-                    conn.put_chunks(b).await.map(|_| bytes)
-                }
-            })
-            .buffer_unordered(PUT_CONCURRENCY));
+        let mut put = Box::pin(
+            batches
+                .map(|b| {
+                    let conn = conn2.clone();
+                    async move {
+                        let bytes: u64 = b.iter().map(|(_, d)| d.len() as u64).sum();
+                        conn.put_chunks(b).await.map(|_| bytes)
+                    }
+                })
+                .buffer_unordered(PUT_CONCURRENCY),
+        );
         while let Some(r) = put.next().await {
             let n = r?;
             bytes_sent += n;
@@ -179,7 +184,7 @@ pub async fn run(
 
 /// Groups the reader's chunks into `PutChunks`-sized batches, noting failed reads.
 fn async_stream_batches<'a>(
-    rx: &'a mut tokio::sync::mpsc::Receiver<Result<(Hash, Bytes), (usize, String)>>,
+    rx: &'a mut tokio::sync::mpsc::Receiver<ChunkRead>,
     failed: &'a mut HashMap<usize, String>,
     sent: &'a mut HashSet<Hash>,
 ) -> impl futures::Stream<Item = Vec<(Hash, Bytes)>> + 'a {
@@ -213,7 +218,7 @@ fn async_stream_batches<'a>(
 fn read_chunks(
     fs: &dyn Filesystem,
     reads: Vec<(Hash, RelPath, u64, u32, usize)>,
-    tx: tokio::sync::mpsc::Sender<Result<(Hash, Bytes), (usize, String)>>,
+    tx: tokio::sync::mpsc::Sender<ChunkRead>,
 ) {
     let mut open: Option<(RelPath, Box<dyn crate::fs::ReadSeek>)> = None;
     let mut bad: HashSet<usize> = HashSet::new();

@@ -40,7 +40,10 @@ impl RealFs {
     pub fn local_path(&self, rel: &RelPath) -> io::Result<PathBuf> {
         #[cfg(windows)]
         if let Some(why) = rel.windows_incompatibility() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("'{rel}' cannot be stored on Windows: {why}")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("'{rel}' cannot be stored on Windows: {why}"),
+            ));
         }
         let mut p = self.root.clone();
         for c in rel.components() {
@@ -259,7 +262,8 @@ fn renameat2_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let cstr = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
     };
     let (from, to) = (cstr(from)?, cstr(to)?);
     // SAFETY: both pointers are valid NUL-terminated strings that outlive the call. The raw
@@ -337,6 +341,10 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 impl Filesystem for RealFs {
+    fn rename_listed_noreplace(&self, dir: Option<&RelPath>, name: &str, to: &RelPath) -> io::Result<()> {
+        RealFs::rename_listed_noreplace(self, dir, name, to)
+    }
+
     fn read_dir(&self, dir: Option<&RelPath>) -> io::Result<Vec<DirEntry>> {
         let path = self.checked(dir, true)?;
         let mut out = Vec::new();
@@ -386,7 +394,10 @@ impl Filesystem for RealFs {
         #[cfg(not(unix))]
         let file = {
             if fs::symlink_metadata(&p)?.file_type().is_symlink() {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("'{}' is a symbolic link", p.display())));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("'{}' is a symbolic link", p.display()),
+                ));
             }
             File::open(&p)?
         };
@@ -525,7 +536,8 @@ impl TempFile for RealTemp {
 
     /// Also fsyncs the contents if they were written after the last `sync_all`: a rename
     /// that reaches the disk before the data would leave an empty or torn file after a
-    /// power loss.
+    /// power loss. If the directory fsync after the rename fails, the error is returned
+    /// although the file is already in place.
     fn persist(mut self: Box<Self>, dest: &RelPath) -> io::Result<()> {
         let dest_path = self.fs.checked(Some(dest), false)?;
         if let (Some((mtime_ns, executable)), true) = (self.times, self.written_after_times) {

@@ -129,7 +129,21 @@ impl TestClient {
     /// Registers `user` (first client) and links the folder `docs`.
     pub fn register(server: &TestServer, user: &str, name: &str) -> TestClient {
         let c = TestClient::blank(name);
-        c.ok(&["register", "--server", &server.addr, "--user", user, "--password-stdin", "--device-name", name, "--fingerprint", &server.fingerprint], Some(PASSWORD));
+        c.ok(
+            &[
+                "register",
+                "--server",
+                &server.addr,
+                "--user",
+                user,
+                "--password-stdin",
+                "--device-name",
+                name,
+                "--fingerprint",
+                &server.fingerprint,
+            ],
+            Some(PASSWORD),
+        );
         c.ok(&["folder", "add", c.dir.to_str().unwrap(), "--name", "docs"], None);
         c
     }
@@ -137,7 +151,21 @@ impl TestClient {
     /// Logs in as an existing `user` and links the folder `docs`.
     pub fn login(server: &TestServer, user: &str, name: &str) -> TestClient {
         let c = TestClient::blank(name);
-        c.ok(&["login", "--server", &server.addr, "--user", user, "--password-stdin", "--device-name", name, "--fingerprint", &server.fingerprint], Some(PASSWORD));
+        c.ok(
+            &[
+                "login",
+                "--server",
+                &server.addr,
+                "--user",
+                user,
+                "--password-stdin",
+                "--device-name",
+                name,
+                "--fingerprint",
+                &server.fingerprint,
+            ],
+            Some(PASSWORD),
+        );
         c.ok(&["folder", "add", c.dir.to_str().unwrap(), "--name", "docs"], None);
         c
     }

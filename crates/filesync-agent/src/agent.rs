@@ -214,18 +214,55 @@ pub fn report_pass(board: &StatusBoard, name: &str, r: &Result<crate::engine::Pa
     });
 }
 
-/// Runs the agent until `shutdown` completes.
+/// Runs the agent until `shutdown` completes. Changes to the configuration (a folder added
+/// or removed, a new login) take effect without a restart.
 pub async fn run(
     home: Home,
     opts: AgentOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let _lock = HomeLock::acquire(&home)?;
-    let config = home.load()?;
-    if config.server.is_none() || home.token()?.is_none() {
-        return Err(AgentError::NotLoggedIn);
-    }
     let db = StateDb::open(&home.state_path()).await?;
+    tokio::pin!(shutdown);
+    loop {
+        let config = home.load()?;
+        let token = home.token()?;
+        if config.server.is_none() || token.is_none() {
+            return Err(AgentError::NotLoggedIn);
+        }
+        match run_config(&home, &config, token, &db, &opts, shutdown.as_mut()).await {
+            Exit::Shutdown => return Ok(()),
+            Exit::Reconfigure => info!("configuration changed; restarting with the new one"),
+        }
+    }
+}
+
+enum Exit {
+    Shutdown,
+    Reconfigure,
+}
+
+/// Completes when the configuration or the token on disk differs from what the agent runs with.
+async fn config_changed(home: &Home, config: &Config, token: Option<String>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if let (Ok(c), Ok(t)) = (home.load(), home.token())
+            && (c != *config || t != token)
+        {
+            return;
+        }
+    }
+}
+
+async fn run_config(
+    home: &Home,
+    config: &Config,
+    token: Option<String>,
+    db: &StateDb,
+    opts: &AgentOptions,
+    shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Exit {
+    let db = db.clone();
     let board = StatusBoard::new(&config.folders, Some(std::process::id()));
     let status_writer = tokio::spawn(board.clone().writer(home.clone()));
     board.update(|_| {});
@@ -315,8 +352,13 @@ pub async fn run(
         })
     };
 
-    shutdown.await;
-    info!("shutting down");
+    let exit = tokio::select! {
+        _ = shutdown => Exit::Shutdown,
+        _ = config_changed(home, config, token) => Exit::Reconfigure,
+    };
+    if matches!(exit, Exit::Shutdown) {
+        info!("shutting down");
+    }
     manager.abort();
     for t in &tasks {
         t.abort();
@@ -337,7 +379,7 @@ pub async fn run(
     let json = serde_json::to_vec_pretty(&board.snapshot()).expect("status serializes");
     let _ = crate::config::write_atomic(&home.status_path(), &json, false);
     status_writer.abort();
-    Ok(())
+    exit
 }
 
 /// Watches a folder recursively, turning relevant events into `Event::LocalChange`.

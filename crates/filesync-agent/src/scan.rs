@@ -157,7 +157,7 @@ fn is_gone(e: &io::Error) -> bool {
 fn describe(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::NotFound => VANISHED_REASON.to_string(),
-        io::ErrorKind::PermissionDenied => format!("permission denied: {e}"),
+        io::ErrorKind::PermissionDenied => format!("permission denied ({e}); check its permissions"),
         _ => format!("cannot read: {e}"),
     }
 }

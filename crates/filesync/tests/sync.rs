@@ -377,3 +377,22 @@ fn wrong_password_revoked_device_and_logout_are_refused_clearly() {
     let err = a.fails(&["sync"], None);
     assert!(err.contains("not logged in"), "{err}");
 }
+
+#[test]
+fn a_folder_added_while_the_agent_runs_starts_syncing() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    let _ga = a.agent();
+    let _gb = b.agent();
+    let pa = a.dir.with_file_name("photos");
+    let pb = b.dir.with_file_name("photos");
+    std::fs::create_dir_all(&pa).unwrap();
+    std::fs::create_dir_all(&pb).unwrap();
+    std::fs::write(pa.join("cat.jpg"), "meow").unwrap();
+    a.ok(&["folder", "add", pa.to_str().unwrap(), "--name", "photos"], None);
+    b.ok(&["folder", "add", pb.to_str().unwrap(), "--name", "photos"], None);
+    wait_until(30, "cat.jpg on b", || std::fs::read(pb.join("cat.jpg")).is_ok_and(|d| d == b"meow"));
+    let out = a.ok(&["folder", "list"], None);
+    assert!(out.contains("photos") && out.contains("docs"), "{out}");
+}

@@ -220,7 +220,7 @@ fn write_all(
 }
 
 fn read_local(fs: &dyn Filesystem, l: &LocalChunk, want: &Hash) -> Result<Vec<u8>, String> {
-    let mut f = fs.open(&l.path).map_err(|e| format!("reading {}: {e}", l.path))?;
+    let mut f = fs.open(&l.path).map_err(|e| format!("reading {}: {}", l.path, super::describe_io(&e)))?;
     f.seek(SeekFrom::Start(l.offset)).map_err(|e| format!("reading {}: {e}", l.path))?;
     let mut buf = vec![0u8; l.len as usize];
     f.read_exact(&mut buf).map_err(|e| format!("reading {}: {e}", l.path))?;
@@ -267,7 +267,7 @@ impl FileWriter {
     fn write(&mut self, data: &[u8]) -> Result<(), String> {
         self.hasher.update(data);
         self.written += data.len() as u64;
-        self.tmp.write_all(data).map_err(|e| format!("writing: {e}"))
+        self.tmp.write_all(data).map_err(|e| format!("writing: {}", super::describe_io(&e)))
     }
 
     fn finish(
@@ -281,8 +281,9 @@ impl FileWriter {
             return Err(format!("{}: downloaded content does not match its hash; will retry", job.path));
         }
         let p = &job.path;
-        self.tmp.set_times_and_mode(job.meta.mtime_ns, job.meta.executable).map_err(|e| format!("{p}: {e}"))?;
-        self.tmp.sync_all().map_err(|e| format!("{p}: {e}"))?;
+        let io = |e: std::io::Error| format!("{p}: {}", super::describe_io(&e));
+        self.tmp.set_times_and_mode(job.meta.mtime_ns, job.meta.executable).map_err(io)?;
+        self.tmp.sync_all().map_err(io)?;
         // Replace only what the scan saw. Anything else is a local change made meanwhile: keep
         // it as a conflict copy instead of overwriting it.
         let now = fs.stat(p).map_err(|e| format!("{p}: {e}"))?;
@@ -303,7 +304,7 @@ impl FileWriter {
             // The planner replaces a directory by a file only once the directory is empty.
             fs.remove_dir(p).map_err(|e| format!("{p}: replacing the directory by a file: {e}; will retry"))?;
         }
-        self.tmp.persist(p).map_err(|e| format!("{p}: {e}"))?;
+        self.tmp.persist(p).map_err(io)?;
         let stat = fs.stat(p).map_err(|e| format!("{p}: {e}"))?.ok_or_else(|| format!("{p} vanished"))?;
         Ok(DownloadResult::Done { stat, conflict })
     }

@@ -99,6 +99,20 @@ pub(crate) fn stat_matches(now: Option<&Stat>, seen: Option<&Stat>) -> bool {
     }
 }
 
+/// An I/O error as a person should read it: what happened and what to do.
+pub(crate) fn describe_io(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        PermissionDenied => format!("permission denied ({e}); check the permissions of this file or folder"),
+        StorageFull => "the disk is full; free some space on this computer and FileSync will retry".to_string(),
+        ReadOnlyFilesystem => "the disk is read-only; FileSync cannot write here".to_string(),
+        _ if e.raw_os_error() == Some(28) => {
+            "the disk is full; free some space on this computer and FileSync will retry".to_string()
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// A conflict-copy name for `path` that nothing on disk uses yet.
 pub(crate) fn free_conflict_name(
     fs: &dyn Filesystem,

@@ -228,7 +228,7 @@ fn read_chunks(
         }
         let r = (|| -> Result<Bytes, String> {
             if open.as_ref().map(|(p, _)| p) != Some(&path) {
-                let f = fs.open(&path).map_err(|e| format!("{path}: {e}"))?;
+                let f = fs.open(&path).map_err(|e| format!("{path}: {}", super::describe_io(&e)))?;
                 open = Some((path.clone(), f));
             }
             let f = &mut open.as_mut().expect("just opened").1;

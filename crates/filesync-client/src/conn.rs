@@ -22,6 +22,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 /// How long one request may wait for its reply.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const PING_INTERVAL: Duration = Duration::from_secs(30);
+const PING_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// Messages the server sends unasked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,13 +91,24 @@ impl Connection {
             stats,
         });
         let writer = tokio::spawn(write_loop(wr, out_rx));
-        let reader = tokio::spawn(read_loop(rd, Arc::downgrade(&inner), push_tx));
+        let reader = tokio::spawn(read_loop(rd, Arc::downgrade(&inner), push_tx.clone()));
         let weak = Arc::downgrade(&inner);
+        let dead_tx = push_tx.clone();
         let pinger = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(PING_INTERVAL).await;
                 let Some(inner) = weak.upgrade() else { return };
-                let _ = send_request(&inner, Message::Ping(Default::default()), Duration::from_secs(60)).await;
+                // A peer that vanished without closing (power cut, cable pulled) is only noticed
+                // by a ping that goes unanswered: then the connection is declared dead.
+                if let Err(ClientError::Timeout(_)) =
+                    send_request(&inner, Message::Ping(Default::default()), PING_TIMEOUT).await
+                {
+                    let reason = format!("the server did not answer a ping within {} s", PING_TIMEOUT.as_secs());
+                    *inner.closed.lock().expect("closed lock") = Some(reason.clone());
+                    inner.pending.lock().expect("pending lock").clear();
+                    let _ = dead_tx.send(Push::Closed(reason)).await;
+                    return;
+                }
             }
         });
         let mut conn = Connection {

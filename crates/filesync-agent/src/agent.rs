@@ -136,6 +136,7 @@ impl StatusBoard {
                     conflicts: 0,
                     last_sync: None,
                     last_error: None,
+                    paused_reason: None,
                     skipped: vec![],
                     progress: None,
                 })

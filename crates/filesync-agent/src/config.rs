@@ -23,6 +23,69 @@ pub struct FolderConfig {
     pub name: String,
     /// Absolute local path.
     pub path: PathBuf,
+    /// How this folder syncs on this computer.
+    #[serde(default)]
+    pub settings: FolderSettings,
+}
+
+impl FolderConfig {
+    pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> FolderConfig {
+        FolderConfig { name: name.into(), path: path.into(), settings: FolderSettings::default() }
+    }
+}
+
+/// Which way changes flow for a folder on this computer.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// Changes flow both ways (the default).
+    #[default]
+    TwoWay,
+    /// This computer is the source: local changes are uploaded, remote changes are not applied
+    /// here ("revert remote" makes the server match this computer again).
+    UploadOnly,
+    /// The server is the source: remote changes are applied, local edits are not uploaded
+    /// ("revert local" makes this computer match the server again).
+    DownloadOnly,
+}
+
+/// Per-folder settings (the `[folders.settings]` table of `config.toml`). Every field has a
+/// default, so an empty table means "two-way, continuous, no limits".
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct FolderSettings {
+    pub direction: Direction,
+    /// `continuous` (watcher + push), or an interval such as `every 5m`, `every 2h`, `hourly`,
+    /// `daily`: sync passes then run only on that schedule.
+    pub schedule: String,
+    /// Seconds between full rescans that catch what the watcher missed.
+    pub rescan_secs: u64,
+    /// Server subfolders (folder-relative paths) not synced to this computer.
+    pub excluded: Vec<String>,
+    /// Bytes per second; `None`: unlimited.
+    pub upload_limit: Option<u64>,
+    pub download_limit: Option<u64>,
+    pub paused: bool,
+    /// Mass-delete guard: a scan that would delete more than `guard_percent` % of the folder's
+    /// files *and* more than `guard_min_files` files pauses the folder instead.
+    pub guard_percent: u32,
+    pub guard_min_files: u64,
+}
+
+impl Default for FolderSettings {
+    fn default() -> Self {
+        FolderSettings {
+            direction: Direction::TwoWay,
+            schedule: "continuous".into(),
+            rescan_secs: 60,
+            excluded: Vec::new(),
+            upload_limit: None,
+            download_limit: None,
+            paused: false,
+            guard_percent: 50,
+            guard_min_files: 100,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -34,6 +97,9 @@ pub struct Config {
     pub user: Option<String>,
     pub device_name: Option<String>,
     pub device_id: Option<u64>,
+    /// Pauses every folder at once (`filesync pause` without a name).
+    #[serde(default)]
+    pub paused: bool,
     #[serde(default)]
     pub folders: Vec<FolderConfig>,
 }
@@ -141,7 +207,7 @@ mod tests {
         let home = Home::new(dir.path().join("h"));
         assert_eq!(home.load().unwrap(), Config::default());
         let mut c = Config { server: Some("127.0.0.1:7443".into()), ..Default::default() };
-        c.folders.push(FolderConfig { name: "docs".into(), path: "/tmp/docs".into() });
+        c.folders.push(FolderConfig::new("docs", "/tmp/docs"));
         home.save(&c).unwrap();
         assert_eq!(home.load().unwrap(), c);
         home.set_token("fst_abc").unwrap();

@@ -12,6 +12,8 @@ pub enum FolderState {
     Syncing,
     Error,
     Offline,
+    /// Paused by the user, or by the mass-delete guard (`FolderStatus::paused_reason` says which).
+    Paused,
 }
 
 impl std::fmt::Display for FolderState {
@@ -21,6 +23,7 @@ impl std::fmt::Display for FolderState {
             FolderState::Syncing => "syncing",
             FolderState::Error => "error",
             FolderState::Offline => "offline",
+            FolderState::Paused => "paused",
         })
     }
 }
@@ -47,6 +50,9 @@ pub struct FolderStatus {
     /// Unix seconds of the last completed pass.
     pub last_sync: Option<i64>,
     pub last_error: Option<String>,
+    /// Why the folder is paused (by the user, or the mass-delete guard and what to do).
+    #[serde(default)]
+    pub paused_reason: Option<String>,
     #[serde(default)]
     pub skipped: Vec<SkippedItem>,
     #[serde(default)]

@@ -287,7 +287,7 @@ async fn folder(home: &Home, cmd: FolderCmd) -> Result<ExitCode> {
             if path.starts_with(&home.dir) || home.dir.starts_with(&path) {
                 bail!("{} overlaps FileSync's own state directory {}", path.display(), home.dir.display());
             }
-            config.folders.push(FolderConfig { name: name.clone(), path: path.clone() });
+            config.folders.push(FolderConfig::new(name.clone(), path.clone()));
             home.save(&config)?;
             println!("Linked {} to server folder {name:?}.", path.display());
         }

@@ -78,6 +78,15 @@ pub trait Filesystem: Send + Sync {
     fn create_temp(&self, dir: Option<&RelPath>) -> io::Result<Box<dyn TempFile>>;
     /// Removes leftover temporary files (from a crash) below the root; returns how many.
     fn clean_temp_files(&self) -> io::Result<usize>;
+    /// Whether names that differ only in letter case are the same entry here (NTFS, APFS).
+    fn case_insensitive(&self) -> bool {
+        cfg!(any(windows, target_os = "macos"))
+    }
+    /// Why this file system cannot hold `path`, if it cannot (reserved names and forbidden
+    /// characters on Windows).
+    fn name_problem(&self, path: &RelPath) -> Option<String> {
+        if cfg!(windows) { path.windows_incompatibility() } else { None }
+    }
 }
 
 mod real;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod fs;
 pub mod memfs;
+pub mod names;
 pub mod scan;
 pub mod state;
 pub mod status;

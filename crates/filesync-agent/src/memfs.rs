@@ -37,6 +37,8 @@ enum Hook {
 
 struct State {
     case_insensitive: bool,
+    /// Refuse names Windows cannot hold, like a Windows folder would.
+    windows_names: bool,
     root: Entry,
     root_exists: bool,
     clock: i64,
@@ -51,6 +53,7 @@ impl Default for State {
     fn default() -> Self {
         State {
             case_insensitive: false,
+            windows_names: false,
             root: Entry {
                 name: String::new(),
                 name_is_unicode: true,
@@ -255,6 +258,14 @@ impl MemFs {
         fs
     }
 
+    /// A folder with Windows rules: case-insensitive, and names such as `aux.txt` or `a:b`
+    /// cannot be created.
+    pub fn windows_like() -> MemFs {
+        let fs = MemFs::case_insensitive();
+        fs.lock().windows_names = true;
+        fs
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A test that panicked while holding the lock leaves a usable tree behind.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -433,6 +444,14 @@ impl MemFs {
 }
 
 impl Filesystem for MemFs {
+    fn case_insensitive(&self) -> bool {
+        self.lock().case_insensitive
+    }
+
+    fn name_problem(&self, path: &RelPath) -> Option<String> {
+        if self.lock().windows_names { path.windows_incompatibility() } else { None }
+    }
+
     fn rename_listed_noreplace(&self, dir: Option<&RelPath>, name: &str, to: &RelPath) -> io::Result<()> {
         MemFs::rename_listed_noreplace(self, dir, name, to)
     }

@@ -235,6 +235,22 @@ impl Engine {
         }
     }
 
+    /// Remote paths that cannot exist on this computer's file system, with the reason.
+    fn unholdable_names(&self, fs: &dyn Filesystem, state: &FolderState) -> std::collections::BTreeMap<RelPath, String> {
+        let presence = state
+            .iter()
+            .map(|(p, s)| {
+                let pr = crate::names::Presence {
+                    local: s.local.is_some(),
+                    base: s.base.is_some(),
+                    remote_rev: s.remote.as_ref().filter(|r| r.meta.is_some()).map(|r| r.rev),
+                };
+                (p.clone(), pr)
+            })
+            .collect();
+        crate::names::skipped_paths(&presence, fs.case_insensitive(), |p| fs.name_problem(p))
+    }
+
     /// One pass; returns the report and how many actions were planned.
     async fn pass(
         &self,
@@ -286,18 +302,18 @@ impl Engine {
             if skipped.covers(p) {
                 continue;
             }
-            if cfg!(windows)
-                && let Some(why) = p.windows_incompatibility()
-            {
-                if r.meta.is_some() {
-                    report.skipped.push(SkippedItem { path: p.to_string(), reason: why });
-                }
-                continue;
-            }
             if r.meta.is_none() && !state.contains_key(p) {
                 continue; // a tombstone nobody here knows about
             }
             state.entry(p.clone()).or_default().remote = Some(Remote { rev: r.rev, meta: r.meta.clone() });
+        }
+        // Remote names this computer cannot hold (case clashes, forbidden names) are left alone
+        // on both sides and reported; everything else syncs.
+        for (p, why) in self.unholdable_names(&*fs, &state) {
+            if state.get(&p).and_then(|s| s.remote.as_ref()).is_some_and(|r| r.meta.is_some()) {
+                report.skipped.push(SkippedItem { path: p.to_string(), reason: why });
+            }
+            state.remove(&p);
         }
 
         let now = now_unix();

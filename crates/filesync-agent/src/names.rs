@@ -1,0 +1,158 @@
+//! Names this computer cannot hold: paths that differ only by letter case on a
+//! case-insensitive file system (NTFS, APFS), and names the platform forbids (`aux.txt`, `a:b`
+//! on Windows). Such remote paths are never downloaded into each other or truncated: they are
+//! reported as skipped, left untouched on the server, and everything else syncs.
+//!
+//! Pure: the caller passes what it knows about each path.
+
+use filesync_core::RelPath;
+use std::collections::{BTreeMap, HashMap};
+
+/// What the engine knows about one path, for the clash check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Presence {
+    /// On disk now, under exactly this spelling.
+    pub local: bool,
+    /// Synced to this computer before (it has a base).
+    pub base: bool,
+    /// Live on the server; `Some(rev)`.
+    pub remote_rev: Option<u64>,
+}
+
+/// The lookup key a case-insensitive file system uses for a path (close to NTFS and APFS
+/// case folding for the names people use).
+pub fn fold(path: &str) -> String {
+    path.to_lowercase()
+}
+
+/// Decides which remote paths must be skipped here, with the reason for each. `problem` says
+/// why this computer cannot hold a name (`None`: it can). Descendants of a skipped directory
+/// are skipped too, so nothing is ever written into a directory of the wrong name.
+pub fn skipped_paths(
+    paths: &BTreeMap<RelPath, Presence>,
+    case_insensitive: bool,
+    problem: impl Fn(&RelPath) -> Option<String>,
+) -> BTreeMap<RelPath, String> {
+    let mut skipped: BTreeMap<RelPath, String> = BTreeMap::new();
+    // Only a path that would be *created* here can clash: one on disk is already held, and one
+    // with a base but not on disk was renamed or deleted here, which the planner handles.
+    let would_create = |p: &Presence| !p.local && !p.base && p.remote_rev.is_some();
+    for (path, p) in paths {
+        if would_create(p)
+            && let Some(why) = problem(path)
+        {
+            skipped.insert(path.clone(), format!("this computer cannot hold this name: {why}"));
+        }
+    }
+    if case_insensitive {
+        // Per folded key: the spelling that holds the name here (on disk, else synced, else
+        // the oldest remote one), and the others that would land on it.
+        let mut groups: HashMap<String, Vec<(&RelPath, &Presence)>> = HashMap::new();
+        for (path, p) in paths {
+            groups.entry(fold(path.as_str())).or_default().push((path, p));
+        }
+        for members in groups.values().filter(|m| m.len() > 1) {
+            let holder = members
+                .iter()
+                .find(|(_, p)| p.local)
+                .or_else(|| members.iter().find(|(_, p)| p.base))
+                .or_else(|| members.iter().filter(|(_, p)| p.remote_rev.is_some()).min_by_key(|(_, p)| p.remote_rev))
+                .map(|(path, _)| *path);
+            let Some(holder) = holder else { continue };
+            for (path, p) in members {
+                if *path != holder && would_create(p) {
+                    skipped.entry((*path).clone()).or_insert_with(|| {
+                        format!(
+                            "differs only in letter case from '{holder}', and this computer's file system cannot \
+                             hold both; rename one of them on another computer"
+                        )
+                    });
+                }
+            }
+        }
+    }
+    // Everything below a skipped directory goes with it.
+    let roots: Vec<RelPath> = skipped.keys().cloned().collect();
+    for (path, _) in paths {
+        if let Some(root) = roots.iter().find(|r| r.is_ancestor_of(path))
+            && !skipped.contains_key(path)
+        {
+            skipped.insert(path.clone(), format!("inside '{root}', which is skipped"));
+        }
+    }
+    skipped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> RelPath {
+        RelPath::new(s).unwrap()
+    }
+
+    fn remote(rev: u64) -> Presence {
+        Presence { remote_rev: Some(rev), ..Default::default() }
+    }
+
+    fn map(items: &[(&str, Presence)]) -> BTreeMap<RelPath, Presence> {
+        items.iter().map(|(s, pr)| (p(s), *pr)).collect()
+    }
+
+    fn none(_: &RelPath) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn case_sensitive_file_systems_hold_everything() {
+        let m = map(&[("A.txt", remote(1)), ("a.txt", remote(2))]);
+        assert!(skipped_paths(&m, false, none).is_empty());
+    }
+
+    #[test]
+    fn the_oldest_remote_spelling_wins_and_the_other_is_skipped() {
+        let m = map(&[("a.txt", remote(5)), ("A.txt", remote(2)), ("other", remote(3))]);
+        let s = skipped_paths(&m, true, none);
+        assert_eq!(s.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["a.txt"]);
+        assert!(s[&p("a.txt")].contains("'A.txt'"));
+    }
+
+    #[test]
+    fn a_local_file_keeps_its_name_against_a_new_remote_spelling() {
+        let local = Presence { local: true, base: true, remote_rev: Some(1) };
+        let m = map(&[("Report.doc", local), ("report.doc", remote(9))]);
+        let s = skipped_paths(&m, true, none);
+        assert_eq!(s.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["report.doc"]);
+    }
+
+    #[test]
+    fn a_local_case_only_rename_is_not_a_clash() {
+        // Synced as a.txt, renamed here to A.txt: the planner deletes a.txt and uploads A.txt.
+        let m = map(&[
+            ("a.txt", Presence { local: false, base: true, remote_rev: Some(1) }),
+            ("A.txt", Presence { local: true, base: false, remote_rev: None }),
+        ]);
+        assert!(skipped_paths(&m, true, none).is_empty());
+    }
+
+    #[test]
+    fn directories_that_clash_take_their_contents_with_them() {
+        let m = map(&[("Dir", remote(1)), ("Dir/x", remote(2)), ("dir", remote(3)), ("dir/y", remote(4))]);
+        let s = skipped_paths(&m, true, none);
+        assert_eq!(s.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["dir", "dir/y"]);
+    }
+
+    #[test]
+    fn names_the_platform_forbids_are_skipped_with_their_contents() {
+        let m = map(&[("aux.txt", remote(1)), ("a:b", remote(2)), ("a:b/c", remote(3)), ("fine", remote(4))]);
+        let s = skipped_paths(&m, false, |path| path.windows_incompatibility());
+        assert_eq!(s.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["a:b", "a:b/c", "aux.txt"]);
+        assert!(s[&p("aux.txt")].contains("reserved"));
+    }
+
+    #[test]
+    fn a_forbidden_name_already_on_disk_is_left_to_the_scanner() {
+        let m = map(&[("aux.txt", Presence { local: true, base: true, remote_rev: Some(1) })]);
+        assert!(skipped_paths(&m, false, |path| path.windows_incompatibility()).is_empty());
+    }
+}

@@ -86,6 +86,44 @@ fn truncate_bytes(s: &mut String, max: usize) {
     }
 }
 
+/// What a conflict-copy name says: the path it is a copy of, the device whose version it
+/// holds, and when the conflict happened (as written in the name, UTC).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConflictName {
+    pub original: RelPath,
+    pub device: String,
+    pub when: String,
+}
+
+/// Parses a conflict-copy name made by [`conflict_copy_path`]; `None` for any other name.
+pub fn parse_conflict_copy(path: &RelPath) -> Option<ConflictName> {
+    let name = path.file_name();
+    let start = name.find(CONFLICT_MARKER)?;
+    let after = &name[start + CONFLICT_MARKER.len()..];
+    let close = after.rfind(')')?;
+    let inner = &after[..close];
+    let ext = &after[close + 1..];
+    // inner = "DEVICE YYYY-MM-DD HHMMSS", optionally followed by " N" (a counter).
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let (mut rest, mut time) = inner.rsplit_once(' ')?;
+    if time.len() != 6 {
+        if !digits(time) {
+            return None;
+        }
+        (rest, time) = rest.rsplit_once(' ')?;
+    }
+    let (device, date) = rest.rsplit_once(' ')?;
+    if !digits(time) || time.len() != 6 || date.len() != 10 || date.as_bytes()[4] != b'-' {
+        return None;
+    }
+    let original = path.with_file_name(&format!("{}{ext}", &name[..start])).ok()?;
+    Some(ConflictName {
+        original,
+        device: device.to_string(),
+        when: format!("{date} {}:{}:{} UTC", &time[..2], &time[2..4], &time[4..]),
+    })
+}
+
 /// True when the file name is a conflict copy made by FileSync.
 pub fn is_conflict_copy(path: &RelPath) -> bool {
     path.file_name().contains(CONFLICT_MARKER)
@@ -105,6 +143,22 @@ mod tests {
         );
         assert_eq!(CivilTime::from_unix(951_782_400).month, 2); // 2000-02-29
         assert_eq!(CivilTime::from_unix(951_782_400).day, 29);
+    }
+
+    #[test]
+    fn parses_what_it_makes() {
+        for (orig, dev, attempt) in
+            [("docs/report.final.txt", "laptop", 0), (".bashrc", "my pc", 1), ("a b/c", "x 2026-01-01 000000", 3)]
+        {
+            let p = RelPath::new(orig).unwrap();
+            let c = conflict_copy_path(&p, dev, 1_795_561_265, attempt);
+            let parsed = parse_conflict_copy(&c).unwrap_or_else(|| panic!("{c}"));
+            assert_eq!(parsed.original, p, "{c}");
+            assert_eq!(parsed.device, dev, "{c}");
+            assert_eq!(parsed.when, "2026-11-24 23:01:05 UTC");
+        }
+        assert_eq!(parse_conflict_copy(&RelPath::new("plain.txt").unwrap()), None);
+        assert_eq!(parse_conflict_copy(&RelPath::new("x (conflicted copy from y).txt").unwrap()), None);
     }
 
     #[test]

@@ -51,6 +51,11 @@ pub enum Command {
     },
     /// Run in the foreground and keep every folder in sync continuously.
     Agent,
+    /// List conflict copies, or resolve one (`conflicts resolve PATH --keep mine|theirs|both`).
+    Conflicts {
+        #[command(subcommand)]
+        cmd: Option<crate::conflicts_cmd::ConflictsCmd>,
+    },
     /// Show each folder's state.
     Status {
         #[arg(long)]

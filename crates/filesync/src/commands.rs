@@ -41,6 +41,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sync { quiet, json } => sync(&home?, quiet || json, json).await,
         Command::Agent => run_agent(&home?).await,
         Command::Status { json } => status(&home?, json),
+        Command::Conflicts { cmd } => crate::conflicts_cmd::run(&home?, cmd).await,
     }
 }
 

@@ -4,6 +4,8 @@
 
 mod cli;
 mod commands;
+mod conflicts_cmd;
+mod local;
 mod output;
 
 use clap::Parser;

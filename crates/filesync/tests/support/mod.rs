@@ -128,44 +128,18 @@ impl TestClient {
 
     /// Registers `user` (first client) and links the folder `docs`.
     pub fn register(server: &TestServer, user: &str, name: &str) -> TestClient {
-        let c = TestClient::blank(name);
-        c.ok(
-            &[
-                "register",
-                "--server",
-                &server.addr,
-                "--user",
-                user,
-                "--password-stdin",
-                "--device-name",
-                name,
-                "--fingerprint",
-                &server.fingerprint,
-            ],
-            Some(PASSWORD),
-        );
-        c.ok(&["folder", "add", c.dir.to_str().unwrap(), "--name", "docs"], None);
-        c
+        TestClient::account(server, "register", user, name)
     }
 
     /// Logs in as an existing `user` and links the folder `docs`.
     pub fn login(server: &TestServer, user: &str, name: &str) -> TestClient {
+        TestClient::account(server, "login", user, name)
+    }
+
+    fn account(server: &TestServer, verb: &str, user: &str, name: &str) -> TestClient {
         let c = TestClient::blank(name);
-        c.ok(
-            &[
-                "login",
-                "--server",
-                &server.addr,
-                "--user",
-                user,
-                "--password-stdin",
-                "--device-name",
-                name,
-                "--fingerprint",
-                &server.fingerprint,
-            ],
-            Some(PASSWORD),
-        );
+        let args = [verb, "--server", &server.addr, "--user", user, "--password-stdin", "--device-name", name];
+        c.ok(&[&args[..], &["--fingerprint", &server.fingerprint]].concat(), Some(PASSWORD));
         c.ok(&["folder", "add", c.dir.to_str().unwrap(), "--name", "docs"], None);
         c
     }

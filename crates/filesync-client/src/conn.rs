@@ -7,9 +7,10 @@ use crate::tls::{PinVerifier, Trust};
 use bytes::{Bytes, BytesMut};
 use filesync_core::Hash;
 use filesync_proto::{
-    Auth, Changes, ChunkData, CommitChange, CommitResult, DeviceInfo, ErrorCode, FolderInfo, Frame, FrameDecoder,
-    GetChanges, GetChunks, Hello, Login, Message, OpenFolder, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, PutChunks,
-    QueryChunks, Register, RevokeDevice, Session, Welcome, limits,
+    Auth, Changes, ChunkData, CommitChange, CommitOutcome, CommitResult, DeviceInfo, ErrorCode, FolderInfo, Frame,
+    FrameDecoder, GetChanges, GetChunks, Hello, ListTrash, ListVersions, Login, Message, OpenFolder,
+    PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, PutChunks, QueryChunks, Register, Restore, RevokeDevice, Session,
+    Trash, UsageInfo, Versions, Welcome, WireEntry, limits,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -288,6 +289,86 @@ impl Connection {
                 Err(ClientError::Protocol(format!("commit of {n} changes got {} outcomes", r.outcomes.len())))
             }
             other => Err(unexpected("CommitResult", &other)),
+        }
+    }
+
+    /// One page of a path's versions, newest first, below `before_rev` (0: from the newest).
+    pub async fn list_versions(
+        &self,
+        folder_id: u64,
+        path: &str,
+        before_rev: u64,
+        limit: u32,
+    ) -> Result<Versions, ClientError> {
+        let l = ListVersions { folder_id, path: path.into(), before_rev, limit };
+        match self.request(Message::ListVersions(l)).await? {
+            Message::Versions(v) => Ok(v),
+            other => Err(unexpected("Versions", &other)),
+        }
+    }
+
+    /// Every stored version of a path, newest first (all pages of [`Connection::list_versions`]).
+    pub async fn all_versions(&self, folder_id: u64, path: &str) -> Result<Vec<WireEntry>, ClientError> {
+        let mut out: Vec<WireEntry> = Vec::new();
+        loop {
+            let before = out.last().map_or(0, |e| e.rev);
+            let page = self.list_versions(folder_id, path, before, 0).await?;
+            let progressed = page.entries.last().is_some_and(|e| before == 0 || e.rev < before);
+            out.extend(page.entries);
+            if !page.more || !progressed {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// One page of a folder's trash (deleted paths, most recently deleted first), limited to
+    /// `prefix` and below when it is not empty, below `before_rev` (0: from the most recent).
+    pub async fn list_trash(
+        &self,
+        folder_id: u64,
+        prefix: &str,
+        before_rev: u64,
+        limit: u32,
+    ) -> Result<Trash, ClientError> {
+        let l = ListTrash { folder_id, prefix: prefix.into(), before_rev, limit };
+        match self.request(Message::ListTrash(l)).await? {
+            Message::Trash(t) => {
+                if t.entries.iter().any(|e| e.deleted.is_none() || e.last_live.is_none()) {
+                    return Err(ClientError::Protocol("a trash entry without its versions".into()));
+                }
+                Ok(t)
+            }
+            other => Err(unexpected("Trash", &other)),
+        }
+    }
+
+    /// Makes version `rev` of `path` the current version of `to_path` (empty: of `path`), on
+    /// the server, as a new version every device syncs. Returns the single outcome: accepted
+    /// with the new (or unchanged) entry, or not accepted with the entry in the way.
+    pub async fn restore(
+        &self,
+        folder_id: u64,
+        path: &str,
+        rev: u64,
+        to_path: &str,
+    ) -> Result<(CommitOutcome, u64), ClientError> {
+        let r = Restore { folder_id, path: path.into(), rev, to_path: to_path.into() };
+        match self.request(Message::Restore(r)).await? {
+            Message::CommitResult(mut r) if r.outcomes.len() == 1 => {
+                Ok((r.outcomes.pop().expect("one outcome"), r.folder_seq))
+            }
+            Message::CommitResult(r) => {
+                Err(ClientError::Protocol(format!("a restore got {} outcomes instead of one", r.outcomes.len())))
+            }
+            other => Err(unexpected("CommitResult", &other)),
+        }
+    }
+
+    /// What this user stores on the server.
+    pub async fn usage(&self) -> Result<UsageInfo, ClientError> {
+        match self.request(Message::Usage(Default::default())).await? {
+            Message::UsageInfo(u) => Ok(u),
+            other => Err(unexpected("UsageInfo", &other)),
         }
     }
 }

@@ -102,6 +102,13 @@ messages! {
     46 => Chunks(Chunks),
     47 => Commit(Commit),
     48 => CommitResult(CommitResult),
+    60 => ListVersions(ListVersions),
+    61 => Versions(Versions),
+    62 => ListTrash(ListTrash),
+    63 => Trash(Trash),
+    64 => Restore(Restore),
+    65 => Usage(Empty),
+    66 => UsageInfo(UsageInfo),
 }
 
 /// One frame: a message and the request id that pairs a reply with its request.

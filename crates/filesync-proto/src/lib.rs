@@ -34,6 +34,10 @@ pub mod limits {
     pub const MAX_PASSWORD_LEN: usize = 1024;
     /// Requests a client may have outstanding on one connection.
     pub const MAX_IN_FLIGHT: usize = 64;
+    /// Versions the server returns in one `Versions` reply.
+    pub const MAX_VERSIONS_PER_REPLY: u32 = 1000;
+    /// Entries the server returns in one `Trash` reply.
+    pub const MAX_TRASH_PER_REPLY: u32 = 1000;
 }
 
 /// The fingerprint that identifies a server certificate: `SHA256:` followed by the lowercase

@@ -68,7 +68,7 @@ pub struct Session {
     pub token: String,
 }
 
-/// A message without fields: `Ok`, `Logout`, `ListDevices`, `ListFolders`, `Ping`, `Pong`.
+/// A message without fields: `Ok`, `Logout`, `ListDevices`, `ListFolders`, `Ping`, `Pong`, `Usage`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Empty {}
 
@@ -280,6 +280,107 @@ pub struct CommitResult {
     pub outcomes: Vec<CommitOutcome>,
     #[prost(uint64, tag = "2")]
     pub folder_seq: u64,
+}
+
+/// Asks for one page of the versions of a path, newest first (history).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ListVersions {
+    #[prost(uint64, tag = "1")]
+    pub folder_id: u64,
+    #[prost(string, tag = "2")]
+    pub path: String,
+    /// Only versions with a rev below this; 0 starts at the newest.
+    #[prost(uint64, tag = "3")]
+    pub before_rev: u64,
+    /// At most this many; 0 or above `MAX_VERSIONS_PER_REPLY` means that maximum.
+    #[prost(uint32, tag = "4")]
+    pub limit: u32,
+}
+
+/// Reply to `ListVersions`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Versions {
+    /// Newest first; tombstones included. The first one is the current entry when the page
+    /// starts at the newest (`before_rev` 0).
+    #[prost(message, repeated, tag = "1")]
+    pub entries: Vec<WireEntry>,
+    /// More (older) versions follow: ask again with `before_rev` = the last entry's rev.
+    #[prost(bool, tag = "2")]
+    pub more: bool,
+}
+
+/// Asks for one page of a folder's trash: paths whose current entry is a deletion.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ListTrash {
+    #[prost(uint64, tag = "1")]
+    pub folder_id: u64,
+    /// Only this path and the paths below it; empty for the whole folder.
+    #[prost(string, tag = "2")]
+    pub prefix: String,
+    /// Only deletions with a rev below this; 0 starts at the most recent.
+    #[prost(uint64, tag = "3")]
+    pub before_rev: u64,
+    /// At most this many; 0 or above `MAX_TRASH_PER_REPLY` means that maximum.
+    #[prost(uint32, tag = "4")]
+    pub limit: u32,
+}
+
+/// One deleted path and what a restore would bring back.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TrashEntry {
+    /// The current entry of the path: a tombstone (rev, device and time of the deletion).
+    #[prost(message, optional, tag = "1")]
+    pub deleted: Option<WireEntry>,
+    /// The newest live version before the deletion (rev, size, device, time, content).
+    #[prost(message, optional, tag = "2")]
+    pub last_live: Option<WireEntry>,
+}
+
+/// Reply to `ListTrash`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Trash {
+    /// Most recently deleted first.
+    #[prost(message, repeated, tag = "1")]
+    pub entries: Vec<TrashEntry>,
+    /// More follow: ask again with `before_rev` = the last entry's `deleted.rev`.
+    #[prost(bool, tag = "2")]
+    pub more: bool,
+}
+
+/// Makes version `rev` of `path` the new current version of `to_path` (or of `path`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Restore {
+    #[prost(uint64, tag = "1")]
+    pub folder_id: u64,
+    #[prost(string, tag = "2")]
+    pub path: String,
+    /// A live version of `path`, as listed by `ListVersions` or `ListTrash`.
+    #[prost(uint64, tag = "3")]
+    pub rev: u64,
+    /// Where to restore it; empty for `path` itself.
+    #[prost(string, tag = "4")]
+    pub to_path: String,
+}
+
+/// Reply to `Usage`: what the user stores on the server.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UsageInfo {
+    /// Sizes of the current files of all the user's folders, added up.
+    #[prost(uint64, tag = "1")]
+    pub bytes_current: u64,
+    /// Sizes of the older file versions kept as history, added up (before deduplication).
+    #[prost(uint64, tag = "2")]
+    pub bytes_history: u64,
+    /// Distinct chunks stored for the user.
+    #[prost(uint64, tag = "3")]
+    pub chunks: u64,
+    /// Bytes of those chunks: what the server's disk holds for the user.
+    #[prost(uint64, tag = "4")]
+    pub bytes_stored: u64,
+    #[prost(uint64, tag = "5")]
+    pub files_current: u64,
+    #[prost(uint64, tag = "6")]
+    pub versions_history: u64,
 }
 
 /// Numeric error codes carried in [`ErrorMsg::code`].

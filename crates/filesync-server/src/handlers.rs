@@ -3,6 +3,7 @@
 
 use crate::Shared;
 use crate::auth;
+use crate::history;
 use crate::hub::HubEvent;
 use bytes::Bytes;
 use filesync_core::Hash;
@@ -24,22 +25,22 @@ pub(crate) struct Authed {
     pub device: Device,
 }
 
-type Reply<T> = Result<T, ErrorMsg>;
+pub(crate) type Reply<T> = Result<T, ErrorMsg>;
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-fn err(code: ErrorCode, msg: impl Into<String>) -> ErrorMsg {
+pub(crate) fn err(code: ErrorCode, msg: impl Into<String>) -> ErrorMsg {
     ErrorMsg::new(code, msg)
 }
 
-fn store_err(e: StoreError) -> ErrorMsg {
+pub(crate) fn store_err(e: StoreError) -> ErrorMsg {
     match e {
         StoreError::MissingChunks(_) => err(ErrorCode::MissingChunks, e.to_string()),
         StoreError::Full(_) => err(ErrorCode::StorageFull, "the server's storage is full; free space on the server"),
         StoreError::UserExists(_) => err(ErrorCode::UserExists, e.to_string()),
-        StoreError::FolderNotFound(_) => err(ErrorCode::NotFound, e.to_string()),
+        StoreError::FolderNotFound(_) | StoreError::VersionNotFound { .. } => err(ErrorCode::NotFound, e.to_string()),
         other => {
             error!("storage error: {other}");
             err(ErrorCode::Internal, "internal server error (see the server log)")
@@ -207,6 +208,10 @@ pub(crate) async fn request(shared: &Shared, a: &Authed, msg: Message) -> Messag
         Message::PutChunks(p) => put_chunks(shared, a, p).await,
         Message::GetChunks(g) => get_chunks(shared, a, g).await,
         Message::Commit(c) => commit(shared, a, c).await,
+        Message::ListVersions(l) => history::list_versions(shared, a, l).await,
+        Message::ListTrash(l) => history::list_trash(shared, a, l).await,
+        Message::Restore(r) => history::restore(shared, a, r).await,
+        Message::Usage(_) => history::usage(shared, a).await,
         _ => Err(err(ErrorCode::BadRequest, format!("{name} is not a request"))),
     };
     r.unwrap_or_else(Message::Error)
@@ -254,7 +259,7 @@ async fn open_folder(shared: &Shared, a: &Authed, o: filesync_proto::OpenFolder)
     }
 }
 
-async fn owned_folder(shared: &Shared, a: &Authed, id: u64) -> Reply<Folder> {
+pub(crate) async fn owned_folder(shared: &Shared, a: &Authed, id: u64) -> Reply<Folder> {
     shared
         .meta
         .folder(a.user_id, id)
@@ -322,6 +327,9 @@ async fn put_chunks(shared: &Shared, a: &Authed, p: filesync_proto::PutChunks) -
     })
     .await
     .map_err(|_| err(ErrorCode::Internal, "hashing failed"))??;
+    // Garbage collection must not delete a chunk's bytes between this put finding them present
+    // and the record below: hold the gate for both (see `maintenance.rs`).
+    let _gate = shared.chunk_gate.read().await;
     shared.chunks.put_many(a.user_id, &chunks).await.map_err(store_err)?;
     let sizes: Vec<(Hash, u32)> = chunks.iter().map(|(h, d)| (*h, d.len() as u32)).collect();
     shared.meta.add_chunks(a.user_id, &sizes).await.map_err(store_err)?;
@@ -377,6 +385,11 @@ async fn commit(shared: &Shared, a: &Authed, c: filesync_proto::Commit) -> Reply
     if out.folder_seq > folder.seq {
         shared.hub.publish(a.user_id, HubEvent::FolderChanged { folder_id: folder.id, seq: out.folder_seq });
     }
+    Ok(commit_result(&out))
+}
+
+/// The wire form of a store's commit (or restore) output.
+pub(crate) fn commit_result(out: &filesync_store::CommitOutput) -> Message {
     let outcomes = out
         .outcomes
         .iter()
@@ -385,7 +398,7 @@ async fn commit(shared: &Shared, a: &Authed, c: filesync_proto::Commit) -> Reply
             Outcome::Conflict(e) => CommitOutcome { accepted: false, current: e.as_ref().map(entry_to_wire) },
         })
         .collect();
-    Ok(Message::CommitResult(CommitResult { outcomes, folder_seq: out.folder_seq }))
+    Message::CommitResult(CommitResult { outcomes, folder_seq: out.folder_seq })
 }
 
 /// A chunk list must state each chunk's true length, or other devices would rebuild a wrong

@@ -1,17 +1,21 @@
 //! The FileSync server: accepts TLS connections, runs the handshake and authentication,
 //! answers requests against the storage traits, and pushes "folder changed" to every device
-//! of a user after each commit.
+//! of a user after each commit (or restore). A maintenance task thins old versions by the
+//! retention policy and deletes chunks nothing uses any more.
 //!
 //! This crate refuses to decide sync conflicts for clients (it only applies the commit rule of
 //! `filesync-store`) and holds no per-file state in memory: everything durable is in the stores.
 
 pub mod auth;
 mod handlers;
+mod history;
 pub mod hub;
+pub mod maintenance;
 mod session;
 pub mod tls;
 
-use filesync_store::{ChunkStore, MetaStore};
+use filesync_store::{ChunkStore, MetaStore, RetentionPolicy};
+use maintenance::{Maintenance, MaintenanceSchedule};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,6 +48,10 @@ pub struct ServerConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub max_connections: usize,
+    /// How long old versions are kept, and how they are thinned (`--retention-days`).
+    pub retention: RetentionPolicy,
+    /// When pruning and chunk garbage collection run.
+    pub maintenance: MaintenanceSchedule,
 }
 
 impl ServerConfig {
@@ -55,6 +63,8 @@ impl ServerConfig {
             tls_cert: None,
             tls_key: None,
             max_connections: 1024,
+            retention: RetentionPolicy::default(),
+            maintenance: MaintenanceSchedule::default(),
         }
     }
 }
@@ -66,6 +76,8 @@ pub(crate) struct Shared {
     pub hub: hub::Hub,
     pub throttle: auth::LoginThrottle,
     pub registration_open: bool,
+    /// Held shared by chunk uploads, exclusively by the garbage collector (`maintenance.rs`).
+    pub chunk_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// A server whose stores and TLS identity are open and whose socket is bound.
@@ -75,6 +87,8 @@ pub struct Server {
     acceptor: tokio_rustls::TlsAcceptor,
     fingerprint: String,
     max_connections: usize,
+    maintenance: Maintenance,
+    schedule: MaintenanceSchedule,
 }
 
 /// Loads (creating on first use) the TLS identity of a data directory.
@@ -105,6 +119,8 @@ impl Server {
             .await
             .map_err(|source| ServerError::Bind { addr: config.listen.clone(), source })?;
         let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config()?);
+        let chunk_gate = Arc::new(tokio::sync::RwLock::new(()));
+        let maintenance = Maintenance::with_gate(meta.clone(), chunks.clone(), config.retention, chunk_gate.clone());
         Ok(Server {
             shared: Arc::new(Shared {
                 meta,
@@ -112,11 +128,14 @@ impl Server {
                 hub: hub::Hub::default(),
                 throttle: auth::LoginThrottle::default(),
                 registration_open: config.registration_open,
+                chunk_gate,
             }),
             listener,
             acceptor,
             fingerprint: identity.fingerprint(),
             max_connections: config.max_connections,
+            maintenance,
+            schedule: config.maintenance,
         })
     }
 
@@ -128,10 +147,25 @@ impl Server {
         &self.fingerprint
     }
 
+    /// This server's pruning and garbage collection, to run on demand (`run` also runs it on
+    /// its schedule). It shares the server's chunk gate, so it is safe beside live uploads.
+    pub fn maintenance(&self) -> Maintenance {
+        self.maintenance.clone()
+    }
+
     /// Accepts connections until `shutdown` completes, then stops accepting and returns;
     /// connections in progress are dropped (every commit is a transaction, so nothing is left
     /// half-done).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let p = self.maintenance.policy();
+        info!(
+            retention_days = p.retention_secs / 86_400,
+            "old versions are kept for the retention period, thinned after a day and a week; maintenance runs every {:?}",
+            self.schedule.every
+        );
+        let housekeeping = tokio::spawn(self.maintenance.clone().run_forever(self.schedule.clone()));
+        // Stops the maintenance task however `run` ends.
+        let _housekeeping = AbortOnDrop(housekeeping);
         let limit = Arc::new(Semaphore::new(self.max_connections));
         tokio::pin!(shutdown);
         loop {
@@ -171,5 +205,14 @@ impl Server {
             });
         }
         info!("server stopped accepting connections");
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

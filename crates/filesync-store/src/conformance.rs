@@ -17,6 +17,7 @@
 use crate::{ChunkStore, MetaStore};
 
 mod chunks;
+mod history;
 mod meta;
 
 /// Runs every metadata check against `store`, which must be empty.
@@ -56,6 +57,32 @@ pub async fn run_meta_suite<S: MetaStore>(store: &S) {
         chunk_presence_is_per_user,
         chunk_queries_handle_thousands_of_hashes,
         large_batch_commits_in_order,
+    );
+    macro_rules! run_history {
+        ($($check:ident),* $(,)?) => {$(
+            eprintln!("meta store conformance: {}", stringify!($check));
+            history::$check(store).await;
+        )*};
+    }
+    run_history!(
+        users_are_listed,
+        version_is_found_by_rev_while_stored,
+        version_history_pages_newest_first,
+        trash_lists_deleted_paths_with_their_last_live_version,
+        restore_of_an_old_version_is_a_new_version_for_every_device,
+        restore_brings_a_deleted_path_back,
+        restore_to_a_free_path_copies_the_version,
+        restore_onto_another_live_path_is_refused,
+        restore_of_the_current_content_changes_nothing,
+        restore_recreates_deleted_directories_and_respects_files_in_the_way,
+        restore_of_a_missing_version_is_version_not_found,
+        restore_is_scoped_to_the_user,
+        usage_counts_current_files_history_and_stored_chunks,
+        gc_marks_only_unreferenced_chunks_added_before_the_cutoff,
+        gc_sweep_spares_chunks_referenced_since_the_mark,
+        // Pruning is global and uses clocks far ahead: these run last.
+        prune_thins_history_and_keeps_current_versions_and_the_trash,
+        pruned_versions_release_their_chunks,
     );
 }
 

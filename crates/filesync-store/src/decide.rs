@@ -1,6 +1,7 @@
-//! The commit rule, as a pure function shared by every [`crate::MetaStore`] implementation.
+//! The commit rule and the restore rule, as pure functions shared by every
+//! [`crate::MetaStore`] implementation.
 
-use filesync_core::{EntryState, FileMeta};
+use filesync_core::{EntryKind, EntryState, FileMeta, RelPath};
 
 /// What a store does with one proposed change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,10 +33,64 @@ pub fn decide(current: Option<&EntryState>, base_rev: u64, proposed: Option<&Fil
     }
 }
 
+/// What a store does with a restore of an old version onto a target path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestorePlan {
+    /// Write the restored version as the target's next version, first re-creating these
+    /// ancestors (outermost first) as directories because they are deleted or unknown.
+    Apply { dirs: Vec<RelPath> },
+    /// The target already holds this content: accepted, nothing written. Carries the target's
+    /// current entry.
+    AlreadyCurrent(EntryState),
+    /// Refused: restoring would replace something that is not in the history of the restored
+    /// path. Carries the entry in the way — the target's live entry, or a live file where the
+    /// target needs a directory.
+    Conflict(EntryState),
+}
+
+/// Decides a restore of `restored` (the metadata of a live version of `source`) onto `target`.
+///
+/// - `target` and its ancestors are looked up in `current` (their current entries; absent
+///   means never existed or not looked up).
+/// - A target that is absent or deleted receives the version.
+/// - A target whose live content is the same (kind, bytes, executable bit) is already current.
+/// - A live target of the same kind is replaced only when `target == source`: a plain revert,
+///   safe because the replaced version stays in the history. Restoring onto another live path,
+///   or replacing a file by a directory (or the reverse), is a conflict: that could destroy
+///   something the history of `source` does not hold.
+/// - An ancestor that is a live file blocks the restore (conflict); deleted or unknown
+///   ancestors are re-created as directories.
+pub fn plan_restore(
+    source: &RelPath,
+    restored: &FileMeta,
+    target: &RelPath,
+    current: &dyn Fn(&str) -> Option<EntryState>,
+) -> RestorePlan {
+    let mut dirs = Vec::new();
+    let ancestors: Vec<&str> = target.ancestors().collect();
+    for a in ancestors.into_iter().rev() {
+        match current(a) {
+            Some(e) if e.meta.as_ref().is_some_and(|m| m.kind == EntryKind::Dir) => {}
+            Some(e) if e.meta.is_some() => return RestorePlan::Conflict(e),
+            _ => dirs.push(RelPath::new(a).expect("an ancestor of a valid path is valid")),
+        }
+    }
+    match current(target.as_str()) {
+        Some(e) => match e.meta.as_ref() {
+            None => RestorePlan::Apply { dirs },
+            Some(m) if m.same_content(restored) => RestorePlan::AlreadyCurrent(e),
+            Some(m) if target == source && m.kind == restored.kind => RestorePlan::Apply { dirs },
+            Some(_) => RestorePlan::Conflict(e),
+        },
+        None => RestorePlan::Apply { dirs },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use filesync_core::{EntryKind, Hash, RelPath};
+    use filesync_core::Hash;
+    use std::collections::HashMap;
 
     fn file(content: &[u8]) -> FileMeta {
         FileMeta {
@@ -49,8 +104,12 @@ mod tests {
     }
 
     fn entry(rev: u64, meta: Option<FileMeta>) -> EntryState {
+        entry_at("f", rev, meta)
+    }
+
+    fn entry_at(path: &str, rev: u64, meta: Option<FileMeta>) -> EntryState {
         EntryState {
-            path: RelPath::new("f").unwrap(),
+            path: RelPath::new(path).unwrap(),
             rev,
             meta,
             device_id: 1,
@@ -74,5 +133,72 @@ mod tests {
         // edit beats a concurrent delete
         assert_eq!(decide(Some(&entry(4, None)), 3, Some(&b)), Apply);
         assert_eq!(decide(Some(&entry(4, None)), 3, None), AlreadyCurrent);
+    }
+
+    fn p(s: &str) -> RelPath {
+        RelPath::new(s).unwrap()
+    }
+
+    /// Plans a restore against a table of current entries.
+    fn plan(source: &str, restored: &FileMeta, target: &str, table: &[EntryState]) -> RestorePlan {
+        let map: HashMap<String, EntryState> = table.iter().map(|e| (e.path.as_str().to_owned(), e.clone())).collect();
+        plan_restore(&p(source), restored, &p(target), &|path| map.get(path).cloned())
+    }
+
+    #[test]
+    fn restore_onto_an_absent_or_deleted_path_applies() {
+        let old = file(b"old");
+        assert_eq!(plan("f", &old, "f", &[]), RestorePlan::Apply { dirs: vec![] });
+        assert_eq!(plan("f", &old, "f", &[entry(5, None)]), RestorePlan::Apply { dirs: vec![] });
+        assert_eq!(plan("f", &old, "g", &[entry_at("g", 6, None)]), RestorePlan::Apply { dirs: vec![] });
+    }
+
+    #[test]
+    fn a_revert_replaces_the_live_version_of_the_same_path() {
+        let (old, new) = (file(b"old"), file(b"new"));
+        assert_eq!(plan("f", &old, "f", &[entry(7, Some(new))]), RestorePlan::Apply { dirs: vec![] });
+    }
+
+    #[test]
+    fn the_same_content_is_already_current_even_with_another_mtime() {
+        let old = file(b"same");
+        let cur = entry_at("g", 8, Some(FileMeta { mtime_ns: 99, ..old.clone() }));
+        assert_eq!(plan("f", &old, "g", std::slice::from_ref(&cur)), RestorePlan::AlreadyCurrent(cur.clone()));
+        let cur = entry(8, Some(FileMeta { mtime_ns: 99, ..old.clone() }));
+        assert_eq!(plan("f", &old, "f", std::slice::from_ref(&cur)), RestorePlan::AlreadyCurrent(cur));
+    }
+
+    #[test]
+    fn restoring_onto_another_live_path_is_a_conflict() {
+        let (old, other) = (file(b"old"), file(b"other"));
+        let cur = entry_at("g", 9, Some(other));
+        assert_eq!(plan("f", &old, "g", std::slice::from_ref(&cur)), RestorePlan::Conflict(cur));
+        let dir = entry_at("g", 9, Some(FileMeta::dir(1)));
+        assert_eq!(plan("f", &old, "g", std::slice::from_ref(&dir)), RestorePlan::Conflict(dir));
+    }
+
+    #[test]
+    fn a_revert_never_changes_the_kind_of_a_live_path() {
+        // The directory may hold files the history of this path knows nothing about.
+        let old = file(b"old file");
+        let dir = entry(10, Some(FileMeta::dir(1)));
+        assert_eq!(plan("f", &old, "f", std::slice::from_ref(&dir)), RestorePlan::Conflict(dir));
+        let live_file = entry(11, Some(file(b"now a file")));
+        let planned = plan("f", &FileMeta::dir(3), "f", std::slice::from_ref(&live_file));
+        assert_eq!(planned, RestorePlan::Conflict(live_file));
+    }
+
+    #[test]
+    fn deleted_or_unknown_ancestors_are_recreated_outermost_first() {
+        let old = file(b"deep");
+        let table = [entry_at("a", 1, Some(FileMeta::dir(1))), entry_at("a/b", 2, None)];
+        assert_eq!(plan("a/b/c/f", &old, "a/b/c/f", &table), RestorePlan::Apply { dirs: vec![p("a/b"), p("a/b/c")] });
+    }
+
+    #[test]
+    fn a_live_file_in_place_of_an_ancestor_blocks_the_restore() {
+        let old = file(b"deep");
+        let blocker = entry_at("a", 3, Some(file(b"a is a file now")));
+        assert_eq!(plan("a/f", &old, "a/f", std::slice::from_ref(&blocker)), RestorePlan::Conflict(blocker));
     }
 }

@@ -11,6 +11,12 @@
 //! A server with the embedded stores opens both with [`open_embedded`] from its data
 //! directory. Chunk bytes must be durable before the metadata says they exist: call
 //! [`ChunkStore::put_many`] first, then [`MetaStore::add_chunks`].
+//!
+//! History is kept by the journal itself: every version stays in the store until
+//! [`MetaStore::prune_history`] thins it by the [`retention`] schedule, and a chunk is deleted
+//! only by the mark-and-sweep of [`MetaStore::unreferenced_chunks`] and
+//! [`MetaStore::delete_chunks`] (see [`ChunkSweep`] for why that is safe against concurrent
+//! uploads and commits).
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -19,8 +25,11 @@ use filesync_core::{EntryState, FileMeta, Hash, RelPath};
 pub mod conformance;
 pub mod decide;
 pub mod localfs;
+pub mod retention;
 mod sql;
 pub mod sqlite;
+
+pub use retention::RetentionPolicy;
 
 pub type UserId = u64;
 pub type DeviceId = u64;
@@ -80,8 +89,70 @@ pub struct CommitOutput {
     pub folder_seq: u64,
 }
 
+/// A path whose current entry is a deletion, with what it held before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrashEntry {
+    /// The current entry: a tombstone (when, and by which device, the path was deleted).
+    pub deleted: EntryState,
+    /// The newest live version before the deletion: what a restore brings back.
+    pub last_live: EntryState,
+}
+
+/// How much a user stores on the server.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Current (live) files across the user's folders: how many, and their sizes added up.
+    pub files_current: u64,
+    pub bytes_current: u64,
+    /// Older file versions kept as history (overwritten or deleted), and their sizes added
+    /// up before deduplication.
+    pub versions_history: u64,
+    pub bytes_history: u64,
+    /// Distinct chunks stored for the user, and their bytes: what the disk actually holds
+    /// (each chunk once, however many versions use it).
+    pub chunks: u64,
+    pub bytes_stored: u64,
+}
+
+/// What one [`MetaStore::prune_history`] run removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PruneStats {
+    pub folders: u64,
+    /// Paths with more than one version that were examined.
+    pub paths: u64,
+    pub versions_removed: u64,
+    /// Sizes of the removed live versions added up (before deduplication; the chunks go
+    /// when garbage collection finds them unreferenced).
+    pub bytes_removed: u64,
+}
+
+/// The mark of a chunk garbage collection for one user: the chunks no version referenced when
+/// the mark was taken and that were added before `added_before`, and each folder's seq at
+/// that moment.
+///
+/// Why sweeping it is safe: [`MetaStore::delete_chunks`] runs in one write transaction that
+/// first re-reads the versions committed since the mark (every new version has a rev above the
+/// folder's marked seq, so nothing is missed) and spares the chunks they use, and deletes only
+/// chunks still added before the cutoff (a re-upload refreshes `added_at`). A commit therefore
+/// either lands before the sweep and keeps its chunks, or after it and fails with
+/// [`StoreError::MissingChunks`] (the client uploads again) — never referencing a deleted chunk.
+/// Chunks uploaded but not yet committed are younger than the cutoff if the caller leaves a
+/// grace period. The caller deletes the chunk *bytes* only for the chunks `delete_chunks`
+/// returns, and must keep uploads of those chunks from racing the byte deletion.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChunkSweep {
+    pub user: UserId,
+    pub added_before: i64,
+    /// Unreferenced chunks and their sizes.
+    pub candidates: Vec<(Hash, u32)>,
+    /// Each of the user's folders and its seq when the mark was taken.
+    pub marked_seqs: Vec<(FolderId, u64)>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("{path} has no version {rev} in folder {folder} (or that version is a deletion, or was pruned)")]
+    VersionNotFound { folder: FolderId, path: String, rev: u64 },
     #[error("user name {0:?} is already taken")]
     UserExists(String),
     #[error("folder {0} not found")]
@@ -166,6 +237,65 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn add_chunks(&self, user: UserId, chunks: &[(Hash, u32)]) -> Result<()>;
     /// Sizes of the user's chunks, `None` where the user does not have one.
     async fn chunk_sizes(&self, user: UserId, hashes: &[Hash]) -> Result<Vec<Option<u32>>>;
+
+    /// Every user, by id (for server maintenance).
+    async fn list_users(&self) -> Result<Vec<User>>;
+
+    /// One version of the folder's journal by its rev, if it is still stored.
+    async fn version(&self, folder: FolderId, rev: u64) -> Result<Option<EntryState>>;
+    /// A page of one path's versions, newest first: those with a rev below `before_rev` (0:
+    /// no bound), at most `limit`. Tombstones included.
+    async fn version_history(
+        &self,
+        folder: FolderId,
+        path: &RelPath,
+        before_rev: u64,
+        limit: u32,
+    ) -> Result<Vec<EntryState>>;
+    /// The folder's trash: paths whose current entry is a deletion and whose last live version
+    /// is still stored, most recently deleted first. Only paths equal to `prefix` or below it
+    /// when given; only deletions with a rev below `before_rev` (0: no bound); at most `limit`.
+    async fn trash(
+        &self,
+        folder: FolderId,
+        prefix: Option<&RelPath>,
+        before_rev: u64,
+        limit: u32,
+    ) -> Result<Vec<TrashEntry>>;
+    /// Makes the content and metadata of version `rev` of `path` the new current version of
+    /// `to_path` (`None`: `path` itself), in one transaction, as a new journal version
+    /// committed by `device` at `now` — so every device syncs it like any edit. Decided by
+    /// [`decide::plan_restore`]: the single outcome is `Accepted` with the new (or unchanged)
+    /// entry, or `Conflict` with the entry in the way. Deleted or unknown ancestors of the
+    /// target are re-created as directories. Fails with [`StoreError::VersionNotFound`] if
+    /// `rev` is not a stored live version of `path`, [`StoreError::FolderNotFound`] if the
+    /// folder is not the user's.
+    #[allow(clippy::too_many_arguments)]
+    async fn restore(
+        &self,
+        user: UserId,
+        folder: FolderId,
+        device: &Device,
+        path: &RelPath,
+        rev: u64,
+        to_path: Option<&RelPath>,
+        now: i64,
+    ) -> Result<CommitOutput>;
+    /// What the user stores: current files, history, and the chunks behind them.
+    async fn usage(&self, user: UserId) -> Result<Usage>;
+    /// Thins the history of every folder by `policy` at time `now`
+    /// ([`retention::prune_path`]): never a path's current version, nor the last live version
+    /// of a deleted path within retention. Each batch of paths is decided and deleted in one
+    /// transaction, against the versions as they are at that moment.
+    async fn prune_history(&self, now: i64, policy: &RetentionPolicy) -> Result<PruneStats>;
+    /// Marks a chunk garbage collection for `user`: the chunks that no stored live version
+    /// references and that were added before `added_before` (Unix seconds). Reads only.
+    async fn unreferenced_chunks(&self, user: UserId, added_before: i64) -> Result<ChunkSweep>;
+    /// Sweeps: forgets those of `hashes` that are candidates of `sweep`, are still referenced
+    /// by no version (re-checking the versions committed since the mark) and were still added
+    /// before the sweep's cutoff; returns them, so the caller deletes their bytes. One
+    /// transaction.
+    async fn delete_chunks(&self, sweep: &ChunkSweep, hashes: &[Hash]) -> Result<Vec<(Hash, u32)>>;
 }
 
 /// Chunk bytes, addressed by (user, BLAKE3 hash). Chunks are stored once per user.

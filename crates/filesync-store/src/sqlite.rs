@@ -9,26 +9,26 @@
 //! The SQL is kept portable (`$n` placeholders, `RETURNING`, `ON CONFLICT`) so a PostgreSQL
 //! store can reuse it; the shared column encodings are in `src/sql.rs`.
 
+mod history;
 mod rows;
 mod schema;
 #[cfg(test)]
 mod tests;
 
 use crate::decide::{Decision, decide};
-use crate::sql::{self, key, unsigned};
+use crate::sql::{self, key};
 use crate::{
-    CommitOutput, Device, DeviceId, Folder, FolderId, MetaStore, Outcome, ProposedChange, Result, StoreError, User,
-    UserId,
+    ChunkSweep, CommitOutput, Device, DeviceId, Folder, FolderId, MetaStore, Outcome, ProposedChange, PruneStats,
+    Result, RetentionPolicy, StoreError, TrashEntry, Usage, User, UserId,
 };
 use async_trait::async_trait;
 use filesync_core::{EntryState, Hash, RelPath};
 use rows::{
-    current_entries, device_from_row, entry_cols, entry_from_row, folder_from_row, insert_versions, known_chunks,
-    upsert_current, user_from_row,
+    current_entries, device_from_row, entry_cols, entry_from_row, folder_from_row, folder_seq, known_chunks,
+    user_from_row, write_applied,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, SqlitePool};
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -318,15 +318,7 @@ impl MetaStore for SqliteMeta {
         let folder_key = key(folder);
         // Dropping `tx` on any early return rolls everything back.
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
-        let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM folders WHERE id = $1 AND user_id = $2")
-            .bind(folder_key)
-            .bind(key(user))
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(seq) = seq else {
-            return Err(StoreError::FolderNotFound(folder));
-        };
-        let start_seq = unsigned(seq, "folder seq")?;
+        let start_seq = folder_seq(&mut tx, user, folder).await?;
 
         // Decide every change against the state the changes before it left.
         let mut paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
@@ -361,34 +353,7 @@ impl MetaStore for SqliteMeta {
             return Ok(CommitOutput { outcomes, folder_seq: start_seq });
         }
 
-        // Every chunk an applied version names must already be durably stored for this user.
-        let mut seen = HashSet::new();
-        let needed: Vec<&Hash> = applied
-            .iter()
-            .filter_map(|e| e.meta.as_ref())
-            .flat_map(|m| m.chunks.iter().map(|c| &c.hash))
-            .filter(|h| seen.insert(*h))
-            .collect();
-        let have = known_chunks(&mut tx, key(user), &needed).await?;
-        let missing: Vec<Hash> = needed.into_iter().filter(|h| !have.contains_key(*h)).copied().collect();
-        if !missing.is_empty() {
-            return Err(StoreError::MissingChunks(missing));
-        }
-
-        insert_versions(&mut tx, folder_key, &applied).await?;
-        // One row per path, its last applied rev (a multi-row upsert may not touch a row twice).
-        let mut last: HashMap<&str, u64> = HashMap::with_capacity(applied.len());
-        for e in &applied {
-            last.insert(e.path.as_str(), e.rev);
-        }
-        let mut revs: Vec<(&str, u64)> = last.into_iter().collect();
-        revs.sort_unstable_by_key(|&(_, rev)| rev);
-        upsert_current(&mut tx, folder_key, &revs).await?;
-        sqlx::query("UPDATE folders SET seq = $1 WHERE id = $2")
-            .bind(key(seq))
-            .bind(folder_key)
-            .execute(&mut *tx)
-            .await?;
+        write_applied(&mut tx, key(user), folder_key, &applied, seq).await?;
         tx.commit().await?;
         tracing::debug!(folder, changes = changes.len(), applied = applied.len(), seq, "committed");
         Ok(CommitOutput { outcomes, folder_seq: seq })
@@ -405,12 +370,15 @@ impl MetaStore for SqliteMeta {
         if chunks.is_empty() {
             return Ok(());
         }
+        // An upload of a chunk already present refreshes `added_at`: garbage collection spares
+        // chunks added after its cutoff, so a chunk re-sent for a commit about to reference it
+        // is not swept away in between.
         let now = schema::unix_now();
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         for batch in chunks.chunks(sql::rows_per_statement(4)) {
             let sql = format!(
                 "INSERT INTO chunks (user_id, hash, size, added_at) VALUES {} \
-                 ON CONFLICT (user_id, hash) DO NOTHING",
+                 ON CONFLICT (user_id, hash) DO UPDATE SET added_at = excluded.added_at",
                 sql::value_rows(batch.len(), 4)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -428,5 +396,65 @@ impl MetaStore for SqliteMeta {
         let mut conn = self.read.acquire().await?;
         let have = known_chunks(&mut conn, key(user), &refs).await?;
         Ok(hashes.iter().map(|h| have.get(h).copied()).collect())
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query("SELECT id, name, password_hash, created_at FROM users ORDER BY id")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn version(&self, folder: FolderId, rev: u64) -> Result<Option<EntryState>> {
+        history::version(&self.read, folder, rev).await
+    }
+
+    async fn version_history(
+        &self,
+        folder: FolderId,
+        path: &RelPath,
+        before_rev: u64,
+        limit: u32,
+    ) -> Result<Vec<EntryState>> {
+        history::version_history(&self.read, folder, path, before_rev, limit).await
+    }
+
+    async fn trash(
+        &self,
+        folder: FolderId,
+        prefix: Option<&RelPath>,
+        before_rev: u64,
+        limit: u32,
+    ) -> Result<Vec<TrashEntry>> {
+        history::trash(&self.read, folder, prefix, before_rev, limit).await
+    }
+
+    async fn restore(
+        &self,
+        user: UserId,
+        folder: FolderId,
+        device: &Device,
+        path: &RelPath,
+        rev: u64,
+        to_path: Option<&RelPath>,
+        now: i64,
+    ) -> Result<CommitOutput> {
+        history::restore(&self.write, user, folder, device, path, rev, to_path, now).await
+    }
+
+    async fn usage(&self, user: UserId) -> Result<Usage> {
+        history::usage(&self.read, user).await
+    }
+
+    async fn prune_history(&self, now: i64, policy: &RetentionPolicy) -> Result<PruneStats> {
+        history::prune_history(&self.read, &self.write, now, policy).await
+    }
+
+    async fn unreferenced_chunks(&self, user: UserId, added_before: i64) -> Result<ChunkSweep> {
+        history::unreferenced_chunks(&self.read, user, added_before).await
+    }
+
+    async fn delete_chunks(&self, sweep: &ChunkSweep, hashes: &[Hash]) -> Result<Vec<(Hash, u32)>> {
+        history::delete_chunks(&self.write, sweep, hashes).await
     }
 }

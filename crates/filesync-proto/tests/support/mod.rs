@@ -147,6 +147,42 @@ pub fn message_strategies() -> Vec<BoxedStrategy<Message>> {
                 Message::CommitResult(CommitResult { outcomes, folder_seq })
             })
             .boxed(),
+        (any::<u64>(), text(), any::<u64>(), any::<u32>())
+            .prop_map(|(folder_id, path, before_rev, limit)| {
+                Message::ListVersions(ListVersions { folder_id, path, before_rev, limit })
+            })
+            .boxed(),
+        (vec(wire_entry(), 0..4), any::<bool>())
+            .prop_map(|(entries, more)| Message::Versions(Versions { entries, more }))
+            .boxed(),
+        (any::<u64>(), text(), any::<u64>(), any::<u32>())
+            .prop_map(|(folder_id, prefix, before_rev, limit)| {
+                Message::ListTrash(ListTrash { folder_id, prefix, before_rev, limit })
+            })
+            .boxed(),
+        (vec((option::of(wire_entry()), option::of(wire_entry())), 0..3), any::<bool>())
+            .prop_map(|(entries, more)| {
+                let entries =
+                    entries.into_iter().map(|(deleted, last_live)| TrashEntry { deleted, last_live }).collect();
+                Message::Trash(Trash { entries, more })
+            })
+            .boxed(),
+        (any::<u64>(), text(), any::<u64>(), text())
+            .prop_map(|(folder_id, path, rev, to_path)| Message::Restore(Restore { folder_id, path, rev, to_path }))
+            .boxed(),
+        empty(Message::Usage),
+        (any::<[u64; 6]>())
+            .prop_map(|[bytes_current, bytes_history, chunks, bytes_stored, files_current, versions_history]| {
+                Message::UsageInfo(UsageInfo {
+                    bytes_current,
+                    bytes_history,
+                    chunks,
+                    bytes_stored,
+                    files_current,
+                    versions_history,
+                })
+            })
+            .boxed(),
     ]
 }
 

@@ -5,16 +5,16 @@ use crate::{CommitOutput, Device, Folder, MetaStore, Outcome, ProposedChange, St
 use filesync_core::{ChunkRef, EntryKind, EntryState, FileMeta, Hash, RelPath};
 use std::collections::BTreeSet;
 
-const NOW: i64 = 1_700_000_000;
+pub(super) const NOW: i64 = 1_700_000_000;
 
 /// A user with one device and one folder, named after the check that uses them.
-struct Account {
-    user: User,
-    device: Device,
-    folder: Folder,
+pub(super) struct Account {
+    pub(super) user: User,
+    pub(super) device: Device,
+    pub(super) folder: Folder,
 }
 
-async fn account<S: MetaStore>(s: &S, check: &str) -> Account {
+pub(super) async fn account<S: MetaStore>(s: &S, check: &str) -> Account {
     let user = s
         .create_user(&format!("conformance-{check}"), "$argon2id$v=19$fake", NOW)
         .await
@@ -31,16 +31,16 @@ async fn account<S: MetaStore>(s: &S, check: &str) -> Account {
     Account { user, device, folder }
 }
 
-fn token(user: &str, device: &str) -> [u8; 32] {
+pub(super) fn token(user: &str, device: &str) -> [u8; 32] {
     Hash::of(format!("token {user} {device}").as_bytes()).0
 }
 
-fn path(s: &str) -> RelPath {
+pub(super) fn path(s: &str) -> RelPath {
     RelPath::new(s).expect("test paths are valid")
 }
 
 /// A one-chunk file with this content.
-fn file(content: &[u8]) -> FileMeta {
+pub(super) fn file(content: &[u8]) -> FileMeta {
     FileMeta {
         kind: EntryKind::File,
         size: content.len() as u64,
@@ -52,22 +52,22 @@ fn file(content: &[u8]) -> FileMeta {
 }
 
 /// A one-chunk file whose chunk the user has.
-async fn stored_file<S: MetaStore>(s: &S, a: &Account, content: &[u8]) -> FileMeta {
+pub(super) async fn stored_file<S: MetaStore>(s: &S, a: &Account, content: &[u8]) -> FileMeta {
     let meta = file(content);
     let chunks: Vec<(Hash, u32)> = meta.chunks.iter().map(|c| (c.hash, c.len)).collect();
     s.add_chunks(a.user.id, &chunks).await.unwrap_or_else(|e| panic!("add_chunks failed: {e}"));
     meta
 }
 
-fn put(p: &str, base_rev: u64, meta: &FileMeta) -> ProposedChange {
+pub(super) fn put(p: &str, base_rev: u64, meta: &FileMeta) -> ProposedChange {
     ProposedChange { path: path(p), base_rev, meta: Some(meta.clone()) }
 }
 
-fn del(p: &str, base_rev: u64) -> ProposedChange {
+pub(super) fn del(p: &str, base_rev: u64) -> ProposedChange {
     ProposedChange { path: path(p), base_rev, meta: None }
 }
 
-async fn commit<S: MetaStore>(s: &S, a: &Account, changes: &[ProposedChange]) -> CommitOutput {
+pub(super) async fn commit<S: MetaStore>(s: &S, a: &Account, changes: &[ProposedChange]) -> CommitOutput {
     let out = s
         .commit(a.user.id, a.folder.id, &a.device, changes, NOW)
         .await
@@ -77,7 +77,7 @@ async fn commit<S: MetaStore>(s: &S, a: &Account, changes: &[ProposedChange]) ->
 }
 
 /// The entry an outcome carries, which must be `Accepted`.
-fn accepted(o: &Outcome, what: &str) -> Option<EntryState> {
+pub(super) fn accepted(o: &Outcome, what: &str) -> Option<EntryState> {
     match o {
         Outcome::Accepted(e) => e.clone(),
         Outcome::Conflict(e) => panic!("{what}: expected Accepted, got Conflict carrying {e:?}"),
@@ -85,7 +85,7 @@ fn accepted(o: &Outcome, what: &str) -> Option<EntryState> {
 }
 
 /// The entry an outcome carries, which must be `Conflict`.
-fn conflict(o: &Outcome, what: &str) -> Option<EntryState> {
+pub(super) fn conflict(o: &Outcome, what: &str) -> Option<EntryState> {
     match o {
         Outcome::Conflict(e) => e.clone(),
         Outcome::Accepted(e) => panic!("{what}: expected Conflict, got Accepted carrying {e:?}"),
@@ -93,15 +93,15 @@ fn conflict(o: &Outcome, what: &str) -> Option<EntryState> {
 }
 
 /// The entry an accepted outcome carries, which must exist.
-fn applied(o: &Outcome, what: &str) -> EntryState {
+pub(super) fn applied(o: &Outcome, what: &str) -> EntryState {
     accepted(o, what).unwrap_or_else(|| panic!("{what}: Accepted must carry the new entry"))
 }
 
-async fn seq<S: MetaStore>(s: &S, a: &Account) -> u64 {
+pub(super) async fn seq<S: MetaStore>(s: &S, a: &Account) -> u64 {
     s.folder(a.user.id, a.folder.id).await.expect("folder").expect("own folder exists").seq
 }
 
-async fn current<S: MetaStore>(s: &S, a: &Account, p: &str) -> Option<EntryState> {
+pub(super) async fn current<S: MetaStore>(s: &S, a: &Account, p: &str) -> Option<EntryState> {
     s.current(a.folder.id, &path(p)).await.expect("current")
 }
 

@@ -7,7 +7,7 @@ use crate::{Device, Folder, Result, StoreError, User};
 use filesync_core::{EntryState, FileMeta, Hash, RelPath};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, Row, SqliteConnection};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// The columns of `versions v` that make an [`EntryState`], in the order [`entry_from_row`]
 /// reads them.
@@ -18,7 +18,42 @@ macro_rules! entry_cols {
     };
 }
 
-pub(super) use entry_cols;
+/// [`entry_cols!`] for another alias of `versions`, read by [`entry_at`].
+macro_rules! entry_cols_of {
+    ($t:literal) => {
+        concat!(
+            $t,
+            ".path, ",
+            $t,
+            ".rev, ",
+            $t,
+            ".deleted, ",
+            $t,
+            ".kind, ",
+            $t,
+            ".size, ",
+            $t,
+            ".mtime_ns, ",
+            $t,
+            ".executable, ",
+            $t,
+            ".hash, ",
+            $t,
+            ".chunks, ",
+            $t,
+            ".device_id, ",
+            $t,
+            ".device_name, ",
+            $t,
+            ".committed_at"
+        )
+    };
+}
+
+pub(super) use {entry_cols, entry_cols_of};
+
+/// Columns [`entry_cols_of!`] selects.
+pub(super) const ENTRY_COLS: usize = 12;
 
 /// Columns per row when inserting into `versions`.
 const VERSION_COLS: usize = 13;
@@ -54,22 +89,27 @@ pub(super) fn folder_from_row(row: &SqliteRow) -> Result<Folder> {
 
 /// Reads the columns of [`entry_cols!`].
 pub(super) fn entry_from_row(row: &SqliteRow) -> Result<EntryState> {
-    let path: String = row.try_get(0)?;
+    entry_at(row, 0)
+}
+
+/// Reads the columns of [`entry_cols_of!`] starting at column `at`.
+pub(super) fn entry_at(row: &SqliteRow, at: usize) -> Result<EntryState> {
+    let path: String = row.try_get(at)?;
     let path =
         RelPath::new(path.clone()).map_err(|e| StoreError::Corrupt(format!("stored path {path:?} is invalid: {e}")))?;
-    let rev = unsigned(row.try_get(1)?, "rev")?;
-    let deleted: bool = row.try_get(2)?;
+    let rev = unsigned(row.try_get(at + 1)?, "rev")?;
+    let deleted: bool = row.try_get(at + 2)?;
     let meta = if deleted {
         None
     } else {
         let context = |what: &str| format!("{what} of {path} rev {rev}");
-        let hash: Option<Vec<u8>> = row.try_get(7)?;
-        let chunks: Option<Vec<u8>> = row.try_get(8)?;
+        let hash: Option<Vec<u8>> = row.try_get(at + 7)?;
+        let chunks: Option<Vec<u8>> = row.try_get(at + 8)?;
         Some(FileMeta {
-            kind: sql::decode_kind(row.try_get(3)?)?,
-            size: unsigned(row.try_get(4)?, &context("size"))?,
-            mtime_ns: row.try_get(5)?,
-            executable: row.try_get(6)?,
+            kind: sql::decode_kind(row.try_get(at + 3)?)?,
+            size: unsigned(row.try_get(at + 4)?, &context("size"))?,
+            mtime_ns: row.try_get(at + 5)?,
+            executable: row.try_get(at + 6)?,
             hash: sql::decode_hash(hash.as_deref().unwrap_or_default(), &context("hash"))?,
             chunks: sql::decode_chunks(chunks.as_deref().unwrap_or_default())?,
         })
@@ -78,9 +118,9 @@ pub(super) fn entry_from_row(row: &SqliteRow) -> Result<EntryState> {
         path,
         rev,
         meta,
-        device_id: unsigned(row.try_get(9)?, "device id")?,
-        device_name: row.try_get(10)?,
-        committed_at: row.try_get(11)?,
+        device_id: unsigned(row.try_get(at + 9)?, "device id")?,
+        device_name: row.try_get(at + 10)?,
+        committed_at: row.try_get(at + 11)?,
     })
 }
 
@@ -139,7 +179,7 @@ pub(super) async fn known_chunks(
 }
 
 /// Writes `entries` (new versions, ascending rev) to `versions`.
-pub(super) async fn insert_versions(conn: &mut SqliteConnection, folder: i64, entries: &[EntryState]) -> Result<()> {
+async fn insert_versions(conn: &mut SqliteConnection, folder: i64, entries: &[EntryState]) -> Result<()> {
     for batch in entries.chunks(sql::rows_per_statement(VERSION_COLS)) {
         let sql = format!(
             "INSERT INTO versions (folder_id, rev, path, deleted, kind, size, mtime_ns, executable, hash, chunks, \
@@ -173,7 +213,7 @@ pub(super) async fn insert_versions(conn: &mut SqliteConnection, folder: i64, en
 }
 
 /// Points `current` at the given revs (one per path).
-pub(super) async fn upsert_current(conn: &mut SqliteConnection, folder: i64, revs: &[(&str, u64)]) -> Result<()> {
+async fn upsert_current(conn: &mut SqliteConnection, folder: i64, revs: &[(&str, u64)]) -> Result<()> {
     for batch in revs.chunks(sql::rows_per_statement(3)) {
         let sql = format!(
             "INSERT INTO current (folder_id, path, rev) VALUES {} \
@@ -186,5 +226,57 @@ pub(super) async fn upsert_current(conn: &mut SqliteConnection, folder: i64, rev
         }
         q.execute(&mut *conn).await?;
     }
+    Ok(())
+}
+
+/// The seq of the user's `folder`, read inside a transaction ([`StoreError::FolderNotFound`]
+/// if the user has no such folder).
+pub(super) async fn folder_seq(conn: &mut SqliteConnection, user: u64, folder: u64) -> Result<u64> {
+    let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM folders WHERE id = $1 AND user_id = $2")
+        .bind(key(folder))
+        .bind(key(user))
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(seq) = seq else {
+        return Err(StoreError::FolderNotFound(folder));
+    };
+    unsigned(seq, "folder seq")
+}
+
+/// Writes new versions (ascending rev, the last of them `seq`) in an open write transaction:
+/// checks that the user has every chunk they name ([`StoreError::MissingChunks`] otherwise),
+/// inserts them, points `current` at the last version of each path and advances the folder's
+/// seq. Shared by commits and restores.
+pub(super) async fn write_applied(
+    conn: &mut SqliteConnection,
+    user: i64,
+    folder: i64,
+    applied: &[EntryState],
+    seq: u64,
+) -> Result<()> {
+    // Every chunk an applied version names must already be durably stored for this user.
+    let mut seen = HashSet::new();
+    let needed: Vec<&Hash> = applied
+        .iter()
+        .filter_map(|e| e.meta.as_ref())
+        .flat_map(|m| m.chunks.iter().map(|c| &c.hash))
+        .filter(|h| seen.insert(*h))
+        .collect();
+    let have = known_chunks(&mut *conn, user, &needed).await?;
+    let missing: Vec<Hash> = needed.into_iter().filter(|h| !have.contains_key(*h)).copied().collect();
+    if !missing.is_empty() {
+        return Err(StoreError::MissingChunks(missing));
+    }
+
+    insert_versions(&mut *conn, folder, applied).await?;
+    // One row per path, its last applied rev (a multi-row upsert may not touch a row twice).
+    let mut last: HashMap<&str, u64> = HashMap::with_capacity(applied.len());
+    for e in applied {
+        last.insert(e.path.as_str(), e.rev);
+    }
+    let mut revs: Vec<(&str, u64)> = last.into_iter().collect();
+    revs.sort_unstable_by_key(|&(_, rev)| rev);
+    upsert_current(&mut *conn, folder, &revs).await?;
+    sqlx::query("UPDATE folders SET seq = $1 WHERE id = $2").bind(key(seq)).bind(folder).execute(&mut *conn).await?;
     Ok(())
 }

@@ -337,3 +337,31 @@ pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
 pub fn conflict_copies(t: &BTreeMap<String, Node>) -> Vec<String> {
     t.keys().filter(|k| k.contains("(conflicted copy from ")).cloned().collect()
 }
+
+impl TestClient {
+    /// Runs a command printing JSON, which must succeed, and parses its output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ok(args, None);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{}: `filesync {}` printed bad JSON ({e}): {out}", self.name, args.join(" ")))
+    }
+}
+
+impl TestClient {
+    /// `filesync folder set docs KEY VALUE`, which must succeed.
+    pub fn set(&self, key: &str, value: &str) -> String {
+        self.ok(&["folder", "set", "docs", key, value], None)
+    }
+
+    /// The status of the folder `docs` as `filesync status --json` reports it (`null` before
+    /// anything wrote a status).
+    pub fn folder_status(&self) -> serde_json::Value {
+        let out = self.ok(&["status", "--json"], None);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
+        v["status"]["folders"]
+            .as_array()
+            .and_then(|f| f.iter().find(|x| x["name"] == "docs"))
+            .cloned()
+            .unwrap_or_default()
+    }
+}

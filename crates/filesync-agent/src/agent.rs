@@ -4,7 +4,7 @@
 //!
 //! Invariant: at most one pass per folder runs at a time; a burst of events yields one pass.
 
-use crate::config::{Config, FolderConfig, Home};
+use crate::config::{Config, FolderConfig, Home, Schedule};
 use crate::engine::{Engine, SyncError};
 use crate::fs::{Filesystem, RealFs};
 use crate::state::StateDb;
@@ -37,8 +37,11 @@ pub struct AgentOptions {
     pub debounce: Duration,
     /// A pass starts at the latest this long after the first change of a burst.
     pub max_delay: Duration,
-    /// Full rescan interval, for anything the watcher missed.
+    /// Full rescan interval, for anything the watcher missed, for a folder whose
+    /// `rescan_secs` setting is 0 (otherwise that setting applies).
     pub rescan: Duration,
+    /// Where the status and activity are published for the local UI.
+    pub live: crate::live::LiveStatus,
 }
 
 impl Default for AgentOptions {
@@ -47,9 +50,14 @@ impl Default for AgentOptions {
             debounce: Duration::from_millis(100),
             max_delay: Duration::from_millis(500),
             rescan: Duration::from_secs(60),
+            live: crate::live::LiveStatus::default(),
         }
     }
 }
+
+/// How often a folder task looks for a request from the command line (confirm deletions,
+/// revert) in the state database.
+const REQUEST_POLL: Duration = Duration::from_secs(1);
 
 /// What wakes a folder task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +123,7 @@ pub(crate) fn unix_now() -> i64 {
 pub struct StatusBoard {
     inner: Arc<Mutex<AgentStatus>>,
     dirty: Arc<tokio::sync::Notify>,
+    live: Option<crate::live::LiveStatus>,
 }
 
 impl StatusBoard {
@@ -142,13 +151,22 @@ impl StatusBoard {
                 })
                 .collect(),
         };
-        StatusBoard { inner: Arc::new(Mutex::new(status)), dirty: Arc::new(tokio::sync::Notify::new()) }
+        StatusBoard { inner: Arc::new(Mutex::new(status)), dirty: Arc::new(tokio::sync::Notify::new()), live: None }
+    }
+
+    /// Also publishes every change (and each pass's activity) to `live`, for the local UI.
+    pub fn with_live(mut self, live: crate::live::LiveStatus) -> StatusBoard {
+        self.live = Some(live);
+        self
     }
 
     pub fn update(&self, f: impl FnOnce(&mut AgentStatus)) {
         let mut s = self.inner.lock().expect("status lock");
         f(&mut s);
         s.updated_at = unix_now();
+        if let Some(live) = &self.live {
+            live.publish(&s);
+        }
         self.dirty.notify_one();
     }
 
@@ -178,10 +196,25 @@ impl StatusBoard {
 
 /// Applies a pass's outcome to the status board.
 pub fn report_pass(board: &StatusBoard, name: &str, r: &Result<crate::engine::PassReport, SyncError>) {
+    if let Some(live) = &board.live {
+        live.pass_done(name, r);
+    }
     board.folder(name, |f| {
         f.progress = None;
         match r {
+            Ok(rep) if rep.paused.is_some() => {
+                let p = rep.paused.as_ref().expect("checked");
+                f.state = FolderState::Paused;
+                f.paused_reason = Some(p.reason.clone());
+                f.pending = rep.pending;
+            }
+            Err(e @ SyncError::FolderMissing { .. }) => {
+                f.state = FolderState::Paused;
+                f.paused_reason = Some(e.to_string());
+                f.last_error = None;
+            }
             Ok(rep) => {
+                f.paused_reason = None;
                 f.files = rep.files;
                 f.bytes = rep.bytes;
                 f.pending = rep.pending;
@@ -222,14 +255,37 @@ pub async fn run(
     opts: AgentOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    run_with_ready(home, opts, shutdown, || {}).await
+}
+
+/// Like [`run`], and calls `ready` once the agent holds the home's lock and has its state
+/// database open — the moment a service manager should consider it started (systemd's
+/// `READY=1`, the Windows service's `SERVICE_RUNNING`). A computer not logged in yet waits for
+/// a login (made in the local UI or by `filesync login`) instead of failing.
+pub async fn run_with_ready(
+    home: Home,
+    opts: AgentOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+    ready: impl FnOnce(),
+) -> Result<(), AgentError> {
     let _lock = HomeLock::acquire(&home)?;
     let db = StateDb::open(&home.state_path()).await?;
     tokio::pin!(shutdown);
+    let mut ready = Some(ready);
     loop {
         let config = home.load()?;
         let token = home.token()?;
+        if let Some(ready) = ready.take() {
+            ready();
+        }
         if config.server.is_none() || token.is_none() {
-            return Err(AgentError::NotLoggedIn);
+            // Not an error: the first run happens in the local UI. Wait for a login.
+            info!("this computer is not logged in; waiting for a login (`filesync ui` or `filesync login`)");
+            opts.live.publish_logged_out();
+            tokio::select! {
+                _ = shutdown.as_mut() => return Ok(()),
+                _ = config_changed(&home, &config, token) => continue,
+            }
         }
         match run_config(&home, &config, token, &db, &opts, shutdown.as_mut()).await {
             Exit::Shutdown => return Ok(()),
@@ -264,7 +320,7 @@ async fn run_config(
     shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Exit {
     let db = db.clone();
-    let board = StatusBoard::new(&config.folders, Some(std::process::id()));
+    let board = StatusBoard::new(&config.folders, Some(std::process::id())).with_live(opts.live.clone());
     let status_writer = tokio::spawn(board.clone().writer(home.clone()));
     board.update(|_| {});
 
@@ -279,7 +335,10 @@ async fn run_config(
             Err(e) => warn!(folder = %f.name, "cannot watch {}: {e}; relying on periodic rescans", f.path.display()),
         }
         folder_txs.insert(f.name.clone(), tx);
-        tasks.push(tokio::spawn(folder_task(f.clone(), rx, engine_rx.clone(), board.clone(), opts.clone())));
+        let paused = (f.settings.paused || config.paused)
+            .then(|| crate::engine::policy::Paused::by_user(&f.name, config.paused && !f.settings.paused));
+        let task = folder_task(f.clone(), paused, rx, engine_rx.clone(), board.clone(), opts.clone(), db.clone());
+        tasks.push(tokio::spawn(task));
     }
     let folder_txs = Arc::new(folder_txs);
 
@@ -405,49 +464,102 @@ fn watch_folder(f: &FolderConfig, tx: mpsc::Sender<Event>) -> notify::Result<not
     Ok(w)
 }
 
+/// When a folder task runs passes, from the folder's `schedule` setting.
+fn cadence(folder: &FolderConfig, opts: &AgentOptions) -> (Duration, bool) {
+    match folder.settings.schedule() {
+        Schedule::Continuous => {
+            let rescan = if folder.settings.rescan_secs == 0 {
+                opts.rescan
+            } else {
+                Duration::from_secs(folder.settings.rescan_secs)
+            };
+            (rescan, true)
+        }
+        Schedule::Every(period) => (period, false),
+    }
+}
+
+/// One folder: waits for a reason to sync and a connection, runs a pass, reports it.
+///
+/// Continuous schedule: a watcher event or a server push starts a pass (after a short
+/// debounce), and a full pass runs every `rescan_secs` anyway. Interval schedule: events only
+/// mark the folder dirty; passes run when the interval is due (and once at the start). A
+/// paused folder runs nothing. A request from the command line (confirm deletions, revert)
+/// starts a pass at once whatever the schedule.
 async fn folder_task(
     folder: FolderConfig,
+    paused: Option<crate::engine::policy::Paused>,
     mut events: mpsc::Receiver<Event>,
     mut engine: watch::Receiver<Option<Engine>>,
     board: StatusBoard,
     opts: AgentOptions,
+    db: StateDb,
 ) {
+    if let Some(p) = paused {
+        board.folder(&folder.name, |f| {
+            f.state = FolderState::Paused;
+            f.paused_reason = Some(p.reason);
+        });
+        // Runs nothing until the configuration changes (which restarts this task).
+        while events.recv().await.is_some() {}
+        return;
+    }
+    let mut guard_paused = false;
+    if let Ok(Some(reason)) = crate::engine::policy::tripped(&db, &folder.name).await {
+        guard_paused = true;
+        board.folder(&folder.name, |f| {
+            f.state = FolderState::Paused;
+            f.paused_reason = Some(reason);
+        });
+    }
     let fs: Arc<dyn Filesystem> = Arc::new(RealFs::new(folder.path.clone()));
+    let (period, continuous) = cadence(&folder, &opts);
+    let mut due_tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    due_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut request_poll = tokio::time::interval(REQUEST_POLL);
     let mut dirty = true;
-    let mut rescan = tokio::time::interval(opts.rescan);
-    rescan.tick().await;
+    let mut due = true;
     loop {
-        // Wait for something to do and a connection to do it with.
+        // Wait for something to do, the schedule's permission, and a connection to do it with.
         let current = engine.borrow().clone();
-        let Some(eng) = current.filter(|_| dirty) else {
+        let Some(eng) = current.filter(|_| dirty && (continuous || due)) else {
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(_) => dirty = true,
                     None => return,
                 },
-                _ = rescan.tick() => dirty = true,
+                _ = due_tick.tick() => (dirty, due) = (true, true),
+                _ = request_poll.tick() => {
+                    if crate::engine::policy::request_pending(&db, &folder.name).await.unwrap_or(false) {
+                        (dirty, due) = (true, true);
+                    }
+                }
                 r = engine.changed() => if r.is_err() { return },
             }
-            if engine.borrow().is_none() {
+            if engine.borrow().is_none() && !guard_paused {
                 board.folder(&folder.name, |f| f.state = FolderState::Offline);
             }
             continue;
         };
-        // Debounce a burst of events into one pass.
-        let start = tokio::time::Instant::now();
-        loop {
-            let wait = opts.debounce.min(opts.max_delay.saturating_sub(start.elapsed()));
-            if wait.is_zero() {
-                break;
-            }
-            match tokio::time::timeout(wait, events.recv()).await {
-                Ok(Some(_)) => continue,
-                Ok(None) => return,
-                Err(_) => break,
+        if continuous {
+            // Debounce a burst of events into one pass.
+            let start = tokio::time::Instant::now();
+            loop {
+                let wait = opts.debounce.min(opts.max_delay.saturating_sub(start.elapsed()));
+                if wait.is_zero() {
+                    break;
+                }
+                match tokio::time::timeout(wait, events.recv()).await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
             }
         }
-        dirty = false;
-        board.folder(&folder.name, |f| f.state = FolderState::Syncing);
+        (dirty, due) = (false, false);
+        if !guard_paused {
+            board.folder(&folder.name, |f| f.state = FolderState::Syncing);
+        }
         let progress = Arc::new(Progress::default());
         let ticker = {
             let board = board.clone();
@@ -463,13 +575,19 @@ async fn folder_task(
         };
         let r = eng.sync_folder(&folder, fs.clone(), &progress).await;
         ticker.abort();
+        // The next scheduled pass (or rescan) is one period after this one ended.
+        due_tick.reset();
         if let Err(e) = &r {
             warn!(folder = %folder.name, "sync failed: {e}");
             if e.is_transient() {
-                dirty = true; // retry once reconnected
+                (dirty, due) = (true, true); // retry once reconnected
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+        guard_paused = match &r {
+            Ok(rep) => rep.paused.as_ref().is_some_and(|p| p.by_guard),
+            Err(e) => matches!(e, SyncError::FolderMissing { .. }),
+        };
         report_pass(&board, &folder.name, &r);
         // Errors on single files are retried on the next rescan; events that arrived during
         // the pass make it dirty again through the channel.

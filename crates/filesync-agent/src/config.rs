@@ -88,6 +88,152 @@ impl Default for FolderSettings {
     }
 }
 
+impl FolderSettings {
+    /// The schedule; an unparsable one (only a hand-edited file can hold one) is continuous.
+    pub fn schedule(&self) -> Schedule {
+        Schedule::parse(&self.schedule).unwrap_or(Schedule::Continuous)
+    }
+
+    /// The direction, as the planner takes it.
+    pub fn planner_direction(&self) -> filesync_planner::Direction {
+        match self.direction {
+            Direction::TwoWay => filesync_planner::Direction::TwoWay,
+            Direction::UploadOnly => filesync_planner::Direction::UploadOnly,
+            Direction::DownloadOnly => filesync_planner::Direction::DownloadOnly,
+        }
+    }
+
+    /// The mass-delete guard's thresholds.
+    pub fn guard(&self) -> filesync_planner::Guard {
+        filesync_planner::Guard { percent: self.guard_percent, min_files: self.guard_min_files }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Direction::TwoWay => "two-way",
+            Direction::UploadOnly => "upload-only",
+            Direction::DownloadOnly => "download-only",
+        })
+    }
+}
+
+impl std::str::FromStr for Direction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Direction, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "two-way" | "twoway" | "both" => Ok(Direction::TwoWay),
+            "upload-only" | "upload" => Ok(Direction::UploadOnly),
+            "download-only" | "download" => Ok(Direction::DownloadOnly),
+            _ => Err(format!("{s:?} is not a direction; use two-way, upload-only or download-only")),
+        }
+    }
+}
+
+/// When a folder's sync passes run (the `schedule` setting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// On every change (file watcher and server push), plus a full rescan every `rescan_secs`.
+    Continuous,
+    /// Only at this interval; changes noticed meanwhile wait for it.
+    Every(std::time::Duration),
+}
+
+impl Schedule {
+    /// Parses `continuous`, `hourly`, `daily`, or `every N` with a unit: `every 90s`,
+    /// `every 5m`, `every 2h`, `every 1d` (also `every 5 minutes`).
+    pub fn parse(text: &str) -> Result<Schedule, String> {
+        let t = text.trim().to_ascii_lowercase();
+        let bad = || {
+            format!(
+                "{text:?} is not a schedule; use continuous, hourly, daily, or an interval such as `every 90s`, \
+                 `every 5m`, `every 2h`"
+            )
+        };
+        let secs = match t.as_str() {
+            "continuous" => return Ok(Schedule::Continuous),
+            "hourly" => 3600,
+            "daily" => 86_400,
+            _ => {
+                let rest = t.strip_prefix("every").ok_or_else(bad)?.trim();
+                let split = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+                let (n, unit) = rest.split_at(split);
+                let n: u64 = n.parse().map_err(|_| bad())?;
+                let unit_secs = match unit.trim() {
+                    "s" | "sec" | "secs" | "second" | "seconds" => 1,
+                    "m" | "min" | "mins" | "minute" | "minutes" => 60,
+                    "h" | "hr" | "hrs" | "hour" | "hours" => 3600,
+                    "d" | "day" | "days" => 86_400,
+                    _ => return Err(bad()),
+                };
+                n.checked_mul(unit_secs)
+                    .filter(|s| *s > 0 && *s <= 366 * 86_400)
+                    .ok_or_else(|| format!("{text:?}: the interval must be between 1 second and 366 days"))?
+            }
+        };
+        Ok(Schedule::Every(std::time::Duration::from_secs(secs)))
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Continuous => f.write_str("continuous"),
+            Schedule::Every(d) => {
+                let s = d.as_secs();
+                match s {
+                    3600 => f.write_str("hourly"),
+                    86_400 => f.write_str("daily"),
+                    _ if s % 86_400 == 0 => write!(f, "every {}d", s / 86_400),
+                    _ if s % 3600 == 0 => write!(f, "every {}h", s / 3600),
+                    _ if s % 60 == 0 => write!(f, "every {}m", s / 60),
+                    _ => write!(f, "every {s}s"),
+                }
+            }
+        }
+    }
+}
+
+/// Parses a bandwidth limit: `unlimited` (or `none`, `0`) is `None`; otherwise bytes per
+/// second, with an optional binary suffix: `512k` = 512 KiB/s, `2M`, `1G` (`KiB`, `MB/s`
+/// and the like are accepted too).
+pub fn parse_rate(text: &str) -> Result<Option<u64>, String> {
+    let t = text.trim().to_ascii_lowercase();
+    if matches!(t.as_str(), "unlimited" | "none" | "off" | "0") {
+        return Ok(None);
+    }
+    let bad = || format!("{text:?} is not a rate; use bytes per second such as 512k, 2M or 1G, or `unlimited`");
+    let t = t.strip_suffix("/s").unwrap_or(&t);
+    let t = t.strip_suffix("ib").or_else(|| t.strip_suffix('b')).unwrap_or(t);
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim() {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    let bytes = n.checked_mul(mult).ok_or_else(bad)?;
+    if bytes < 1024 {
+        return Err(format!("{text:?} is below the smallest limit, 1k (1024 bytes per second)"));
+    }
+    Ok(Some(bytes))
+}
+
+/// A limit as a person reads it: `unlimited`, `512k`, `2M`, or bytes per second.
+pub fn format_rate(rate: Option<u64>) -> String {
+    match rate {
+        None => "unlimited".into(),
+        Some(b) if b % (1 << 30) == 0 => format!("{}G", b >> 30),
+        Some(b) if b % (1 << 20) == 0 => format!("{}M", b >> 20),
+        Some(b) if b % (1 << 10) == 0 => format!("{}k", b >> 10),
+        Some(b) => b.to_string(),
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Config {
     /// `host:port` of the server.
@@ -102,6 +248,29 @@ pub struct Config {
     pub paused: bool,
     #[serde(default)]
     pub folders: Vec<FolderConfig>,
+    /// The local web UI (the `[ui]` table); omitted from the file while it has its defaults.
+    #[serde(default, skip_serializing_if = "UiConfig::is_default")]
+    pub ui: UiConfig,
+}
+
+/// Where and how the agent serves the local web UI.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct UiConfig {
+    /// `ADDRESS:PORT` to listen on; `None`: `127.0.0.1:7780`. A non-loopback address requires
+    /// `password_hash`.
+    pub listen: Option<String>,
+    /// Argon2id hash (PHC string) of the UI password (`filesync ui --set-password`).
+    pub password_hash: Option<String>,
+    /// Extra `Host` header values accepted besides the listen address and loopback names
+    /// (the names people use to reach a non-loopback UI, e.g. `nas.local:7780`).
+    pub allowed_hosts: Vec<String>,
+}
+
+impl UiConfig {
+    pub fn is_default(&self) -> bool {
+        *self == UiConfig::default()
+    }
 }
 
 /// The files of one client home directory.
@@ -200,6 +369,69 @@ pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> Result<(), Confi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn schedules_parse_and_print_canonically() {
+        let every = |s| Schedule::Every(Duration::from_secs(s));
+        for (text, want) in [
+            ("continuous", Schedule::Continuous),
+            (" Continuous ", Schedule::Continuous),
+            ("hourly", every(3600)),
+            ("daily", every(86_400)),
+            ("every 5m", every(300)),
+            ("every 90s", every(90)),
+            ("every 2h", every(7200)),
+            ("every 1d", every(86_400)),
+            ("every 10 minutes", every(600)),
+            ("every30s", every(30)),
+        ] {
+            assert_eq!(Schedule::parse(text), Ok(want), "{text}");
+        }
+        for bad in ["", "sometimes", "every", "every 5", "every 0s", "every -1m", "every 5w", "every 400d", "5m"] {
+            let e = Schedule::parse(bad).unwrap_err();
+            assert!(e.contains("every") || e.contains("interval"), "{bad}: {e}");
+        }
+        for (s, shown) in
+            [(every(3600), "hourly"), (every(300), "every 5m"), (every(90), "every 90s"), (every(7200), "every 2h")]
+        {
+            assert_eq!(s.to_string(), shown);
+            assert_eq!(Schedule::parse(shown), Ok(s));
+        }
+        let settings = FolderSettings { schedule: "whenever".into(), ..Default::default() };
+        assert_eq!(settings.schedule(), Schedule::Continuous, "a hand-edited bad value falls back");
+    }
+
+    #[test]
+    fn rates_parse_with_binary_suffixes() {
+        for (text, want) in [
+            ("unlimited", None),
+            ("0", None),
+            ("512k", Some(512 * 1024)),
+            ("512K", Some(512 * 1024)),
+            ("2M", Some(2 << 20)),
+            ("2MB/s", Some(2 << 20)),
+            ("1 GiB", Some(1 << 30)),
+            ("4096", Some(4096)),
+        ] {
+            assert_eq!(parse_rate(text), Ok(want), "{text}");
+        }
+        for bad in ["fast", "-5k", "5x", "1.5M", "", "100"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+        assert!(parse_rate("100").unwrap_err().contains("smallest"));
+        for r in [None, Some(512 * 1024), Some(2 << 20), Some(1 << 30), Some(1500)] {
+            assert_eq!(parse_rate(&format_rate(r)), Ok(r));
+        }
+    }
+
+    #[test]
+    fn directions_parse_and_print() {
+        for d in [Direction::TwoWay, Direction::UploadOnly, Direction::DownloadOnly] {
+            assert_eq!(d.to_string().parse::<Direction>(), Ok(d));
+        }
+        assert!("sideways".parse::<Direction>().unwrap_err().contains("upload-only"));
+    }
 
     #[test]
     fn config_round_trip_and_private_token() {

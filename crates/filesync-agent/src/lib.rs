@@ -8,9 +8,12 @@
 pub mod agent;
 pub mod config;
 pub mod engine;
+pub mod filter;
 pub mod fs;
+pub mod live;
 pub mod memfs;
 pub mod names;
+pub mod ops;
 pub mod scan;
 pub mod state;
 pub mod status;

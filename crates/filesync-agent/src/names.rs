@@ -73,7 +73,7 @@ pub fn skipped_paths(
     }
     // Everything below a skipped directory goes with it.
     let roots: Vec<RelPath> = skipped.keys().cloned().collect();
-    for (path, _) in paths {
+    for path in paths.keys() {
         if let Some(root) = roots.iter().find(|r| r.is_ancestor_of(path))
             && !skipped.contains_key(path)
         {

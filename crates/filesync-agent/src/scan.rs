@@ -1,8 +1,11 @@
 //! The scanner: walks a folder through the [`Filesystem`] seam and reports what is on disk —
 //! every syncable file and directory with its metadata and content hash — plus what it had to
 //! skip and why. Files whose size, mtime and inode match what the last sync recorded keep
-//! their recorded hash; the rest are read and hashed in parallel.
+//! their recorded hash; the rest are read and hashed in parallel. With ignore rules
+//! ([`Scanner::scan_ignoring`]) an ignored path is not reported, and an ignored directory is
+//! not even listed.
 
+use crate::filter::IgnoreRules;
 use crate::fs::{DirEntry, Filesystem, Stat, StatKind};
 use filesync_core::path::TEMP_PREFIX;
 use filesync_core::{ChunkRef, Chunker, EntryKind, FileDigest, FileMeta, Hash, RelPath};
@@ -105,7 +108,17 @@ pub struct Scanner<'a> {
 
 impl Scanner<'_> {
     pub fn scan(&self) -> io::Result<ScanOutput> {
-        let mut walk = Walk::new(self);
+        self.walk(None)
+    }
+
+    /// [`Scanner::scan`] leaving out what `rules` ignore: such paths are neither reported nor
+    /// skipped, and ignored directories are not descended into.
+    pub fn scan_ignoring(&self, rules: &IgnoreRules) -> io::Result<ScanOutput> {
+        self.walk(Some(rules))
+    }
+
+    fn walk(&self, rules: Option<&IgnoreRules>) -> io::Result<ScanOutput> {
+        let mut walk = Walk::new(self, rules);
         let listing = walk.read_root()?;
         walk.visit_listing(None, &listing, None);
         walk.walk_pending();
@@ -113,7 +126,7 @@ impl Scanner<'_> {
     }
 
     pub fn scan_paths(&self, paths: &[RelPath]) -> io::Result<ScanOutput> {
-        let mut walk = Walk::new(self);
+        let mut walk = Walk::new(self, None);
         // A path below another requested one is covered by that one's walk (or, if the
         // ancestor is not a directory, cannot exist).
         let requested: HashSet<&str> = paths.iter().map(RelPath::as_str).collect();
@@ -179,6 +192,7 @@ fn join(dir: Option<&RelPath>, name: &str) -> Result<RelPath, filesync_core::Pat
 /// The state of one scan: listing is sequential, hashing happens at the end in parallel.
 struct Walk<'s, 'a> {
     s: &'s Scanner<'a>,
+    rules: Option<&'s IgnoreRules>,
     entries: BTreeMap<RelPath, LocalEntry>,
     skipped: Vec<Skipped>,
     /// Files that must be read.
@@ -188,8 +202,8 @@ struct Walk<'s, 'a> {
 }
 
 impl<'s, 'a> Walk<'s, 'a> {
-    fn new(s: &'s Scanner<'a>) -> Self {
-        Walk { s, entries: BTreeMap::new(), skipped: Vec::new(), to_hash: Vec::new(), pending: Vec::new() }
+    fn new(s: &'s Scanner<'a>, rules: Option<&'s IgnoreRules>) -> Self {
+        Walk { s, rules, entries: BTreeMap::new(), skipped: Vec::new(), to_hash: Vec::new(), pending: Vec::new() }
     }
 
     fn read_root(&self) -> io::Result<Vec<DirEntry>> {
@@ -246,6 +260,14 @@ impl<'s, 'a> Walk<'s, 'a> {
         let name = entry.name.as_str();
         if name.starts_with(TEMP_PREFIX) {
             return;
+        }
+        if let Some(rules) = self.rules
+            && entry.name_is_unicode
+        {
+            let nfc: String = name.nfc().collect();
+            if join(dir, &nfc).is_ok_and(|p| rules.matches(&p, entry.stat.kind == StatKind::Dir)) {
+                return; // its parents were checked on the way down
+            }
         }
         if !entry.name_is_unicode {
             let reason = "the name is not valid Unicode (UTF-8); rename it to sync it";
@@ -575,6 +597,25 @@ mod tests {
         assert!(out.entries.contains_key(&p("open/b")));
         assert!(out.skipped_paths().covers(&p("secret/a")));
         assert!(out.skipped[0].reason.contains("permission denied"), "{:?}", out.skipped);
+    }
+
+    #[test]
+    fn ignored_paths_are_not_reported_and_ignored_directories_not_listed() {
+        let fs = MemFs::new();
+        fs.write(".filesyncignore", "build/\n*.log\n");
+        fs.write("keep.txt", "k");
+        fs.write("debug.log", "l");
+        fs.write("sub/.DS_Store", "junk");
+        fs.write("build/out.o", "o");
+        fs.symlink("build/link");
+        let rules = IgnoreRules::load(&fs);
+        let known = HashMap::new();
+        let out =
+            Scanner { fs: &fs, rename: true, known: &known, chunker: &Chunker::tiny() }.scan_ignoring(&rules).unwrap();
+        let paths: Vec<_> = out.entries.keys().map(RelPath::as_str).collect();
+        assert_eq!(paths, [".filesyncignore", "keep.txt", "sub"]);
+        assert!(out.skipped.is_empty(), "nothing under an ignored directory is even looked at: {:?}", out.skipped);
+        assert_eq!(fs.open_count("build/out.o"), 0);
     }
 
     #[test]

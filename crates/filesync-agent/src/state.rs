@@ -364,6 +364,8 @@ impl StateDb {
             "DELETE FROM remote WHERE folder = (SELECT id FROM folders WHERE name = ?)",
             "DELETE FROM base WHERE folder = (SELECT id FROM folders WHERE name = ?)",
             "DELETE FROM folders WHERE name = ?",
+            // The folder's one-off requests and guard trip (`engine::policy`).
+            "DELETE FROM kv WHERE key IN ('guard-trip/' || ?1, 'guard-confirm/' || ?1, 'revert/' || ?1)",
         ] {
             sqlx::query(sql)
                 .bind(folder)
@@ -380,6 +382,15 @@ impl StateDb {
             .fetch_optional(&self.pool)
             .await
             .map_err(ctx(format!("reading '{key}'")))
+    }
+
+    pub async fn delete_kv(&self, key: &str) -> Result<(), StateError> {
+        sqlx::query("DELETE FROM kv WHERE key = ?")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(ctx(format!("deleting '{key}'")))
     }
 
     pub async fn set_kv(&self, key: &str, value: &str) -> Result<(), StateError> {
@@ -643,6 +654,9 @@ mod tests {
         db.set_kv("status", "idle").await.unwrap();
         db.set_kv("status", "syncing").await.unwrap();
         assert_eq!(db.get_kv("status").await.unwrap().as_deref(), Some("syncing"));
+        db.delete_kv("status").await.unwrap();
+        db.delete_kv("status").await.unwrap();
+        assert_eq!(db.get_kv("status").await.unwrap(), None);
     }
 
     #[tokio::test]

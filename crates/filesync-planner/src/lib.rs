@@ -9,8 +9,10 @@
 use filesync_core::{FileMeta, RelPath};
 use std::collections::BTreeMap;
 
+mod guard;
 mod plan;
-pub use plan::plan;
+pub use guard::{Guard, MassDelete, mass_delete};
+pub use plan::{plan, plan_eviction};
 
 /// The last synced state of a path: the server rev both sides agreed on, and its metadata.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,12 +37,43 @@ pub struct PathState {
     pub remote: Option<Remote>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Which way changes flow for a folder on this computer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Changes flow both ways.
+    #[default]
+    TwoWay,
+    /// This computer is the source: the local folder is never changed. Local changes are
+    /// uploaded; a path changed on both sides is uploaded over the remote version (which the
+    /// server keeps in its history); remote-only changes are reported as
+    /// [`Action::NotDownloaded`].
+    UploadOnly,
+    /// The server is the source: nothing is ever uploaded or deleted remotely. Remote changes
+    /// are applied; a local edit that meets a remote change is kept as a conflict copy first;
+    /// local-only changes stay and are reported as [`Action::NotUploaded`].
+    DownloadOnly,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PlanContext {
     /// This device's name, used in conflict-copy names.
     pub device_name: String,
     /// Unix seconds, used in conflict-copy names.
     pub now_unix: i64,
+    /// Which way changes flow (default: both ways).
+    pub direction: Direction,
+    /// A one-off "revert": with [`Direction::UploadOnly`], make the server equal this computer
+    /// (upload every difference, delete remote-only paths); with [`Direction::DownloadOnly`],
+    /// make this computer equal the server (replace local edits, remove local-only paths — the
+    /// one deliberately destructive plan). No effect with [`Direction::TwoWay`].
+    pub revert: bool,
+}
+
+impl PlanContext {
+    /// A two-way context.
+    pub fn new(device_name: impl Into<String>, now_unix: i64) -> PlanContext {
+        PlanContext { device_name: device_name.into(), now_unix, ..PlanContext::default() }
+    }
 }
 
 /// One step of a plan. The plan lists steps in the order they must run:
@@ -49,7 +82,8 @@ pub struct PlanContext {
 /// 3. `Upload`, parents before children;
 /// 4. `DeleteLocal`, children before parents;
 /// 5. `DeleteRemote`, children before parents;
-/// 6. `RecordBase` and `ForgetBase`.
+/// 6. `RecordBase` and `ForgetBase`;
+/// 7. `NotUploaded` and `NotDownloaded` (reports; nothing to do).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Conflict: rename the local file or directory at `path` to `copy` (a name no other path
@@ -72,9 +106,21 @@ pub enum Action {
     RecordBase { path: RelPath, rev: u64 },
     /// The path is gone on both sides; forget its base.
     ForgetBase { path: RelPath },
+    /// Download-only: the local change of `path` (an edit, a new path, a deletion) is not
+    /// sent to the server. Nothing to do but report it.
+    NotUploaded { path: RelPath },
+    /// Upload-only: the remote change of `path` is not applied here. Nothing to do but
+    /// report it.
+    NotDownloaded { path: RelPath },
 }
 
 impl Action {
+    /// True for the actions that only report a change the direction holds back
+    /// ([`Action::NotUploaded`], [`Action::NotDownloaded`]): nothing to execute.
+    pub fn is_report(&self) -> bool {
+        matches!(self, Action::NotUploaded { .. } | Action::NotDownloaded { .. })
+    }
+
     pub fn path(&self) -> &RelPath {
         match self {
             Action::MoveLocalAside { path, .. }
@@ -83,7 +129,9 @@ impl Action {
             | Action::DeleteLocal { path }
             | Action::DeleteRemote { path, .. }
             | Action::RecordBase { path, .. }
-            | Action::ForgetBase { path } => path,
+            | Action::ForgetBase { path }
+            | Action::NotUploaded { path }
+            | Action::NotDownloaded { path } => path,
         }
     }
 }

@@ -27,12 +27,22 @@
 //! 3. **Emit** ([`emit`]) the actions in contract order, naming conflict copies so that no
 //!    copy takes a name the folder state or another copy uses.
 //!
+//! # Directions
+//!
+//! Stage 1 decides as if changes flowed both ways; [`restrict`] then takes out what the
+//! folder's [`Direction`] forbids. Upload-only: a remote-only change becomes `NotDownloaded`,
+//! and a path changed on both sides is uploaded (or deleted) over the remote version instead
+//! of becoming a conflict. Download-only: a local-only change becomes `NotUploaded`; a
+//! conflict still keeps the local version as a copy. A *revert* decides from the source side
+//! alone ([`mirror_local`], [`mirror_remote`]). Stage 2 then keeps the trees valid on the side
+//! the plan may change, per direction (see [`fit`]).
+//!
 //! *Invariant:* a path gets at most one action, except a conflict's `MoveLocalAside` and the
 //! `Download` that follows it. `DeleteLocal` is planned only for a local version equal to the
 //! base, `DeleteRemote` only for a remote version at the base rev, and an `Upload` is always
 //! based on the server's current rev of the path (0 when the server has none).
 
-use crate::{Action, FolderState, PathState, PlanContext};
+use crate::{Action, Direction, FolderState, PathState, PlanContext};
 use filesync_core::conflict::conflict_copy_path;
 use filesync_core::{EntryKind, FileMeta, RelPath};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -40,10 +50,43 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 /// Computes the actions that bring `state` in sync. Pure and deterministic: the same input
 /// gives the same plan. See the module documentation for the rules.
 pub fn plan(state: &FolderState, ctx: &PlanContext) -> Vec<Action> {
-    let mut decisions: BTreeMap<&RelPath, Decision> = state.iter().map(|(p, s)| (p, decide(s))).collect();
-    fit_to_trees(state, &mut decisions);
+    let mut decisions: BTreeMap<&RelPath, Decision> = state.iter().map(|(p, s)| (p, decide_in(s, ctx))).collect();
+    fit_to_trees(state, &mut decisions, ctx.direction);
     drop_under_moved_aside(&mut decisions);
     emit(state, &decisions, ctx)
+}
+
+/// Plans the eviction of a subfolder this computer no longer syncs (selective sync): the
+/// local copy goes, but only once it is safely on the server. `state` holds the paths of the
+/// excluded subtrees only. Per path that exists locally:
+/// - unchanged since its base (the server accepted exactly this content) → `DeleteLocal`
+///   (a directory only once it is empty);
+/// - changed or new → `Upload` over the server's current rev first (with `DownloadOnly`,
+///   which never uploads: `NotUploaded`, and it stays); a later pass removes it.
+///
+/// A path gone locally only has its base forgotten: an eviction never deletes anything on
+/// the server, and nothing is ever downloaded into an excluded subtree.
+pub fn plan_eviction(state: &FolderState, direction: Direction) -> Vec<Action> {
+    let mut uploads = Vec::new();
+    let mut deletes = Vec::new();
+    let mut bookkeeping = Vec::new();
+    let mut held = Vec::new();
+    for (path, s) in state {
+        let path = path.clone();
+        match (&s.local, &s.base) {
+            (Some(l), Some(b)) if l.same_content(&b.meta) => deletes.push(Action::DeleteLocal { path }),
+            (Some(_), _) if direction == Direction::DownloadOnly => held.push(Action::NotUploaded { path }),
+            (Some(_), _) => uploads.push(Action::Upload { path, base_rev: remote_rev(s) }),
+            (None, Some(_)) => bookkeeping.push(Action::ForgetBase { path }),
+            (None, None) => {}
+        }
+    }
+    deletes.reverse();
+    let mut actions = uploads;
+    actions.extend(deletes);
+    actions.extend(bookkeeping);
+    actions.extend(held);
+    actions
 }
 
 /// What one path needs, before it becomes [`Action`]s. A `Conflict` moves the local version
@@ -51,13 +94,27 @@ pub fn plan(state: &FolderState, ctx: &PlanContext) -> Vec<Action> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Decision {
     Nothing,
-    Upload { base_rev: u64 },
-    Download { rev: u64 },
+    Upload {
+        base_rev: u64,
+    },
+    Download {
+        rev: u64,
+    },
     DeleteLocal,
-    DeleteRemote { base_rev: u64 },
-    RecordBase { rev: u64 },
+    DeleteRemote {
+        base_rev: u64,
+    },
+    RecordBase {
+        rev: u64,
+    },
     ForgetBase,
-    Conflict { rev: u64 },
+    Conflict {
+        rev: u64,
+    },
+    /// Download-only: a local change that is not sent.
+    NotUploaded,
+    /// Upload-only: a remote change that is not applied here.
+    NotDownloaded,
 }
 
 /// The remote version of a path if it is live (not deleted).
@@ -96,6 +153,74 @@ fn decide(s: &PathState) -> Decision {
     }
 }
 
+/// Stage 1 under the context's direction.
+fn decide_in(s: &PathState, ctx: &PlanContext) -> Decision {
+    match (ctx.direction, ctx.revert) {
+        (Direction::TwoWay, _) => decide(s),
+        (Direction::UploadOnly, true) => mirror_local(s),
+        (Direction::DownloadOnly, true) => mirror_remote(s),
+        (direction, false) => restrict(s, decide(s), direction),
+    }
+}
+
+/// Takes out of a two-way decision what a one-way direction forbids.
+fn restrict(s: &PathState, d: Decision, direction: Direction) -> Decision {
+    match direction {
+        Direction::TwoWay => d,
+        Direction::UploadOnly => match d {
+            // Only the rev moved (a directory's, a touched file's): nothing to hold back.
+            Decision::Download { rev }
+                if s.local.as_ref().zip(remote_live(s)).is_some_and(|(l, r)| l.same_content(r)) =>
+            {
+                Decision::RecordBase { rev }
+            }
+            // Deleted here, edited there: the local deletion goes over the remote edit.
+            Decision::Download { rev } if s.local.is_none() && s.base.is_some() => {
+                Decision::DeleteRemote { base_rev: rev }
+            }
+            Decision::Download { .. } | Decision::DeleteLocal => Decision::NotDownloaded,
+            Decision::Conflict { rev } => Decision::Upload { base_rev: rev },
+            d => d,
+        },
+        Direction::DownloadOnly => match d {
+            Decision::Upload { .. } | Decision::DeleteRemote { .. } => Decision::NotUploaded,
+            d => d,
+        },
+    }
+}
+
+/// Revert remote: the decision that makes the server equal the local version.
+fn mirror_local(s: &PathState) -> Decision {
+    let rev = remote_rev(s);
+    match (s.local.as_ref(), remote_live(s)) {
+        (Some(l), Some(r)) if l.same_content(r) => agreed(s, rev),
+        (Some(_), _) => Decision::Upload { base_rev: rev },
+        (None, Some(_)) => Decision::DeleteRemote { base_rev: rev },
+        (None, None) => gone(s),
+    }
+}
+
+/// Revert local: the decision that makes the local version equal the server's.
+fn mirror_remote(s: &PathState) -> Decision {
+    let rev = remote_rev(s);
+    match (s.local.as_ref(), remote_live(s)) {
+        (Some(l), Some(r)) if l.same_content(r) => agreed(s, rev),
+        (_, Some(_)) => Decision::Download { rev },
+        (Some(_), None) => Decision::DeleteLocal,
+        (None, None) => gone(s),
+    }
+}
+
+/// Both sides hold the same content at `rev`: record it unless the base already does.
+fn agreed(s: &PathState, rev: u64) -> Decision {
+    if s.base.as_ref().is_some_and(|b| b.rev == rev) { Decision::Nothing } else { Decision::RecordBase { rev } }
+}
+
+/// Nothing on either side: forget the base if there is one.
+fn gone(s: &PathState) -> Decision {
+    if s.base.is_some() { Decision::ForgetBase } else { Decision::Nothing }
+}
+
 /// Both sides changed since the base (or there is no base, so whatever exists is new).
 fn both_changed(s: &PathState, has_base: bool) -> Decision {
     let rev = remote_rev(s);
@@ -113,14 +238,16 @@ fn both_changed(s: &PathState, has_base: bool) -> Decision {
 /// What the final decisions of a path's descendants add up to.
 #[derive(Clone, Copy, Debug, Default)]
 struct Below {
-    /// Some descendant still exists after the plan.
-    survives: bool,
+    /// Some descendant still exists locally after the plan.
+    local: bool,
+    /// Some descendant is still live remotely after the plan.
+    remote: bool,
     /// Some descendant exists now (locally, or live remotely).
     exists: bool,
 }
 
 /// Stage 2: adjusts the decisions so that each side stays a valid tree, deepest paths first.
-fn fit_to_trees<'a>(state: &'a FolderState, decisions: &mut BTreeMap<&'a RelPath, Decision>) {
+fn fit_to_trees<'a>(state: &'a FolderState, decisions: &mut BTreeMap<&'a RelPath, Decision>, direction: Direction) {
     let mut order: Vec<&RelPath> = state.keys().collect();
     order.sort_by(|a, b| b.depth().cmp(&a.depth()).then_with(|| a.cmp(b)));
     // Keyed by ancestor: paths in the state need not list their parent directories.
@@ -128,13 +255,15 @@ fn fit_to_trees<'a>(state: &'a FolderState, decisions: &mut BTreeMap<&'a RelPath
     for path in order {
         let s = &state[path];
         let seen = below.get(path.as_str()).copied().unwrap_or_default();
-        let d = fit(s, decisions[path], seen);
+        let d = fit(s, decisions[path], seen, direction);
         decisions.insert(path, d);
-        let me = Below { survives: survives(s, d), exists: s.local.is_some() || remote_live(s).is_some() };
-        if me.survives || me.exists {
+        let (local, remote) = after(s, d);
+        let me = Below { local, remote, exists: s.local.is_some() || remote_live(s).is_some() };
+        if me.local || me.remote || me.exists {
             for ancestor in path.ancestors() {
                 let b = below.entry(ancestor).or_default();
-                b.survives |= me.survives;
+                b.local |= me.local;
+                b.remote |= me.remote;
                 b.exists |= me.exists;
             }
         }
@@ -142,43 +271,68 @@ fn fit_to_trees<'a>(state: &'a FolderState, decisions: &mut BTreeMap<&'a RelPath
 }
 
 /// The fix-ups for one path, given what its descendants will do.
-fn fit(s: &PathState, d: Decision, below: Below) -> Decision {
-    let d = match d {
-        // Something inside survives: the directory must stay on both sides.
-        Decision::DeleteLocal if below.survives => Decision::Upload { base_rev: remote_rev(s) },
-        Decision::DeleteRemote { .. } if below.survives => Decision::Download { rev: remote_rev(s) },
-        d => d,
-    };
+///
+/// Two-way, a path exists on both sides or on neither after any decision, so "a descendant
+/// survives" means on both sides. One-way, a held-back path exists on one side only, so each
+/// side is looked at on its own, and a fix-up never does what the direction forbids: a
+/// directory that must stay where the plan may not touch it is held back instead.
+fn fit(s: &PathState, d: Decision, below: Below, direction: Direction) -> Decision {
     let not_dir = |m: Option<&FileMeta>| m.is_some_and(|m| m.kind != EntryKind::Dir);
-    let writes_non_dir = match d {
-        Decision::Download { .. } => not_dir(remote_live(s)),
-        Decision::Upload { .. } => not_dir(s.local.as_ref()),
-        _ => false,
+    let is_dir = |m: Option<&FileMeta>| m.is_some_and(|m| m.kind == EntryKind::Dir);
+    let rev = remote_rev(s);
+    let d = match (d, direction) {
+        // Something inside survives: the directory must stay on both sides.
+        (Decision::DeleteLocal, Direction::TwoWay) if below.local || below.remote => Decision::Upload { base_rev: rev },
+        (Decision::DeleteRemote { .. }, Direction::TwoWay) if below.local || below.remote => Decision::Download { rev },
+        // One-way: it stays on the side that keeps something inside, and is reported.
+        (Decision::DeleteLocal, _) if below.local => Decision::NotUploaded,
+        (Decision::DeleteRemote { .. }, _) if below.remote => Decision::NotDownloaded,
+        // A held-back directory that a transfer below needs on the other side is sent there
+        // (download-only: a local file in its way is kept as a conflict copy).
+        (Decision::NotUploaded, _) if below.local && is_dir(remote_live(s)) => match s.local.as_ref() {
+            None => Decision::Download { rev },
+            Some(l) if l.kind != EntryKind::Dir => Decision::Conflict { rev },
+            Some(_) => Decision::NotUploaded,
+        },
+        (Decision::NotDownloaded, _) if below.remote && is_dir(s.local.as_ref()) && !is_dir(remote_live(s)) => {
+            Decision::Upload { base_rev: rev }
+        }
+        (d, _) => d,
     };
-    if !writes_non_dir {
-        d
-    } else if below.survives && s.local.is_some() && remote_live(s).is_some() {
-        // A file would replace a directory whose contents stay: keep both versions.
-        Decision::Conflict { rev: remote_rev(s) }
-    } else if below.exists {
+    let blocked = match d {
+        Decision::Download { .. } if not_dir(remote_live(s)) => Some(below.local),
+        Decision::Upload { .. } if not_dir(s.local.as_ref()) => Some(below.remote),
+        _ => None,
+    };
+    match blocked {
+        None => d,
+        Some(stays)
+            if (stays || (direction == Direction::TwoWay && (below.local || below.remote)))
+                && s.local.is_some()
+                && remote_live(s).is_some()
+                && direction != Direction::UploadOnly =>
+        {
+            // A file would replace a directory whose contents stay: keep both versions.
+            Decision::Conflict { rev }
+        }
         // The directory is emptied by this plan's deletions, which run after transfers (or
-        // the input is not a valid tree): replace it on a later pass.
-        Decision::Nothing
-    } else {
-        d
+        // its contents stay, or the input is not a valid tree): replace it on a later pass.
+        Some(_) if below.exists || below.local || below.remote => Decision::Nothing,
+        Some(_) => d,
     }
 }
 
-/// True when the path still exists after `d` runs. Either side would do: after any decision
-/// a path exists on both sides or on neither (a postponed kind change keeps both).
-fn survives(s: &PathState, d: Decision) -> bool {
+/// Whether the path exists (locally, remotely) after `d` runs.
+fn after(s: &PathState, d: Decision) -> (bool, bool) {
     match d {
-        Decision::DeleteLocal | Decision::DeleteRemote { .. } | Decision::ForgetBase => false,
-        Decision::Nothing => s.local.is_some() || remote_live(s).is_some(),
+        Decision::DeleteLocal | Decision::DeleteRemote { .. } | Decision::ForgetBase => (false, false),
+        Decision::Nothing | Decision::NotUploaded | Decision::NotDownloaded => {
+            (s.local.is_some(), remote_live(s).is_some())
+        }
         Decision::Upload { .. }
         | Decision::Download { .. }
         | Decision::RecordBase { .. }
-        | Decision::Conflict { .. } => true,
+        | Decision::Conflict { .. } => (true, true),
     }
 }
 
@@ -206,10 +360,13 @@ fn emit(state: &FolderState, decisions: &BTreeMap<&RelPath, Decision>, ctx: &Pla
     let mut local_deletes = Vec::new();
     let mut remote_deletes = Vec::new();
     let mut bookkeeping = Vec::new();
+    let mut held = Vec::new();
     for (&path, &d) in decisions {
         let path = path.clone();
         match d {
             Decision::Nothing => {}
+            Decision::NotUploaded => held.push(Action::NotUploaded { path }),
+            Decision::NotDownloaded => held.push(Action::NotDownloaded { path }),
             Decision::Conflict { rev } => {
                 let copy = taken.claim_copy_name(&path, ctx);
                 moves.push(Action::MoveLocalAside { path: path.clone(), copy });
@@ -231,6 +388,7 @@ fn emit(state: &FolderState, decisions: &BTreeMap<&RelPath, Decision>, ctx: &Pla
     actions.extend(local_deletes);
     actions.extend(remote_deletes);
     actions.extend(bookkeeping);
+    actions.extend(held);
     actions
 }
 

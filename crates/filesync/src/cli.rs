@@ -49,8 +49,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run in the foreground and keep every folder in sync continuously.
-    Agent,
+    /// Run in the foreground and keep every folder in sync continuously; serves the web UI.
+    Agent(crate::ui_cmd::AgentArgs),
+    /// Open the web UI in the browser (the running agent serves it), or print its URL.
+    Ui(crate::ui_cmd::UiArgs),
     /// List conflict copies, or resolve one (`conflicts resolve PATH --keep mine|theirs|both`).
     Conflicts {
         #[command(subcommand)]
@@ -58,6 +60,40 @@ pub enum Command {
     },
     /// Show each folder's state.
     Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause syncing a folder, or every folder without a name.
+    Pause { name: Option<String> },
+    /// Resume a paused folder, or every folder without a name.
+    Resume { name: Option<String> },
+    /// Run the agent as a background service (Windows service, systemd unit).
+    #[command(subcommand)]
+    Service(crate::service_cmd::ServiceCmd),
+    /// List the versions the server keeps of a file, newest first.
+    History {
+        /// A file (or folder) inside a linked folder, absolute or relative to the current directory.
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring back an older version of a file, on every computer.
+    Restore {
+        /// A file inside a linked folder (it may be deleted).
+        path: PathBuf,
+        /// The version to bring back (see `filesync history`). Default: undo the last change, or
+        /// the last version before a deletion.
+        #[arg(long, value_name = "REV")]
+        version: Option<u64>,
+        /// Restore under this name instead, in the same folder (it must not exist).
+        #[arg(long, value_name = "NEWPATH")]
+        to: Option<PathBuf>,
+    },
+    /// Deleted files the server keeps for the retention period: list them, restore one.
+    #[command(subcommand)]
+    Trash(crate::history_cmd::TrashCmd),
+    /// How much this account stores on the server: current files, version history, chunks.
+    Usage {
         #[arg(long)]
         json: bool,
     },
@@ -83,6 +119,10 @@ pub struct ServerArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Days an overwritten or deleted file version is kept (all versions for a day, then one
+    /// per hour for a week, then one per day), after which it and its unused data are deleted.
+    #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub retention_days: u32,
 }
 
 #[derive(Subcommand, Debug)]
@@ -149,4 +189,25 @@ pub enum FolderCmd {
     },
     /// Unlink a folder (by name or path). Files stay where they are, here and on the server.
     Remove { folder: String },
+    /// Change a setting of a folder on this computer. Keys: direction, schedule, rescan,
+    /// exclude, include, upload-limit, download-limit, guard-percent, guard-min-files
+    /// (see the README's "Folder settings").
+    Set { name: String, key: String, value: String },
+    /// Show a folder's settings and whether it is paused.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let the next sync propagate the deletions the mass-delete guard held back.
+    ConfirmDeletes { name: String },
+    /// One-way folders: make the other side equal to this one (upload-only: the server takes
+    /// this computer's state; download-only: this computer takes the server's, replacing
+    /// local edits). Asks first.
+    Revert {
+        name: String,
+        /// Do not ask (for scripts).
+        #[arg(long)]
+        yes: bool,
+    },
 }

@@ -4,12 +4,13 @@ use crate::cli::{Cli, Command, DevicesCmd, FolderCmd, LoginArgs, Registration, S
 use crate::output::{human_bytes, human_time};
 use anyhow::{Context, Result, bail};
 use filesync_agent::agent::{self, AgentOptions, HomeLock, StatusBoard};
-use filesync_agent::config::{Config, FolderConfig, Home};
+use filesync_agent::config::{Config, Home};
 use filesync_agent::engine::Engine;
 use filesync_agent::fs::RealFs;
+use filesync_agent::ops;
 use filesync_agent::state::StateDb;
 use filesync_agent::status::{AgentStatus, Progress};
-use filesync_client::{Connection, Trust};
+use filesync_client::Connection;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,9 +24,13 @@ fn dirs() -> Option<directories::ProjectDirs> {
 fn home_of(cli: &Cli) -> Result<Home> {
     match &cli.home {
         Some(h) => Ok(Home::new(h.clone())),
-        None => {
-            Ok(Home::new(dirs().context("cannot find a home directory; pass --home DIR")?.config_dir().to_path_buf()))
-        }
+        // On Windows the installed service's home, so this user's commands talk to it.
+        None => match filesync_service::installed_home() {
+            Some(service_home) => Ok(Home::new(service_home)),
+            None => {
+                Ok(Home::new(dirs().context("cannot find a home directory; pass --home DIR")?.config_dir().to_path_buf()))
+            }
+        },
     }
 }
 
@@ -39,9 +44,19 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Devices(cmd) => devices(&home?, cmd).await,
         Command::Folder(cmd) => folder(&home?, cmd).await,
         Command::Sync { quiet, json } => sync(&home?, quiet || json, json).await,
-        Command::Agent => run_agent(&home?).await,
+        Command::Agent(args) => run_agent(&home?, args).await,
+        Command::Ui(args) => crate::ui_cmd::run(&home?, args).await,
         Command::Status { json } => status(&home?, json),
+        Command::Pause { name } => crate::settings_cmd::pause(&home?, name, true),
+        Command::Resume { name } => crate::settings_cmd::pause(&home?, name, false),
         Command::Conflicts { cmd } => crate::conflicts_cmd::run(&home?, cmd).await,
+        Command::Service(cmd) => crate::service_cmd::run(cmd, cli.home, home),
+        Command::History { path, json } => crate::history_cmd::history(&home?, &path, json).await,
+        Command::Restore { path, version, to } => {
+            crate::history_cmd::restore(&home?, &path, version, to.as_deref()).await
+        }
+        Command::Trash(cmd) => crate::history_cmd::trash(&home?, cmd).await,
+        Command::Usage { json } => crate::history_cmd::usage(&home?, json).await,
     }
 }
 
@@ -65,6 +80,7 @@ async fn server(args: ServerArgs) -> Result<ExitCode> {
     config.registration_open = args.registration == Registration::Open;
     config.tls_cert = args.tls_cert;
     config.tls_key = args.tls_key;
+    config.retention = filesync_store::RetentionPolicy::days(args.retention_days);
     let data_dir = config.data_dir.clone();
     let server = filesync_server::Server::open(config).await?;
     let addr = server.local_addr();
@@ -118,38 +134,16 @@ fn read_password(from_stdin: bool, confirm: bool) -> Result<String> {
     Ok(pw)
 }
 
-fn default_device_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "my computer".into())
-}
-
 async fn login(home: &Home, args: LoginArgs, register: bool) -> Result<ExitCode> {
-    let mut config = home.load()?;
-    let trust = if let Some(fp) = &args.fingerprint {
-        Trust::Pinned(filesync_proto::parse_fingerprint(fp).with_context(|| {
-            format!("{fp:?} is not a certificate fingerprint; it looks like SHA256: followed by 64 hex digits")
-        })?)
-    } else if let (Some(s), Some(fp)) = (&config.server, &config.fingerprint)
-        && *s == args.server
-    {
-        Trust::Pinned(fp.clone())
+    let config = home.load()?;
+    let fingerprint = if args.fingerprint.is_some() {
+        args.fingerprint.clone()
+    } else if config.server.as_deref() == Some(args.server.as_str()) && config.fingerprint.is_some() {
+        None // the one pinned at the first login
     } else if std::io::stdin().is_terminal() && !args.password_stdin {
-        Trust::FirstUse
-    } else {
-        bail!(
-            "the certificate of {} is not pinned yet and there is no terminal to confirm it: pass --fingerprint SHA256:… \
-             (run `filesync server fingerprint` on the server to print it)",
-            args.server
-        );
-    };
-    let conn = Connection::connect(&args.server, trust.clone()).await?;
-    if trust == Trust::FirstUse {
+        let fp = ops::account::probe(&args.server).await?;
         println!("The server at {} presents this certificate fingerprint:", args.server);
-        println!("  {}", conn.fingerprint());
+        println!("  {fp}");
         println!("Check it against `filesync server fingerprint` on the server.");
         print!("Trust this server? [y/N] ");
         std::io::stdout().flush().ok();
@@ -158,33 +152,42 @@ async fn login(home: &Home, args: LoginArgs, register: bool) -> Result<ExitCode>
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
             bail!("not trusted; nothing was sent to the server");
         }
+        Some(fp)
+    } else {
+        bail!(
+            "the certificate of {} is not pinned yet and there is no terminal to confirm it: pass --fingerprint SHA256:… \
+             (run `filesync server fingerprint` on the server to print it)",
+            args.server
+        );
+    };
+    if let Some(fp) = &fingerprint {
+        // Refuse a malformed fingerprint before asking for the password.
+        filesync_proto::parse_fingerprint(fp).with_context(|| {
+            format!("{fp:?} is not a certificate fingerprint; it looks like SHA256: followed by 64 hex digits")
+        })?;
     }
     let password = read_password(args.password_stdin, register && !args.password_stdin)?;
-    let device_name = args.device_name.clone().unwrap_or_else(default_device_name);
-    let session = if register {
-        conn.register(&args.user, &password, &device_name).await?
-    } else {
-        conn.login(&args.user, &password, &device_name).await?
+    let credentials = ops::account::Credentials {
+        server: args.server.clone(),
+        fingerprint,
+        user: args.user.clone(),
+        password,
+        device_name: args.device_name.clone().unwrap_or_else(ops::account::default_device_name),
+        register,
     };
-    if config.server.as_deref() != Some(args.server.as_str()) && config.server.is_some() {
+    let done = ops::account::log_in(home, &credentials).await?;
+    if let Some(previous) = &done.switched_from {
         // A different server: its folders' sync state means nothing there.
-        eprintln!("note: switching from {} to {}", config.server.as_deref().unwrap_or(""), args.server);
+        eprintln!("note: switching from {previous} to {}", done.server);
     }
-    config.server = Some(args.server.clone());
-    config.fingerprint = Some(conn.fingerprint().to_string());
-    config.user = Some(session.user.clone());
-    config.device_name = Some(session.device_name.clone());
-    config.device_id = Some(session.device_id);
-    home.save(&config)?;
-    home.set_token(&session.token)?;
     if register {
-        println!("Registered {} on {}.", session.user, args.server);
+        println!("Registered {} on {}.", done.user, done.server);
     }
     println!(
         "Logged in as {} on {}; this computer is device {} ({}).",
-        session.user, args.server, session.device_id, session.device_name
+        done.user, done.server, done.device_id, done.device_name
     );
-    if config.folders.is_empty() {
+    if home.load()?.folders.is_empty() {
         println!("Next: filesync folder add PATH [--name NAME], then filesync agent (or filesync sync).");
     }
     Ok(ExitCode::SUCCESS)
@@ -197,35 +200,21 @@ async fn connect(home: &Home) -> Result<(Config, Connection)> {
 }
 
 async fn logout(home: &Home, force: bool) -> Result<ExitCode> {
-    if home.token()?.is_none() {
-        println!("This computer is not logged in.");
-        return Ok(ExitCode::SUCCESS);
-    }
-    match connect(home).await {
-        Ok((_, conn)) => conn.logout().await?,
-        Err(e) if force => {
-            eprintln!("warning: could not revoke the token on the server ({e:#}); forgetting it here anyway")
-        }
-        Err(e) => {
-            return Err(e.context(
-                "could not revoke this device's token on the server; nothing was changed. \
-                 Use `filesync logout --force` to forget the token on this computer only",
-            ));
+    match ops::account::log_out(home, force).await? {
+        ops::account::LoggedOut::NotLoggedIn => println!("This computer is not logged in."),
+        ops::account::LoggedOut::Revoked => println!("Logged out; this device's token is revoked."),
+        ops::account::LoggedOut::ForgottenOnly(why) => {
+            eprintln!("warning: could not revoke the token on the server ({why}); forgetting it here anyway");
+            println!("Logged out on this computer.");
         }
     }
-    home.clear_token()?;
-    let mut config = home.load()?;
-    config.device_id = None;
-    home.save(&config)?;
-    println!("Logged out; this device's token is revoked.");
     Ok(ExitCode::SUCCESS)
 }
 
 async fn devices(home: &Home, cmd: DevicesCmd) -> Result<ExitCode> {
-    let (_, conn) = connect(home).await?;
     match cmd {
         DevicesCmd::List { json } => {
-            let list = conn.list_devices().await?;
+            let list = ops::account::list_devices(home).await?;
             if json {
                 let v: Vec<_> = list
                     .iter()
@@ -251,7 +240,7 @@ async fn devices(home: &Home, cmd: DevicesCmd) -> Result<ExitCode> {
             }
         }
         DevicesCmd::Revoke { id } => {
-            conn.revoke_device(id).await?;
+            ops::account::revoke_device(home, id).await?;
             println!("Device {id} is revoked; it can no longer connect.");
         }
     }
@@ -259,38 +248,15 @@ async fn devices(home: &Home, cmd: DevicesCmd) -> Result<ExitCode> {
 }
 
 async fn folder(home: &Home, cmd: FolderCmd) -> Result<ExitCode> {
-    let mut config = home.load()?;
+    let config = home.load()?;
     match cmd {
+        FolderCmd::Set { name, key, value } => return crate::settings_cmd::set(home, &name, &key, &value),
+        FolderCmd::Show { name, json } => return crate::settings_cmd::show(home, &name, json).await,
+        FolderCmd::ConfirmDeletes { name } => return crate::settings_cmd::confirm_deletes(home, &name).await,
+        FolderCmd::Revert { name, yes } => return crate::settings_cmd::revert(home, &name, yes).await,
         FolderCmd::Add { path, name } => {
-            let path = std::fs::canonicalize(&path)
-                .with_context(|| format!("{} does not exist; create the folder first", path.display()))?;
-            if !path.is_dir() {
-                bail!("{} is not a directory", path.display());
-            }
-            let name = match name {
-                Some(n) => n,
-                None => path.file_name().and_then(|n| n.to_str()).context("pass --name for this folder")?.to_string(),
-            };
-            if name.trim().is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control()) {
-                bail!("folder names are 1 to 128 bytes without control characters");
-            }
-            if config.folders.iter().any(|f| f.name == name) {
-                bail!("a folder named {name:?} is already linked on this computer");
-            }
-            if let Some(f) = config.folders.iter().find(|f| path.starts_with(&f.path) || f.path.starts_with(&path)) {
-                bail!(
-                    "{} overlaps the linked folder {} ({}); folders cannot be nested",
-                    path.display(),
-                    f.name,
-                    f.path.display()
-                );
-            }
-            if path.starts_with(&home.dir) || home.dir.starts_with(&path) {
-                bail!("{} overlaps FileSync's own state directory {}", path.display(), home.dir.display());
-            }
-            config.folders.push(FolderConfig::new(name.clone(), path.clone()));
-            home.save(&config)?;
-            println!("Linked {} to server folder {name:?}.", path.display());
+            let f = ops::folders::add_folder(home, &path, name.as_deref(), Default::default())?;
+            println!("Linked {} to server folder {:?}.", f.path.display(), f.name);
         }
         FolderCmd::List { json } => {
             if json {
@@ -306,15 +272,7 @@ async fn folder(home: &Home, cmd: FolderCmd) -> Result<ExitCode> {
             }
         }
         FolderCmd::Remove { folder } => {
-            let as_path = std::fs::canonicalize(&folder).ok();
-            let Some(i) = config.folders.iter().position(|f| f.name == folder || Some(&f.path) == as_path.as_ref())
-            else {
-                bail!("no linked folder is named or located at {folder:?}; see `filesync folder list`");
-            };
-            let f = config.folders.remove(i);
-            home.save(&config)?;
-            let db = StateDb::open(&home.state_path()).await?;
-            db.forget_folder(&f.name).await?;
+            let f = ops::folders::remove_folder(home, &folder).await?;
             println!("Unlinked {} ({}); its files stay here and on the server.", f.name, f.path.display());
         }
     }
@@ -367,7 +325,13 @@ async fn sync(home: &Home, quiet: bool, json: bool) -> Result<ExitCode> {
             })
         });
         let fs = Arc::new(RealFs::new(f.path.clone()));
-        let r = engine.sync_folder(f, fs, &progress).await;
+        let r = match config.paused {
+            true => Ok(filesync_agent::engine::PassReport {
+                paused: Some(filesync_agent::engine::policy::Paused::by_user(&f.name, true)),
+                ..Default::default()
+            }),
+            false => engine.sync_folder(f, fs, &progress).await,
+        };
         if let Some(t) = ticker {
             t.abort();
         }
@@ -377,12 +341,13 @@ async fn sync(home: &Home, quiet: bool, json: bool) -> Result<ExitCode> {
         agent::report_pass(&board, &f.name, &r);
         match r {
             Ok(rep) if json => {
-                failed |= !rep.errors.is_empty();
+                failed |= !rep.errors.is_empty() || rep.paused.as_ref().is_some_and(|p| p.by_guard);
                 reports.push(serde_json::json!({
                     "name": f.name, "ok": rep.errors.is_empty(), "uploaded": rep.uploaded, "downloaded": rep.downloaded,
                     "deleted_local": rep.deleted_local, "deleted_remote": rep.deleted_remote, "conflicts": rep.conflicts,
                     "bytes_up": rep.bytes_up, "bytes_down": rep.bytes_down, "files": rep.files, "bytes": rep.bytes,
                     "errors": rep.errors, "skipped": rep.skipped,
+                    "paused": rep.paused.as_ref().map(|p| &p.reason),
                 }));
             }
             Err(e) if json => {
@@ -404,6 +369,11 @@ async fn sync(home: &Home, quiet: bool, json: bool) -> Result<ExitCode> {
                     rep.files,
                     human_bytes(rep.bytes)
                 );
+                if let Some(p) = &rep.paused {
+                    // The guard needs attention (a failure for scripts); a pause by the user does not.
+                    eprintln!("  paused: {}", p.reason);
+                    failed |= p.by_guard;
+                }
                 for s in &rep.skipped {
                     println!("  skipped {}: {}", s.path, s.reason);
                 }
@@ -432,14 +402,28 @@ async fn sync(home: &Home, quiet: bool, json: bool) -> Result<ExitCode> {
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-async fn run_agent(home: &Home) -> Result<ExitCode> {
+async fn run_agent(home: &Home, args: crate::ui_cmd::AgentArgs) -> Result<ExitCode> {
+    crate::ui_cmd::check_agent_args(home, &args)?;
     let config = home.load()?;
     eprintln!(
         "FileSync agent: syncing {} folder(s) with {}; press Ctrl-C to stop",
         config.folders.len(),
         config.server.as_deref().unwrap_or("(no server)")
     );
-    agent::run(home.clone(), AgentOptions::default(), shutdown_signal()).await?;
+    let shutdown = async {
+        shutdown_signal().await;
+        filesync_service::notify_stopping();
+    };
+    let live = filesync_agent::live::LiveStatus::default();
+    let opts = AgentOptions { live: live.clone(), ..AgentOptions::default() };
+    // The UI starts once this agent owns the home (a second agent for it stops before).
+    let mut ui = None;
+    let ready = || {
+        ui = crate::ui_cmd::start_for_agent(home, live, &args);
+        filesync_service::notify_ready();
+    };
+    agent::run_with_ready(home.clone(), opts, shutdown, ready).await?;
+    drop(ui);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -484,10 +468,12 @@ fn status(home: &Home, json: bool) -> Result<ExitCode> {
         let fs = status.as_ref().and_then(|s| s.folders.iter().find(|x| x.name == f.name));
         match fs {
             Some(x) => {
-                let state = if running {
+                let state = if running
+                    || matches!(
+                        x.state,
+                        filesync_agent::status::FolderState::Error | filesync_agent::status::FolderState::Paused
+                    ) {
                     x.state.to_string()
-                } else if x.state == filesync_agent::status::FolderState::Error {
-                    "error".into()
                 } else {
                     "stopped".into()
                 };
@@ -515,6 +501,9 @@ fn status(home: &Home, json: bool) -> Result<ExitCode> {
                 }
                 if let Some(e) = &x.last_error {
                     println!("    error: {e}");
+                }
+                if let Some(r) = &x.paused_reason {
+                    println!("    {r}");
                 }
                 for s in x.skipped.iter().take(10) {
                     println!("    skipped {}: {}", s.path, s.reason);

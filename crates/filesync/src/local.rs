@@ -3,15 +3,9 @@
 //! action when no agent runs for this home.
 
 use anyhow::{Context, Result, bail};
-use filesync_agent::agent::{self, HomeLock};
 use filesync_agent::config::{Config, FolderConfig, Home};
-use filesync_agent::engine::{Engine, PassReport};
-use filesync_agent::fs::RealFs;
-use filesync_agent::state::StateDb;
-use filesync_agent::status::Progress;
 use filesync_core::RelPath;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Makes `path` absolute (relative to the current directory) without requiring it to exist,
 /// resolving symlinks in the part that does exist.
@@ -47,27 +41,11 @@ pub fn locate(config: &Config, path: &Path) -> Result<(FolderConfig, RelPath)> {
     bail!("{} is not inside a linked folder; see `filesync folder list`", path.display())
 }
 
-/// What happened when a command asked for its change to be synced now.
-pub enum SyncNow {
-    /// The running agent picks the change up by itself.
-    AgentRunning,
-    Done(PassReport),
-}
+pub use filesync_agent::ops::SyncNow;
 
 /// Runs one sync pass of `folder` unless an agent runs for this home (then it does it).
 pub async fn sync_now(home: &Home, folder: &FolderConfig) -> Result<SyncNow> {
-    let _lock = match HomeLock::acquire(home) {
-        Ok(l) => l,
-        Err(agent::AgentError::AlreadyRunning(_)) => return Ok(SyncNow::AgentRunning),
-        Err(e) => return Err(e.into()),
-    };
-    let config = home.load()?;
-    let conn = agent::connect(home, &config).await?;
-    let db = StateDb::open(&home.state_path()).await?;
-    let engine = Engine::new(conn, db, config.device_name.clone().unwrap_or_default());
-    let fs = Arc::new(RealFs::new(folder.path.clone()));
-    let report = engine.sync_folder(folder, fs, &Progress::default()).await?;
-    Ok(SyncNow::Done(report))
+    Ok(filesync_agent::ops::sync_now(home, folder).await?)
 }
 
 /// One line telling the user how the change will reach the other computers.

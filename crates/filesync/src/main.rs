@@ -5,16 +5,23 @@
 mod cli;
 mod commands;
 mod conflicts_cmd;
+mod history_cmd;
 mod local;
 mod output;
+mod service_cmd;
+mod ui_cmd;
+mod settings_cmd;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
+    if let cli::Command::Service(service_cmd::ServiceCmd::Run) = args.command {
+        return service_cmd::run_service(args.home);
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("FILESYNC_LOG").unwrap_or_else(|_| {
         let level = match (args.verbose, &args.command) {
-            (0, cli::Command::Server(_)) | (0, cli::Command::Agent) => "info",
+            (0, cli::Command::Server(_)) | (0, cli::Command::Agent(_)) => "info",
             (0, _) => "warn",
             (1, _) => "info",
             _ => "debug",

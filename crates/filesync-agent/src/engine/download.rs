@@ -63,20 +63,24 @@ enum Source {
     Remote(usize),
 }
 
-/// Runs the jobs; results are in job order, with the bytes fetched from the server.
+/// Runs the jobs; results are in job order, with the bytes fetched from the server. Fetches
+/// are paced by `throttle`; a local file changed meanwhile is kept as a conflict copy named
+/// after `copy_names` (this device's name, the time).
 pub async fn run(
     conn: &Connection,
     fs: Arc<dyn Filesystem>,
     jobs: Vec<DownloadJob>,
     local_chunks: &HashMap<Hash, LocalChunk>,
     progress: &Progress,
-    device_name: &str,
-    now_unix: i64,
+    copy_names: (&str, i64),
+    throttle: &super::throttle::Throttle,
 ) -> Result<(Vec<DownloadResult>, u64), SyncError> {
+    let (device_name, now_unix) = copy_names;
     let fetched_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     // Assign every chunk occurrence a source, grouping remote ones into batches in the order
     // the writer will consume them.
     let mut batches: Vec<Vec<Hash>> = Vec::new();
+    let mut batch_lens: Vec<u64> = Vec::new();
     let mut batch_bytes = 0usize;
     let mut in_batch: HashMap<Hash, usize> = HashMap::new();
     let mut sources: Vec<Vec<Source>> = Vec::with_capacity(jobs.len());
@@ -99,10 +103,12 @@ pub async fn run(
                 || batches[cur].len() >= limits::MAX_HASHES_PER_REQUEST
             {
                 batches.push(Vec::new());
+                batch_lens.push(0);
                 batch_bytes = 0;
             }
             let b = batches.len() - 1;
             batches[b].push(c.hash);
+            batch_lens[b] += u64::from(c.len);
             batch_bytes += c.len as usize;
             in_batch.insert(c.hash, b);
             s.push(Source::Remote(b));
@@ -120,10 +126,13 @@ pub async fn run(
 
     let conn2 = conn.clone();
     let counter = fetched_bytes.clone();
-    let mut fetched = futures::stream::iter(batches.into_iter().map(move |b| {
+    let throttle = throttle.clone();
+    let mut fetched = futures::stream::iter(batches.into_iter().zip(batch_lens).map(move |(b, len)| {
         let conn = conn2.clone();
         let counter = counter.clone();
+        let throttle = throttle.clone();
         async move {
+            throttle.acquire(len).await;
             let data = conn.get_chunks(&b).await?;
             let n: usize = data.iter().map(|d| d.len()).sum();
             counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);

@@ -4,9 +4,12 @@
 //! until a pass finds nothing to do.
 
 mod download;
+pub mod policy;
+pub mod throttle;
 mod upload;
 
 use crate::config::FolderConfig;
+use crate::filter::{Excluded, IgnoreRules};
 use crate::fs::{Filesystem, Stat, StatKind};
 use crate::scan::{self, KnownFile};
 use crate::state::{BaseRow, StateDb, StateError};
@@ -18,9 +21,11 @@ use filesync_core::{ChunkRef, Chunker, EntryKind, RelPath};
 use filesync_planner::{Action, Base, FolderState, PlanContext, Remote};
 use filesync_proto::convert::entry_from_wire;
 use filesync_proto::limits;
+use policy::{Paused, PlanSummary, Requests};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+use throttle::Throttle;
 use tracing::{debug, info, warn};
 use upload::{CommitOutcome, DeleteJob, UploadJob};
 
@@ -77,6 +82,20 @@ pub struct PassReport {
     /// Per-path failures; the rest of the folder was synced.
     pub errors: Vec<SkippedItem>,
     pub skipped: Vec<SkippedItem>,
+    /// Set when the folder is paused (by the user, or by the mass-delete guard, in which case
+    /// nothing of the pass was carried out).
+    pub paused: Option<Paused>,
+    /// Set by [`Engine::preview`]: what the pass would have done.
+    pub preview: Option<Box<PlanSummary>>,
+}
+
+/// The settings of one `sync_folder` call that every pass of it shares.
+struct Run {
+    requests: Requests,
+    up: Throttle,
+    down: Throttle,
+    /// Plan only: stop before carrying anything out, and change no persisted state.
+    preview: bool,
 }
 
 /// Chunks of a file with their offsets.
@@ -154,9 +173,21 @@ impl Engine {
         fs: Arc<dyn Filesystem>,
         progress: &Progress,
     ) -> Result<PassReport, SyncError> {
-        if !fs.root_exists() {
-            return Err(SyncError::FolderMissing { path: folder.path.display().to_string() });
+        if folder.settings.paused {
+            return Ok(PassReport { paused: Some(Paused::by_user(&folder.name, false)), ..PassReport::default() });
         }
+        if !fs.root_exists() {
+            // Paused like a tripped guard (and shown so after a restart) until it is back.
+            let e = SyncError::FolderMissing { path: folder.path.display().to_string() };
+            policy::trip(&self.db, &folder.name, &e.to_string()).await?;
+            return Err(e);
+        }
+        let mut run = Run {
+            requests: Requests::load(&self.db, &folder.name).await?,
+            up: Throttle::new(folder.settings.upload_limit),
+            down: Throttle::new(folder.settings.download_limit),
+            preview: false,
+        };
         let cleaned = {
             let fs = fs.clone();
             tokio::task::spawn_blocking(move || fs.clean_temp_files())
@@ -171,7 +202,7 @@ impl Engine {
         let folder_id = self.pull(&folder.name).await?;
         let mut total = PassReport::default();
         for pass in 0..MAX_PASSES {
-            let (report, planned) = self.pass(folder, folder_id, fs.clone(), progress).await?;
+            let (report, planned) = self.pass(folder, folder_id, fs.clone(), progress, &mut run).await?;
             debug!(folder = %folder.name, pass, planned, "pass done");
             total.downloaded += report.downloaded;
             total.uploaded += report.uploaded;
@@ -187,7 +218,8 @@ impl Engine {
             total.pending = planned as u64;
             let had_errors = !report.errors.is_empty();
             total.errors = report.errors;
-            if planned == 0 {
+            total.paused = report.paused;
+            if planned == 0 || total.paused.is_some() {
                 break;
             }
             if had_errors && pass >= 1 {
@@ -196,6 +228,9 @@ impl Engine {
             }
             // Our own commits may have raced with other devices: fetch before the next pass.
             self.pull(&folder.name).await?;
+        }
+        if total.paused.is_none() && total.errors.is_empty() {
+            run.requests.consumed(&self.db, &folder.name).await?;
         }
         progress.set_phase("idle");
         Ok(total)
@@ -236,7 +271,11 @@ impl Engine {
     }
 
     /// Remote paths that cannot exist on this computer's file system, with the reason.
-    fn unholdable_names(&self, fs: &dyn Filesystem, state: &FolderState) -> std::collections::BTreeMap<RelPath, String> {
+    fn unholdable_names(
+        &self,
+        fs: &dyn Filesystem,
+        state: &FolderState,
+    ) -> std::collections::BTreeMap<RelPath, String> {
         let presence = state
             .iter()
             .map(|(p, s)| {
@@ -251,6 +290,23 @@ impl Engine {
         crate::names::skipped_paths(&presence, fs.case_insensitive(), |p| fs.name_problem(p))
     }
 
+    /// What one pass over `folder` would do now, without doing it (nor pulling first): for
+    /// the command line to say what a revert (`revert: true`) will change.
+    pub async fn preview(
+        &self,
+        folder: &FolderConfig,
+        fs: Arc<dyn Filesystem>,
+        revert: bool,
+    ) -> Result<PlanSummary, SyncError> {
+        if !fs.root_exists() {
+            return Err(SyncError::FolderMissing { path: folder.path.display().to_string() });
+        }
+        let requests = Requests { revert, ..Requests::default() };
+        let mut run = Run { requests, up: Throttle::unlimited(), down: Throttle::unlimited(), preview: true };
+        let (report, _) = self.pass(folder, 0, fs, &Progress::default(), &mut run).await?;
+        Ok(report.preview.map(|p| *p).unwrap_or_default())
+    }
+
     /// One pass; returns the report and how many actions were planned.
     async fn pass(
         &self,
@@ -258,6 +314,7 @@ impl Engine {
         folder_id: u64,
         fs: Arc<dyn Filesystem>,
         progress: &Progress,
+        run: &mut Run,
     ) -> Result<(PassReport, usize), SyncError> {
         let name = folder.name.as_str();
         let mut report = PassReport::default();
@@ -270,13 +327,17 @@ impl Engine {
                 (p.clone(), KnownFile { size: b.size, mtime_ns: b.mtime_ns, ino: b.ino, meta: b.meta.clone() })
             })
             .collect();
-        let scanned = {
+        let (scanned, rules) = {
             let fs = fs.clone();
             let chunker = self.chunker;
-            tokio::task::spawn_blocking(move || scan::scan(&*fs, &known, &chunker))
-                .await
-                .map_err(|e| SyncError::Internal(e.to_string()))?
-                .map_err(|source| SyncError::Scan { path: folder.path.display().to_string(), source })?
+            tokio::task::spawn_blocking(move || {
+                let rules = IgnoreRules::load(&*fs);
+                let scanner = scan::Scanner { fs: &*fs, rename: true, known: &known, chunker: &chunker };
+                scanner.scan_ignoring(&rules).map(|s| (s, rules))
+            })
+            .await
+            .map_err(|e| SyncError::Internal(e.to_string()))?
+            .map_err(|source| SyncError::Scan { path: folder.path.display().to_string(), source })?
         };
         // A root that vanished during the scan must not read as "everything was deleted".
         if !fs.root_exists() {
@@ -284,6 +345,9 @@ impl Engine {
         }
         report.skipped =
             scanned.skipped.iter().map(|s| SkippedItem { path: s.path.clone(), reason: s.reason.clone() }).collect();
+        report.skipped.extend(
+            rules.problems.iter().map(|p| SkippedItem { path: crate::filter::IGNORE_FILE.into(), reason: p.clone() }),
+        );
         // Skipped paths (and everything below an unreadable directory) are neither deleted nor
         // changed this pass: leave them alone on both sides.
         let skipped = scanned.skipped_paths();
@@ -316,10 +380,29 @@ impl Engine {
             state.remove(&p);
         }
 
+        // Ignored paths are left alone on both sides; excluded subfolders are only evicted.
+        let excluded = crate::filter::split_views(&mut state, &rules, &Excluded::new(&folder.settings.excluded));
+
         let now = now_unix();
-        let ctx = PlanContext { device_name: self.device_name.clone(), now_unix: now };
-        let plan = filesync_planner::plan(&state, &ctx);
-        let planned = plan.len();
+        let direction = folder.settings.planner_direction();
+        let ctx = PlanContext {
+            device_name: self.device_name.clone(),
+            now_unix: now,
+            direction,
+            revert: run.requests.revert && direction != filesync_planner::Direction::TwoWay,
+        };
+        let mut plan = filesync_planner::plan(&state, &ctx);
+        if let Some(held) = self.guard(folder, &state, &plan, &ctx, run).await? {
+            report.paused = Some(held);
+            return Ok((report, 0));
+        }
+        plan.extend(filesync_planner::plan_eviction(&excluded, direction));
+        if run.preview {
+            state.extend(excluded);
+            report.preview = Some(Box::new(policy::summarize(&state, &plan)));
+            return Ok((report, 0));
+        }
+        let planned = plan.iter().filter(|a| !a.is_report()).count();
         if planned > 0 {
             info!(folder = name, actions = planned, "executing plan");
         }
@@ -375,8 +458,16 @@ impl Engine {
                 Action::DeleteLocal { path } => local_deletes.push(path),
                 Action::RecordBase { path, rev } => record.push((path, rev)),
                 Action::ForgetBase { path } => forget.push(path),
+                Action::NotUploaded { path } => report
+                    .skipped
+                    .push(SkippedItem { path: path.to_string(), reason: "not uploaded (download-only)".into() }),
+                Action::NotDownloaded { path } => report
+                    .skipped
+                    .push(SkippedItem { path: path.to_string(), reason: "not downloaded (upload-only)".into() }),
             }
         }
+        // Evictions join the plan's own local deletions: children before parents across both.
+        local_deletes.sort_by_key(|p: &RelPath| std::cmp::Reverse(p.depth()));
 
         // Downloads: directories first (parents before children), then files.
         let mut new_bases: Vec<(RelPath, BaseRow)> = Vec::new();
@@ -429,8 +520,8 @@ impl Engine {
                 file_downloads.clone(),
                 &local_chunks,
                 progress,
-                &self.device_name,
-                now,
+                (&self.device_name, now),
+                &run.down,
             )
             .await?;
             report.bytes_down += fetched;
@@ -466,7 +557,7 @@ impl Engine {
         if !uploads.is_empty() || !remote_deletes.is_empty() {
             progress.start("uploading", (uploads.len() + remote_deletes.len()) as u64, 0);
             let (outcomes, sent) =
-                upload::run(&self.conn, fs.clone(), folder_id, &uploads, &remote_deletes, progress).await?;
+                upload::run(&self.conn, fs.clone(), folder_id, &uploads, &remote_deletes, progress, &run.up).await?;
             report.bytes_up += sent;
             let mut up_bases = Vec::new();
             let mut gone = Vec::new();

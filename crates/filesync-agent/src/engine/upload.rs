@@ -47,8 +47,9 @@ pub enum CommitOutcome {
     Failed(String),
 }
 
-/// Sends the uploads' missing chunks, then commits uploads and deletions. Returns one outcome
-/// per upload, then one per deletion, in the order given, and the chunk bytes sent.
+/// Sends the uploads' missing chunks (paced by `throttle`), then commits uploads and
+/// deletions. Returns one outcome per upload, then one per deletion, in the order given, and
+/// the chunk bytes sent.
 pub async fn run(
     conn: &Connection,
     fs: Arc<dyn Filesystem>,
@@ -56,6 +57,7 @@ pub async fn run(
     uploads: &[UploadJob],
     deletes: &[DeleteJob],
     progress: &Progress,
+    throttle: &super::throttle::Throttle,
 ) -> Result<(Vec<CommitOutcome>, u64), SyncError> {
     let mut bytes_sent = 0u64;
     // 1. Every distinct chunk, with one place to read it from.
@@ -108,8 +110,10 @@ pub async fn run(
             batches
                 .map(|b| {
                     let conn = conn2.clone();
+                    let throttle = throttle.clone();
                     async move {
                         let bytes: u64 = b.iter().map(|(_, d)| d.len() as u64).sum();
+                        throttle.acquire(bytes).await;
                         conn.put_chunks(b).await.map(|_| bytes)
                     }
                 })

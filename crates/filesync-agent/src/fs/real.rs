@@ -1,7 +1,9 @@
 //! The real filesystem, rooted at a synced folder: [`RealFs`] maps [`RelPath`]s to platform
 //! paths component by component, reports `lstat` results (links are never followed), writes
 //! through temporary files that are renamed over their destination, and refuses to operate
-//! through a symbolic link inside the folder.
+//! through a symbolic link inside the folder. On Windows it uses `\\?\` paths (no 260-character
+//! limit), renames a name to another spelling of itself in two steps, and retries briefly when
+//! another program holds a file it must replace or delete.
 
 use super::{DirEntry, Filesystem, ReadSeek, Stat, StatKind, TempFile};
 use filesync_core::RelPath;
@@ -23,11 +25,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Clone, Debug)]
 pub struct RealFs {
     root: PathBuf,
+    /// `root` as the platform's operations get it: on Windows the `\\?\` ("verbatim") form,
+    /// which lifts the 260-character `MAX_PATH` limit; elsewhere `root` itself.
+    op_root: PathBuf,
 }
 
 impl RealFs {
     pub fn new(root: PathBuf) -> RealFs {
-        RealFs { root }
+        let op_root = operation_root(&root);
+        RealFs { root, op_root }
     }
 
     pub fn root(&self) -> &Path {
@@ -45,7 +51,7 @@ impl RealFs {
                 format!("'{rel}' cannot be stored on Windows: {why}"),
             ));
         }
-        let mut p = self.root.clone();
+        let mut p = self.op_root.clone();
         for c in rel.components() {
             p.push(c);
         }
@@ -71,11 +77,11 @@ impl RealFs {
     /// Like [`RealFs::local_path`], and checks that no ancestor of `rel` (nor `rel` itself
     /// when `check_last`) is a symbolic link. `None` is the root, which is never checked.
     fn checked(&self, rel: Option<&RelPath>, check_last: bool) -> io::Result<PathBuf> {
-        let Some(rel) = rel else { return Ok(self.root.clone()) };
+        let Some(rel) = rel else { return Ok(self.op_root.clone()) };
         let full = self.local_path(rel)?;
         let n = rel.depth();
         let checks = if check_last { n } else { n - 1 };
-        let mut p = self.root.clone();
+        let mut p = self.op_root.clone();
         for c in rel.components().take(checks) {
             p.push(c);
             match fs::symlink_metadata(&p) {
@@ -103,6 +109,40 @@ impl RealFs {
         from.push(name);
         let to = self.checked(Some(to), false)?;
         rename_noreplace_paths(&from, &to)
+    }
+}
+
+/// The path the platform's file operations get for the folder root: on Windows the verbatim
+/// `\\?\C:\…` (or `\\?\UNC\server\share\…`) form of its absolute path, so that paths deeper
+/// than 260 characters work without the system-wide "long paths" setting. Verbatim paths are
+/// taken literally (no `/`, `.` or `..` handling), which is why the root is made absolute and
+/// normalized first and every name below it is validated. Elsewhere the root as given.
+fn operation_root(root: &Path) -> PathBuf {
+    #[cfg(windows)]
+    {
+        match std::path::absolute(root) {
+            Ok(abs) => verbatim(&abs),
+            Err(_) => root.to_path_buf(),
+        }
+    }
+    #[cfg(not(windows))]
+    {
+        root.to_path_buf()
+    }
+}
+
+/// The verbatim form of an absolute, normalized Windows path.
+#[cfg(any(windows, test))]
+fn verbatim(abs: &Path) -> PathBuf {
+    let s = abs.as_os_str().to_string_lossy();
+    if s.starts_with(r"\\?\") || s.starts_with(r"\\.\") {
+        abs.to_path_buf()
+    } else if let Some(unc) = s.strip_prefix(r"\\") {
+        PathBuf::from(format!(r"\\?\UNC\{unc}"))
+    } else if s.as_bytes().get(1) == Some(&b':') {
+        PathBuf::from(format!(r"\\?\{s}"))
+    } else {
+        abs.to_path_buf()
     }
 }
 
@@ -250,10 +290,33 @@ fn rename_noreplace_paths(from: &Path, to: &Path) -> io::Result<()> {
         Ok(_) if !is_alias(from, to) => {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("'{}' already exists", to.display())));
         }
-        Ok(_) => {}
+        Ok(_) => return rename_to_other_spelling(from, to),
         Err(e) if is_not_found(&e) => {}
         Err(e) => return Err(e),
     }
+    fs::rename(from, to)
+}
+
+/// Renames an entry to another spelling of its own name (`report.txt` → `Report.txt`) on a
+/// case-insensitive disk. Windows file systems other than NTFS (FAT, some network shares) —
+/// and Wine — accept such a rename and change nothing, so it goes through an intermediate
+/// name. A crash between the two steps leaves the entry under that visible name
+/// (`.filesync-renaming-…`), never deletes it: it does not start with the temporary-file
+/// prefix that crash cleanup removes.
+#[cfg(windows)]
+fn rename_to_other_spelling(from: &Path, to: &Path) -> io::Result<()> {
+    let Some(dir) = from.parent() else { return fs::rename(from, to) };
+    let via = dir.join(format!(".filesync-renaming-{:016x}", rand::random::<u64>()));
+    retry_while_in_use(|| fs::rename(from, &via))?;
+    if let Err(e) = retry_while_in_use(|| fs::rename(&via, to)) {
+        let _ = fs::rename(&via, from);
+        return Err(e);
+    }
+    Ok(())
+}
+
+#[cfg(not(windows))]
+fn rename_to_other_spelling(from: &Path, to: &Path) -> io::Result<()> {
     fs::rename(from, to)
 }
 
@@ -303,31 +366,48 @@ fn is_alias(from: &Path, to: &Path) -> bool {
     }
 }
 
-/// `rename` replacing `to`. On Windows a destination that another program holds open fails
-/// with a sharing or access error for as long as it is open; retry briefly, then give up.
+/// `rename` replacing `to`. On Windows a destination that another program holds open (without
+/// allowing deletion) cannot be replaced while it is open: see [`retry_while_in_use`].
 fn rename_replace(from: &Path, to: &Path) -> io::Result<()> {
+    retry_while_in_use(|| fs::rename(from, to))
+}
+
+/// Runs a rename or delete, and on Windows retries it for about a second while the file is in
+/// use by another program (a sharing or lock violation, or access denied, which is also what a
+/// file pending deletion answers). If it is still in use, the error says so; the engine
+/// reports it for that file and the next pass tries again.
+fn retry_while_in_use<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     #[cfg(windows)]
     {
         const ERROR_ACCESS_DENIED: i32 = 5;
         const ERROR_SHARING_VIOLATION: i32 = 32;
         const ERROR_LOCK_VIOLATION: i32 = 33;
+        let in_use = |e: &io::Error| {
+            matches!(e.raw_os_error(), Some(ERROR_ACCESS_DENIED | ERROR_SHARING_VIOLATION | ERROR_LOCK_VIOLATION))
+        };
         let mut delay = Duration::from_millis(20);
-        for _ in 0..5 {
-            match fs::rename(from, to) {
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(ERROR_ACCESS_DENIED | ERROR_SHARING_VIOLATION | ERROR_LOCK_VIOLATION)
-                    ) =>
-                {
+        for _ in 0..6 {
+            match op() {
+                Err(e) if in_use(&e) => {
                     std::thread::sleep(delay);
                     delay *= 2;
                 }
                 other => return other,
             }
         }
+        op().map_err(|e| {
+            if in_use(&e) {
+                io::Error::new(
+                    e.kind(),
+                    format!("{e} (another program has the file open; FileSync tries again once it is closed)"),
+                )
+            } else {
+                e
+            }
+        })
     }
-    fs::rename(from, to)
+    #[cfg(not(windows))]
+    op()
 }
 
 /// Makes a rename in `dir` durable. Filesystems that cannot fsync a directory say so with
@@ -416,11 +496,13 @@ impl Filesystem for RealFs {
     }
 
     fn remove_file(&self, path: &RelPath) -> io::Result<()> {
-        fs::remove_file(self.checked(Some(path), false)?)
+        let p = self.checked(Some(path), false)?;
+        retry_while_in_use(|| fs::remove_file(&p))
     }
 
     fn remove_dir(&self, path: &RelPath) -> io::Result<()> {
-        fs::remove_dir(self.checked(Some(path), false)?)
+        let p = self.checked(Some(path), false)?;
+        retry_while_in_use(|| fs::remove_dir(&p))
     }
 
     fn rename_noreplace(&self, from: &RelPath, to: &RelPath) -> io::Result<()> {
@@ -459,11 +541,11 @@ impl Filesystem for RealFs {
 
     fn clean_temp_files(&self) -> io::Result<usize> {
         let mut removed = 0;
-        let mut stack = vec![self.root.clone()];
+        let mut stack = vec![self.op_root.clone()];
         while let Some(dir) = stack.pop() {
             let listing = match fs::read_dir(&dir) {
                 Ok(l) => l,
-                Err(e) if dir == self.root => return Err(e),
+                Err(e) if dir == self.op_root => return Err(e),
                 // An unreadable or vanished subdirectory holds no temp file we could remove.
                 Err(_) => continue,
             };
@@ -587,6 +669,11 @@ mod tests {
         (dir, fs)
     }
 
+    /// What a file's mtime reads back as: Windows keeps it in 100 ns units.
+    fn on_disk(ns: i64) -> i64 {
+        if cfg!(windows) { ns - ns % 100 } else { ns }
+    }
+
     fn write_via_temp(fs: &RealFs, dest: &str, data: &[u8], mtime_ns: i64, exec: bool) {
         let dest = p(dest);
         let mut t = fs.create_temp(dest.parent().as_ref()).unwrap();
@@ -605,7 +692,7 @@ mod tests {
         let st = fs.stat(&p("sub/f.txt")).unwrap().unwrap();
         assert_eq!(st.kind, StatKind::File);
         assert_eq!(st.size, 5);
-        assert_eq!(st.mtime_ns, mtime);
+        assert_eq!(st.mtime_ns, on_disk(mtime));
         assert_eq!(st.executable, cfg!(unix));
         let mut s = String::new();
         fs.open(&p("sub/f.txt")).unwrap().read_to_string(&mut s).unwrap();
@@ -613,7 +700,7 @@ mod tests {
         // Replacing an existing file; the executable bit goes away again.
         write_via_temp(&fs, "sub/f.txt", b"bye", mtime + 1, false);
         let st = fs.stat(&p("sub/f.txt")).unwrap().unwrap();
-        assert_eq!((st.size, st.mtime_ns, st.executable), (3, mtime + 1, false));
+        assert_eq!((st.size, st.mtime_ns, st.executable), (3, on_disk(mtime + 1), false));
         assert_eq!(fs.read_dir(Some(&p("sub"))).unwrap().len(), 1, "no temp file left behind");
     }
 
@@ -680,10 +767,9 @@ mod tests {
     fn clean_temp_files_removes_leftovers_everywhere() {
         let (d, fs) = setup();
         fs.create_dir(&p("x")).unwrap();
-        let t1 = fs.create_temp(None).unwrap();
-        let t2 = fs.create_temp(Some(&p("x"))).unwrap();
-        std::mem::forget(t1); // a crash: no Drop
-        std::mem::forget(t2);
+        // What a crash leaves: temporary files nobody holds open any more.
+        std::fs::write(d.path().join(format!("{TEMP_PREFIX}0123456789abcdef")), b"partial").unwrap();
+        std::fs::write(d.path().join("x").join(format!("{TEMP_PREFIX}fedcba9876543210")), b"partial").unwrap();
         std::fs::write(d.path().join("x").join("keep"), b"k").unwrap();
         assert_eq!(fs.clean_temp_files().unwrap(), 2);
         assert_eq!(fs.read_dir(None).unwrap().len(), 1);
@@ -712,7 +798,94 @@ mod tests {
     #[test]
     fn mtime_conversion_handles_times_before_1970() {
         for ns in [0, 1, -1, -1_000_000_007, 1_700_000_000_000_000_001] {
-            assert_eq!(system_time_to_ns(ns_to_system_time(ns)), ns);
+            assert_eq!(system_time_to_ns(ns_to_system_time(ns)), on_disk(ns));
         }
+    }
+
+    #[test]
+    fn verbatim_paths() {
+        assert_eq!(verbatim(Path::new(r"C:\Users\ann\Docs")), PathBuf::from(r"\\?\C:\Users\ann\Docs"));
+        assert_eq!(verbatim(Path::new(r"\\nas\share\Docs")), PathBuf::from(r"\\?\UNC\nas\share\Docs"));
+        assert_eq!(verbatim(Path::new(r"\\?\D:\x")), PathBuf::from(r"\\?\D:\x"));
+    }
+
+    /// Deeper than Windows' classic 260-character limit.
+    #[test]
+    fn long_paths() {
+        let (_d, fs) = setup();
+        let mut rel = String::new();
+        for i in 0..8 {
+            if !rel.is_empty() {
+                rel.push('/');
+            }
+            rel.push_str(&format!("{i}-a-directory-name-of-forty-characters-x"));
+            fs.create_dir(&p(&rel)).unwrap();
+        }
+        let file = format!("{rel}/and-a-file-at-the-bottom-of-it-all.txt");
+        assert!(fs.root().join(&file).as_os_str().len() > 300);
+        write_via_temp(&fs, &file, b"deep", 0, false);
+        let mut s = String::new();
+        fs.open(&p(&file)).unwrap().read_to_string(&mut s).unwrap();
+        assert_eq!(s, "deep");
+        assert_eq!(fs.read_dir(Some(&p(&rel))).unwrap().len(), 1);
+        assert_eq!(fs.clean_temp_files().unwrap(), 0);
+        fs.remove_file(&p(&file)).unwrap();
+        assert!(fs.stat(&p(&file)).unwrap().is_none());
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn names_windows_cannot_hold_are_refused_not_mangled() {
+        let (_d, fs) = setup();
+        for name in ["aux.txt", "CON", "a:b", "trailing.", "q?"] {
+            let Ok(rel) = RelPath::new(name) else { continue };
+            let e = fs.stat(&rel).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{name}");
+            let t = fs.create_temp(None).unwrap();
+            assert_eq!(t.persist(&rel).unwrap_err().kind(), io::ErrorKind::InvalidInput, "{name}");
+        }
+        assert!(fs.read_dir(None).unwrap().is_empty(), "nothing was written under another name");
+    }
+
+    /// A rename that changes only letter case really changes the name on disk (FAT, some
+    /// network shares and Wine ignore a direct one).
+    #[cfg(windows)]
+    #[test]
+    fn case_only_rename_changes_the_name_on_disk() {
+        let (_d, fs) = setup();
+        write_via_temp(&fs, "report.txt", b"r", 0, false);
+        fs.rename_noreplace(&p("report.txt"), &p("Report.txt")).unwrap();
+        let names: Vec<_> = fs.read_dir(None).unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["Report.txt"]);
+        fs.create_dir(&p("dir")).unwrap();
+        fs.rename_noreplace(&p("dir"), &p("DIR")).unwrap();
+        let mut names: Vec<_> = fs.read_dir(None).unwrap().into_iter().map(|e| e.name).collect();
+        names.sort();
+        assert_eq!(names, ["DIR", "Report.txt"]);
+        write_via_temp(&fs, "other.txt", b"o", 0, false);
+        let e = fs.rename_noreplace(&p("other.txt"), &p("REPORT.TXT")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "another file is not another spelling");
+    }
+
+    /// Another program holding the destination open without sharing deletion blocks a
+    /// replace: it fails with an explanation, the old contents stay, no temporary file is left;
+    /// once the program lets go, the replace succeeds.
+    #[cfg(windows)]
+    #[test]
+    fn replacing_a_file_another_program_holds_open() {
+        use std::os::windows::fs::OpenOptionsExt;
+        const FILE_SHARE_READ: u32 = 1;
+        let (_d, fs) = setup();
+        write_via_temp(&fs, "doc.txt", b"old", 0, false);
+        let held = OpenOptions::new().read(true).share_mode(FILE_SHARE_READ).open(fs.root().join("doc.txt")).unwrap();
+        let mut t = fs.create_temp(None).unwrap();
+        t.write_all(b"new").unwrap();
+        let e = t.persist(&p("doc.txt")).unwrap_err();
+        assert!(e.to_string().contains("another program has the file open"), "{e}");
+        assert_eq!(std::fs::read(fs.root().join("doc.txt")).unwrap(), b"old");
+        assert_eq!(fs.read_dir(None).unwrap().len(), 1, "no temporary file left behind");
+        drop(held);
+        write_via_temp(&fs, "doc.txt", b"new", 0, false);
+        assert_eq!(std::fs::read(fs.root().join("doc.txt")).unwrap(), b"new");
     }
 }

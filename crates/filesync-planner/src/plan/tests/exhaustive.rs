@@ -3,7 +3,7 @@
 //! inside it run to a stable state without losing a version.
 
 use super::sim::*;
-use crate::{Action, FolderState, PathState};
+use crate::{Action, Direction, FolderState, PathState, PlanContext};
 use filesync_core::FileMeta;
 
 /// The local side. `FileA` is the base's content when the base is a file (with another
@@ -48,6 +48,10 @@ enum Exp {
     Forget,
     /// Move the local version aside, download the remote one at this rev.
     Conflict(u64),
+    /// Download-only: reported as not uploaded.
+    NotUp,
+    /// Upload-only: reported as not downloaded.
+    NotDown,
 }
 
 use Bas::*;
@@ -174,6 +178,8 @@ fn expected_actions(path: &str, e: Exp) -> Vec<Action> {
         Record(rev) => vec![record(path, rev)],
         Forget => vec![forget(path)],
         Conflict(rev) => vec![aside(path, copy_of(path, 0)), down(path, rev)],
+        NotUp => vec![Action::NotUploaded { path: p(path) }],
+        NotDown => vec![Action::NotDownloaded { path: p(path) }],
     }
 }
 
@@ -251,4 +257,383 @@ fn every_valid_directory_and_child_combination_syncs_without_loss() {
         }
     }
     assert!(cases > 600, "only {cases} valid combinations");
+}
+
+/// Upload-only: the local folder is never changed; a remote-only change is `NotDown`.
+#[rustfmt::skip]
+const UPLOAD_ONLY: [(Loc, Bas, Rem, Exp); 72] = [
+    (LAbsent, BNone,  RNone,  Nothing),
+    (LAbsent, BNone,  RSame,  NotDown),
+    (LAbsent, BNone,  RFileB, NotDown),
+    (LAbsent, BNone,  RFileC, NotDown),
+    (LAbsent, BNone,  RDir,   NotDown),
+    (LAbsent, BNone,  RTomb,  Nothing),
+    (LFileA,  BNone,  RNone,  Up(0)),
+    (LFileA,  BNone,  RSame,  Record(5)),
+    (LFileA,  BNone,  RFileB, Up(9)),
+    (LFileA,  BNone,  RFileC, Up(9)),
+    (LFileA,  BNone,  RDir,   Up(9)),
+    (LFileA,  BNone,  RTomb,  Up(9)),
+    (LFileB,  BNone,  RNone,  Up(0)),
+    (LFileB,  BNone,  RSame,  Up(5)),
+    (LFileB,  BNone,  RFileB, Record(9)),
+    (LFileB,  BNone,  RFileC, Up(9)),
+    (LFileB,  BNone,  RDir,   Up(9)),
+    (LFileB,  BNone,  RTomb,  Up(9)),
+    (LDir,    BNone,  RNone,  Up(0)),
+    (LDir,    BNone,  RSame,  Up(5)),
+    (LDir,    BNone,  RFileB, Up(9)),
+    (LDir,    BNone,  RFileC, Up(9)),
+    (LDir,    BNone,  RDir,   Record(9)),
+    (LDir,    BNone,  RTomb,  Up(9)),
+    (LAbsent, BFileA, RNone,  Forget),
+    (LAbsent, BFileA, RSame,  DelRemote(5)),
+    (LAbsent, BFileA, RFileB, DelRemote(9)),     // deleted here: goes over the remote edit
+    (LAbsent, BFileA, RFileC, DelRemote(9)),
+    (LAbsent, BFileA, RDir,   DelRemote(9)),
+    (LAbsent, BFileA, RTomb,  Forget),
+    (LFileA,  BFileA, RNone,  Up(0)),
+    (LFileA,  BFileA, RSame,  Nothing),
+    (LFileA,  BFileA, RFileB, NotDown),         // remote edit: not applied here
+    (LFileA,  BFileA, RFileC, NotDown),
+    (LFileA,  BFileA, RDir,   NotDown),
+    (LFileA,  BFileA, RTomb,  NotDown),         // remote delete: not applied here
+    (LFileB,  BFileA, RNone,  Up(0)),
+    (LFileB,  BFileA, RSame,  Up(5)),
+    (LFileB,  BFileA, RFileB, Record(9)),
+    (LFileB,  BFileA, RFileC, Up(9)),            // both edited: local goes over remote
+    (LFileB,  BFileA, RDir,   Up(9)),
+    (LFileB,  BFileA, RTomb,  Up(9)),
+    (LDir,    BFileA, RNone,  Up(0)),
+    (LDir,    BFileA, RSame,  Up(5)),
+    (LDir,    BFileA, RFileB, Up(9)),
+    (LDir,    BFileA, RFileC, Up(9)),
+    (LDir,    BFileA, RDir,   Record(9)),
+    (LDir,    BFileA, RTomb,  Up(9)),
+    (LAbsent, BDir,   RNone,  Forget),
+    (LAbsent, BDir,   RSame,  DelRemote(5)),
+    (LAbsent, BDir,   RFileB, DelRemote(9)),
+    (LAbsent, BDir,   RFileC, DelRemote(9)),
+    (LAbsent, BDir,   RDir,   DelRemote(9)),
+    (LAbsent, BDir,   RTomb,  Forget),
+    (LFileA,  BDir,   RNone,  Up(0)),
+    (LFileA,  BDir,   RSame,  Up(5)),
+    (LFileA,  BDir,   RFileB, Up(9)),
+    (LFileA,  BDir,   RFileC, Up(9)),
+    (LFileA,  BDir,   RDir,   Up(9)),
+    (LFileA,  BDir,   RTomb,  Up(9)),
+    (LFileB,  BDir,   RNone,  Up(0)),
+    (LFileB,  BDir,   RSame,  Up(5)),
+    (LFileB,  BDir,   RFileB, Record(9)),
+    (LFileB,  BDir,   RFileC, Up(9)),
+    (LFileB,  BDir,   RDir,   Up(9)),
+    (LFileB,  BDir,   RTomb,  Up(9)),
+    (LDir,    BDir,   RNone,  Up(0)),
+    (LDir,    BDir,   RSame,  Nothing),
+    (LDir,    BDir,   RFileB, NotDown),
+    (LDir,    BDir,   RFileC, NotDown),
+    (LDir,    BDir,   RDir,   Record(9)),       // only the rev moved
+    (LDir,    BDir,   RTomb,  NotDown),
+];
+/// Download-only: nothing is sent; a local-only change is `NotUp`; a conflict keeps a copy.
+#[rustfmt::skip]
+const DOWNLOAD_ONLY: [(Loc, Bas, Rem, Exp); 72] = [
+    (LAbsent, BNone,  RNone,  Nothing),
+    (LAbsent, BNone,  RSame,  Down(5)),
+    (LAbsent, BNone,  RFileB, Down(9)),
+    (LAbsent, BNone,  RFileC, Down(9)),
+    (LAbsent, BNone,  RDir,   Down(9)),
+    (LAbsent, BNone,  RTomb,  Nothing),
+    (LFileA,  BNone,  RNone,  NotUp),
+    (LFileA,  BNone,  RSame,  Record(5)),
+    (LFileA,  BNone,  RFileB, Conflict(9)),
+    (LFileA,  BNone,  RFileC, Conflict(9)),
+    (LFileA,  BNone,  RDir,   Conflict(9)),
+    (LFileA,  BNone,  RTomb,  NotUp),
+    (LFileB,  BNone,  RNone,  NotUp),
+    (LFileB,  BNone,  RSame,  Conflict(5)),
+    (LFileB,  BNone,  RFileB, Record(9)),
+    (LFileB,  BNone,  RFileC, Conflict(9)),
+    (LFileB,  BNone,  RDir,   Conflict(9)),
+    (LFileB,  BNone,  RTomb,  NotUp),
+    (LDir,    BNone,  RNone,  NotUp),
+    (LDir,    BNone,  RSame,  Conflict(5)),
+    (LDir,    BNone,  RFileB, Conflict(9)),
+    (LDir,    BNone,  RFileC, Conflict(9)),
+    (LDir,    BNone,  RDir,   Record(9)),
+    (LDir,    BNone,  RTomb,  NotUp),
+    (LAbsent, BFileA, RNone,  Forget),
+    (LAbsent, BFileA, RSame,  NotUp),           // local delete: not sent
+    (LAbsent, BFileA, RFileB, Down(9)),
+    (LAbsent, BFileA, RFileC, Down(9)),
+    (LAbsent, BFileA, RDir,   Down(9)),
+    (LAbsent, BFileA, RTomb,  Forget),
+    (LFileA,  BFileA, RNone,  NotUp),
+    (LFileA,  BFileA, RSame,  Nothing),
+    (LFileA,  BFileA, RFileB, Down(9)),
+    (LFileA,  BFileA, RFileC, Down(9)),
+    (LFileA,  BFileA, RDir,   Down(9)),
+    (LFileA,  BFileA, RTomb,  DelLocal),
+    (LFileB,  BFileA, RNone,  NotUp),
+    (LFileB,  BFileA, RSame,  NotUp),           // local edit: not uploaded
+    (LFileB,  BFileA, RFileB, Record(9)),
+    (LFileB,  BFileA, RFileC, Conflict(9)),      // both edited: local kept as a copy
+    (LFileB,  BFileA, RDir,   Conflict(9)),
+    (LFileB,  BFileA, RTomb,  NotUp),           // edit beats delete: kept, not sent
+    (LDir,    BFileA, RNone,  NotUp),
+    (LDir,    BFileA, RSame,  NotUp),
+    (LDir,    BFileA, RFileB, Conflict(9)),
+    (LDir,    BFileA, RFileC, Conflict(9)),
+    (LDir,    BFileA, RDir,   Record(9)),
+    (LDir,    BFileA, RTomb,  NotUp),
+    (LAbsent, BDir,   RNone,  Forget),
+    (LAbsent, BDir,   RSame,  NotUp),
+    (LAbsent, BDir,   RFileB, Down(9)),
+    (LAbsent, BDir,   RFileC, Down(9)),
+    (LAbsent, BDir,   RDir,   Down(9)),
+    (LAbsent, BDir,   RTomb,  Forget),
+    (LFileA,  BDir,   RNone,  NotUp),
+    (LFileA,  BDir,   RSame,  NotUp),
+    (LFileA,  BDir,   RFileB, Conflict(9)),
+    (LFileA,  BDir,   RFileC, Conflict(9)),
+    (LFileA,  BDir,   RDir,   Conflict(9)),
+    (LFileA,  BDir,   RTomb,  NotUp),
+    (LFileB,  BDir,   RNone,  NotUp),
+    (LFileB,  BDir,   RSame,  NotUp),
+    (LFileB,  BDir,   RFileB, Record(9)),
+    (LFileB,  BDir,   RFileC, Conflict(9)),
+    (LFileB,  BDir,   RDir,   Conflict(9)),
+    (LFileB,  BDir,   RTomb,  NotUp),
+    (LDir,    BDir,   RNone,  NotUp),
+    (LDir,    BDir,   RSame,  Nothing),
+    (LDir,    BDir,   RFileB, Down(9)),
+    (LDir,    BDir,   RFileC, Down(9)),
+    (LDir,    BDir,   RDir,   Down(9)),
+    (LDir,    BDir,   RTomb,  DelLocal),
+];
+/// Revert remote (upload-only): the server is made equal to this computer.
+#[rustfmt::skip]
+const REVERT_REMOTE: [(Loc, Bas, Rem, Exp); 72] = [
+    (LAbsent, BNone,  RNone,  Nothing),
+    (LAbsent, BNone,  RSame,  DelRemote(5)),     // remote-only: deleted
+    (LAbsent, BNone,  RFileB, DelRemote(9)),
+    (LAbsent, BNone,  RFileC, DelRemote(9)),
+    (LAbsent, BNone,  RDir,   DelRemote(9)),
+    (LAbsent, BNone,  RTomb,  Nothing),
+    (LFileA,  BNone,  RNone,  Up(0)),
+    (LFileA,  BNone,  RSame,  Record(5)),
+    (LFileA,  BNone,  RFileB, Up(9)),
+    (LFileA,  BNone,  RFileC, Up(9)),
+    (LFileA,  BNone,  RDir,   Up(9)),
+    (LFileA,  BNone,  RTomb,  Up(9)),
+    (LFileB,  BNone,  RNone,  Up(0)),
+    (LFileB,  BNone,  RSame,  Up(5)),
+    (LFileB,  BNone,  RFileB, Record(9)),
+    (LFileB,  BNone,  RFileC, Up(9)),
+    (LFileB,  BNone,  RDir,   Up(9)),
+    (LFileB,  BNone,  RTomb,  Up(9)),
+    (LDir,    BNone,  RNone,  Up(0)),
+    (LDir,    BNone,  RSame,  Up(5)),
+    (LDir,    BNone,  RFileB, Up(9)),
+    (LDir,    BNone,  RFileC, Up(9)),
+    (LDir,    BNone,  RDir,   Record(9)),
+    (LDir,    BNone,  RTomb,  Up(9)),
+    (LAbsent, BFileA, RNone,  Forget),
+    (LAbsent, BFileA, RSame,  DelRemote(5)),
+    (LAbsent, BFileA, RFileB, DelRemote(9)),
+    (LAbsent, BFileA, RFileC, DelRemote(9)),
+    (LAbsent, BFileA, RDir,   DelRemote(9)),
+    (LAbsent, BFileA, RTomb,  Forget),
+    (LFileA,  BFileA, RNone,  Up(0)),
+    (LFileA,  BFileA, RSame,  Nothing),
+    (LFileA,  BFileA, RFileB, Up(9)),            // remote edit: replaced by local
+    (LFileA,  BFileA, RFileC, Up(9)),
+    (LFileA,  BFileA, RDir,   Up(9)),
+    (LFileA,  BFileA, RTomb,  Up(9)),
+    (LFileB,  BFileA, RNone,  Up(0)),
+    (LFileB,  BFileA, RSame,  Up(5)),
+    (LFileB,  BFileA, RFileB, Record(9)),
+    (LFileB,  BFileA, RFileC, Up(9)),
+    (LFileB,  BFileA, RDir,   Up(9)),
+    (LFileB,  BFileA, RTomb,  Up(9)),
+    (LDir,    BFileA, RNone,  Up(0)),
+    (LDir,    BFileA, RSame,  Up(5)),
+    (LDir,    BFileA, RFileB, Up(9)),
+    (LDir,    BFileA, RFileC, Up(9)),
+    (LDir,    BFileA, RDir,   Record(9)),
+    (LDir,    BFileA, RTomb,  Up(9)),
+    (LAbsent, BDir,   RNone,  Forget),
+    (LAbsent, BDir,   RSame,  DelRemote(5)),
+    (LAbsent, BDir,   RFileB, DelRemote(9)),
+    (LAbsent, BDir,   RFileC, DelRemote(9)),
+    (LAbsent, BDir,   RDir,   DelRemote(9)),
+    (LAbsent, BDir,   RTomb,  Forget),
+    (LFileA,  BDir,   RNone,  Up(0)),
+    (LFileA,  BDir,   RSame,  Up(5)),
+    (LFileA,  BDir,   RFileB, Up(9)),
+    (LFileA,  BDir,   RFileC, Up(9)),
+    (LFileA,  BDir,   RDir,   Up(9)),
+    (LFileA,  BDir,   RTomb,  Up(9)),
+    (LFileB,  BDir,   RNone,  Up(0)),
+    (LFileB,  BDir,   RSame,  Up(5)),
+    (LFileB,  BDir,   RFileB, Record(9)),
+    (LFileB,  BDir,   RFileC, Up(9)),
+    (LFileB,  BDir,   RDir,   Up(9)),
+    (LFileB,  BDir,   RTomb,  Up(9)),
+    (LDir,    BDir,   RNone,  Up(0)),
+    (LDir,    BDir,   RSame,  Nothing),
+    (LDir,    BDir,   RFileB, Up(9)),
+    (LDir,    BDir,   RFileC, Up(9)),
+    (LDir,    BDir,   RDir,   Record(9)),
+    (LDir,    BDir,   RTomb,  Up(9)),
+];
+/// Revert local (download-only): this computer is made equal to the server.
+#[rustfmt::skip]
+const REVERT_LOCAL: [(Loc, Bas, Rem, Exp); 72] = [
+    (LAbsent, BNone,  RNone,  Nothing),
+    (LAbsent, BNone,  RSame,  Down(5)),
+    (LAbsent, BNone,  RFileB, Down(9)),
+    (LAbsent, BNone,  RFileC, Down(9)),
+    (LAbsent, BNone,  RDir,   Down(9)),
+    (LAbsent, BNone,  RTomb,  Nothing),
+    (LFileA,  BNone,  RNone,  DelLocal),
+    (LFileA,  BNone,  RSame,  Record(5)),
+    (LFileA,  BNone,  RFileB, Down(9)),
+    (LFileA,  BNone,  RFileC, Down(9)),
+    (LFileA,  BNone,  RDir,   Down(9)),
+    (LFileA,  BNone,  RTomb,  DelLocal),
+    (LFileB,  BNone,  RNone,  DelLocal),        // local-only: removed
+    (LFileB,  BNone,  RSame,  Down(5)),
+    (LFileB,  BNone,  RFileB, Record(9)),
+    (LFileB,  BNone,  RFileC, Down(9)),
+    (LFileB,  BNone,  RDir,   Down(9)),
+    (LFileB,  BNone,  RTomb,  DelLocal),
+    (LDir,    BNone,  RNone,  DelLocal),
+    (LDir,    BNone,  RSame,  Down(5)),
+    (LDir,    BNone,  RFileB, Down(9)),
+    (LDir,    BNone,  RFileC, Down(9)),
+    (LDir,    BNone,  RDir,   Record(9)),
+    (LDir,    BNone,  RTomb,  DelLocal),
+    (LAbsent, BFileA, RNone,  Forget),
+    (LAbsent, BFileA, RSame,  Down(5)),
+    (LAbsent, BFileA, RFileB, Down(9)),
+    (LAbsent, BFileA, RFileC, Down(9)),
+    (LAbsent, BFileA, RDir,   Down(9)),
+    (LAbsent, BFileA, RTomb,  Forget),
+    (LFileA,  BFileA, RNone,  DelLocal),
+    (LFileA,  BFileA, RSame,  Nothing),
+    (LFileA,  BFileA, RFileB, Down(9)),
+    (LFileA,  BFileA, RFileC, Down(9)),
+    (LFileA,  BFileA, RDir,   Down(9)),
+    (LFileA,  BFileA, RTomb,  DelLocal),
+    (LFileB,  BFileA, RNone,  DelLocal),
+    (LFileB,  BFileA, RSame,  Down(5)),          // local edit: replaced
+    (LFileB,  BFileA, RFileB, Record(9)),
+    (LFileB,  BFileA, RFileC, Down(9)),
+    (LFileB,  BFileA, RDir,   Down(9)),
+    (LFileB,  BFileA, RTomb,  DelLocal),
+    (LDir,    BFileA, RNone,  DelLocal),
+    (LDir,    BFileA, RSame,  Down(5)),
+    (LDir,    BFileA, RFileB, Down(9)),
+    (LDir,    BFileA, RFileC, Down(9)),
+    (LDir,    BFileA, RDir,   Record(9)),
+    (LDir,    BFileA, RTomb,  DelLocal),
+    (LAbsent, BDir,   RNone,  Forget),
+    (LAbsent, BDir,   RSame,  Down(5)),
+    (LAbsent, BDir,   RFileB, Down(9)),
+    (LAbsent, BDir,   RFileC, Down(9)),
+    (LAbsent, BDir,   RDir,   Down(9)),
+    (LAbsent, BDir,   RTomb,  Forget),
+    (LFileA,  BDir,   RNone,  DelLocal),
+    (LFileA,  BDir,   RSame,  Down(5)),
+    (LFileA,  BDir,   RFileB, Down(9)),
+    (LFileA,  BDir,   RFileC, Down(9)),
+    (LFileA,  BDir,   RDir,   Down(9)),
+    (LFileA,  BDir,   RTomb,  DelLocal),
+    (LFileB,  BDir,   RNone,  DelLocal),
+    (LFileB,  BDir,   RSame,  Down(5)),
+    (LFileB,  BDir,   RFileB, Record(9)),
+    (LFileB,  BDir,   RFileC, Down(9)),
+    (LFileB,  BDir,   RDir,   Down(9)),
+    (LFileB,  BDir,   RTomb,  DelLocal),
+    (LDir,    BDir,   RNone,  DelLocal),
+    (LDir,    BDir,   RSame,  Nothing),
+    (LDir,    BDir,   RFileB, Down(9)),
+    (LDir,    BDir,   RFileC, Down(9)),
+    (LDir,    BDir,   RDir,   Record(9)),
+    (LDir,    BDir,   RTomb,  DelLocal),
+];
+
+/// The tables of the one-way directions and reverts, with their contexts.
+type DirectionTable = [(Loc, Bas, Rem, Exp); 72];
+fn direction_tables() -> [(PlanContext, &'static DirectionTable); 4] {
+    [
+        (ctx_in(Direction::UploadOnly, false), &UPLOAD_ONLY),
+        (ctx_in(Direction::DownloadOnly, false), &DOWNLOAD_ONLY),
+        (ctx_in(Direction::UploadOnly, true), &REVERT_REMOTE),
+        (ctx_in(Direction::DownloadOnly, true), &REVERT_LOCAL),
+    ]
+}
+
+#[test]
+fn direction_tables_cover_every_combination_once() {
+    for (ctx, table) in direction_tables() {
+        for l in ALL_LOC {
+            for b in ALL_BASE {
+                for r in ALL_REM {
+                    let n = table.iter().filter(|(tl, tb, tr, _)| (*tl, *tb, *tr) == (l, b, r)).count();
+                    assert_eq!(
+                        n, 1,
+                        "{:?} (revert {}): {l:?} {b:?} {r:?} is listed {n} times",
+                        ctx.direction, ctx.revert
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_single_path_case_plans_the_expected_actions_in_each_direction() {
+    for (ctx, table) in direction_tables() {
+        for &(l, b, r, e) in table.iter() {
+            let s = path_state(l, b, r);
+            let cases: [(&str, FolderState); 2] =
+                [("f", folder([("f", s.clone())])), ("d/f", folder([("d", synced(3, dir())), ("d/f", s.clone())]))];
+            for (path, state) in cases {
+                let case = format!("{:?} (revert {}): {l:?} {b:?} {r:?} at {path}", ctx.direction, ctx.revert);
+                let plan = checked_plan_in(&state, &ctx);
+                assert_eq!(plan, expected_actions(path, e), "{case}");
+                // Runs it to a settled state, checking the direction's promises on the way.
+                if let Err(err) = sync_until_stable_in(&state, &ctx) {
+                    panic!("{case}: {err}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_valid_directory_and_child_combination_settles_in_each_direction() {
+    for (ctx, _) in direction_tables() {
+        let mut cases = 0;
+        for parent in TABLE.iter().map(|(l, b, r, _)| path_state(*l, *b, *r)) {
+            for child in TABLE.iter().map(|(l, b, r, _)| path_state(*l, *b, *r)) {
+                let child = PathState {
+                    base: child.base.map(|b| crate::Base { rev: b.rev + 100, ..b }),
+                    remote: child.remote.map(|r| crate::Remote { rev: r.rev + 100, ..r }),
+                    ..child
+                };
+                let state = folder([("d", parent.clone()), ("d/f", child.clone())]);
+                if !is_valid_tree(&state) {
+                    continue;
+                }
+                cases += 1;
+                if let Err(err) = sync_until_stable_in(&state, &ctx) {
+                    panic!("{:?} (revert {}): {err}\nstate: {state:#?}", ctx.direction, ctx.revert);
+                }
+            }
+        }
+        assert!(cases > 600, "only {cases} valid combinations");
+    }
 }

@@ -1,6 +1,7 @@
 //! Tests of the planner: named scenarios, an exhaustive table of single-path cases, and
 //! randomized folder states run through an in-memory executor until both sides agree.
 
+mod directions;
 mod exhaustive;
 mod props;
 mod scenarios;

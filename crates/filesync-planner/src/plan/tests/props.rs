@@ -128,6 +128,23 @@ proptest! {
         }
     }
 
+    /// Valid trees under every one-way direction and revert: each pass keeps the contract and
+    /// the direction's promise (upload-only never touches the local folder, download-only
+    /// never the server and loses no local version), and the passes settle.
+    #[test]
+    fn valid_trees_settle_in_every_direction(choices in choices(), which in 0usize..4) {
+        let state = valid_state(&choices);
+        let (direction, revert) = [
+            (crate::Direction::UploadOnly, false),
+            (crate::Direction::DownloadOnly, false),
+            (crate::Direction::UploadOnly, true),
+            (crate::Direction::DownloadOnly, true),
+        ][which];
+        if let Err(e) = sync_until_stable_in(&state, &ctx_in(direction, revert)) {
+            prop_assert!(false, "{:?} (revert {}): {}\nstate: {:#?}", direction, revert, e, state);
+        }
+    }
+
     /// Any state at all: no panic, the same plan twice, and the contract holds (order, one
     /// action per path, fresh copy names, deletions only of unchanged versions).
     #[test]
@@ -136,7 +153,7 @@ proptest! {
         device in "[a-zA-Z0-9 ._-]{0,12}",
         now in 0i64..4_000_000_000,
     ) {
-        let ctx = PlanContext { device_name: device, now_unix: now };
+        let ctx = PlanContext::new(device, now);
         let actions = plan(&state, &ctx);
         prop_assert_eq!(&actions, &plan(&state, &ctx));
         if let Err(e) = check_plan(&state, &actions) {

@@ -3,7 +3,7 @@
 //! step that would clobber an unsynced change, use a stale rev, remove a non-empty directory
 //! or write under a missing parent — so tests check what a plan *does*, not only its shape.
 
-use crate::{Action, Base, FolderState, PathState, PlanContext, Remote, plan};
+use crate::{Action, Base, Direction, FolderState, PathState, PlanContext, Remote, plan};
 use filesync_core::conflict::{conflict_copy_path, is_conflict_copy};
 use filesync_core::{EntryKind, FileMeta, Hash, RelPath};
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,7 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The device name and clock every test plans with: copies are named
 /// `… (conflicted copy from laptop 2026-11-24 230105)…`.
 pub fn ctx() -> PlanContext {
-    PlanContext { device_name: "laptop".into(), now_unix: 1_795_561_265 }
+    PlanContext::new("laptop", 1_795_561_265)
+}
+
+/// [`ctx`] with a direction, and a revert or not.
+pub fn ctx_in(direction: Direction, revert: bool) -> PlanContext {
+    PlanContext { direction, revert, ..ctx() }
 }
 
 pub fn p(s: &str) -> RelPath {
@@ -106,9 +111,14 @@ pub fn aside(path: &str, copy: RelPath) -> Action {
 /// Plans `state` under [`ctx`], checking that planning twice gives the same plan and that
 /// the plan keeps the contract.
 pub fn checked_plan(state: &FolderState) -> Vec<Action> {
-    let actions = plan(state, &ctx());
-    assert_eq!(actions, plan(state, &ctx()), "planning is not deterministic");
-    if let Err(e) = check_plan(state, &actions) {
+    checked_plan_in(state, &ctx())
+}
+
+/// [`checked_plan`] under `ctx`.
+pub fn checked_plan_in(state: &FolderState, ctx: &PlanContext) -> Vec<Action> {
+    let actions = plan(state, ctx);
+    assert_eq!(actions, plan(state, ctx), "planning is not deterministic");
+    if let Err(e) = check_plan_in(state, &actions, ctx) {
         panic!("plan breaks the contract: {e}\nstate: {state:#?}\nplan: {actions:#?}");
     }
     actions
@@ -130,6 +140,7 @@ fn phase(a: &Action) -> u8 {
         Action::DeleteLocal { .. } => 3,
         Action::DeleteRemote { .. } => 4,
         Action::RecordBase { .. } | Action::ForgetBase { .. } => 5,
+        Action::NotUploaded { .. } | Action::NotDownloaded { .. } => 6,
     }
 }
 
@@ -138,6 +149,27 @@ fn phase(a: &Action) -> u8 {
 /// names, nothing under a path moved aside, and that each action fits the state of its path
 /// (deletions only of unchanged versions, uploads based on the server's current rev).
 pub fn check_plan(state: &FolderState, plan: &[Action]) -> Result<(), String> {
+    check_plan_in(state, plan, &ctx())
+}
+
+/// [`check_plan`] under a direction: also that the plan does nothing the direction forbids —
+/// upload-only never touches the local folder, download-only never the server — and reports
+/// held-back changes only in the direction that holds them back.
+pub fn check_plan_in(state: &FolderState, plan: &[Action], ctx: &PlanContext) -> Result<(), String> {
+    let (dir, revert) = (ctx.direction, ctx.revert && ctx.direction != Direction::TwoWay);
+    for a in plan {
+        let allowed = match a {
+            Action::MoveLocalAside { .. } => dir == Direction::TwoWay || (dir == Direction::DownloadOnly && !revert),
+            Action::Download { .. } | Action::DeleteLocal { .. } => dir != Direction::UploadOnly,
+            Action::Upload { .. } | Action::DeleteRemote { .. } => dir != Direction::DownloadOnly,
+            Action::RecordBase { .. } | Action::ForgetBase { .. } => true,
+            Action::NotUploaded { .. } => dir == Direction::DownloadOnly && !revert,
+            Action::NotDownloaded { .. } => dir == Direction::UploadOnly && !revert,
+        };
+        if !allowed {
+            return Err(format!("{a:?} is not allowed under {dir:?} (revert: {revert})"));
+        }
+    }
     for w in plan.windows(2) {
         if phase(&w[0]) > phase(&w[1]) {
             return Err(format!("{:?} comes after {:?}", w[0], w[1]));
@@ -214,15 +246,23 @@ pub fn check_plan(state: &FolderState, plan: &[Action]) -> Result<(), String> {
             Action::MoveLocalAside { .. } => s.local.is_some() && remote_live(s).is_some(),
             Action::Download { rev, .. } => remote_live(s).is_some() && remote_rev(s) == *rev,
             Action::Upload { base_rev, .. } => s.local.is_some() && remote_rev(s) == *base_rev,
+            // Revert local replaces and removes local changes: the one destructive plan.
+            Action::DeleteLocal { .. } if revert => s.local.is_some() && remote_live(s).is_none(),
             Action::DeleteLocal { .. } => match (&s.local, &s.base) {
                 (Some(l), Some(b)) => l.same_content(&b.meta),
                 _ => false,
             },
+            // Upload-only deletes over whatever the server holds (its history keeps it).
+            Action::DeleteRemote { base_rev, .. } if dir == Direction::UploadOnly => {
+                s.local.is_none() && remote_live(s).is_some() && remote_rev(s) == *base_rev
+            }
             Action::DeleteRemote { base_rev, .. } => {
                 s.local.is_none()
                     && remote_live(s).is_some()
                     && s.base.as_ref().is_some_and(|b| b.rev == *base_rev && remote_rev(s) == b.rev)
             }
+            Action::NotUploaded { .. } => s.local.is_some() || s.base.is_some(),
+            Action::NotDownloaded { .. } => s.remote.is_some() || s.base.is_some(),
             Action::RecordBase { rev, .. } => match (&s.local, remote_live(s)) {
                 (Some(l), Some(r)) => l.same_content(r) && remote_rev(s) == *rev,
                 _ => false,
@@ -256,6 +296,8 @@ pub struct World {
     pub base: BTreeMap<RelPath, Base>,
     pub remote: BTreeMap<RelPath, Remote>,
     next_rev: u64,
+    /// Revert local: downloads and deletions may replace unsynced local changes.
+    pub replace_local: bool,
 }
 
 /// Where `MoveLocalAside` put things: (path, copy).
@@ -263,7 +305,13 @@ pub type Moves = Vec<(RelPath, RelPath)>;
 
 impl World {
     pub fn new(state: &FolderState) -> World {
-        let mut w = World { local: BTreeMap::new(), base: BTreeMap::new(), remote: BTreeMap::new(), next_rev: 1 };
+        let mut w = World {
+            local: BTreeMap::new(),
+            base: BTreeMap::new(),
+            remote: BTreeMap::new(),
+            next_rev: 1,
+            replace_local: false,
+        };
         for (path, s) in state {
             if let Some(l) = &s.local {
                 w.local.insert(path.clone(), l.clone());
@@ -342,7 +390,7 @@ impl World {
                 }
                 if let Some(cur) = self.local.get(path) {
                     let synced = self.base.get(path).is_some_and(|b| cur.same_content(&b.meta));
-                    if !synced && !cur.same_content(&meta) {
+                    if !synced && !cur.same_content(&meta) && !self.replace_local {
                         return Err("it would overwrite an unsynced local change".into());
                     }
                     if meta.kind != EntryKind::Dir && self.has_local_children(path) {
@@ -373,8 +421,8 @@ impl World {
             }
             Action::DeleteLocal { path } => {
                 let cur = self.local.get(path).ok_or("nothing to delete")?;
-                let b = self.base.get(path).ok_or("no base")?;
-                if !cur.same_content(&b.meta) {
+                let synced = self.base.get(path).is_some_and(|b| cur.same_content(&b.meta));
+                if !synced && !self.replace_local {
                     return Err("it would delete an unsynced local change".into());
                 }
                 if self.has_local_children(path) {
@@ -414,6 +462,7 @@ impl World {
                 }
                 self.base.remove(path);
             }
+            Action::NotUploaded { .. } | Action::NotDownloaded { .. } => {}
         }
         Ok(())
     }
@@ -527,4 +576,90 @@ pub fn sync_until_stable(state: &FolderState) -> Result<(World, Vec<Vec<Action>>
 /// [`sync_until_stable`] that panics with the state on failure.
 pub fn assert_syncs(state: &FolderState) -> (World, Vec<Vec<Action>>) {
     sync_until_stable(state).unwrap_or_else(|e| panic!("{e}\nstate: {state:#?}"))
+}
+
+/// [`sync_until_stable`] under a direction: passes run until a plan holds nothing but reports
+/// of held-back changes. After every pass: the contract, valid trees, and the direction's
+/// promise — upload-only never changes the local folder; download-only never changes the
+/// server and loses no local version. At the end: a revert left both sides equal; otherwise
+/// every change the direction sends was sent (unless a held-back path below blocks it).
+pub fn sync_until_stable_in(state: &FolderState, ctx: &PlanContext) -> Result<(World, Vec<Vec<Action>>), String> {
+    const MAX_PASSES: usize = 8;
+    if ctx.direction == Direction::TwoWay {
+        return sync_until_stable(state);
+    }
+    let mut world = World::new(state);
+    world.replace_local = ctx.direction == Direction::DownloadOnly && ctx.revert;
+    let mut plans = Vec::new();
+    for _ in 0..MAX_PASSES {
+        let before = world.state();
+        let actions = plan(&before, ctx);
+        if actions != plan(&before, ctx) {
+            return Err("planning is not deterministic".into());
+        }
+        check_plan_in(&before, &actions, ctx)?;
+        if actions.iter().all(Action::is_report) {
+            check_settled(&world, ctx)?;
+            return Ok((world, plans));
+        }
+        let local_before = world.local.clone();
+        let remote_before = world.remote.clone();
+        let moves =
+            world.execute(&actions).map_err(|e| format!("pass {}: {e}\nplan: {actions:#?}", plans.len() + 1))?;
+        match ctx.direction {
+            Direction::UploadOnly if world.local != local_before => {
+                return Err(format!("upload-only changed the local folder\nplan: {actions:#?}"));
+            }
+            Direction::DownloadOnly if world.remote != remote_before => {
+                return Err(format!("download-only changed the server\nplan: {actions:#?}"));
+            }
+            Direction::DownloadOnly if !ctx.revert => check_no_loss(&before, &world, &moves)?,
+            _ => {}
+        }
+        check_trees(&world)?;
+        plans.push(actions);
+    }
+    Err(format!("no stable state after {MAX_PASSES} passes; plans: {plans:#?}"))
+}
+
+/// The end state of [`sync_until_stable_in`]: see there.
+fn check_settled(w: &World, ctx: &PlanContext) -> Result<(), String> {
+    if ctx.revert {
+        return check_in_sync(w);
+    }
+    let state = w.state();
+    let local_below = |path: &RelPath| w.local.keys().any(|k| path.is_ancestor_of(k));
+    let remote_below = |path: &RelPath| state.iter().any(|(k, s)| path.is_ancestor_of(k) && remote_live(s).is_some());
+    for (path, s) in &state {
+        let local_synced = match (&s.local, &s.base) {
+            (Some(l), Some(b)) => l.same_content(&b.meta),
+            (None, None) => true,
+            _ => false,
+        };
+        let ok = match ctx.direction {
+            // Every local change reached the server, unless a remote-only path below blocks it.
+            Direction::UploadOnly => local_synced || remote_below(path),
+            // Every remote change arrived, unless a local change here (held back, never
+            // lost) or a local-only path below keeps the old state.
+            Direction::DownloadOnly => {
+                let equal = match (&s.local, remote_live(s)) {
+                    (Some(l), Some(r)) => l.same_content(r),
+                    (None, None) => true,
+                    _ => false,
+                };
+                // (A server with no record at all of a synced path lost it: nothing to apply.)
+                equal || !local_synced || local_below(path) || (s.remote.is_none() && s.base.is_some())
+            }
+            Direction::TwoWay => unreachable!("handled by sync_until_stable"),
+        };
+        if !ok {
+            return Err(format!("{path:?} settled out of sync under {:?}: {s:?}", ctx.direction));
+        }
+    }
+    Ok(())
+}
+
+/// [`sync_until_stable_in`] that panics with the state on failure.
+pub fn assert_syncs_in(state: &FolderState, ctx: &PlanContext) -> (World, Vec<Vec<Action>>) {
+    sync_until_stable_in(state, ctx).unwrap_or_else(|e| panic!("{e}\nstate: {state:#?}"))
 }

@@ -1,0 +1,229 @@
+//! The folder settings around a plan that outlive one pass: the one-off requests a person
+//! makes from the command line (confirm a mass deletion, revert a one-way folder), the
+//! mass-delete guard's trip, and why a folder is paused. The decision itself is pure
+//! (`filesync_planner::mass_delete`); this module words it and keeps its state in the state
+//! database's kv table, so a tripped guard survives restarts.
+
+use super::{Engine, Run, SyncError};
+use crate::config::FolderConfig;
+use crate::state::{StateDb, StateError};
+use filesync_core::EntryKind;
+use filesync_planner::{Action, FolderState, MassDelete, PlanContext, mass_delete};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+const TRIP: &str = "guard-trip/";
+const CONFIRM: &str = "guard-confirm/";
+const REVERT: &str = "revert/";
+
+/// Why a folder runs no passes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Paused {
+    /// What happened and what to do, for `status`.
+    pub reason: String,
+    /// Paused by the mass-delete guard (or a vanished root), not by the user.
+    pub by_guard: bool,
+}
+
+impl Paused {
+    /// Paused by the user, the folder alone or every folder.
+    pub fn by_user(name: &str, all: bool) -> Paused {
+        let reason = if all {
+            "paused by you (every folder); `filesync resume` resumes".to_string()
+        } else {
+            format!("paused by you; `filesync resume {name}` resumes")
+        };
+        Paused { reason, by_guard: false }
+    }
+}
+
+/// What the guard says when it holds deletions back.
+pub fn guard_reason(name: &str, m: MassDelete) -> String {
+    let pct = (m.deletes * 100).checked_div(m.files).unwrap_or(100);
+    format!(
+        "paused by the mass-delete guard: one pass would delete {} of the {} synced files ({pct}%) on the server and \
+         on every other computer, so nothing was deleted. If you meant it, run `filesync folder confirm-deletes {name}`; \
+         if not, restore the files and syncing resumes by itself",
+        m.deletes, m.files
+    )
+}
+
+/// The persisted one-off state of a folder, read at the start of a sync.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Requests {
+    /// The user confirmed the deletions the guard held back: the next sync propagates them.
+    pub confirm_deletes: bool,
+    /// The user asked to revert the folder (see `PlanContext::revert`).
+    pub revert: bool,
+    /// The guard's reason, while it holds the folder paused.
+    pub tripped: Option<String>,
+}
+
+impl Requests {
+    pub async fn load(db: &StateDb, name: &str) -> Result<Requests, StateError> {
+        Ok(Requests {
+            confirm_deletes: db.get_kv(&format!("{CONFIRM}{name}")).await?.is_some(),
+            revert: db.get_kv(&format!("{REVERT}{name}")).await?.is_some(),
+            tripped: db.get_kv(&format!("{TRIP}{name}")).await?,
+        })
+    }
+
+    /// Clears the requests this sync carried out.
+    pub async fn consumed(&self, db: &StateDb, name: &str) -> Result<(), StateError> {
+        if self.confirm_deletes {
+            db.delete_kv(&format!("{CONFIRM}{name}")).await?;
+        }
+        if self.revert {
+            db.delete_kv(&format!("{REVERT}{name}")).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Asks the next sync of `name` to propagate the deletions the guard held back.
+pub async fn request_confirm_deletes(db: &StateDb, name: &str) -> Result<(), StateError> {
+    db.set_kv(&format!("{CONFIRM}{name}"), "1").await
+}
+
+/// Asks the next sync of `name` to revert it.
+pub async fn request_revert(db: &StateDb, name: &str) -> Result<(), StateError> {
+    db.set_kv(&format!("{REVERT}{name}"), "1").await
+}
+
+/// True while a confirm or revert request waits for a sync (the agent polls this).
+pub async fn request_pending(db: &StateDb, name: &str) -> Result<bool, StateError> {
+    Ok(db.get_kv(&format!("{CONFIRM}{name}")).await?.is_some()
+        || db.get_kv(&format!("{REVERT}{name}")).await?.is_some())
+}
+
+/// The guard's reason while it holds `name` paused.
+pub async fn tripped(db: &StateDb, name: &str) -> Result<Option<String>, StateError> {
+    db.get_kv(&format!("{TRIP}{name}")).await
+}
+
+pub(super) async fn trip(db: &StateDb, name: &str, reason: &str) -> Result<(), StateError> {
+    db.set_kv(&format!("{TRIP}{name}"), reason).await
+}
+
+pub(super) async fn untrip(db: &StateDb, name: &str) -> Result<(), StateError> {
+    db.delete_kv(&format!("{TRIP}{name}")).await
+}
+
+/// Forgets every request and trip of a folder (it was unlinked).
+pub async fn forget(db: &StateDb, name: &str) -> Result<(), StateError> {
+    for k in [TRIP, CONFIRM, REVERT] {
+        db.delete_kv(&format!("{k}{name}")).await?;
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// The mass-delete guard around the plan of one pass: `Some` — the folder is paused and
+    /// nothing of the pass is carried out — while the plan deletes too much on the server,
+    /// unless the user confirmed it or this is a revert (which the user confirmed too). A
+    /// plan that no longer trips the guard (the files are back, or the deletions were
+    /// confirmed) ends the pause.
+    pub(super) async fn guard(
+        &self,
+        folder: &FolderConfig,
+        state: &FolderState,
+        plan: &[Action],
+        ctx: &PlanContext,
+        run: &mut Run,
+    ) -> Result<Option<Paused>, SyncError> {
+        let name = folder.name.as_str();
+        let waived = run.requests.confirm_deletes || ctx.revert;
+        if let Some(m) = mass_delete(state, plan, folder.settings.guard()).filter(|_| !waived) {
+            let reason = guard_reason(name, m);
+            if !run.preview && run.requests.tripped.as_deref() != Some(reason.as_str()) {
+                warn!(folder = name, "{reason}");
+                trip(&self.db, name, &reason).await?;
+                run.requests.tripped = Some(reason.clone());
+            }
+            return Ok(Some(Paused { reason, by_guard: true }));
+        }
+        if run.requests.tripped.is_some() && !run.preview {
+            info!(folder = name, "resuming: the deletions were confirmed, or the files are back");
+            untrip(&self.db, name).await?;
+            run.requests.tripped = None;
+        }
+        Ok(None)
+    }
+}
+
+/// What a plan would do, counted (files and directories alike), for a preview.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PlanSummary {
+    pub uploads: u64,
+    pub deletes_remote: u64,
+    /// Downloads of paths that do not exist here.
+    pub downloads_new: u64,
+    /// Downloads that replace what is here now (a revert replaces local edits).
+    pub downloads_replacing: u64,
+    pub deletes_local: u64,
+    pub conflicts: u64,
+    pub not_uploaded: u64,
+    pub not_downloaded: u64,
+}
+
+/// Counts `plan` (made from `state`).
+pub fn summarize(state: &FolderState, plan: &[Action]) -> PlanSummary {
+    let mut s = PlanSummary::default();
+    for a in plan {
+        match a {
+            Action::MoveLocalAside { .. } => s.conflicts += 1,
+            Action::Download { path, .. } => {
+                let here = state.get(path).and_then(|s| s.local.as_ref());
+                if here.is_some_and(|m| m.kind == EntryKind::File) {
+                    s.downloads_replacing += 1;
+                } else {
+                    s.downloads_new += 1;
+                }
+            }
+            Action::Upload { .. } => s.uploads += 1,
+            Action::DeleteLocal { .. } => s.deletes_local += 1,
+            Action::DeleteRemote { .. } => s.deletes_remote += 1,
+            Action::RecordBase { .. } | Action::ForgetBase { .. } => {}
+            Action::NotUploaded { .. } => s.not_uploaded += 1,
+            Action::NotDownloaded { .. } => s.not_downloaded += 1,
+        }
+    }
+    // A conflict's download replaces nothing: the local version moved aside first.
+    s.downloads_replacing -= s.conflicts.min(s.downloads_replacing);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn requests_and_trips_persist_until_consumed() {
+        let db = StateDb::memory().await.unwrap();
+        assert_eq!(Requests::load(&db, "docs").await.unwrap(), Requests::default());
+        assert!(!request_pending(&db, "docs").await.unwrap());
+        trip(&db, "docs", "too many deletes").await.unwrap();
+        request_confirm_deletes(&db, "docs").await.unwrap();
+        request_revert(&db, "other").await.unwrap();
+        assert!(request_pending(&db, "docs").await.unwrap());
+        let r = Requests::load(&db, "docs").await.unwrap();
+        assert_eq!(r, Requests { confirm_deletes: true, revert: false, tripped: Some("too many deletes".into()) });
+        r.consumed(&db, "docs").await.unwrap();
+        assert!(!request_pending(&db, "docs").await.unwrap());
+        assert_eq!(tripped(&db, "docs").await.unwrap().as_deref(), Some("too many deletes"), "only untrip clears it");
+        untrip(&db, "docs").await.unwrap();
+        assert_eq!(tripped(&db, "docs").await.unwrap(), None);
+        assert!(Requests::load(&db, "other").await.unwrap().revert);
+        forget(&db, "other").await.unwrap();
+        assert!(!request_pending(&db, "other").await.unwrap());
+    }
+
+    #[test]
+    fn the_guard_reason_says_what_happened_and_what_to_do() {
+        let r = guard_reason("docs", MassDelete { deletes: 160, files: 200 });
+        assert!(r.contains("160 of the 200"), "{r}");
+        assert!(r.contains("80%"), "{r}");
+        assert!(r.contains("filesync folder confirm-deletes docs"), "{r}");
+        assert!(r.contains("restore the files"), "{r}");
+    }
+}

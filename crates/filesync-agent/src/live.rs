@@ -1,0 +1,230 @@
+//! The running agent's live view for the local UI: the latest [`AgentStatus`] on a watch
+//! channel (so a page can follow it without polling a file) and a bounded, searchable log of
+//! recent activity — passes that changed something, errors, connection changes.
+//!
+//! Invariant: publishing never blocks and never fails; nobody listening is fine.
+
+use crate::engine::{PassReport, SyncError};
+use crate::status::{AgentStatus, FolderState};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, watch};
+
+/// How many activity entries are kept in memory.
+pub const ACTIVITY_CAPACITY: usize = 500;
+
+/// What kind of thing an activity entry reports.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ActivityKind {
+    /// A pass that uploaded, downloaded, deleted or made conflict copies.
+    Sync,
+    /// Something failed (a file, a folder, the connection); the message says what to do.
+    Error,
+    /// The connection to the server came up or went down.
+    Connection,
+    /// A person did something through the UI or the command line (folder added, device revoked…).
+    Action,
+}
+
+/// One line of the activity log.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Activity {
+    /// Increasing; lets a page skip entries it already has.
+    pub id: u64,
+    /// Unix seconds.
+    pub at: i64,
+    pub kind: ActivityKind,
+    pub folder: Option<String>,
+    pub message: String,
+}
+
+/// A cheap, cloneable handle shared by the agent (writer) and the UI server (readers).
+#[derive(Clone)]
+pub struct LiveStatus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    status: watch::Sender<Option<AgentStatus>>,
+    /// A std mutex: a push or a copy, never held across an await.
+    log: Mutex<VecDeque<Activity>>,
+    feed: broadcast::Sender<Activity>,
+    next_id: AtomicU64,
+}
+
+impl Default for LiveStatus {
+    fn default() -> Self {
+        LiveStatus {
+            inner: Arc::new(Inner {
+                status: watch::Sender::new(None),
+                log: Mutex::new(VecDeque::new()),
+                feed: broadcast::channel(64).0,
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for LiveStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveStatus").finish_non_exhaustive()
+    }
+}
+
+impl LiveStatus {
+    /// Replaces the current status; records connection changes in the activity log.
+    pub fn publish(&self, s: &AgentStatus) {
+        let previous = self.inner.status.send_replace(Some(s.clone()));
+        let before = previous.as_ref().map(|p| p.connection.as_str());
+        if before != Some(s.connection.as_str()) && before.is_some() {
+            let message = match (s.connection.as_str(), &s.message) {
+                ("online", _) => "connected to the server".to_string(),
+                (state, Some(m)) => format!("{state}: {m}"),
+                (state, None) => state.to_string(),
+            };
+            let kind = if s.connection == "error" { ActivityKind::Error } else { ActivityKind::Connection };
+            self.record(kind, None, message);
+        }
+        // A folder that newly entered the error or paused state says why, once.
+        if let Some(p) = previous {
+            for f in &s.folders {
+                let was = p.folders.iter().find(|x| x.name == f.name);
+                let changed = was.is_none_or(|w| w.state != f.state);
+                match f.state {
+                    FolderState::Error if changed || was.is_some_and(|w| w.last_error != f.last_error) => {
+                        if let Some(e) = &f.last_error {
+                            self.record(ActivityKind::Error, Some(&f.name), e.clone());
+                        }
+                    }
+                    FolderState::Paused if changed => {
+                        let why = f.paused_reason.clone().unwrap_or_else(|| "paused".into());
+                        self.record(ActivityKind::Action, Some(&f.name), format!("paused: {why}"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The agent is running but nobody is logged in on this computer yet.
+    pub fn publish_logged_out(&self) {
+        self.inner.status.send_replace(Some(AgentStatus {
+            pid: Some(std::process::id()),
+            updated_at: crate::agent::unix_now(),
+            connection: "logged-out".into(),
+            message: Some("this computer is not logged in yet".into()),
+            folders: vec![],
+        }));
+    }
+
+    /// The latest status, if the agent published one.
+    pub fn current(&self) -> Option<AgentStatus> {
+        self.inner.status.borrow().clone()
+    }
+
+    /// Follows status changes (the receiver sees the latest value, skipping intermediate ones).
+    pub fn subscribe(&self) -> watch::Receiver<Option<AgentStatus>> {
+        self.inner.status.subscribe()
+    }
+
+    /// Adds an entry to the activity log.
+    pub fn record(&self, kind: ActivityKind, folder: Option<&str>, message: impl Into<String>) {
+        let a = Activity {
+            id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
+            at: crate::agent::unix_now(),
+            kind,
+            folder: folder.map(str::to_string),
+            message: message.into(),
+        };
+        {
+            let mut log = self.inner.log.lock().expect("activity lock");
+            if log.len() == ACTIVITY_CAPACITY {
+                log.pop_front();
+            }
+            log.push_back(a.clone());
+        }
+        let _ = self.inner.feed.send(a);
+    }
+
+    /// Records what a pass did, if it did anything or failed.
+    pub fn pass_done(&self, folder: &str, r: &Result<PassReport, SyncError>) {
+        // Folder-level failures reach the log through `publish` (state change to error).
+        if let Ok(rep) = r {
+            let mut parts = Vec::new();
+            let mut add = |n: u64, what: &str| {
+                if n > 0 {
+                    parts.push(format!("{n} {what}"));
+                }
+            };
+            add(rep.uploaded, "uploaded");
+            add(rep.downloaded, "downloaded");
+            add(rep.deleted_local, "deleted here");
+            add(rep.deleted_remote, "deleted on the server");
+            add(rep.conflicts, "conflict copies made");
+            if !parts.is_empty() {
+                self.record(ActivityKind::Sync, Some(folder), format!("synced: {}", parts.join(", ")));
+            }
+            for e in rep.errors.iter().take(20) {
+                self.record(ActivityKind::Error, Some(folder), format!("{}: {}", e.path, e.reason));
+            }
+        }
+    }
+
+    /// The activity log, oldest first; entries whose text contains `query` (case-insensitive)
+    /// when it is not empty.
+    pub fn activity(&self, query: &str) -> Vec<Activity> {
+        let q = query.trim().to_lowercase();
+        let log = self.inner.log.lock().expect("activity lock");
+        log.iter()
+            .filter(|a| {
+                q.is_empty()
+                    || a.message.to_lowercase().contains(&q)
+                    || a.folder.as_deref().is_some_and(|f| f.to_lowercase().contains(&q))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// New activity entries as they are recorded.
+    pub fn subscribe_activity(&self) -> broadcast::Receiver<Activity> {
+        self.inner.feed.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(connection: &str) -> AgentStatus {
+        AgentStatus { pid: None, updated_at: 0, connection: connection.into(), message: None, folders: vec![] }
+    }
+
+    #[test]
+    fn connection_changes_are_logged_once_and_search_filters() {
+        let live = LiveStatus::default();
+        live.publish(&status("offline"));
+        live.publish(&status("online"));
+        live.publish(&status("online"));
+        live.record(ActivityKind::Action, Some("Docs"), "folder added");
+        let all = live.activity("");
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!(all[0].message, "connected to the server");
+        assert_eq!(live.activity("DOCS").len(), 1);
+        assert!(live.activity("nothing like this").is_empty());
+        assert!(all[0].id < all[1].id);
+    }
+
+    #[test]
+    fn the_log_is_bounded() {
+        let live = LiveStatus::default();
+        for i in 0..ACTIVITY_CAPACITY + 10 {
+            live.record(ActivityKind::Sync, None, format!("entry {i}"));
+        }
+        let all = live.activity("");
+        assert_eq!(all.len(), ACTIVITY_CAPACITY);
+        assert_eq!(all[0].message, "entry 10");
+    }
+}

@@ -1,0 +1,233 @@
+//! Account actions: see a server's certificate before trusting it, register or log in (which
+//! pins the certificate and stores the device token), log out, list and revoke devices.
+
+use super::{OpsError, connect};
+use crate::config::Home;
+use filesync_client::{ClientError, Connection, ErrorCode, Trust};
+use serde::Serialize;
+
+/// Checks that `server` looks like `HOST:PORT`.
+pub fn check_server_address(server: &str) -> Result<(), OpsError> {
+    let server = server.trim();
+    let ok = server
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if ok {
+        Ok(())
+    } else {
+        Err(OpsError::invalid("server", "enter the server address as HOST:PORT, for example 192.168.1.20:7443"))
+    }
+}
+
+/// Connects to `server` without trusting it yet and returns its certificate fingerprint, for
+/// a person to compare with `filesync server fingerprint`. Nothing but the handshake is sent.
+pub async fn probe(server: &str) -> Result<String, OpsError> {
+    check_server_address(server)?;
+    let conn = Connection::connect(server.trim(), Trust::FirstUse).await?;
+    Ok(conn.fingerprint().to_string())
+}
+
+/// A registration or login.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub server: String,
+    /// The certificate fingerprint the person confirmed (`SHA256:…`). `None`: the one already
+    /// pinned for this server.
+    pub fingerprint: Option<String>,
+    pub user: String,
+    pub password: String,
+    pub device_name: String,
+    /// Create the account first.
+    pub register: bool,
+}
+
+/// The session a login produced (never the token).
+#[derive(Clone, Debug, Serialize)]
+pub struct LoggedIn {
+    pub user: String,
+    pub server: String,
+    pub device_id: u64,
+    pub device_name: String,
+    /// The server this computer used before, when it changed.
+    pub switched_from: Option<String>,
+}
+
+/// Registers (when asked) and logs this computer in: pins the certificate, saves the account
+/// in `config.toml` and the device token in the owner-only `token` file.
+pub async fn log_in(home: &Home, c: &Credentials) -> Result<LoggedIn, OpsError> {
+    check_server_address(&c.server)?;
+    let server = c.server.trim().to_string();
+    if c.user.trim().is_empty() {
+        return Err(OpsError::invalid("user", "enter a user name"));
+    }
+    if c.register && c.password.chars().count() < 8 {
+        return Err(OpsError::invalid("password", "choose a password of at least 8 characters"));
+    }
+    if c.password.is_empty() {
+        return Err(OpsError::invalid("password", "enter the password"));
+    }
+    let device_name = c.device_name.trim();
+    if device_name.is_empty() || device_name.len() > 64 || device_name.chars().any(char::is_control) {
+        return Err(OpsError::invalid("device_name", "name this computer (1 to 64 characters)"));
+    }
+    let mut config = home.load()?;
+    let fingerprint = match &c.fingerprint {
+        Some(fp) => filesync_proto::parse_fingerprint(fp).ok_or_else(|| {
+            OpsError::invalid(
+                "fingerprint",
+                format!("{fp:?} is not a certificate fingerprint; it looks like SHA256: followed by 64 hex digits"),
+            )
+        })?,
+        None => match (&config.server, &config.fingerprint) {
+            (Some(s), Some(fp)) if *s == server => fp.clone(),
+            _ => {
+                return Err(OpsError::invalid(
+                    "fingerprint",
+                    format!(
+                        "the certificate of {server} is not pinned yet: confirm its fingerprint \
+                         (`filesync server fingerprint` on the server prints it)"
+                    ),
+                ));
+            }
+        },
+    };
+    let conn = Connection::connect(&server, Trust::Pinned(fingerprint)).await?;
+    let user = c.user.trim();
+    let session = if c.register {
+        conn.register(user, &c.password, device_name).await
+    } else {
+        conn.login(user, &c.password, device_name).await
+    };
+    let session = session.map_err(|e| match e.code() {
+        Some(ErrorCode::BadCredentials) => OpsError::invalid("password", "the user name or password is wrong"),
+        Some(ErrorCode::UserExists) => {
+            OpsError::invalid("user", format!("the user {user:?} already exists; log in instead, or pick another name"))
+        }
+        Some(ErrorCode::RegistrationClosed) => OpsError::invalid(
+            "user",
+            "this server does not accept new accounts; ask its operator, or log in to an existing account",
+        ),
+        Some(ErrorCode::BadRequest) => match &e {
+            ClientError::Server { message, .. } => OpsError::invalid("user", message.clone()),
+            _ => e.into(),
+        },
+        _ => e.into(),
+    })?;
+    let switched_from = config.server.clone().filter(|s| *s != server);
+    config.server = Some(server.clone());
+    config.fingerprint = Some(conn.fingerprint().to_string());
+    config.user = Some(session.user.clone());
+    config.device_name = Some(session.device_name.clone());
+    config.device_id = Some(session.device_id);
+    // The token first: an agent waiting for a login starts once the configuration says so.
+    home.set_token(&session.token)?;
+    home.save(&config)?;
+    Ok(LoggedIn {
+        user: session.user,
+        server,
+        device_id: session.device_id,
+        device_name: session.device_name,
+        switched_from,
+    })
+}
+
+/// What `log_out` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoggedOut {
+    NotLoggedIn,
+    Revoked,
+    /// `force`: the server could not be reached; the token was forgotten here only.
+    ForgottenOnly(String),
+}
+
+/// Revokes this computer's token on the server and forgets it here. With `force`, forgets it
+/// even when the server cannot be reached.
+pub async fn log_out(home: &Home, force: bool) -> Result<LoggedOut, OpsError> {
+    if home.token()?.is_none() {
+        return Ok(LoggedOut::NotLoggedIn);
+    }
+    let outcome = match connect(home).await {
+        Ok((_, conn)) => {
+            conn.logout().await?;
+            LoggedOut::Revoked
+        }
+        Err(e) if force => LoggedOut::ForgottenOnly(e.to_string()),
+        Err(e) => {
+            return Err(OpsError::Refused(format!(
+                "could not revoke this device's token on the server ({e}); nothing was changed. \
+                 Log out anyway to forget the token on this computer only (`filesync logout --force`)"
+            )));
+        }
+    };
+    home.clear_token()?;
+    let mut config = home.load()?;
+    config.device_id = None;
+    home.save(&config)?;
+    Ok(outcome)
+}
+
+/// One of this user's computers.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Device {
+    pub id: u64,
+    pub name: String,
+    pub created_at: i64,
+    /// Unix seconds of the last connection; 0 if never.
+    pub last_seen: i64,
+    pub revoked: bool,
+    /// This computer.
+    pub current: bool,
+}
+
+pub async fn list_devices(home: &Home) -> Result<Vec<Device>, OpsError> {
+    let (_, conn) = connect(home).await?;
+    Ok(conn
+        .list_devices()
+        .await?
+        .into_iter()
+        .map(|d| Device {
+            id: d.id,
+            name: d.name,
+            created_at: d.created_at,
+            last_seen: d.last_seen,
+            revoked: d.revoked,
+            current: d.current,
+        })
+        .collect())
+}
+
+/// Revokes a device: its token stops working at once and its connection is closed.
+pub async fn revoke_device(home: &Home, id: u64) -> Result<(), OpsError> {
+    let (_, conn) = connect(home).await?;
+    conn.revoke_device(id).await.map_err(|e| match e.code() {
+        Some(ErrorCode::NotFound | ErrorCode::Forbidden) => {
+            OpsError::NotFound(format!("no device {id} in this account; see the device list"))
+        }
+        _ => e.into(),
+    })
+}
+
+/// The name this computer suggests for itself: the host name.
+pub fn default_device_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "my computer".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses_need_a_port() {
+        assert!(check_server_address("127.0.0.1:7443").is_ok());
+        assert!(check_server_address("nas.local:7443").is_ok());
+        assert!(check_server_address("[::1]:7443").is_ok());
+        for bad in ["", "nas.local", ":7443", "nas:0", "nas:port"] {
+            assert!(matches!(check_server_address(bad), Err(OpsError::Invalid { field: "server", .. })), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! What the dashboard shows, as JSON: the account, the connection, and per folder its state,
+//! progress with transfer rate, and — when something is wrong — what to do about it. Built
+//! from the configuration plus the agent's live status; never contains the device token.
+
+use crate::AppState;
+use filesync_agent::config::{Config, FolderSettings};
+use filesync_agent::status::{AgentStatus, FolderState, FolderStatus, ProgressSnapshot, SkippedItem};
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Serialize)]
+pub struct StatusView {
+    pub logged_in: bool,
+    pub server: Option<String>,
+    pub fingerprint: Option<String>,
+    pub user: Option<String>,
+    pub device_name: Option<String>,
+    pub device_id: Option<u64>,
+    /// Suggested name for this computer on the first-run screen.
+    pub default_device_name: String,
+    /// `online`, `offline`, `error`, `logged-out`, or `starting` (no report from the agent yet).
+    pub connection: String,
+    pub message: Option<String>,
+    /// What to do about the connection, when it is not online.
+    pub hint: Option<String>,
+    pub updated_at: i64,
+    pub folders: Vec<FolderView>,
+    pub totals: Totals,
+}
+
+#[derive(Serialize, Default)]
+pub struct Totals {
+    pub folders: usize,
+    pub files: u64,
+    pub bytes: u64,
+    pub conflicts: u64,
+    pub pending: u64,
+}
+
+#[derive(Serialize)]
+pub struct FolderView {
+    pub name: String,
+    pub path: String,
+    /// `idle` (up to date), `syncing`, `paused`, `error`, `offline`, or `starting`.
+    pub state: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub pending: u64,
+    pub conflicts: u64,
+    pub last_sync: Option<i64>,
+    pub last_error: Option<String>,
+    pub paused_reason: Option<String>,
+    pub hint: Option<String>,
+    pub skipped: Vec<SkippedItem>,
+    pub progress: Option<ProgressView>,
+    pub settings: FolderSettings,
+}
+
+#[derive(Serialize)]
+pub struct ProgressView {
+    pub phase: String,
+    pub files_done: u64,
+    pub files_total: u64,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub files_remaining: u64,
+    pub bytes_remaining: u64,
+    /// Bytes per second over the last samples; 0 until two samples exist.
+    pub rate_bps: u64,
+}
+
+fn folder_hint(f: &FolderStatus) -> Option<String> {
+    match f.state {
+        // Without a folder-level error the connection banner already says what is wrong.
+        FolderState::Error if f.last_error.is_some() => Some(
+            "FileSync retries by itself at the next rescan (within a minute); if the message names a cause \
+             (permissions, a full disk, a missing folder), fix that first."
+                .into(),
+        ),
+        FolderState::Paused => Some("Nothing syncs while the folder is paused; resume it from its settings.".into()),
+        FolderState::Offline => Some("Waiting for the server; syncing resumes by itself once it is reachable.".into()),
+        _ => None,
+    }
+}
+
+impl AppState {
+    fn rate(&self, folder: &str, p: &ProgressSnapshot) -> u64 {
+        let now = Instant::now();
+        let mut rates = self.rates_lock();
+        let e = rates.entry(folder.to_string()).or_insert((now, p.bytes_done, 0));
+        if p.bytes_done < e.1 {
+            *e = (now, p.bytes_done, 0);
+        } else {
+            let dt = now.duration_since(e.0).as_secs_f64();
+            if dt >= 0.4 {
+                let r = ((p.bytes_done - e.1) as f64 / dt) as u64;
+                *e = (now, p.bytes_done, r);
+            }
+        }
+        e.2
+    }
+
+    /// The dashboard's view of everything, now.
+    pub fn status_view(&self) -> StatusView {
+        let config: Config = self.home.load().unwrap_or_default();
+        let logged_in = config.server.is_some() && self.home.token().ok().flatten().is_some();
+        let live: Option<AgentStatus> = self.live.current();
+        let (connection, message) = match (&live, logged_in) {
+            (_, false) => ("logged-out".to_string(), None),
+            (Some(s), true) if s.connection != "logged-out" => (s.connection.clone(), s.message.clone()),
+            _ => ("starting".to_string(), None),
+        };
+        let hint = match connection.as_str() {
+            "error" => Some(
+                "The server no longer accepts this computer (its access was revoked, or the account changed). \
+                 Log in again from the Account screen."
+                    .to_string(),
+            ),
+            "offline" => Some(format!(
+                "FileSync retries by itself. Check that the server at {} is running and reachable from here.",
+                config.server.as_deref().unwrap_or("?")
+            )),
+            _ => None,
+        };
+        let mut totals = Totals::default();
+        let folders: Vec<FolderView> = config
+            .folders
+            .iter()
+            .map(|fc| {
+                let st = live.as_ref().and_then(|s| s.folders.iter().find(|x| x.name == fc.name));
+                let v = match st {
+                    Some(f) => FolderView {
+                        name: fc.name.clone(),
+                        path: fc.path.display().to_string(),
+                        state: f.state.to_string(),
+                        files: f.files,
+                        bytes: f.bytes,
+                        pending: f.pending,
+                        conflicts: f.conflicts,
+                        last_sync: f.last_sync,
+                        last_error: f.last_error.clone(),
+                        paused_reason: f.paused_reason.clone(),
+                        hint: folder_hint(f),
+                        skipped: f.skipped.clone(),
+                        progress: f.progress.as_ref().filter(|_| f.state == FolderState::Syncing).map(|p| {
+                            ProgressView {
+                                rate_bps: self.rate(&fc.name, p),
+                                phase: p.phase.clone(),
+                                files_done: p.files_done,
+                                files_total: p.files_total,
+                                bytes_done: p.bytes_done,
+                                bytes_total: p.bytes_total,
+                                files_remaining: p.files_total.saturating_sub(p.files_done),
+                                bytes_remaining: p.bytes_total.saturating_sub(p.bytes_done),
+                            }
+                        }),
+                        settings: fc.settings.clone(),
+                    },
+                    None => FolderView {
+                        name: fc.name.clone(),
+                        path: fc.path.display().to_string(),
+                        state: "starting".into(),
+                        files: 0,
+                        bytes: 0,
+                        pending: 0,
+                        conflicts: 0,
+                        last_sync: None,
+                        last_error: None,
+                        paused_reason: None,
+                        hint: None,
+                        skipped: vec![],
+                        progress: None,
+                        settings: fc.settings.clone(),
+                    },
+                };
+                totals.files += v.files;
+                totals.bytes += v.bytes;
+                totals.conflicts += v.conflicts;
+                totals.pending += v.pending;
+                v
+            })
+            .collect();
+        totals.folders = folders.len();
+        StatusView {
+            logged_in,
+            server: config.server.clone(),
+            fingerprint: config.fingerprint.clone(),
+            user: config.user.clone(),
+            device_name: config.device_name.clone(),
+            device_id: config.device_id,
+            default_device_name: filesync_agent::ops::account::default_device_name(),
+            connection,
+            message,
+            hint,
+            updated_at: live.as_ref().map(|s| s.updated_at).unwrap_or(0),
+            folders,
+            totals,
+        }
+    }
+}

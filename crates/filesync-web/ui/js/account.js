@@ -1,0 +1,33 @@
+// The account: who and where this computer is logged in, the pinned certificate, and log out.
+
+import { h, mount, heading, toast, confirmDialog } from './dom.js';
+import { post } from './api.js';
+
+export function accountScreen(main, store) {
+  const s = store.status;
+  const logout = async () => {
+    const ok = await confirmDialog({ title: 'Log out this computer?', danger: true, confirm: 'Log out',
+      message: 'This computer stops syncing and its access is revoked on the server. Your files stay here.' });
+    if (!ok) return;
+    try {
+      await post('/logout', { force: false });
+      toast('Logged out.');
+    } catch (err) {
+      const force = await confirmDialog({ title: 'The server could not be reached', confirm: 'Log out anyway', danger: true,
+        message: `${err.message} Log out anyway? This forgets the access on this computer only; revoke it later from another computer's Devices screen.` });
+      if (force) { try { await post('/logout', { force: true }); toast('Logged out on this computer.'); } catch (e) { toast(e.message, 'bad'); } }
+    }
+  };
+  mount(main, heading('Account'),
+    h('section', { class: 'card' },
+      h('dl', { class: 'summary' },
+        h('dt', {}, 'User'), h('dd', {}, s.user || '—'),
+        h('dt', {}, 'Server'), h('dd', {}, s.server || '—'),
+        h('dt', {}, 'This computer'), h('dd', {}, s.device_name || '—', s.device_id ? ` (device ${s.device_id})` : ''),
+        h('dt', {}, 'Server certificate'), h('dd', {}, h('code', { class: 'wrap' }, s.fingerprint || '—')))),
+    h('section', { class: 'card' },
+      h('h2', {}, 'Log out'),
+      h('p', {}, 'Stop syncing on this computer and revoke its access on the server.'),
+      h('button', { type: 'button', class: 'button danger', onclick: logout }, 'Log out…')));
+  return null;
+}

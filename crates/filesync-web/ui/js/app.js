@@ -1,0 +1,133 @@
+// The application shell: signs in (exchanging the key from the `filesync ui` link for a
+// cookie), follows the agent's live status, and shows the screen the address names
+// (#/, #/add, #/folder/NAME, #/conflicts, #/devices, #/activity, #/account).
+
+import { h, mount, heading, field, formError, clearErrors, showError } from './dom.js';
+import { get, post, follow } from './api.js';
+import { setupScreen } from './setup.js';
+import { dashboardScreen } from './dashboard.js';
+import { addFolderScreen, folderScreen } from './folders.js';
+import { devicesScreen } from './devices.js';
+import { conflictsScreen } from './conflicts.js';
+import { activityScreen } from './activity.js';
+import { accountScreen } from './account.js';
+
+const main = () => document.getElementById('main');
+
+/// The latest status from the agent, and who wants to hear about changes.
+export const store = {
+  status: null,
+  listeners: new Set(),
+  activityListeners: new Set(),
+  set(s) {
+    const wasLoggedIn = this.status && this.status.logged_in;
+    this.status = s;
+    renderConnection(s);
+    for (const l of this.listeners) l(s);
+    if (wasLoggedIn !== undefined && wasLoggedIn !== null && wasLoggedIn !== s.logged_in) route();
+  },
+  onStatus(fn) { this.listeners.add(fn); return () => this.listeners.delete(fn); },
+  onActivity(fn) { this.activityListeners.add(fn); return () => this.activityListeners.delete(fn); },
+};
+
+let cleanup = null;
+let stopFollowing = null;
+
+function renderConnection(s) {
+  const el = document.getElementById('conn');
+  const labels = {
+    online: 'Connected', offline: 'Offline', error: 'Not accepted by the server',
+    'logged-out': 'Not logged in', starting: 'Starting…',
+  };
+  el.className = `conn conn-${s.connection}`;
+  const where = s.server ? ` · ${s.server}` : '';
+  mount(el, h('span', { class: 'dot', 'aria-hidden': 'true' }), `${labels[s.connection] || s.connection}${s.connection === 'online' ? where : ''}`);
+  document.getElementById('nav').hidden = !s.logged_in;
+}
+
+function markNav(path) {
+  for (const a of document.querySelectorAll('#nav a')) {
+    const target = a.getAttribute('href').slice(1);
+    if (target === path || (target !== '/' && path.startsWith(target))) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+}
+
+export function route() {
+  if (cleanup) { cleanup(); cleanup = null; }
+  const s = store.status;
+  const path = (location.hash || '#/').slice(1) || '/';
+  const m = main();
+  if (s && !s.logged_in) {
+    markNav('');
+    cleanup = setupScreen(m, store);
+  } else if (path.startsWith('/folder/')) {
+    cleanup = folderScreen(m, store, decodeURIComponent(path.slice('/folder/'.length)));
+  } else {
+    const screens = {
+      '/': dashboardScreen, '/add': addFolderScreen, '/conflicts': conflictsScreen,
+      '/devices': devicesScreen, '/activity': activityScreen, '/account': accountScreen,
+    };
+    cleanup = (screens[path] || dashboardScreen)(m, store);
+  }
+  markNav(path);
+  const title = m.querySelector('.screen-title');
+  if (title) {
+    title.focus({ preventScroll: true });
+    document.title = `${title.textContent} · FileSync`;
+  }
+}
+
+function signInScreen(passwordRequired) {
+  document.getElementById('nav').hidden = true;
+  const m = main();
+  if (!passwordRequired) {
+    mount(m, h('section', { class: 'card narrow' },
+      heading('Open FileSync from this computer'),
+      h('p', {}, 'For your safety, this page only works when opened by FileSync itself. In a terminal on this computer, run:'),
+      h('pre', {}, h('code', {}, 'filesync ui')),
+      h('p', { class: 'muted' }, 'It opens this page with a one-time link that signs you in.')));
+    return;
+  }
+  const form = h('form', { class: 'card narrow', novalidate: true },
+    heading('Sign in to FileSync'),
+    h('p', {}, 'This FileSync agent can be reached from other computers, so it asks for its UI password.'),
+    field({ id: 'password', label: 'UI password', type: 'password', attrs: { autocomplete: 'current-password', required: true } }),
+    formError(),
+    h('div', { class: 'actions' }, h('button', { class: 'button', type: 'submit' }, 'Sign in')));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearErrors(form);
+    try {
+      await post('/session', { password: form.password.value });
+      start();
+    } catch (err) { showError(form, err.field, err.message); }
+  });
+  mount(m, form);
+  form.password.focus();
+}
+
+async function start() {
+  // A `#key=…` link from `filesync ui`: trade it for the session cookie, then forget it.
+  const hash = location.hash;
+  if (hash.startsWith('#key=')) {
+    const key = decodeURIComponent(hash.slice(5));
+    history.replaceState(null, '', '/#/');
+    try { await post('/session', { key }); } catch { /* shown below as not signed in */ }
+  }
+  const session = await get('/session');
+  if (!session.authenticated) { signInScreen(session.password_required); return; }
+  store.status = null;
+  store.set(await get('/status'));
+  if (stopFollowing) stopFollowing();
+  stopFollowing = follow({
+    status: (s) => store.set(s),
+    activity: (a) => { for (const l of store.activityListeners) l(a); },
+  });
+  route();
+}
+
+window.addEventListener('hashchange', () => { if (store.status) route(); });
+window.addEventListener('filesync-unauthorized', () => { if (stopFollowing) stopFollowing(); start(); });
+start().catch((e) => mount(main(), h('section', { class: 'card narrow', role: 'alert' },
+  heading('FileSync is not answering'), h('p', {}, e.message))));

@@ -1,0 +1,71 @@
+// Conflict copies, each with both versions' device, time and size; keep mine, theirs, or both.
+
+import { h, mount, heading, toast, fmtBytes } from './dom.js';
+import { get, post } from './api.js';
+
+function version(title, device, when, size, tag) {
+  return h('div', { class: 'version' },
+    h('h3', {}, title, tag ? h('span', { class: 'badge badge-ok' }, tag) : null),
+    h('dl', { class: 'facts' },
+      h('div', {}, h('dt', {}, 'From'), h('dd', {}, device || 'unknown')),
+      h('div', {}, h('dt', {}, 'When'), h('dd', {}, when || 'unknown')),
+      h('div', {}, h('dt', {}, 'Size'), h('dd', {}, size === null ? 'not here yet' : fmtBytes(size)))));
+}
+
+const pad = (n) => String(n).padStart(2, '0');
+/// The same UTC style as the time in a conflict copy's name.
+function fmtUtc(unix) {
+  const d = new Date(unix * 1000);
+  return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())} UTC`;
+}
+
+export function conflictsScreen(main, store) {
+  let alive = true;
+  const body = h('div', { 'aria-live': 'polite' }, h('p', { class: 'muted' }, 'Looking for conflicts…'));
+  const resolve = async (c, keep) => {
+    try {
+      const r = await post('/conflicts/resolve', { folder: c.folder, copy: c.copy, keep });
+      toast(r.message);
+      load();
+    } catch (err) { toast(err.message, 'bad'); }
+  };
+  const load = async () => {
+    try {
+      const list = await get('/conflicts');
+      if (!alive) return;
+      if (!list.length) {
+        mount(body, h('div', { class: 'card empty' }, h('h2', {}, 'No conflicts'),
+          h('p', {}, 'When two computers change the same file at once, both versions are kept and shown here.')));
+        return;
+      }
+      mount(body, h('ul', { class: 'conflicts' }, list.map((c) => {
+        const copyMine = c.mine === 'copy';
+        const origMine = c.mine === 'original';
+        const orig = version(`${c.original}`, c.original_device, c.original_time ? fmtUtc(c.original_time) : null, c.original_size, origMine ? 'Mine' : (copyMine ? 'Theirs' : null));
+        const copy = version(`Conflict copy`, c.copy_device, c.copy_time, c.copy_size, copyMine ? 'Mine' : (origMine ? 'Theirs' : null));
+        const buttons = c.mine
+          ? [
+            h('button', { type: 'button', class: 'button', onclick: () => resolve(c, 'mine') }, 'Keep mine'),
+            h('button', { type: 'button', class: 'button', onclick: () => resolve(c, 'theirs') }, 'Keep theirs'),
+            h('button', { type: 'button', class: 'button secondary', onclick: () => resolve(c, 'both') }, 'Keep both')]
+          : [
+            h('button', { type: 'button', class: 'button', onclick: () => resolve(c, 'original') }, `Keep ${c.original_device || 'the original'}'s`),
+            h('button', { type: 'button', class: 'button', onclick: () => resolve(c, 'copy') }, `Keep ${c.copy_device}'s`),
+            h('button', { type: 'button', class: 'button secondary', onclick: () => resolve(c, 'both') }, 'Keep both')];
+        return h('li', { class: 'card conflict', 'data-copy': c.copy },
+          h('h2', {}, c.original, h('span', { class: 'muted small' }, ` in ${c.folder}`)),
+          h('div', { class: 'versions' }, orig, copy),
+          c.copy_here ? h('div', { class: 'actions' }, buttons)
+            : h('p', { class: 'muted' }, 'The conflict copy is still on its way to this computer; resolve it once it arrives.'));
+      })));
+    } catch (err) {
+      mount(body, h('p', { class: 'notice notice-bad', role: 'alert' }, err.message));
+    }
+  };
+  mount(main, heading('Conflicts'), body);
+  load();
+  // The list follows the agent: a copy arriving or a resolution reaching the server.
+  let seen = store.status.totals.conflicts;
+  const off = store.onStatus((s) => { if (s.totals.conflicts !== seen) { seen = s.totals.conflicts; load(); } });
+  return () => { alive = false; off(); };
+}

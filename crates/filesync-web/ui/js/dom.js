@@ -1,0 +1,132 @@
+// Small DOM helpers: elements are built as nodes (never from HTML strings), so text from the
+// server can never become markup. Also formatting of sizes and times, toasts, and an
+// accessible confirmation dialog.
+
+export function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else if (k === 'class') el.className = v;
+    else if (k === 'for') el.htmlFor = v;
+    else if (k === 'value') el.value = v;
+    else if (k === 'checked') el.checked = !!v;
+    else if (v === true) el.setAttribute(k, '');
+    else el.setAttribute(k, String(v));
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    if (Array.isArray(c)) append(el, c);
+    else if (c instanceof Node) el.appendChild(c);
+    else el.appendChild(document.createTextNode(String(c)));
+  }
+}
+
+export function mount(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
+export function fmtBytes(n) {
+  if (n === null || n === undefined) return '—';
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let v = n, u = 0;
+  while (v >= 1000 && u < units.length - 1) { v /= 1000; u++; }
+  return u === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
+}
+
+export function fmtCount(n, one, many) {
+  return `${n.toLocaleString()} ${n === 1 ? one : many}`;
+}
+
+export function fmtAgo(unix) {
+  if (!unix) return 'never';
+  const s = Math.max(0, Math.round(Date.now() / 1000 - unix));
+  if (s < 10) return 'just now';
+  if (s < 60) return `${s} seconds ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  return new Date(unix * 1000).toLocaleDateString();
+}
+
+export function fmtTime(unix) {
+  if (!unix) return 'never';
+  return new Date(unix * 1000).toLocaleString();
+}
+
+/// A labelled form field with a help text and a slot for a validation message.
+export function field({ id, label, type = 'text', value = '', help, attrs = {} }) {
+  const helpId = help ? `${id}-help` : null;
+  const errId = `${id}-error`;
+  const input = type === 'textarea'
+    ? h('textarea', { id, name: id, 'aria-describedby': [helpId, errId].filter(Boolean).join(' '), ...attrs }, value)
+    : h('input', { id, name: id, type, value, 'aria-describedby': [helpId, errId].filter(Boolean).join(' '), ...attrs });
+  return h('div', { class: 'field', 'data-field': id },
+    h('label', { for: id }, label),
+    input,
+    help ? h('p', { class: 'help', id: helpId }, help) : null,
+    h('p', { class: 'error', id: errId, hidden: true }));
+}
+
+/// Shows `message` next to the field named `name` (or in the form's general error slot).
+export function showError(form, name, message) {
+  const box = (name && form.querySelector(`[data-field="${name}"]`)) || null;
+  if (box) {
+    const p = box.querySelector('.error');
+    p.textContent = message;
+    p.hidden = false;
+    const input = box.querySelector('input, textarea, select');
+    if (input) { input.setAttribute('aria-invalid', 'true'); input.focus(); }
+    return;
+  }
+  const general = form.querySelector('.form-error');
+  if (general) { general.textContent = message; general.hidden = false; general.focus(); }
+}
+
+export function clearErrors(form) {
+  for (const p of form.querySelectorAll('.error, .form-error')) { p.textContent = ''; p.hidden = true; }
+  for (const i of form.querySelectorAll('[aria-invalid]')) i.removeAttribute('aria-invalid');
+}
+
+export function formError() {
+  return h('p', { class: 'form-error', role: 'alert', tabindex: '-1', hidden: true });
+}
+
+let toastTimer = null;
+export function toast(message, kind = 'ok') {
+  const t = document.getElementById('toast');
+  t.className = `toast toast-${kind}`;
+  t.textContent = message;
+  t.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { t.hidden = true; }, 6000);
+}
+
+/// A modal confirmation; resolves to true when confirmed. Escape or Cancel resolves false.
+export function confirmDialog({ title, message, confirm, danger = false }) {
+  return new Promise((resolve) => {
+    const d = h('dialog', { class: 'dialog', 'aria-labelledby': 'dialog-title' });
+    const done = (v) => { d.close(); d.remove(); resolve(v); };
+    mount(d,
+      h('h2', { id: 'dialog-title' }, title),
+      h('p', {}, message),
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', class: 'button secondary', onclick: () => done(false) }, 'Cancel'),
+        h('button', { type: 'button', class: danger ? 'button danger' : 'button', onclick: () => done(true) }, confirm)));
+    d.addEventListener('cancel', (e) => { e.preventDefault(); done(false); });
+    document.body.appendChild(d);
+    d.showModal();
+    d.querySelector('.secondary').focus();
+  });
+}
+
+/// A page heading that takes focus when a screen opens, so screen readers announce it.
+export function heading(text, level = 1) {
+  return h(`h${level}`, { tabindex: '-1', class: 'screen-title' }, text);
+}

@@ -209,28 +209,36 @@ fn check_entry(w: &WireEntry) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Writes a seed corpus for the `frame_decoder` fuzz target: a few valid frames of every
-/// message type, each file prefixed with the byte that seeds the target's piece sizes.
-///
-/// `cargo test -p filesync-proto --test codec_props -- --ignored write_fuzz_seed_corpus`
-/// (set `FUZZ_SEED_DIR` to write somewhere other than `fuzz/corpus/frame_decoder`).
+/// Seeds for the fuzzer: valid frames of every message type, in the fuzz target's input format
+/// (the first byte seeds the piece sizes, the rest is the stream). Always checked here; also
+/// written out when `FUZZ_SEED_DIR` is set, e.g.
+/// `FUZZ_SEED_DIR=$PWD/fuzz/corpus/frame_decoder cargo test -p filesync-proto --test codec_props fuzz_seeds`.
 #[test]
-#[ignore = "writes files; run by hand before fuzzing"]
-fn write_fuzz_seed_corpus() {
-    let dir = std::env::var_os("FUZZ_SEED_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/frame_decoder"));
-    std::fs::create_dir_all(&dir).unwrap();
+fn fuzz_seeds_are_valid_frames() {
+    let dir = std::env::var_os("FUZZ_SEED_DIR").map(std::path::PathBuf::from);
+    if let Some(d) = &dir {
+        std::fs::create_dir_all(d).unwrap();
+    }
     let mut runner = TestRunner::deterministic();
-    let mut written = 0;
+    let mut seeds = 0;
     for s in message_strategies() {
         for i in 0..4u8 {
             let m = s.new_tree(&mut runner).unwrap().current();
+            let frame = Frame::new(u32::from(i) + 1, m.clone());
             let mut data = vec![i.wrapping_mul(61)];
-            data.extend_from_slice(&encode_all(&[Frame::new(u32::from(i), m.clone())]));
-            std::fs::write(dir.join(format!("seed-{}-{i}", m.name())), data).unwrap();
-            written += 1;
+            data.extend_from_slice(&encode_all(std::slice::from_ref(&frame)));
+            match decode_frame(&data[1..]) {
+                Ok(Decoded::Frame(f, used)) => {
+                    assert_eq!(f, frame);
+                    assert_eq!(used, data.len() - 1);
+                }
+                other => panic!("seed for {} does not decode: {other:?}", m.name()),
+            }
+            if let Some(d) = &dir {
+                std::fs::write(d.join(format!("seed-{}-{i}", m.name())), &data).unwrap();
+            }
+            seeds += 1;
         }
     }
-    println!("wrote {written} seeds to {}", dir.display());
+    assert_eq!(seeds, 4 * message_strategies().len());
 }

@@ -52,6 +52,13 @@ pub trait TempFile: Write + Send {
     /// Atomically renames the temporary file to `dest`, replacing a file that is there, and
     /// makes the rename durable (fsync of the directory where the platform supports it).
     fn persist(self: Box<Self>, dest: &RelPath) -> io::Result<()>;
+    /// Like `persist`, but the rename is made durable later, for a whole batch at once, by
+    /// [`Filesystem::sync_renames`]. The contents are still durable before the rename.
+    fn persist_deferred(self: Box<Self>, dest: &RelPath) -> io::Result<()> {
+        self.persist(dest)
+    }
+    /// Records that the contents are durable already (a batch sync covered them).
+    fn mark_synced(&mut self) {}
 }
 
 pub trait Filesystem: Send + Sync {
@@ -78,6 +85,17 @@ pub trait Filesystem: Send + Sync {
     fn create_temp(&self, dir: Option<&RelPath>) -> io::Result<Box<dyn TempFile>>;
     /// Removes leftover temporary files (from a crash) below the root; returns how many.
     fn clean_temp_files(&self) -> io::Result<usize>;
+    /// Makes the contents of many temporary files durable at once where the platform allows
+    /// (Linux: one `syncfs` instead of one fsync per file).
+    fn sync_temps(&self, files: &mut [Box<dyn TempFile>]) -> io::Result<()> {
+        files.iter_mut().try_for_each(|f| f.sync_all())
+    }
+    /// Makes the renames of `persist_deferred` durable: `dirs` are the directories that got
+    /// new entries (`None`: the root).
+    fn sync_renames(&self, dirs: &[Option<RelPath>]) -> io::Result<()> {
+        let _ = dirs;
+        Ok(())
+    }
     /// Whether names that differ only in letter case are the same entry here (NTFS, APFS).
     fn case_insensitive(&self) -> bool {
         cfg!(any(windows, target_os = "macos"))

@@ -197,6 +197,7 @@ fn write_all(
 ) -> Vec<DownloadResult> {
     let mut results: Vec<DownloadResult> = jobs.iter().map(|_| DownloadResult::Failed("interrupted".into())).collect();
     let mut current: Option<(usize, Result<FileWriter, String>)> = None;
+    let mut batch = Batch::default();
     while let Ok(piece) = rx.recv() {
         match piece {
             Piece::Start(i) => current = Some((i, FileWriter::start(fs, &jobs[i]))),
@@ -217,15 +218,119 @@ fn write_all(
             }
             Piece::End => {
                 if let Some((i, w)) = current.take() {
-                    results[i] = match w.and_then(|w| w.finish(fs, &jobs[i], device_name, now_unix)) {
-                        Ok(r) => r,
-                        Err(e) => DownloadResult::Failed(e),
-                    };
+                    match w.and_then(|w| w.verified(&jobs[i])) {
+                        Ok(w) => batch.push(i, w, jobs[i].meta.size),
+                        Err(e) => results[i] = DownloadResult::Failed(e),
+                    }
+                    if batch.full() {
+                        batch.install(fs, jobs, &mut results, device_name, now_unix);
+                    }
                 }
             }
         }
     }
+    batch.install(fs, jobs, &mut results, device_name, now_unix);
     results
+}
+
+/// Verified files waiting to be made durable and renamed into place together: one sync of the
+/// batch instead of two fsyncs per file, which is what makes many small files fast.
+#[derive(Default)]
+struct Batch {
+    jobs: Vec<usize>,
+    temps: Vec<Box<dyn crate::fs::TempFile>>,
+    bytes: u64,
+}
+
+impl Batch {
+    // Each waiting file holds an open handle: stay far below the usual 1024-descriptor limit.
+    const MAX_FILES: usize = 128;
+    const MAX_BYTES: u64 = 64 << 20;
+
+    fn push(&mut self, job: usize, w: FileWriter, size: u64) {
+        self.jobs.push(job);
+        self.temps.push(w.tmp);
+        self.bytes += size;
+    }
+
+    fn full(&self) -> bool {
+        self.jobs.len() >= Self::MAX_FILES || self.bytes >= Self::MAX_BYTES
+    }
+
+    /// Syncs the contents, renames each file into place (if its destination is still what the
+    /// scan saw), then makes the renames durable. Results are final only after that.
+    fn install(
+        &mut self,
+        fs: &dyn Filesystem,
+        jobs: &[DownloadJob],
+        results: &mut [DownloadResult],
+        device_name: &str,
+        now_unix: i64,
+    ) {
+        let ids = std::mem::take(&mut self.jobs);
+        let mut temps = std::mem::take(&mut self.temps);
+        self.bytes = 0;
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(e) = fs.sync_temps(&mut temps) {
+            for i in ids {
+                results[i] = DownloadResult::Failed(format!("{}: {}", jobs[i].path, super::describe_io(&e)));
+            }
+            return;
+        }
+        let mut dirs = Vec::new();
+        let mut installed = Vec::new();
+        for (i, tmp) in ids.into_iter().zip(temps) {
+            match install(fs, tmp, &jobs[i], device_name, now_unix) {
+                Ok(r) => {
+                    dirs.push(jobs[i].path.parent());
+                    installed.push((i, r));
+                }
+                Err(e) => results[i] = DownloadResult::Failed(e),
+            }
+        }
+        match fs.sync_renames(&dirs) {
+            Ok(()) => installed.into_iter().for_each(|(i, r)| results[i] = r),
+            // In place but perhaps not durable: no base is recorded, so the next pass checks them.
+            Err(e) => installed.into_iter().for_each(|(i, _)| {
+                results[i] = DownloadResult::Failed(format!("{}: {}", jobs[i].path, super::describe_io(&e)))
+            }),
+        }
+    }
+}
+
+/// Renames one verified, durable temporary file into place — only over what the scan saw;
+/// anything else is a local change made meanwhile, kept as a conflict copy first.
+fn install(
+    fs: &dyn Filesystem,
+    tmp: Box<dyn crate::fs::TempFile>,
+    job: &DownloadJob,
+    device_name: &str,
+    now_unix: i64,
+) -> Result<DownloadResult, String> {
+    let p = &job.path;
+    let now = fs.stat(p).map_err(|e| format!("{p}: {e}"))?;
+    let mut conflict = None;
+    if !stat_matches(now.as_ref(), job.expect_local.as_ref()) {
+        match now {
+            Some(s) if s.kind == StatKind::Dir => {
+                return Err(format!("{p}: a directory appeared where a file is to be written; will retry"));
+            }
+            Some(_) => {
+                let copy = super::free_conflict_name(fs, p, device_name, now_unix)?;
+                fs.rename_noreplace(p, &copy).map_err(|e| format!("{p}: moving the local version aside: {e}"))?;
+                conflict = Some(copy);
+            }
+            None => {}
+        }
+    } else if now.is_some_and(|s| s.kind == StatKind::Dir) {
+        // The planner replaces a directory by a file only once the directory is empty.
+        fs.remove_dir(p).map_err(|e| format!("{p}: replacing the directory by a file: {e}; will retry"))?;
+    }
+    tmp.persist_deferred(p).map_err(|e| format!("{p}: {}", super::describe_io(&e)))?;
+    let stat = fs.stat(p).map_err(|e| format!("{p}: {e}"))?.ok_or_else(|| format!("{p} vanished"))?;
+    Ok(DownloadResult::Done { stat, conflict })
 }
 
 fn read_local(fs: &dyn Filesystem, l: &LocalChunk, want: &Hash) -> Result<Vec<u8>, String> {
@@ -279,43 +384,16 @@ impl FileWriter {
         self.tmp.write_all(data).map_err(|e| format!("writing: {}", super::describe_io(&e)))
     }
 
-    fn finish(
-        mut self,
-        fs: &dyn Filesystem,
-        job: &DownloadJob,
-        device_name: &str,
-        now_unix: i64,
-    ) -> Result<DownloadResult, String> {
+    /// Checks the whole file against its hash and applies its times and mode.
+    fn verified(mut self, job: &DownloadJob) -> Result<FileWriter, String> {
         if self.written != job.meta.size || Hash(*self.hasher.finalize().as_bytes()) != job.meta.hash {
             return Err(format!("{}: downloaded content does not match its hash; will retry", job.path));
         }
         let p = &job.path;
-        let io = |e: std::io::Error| format!("{p}: {}", super::describe_io(&e));
-        self.tmp.set_times_and_mode(job.meta.mtime_ns, job.meta.executable).map_err(io)?;
-        self.tmp.sync_all().map_err(io)?;
-        // Replace only what the scan saw. Anything else is a local change made meanwhile: keep
-        // it as a conflict copy instead of overwriting it.
-        let now = fs.stat(p).map_err(|e| format!("{p}: {e}"))?;
-        let mut conflict = None;
-        if !stat_matches(now.as_ref(), job.expect_local.as_ref()) {
-            match now {
-                Some(s) if s.kind == StatKind::Dir => {
-                    return Err(format!("{p}: a directory appeared where a file is to be written; will retry"));
-                }
-                Some(_) => {
-                    let copy = super::free_conflict_name(fs, p, device_name, now_unix)?;
-                    fs.rename_noreplace(p, &copy).map_err(|e| format!("{p}: moving the local version aside: {e}"))?;
-                    conflict = Some(copy);
-                }
-                None => {}
-            }
-        } else if now.is_some_and(|s| s.kind == StatKind::Dir) {
-            // The planner replaces a directory by a file only once the directory is empty.
-            fs.remove_dir(p).map_err(|e| format!("{p}: replacing the directory by a file: {e}; will retry"))?;
-        }
-        self.tmp.persist(p).map_err(io)?;
-        let stat = fs.stat(p).map_err(|e| format!("{p}: {e}"))?.ok_or_else(|| format!("{p} vanished"))?;
-        Ok(DownloadResult::Done { stat, conflict })
+        self.tmp
+            .set_times_and_mode(job.meta.mtime_ns, job.meta.executable)
+            .map_err(|e| format!("{p}: {}", super::describe_io(&e)))?;
+        Ok(self)
     }
 }
 

@@ -396,3 +396,26 @@ fn a_folder_added_while_the_agent_runs_starts_syncing() {
     let out = a.ok(&["folder", "list"], None);
     assert!(out.contains("photos") && out.contains("docs"), "{out}");
 }
+
+#[test]
+fn a_client_killed_mid_download_leaves_no_partial_file_and_resumes() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    let data = random_bytes(200 << 20, 9);
+    a.write("video.bin", &data);
+    a.write("small.txt", "small");
+    a.sync();
+    let mut child = b.command().args(["sync", "--quiet"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    wait_until(60, "download to start", || {
+        walk_files(&b.dir).iter().any(|p| p.to_string_lossy().contains(".filesync-tmp-"))
+    });
+    child.kill().unwrap(); // SIGKILL: no cleanup
+    child.wait().unwrap();
+    assert!(!b.exists("video.bin"), "a partial file must never be visible");
+    b.sync();
+    assert!(b.read("video.bin") == data);
+    assert_eq!(b.read("small.txt"), b"small");
+    assert!(!walk_files(&b.dir).iter().any(|p| p.to_string_lossy().contains(".filesync-tmp-")));
+    assert_eq!(a.tree(), b.tree());
+}

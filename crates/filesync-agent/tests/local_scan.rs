@@ -8,7 +8,7 @@ use filesync_core::path::TEMP_PREFIX;
 use filesync_core::{Chunker, EntryKind, Hash, RelPath};
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A folder to scan: a real tempdir or a `MemFs`, set up through the same few calls.
 enum Folder {
@@ -175,9 +175,9 @@ fn temp_files_are_ignored_and_a_crash_leaves_nothing_at_the_destination() {
     for f in Folder::both() {
         f.write(&format!("d/{TEMP_PREFIX}stale"), b"left by a crash");
         f.write("d/real", b"r");
-        let mut t = f.fs().create_temp(Some(&p("d"))).unwrap();
-        t.write_all(b"half of the new cont").unwrap();
-        std::mem::forget(t); // the process dies before persist
+        // What a process killed before `persist` leaves behind (written directly: a leaked open
+        // handle would keep a deleted file listed on Windows).
+        f.write(&format!("d/{TEMP_PREFIX}0123456789abcdef"), b"half of the new cont");
         let out = f.scan();
         assert_eq!(paths(&out), ["d", "d/real"], "{}", f.name());
         assert!(out.skipped.is_empty(), "{}: temp files are skipped silently", f.name());
@@ -360,26 +360,20 @@ fn case_insensitive_memfs_behaves_like_ntfs() {
 }
 
 #[test]
-fn ten_thousand_small_files_scan_quickly() {
+/// Many small files: every one listed, and a rescan with what the first scan recorded reuses
+/// it all. (How fast: `bench/sync_bench.py`, not a timed assertion.)
+fn ten_thousand_small_files_scan_and_rescan_consistently() {
     for f in Folder::both() {
         for i in 0..10_000 {
             f.write(&format!("d{:02}/file-{i}.txt", i % 50), format!("contents of file {i}").as_bytes());
         }
         // The production chunker (its 4 MiB buffer per file must not make small files slow).
         let chunker = Chunker::default();
-        let start = Instant::now();
         let out = f.scan_chunked(&HashMap::new(), &chunker);
-        let cold = start.elapsed();
         assert_eq!(out.entries.len(), 10_050, "{}", f.name());
         let known = known_from(&out);
-        let start = Instant::now();
         let again = f.scan_chunked(&known, &chunker);
-        let warm = start.elapsed();
         assert_eq!(again, out, "{}", f.name());
-        eprintln!("{}: 10,000 files: first scan {cold:?}, rescan {warm:?}", f.name());
-        // Generous bounds: debug build on a shared two-core machine.
-        assert!(cold < Duration::from_secs(20), "{}: {cold:?}", f.name());
-        assert!(warm < Duration::from_secs(10), "{}: {warm:?}", f.name());
     }
 }
 

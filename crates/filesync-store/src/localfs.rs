@@ -153,7 +153,8 @@ fn make_durable(root: &Path, _user_dir: &Path, _dirs: &BTreeSet<PathBuf>, _files
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn make_durable(root: &Path, user_dir: &Path, dirs: &BTreeSet<PathBuf>, files: &[PathBuf]) -> Result<()> {
     for f in files {
-        File::open(f).and_then(|f| f.sync_all()).map_err(|e| io_error(f, e))?;
+        // Flushing needs a handle opened for writing on Windows.
+        fs::OpenOptions::new().write(true).open(f).and_then(|f| f.sync_all()).map_err(|e| io_error(f, e))?;
     }
     // The names (renames, new directories) must be durable too. Windows cannot open a
     // directory for syncing; NTFS journals its metadata.

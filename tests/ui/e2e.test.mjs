@@ -4,7 +4,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, readFileSync, existsSync, readdirSync, rmSync } from 'node:fs';
+import { writeFileSync, readFileSync, existsSync, readdirSync, rmSync, mkdirSync, unlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestServer, Computer, launchBrowser, openPage, screenshot, tempDir, waitFor, PASSWORD } from './support.mjs';
 
@@ -28,10 +28,33 @@ after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
+/// A step of the scenario; when it fails, a screenshot of the page shows where.
+function step(name, fn) {
+  test(name, async () => {
+    try {
+      await fn();
+    } catch (e) {
+      if (page) await screenshot(page, `FAILED-${name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}.png`).catch(() => {});
+      throw e;
+    }
+  });
+}
+
+/// The id of the laptop agent's latest "applied the changed configuration" activity (0: none).
+async function lastApplied() {
+  const log = await page.evaluate(() => fetch('/api/activity?q=applied%20the%20changed').then((r) => r.json()));
+  return log.length ? log[0].id : 0;
+}
+
+/// Waits until the laptop's agent runs with a configuration saved after activity `id`.
+async function appliedAfter(id) {
+  await waitFor('the agent to apply the new settings', async () => (await lastApplied()) > id);
+}
+
 /// The dashboard card of `folder` on `p`.
 const card = (p, folder) => p.locator(`li.folder[data-folder="${folder}"]`);
 
-test('first run: confirm the server fingerprint, register, name this computer', async () => {
+step('first run: confirm the server fingerprint, register, name this computer', async () => {
   page = await openPage(browser, laptop.url);
   assert.equal(new URL(page.url()).hash, '#/', 'the key leaves the address bar at once');
   await page.getByRole('heading', { name: 'Welcome to FileSync' }).waitFor();
@@ -70,7 +93,7 @@ test('first run: confirm the server fingerprint, register, name this computer', 
   await waitFor('the laptop to connect', async () => (await page.locator('#conn').textContent()).includes('Connected'));
 });
 
-test('add a folder with the directory browser; a file made on the other computer shows as synced', async () => {
+step('add a folder with the directory browser; a file made on the other computer shows as synced', async () => {
   await page.getByRole('button', { name: 'Documents' }).click();
   await waitFor('the browser to enter Documents', async () => (await page.getByLabel('Folder on this computer').inputValue()) === laptop.docs);
   assert.equal(await page.getByLabel('Name of the new server folder').inputValue(), 'Documents');
@@ -80,7 +103,7 @@ test('add a folder with the directory browser; a file made on the other computer
   await screenshot(page, '05-add-folder-summary.png');
   await page.getByRole('button', { name: 'Add folder', exact: true }).click();
   await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
-  await card(page, 'Documents').getByText('Up to date').waitFor({ timeout: 20000 });
+  await card(page, 'Documents').getByText('Up to date', { exact: true }).waitFor({ timeout: 20000 });
 
   // The other computer joins from the command line and creates a file.
   desktop.run(['login', '--server', server.addr, '--user', 'ann', '--password-stdin', '--device-name', 'desktop',
@@ -89,12 +112,15 @@ test('add a folder with the directory browser; a file made on the other computer
   await desktop.startAgent();
   writeFileSync(join(desktop.docs, 'report.txt'), 'quarterly numbers\n');
   writeFileSync(join(desktop.docs, 'notes.md'), '# notes\n');
+  mkdirSync(join(desktop.docs, 'Projects', 'old'), { recursive: true });
+  writeFileSync(join(desktop.docs, 'Projects', 'plan.txt'), 'the plan\n');
 
-  await waitFor('the files to reach the laptop', () => existsSync(join(laptop.docs, 'report.txt')) && existsSync(join(laptop.docs, 'notes.md')));
+  await waitFor('the files to reach the laptop', () => existsSync(join(laptop.docs, 'report.txt')) &&
+    existsSync(join(laptop.docs, 'notes.md')) && existsSync(join(laptop.docs, 'Projects', 'plan.txt')));
   const docs = card(page, 'Documents');
-  await waitFor('the dashboard to show 2 synced files, up to date', async () =>
-    (await docs.locator('dd').first().textContent()) === '2' && (await docs.textContent()).includes('Up to date'));
-  assert.match(await page.locator('.totals').textContent(), /1 folder · 2 files/);
+  await waitFor('the dashboard to show 3 synced files, up to date', async () =>
+    (await docs.locator('dd').first().textContent()) === '3' && (await docs.textContent()).includes('Up to date'));
+  assert.match(await page.locator('.totals').textContent(), /1 folder · 3 files/);
   await screenshot(page, '06-dashboard.png');
 
   await page.setViewportSize({ width: 390, height: 844 });
@@ -102,7 +128,115 @@ test('add a folder with the directory browser; a file made on the other computer
   await page.setViewportSize({ width: 1280, height: 860 });
 });
 
-test('a conflict is listed with both versions and resolved from the UI', async () => {
+step('change settings: validation next to the field, pause obeyed, a subfolder excluded', async () => {
+  await card(page, 'Documents').getByRole('link', { name: 'Documents' }).click();
+  await page.getByRole('heading', { name: 'Documents', level: 1 }).waitFor();
+  await page.getByRole('heading', { name: 'Subfolders on this computer' }).waitFor();
+  await page.getByRole('checkbox', { name: 'Projects', exact: true }).waitFor();
+
+  // A wrong value is explained next to its field, and nothing is saved.
+  await page.getByLabel('When to sync').fill('sometimes');
+  await page.getByRole('button', { name: 'Save settings' }).click();
+  await page.locator('#schedule-error').getByText('is not a schedule').waitFor();
+
+  // The ignore rules' preview shows what a rule would leave out.
+  await page.getByLabel('Files and folders not to sync (.filesyncignore)').fill('*.md');
+  await page.getByRole('button', { name: 'Preview' }).click();
+  await page.locator('.preview').getByText('notes.md').waitFor();
+  await screenshot(page, '08-folder-settings.png');
+  await page.getByLabel('Files and folders not to sync (.filesyncignore)').fill('');
+  await page.getByLabel('When to sync').fill('continuous');
+  assert.equal(await page.locator('#schedule-error').isHidden(), true, 'the message goes once the field is edited');
+
+  // Pause: the agent reports the folder paused and does not download meanwhile.
+  await page.getByRole('button', { name: 'Pause syncing' }).click();
+  await page.getByRole('button', { name: 'Resume syncing' }).waitFor();
+  await page.getByRole('link', { name: 'Dashboard' }).click();
+  await card(page, 'Documents').getByText('Paused', { exact: true }).waitFor({ timeout: 20000 });
+  writeFileSync(join(desktop.docs, 'while-paused.txt'), 'made while the laptop was paused\n');
+  await waitFor('the desktop to upload it', () => {
+    try { desktop.run(['history', join(desktop.docs, 'while-paused.txt')]); return true; } catch { return false; }
+  });
+  assert.equal(existsSync(join(laptop.docs, 'while-paused.txt')), false, 'a paused folder downloads nothing');
+  await screenshot(page, '09-dashboard-paused.png');
+  await card(page, 'Documents').getByRole('link', { name: 'Documents' }).click();
+  await page.getByRole('button', { name: 'Resume syncing' }).click();
+  await waitFor('the file to arrive once resumed', () => existsSync(join(laptop.docs, 'while-paused.txt')), 20000);
+
+  // Selective sync: untick Projects; the agent removes it here, the desktop keeps it.
+  await page.getByRole('checkbox', { name: 'Projects', exact: true }).uncheck();
+  await page.getByRole('button', { name: 'Save subfolders' }).click();
+  await waitFor('Projects to leave the laptop', () => !existsSync(join(laptop.docs, 'Projects')), 20000);
+  assert.ok(existsSync(join(desktop.docs, 'Projects', 'plan.txt')), 'the other computer keeps it');
+  assert.match(readFileSync(join(laptop.home, 'config.toml'), 'utf8'), /excluded = \["Projects"\]/);
+  await page.getByRole('link', { name: 'Dashboard' }).click();
+  await card(page, 'Documents').getByText('Up to date', { exact: true }).waitFor({ timeout: 20000 });
+});
+
+step('a download limit is obeyed; the dashboard shows live progress, what remains and the rate', async () => {
+  await card(page, 'Documents').getByRole('link', { name: 'Documents' }).click();
+  const applied = await lastApplied();
+  await page.getByLabel('Download limit').fill('4M');
+  await page.getByRole('button', { name: 'Save settings' }).click();
+  await waitFor('the limit to be saved', () => /download_limit = 4194304/.test(readFileSync(join(laptop.home, 'config.toml'), 'utf8')));
+  await appliedAfter(applied);
+  await page.getByRole('link', { name: 'Dashboard' }).click();
+  await card(page, 'Documents').getByText('Up to date', { exact: true }).waitFor({ timeout: 20000 });
+  // Transfers advance in batches of up to 8 MiB: 24 MiB at 4 MiB/s shows progress along the way.
+  const big = Buffer.alloc(24 << 20);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 2654435761) >>> 24;
+  const started = Date.now();
+  writeFileSync(join(desktop.docs, 'video.bin'), big);
+  const docs = card(page, 'Documents');
+  await docs.getByText('Syncing', { exact: true }).waitFor({ timeout: 20000 });
+  await waitFor('the progress to show what remains and the rate', async () => {
+    const t = (await docs.locator('.progress').textContent({ timeout: 200 }).catch(() => '')) || '';
+    return /remaining/.test(t) && /\/s/.test(t);
+  });
+  await screenshot(page, '10-dashboard-syncing.png');
+  await waitFor('the file to arrive', () => existsSync(join(laptop.docs, 'video.bin')) &&
+    statSync(join(laptop.docs, 'video.bin')).size === big.length, 40000);
+  assert.ok(Date.now() - started > 4000, 'at 4 MiB/s, 24 MiB takes longer than 4 s');
+  await card(page, 'Documents').getByRole('link', { name: 'Documents' }).click();
+  await page.getByLabel('Download limit').fill('unlimited');
+  await page.getByRole('button', { name: 'Save settings' }).click();
+  await waitFor('the limit to be lifted', () => !/download_limit/.test(readFileSync(join(laptop.home, 'config.toml'), 'utf8')));
+  await page.getByRole('link', { name: 'Dashboard' }).click();
+});
+
+step('the mass-delete guard holds a big deletion until it is confirmed in the UI', async () => {
+  await card(page, 'Documents').getByRole('link', { name: 'Documents' }).click();
+  const applied = await lastApplied();
+  await page.getByLabel('Mass-delete guard: share of files (%)').fill('10');
+  await page.getByLabel('…and more than this many files').fill('2');
+  await page.getByRole('button', { name: 'Save settings' }).click();
+  await appliedAfter(applied);
+  const scratch = ['draft-1.txt', 'draft-2.txt', 'draft-3.txt'];
+  for (const n of scratch) writeFileSync(join(laptop.docs, n), `${n}\n`);
+  await waitFor('the drafts to reach the desktop', () => scratch.every((n) => existsSync(join(desktop.docs, n))), 20000);
+  for (const n of scratch) unlinkSync(join(laptop.docs, n));
+
+  await page.getByRole('link', { name: 'Dashboard' }).click();
+  const docs = card(page, 'Documents');
+  await docs.getByText('Paused', { exact: true }).waitFor({ timeout: 20000 });
+  await docs.getByRole('button', { name: 'Confirm the deletions…' }).waitFor();
+  assert.ok(scratch.every((n) => existsSync(join(desktop.docs, n))), 'nothing was deleted elsewhere meanwhile');
+  await screenshot(page, '11-mass-delete-guard.png');
+  await docs.getByRole('button', { name: 'Confirm the deletions…' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Confirm the deletions' }).click();
+  await waitFor('the deletions to reach the desktop', () => scratch.every((n) => !existsSync(join(desktop.docs, n))), 20000);
+  await docs.getByText('Up to date', { exact: true }).waitFor({ timeout: 20000 });
+
+  await docs.getByRole('link', { name: 'Documents' }).click();
+  const again = await lastApplied();
+  await page.getByLabel('Mass-delete guard: share of files (%)').fill('50');
+  await page.getByLabel('…and more than this many files').fill('100');
+  await page.getByRole('button', { name: 'Save settings' }).click();
+  await appliedAfter(again);
+  await page.getByRole('link', { name: 'Dashboard' }).click();
+});
+
+step('a conflict is listed with both versions and resolved from the UI', async () => {
   // Both computers edit report.txt while the desktop's agent is stopped.
   await desktop.stopAgent();
   writeFileSync(join(laptop.docs, 'report.txt'), 'laptop version\n');
@@ -123,7 +257,7 @@ test('a conflict is listed with both versions and resolved from the UI', async (
   const text = await item.textContent();
   assert.match(text, /desktop/);
   assert.match(text, /laptop/);
-  await screenshot(page, '08-conflicts.png');
+  await screenshot(page, '12-conflicts.png');
   await item.getByRole('button', { name: 'Keep theirs' }).click();
   await page.getByText('No conflicts').waitFor();
   assert.equal(readFileSync(join(laptop.docs, 'report.txt'), 'utf8'), 'desktop version\n', "the desktop's version won");
@@ -133,7 +267,31 @@ test('a conflict is listed with both versions and resolved from the UI', async (
     !readdirSync(desktop.docs).some((n) => n.includes('conflicted copy')), 20000);
 });
 
-test('activity is listed and searchable', async () => {
+step('a deleted file is restored from the trash; older versions are listed', async () => {
+  unlinkSync(join(desktop.docs, 'notes.md'));
+  await waitFor('the deletion to reach the laptop', () => !existsSync(join(laptop.docs, 'notes.md')), 20000);
+  await page.getByRole('link', { name: 'History' }).click();
+  await page.getByRole('heading', { name: 'History and trash' }).waitFor();
+  const item = page.locator('li.row-item[data-path="notes.md"]');
+  await item.waitFor();
+  assert.match(await item.textContent(), /desktop/);
+  await page.getByLabel('Find a file').fill('report');
+  await waitFor('the file list to show only matches', async () => {
+    const names = await page.locator('ul.files code').allTextContents();
+    return names.length === 1 && names[0] === 'report.txt';
+  });
+  await page.getByRole('button', { name: /report\.txt/ }).click();
+  await page.getByRole('heading', { name: 'Versions of report.txt' }).waitFor();
+  assert.ok(await page.locator('#versions li.row-item').count() >= 3, 'every version is listed');
+  await screenshot(page, '13-history-and-trash.png');
+  await item.getByRole('button', { name: 'Restore notes.md', exact: true }).click();
+  await waitFor('notes.md to come back on both computers', () =>
+    existsSync(join(laptop.docs, 'notes.md')) && existsSync(join(desktop.docs, 'notes.md')), 20000);
+  assert.equal(readFileSync(join(laptop.docs, 'notes.md'), 'utf8'), '# notes\n');
+  await waitFor('notes.md to leave the trash', async () => (await item.count()) === 0);
+});
+
+step('activity is listed and searchable', async () => {
   await page.getByRole('link', { name: 'Activity' }).click();
   await page.getByRole('heading', { name: 'Activity' }).waitFor();
   await page.locator('.entry').first().waitFor();
@@ -143,10 +301,10 @@ test('activity is listed and searchable', async () => {
     const shown = await page.locator('.entry .message').allTextContents();
     return shown.length >= 1 && shown.length < all && shown.every((t) => t.includes('report.txt'));
   });
-  await screenshot(page, '09-activity.png');
+  await screenshot(page, '14-activity.png');
 });
 
-test('revoke the other computer: it goes offline', async () => {
+step('revoke the other computer: it goes offline', async () => {
   const other = await openPage(browser, desktop.url);
   await other.getByRole('heading', { name: 'Dashboard' }).waitFor();
   await waitFor('the desktop to be connected', async () => (await other.locator('#conn').textContent()).includes('Connected'));
@@ -156,27 +314,64 @@ test('revoke the other computer: it goes offline', async () => {
   const row = page.locator('li.device[data-device="desktop"]');
   await row.waitFor();
   assert.match(await page.locator('li.device[data-device="laptop"]').textContent(), /This computer/);
-  await screenshot(page, '10-devices.png');
-  await row.getByRole('button', { name: 'Revoke desktop' }).click();
+  await screenshot(page, '15-devices.png');
+
+  // The keyboard alone reaches the button, opens the confirmation, and Escape cancels it;
+  // whatever has the focus shows a visible outline.
+  await page.locator('main .screen-title').focus();
+  const revoke = row.getByRole('button', { name: 'Revoke desktop' });
+  await waitFor('Tab to reach the revoke button', async () => {
+    if (await revoke.evaluate((b) => b === document.activeElement)) return true;
+    await page.keyboard.press('Tab');
+    return false;
+  }, 10000);
+  const outline = await revoke.evaluate((b) => getComputedStyle(b).outlineStyle);
+  assert.notEqual(outline, 'none', 'the focused button shows a focus ring');
+  await page.keyboard.press('Enter');
+  await page.getByRole('dialog').waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Cancel', 'the safe choice has the focus');
+  await page.keyboard.press('Escape');
+  await page.getByRole('dialog').waitFor({ state: 'detached' });
+  assert.doesNotMatch(await row.textContent(), /Revoked/);
+
+  await revoke.click();
   const dialog = page.getByRole('dialog');
   await dialog.waitFor();
-  await screenshot(page, '11-revoke-confirm.png');
+  await screenshot(page, '16-revoke-confirm.png');
   await dialog.getByRole('button', { name: 'Revoke' }).click();
   await row.getByText('Revoked').waitFor();
 
   await waitFor('the desktop to show it is no longer accepted', async () =>
     (await other.locator('#conn').textContent()).includes('Not accepted'), 20000);
   await other.getByText('What to do:').first().waitFor();
-  await screenshot(other, '12-revoked-computer.png');
+  await screenshot(other, '17-revoked-computer.png');
+
+  // A device can be renamed, revoked or not.
+  await row.getByRole('button', { name: 'Rename desktop' }).click();
+  await page.getByLabel('New name').fill('old desktop');
+  await page.getByRole('dialog').getByRole('button', { name: 'Rename' }).click();
+  await page.locator('li.device[data-device="old desktop"]').getByText('Revoked').waitFor();
   assert.deepEqual(other.problems.filter((p) => !p.includes('Failed to load resource')), []);
   await other.close();
 });
 
-test('the account screen shows the pinned server and logs out', async () => {
+step('the account screen shows the pinned server and logs out', async () => {
   await page.getByRole('link', { name: 'Account' }).click();
   await page.getByRole('heading', { name: 'Account' }).waitFor();
   assert.match(await page.locator('main').textContent(), new RegExp(server.fingerprint));
-  await screenshot(page, '13-account.png');
+  await page.getByLabel('Current password').fill('not the password');
+  await page.getByLabel('New password', { exact: true }).fill('a brand new password');
+  await page.getByLabel('Repeat the new password').fill('a brand new password');
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await page.locator('#current_password-error').getByText('the current password is wrong').waitFor();
+  await screenshot(page, '18-account.png');
+  await page.getByLabel('Current password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await waitFor('the form to clear', async () => (await page.getByLabel('Current password').inputValue()) === '');
+  const tablet = new Computer(dir, 'tablet');
+  tablet.run(['login', '--server', server.addr, '--user', 'ann', '--password-stdin', '--device-name', 'tablet',
+    '--fingerprint', server.fingerprint], 'a brand new password\n');
+
   await page.getByRole('button', { name: 'Log out…' }).click();
   await page.getByRole('dialog').getByRole('button', { name: 'Log out' }).click();
   await page.getByRole('heading', { name: 'Welcome to FileSync' }).waitFor();

@@ -140,6 +140,13 @@ export async function openPage(context, url) {
 
 export async function screenshot(page, name) {
   mkdirSync(ARTIFACTS, { recursive: true });
+  // A toast from the previous step would cover part of a full-page picture of this one.
+  // A sticky header would otherwise be drawn where the page was scrolled to.
+  await page.evaluate(() => {
+    const t = document.getElementById('toast');
+    if (t) t.hidden = true;
+    window.scrollTo(0, 0);
+  });
   await page.screenshot({ path: join(ARTIFACTS, name), fullPage: true });
 }
 

@@ -289,7 +289,10 @@ pub async fn run_with_ready(
         }
         match run_config(&home, &config, token, &db, &opts, shutdown.as_mut()).await {
             Exit::Shutdown => return Ok(()),
-            Exit::Reconfigure => info!("configuration changed; restarting with the new one"),
+            Exit::Reconfigure => {
+                info!("configuration changed; restarting with the new one");
+                opts.live.record(crate::live::ActivityKind::Action, None, "applied the changed configuration");
+            }
         }
     }
 }

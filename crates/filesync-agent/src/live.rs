@@ -76,7 +76,23 @@ impl std::fmt::Debug for LiveStatus {
 
 impl LiveStatus {
     /// Replaces the current status; records connection changes in the activity log.
+    ///
+    /// The agent starts a fresh status board whenever its configuration changes (a folder
+    /// paused, a setting changed); a folder that has not finished a pass on the new board yet
+    /// keeps showing what the last pass found rather than "0 files, never synced".
     pub fn publish(&self, s: &AgentStatus) {
+        let mut s = s.clone();
+        if let Some(prev) = self.inner.status.borrow().as_ref() {
+            for f in s.folders.iter_mut().filter(|f| f.last_sync.is_none()) {
+                if let Some(p) = prev.folders.iter().find(|p| p.name == f.name && p.last_sync.is_some()) {
+                    f.files = p.files;
+                    f.bytes = p.bytes;
+                    f.conflicts = p.conflicts;
+                    f.last_sync = p.last_sync;
+                }
+            }
+        }
+        let s = &s;
         let previous = self.inner.status.send_replace(Some(s.clone()));
         let before = previous.as_ref().map(|p| p.connection.as_str());
         if before != Some(s.connection.as_str()) && before.is_some() {
@@ -215,6 +231,32 @@ mod tests {
         assert_eq!(live.activity("DOCS").len(), 1);
         assert!(live.activity("nothing like this").is_empty());
         assert!(all[0].id < all[1].id);
+    }
+
+    #[test]
+    fn a_fresh_board_keeps_what_the_last_pass_found() {
+        use crate::status::{FolderState, FolderStatus};
+        let folder = |files, last_sync| FolderStatus {
+            name: "Docs".into(),
+            path: "/d".into(),
+            state: FolderState::Paused,
+            files,
+            bytes: files * 10,
+            pending: 0,
+            conflicts: 0,
+            last_sync,
+            last_error: None,
+            paused_reason: None,
+            skipped: vec![],
+            progress: None,
+        };
+        let live = LiveStatus::default();
+        live.publish(&AgentStatus { folders: vec![folder(3, Some(100))], ..status("online") });
+        live.publish(&AgentStatus { folders: vec![folder(0, None)], ..status("online") });
+        let now = live.current().unwrap();
+        assert_eq!((now.folders[0].files, now.folders[0].last_sync), (3, Some(100)));
+        live.publish(&AgentStatus { folders: vec![folder(5, Some(200))], ..status("online") });
+        assert_eq!(live.current().unwrap().folders[0].files, 5);
     }
 
     #[test]

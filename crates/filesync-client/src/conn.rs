@@ -7,10 +7,10 @@ use crate::tls::{PinVerifier, Trust};
 use bytes::{Bytes, BytesMut};
 use filesync_core::Hash;
 use filesync_proto::{
-    Auth, Changes, ChunkData, CommitChange, CommitOutcome, CommitResult, DeviceInfo, ErrorCode, FolderInfo, Frame,
-    FrameDecoder, GetChanges, GetChunks, Hello, ListTrash, ListVersions, Login, Message, OpenFolder,
-    PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, PutChunks, QueryChunks, Register, Restore, RevokeDevice, Session,
-    Trash, UsageInfo, Versions, Welcome, WireEntry, limits,
+    Auth, ChangePassword, Changes, ChunkData, CommitChange, CommitOutcome, CommitResult, DeviceInfo, ErrorCode,
+    FolderInfo, Frame, FrameDecoder, GetChanges, GetChunks, Hello, ListTrash, ListVersions, Login, Message, OpenFolder,
+    PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, PutChunks, QueryChunks, Register, RenameDevice, Restore, RevokeDevice,
+    Session, Trash, UsageInfo, Versions, Welcome, WireEntry, limits,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -211,6 +211,16 @@ impl Connection {
 
     pub async fn revoke_device(&self, device_id: u64) -> Result<(), ClientError> {
         expect_ok(self.request(Message::RevokeDevice(RevokeDevice { device_id })).await?)
+    }
+
+    pub async fn rename_device(&self, device_id: u64, name: &str) -> Result<(), ClientError> {
+        expect_ok(self.request(Message::RenameDevice(RenameDevice { device_id, name: name.into() })).await?)
+    }
+
+    /// Changes this user's password (devices stay logged in).
+    pub async fn change_password(&self, current: &str, new: &str) -> Result<(), ClientError> {
+        let m = ChangePassword { current_password: current.into(), new_password: new.into() };
+        expect_ok(self.request(Message::ChangePassword(m)).await?)
     }
 
     pub async fn list_folders(&self) -> Result<Vec<FolderInfo>, ClientError> {

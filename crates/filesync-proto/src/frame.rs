@@ -88,6 +88,8 @@ messages! {
     20 => ListDevices(Empty),
     21 => Devices(Devices),
     22 => RevokeDevice(RevokeDevice),
+    23 => RenameDevice(RenameDevice),
+    24 => ChangePassword(ChangePassword),
     30 => ListFolders(Empty),
     31 => Folders(Folders),
     32 => OpenFolder(OpenFolder),

@@ -111,6 +111,24 @@ pub struct RevokeDevice {
     pub device_id: u64,
 }
 
+/// Gives one of the user's devices a new name (any device of the user, revoked ones too).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RenameDevice {
+    #[prost(uint64, tag = "1")]
+    pub device_id: u64,
+    #[prost(string, tag = "2")]
+    pub name: String,
+}
+
+/// Changes the user's password; the current one must be given. Devices stay logged in.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ChangePassword {
+    #[prost(string, tag = "1")]
+    pub current_password: String,
+    #[prost(string, tag = "2")]
+    pub new_password: String,
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct FolderInfo {
     #[prost(uint64, tag = "1")]

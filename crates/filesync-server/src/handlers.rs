@@ -201,6 +201,8 @@ pub(crate) async fn request(shared: &Shared, a: &Authed, msg: Message) -> Messag
     let r = match msg {
         Message::ListDevices(_) => list_devices(shared, a).await,
         Message::RevokeDevice(r) => revoke_device(shared, a, r.device_id).await,
+        Message::RenameDevice(r) => rename_device(shared, a, r).await,
+        Message::ChangePassword(c) => change_password(shared, a, c).await,
         Message::ListFolders(_) => list_folders(shared, a).await,
         Message::OpenFolder(o) => open_folder(shared, a, o).await,
         Message::GetChanges(g) => get_changes(shared, a, g).await,
@@ -239,6 +241,54 @@ async fn revoke_device(shared: &Shared, a: &Authed, device_id: u64) -> Reply<Mes
         return Err(err(ErrorCode::NotFound, format!("you have no device with id {device_id}")));
     }
     shared.hub.publish(a.user_id, HubEvent::DeviceRevoked { device_id });
+    Ok(Message::Ok(Default::default()))
+}
+
+async fn rename_device(shared: &Shared, a: &Authed, r: filesync_proto::RenameDevice) -> Reply<Message> {
+    let name = r.name.trim();
+    valid_name("device name", name)?;
+    if !shared.meta.rename_device(a.user_id, r.device_id, name).await.map_err(store_err)? {
+        return Err(err(ErrorCode::NotFound, format!("you have no device with id {}", r.device_id)));
+    }
+    Ok(Message::Ok(Default::default()))
+}
+
+/// Checks the current password (throttled like a login), then stores the new one's hash.
+async fn change_password(shared: &Shared, a: &Authed, c: filesync_proto::ChangePassword) -> Reply<Message> {
+    if c.new_password.chars().count() < 8 || c.new_password.len() > limits::MAX_PASSWORD_LEN {
+        return Err(err(ErrorCode::BadRequest, "passwords must be at least 8 characters (and at most 1024 bytes)"));
+    }
+    if c.current_password.len() > limits::MAX_PASSWORD_LEN {
+        return Err(err(ErrorCode::BadCredentials, "the current password is wrong"));
+    }
+    let key = format!("user:{}", a.user_name);
+    if let Err(wait) = shared.throttle.check(&key, Instant::now()) {
+        return Err(err(
+            ErrorCode::RateLimited,
+            format!("too many wrong passwords; retry in {} s", wait.as_secs() + 1),
+        ));
+    }
+    let user = shared
+        .meta
+        .user_by_id(a.user_id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| err(ErrorCode::NotAuthenticated, "this account no longer exists"))?;
+    let (current, phc) = (c.current_password.clone(), user.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&current, &phc))
+        .await
+        .map_err(|_| err(ErrorCode::Internal, "password check failed"))?;
+    if !ok {
+        shared.throttle.failed(&key, Instant::now());
+        return Err(err(ErrorCode::BadCredentials, "the current password is wrong"));
+    }
+    shared.throttle.succeeded(&key);
+    let new = c.new_password.clone();
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&new))
+        .await
+        .map_err(|_| err(ErrorCode::Internal, "password hashing failed"))?;
+    shared.meta.set_password_hash(a.user_id, &hash).await.map_err(store_err)?;
+    info!(user = %a.user_name, "password changed");
     Ok(Message::Ok(Default::default()))
 }
 

@@ -122,6 +122,29 @@ async fn tokens_authenticate_until_revoked() {
 }
 
 #[tokio::test]
+async fn devices_are_renamed_and_the_password_changed_only_with_the_current_one() {
+    let s = start(true).await;
+    let (ann, _) = s.user("ann").await;
+    let desktop = s.connect().await.login("ann", "password123", "desktop").await.unwrap();
+    ann.rename_device(desktop.device_id, "  study desktop ").await.unwrap();
+    let devices = ann.list_devices().await.unwrap();
+    assert!(devices.iter().any(|d| d.id == desktop.device_id && d.name == "study desktop"), "{devices:?}");
+    assert_eq!(code(ann.rename_device(desktop.device_id, " ").await), Some(ErrorCode::BadRequest));
+    assert_eq!(code(ann.rename_device(desktop.device_id + 100, "x").await), Some(ErrorCode::NotFound));
+    let (bob, _) = s.user("bob").await;
+    assert_eq!(code(bob.rename_device(desktop.device_id, "mine now").await), Some(ErrorCode::NotFound));
+
+    assert_eq!(code(ann.change_password("wrong password", "new password 1").await), Some(ErrorCode::BadCredentials));
+    assert_eq!(code(ann.change_password("password123", "short").await), Some(ErrorCode::BadRequest));
+    ann.change_password("password123", "new password 1").await.unwrap();
+    let c = s.connect().await;
+    assert_eq!(code(c.login("ann", "password123", "x").await), Some(ErrorCode::BadCredentials));
+    c.login("ann", "new password 1", "x").await.unwrap();
+    // Devices stay logged in.
+    s.connect().await.auth(&desktop.token).await.unwrap();
+}
+
+#[tokio::test]
 async fn requests_before_authentication_are_refused() {
     let s = start(true).await;
     let c = s.connect().await;

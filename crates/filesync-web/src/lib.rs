@@ -56,9 +56,9 @@ pub struct Inner {
     pub secret: Secret,
     pub hosts: HostPolicy,
     pub bound: SocketAddr,
-    /// Transfer-rate samples per folder: (when, bytes done, rate). A std mutex: a map update,
-    /// never held across an await.
-    rates: Mutex<std::collections::HashMap<String, (Instant, u64, u64)>>,
+    /// Transfer-rate samples per folder: (when, bytes done). A std mutex: a map update, never
+    /// held across an await.
+    rates: Mutex<std::collections::HashMap<String, std::collections::VecDeque<(Instant, u64)>>>,
     /// Failed UI-password attempts, to slow down guessing.
     failures: Mutex<(u32, Option<Instant>)>,
 }
@@ -95,7 +95,9 @@ impl AppState {
         self.home.load().ok().and_then(|c| c.ui.password_hash)
     }
 
-    fn rates_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (Instant, u64, u64)>> {
+    fn rates_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, std::collections::VecDeque<(Instant, u64)>>> {
         self.rates.lock().expect("rates lock")
     }
 

@@ -24,6 +24,8 @@ pub struct StatusView {
     /// What to do about the connection, when it is not online.
     pub hint: Option<String>,
     pub updated_at: i64,
+    /// Every folder is paused (`filesync pause` without a name).
+    pub paused_all: bool,
     pub folders: Vec<FolderView>,
     pub totals: Totals,
 }
@@ -50,6 +52,8 @@ pub struct FolderView {
     pub last_sync: Option<i64>,
     pub last_error: Option<String>,
     pub paused_reason: Option<String>,
+    /// Paused by the mass-delete guard (not by a person): confirm the deletions, or restore.
+    pub guard_tripped: bool,
     pub hint: Option<String>,
     pub skipped: Vec<SkippedItem>,
     pub progress: Option<ProgressView>,
@@ -83,21 +87,29 @@ fn folder_hint(f: &FolderStatus) -> Option<String> {
     }
 }
 
+/// How far back the transfer rate looks.
+const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl AppState {
+    /// Bytes per second over the last [`RATE_WINDOW`] of this folder's pass (transfers advance
+    /// a chunk at a time, so single samples would jump between zero and bursts).
     fn rate(&self, folder: &str, p: &ProgressSnapshot) -> u64 {
         let now = Instant::now();
         let mut rates = self.rates_lock();
-        let e = rates.entry(folder.to_string()).or_insert((now, p.bytes_done, 0));
-        if p.bytes_done < e.1 {
-            *e = (now, p.bytes_done, 0);
-        } else {
-            let dt = now.duration_since(e.0).as_secs_f64();
-            if dt >= 0.4 {
-                let r = ((p.bytes_done - e.1) as f64 / dt) as u64;
-                *e = (now, p.bytes_done, r);
-            }
+        let samples = rates.entry(folder.to_string()).or_default();
+        if samples.back().is_some_and(|&(_, b)| b > p.bytes_done) {
+            samples.clear(); // a new phase or pass started over
         }
-        e.2
+        samples.push_back((now, p.bytes_done));
+        while samples.len() > 2 && samples.front().is_some_and(|&(t, _)| now.duration_since(t) > RATE_WINDOW) {
+            samples.pop_front();
+        }
+        match (samples.front(), samples.back()) {
+            (Some(&(t0, b0)), Some(&(t1, b1))) if t1.duration_since(t0).as_secs_f64() >= 1.0 => {
+                ((b1 - b0) as f64 / t1.duration_since(t0).as_secs_f64()) as u64
+            }
+            _ => 0,
+        }
     }
 
     /// The dashboard's view of everything, now.
@@ -113,7 +125,7 @@ impl AppState {
         let hint = match connection.as_str() {
             "error" => Some(
                 "The server no longer accepts this computer (its access was revoked, or the account changed). \
-                 Log in again from the Account screen."
+                 To sync again, log out on the Account screen, then log in anew."
                     .to_string(),
             ),
             "offline" => Some(format!(
@@ -129,33 +141,46 @@ impl AppState {
             .map(|fc| {
                 let st = live.as_ref().and_then(|s| s.folders.iter().find(|x| x.name == fc.name));
                 let v = match st {
-                    Some(f) => FolderView {
-                        name: fc.name.clone(),
-                        path: fc.path.display().to_string(),
-                        state: f.state.to_string(),
-                        files: f.files,
-                        bytes: f.bytes,
-                        pending: f.pending,
-                        conflicts: f.conflicts,
-                        last_sync: f.last_sync,
-                        last_error: f.last_error.clone(),
-                        paused_reason: f.paused_reason.clone(),
-                        hint: folder_hint(f),
-                        skipped: f.skipped.clone(),
-                        progress: f.progress.as_ref().filter(|_| f.state == FolderState::Syncing).map(|p| {
-                            ProgressView {
-                                rate_bps: self.rate(&fc.name, p),
-                                phase: p.phase.clone(),
-                                files_done: p.files_done,
-                                files_total: p.files_total,
-                                bytes_done: p.bytes_done,
-                                bytes_total: p.bytes_total,
-                                files_remaining: p.files_total.saturating_sub(p.files_done),
-                                bytes_remaining: p.bytes_total.saturating_sub(p.bytes_done),
-                            }
-                        }),
-                        settings: fc.settings.clone(),
-                    },
+                    Some(f) => {
+                        let guard_tripped = f.state == FolderState::Paused && !fc.settings.paused && !config.paused;
+                        FolderView {
+                            name: fc.name.clone(),
+                            path: fc.path.display().to_string(),
+                            state: f.state.to_string(),
+                            files: f.files,
+                            bytes: f.bytes,
+                            pending: f.pending,
+                            conflicts: f.conflicts,
+                            last_sync: f.last_sync,
+                            last_error: f.last_error.clone(),
+                            paused_reason: f.paused_reason.clone(),
+                            guard_tripped,
+                            hint: if guard_tripped {
+                                Some(
+                                "If you deleted these files on purpose, confirm the deletions. If not, put them back \
+                                 (the server and your other computers still have every one) and syncing resumes by \
+                                 itself."
+                                    .into(),
+                            )
+                            } else {
+                                folder_hint(f)
+                            },
+                            skipped: f.skipped.clone(),
+                            progress: f.progress.as_ref().filter(|_| f.state == FolderState::Syncing).map(|p| {
+                                ProgressView {
+                                    rate_bps: self.rate(&fc.name, p),
+                                    phase: p.phase.clone(),
+                                    files_done: p.files_done,
+                                    files_total: p.files_total,
+                                    bytes_done: p.bytes_done,
+                                    bytes_total: p.bytes_total,
+                                    files_remaining: p.files_total.saturating_sub(p.files_done),
+                                    bytes_remaining: p.bytes_total.saturating_sub(p.bytes_done),
+                                }
+                            }),
+                            settings: fc.settings.clone(),
+                        }
+                    }
                     None => FolderView {
                         name: fc.name.clone(),
                         path: fc.path.display().to_string(),
@@ -167,6 +192,7 @@ impl AppState {
                         last_sync: None,
                         last_error: None,
                         paused_reason: None,
+                        guard_tripped: false,
                         hint: None,
                         skipped: vec![],
                         progress: None,
@@ -193,6 +219,7 @@ impl AppState {
             message,
             hint,
             updated_at: live.as_ref().map(|s| s.updated_at).unwrap_or(0),
+            paused_all: config.paused,
             folders,
             totals,
         }

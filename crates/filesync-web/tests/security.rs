@@ -74,14 +74,49 @@ impl Ui {
 #[tokio::test]
 async fn every_api_call_requires_the_secret_or_its_cookie() {
     let ui = Ui::new();
-    for path in ["/api/status", "/api/folders", "/api/devices", "/api/activity", "/api/conflicts", "/api/browse"] {
+    let gets = [
+        "/api/status",
+        "/api/events",
+        "/api/folders",
+        "/api/server-folders",
+        "/api/devices",
+        "/api/activity",
+        "/api/conflicts",
+        "/api/browse",
+        "/api/trash",
+        "/api/history?folder=a&path=b",
+        "/api/usage",
+        "/api/folders/a/ignore",
+        "/api/folders/a/subfolders",
+        "/api/folders/a/files",
+    ];
+    for path in gets {
         let (status, _, body) = ui.send(Ui::get(path).body(Body::empty()).unwrap()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
         assert!(body.contains("filesync ui"), "the refusal says what to do: {body}");
     }
-    let posts = ["/api/folders", "/api/setup/probe", "/api/setup/account", "/api/logout", "/api/conflicts/resolve"];
-    for path in posts {
-        let req = Request::post(path)
+    let posts = [
+        ("POST", "/api/folders"),
+        ("POST", "/api/setup/probe"),
+        ("POST", "/api/setup/account"),
+        ("POST", "/api/logout"),
+        ("POST", "/api/conflicts/resolve"),
+        ("POST", "/api/devices/1/revoke"),
+        ("POST", "/api/devices/1/rename"),
+        ("POST", "/api/account/password"),
+        ("POST", "/api/restore"),
+        ("POST", "/api/trash/restore"),
+        ("POST", "/api/pause"),
+        ("POST", "/api/folders/a/pause"),
+        ("POST", "/api/folders/a/ignore/preview"),
+        ("PUT", "/api/folders/a/settings"),
+        ("PUT", "/api/folders/a/ignore"),
+        ("DELETE", "/api/folders/a"),
+    ];
+    for (method, path) in posts {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
             .header(header::HOST, HOST)
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from("{}"))

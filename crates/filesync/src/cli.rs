@@ -53,6 +53,12 @@ pub enum Command {
     Agent(crate::ui_cmd::AgentArgs),
     /// Open the web UI in the browser (the running agent serves it), or print its URL.
     Ui(crate::ui_cmd::UiArgs),
+    /// Change this account's password (every computer stays logged in).
+    Password {
+        /// Read the current and the new password from the first two lines of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// List conflict copies, or resolve one (`conflicts resolve PATH --keep mine|theirs|both`).
     Conflicts {
         #[command(subcommand)]
@@ -171,6 +177,8 @@ pub enum DevicesCmd {
     },
     /// Revoke a device: its token stops working at once.
     Revoke { id: u64 },
+    /// Give a device a new name (the name other computers see).
+    Rename { id: u64, name: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -27,9 +27,9 @@ fn home_of(cli: &Cli) -> Result<Home> {
         // On Windows the installed service's home, so this user's commands talk to it.
         None => match filesync_service::installed_home() {
             Some(service_home) => Ok(Home::new(service_home)),
-            None => {
-                Ok(Home::new(dirs().context("cannot find a home directory; pass --home DIR")?.config_dir().to_path_buf()))
-            }
+            None => Ok(Home::new(
+                dirs().context("cannot find a home directory; pass --home DIR")?.config_dir().to_path_buf(),
+            )),
         },
     }
 }
@@ -46,6 +46,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sync { quiet, json } => sync(&home?, quiet || json, json).await,
         Command::Agent(args) => run_agent(&home?, args).await,
         Command::Ui(args) => crate::ui_cmd::run(&home?, args).await,
+        Command::Password { password_stdin } => change_password(&home?, password_stdin).await,
         Command::Status { json } => status(&home?, json),
         Command::Pause { name } => crate::settings_cmd::pause(&home?, name, true),
         Command::Resume { name } => crate::settings_cmd::pause(&home?, name, false),
@@ -193,6 +194,29 @@ async fn login(home: &Home, args: LoginArgs, register: bool) -> Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+async fn change_password(home: &Home, from_stdin: bool) -> Result<ExitCode> {
+    let (current, new) = if from_stdin {
+        let mut lines = std::io::stdin().lock().lines();
+        let mut next = || -> Result<String> {
+            Ok(lines.next().context("standard input needs two lines: the current and the new password")??)
+        };
+        (next()?, next()?)
+    } else {
+        if !std::io::stdin().is_terminal() {
+            bail!("no terminal to ask for the passwords; use --password-stdin");
+        }
+        let current = rpassword::prompt_password("Current password: ")?;
+        let new = rpassword::prompt_password("New password: ")?;
+        if rpassword::prompt_password("Repeat the new password: ")? != new {
+            bail!("the new passwords do not match");
+        }
+        (current, new)
+    };
+    ops::account::change_password(home, &current, &new).await?;
+    println!("Password changed; your computers stay logged in.");
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn connect(home: &Home) -> Result<(Config, Connection)> {
     let config = home.load()?;
     let conn = agent::connect(home, &config).await?;
@@ -238,6 +262,10 @@ async fn devices(home: &Home, cmd: DevicesCmd) -> Result<ExitCode> {
                     println!("{}\t{}\tlast seen {}{}", d.id, d.name, human_time(d.last_seen.max(d.created_at)), flags);
                 }
             }
+        }
+        DevicesCmd::Rename { id, name } => {
+            let name = ops::account::rename_device(home, id, &name).await?;
+            println!("Device {id} is now called {name:?}.");
         }
         DevicesCmd::Revoke { id } => {
             ops::account::revoke_device(home, id).await?;

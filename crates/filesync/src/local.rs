@@ -34,7 +34,8 @@ pub fn locate(config: &Config, path: &Path) -> Result<(FolderConfig, RelPath)> {
             if rel.is_empty() {
                 bail!("{} is the folder {} itself; name a file or directory inside it", path.display(), f.name);
             }
-            let rp = RelPath::normalize(&rel.join("/")).with_context(|| format!("{} is not a syncable path", path.display()))?;
+            let rp = RelPath::normalize(&rel.join("/"))
+                .with_context(|| format!("{} is not a syncable path", path.display()))?;
             return Ok((f.clone(), rp));
         }
     }

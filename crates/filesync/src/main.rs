@@ -9,8 +9,8 @@ mod history_cmd;
 mod local;
 mod output;
 mod service_cmd;
-mod ui_cmd;
 mod settings_cmd;
+mod ui_cmd;
 
 use clap::Parser;
 

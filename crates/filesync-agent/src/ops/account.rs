@@ -207,6 +207,44 @@ pub async fn revoke_device(home: &Home, id: u64) -> Result<(), OpsError> {
     })
 }
 
+/// Renames one of this user's computers. Renaming this computer also updates its name here
+/// (the name that conflict copies made here carry).
+pub async fn rename_device(home: &Home, id: u64, name: &str) -> Result<String, OpsError> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(OpsError::invalid("name", "a device name is 1 to 128 characters without control characters"));
+    }
+    let (mut config, conn) = connect(home).await?;
+    conn.rename_device(id, name).await.map_err(|e| match e.code() {
+        Some(ErrorCode::NotFound | ErrorCode::Forbidden) => {
+            OpsError::NotFound(format!("no device {id} in this account; see the device list"))
+        }
+        Some(ErrorCode::BadRequest) => OpsError::invalid("name", e.to_string()),
+        _ => e.into(),
+    })?;
+    if config.device_id == Some(id) {
+        config.device_name = Some(name.to_string());
+        home.save(&config)?;
+    }
+    Ok(name.to_string())
+}
+
+/// Changes this account's password on the server; every computer stays logged in.
+pub async fn change_password(home: &Home, current: &str, new: &str) -> Result<(), OpsError> {
+    if new.chars().count() < 8 {
+        return Err(OpsError::invalid("new_password", "choose a password of at least 8 characters"));
+    }
+    if new == current {
+        return Err(OpsError::invalid("new_password", "the new password is the same as the current one"));
+    }
+    let (_, conn) = connect(home).await?;
+    conn.change_password(current, new).await.map_err(|e| match e.code() {
+        Some(ErrorCode::BadCredentials) => OpsError::invalid("current_password", "the current password is wrong"),
+        Some(ErrorCode::BadRequest) => OpsError::invalid("new_password", e.to_string()),
+        _ => e.into(),
+    })
+}
+
 /// The name this computer suggests for itself: the host name.
 pub fn default_device_name() -> String {
     std::env::var("HOSTNAME")

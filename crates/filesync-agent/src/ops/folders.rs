@@ -158,6 +158,49 @@ pub fn browse(path: Option<&Path>) -> Result<Listing, OpsError> {
     Ok(Listing { parent: dir.parent().map(Path::to_path_buf), path: dir, entries, home })
 }
 
+/// A file or folder of a linked folder as the server has it (from this computer's mirror).
+#[derive(Clone, Debug, Serialize)]
+pub struct RemoteFile {
+    pub path: String,
+    pub is_dir: bool,
+    pub size: u64,
+    pub rev: u64,
+    pub committed_at: i64,
+    pub device: String,
+}
+
+/// The folder's current files on the server whose path contains `query` (case-insensitive),
+/// sorted by path, at most `limit`; and whether more matched.
+pub async fn remote_files(
+    home: &Home,
+    folder: &FolderConfig,
+    query: &str,
+    limit: usize,
+) -> Result<(Vec<RemoteFile>, bool), OpsError> {
+    let db = StateDb::open(&home.state_path()).await?;
+    let q = query.trim().to_lowercase();
+    let mut v: Vec<RemoteFile> = db
+        .remote_all(&folder.name)
+        .await?
+        .into_iter()
+        .filter_map(|(p, e)| {
+            let m = e.meta.as_ref()?;
+            (q.is_empty() || p.as_str().to_lowercase().contains(&q)).then(|| RemoteFile {
+                path: p.as_str().to_string(),
+                is_dir: m.kind == filesync_core::EntryKind::Dir,
+                size: m.size,
+                rev: e.rev,
+                committed_at: e.committed_at,
+                device: e.device_name.clone(),
+            })
+        })
+        .collect();
+    v.sort_by(|a, b| a.path.cmp(&b.path));
+    let more = v.len() > limit;
+    v.truncate(limit);
+    Ok((v, more))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! Every action a person can take, as one library call shared by the command line and the
 //! local web UI: log in or register, log out, list and revoke devices, link and unlink
-//! folders, list and resolve conflicts. Callers format the results; nothing here prints or
+//! folders, change folder settings, list and resolve conflicts. Callers format the results; nothing here prints or
 //! prompts.
 //!
 //! Invariant: the CLI and the UI never re-implement an action; they call these functions.
@@ -8,6 +8,8 @@
 pub mod account;
 pub mod conflicts;
 pub mod folders;
+pub mod history;
+pub mod settings;
 
 use crate::config::{Config, FolderConfig, Home};
 use crate::engine::{Engine, PassReport};

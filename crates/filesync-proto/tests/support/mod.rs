@@ -116,6 +116,14 @@ pub fn message_strategies() -> Vec<BoxedStrategy<Message>> {
         empty(Message::ListDevices),
         vec(device_info(), 0..4).prop_map(|devices| Message::Devices(Devices { devices })).boxed(),
         any::<u64>().prop_map(|device_id| Message::RevokeDevice(RevokeDevice { device_id })).boxed(),
+        (any::<u64>(), text())
+            .prop_map(|(device_id, name)| Message::RenameDevice(RenameDevice { device_id, name }))
+            .boxed(),
+        (text(), text())
+            .prop_map(|(current_password, new_password)| {
+                Message::ChangePassword(ChangePassword { current_password, new_password })
+            })
+            .boxed(),
         empty(Message::ListFolders),
         vec(folder_info(), 0..4).prop_map(|folders| Message::Folders(Folders { folders })).boxed(),
         (text(), any::<bool>()).prop_map(|(name, create)| Message::OpenFolder(OpenFolder { name, create })).boxed(),

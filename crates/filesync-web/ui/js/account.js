@@ -1,7 +1,28 @@
 // The account: who and where this computer is logged in, the pinned certificate, and log out.
 
-import { h, mount, heading, toast, confirmDialog } from './dom.js';
+import { h, mount, heading, toast, confirmDialog, field, formError, clearErrors, showError } from './dom.js';
 import { post } from './api.js';
+
+function passwordForm() {
+  const form = h('form', { class: 'card', novalidate: true, 'aria-labelledby': 'pw-title' },
+    h('h2', { id: 'pw-title' }, 'Change password'),
+    field({ id: 'current_password', label: 'Current password', type: 'password', attrs: { autocomplete: 'current-password' } }),
+    field({ id: 'new_password', label: 'New password', type: 'password', help: 'At least 8 characters. Your computers stay logged in.', attrs: { autocomplete: 'new-password' } }),
+    field({ id: 'new_password2', label: 'Repeat the new password', type: 'password', attrs: { autocomplete: 'new-password' } }),
+    formError(),
+    h('div', { class: 'actions' }, h('button', { class: 'button', type: 'submit' }, 'Change password')));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearErrors(form);
+    if (form.new_password.value !== form.new_password2.value) { showError(form, 'new_password2', 'The new passwords do not match.'); return; }
+    try {
+      await post('/account/password', { current_password: form.current_password.value, new_password: form.new_password.value });
+      form.reset();
+      toast('Password changed.');
+    } catch (err) { showError(form, err.field, err.message); }
+  });
+  return form;
+}
 
 export function accountScreen(main, store) {
   const s = store.status;
@@ -25,6 +46,7 @@ export function accountScreen(main, store) {
         h('dt', {}, 'Server'), h('dd', {}, s.server || '—'),
         h('dt', {}, 'This computer'), h('dd', {}, s.device_name || '—', s.device_id ? ` (device ${s.device_id})` : ''),
         h('dt', {}, 'Server certificate'), h('dd', {}, h('code', { class: 'wrap' }, s.fingerprint || '—')))),
+    passwordForm(),
     h('section', { class: 'card' },
       h('h2', {}, 'Log out'),
       h('p', {}, 'Stop syncing on this computer and revoke its access on the server.'),

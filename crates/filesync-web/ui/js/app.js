@@ -11,6 +11,7 @@ import { devicesScreen } from './devices.js';
 import { conflictsScreen } from './conflicts.js';
 import { activityScreen } from './activity.js';
 import { accountScreen } from './account.js';
+import { historyScreen } from './history.js';
 
 const main = () => document.getElementById('main');
 
@@ -56,7 +57,8 @@ function markNav(path) {
 export function route() {
   if (cleanup) { cleanup(); cleanup = null; }
   const s = store.status;
-  const path = (location.hash || '#/').slice(1) || '/';
+  const [path, query] = ((location.hash || '#/').slice(1) || '/').split('?');
+  const params = new URLSearchParams(query || '');
   const m = main();
   if (s && !s.logged_in) {
     markNav('');
@@ -66,9 +68,9 @@ export function route() {
   } else {
     const screens = {
       '/': dashboardScreen, '/add': addFolderScreen, '/conflicts': conflictsScreen,
-      '/devices': devicesScreen, '/activity': activityScreen, '/account': accountScreen,
+      '/devices': devicesScreen, '/activity': activityScreen, '/account': accountScreen, '/history': historyScreen,
     };
-    cleanup = (screens[path] || dashboardScreen)(m, store);
+    cleanup = (screens[path] || dashboardScreen)(m, store, params);
   }
   markNav(path);
   const title = m.querySelector('.screen-title');

@@ -2,7 +2,8 @@
 // and bytes remaining, transfer rate), paused or in error with the reason and what to do —
 // its last sync and totals. Re-rendered on every status event; nothing reloads.
 
-import { h, mount, heading, fmtBytes, fmtCount, fmtAgo, fmtTime } from './dom.js';
+import { h, mount, heading, fmtBytes, fmtCount, fmtAgo, fmtTime, toast, confirmDialog } from './dom.js';
+import { post } from './api.js';
 
 const STATE = {
   idle: ['Up to date', 'ok'],
@@ -28,6 +29,14 @@ function progress(p) {
       `${p.phase ? p.phase + ': ' : ''}${fmtCount(p.files_remaining, 'file', 'files')} and ${fmtBytes(p.bytes_remaining)} remaining${rate}`));
 }
 
+/// The mass-delete guard held a pass back: let the deletions through, after asking.
+export async function confirmDeletes(name) {
+  const ok = await confirmDialog({ title: 'Delete these files everywhere?', danger: true, confirm: 'Confirm the deletions',
+    message: `The files deleted on this computer are then deleted on the server and your other computers too. The server keeps them in ${name}'s history and trash for its retention period.` });
+  if (!ok) return;
+  try { await post(`/folders/${encodeURIComponent(name)}/confirm-deletes`); toast('Confirmed; the agent propagates the deletions now.'); } catch (err) { toast(err.message, 'bad'); }
+}
+
 function folderCard(f) {
   const problem = f.state === 'error' || f.state === 'paused' || f.state === 'offline';
   const reason = f.state === 'paused' ? (f.paused_reason || 'Paused.') : f.last_error;
@@ -39,7 +48,9 @@ function folderCard(f) {
     f.state === 'syncing' ? progress(f.progress) : null,
     problem && (reason || f.hint) ? h('div', { class: `notice notice-${f.state === 'error' ? 'bad' : 'warn'}`, role: f.state === 'error' ? 'alert' : null },
       reason ? h('p', { class: 'reason' }, reason) : null,
-      f.hint ? h('p', { class: 'hint' }, h('strong', {}, 'What to do: '), f.hint) : null) : null,
+      f.hint ? h('p', { class: 'hint' }, h('strong', {}, 'What to do: '), f.hint) : null,
+      f.guard_tripped ? h('div', { class: 'actions' },
+        h('button', { type: 'button', class: 'button danger', onclick: () => confirmDeletes(f.name) }, 'Confirm the deletions…')) : null) : null,
     h('dl', { class: 'facts' },
       h('div', {}, h('dt', {}, 'Files'), h('dd', {}, f.files.toLocaleString())),
       h('div', {}, h('dt', {}, 'Size'), h('dd', {}, fmtBytes(f.bytes))),
@@ -54,8 +65,19 @@ function folderCard(f) {
 export function dashboardScreen(main, store) {
   const title = heading('Dashboard');
   const body = h('div', { 'aria-live': 'polite' });
-  mount(main, h('div', { class: 'screen-head' }, title, h('a', { class: 'button', href: '#/add' }, 'Add folder')), body);
+  const pauseAll = h('button', { type: 'button', class: 'button secondary', id: 'pause-all' });
+  pauseAll.addEventListener('click', async () => {
+    const paused = !store.status.paused_all;
+    try {
+      await post('/pause', { paused });
+      toast(paused ? 'Paused every folder.' : 'Resumed every folder.');
+    } catch (err) { toast(err.message, 'bad'); }
+  });
+  mount(main, h('div', { class: 'screen-head' }, title,
+    h('div', { class: 'row' }, pauseAll, h('a', { class: 'button', href: '#/add' }, 'Add folder'))), body);
   const render = (s) => {
+    pauseAll.textContent = s.paused_all ? 'Resume all' : 'Pause all';
+    pauseAll.hidden = !s.folders.length;
     const banner = s.connection !== 'online' && s.connection !== 'starting'
       ? h('div', { class: `notice notice-${s.connection === 'error' ? 'bad' : 'warn'}`, role: 'alert' },
         h('p', { class: 'reason' }, s.message || 'Not connected to the server.'),

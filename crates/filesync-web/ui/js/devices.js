@@ -1,7 +1,7 @@
 // This account's computers with their last-seen time; revoke one (after a confirmation):
 // its token stops working at once and its connection is closed.
 
-import { h, mount, heading, toast, confirmDialog, fmtAgo, fmtTime } from './dom.js';
+import { h, mount, heading, toast, confirmDialog, promptDialog, fmtAgo, fmtTime } from './dom.js';
 import { get, post } from './api.js';
 
 export function devicesScreen(main) {
@@ -20,6 +20,13 @@ export function devicesScreen(main) {
             `Last seen ${fmtAgo(d.last_seen || d.created_at)}`,
             h('span', { class: 'sep', 'aria-hidden': 'true' }, ' · '),
             `added ${fmtTime(d.created_at)}`)),
+        h('div', { class: 'row' },
+        h('button', { type: 'button', class: 'button secondary', 'aria-label': `Rename ${d.name}`,
+          onclick: async () => {
+            const name = await promptDialog({ title: `Rename ${d.name}`, label: 'New name', value: d.name, confirm: 'Rename' });
+            if (!name || name === d.name) return;
+            try { await post(`/devices/${d.id}/rename`, { name }); toast(`Renamed to ${name}.`); load(); } catch (err) { toast(err.message, 'bad'); }
+          } }, 'Rename…'),
         !d.current && !d.revoked ? h('button', { type: 'button', class: 'button danger secondary',
           'aria-label': `Revoke ${d.name}`,
           onclick: async () => {
@@ -29,7 +36,7 @@ export function devicesScreen(main) {
             });
             if (!ok) return;
             try { await post(`/devices/${d.id}/revoke`); toast(`${d.name} is revoked.`); load(); } catch (err) { toast(err.message, 'bad'); }
-          } }, 'Revoke…') : null))));
+          } }, 'Revoke…') : null)))));
     } catch (err) {
       mount(body, h('p', { class: 'notice notice-bad', role: 'alert' }, err.message));
     }

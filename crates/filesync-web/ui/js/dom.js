@@ -67,6 +67,12 @@ export function field({ id, label, type = 'text', value = '', help, attrs = {} }
   const input = type === 'textarea'
     ? h('textarea', { id, name: id, 'aria-describedby': [helpId, errId].filter(Boolean).join(' '), ...attrs }, value)
     : h('input', { id, name: id, type, value, 'aria-describedby': [helpId, errId].filter(Boolean).join(' '), ...attrs });
+  // A message about the old value goes as soon as the value changes.
+  input.addEventListener('input', () => {
+    const err = input.parentElement && input.parentElement.querySelector('.error');
+    if (err) { err.hidden = true; err.textContent = ''; }
+    input.removeAttribute('aria-invalid');
+  });
   return h('div', { class: 'field', 'data-field': id },
     h('label', { for: id }, label),
     input,
@@ -129,4 +135,27 @@ export function confirmDialog({ title, message, confirm, danger = false }) {
 /// A page heading that takes focus when a screen opens, so screen readers announce it.
 export function heading(text, level = 1) {
   return h(`h${level}`, { tabindex: '-1', class: 'screen-title' }, text);
+}
+
+/// A modal asking for one line of text; resolves to the text, or null when cancelled.
+export function promptDialog({ title, message, label, value = '', confirm }) {
+  return new Promise((resolve) => {
+    const d = h('dialog', { class: 'dialog', 'aria-labelledby': 'dialog-title' });
+    const input = h('input', { id: 'dialog-input', type: 'text', value, spellcheck: 'false' });
+    const form = h('form', { method: 'dialog' },
+      h('h2', { id: 'dialog-title' }, title),
+      message ? h('p', {}, message) : null,
+      h('div', { class: 'field' }, h('label', { for: 'dialog-input' }, label), input),
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', class: 'button secondary', onclick: () => done(null) }, 'Cancel'),
+        h('button', { type: 'submit', class: 'button' }, confirm)));
+    const done = (v) => { d.close(); d.remove(); resolve(v); };
+    form.addEventListener('submit', (e) => { e.preventDefault(); done(input.value.trim() || null); });
+    d.addEventListener('cancel', (e) => { e.preventDefault(); done(null); });
+    mount(d, form);
+    document.body.appendChild(d);
+    d.showModal();
+    input.focus();
+    input.select();
+  });
 }

@@ -4,7 +4,8 @@
 
 import { h, mount, heading, field, formError, clearErrors, showError, toast, confirmDialog, fmtBytes, fmtAgo } from './dom.js';
 import { get, post, del, api } from './api.js';
-import { stateBadge } from './dashboard.js';
+import { route } from './app.js';
+import { stateBadge, confirmDeletes } from './dashboard.js';
 import { settingsForm } from './settings.js';
 
 export function addFolderScreen(main) {
@@ -63,7 +64,7 @@ export function addFolderScreen(main) {
     }
   };
 
-  const settings = settingsForm(null);
+  const settings = settingsForm(null, { full: false });
   const form = h('form', { class: 'card', novalidate: true },
     h('div', { class: 'field', 'data-field': 'path' },
       h('label', { for: 'path' }, 'Folder on this computer'),
@@ -106,7 +107,7 @@ export function addFolderScreen(main) {
         h('button', { type: 'button', class: 'button secondary', onclick: () => { summary.remove(); form.hidden = false; } }, 'Change'),
         h('button', { type: 'button', class: 'button', id: 'confirm-add', onclick: async () => {
           try {
-            await post('/folders', { path: choice.path, name: choice.name, settings: choice.settings });
+            await post('/folders', { path: choice.path, name: choice.name, changes: choice.settings });
             toast(`Added ${choice.name}. The first sync starts in a moment.`);
             location.hash = '#/';
           } catch (err) {
@@ -125,45 +126,153 @@ export function addFolderScreen(main) {
 }
 
 export function folderScreen(main, store, name) {
-  const body = h('div');
+  let alive = true;
+  const enc = encodeURIComponent(name);
+  const live = h('div', { class: 'live', 'aria-live': 'polite' });
+  const pauseButton = h('button', { type: 'button', class: 'button secondary', id: 'pause-toggle' });
   const render = (s) => {
     const f = s.folders.find((x) => x.name === name);
-    if (!f) { mount(body, h('p', {}, `There is no folder named ${name} on this computer. `, h('a', { href: '#/' }, 'Back to the dashboard'))); return; }
-    mount(body.querySelector('.live') || body.appendChild(h('div', { class: 'live' })),
-      h('p', {}, stateBadge(f.state), ' ', h('code', {}, f.path)),
-      f.last_error ? h('p', { class: 'notice notice-bad' }, f.last_error) : null,
+    if (!f) { mount(live, h('p', {}, `There is no folder named ${name} on this computer. `, h('a', { href: '#/' }, 'Back to the dashboard'))); return; }
+    mount(live,
+      h('p', {}, stateBadge(f.state), ' ', h('code', { class: 'wrap' }, f.path)),
+      f.state === 'error' && f.last_error ? h('p', { class: 'notice notice-bad' }, f.last_error) : null,
       f.paused_reason ? h('p', { class: 'notice notice-warn' }, f.paused_reason) : null,
       h('p', { class: 'muted' }, `${f.files.toLocaleString()} files · ${fmtBytes(f.bytes)} · last sync ${fmtAgo(f.last_sync)}`));
+    const paused = !!f.settings.paused;
+    pauseButton.textContent = paused ? 'Resume syncing' : 'Pause syncing';
+    pauseButton.dataset.paused = paused ? '1' : '';
+    if (f.guard_tripped) {
+      live.appendChild(h('div', { class: 'actions' },
+        h('button', { type: 'button', class: 'button danger', onclick: () => confirmDeletes(name) }, 'Confirm the deletions…')));
+    }
   };
+  pauseButton.addEventListener('click', async () => {
+    const paused = !pauseButton.dataset.paused;
+    try {
+      await post(`/folders/${enc}/pause`, { paused });
+      toast(paused ? `Paused ${name}; nothing syncs until you resume it.` : `Resumed ${name}.`);
+      store.set(await get('/status'));
+    } catch (err) { toast(err.message, 'bad'); }
+  });
+
+  const f = store.status.folders.find((x) => x.name === name);
+  const settings = settingsForm(f ? f.settings : null);
+  const settingsCard = h('form', { class: 'card', novalidate: true, 'aria-labelledby': 'settings-title' },
+    h('h2', { id: 'settings-title' }, 'Settings'),
+    settings.element,
+    formError(),
+    h('div', { class: 'actions' }, h('button', { class: 'button', type: 'submit' }, 'Save settings')));
+  settingsCard.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearErrors(settingsCard);
+    const { value } = settings.read();
+    if (!value.length) { toast('Nothing changed.'); return; }
+    try {
+      const r = await api('PUT', `/folders/${enc}/settings`, { changes: value });
+      toast(`Saved. ${r.messages.join(' ')}`);
+      store.set(await get('/status'));
+      route();
+    } catch (err) { showError(settingsCard, err.field, err.message); }
+  });
+
+  // Selective sync: every subfolder with a checkbox; unticked ones stay off this computer.
+  const tree = h('div', { class: 'tree' }, h('p', { class: 'muted' }, 'Loading the subfolders…'));
+  const selectiveCard = h('form', { class: 'card', novalidate: true, 'aria-labelledby': 'selective-title' },
+    h('h2', { id: 'selective-title' }, 'Subfolders on this computer'),
+    h('p', { class: 'help' }, 'Untick a subfolder to keep it on the server and your other computers only. Its copy here is removed once everything in it is safely on the server.'),
+    tree, formError(),
+    h('div', { class: 'actions' }, h('button', { class: 'button', type: 'submit' }, 'Save subfolders')));
+  let excluded = [];
+  const loadTree = async () => {
+    try {
+      const r = await get(`/folders/${enc}/subfolders`);
+      if (!alive) return;
+      excluded = r.excluded.map((e) => e.replace(/^\/+|\/+$/g, ''));
+      if (!r.subfolders.length) { mount(tree, h('p', { class: 'muted' }, 'This folder has no subfolders yet.')); return; }
+      const covered = (p) => excluded.some((e) => p === e || p.startsWith(`${e}/`));
+      mount(tree, h('ul', { class: 'subfolders' }, r.subfolders.map((p, i) => {
+        const depth = p.split('/').length - 1;
+        const id = `sub-${i}`;
+        return h('li', { class: `check depth-${Math.min(depth, 3)}` },
+          h('input', { type: 'checkbox', id, 'data-path': p, checked: !covered(p) }),
+          h('label', { for: id }, p.split('/').pop(), depth ? h('span', { class: 'muted small' }, `  ${p}`) : null));
+      })));
+      for (const box of tree.querySelectorAll('input[type=checkbox]')) {
+        box.addEventListener('change', () => {
+          // A subfolder follows its parent.
+          for (const other of tree.querySelectorAll('input[type=checkbox]')) {
+            if (other.dataset.path.startsWith(`${box.dataset.path}/`)) { other.checked = box.checked; other.disabled = !box.checked; }
+          }
+        });
+        if (!box.checked) for (const other of tree.querySelectorAll('input[type=checkbox]')) {
+          if (other.dataset.path.startsWith(`${box.dataset.path}/`)) other.disabled = true;
+        }
+      }
+    } catch (err) { mount(tree, h('p', { class: 'notice notice-bad' }, err.message)); }
+  };
+  selectiveCard.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearErrors(selectiveCard);
+    const boxes = [...tree.querySelectorAll('input[type=checkbox]')];
+    const unticked = boxes.filter((b) => !b.checked).map((b) => b.dataset.path);
+    // Only the top-most unticked folder of each branch is excluded.
+    const wanted = unticked.filter((p) => !unticked.some((q) => p !== q && p.startsWith(`${q}/`)));
+    const changes = [
+      ...excluded.filter((p) => !wanted.includes(p)).map((p) => ['include', p]),
+      ...wanted.filter((p) => !excluded.includes(p)).map((p) => ['exclude', p]),
+    ];
+    if (!changes.length) { toast('Nothing changed.'); return; }
+    try {
+      const r = await api('PUT', `/folders/${enc}/settings`, { changes });
+      toast(r.messages.join(' '));
+      loadTree();
+    } catch (err) { showError(selectiveCard, null, err.message); }
+  });
+
+  // Ignore rules: .filesyncignore, with a preview of what the rules leave out.
+  const rules = h('textarea', { id: 'ignore-rules', name: 'ignore-rules', rows: 6, spellcheck: 'false', 'aria-describedby': 'ignore-help ignore-rules-error' });
+  const preview = h('div', { class: 'preview', 'aria-live': 'polite' });
+  const ignoreCard = h('form', { class: 'card', novalidate: true, 'aria-labelledby': 'ignore-title' },
+    h('h2', { id: 'ignore-title' }, 'Ignore rules'),
+    h('div', { class: 'field', 'data-field': 'ignore-rules' },
+      h('label', { for: 'ignore-rules' }, 'Files and folders not to sync (.filesyncignore)'),
+      rules,
+      h('p', { class: 'help', id: 'ignore-help' }, 'One pattern a line, like .gitignore: *.tmp, build/, !keep.tmp. The file syncs to your other computers too. Always ignored: system junk such as .DS_Store, Thumbs.db, editor swap files.'),
+      h('p', { class: 'error', id: 'ignore-rules-error', hidden: true })),
+    preview, formError(),
+    h('div', { class: 'actions' },
+      h('button', { class: 'button secondary', type: 'button', id: 'ignore-preview', onclick: async () => {
+        try {
+          const r = await post(`/folders/${enc}/ignore/preview`, { text: rules.value });
+          mount(preview, r.paths.length
+            ? [h('p', {}, h('strong', {}, `${r.paths.length}${r.more ? '+' : ''} ${r.paths.length === 1 ? 'item' : 'items'} would not sync:`)),
+              h('ul', { class: 'preview-list' }, r.paths.map((p) => h('li', {}, h('code', {}, p.path + (p.is_dir ? '/' : '')))))]
+            : h('p', { class: 'muted' }, 'These rules leave nothing out.'));
+        } catch (err) { showError(ignoreCard, 'ignore-rules', err.message); }
+      } }, 'Preview'),
+      h('button', { class: 'button', type: 'submit' }, 'Save rules')));
+  ignoreCard.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearErrors(ignoreCard);
+    try { await api('PUT', `/folders/${enc}/ignore`, { text: rules.value }); toast('Ignore rules saved; they apply from the next sync.'); } catch (err) { showError(ignoreCard, 'ignore-rules', err.message); }
+  });
+  get(`/folders/${enc}/ignore`).then((r) => { if (alive) rules.value = r.text; }).catch(() => {});
+
   const unlink = async () => {
     const ok = await confirmDialog({ title: `Unlink ${name}?`, danger: true, confirm: 'Unlink',
       message: 'The folder stops syncing on this computer. Its files stay here and on the server; nothing is deleted.' });
     if (!ok) return;
-    try { await del(`/folders/${encodeURIComponent(name)}`); toast(`Unlinked ${name}.`); location.hash = '#/'; } catch (err) { toast(err.message, 'bad'); }
+    try { await del(`/folders/${enc}`); toast(`Unlinked ${name}.`); location.hash = '#/'; } catch (err) { toast(err.message, 'bad'); }
   };
-  const f = store.status.folders.find((x) => x.name === name);
-  const settings = f ? settingsForm(f.settings) : null;
-  const form = settings ? h('form', { class: 'card', novalidate: true },
-    h('h2', {}, 'Settings'),
-    settings.element,
-    formError(),
-    h('div', { class: 'actions' }, h('button', { class: 'button', type: 'submit' }, 'Save settings'))) : null;
-  if (form) {
-    form.addEventListener('submit', async (e) => {
-      e.preventDefault();
-      clearErrors(form);
-      const s = settings.read(form);
-      if (!s.ok) return;
-      try {
-        await api('PUT', `/folders/${encodeURIComponent(name)}/settings`, s.value);
-        toast('Settings saved; the agent applies them right away.');
-      } catch (err) { showError(form, err.field, err.message); }
-    });
-  }
-  mount(main, heading(name), body, form,
-    h('section', { class: 'card' }, h('h2', {}, 'Unlink'),
+  mount(main,
+    h('div', { class: 'screen-head' }, heading(name), h('div', { class: 'row' }, pauseButton,
+      h('a', { class: 'button secondary', href: `#/history?folder=${enc}` }, 'History and trash'))),
+    live, settingsCard, selectiveCard, ignoreCard,
+    h('section', { class: 'card', 'aria-labelledby': 'unlink-title' }, h('h2', { id: 'unlink-title' }, 'Unlink'),
       h('p', {}, 'Stop syncing this folder on this computer. Files stay where they are.'),
       h('button', { type: 'button', class: 'button danger', onclick: unlink }, 'Unlink folder…')));
   render(store.status);
-  return store.onStatus(render);
+  loadTree();
+  const off = store.onStatus(render);
+  return () => { alive = false; off(); };
 }

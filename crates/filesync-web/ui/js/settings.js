@@ -1,6 +1,6 @@
-// A folder's settings as a form: each control is named after the setting's key (the same
-// keys as `filesync folder set NAME KEY VALUE`), values travel as the text a person would
-// type, and the agent validates them — its messages appear next to the field.
+// A folder's settings as a form. Each control is named after the setting's key (the keys of
+// `filesync folder set NAME KEY VALUE`); values travel as the text a person would type and the
+// agent validates them, so its messages appear next to the field.
 
 import { h, field } from './dom.js';
 
@@ -10,26 +10,79 @@ const DIRECTIONS = [
   ['download-only', 'Download only — the server is the source'],
 ];
 
-export function settingsForm(current) {
-  const s = current || { direction: 'two-way' };
-  const select = h('select', { id: 'direction', name: 'direction', 'aria-describedby': 'direction-help direction-error' },
-    DIRECTIONS.map(([v, label]) => h('option', { value: v, selected: s.direction === v }, label)));
-  const element = h('fieldset', { class: 'choice settings' },
-    h('legend', {}, 'How this folder syncs'),
-    h('div', { class: 'field', 'data-field': 'direction' },
-      h('label', { for: 'direction' }, 'Direction'),
-      select,
-      h('p', { class: 'help', id: 'direction-help' }, 'Two-way suits most folders. One-way folders never change the source side.'),
-      h('p', { class: 'error', id: 'direction-error', hidden: true })));
+const DEFAULTS = {
+  direction: 'two-way', schedule: 'continuous', rescan_secs: 60, upload_limit: null, download_limit: null,
+  guard_percent: 50, guard_min_files: 100,
+};
+
+/// A rate in bytes per second as the agent parses it back: unlimited, 512k, 2M…
+export function fmtRate(b) {
+  if (b === null || b === undefined) return 'unlimited';
+  for (const [u, n] of [['G', 2 ** 30], ['M', 2 ** 20], ['k', 2 ** 10]]) if (b % n === 0) return `${b / n}${u}`;
+  return String(b);
+}
+
+function selectField(id, label, options, value, help) {
+  return h('div', { class: 'field', 'data-field': id },
+    h('label', { for: id }, label),
+    h('select', { id, name: id, 'aria-describedby': `${id}-help ${id}-error` },
+      options.map(([v, text]) => h('option', { value: v, selected: v === value }, text))),
+    h('p', { class: 'help', id: `${id}-help` }, help),
+    h('p', { class: 'error', id: `${id}-error`, hidden: true }));
+}
+
+/// `full`: every setting (a folder's page); otherwise the ones that matter when adding.
+export function settingsForm(current, { full = true } = {}) {
+  const s = { ...DEFAULTS, ...(current || {}) };
+  const values = {
+    direction: s.direction,
+    schedule: s.schedule,
+    rescan: String(s.rescan_secs),
+    'upload-limit': fmtRate(s.upload_limit),
+    'download-limit': fmtRate(s.download_limit),
+    'guard-percent': String(s.guard_percent),
+    'guard-min-files': String(s.guard_min_files),
+  };
+  const suggestions = h('datalist', { id: 'schedules' },
+    ['continuous', 'every 5m', 'every 15m', 'hourly', 'daily'].map((v) => h('option', { value: v })));
+  const fields = [
+    selectField('direction', 'Direction', DIRECTIONS, values.direction,
+      'Two-way suits most folders. A one-way folder never changes its source side.'),
+    field({ id: 'schedule', label: 'When to sync', value: values.schedule, attrs: { list: 'schedules', spellcheck: 'false' },
+      help: 'continuous (within a second of a change), hourly, daily, or an interval such as every 5m or every 2h.' }),
+    suggestions,
+  ];
+  if (full) {
+    fields.push(
+      field({ id: 'upload-limit', label: 'Upload limit', value: values['upload-limit'], attrs: { spellcheck: 'false' },
+        help: 'Bytes per second: 512k, 2M, or unlimited.' }),
+      field({ id: 'download-limit', label: 'Download limit', value: values['download-limit'], attrs: { spellcheck: 'false' },
+        help: 'Bytes per second: 512k, 2M, or unlimited.' }),
+      field({ id: 'rescan', label: 'Full rescan every (seconds)', value: values.rescan, attrs: { inputmode: 'numeric' },
+        help: 'With continuous syncing, a full rescan also runs this often, for anything the file watcher missed.' }),
+      h('div', { class: 'row two' },
+        field({ id: 'guard-percent', label: 'Mass-delete guard: share of files (%)', value: values['guard-percent'], attrs: { inputmode: 'numeric' } }),
+        field({ id: 'guard-min-files', label: '…and more than this many files', value: values['guard-min-files'], attrs: { inputmode: 'numeric' } })),
+      h('p', { class: 'help' }, 'A sync that would delete more than both is held back until you confirm it.'));
+  }
+  const element = h('fieldset', { class: 'choice settings' }, h('legend', {}, 'How this folder syncs'), fields);
   return {
     element,
+    /// The settings that changed, as [key, value] pairs.
     read() {
-      return { ok: true, value: { direction: select.value } };
+      const changes = [];
+      for (const [key, was] of Object.entries(values)) {
+        const el = element.querySelector(`[name="${key}"]`);
+        if (el && el.value.trim() !== was) changes.push([key, el.value.trim()]);
+      }
+      return { ok: true, value: changes };
     },
-    describe(v) {
-      return [['Direction', (DIRECTIONS.find(([k]) => k === v.direction) || [null, v.direction])[1]]];
+    describe(changes) {
+      const get = (k) => (changes.find(([key]) => key === k) || [k, values[k]])[1];
+      return [
+        ['Direction', (DIRECTIONS.find(([k]) => k === get('direction')) || [null, get('direction')])[1]],
+        ['When to sync', get('schedule')],
+      ];
     },
   };
 }
-
-export { field };

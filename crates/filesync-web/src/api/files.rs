@@ -1,0 +1,204 @@
+//! What happened to files: conflict copies and their resolution, the history of a file, the
+//! trash, restores, and the account's storage use.
+
+use super::*;
+
+// ---- conflicts -----------------------------------------------------------------------------
+
+pub(super) async fn conflict_list(State(app): State<AppState>) -> ApiResult {
+    let config = app.home.load().map_err(OpsError::from)?;
+    let me = config.device_name.clone().unwrap_or_default();
+    let list = conflicts::find(&app.home, &config).await?;
+    let v: Vec<Value> = list
+        .iter()
+        .map(|c| {
+            let original_device = c.original_entry.as_ref().map(|e| e.device_name.clone());
+            let mine = if c.copy_device == me {
+                Some("copy")
+            } else if original_device.as_deref() == Some(me.as_str()) {
+                Some("original")
+            } else {
+                None
+            };
+            json!({
+                "folder": c.folder.name,
+                "copy": c.copy.as_str(),
+                "original": c.original.as_str(),
+                "copy_device": c.copy_device,
+                "copy_time": c.copy_when,
+                "copy_size": c.copy_size,
+                "copy_here": c.copy_here,
+                "original_device": original_device,
+                "original_time": c.original_entry.as_ref().map(|e| e.committed_at),
+                "original_size": c.original_size,
+                "mine": mine,
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(v)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ResolveReq {
+    folder: String,
+    copy: String,
+    keep: String,
+}
+
+pub(super) async fn conflict_resolve(State(app): State<AppState>, Json(req): Json<ResolveReq>) -> ApiResult {
+    let keep: conflicts::Keep = req.keep.parse()?;
+    let config = app.home.load().map_err(OpsError::from)?;
+    let rel = filesync_core::RelPath::normalize(&req.copy).map_err(|e| OpsError::Invalid {
+        field: "copy",
+        message: format!("{:?} is not a path in the folder: {e}", req.copy),
+    })?;
+    let list = conflicts::find(&app.home, &config).await?;
+    let c = conflicts::pick(&list, &req.folder, &rel)?;
+    let done = conflicts::resolve(&config, c, keep)?;
+    let folder = c.folder.clone();
+    let sync = ops::sync_now(&app.home, &folder).await?;
+    let synced = match sync {
+        ops::SyncNow::AgentRunning => "the running agent syncs it to your other computers".to_string(),
+        ops::SyncNow::Done(r) if r.errors.is_empty() => "synced".into(),
+        ops::SyncNow::Done(r) => format!("synced with {} error(s)", r.errors.len()),
+    };
+    app.live.record(ActivityKind::Action, Some(&folder.name), done.to_string());
+    Ok(Json(json!({ "message": done.to_string(), "sync": synced })))
+}
+
+// ---- history and trash ----------------------------------------------------------------------
+
+fn entry_kind(e: &filesync_core::EntryState) -> &'static str {
+    match &e.meta {
+        None => "deleted",
+        Some(m) if m.kind == filesync_core::EntryKind::Dir => "folder",
+        Some(_) => "file",
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct HistoryQuery {
+    folder: String,
+    path: String,
+}
+
+pub(super) async fn history(State(app): State<AppState>, Query(q): Query<HistoryQuery>) -> ApiResult {
+    let folder = folder_named(&app, &q.folder)?;
+    let rel = rel_path("path", &q.path)?;
+    let (_, list) = history::versions(&app.home, &folder, &rel).await?;
+    let default = history::default_version(&list).map(|e| e.rev);
+    let v: Vec<Value> = list
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            json!({
+                "rev": e.rev, "committed_at": e.committed_at, "device": e.device_name, "kind": entry_kind(e),
+                "size": e.meta.as_ref().map(|m| m.size), "deleted": e.meta.is_none(), "current": i == 0,
+                "default": Some(e.rev) == default,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "folder": folder.name, "path": rel.as_str(), "versions": v })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct RestoreReq {
+    folder: String,
+    path: String,
+    /// The version; default: undo the last change (or the last version of a deleted file).
+    rev: Option<u64>,
+    /// Restore under this folder-relative path instead.
+    to: Option<String>,
+}
+
+pub(super) async fn restored(
+    app: &AppState,
+    folder: &FolderConfig,
+    rel: &filesync_core::RelPath,
+    to: Option<&filesync_core::RelPath>,
+    (chosen, done): (filesync_core::EntryState, history::Restored),
+) -> ApiResult {
+    let target = to.unwrap_or(rel);
+    let when = history::utc(chosen.committed_at);
+    let message = match done {
+        history::Restored::AlreadyThere => {
+            format!("{target} already holds the content of version {} ({when}); nothing to restore.", chosen.rev)
+        }
+        history::Restored::NewVersion(rev) => format!(
+            "Restored {rel} as of version {} ({when}, from {}) to {target}: it is now version {rev}.",
+            chosen.rev, chosen.device_name
+        ),
+    };
+    let sync = match ops::sync_now(&app.home, folder).await? {
+        ops::SyncNow::AgentRunning => "the running agent brings it here and to your other computers".to_string(),
+        ops::SyncNow::Done(r) if r.errors.is_empty() => "synced".into(),
+        ops::SyncNow::Done(r) => format!("synced with {} error(s)", r.errors.len()),
+    };
+    app.live.record(ActivityKind::Action, Some(&folder.name), message.clone());
+    Ok(Json(json!({ "message": message, "sync": sync })))
+}
+
+fn optional_rel(field: &'static str, p: &Option<String>) -> Result<Option<filesync_core::RelPath>, ApiError> {
+    match p.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+        Some(p) => Ok(Some(rel_path(field, p)?)),
+        None => Ok(None),
+    }
+}
+
+pub(super) async fn restore(State(app): State<AppState>, Json(req): Json<RestoreReq>) -> ApiResult {
+    let folder = folder_named(&app, &req.folder)?;
+    let rel = rel_path("path", &req.path)?;
+    let to = optional_rel("to", &req.to)?;
+    let done = history::restore(&app.home, &folder, &rel, req.rev, to.as_ref()).await?;
+    restored(&app, &folder, &rel, to.as_ref(), done).await
+}
+
+#[derive(Deserialize)]
+pub(super) struct TrashQuery {
+    folder: Option<String>,
+}
+
+pub(super) async fn trash(State(app): State<AppState>, Query(q): Query<TrashQuery>) -> ApiResult {
+    let config = app.home.load().map_err(OpsError::from)?;
+    let scope: Vec<(FolderConfig, Option<filesync_core::RelPath>)> = match &q.folder {
+        Some(name) => vec![(folder_named(&app, name)?, None)],
+        None => config.folders.iter().map(|f| (f.clone(), None)).collect(),
+    };
+    let items = history::trash(&app.home, &scope).await?;
+    let v: Vec<Value> = items
+        .iter()
+        .map(|t| {
+            json!({
+                "folder": t.folder.name, "path": t.deleted.path.as_str(),
+                "deleted_rev": t.deleted.rev, "deleted_at": t.deleted.committed_at, "deleted_by": t.deleted.device_name,
+                "last_rev": t.last.rev, "last_at": t.last.committed_at, "last_device": t.last.device_name,
+                "kind": entry_kind(&t.last), "size": t.last.meta.as_ref().map(|m| m.size),
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(v)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct TrashRestoreReq {
+    folder: String,
+    path: String,
+    to: Option<String>,
+}
+
+pub(super) async fn trash_restore(State(app): State<AppState>, Json(req): Json<TrashRestoreReq>) -> ApiResult {
+    let folder = folder_named(&app, &req.folder)?;
+    let rel = rel_path("path", &req.path)?;
+    let to = optional_rel("to", &req.to)?;
+    let done = history::restore_deleted(&app.home, &folder, &rel, to.as_ref()).await?;
+    restored(&app, &folder, &rel, to.as_ref(), done).await
+}
+
+pub(super) async fn usage(State(app): State<AppState>) -> ApiResult {
+    let u = history::usage(&app.home).await?;
+    Ok(Json(json!({
+        "files_current": u.files_current, "bytes_current": u.bytes_current,
+        "versions_history": u.versions_history, "bytes_history": u.bytes_history,
+        "chunks": u.chunks, "bytes_stored": u.bytes_stored,
+    })))
+}

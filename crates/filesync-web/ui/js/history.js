@@ -1,0 +1,106 @@
+// History and trash: the deleted files the server still keeps (restore in place or under a
+// new name), and the versions of any file (restore one, in place or as a new file).
+
+import { h, mount, heading, toast, fmtBytes, fmtTime, promptDialog } from './dom.js';
+import { get, post } from './api.js';
+
+export function historyScreen(main, store, params) {
+  let alive = true;
+  const folders = store.status.folders.map((f) => f.name);
+  let folder = params.get('folder') || folders[0] || '';
+  const enc = () => encodeURIComponent(folder);
+
+  const select = h('select', { id: 'folder', name: 'folder' }, folders.map((f) => h('option', { value: f, selected: f === folder }, f)));
+  const trashBox = h('div', { 'aria-live': 'polite' });
+  const search = h('input', { type: 'search', id: 'file-q', name: 'file-q', placeholder: 'Part of a file name', autocomplete: 'off' });
+  const fileList = h('div', { 'aria-live': 'polite' });
+  const versionsBox = h('div', { id: 'versions', 'aria-live': 'polite' });
+
+  const done = (r) => toast(`${r.message} ${r.sync === 'synced' ? '' : `(${r.sync})`}`.trim());
+
+  const restoreAs = async (path, doRestore) => {
+    const dot = path.lastIndexOf('.');
+    const suggestion = dot > path.lastIndexOf('/') + 0 && dot > 0 ? `${path.slice(0, dot)} (restored)${path.slice(dot)}` : `${path} (restored)`;
+    const to = await promptDialog({ title: 'Restore under a new name', label: 'New path inside the folder', value: suggestion, confirm: 'Restore',
+      message: 'The restored file appears beside the current one on every computer.' });
+    if (to) await doRestore(to);
+  };
+
+  const loadTrash = async () => {
+    if (!folder) { mount(trashBox, h('p', { class: 'muted' }, 'Add a folder first.')); return; }
+    mount(trashBox, h('p', { class: 'muted' }, 'Loading the trash…'));
+    try {
+      const list = await get(`/trash?folder=${enc()}`);
+      if (!alive) return;
+      if (!list.length) { mount(trashBox, h('p', { class: 'muted' }, 'The trash is empty: nothing deleted in this folder is kept.')); return; }
+      const restore = async (t, to) => {
+        try { done(await post('/trash/restore', { folder: t.folder, path: t.path, to })); loadTrash(); } catch (err) { toast(err.message, 'bad'); }
+      };
+      mount(trashBox, h('ul', { class: 'rows' }, list.map((t) => h('li', { class: 'row-item', 'data-path': t.path },
+        h('div', { class: 'grow' },
+          h('p', { class: 'strong' }, h('code', { class: 'wrap' }, t.path), t.kind === 'folder' ? ' (folder)' : ''),
+          h('p', { class: 'muted small' }, `Deleted ${fmtTime(t.deleted_at)} on ${t.deleted_by} · last version ${fmtTime(t.last_at)} from ${t.last_device}${t.size !== null && t.kind === 'file' ? ` · ${fmtBytes(t.size)}` : ''}`)),
+        h('div', { class: 'row' },
+          h('button', { type: 'button', class: 'button', 'aria-label': `Restore ${t.path}`, onclick: () => restore(t) }, 'Restore'),
+          h('button', { type: 'button', class: 'button secondary', 'aria-label': `Restore ${t.path} under a new name`,
+            onclick: () => restoreAs(t.path, (to) => restore(t, to)) }, 'Restore as…'))))));
+    } catch (err) { mount(trashBox, h('p', { class: 'notice notice-bad', role: 'alert' }, err.message)); }
+  };
+
+  const showVersions = async (path) => {
+    mount(versionsBox, h('p', { class: 'muted' }, `Loading the versions of ${path}…`));
+    try {
+      const r = await get(`/history?folder=${enc()}&path=${encodeURIComponent(path)}`);
+      if (!alive) return;
+      const restore = async (v, to) => {
+        try { done(await post('/restore', { folder, path, rev: v.rev, to })); showVersions(path); } catch (err) { toast(err.message, 'bad'); }
+      };
+      mount(versionsBox, h('section', { class: 'card', 'aria-labelledby': 'versions-title' },
+        h('h2', { id: 'versions-title' }, `Versions of ${path}`),
+        h('ol', { class: 'rows' }, r.versions.map((v) => h('li', { class: 'row-item', 'data-rev': v.rev },
+          h('div', { class: 'grow' },
+            h('p', { class: 'strong' }, `Version ${v.rev}`,
+              v.current ? h('span', { class: 'badge badge-ok' }, 'Current') : null,
+              v.deleted ? h('span', { class: 'badge badge-bad' }, 'Deleted') : null),
+            h('p', { class: 'muted small' }, `${fmtTime(v.committed_at)} · ${v.device}${v.size !== null && v.kind === 'file' ? ` · ${fmtBytes(v.size)}` : ''}`)),
+          !v.current && !v.deleted ? h('div', { class: 'row' },
+            h('button', { type: 'button', class: 'button', 'aria-label': `Restore version ${v.rev}`, onclick: () => restore(v) }, 'Restore'),
+            h('button', { type: 'button', class: 'button secondary', 'aria-label': `Restore version ${v.rev} under a new name`,
+              onclick: () => restoreAs(path, (to) => restore(v, to)) }, 'Restore as…')) : null)))));
+      versionsBox.querySelector('h2').scrollIntoView({ block: 'nearest' });
+    } catch (err) { mount(versionsBox, h('p', { class: 'notice notice-bad', role: 'alert' }, err.message)); }
+  };
+
+  let timer = null;
+  let asked = 0;
+  const loadFiles = async () => {
+    if (!folder) return;
+    const mine = ++asked; // an older, slower answer must not replace a newer one
+    try {
+      const r = await get(`/folders/${enc()}/files?q=${encodeURIComponent(search.value)}`);
+      if (!alive || mine !== asked) return;
+      const files = r.files.filter((f) => !f.is_dir);
+      mount(fileList, files.length
+        ? h('ul', { class: 'files' }, files.map((f) => h('li', {},
+          h('button', { type: 'button', class: 'dir', onclick: () => showVersions(f.path) },
+            h('code', {}, f.path), h('span', { class: 'muted small' }, ` ${fmtBytes(f.size)} · ${fmtTime(f.committed_at)}`)))))
+        : h('p', { class: 'muted' }, search.value ? 'No file matches.' : 'No files yet.'),
+      r.more ? h('p', { class: 'muted small' }, 'More files match; type more of the name.') : null);
+    } catch (err) { mount(fileList, h('p', { class: 'notice notice-bad' }, err.message)); }
+  };
+  search.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(loadFiles, 150); });
+  select.addEventListener('change', () => { folder = select.value; mount(versionsBox); loadTrash(); loadFiles(); });
+
+  mount(main, heading('History and trash'),
+    h('div', { class: 'field' }, h('label', { for: 'folder' }, 'Folder'), select),
+    h('section', { class: 'card', 'aria-labelledby': 'trash-title' }, h('h2', { id: 'trash-title' }, 'Deleted files'),
+      h('p', { class: 'help' }, 'The server keeps deleted files for its retention period. A restored file comes back on every computer.'),
+      trashBox),
+    h('section', { class: 'card', 'aria-labelledby': 'files-title' }, h('h2', { id: 'files-title' }, 'Earlier versions of a file'),
+      h('div', { class: 'field' }, h('label', { for: 'file-q' }, 'Find a file'), search),
+      fileList),
+    versionsBox);
+  loadTrash();
+  loadFiles();
+  return () => { alive = false; clearTimeout(timer); };
+}

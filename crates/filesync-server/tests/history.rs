@@ -3,86 +3,42 @@
 //! pruning by the retention schedule and garbage collection of chunk files — driven with an
 //! explicit clock instead of waiting.
 
-use bytes::Bytes;
-use filesync_client::{ClientError, Connection, ErrorCode, Push, Trust};
-use filesync_core::{Chunker, Hash};
-use filesync_proto::convert::{KIND_FILE, chunks_to_wire};
+mod support;
+
+use filesync_client::{Connection, ErrorCode, Push};
+use filesync_core::Hash;
 use filesync_proto::{CommitChange, FolderInfo, WireEntry};
-use filesync_server::maintenance::{GC_GRACE, Maintenance};
-use filesync_server::{Server, ServerConfig};
-use std::path::PathBuf;
+use filesync_server::maintenance::GC_GRACE;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::*;
 
 const DAY: i64 = 24 * 3600;
 const _: () = assert!(GC_GRACE >= 3600, "uploads get at least an hour between their first chunk and their commit");
 
-struct TestServer {
-    addr: String,
-    fingerprint: String,
-    maintenance: Maintenance,
-    data: PathBuf,
-    _dir: tempfile::TempDir,
-    _task: tokio::task::JoinHandle<()>,
-}
-
 async fn start() -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut config = ServerConfig::new(&data);
-    config.listen = "127.0.0.1:0".into();
-    let server = Server::open(config).await.unwrap();
-    let (addr, fingerprint) = (server.local_addr().to_string(), server.fingerprint().to_string());
-    let maintenance = server.maintenance();
-    let task = tokio::spawn(server.run(std::future::pending()));
-    TestServer { addr, fingerprint, maintenance, data, _dir: dir, _task: task }
+    start_server(true).await
 }
 
-impl TestServer {
-    async fn connect(&self) -> Connection {
-        Connection::connect(&self.addr, Trust::Pinned(self.fingerprint.clone())).await.unwrap()
-    }
+/// A new user with one connection and the folder `docs`.
+async fn user(server: &TestServer, name: &str) -> (Connection, FolderInfo, String) {
+    let c = server.connect().await;
+    let s = c.register(name, "password123", "laptop").await.unwrap();
+    let folder = c.open_folder("docs", true).await.unwrap();
+    (c, folder, s.token)
+}
 
-    /// A new user with one connection and the folder `docs`.
-    async fn user(&self, name: &str) -> (Connection, FolderInfo, String) {
-        let c = self.connect().await;
-        let s = c.register(name, "password123", "laptop").await.unwrap();
-        let folder = c.open_folder("docs", true).await.unwrap();
-        (c, folder, s.token)
+/// Chunk files on the server's disk.
+fn chunk_files(server: &TestServer) -> usize {
+    fn walk(d: &std::path::Path) -> usize {
+        std::fs::read_dir(d)
+            .map(|rd| rd.map(|e| e.unwrap().path()).map(|p| if p.is_dir() { walk(&p) } else { 1 }).sum::<usize>())
+            .unwrap_or(0)
     }
-
-    /// Chunk files on the server's disk.
-    fn chunk_files(&self) -> usize {
-        fn walk(d: &std::path::Path) -> usize {
-            std::fs::read_dir(d)
-                .map(|rd| rd.map(|e| e.unwrap().path()).map(|p| if p.is_dir() { walk(&p) } else { 1 }).sum::<usize>())
-                .unwrap_or(0)
-        }
-        walk(&self.data.join("chunks"))
-    }
+    walk(&server.data.join("chunks"))
 }
 
 fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
-fn code(r: Result<impl std::fmt::Debug, ClientError>) -> Option<ErrorCode> {
-    match r {
-        Err(e) => e.code(),
-        Ok(v) => panic!("expected an error, got {v:?}"),
-    }
-}
-
-fn file_entry(path: &str, data: &[u8]) -> (WireEntry, Vec<(Hash, Bytes)>) {
-    let d = Chunker::default().digest_bytes(data);
-    let w = WireEntry {
-        path: path.into(),
-        kind: KIND_FILE,
-        size: d.size,
-        hash: d.hash.as_bytes().to_vec(),
-        chunks: chunks_to_wire(&d.chunks),
-        ..Default::default()
-    };
-    (w, vec![(d.hash, Bytes::copy_from_slice(data))])
 }
 
 /// Uploads and commits `data` as `path` on top of `base_rev`; returns the new entry.
@@ -114,7 +70,7 @@ async fn next_push(pushes: &mut tokio::sync::mpsc::Receiver<Push>) -> Push {
 #[tokio::test]
 async fn versions_are_listed_newest_first_with_device_time_and_tombstones() {
     let s = start().await;
-    let (ann, docs, _) = s.user("ann").await;
+    let (ann, docs, _) = user(&s, "ann").await;
     let v1 = write(&ann, &docs, "report.txt", b"draft", 0).await;
     let v2 = write(&ann, &docs, "report.txt", b"final", v1.rev).await;
     let gone = delete(&ann, &docs, "report.txt", v2.rev).await;
@@ -136,7 +92,7 @@ async fn versions_are_listed_newest_first_with_device_time_and_tombstones() {
 #[tokio::test]
 async fn a_restore_is_a_new_version_pushed_to_every_device_without_an_upload() {
     let s = start().await;
-    let (ann, docs, token) = s.user("ann").await;
+    let (ann, docs, token) = user(&s, "ann").await;
     let desktop = s.connect().await;
     desktop.auth(&token).await.unwrap();
     let mut pushes = desktop.take_pushes().unwrap();
@@ -167,7 +123,7 @@ async fn a_restore_is_a_new_version_pushed_to_every_device_without_an_upload() {
 #[tokio::test]
 async fn the_trash_lists_deleted_files_and_restores_them_or_copies_to_a_new_name() {
     let s = start().await;
-    let (ann, docs, _) = s.user("ann").await;
+    let (ann, docs, _) = user(&s, "ann").await;
     let a = write(&ann, &docs, "dir/a.txt", b"aaa", 0).await;
     let b = write(&ann, &docs, "b.txt", b"bbbb", 0).await;
     write(&ann, &docs, "c.txt", b"still here", 0).await;
@@ -203,7 +159,7 @@ async fn the_trash_lists_deleted_files_and_restores_them_or_copies_to_a_new_name
 #[tokio::test]
 async fn restore_refusals_name_the_problem_and_change_nothing() {
     let s = start().await;
-    let (ann, docs, _) = s.user("ann").await;
+    let (ann, docs, _) = user(&s, "ann").await;
     let v1 = write(&ann, &docs, "f.txt", b"one", 0).await;
     let v2 = write(&ann, &docs, "f.txt", b"two", v1.rev).await;
     let other = write(&ann, &docs, "other.txt", b"someone's work", 0).await;
@@ -230,8 +186,8 @@ async fn restore_refusals_name_the_problem_and_change_nothing() {
 #[tokio::test]
 async fn another_user_can_neither_see_nor_restore_history() {
     let s = start().await;
-    let (ann, docs, _) = s.user("ann").await;
-    let (bob, _, _) = s.user("bob").await;
+    let (ann, docs, _) = user(&s, "ann").await;
+    let (bob, _, _) = user(&s, "bob").await;
     let v1 = write(&ann, &docs, "secret.txt", b"ann's secret", 0).await;
     delete(&ann, &docs, "secret.txt", v1.rev).await;
     assert_eq!(code(bob.list_versions(docs.id, "secret.txt", 0, 0).await), Some(ErrorCode::NotFound));
@@ -244,7 +200,7 @@ async fn another_user_can_neither_see_nor_restore_history() {
 #[tokio::test]
 async fn usage_counts_current_files_history_and_stored_bytes() {
     let s = start().await;
-    let (ann, docs, _) = s.user("ann").await;
+    let (ann, docs, _) = user(&s, "ann").await;
     let v1 = write(&ann, &docs, "a.txt", b"12345", 0).await;
     write(&ann, &docs, "a.txt", b"1234567890", v1.rev).await;
     let u = ann.usage().await.unwrap();
@@ -256,7 +212,7 @@ async fn usage_counts_current_files_history_and_stored_bytes() {
 #[tokio::test]
 async fn maintenance_prunes_expired_history_and_deletes_only_unreferenced_chunk_files() {
     let s = start().await;
-    let (ann, docs, _) = s.user("ann").await;
+    let (ann, docs, _) = user(&s, "ann").await;
     let now = unix_now();
     let old = write(&ann, &docs, "big.bin", b"old content, soon unreferenced", 0).await;
     let cur = write(&ann, &docs, "big.bin", b"current content", old.rev).await;
@@ -265,13 +221,13 @@ async fn maintenance_prunes_expired_history_and_deletes_only_unreferenced_chunk_
     // Uploaded but not committed yet: an upload in progress.
     let (_, pending) = file_entry("pending.bin", b"upload in progress");
     ann.put_chunks(pending.clone()).await.unwrap();
-    assert_eq!(s.chunk_files(), 4);
+    assert_eq!(chunk_files(&s), 4);
 
     // Half a grace period on: every version is within retention and every chunk is younger
     // than the grace period, so nothing at all is collected.
     let report = s.maintenance.run_once(now + GC_GRACE / 2).await.unwrap();
     assert_eq!((report.prune.versions_removed, report.chunks_deleted), (0, 0), "{report:?}");
-    assert_eq!(s.chunk_files(), 4);
+    assert_eq!(chunk_files(&s), 4);
 
     // Forty days on: the overwritten version and the trash entry are past retention and go,
     // with their chunks, and so does the chunk of the upload abandoned 40 days ago; the
@@ -279,7 +235,7 @@ async fn maintenance_prunes_expired_history_and_deletes_only_unreferenced_chunk_
     let report = s.maintenance.run_once(now + 40 * DAY).await.unwrap();
     assert_eq!(report.prune.versions_removed, 2, "{report:?}");
     assert_eq!(report.chunks_deleted, 3, "old, trash and the abandoned upload: {report:?}");
-    assert_eq!(s.chunk_files(), 1, "only the current version's chunk is left");
+    assert_eq!(chunk_files(&s), 1, "only the current version's chunk is left");
     assert_eq!(content(&ann, &cur).await, b"current content");
     let old_chunk = filesync_proto::convert::chunks_from_wire(&old.chunks).unwrap()[0].hash;
     assert_eq!(code(ann.get_chunks(&[old_chunk]).await), Some(ErrorCode::NotFound));
@@ -293,7 +249,7 @@ async fn maintenance_prunes_expired_history_and_deletes_only_unreferenced_chunk_
 #[tokio::test]
 async fn a_chunk_uploaded_within_the_grace_period_survives_until_its_commit() {
     let s = start().await;
-    let (ann, docs, _) = s.user("ann").await;
+    let (ann, docs, _) = user(&s, "ann").await;
     let (entry, chunks) = file_entry("slow.bin", b"a slow upload");
     ann.put_chunks(chunks).await.unwrap();
     let report = s.maintenance.run_once(unix_now() + GC_GRACE / 2).await.unwrap();
@@ -302,5 +258,5 @@ async fn a_chunk_uploaded_within_the_grace_period_survives_until_its_commit() {
     assert!(r.outcomes[0].accepted, "the commit finds its chunks");
     let report = s.maintenance.run_once(unix_now() + 400 * DAY).await.unwrap();
     assert_eq!(report.chunks_deleted, 0, "a current version's chunks are never collected");
-    assert_eq!(s.chunk_files(), 1);
+    assert_eq!(chunk_files(&s), 1);
 }

@@ -1,70 +1,30 @@
 //! The server against real clients over TLS on 127.0.0.1: authentication, authorization
 //! between users, hostile input, and version negotiation.
 
+mod support;
+
 use bytes::Bytes;
 use filesync_client::{ClientError, Connection, ErrorCode, Trust};
-use filesync_core::{Chunker, Hash};
-use filesync_proto::convert::{KIND_FILE, chunks_to_wire};
-use filesync_proto::{CommitChange, Frame, FrameDecoder, Hello, Message, WireEntry};
-use filesync_server::{Server, ServerConfig};
+use filesync_core::Hash;
+use filesync_proto::{CommitChange, Frame, FrameDecoder, Hello, Message};
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-struct TestServer {
-    addr: String,
-    fingerprint: String,
-    _dir: tempfile::TempDir,
-    _task: tokio::task::JoinHandle<()>,
-}
-
 async fn start(registration_open: bool) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ServerConfig::new(dir.path().join("data"));
-    config.listen = "127.0.0.1:0".into();
-    config.registration_open = registration_open;
-    let server = Server::open(config).await.unwrap();
-    let addr = server.local_addr().to_string();
-    let fingerprint = server.fingerprint().to_string();
-    let task = tokio::spawn(server.run(std::future::pending()));
-    TestServer { addr, fingerprint, _dir: dir, _task: task }
+    start_server(registration_open).await
 }
 
-impl TestServer {
-    async fn connect(&self) -> Connection {
-        Connection::connect(&self.addr, Trust::Pinned(self.fingerprint.clone())).await.unwrap()
-    }
-
-    /// A fresh connection registered as `user`; returns it and the device token.
-    async fn user(&self, user: &str) -> (Connection, String) {
-        let c = self.connect().await;
-        let s = c.register(user, "password123", "dev").await.unwrap();
-        (c, s.token)
-    }
-}
-
-fn code(r: Result<impl std::fmt::Debug, ClientError>) -> Option<ErrorCode> {
-    match r {
-        Err(e) => e.code(),
-        Ok(v) => panic!("expected an error, got {v:?}"),
-    }
-}
-
-fn file_entry(path: &str, data: &[u8]) -> (WireEntry, Vec<(Hash, Bytes)>) {
-    let d = Chunker::default().digest_bytes(data);
-    let w = WireEntry {
-        path: path.into(),
-        kind: KIND_FILE,
-        size: d.size,
-        hash: d.hash.as_bytes().to_vec(),
-        chunks: chunks_to_wire(&d.chunks),
-        ..Default::default()
-    };
-    (w, vec![(d.hash, Bytes::copy_from_slice(data))])
+/// A fresh connection registered as `user`; returns it and the device token.
+async fn user(s: &TestServer, user: &str) -> (Connection, String) {
+    let c = s.connect().await;
+    let session = c.register(user, "password123", "dev").await.unwrap();
+    (c, session.token)
 }
 
 #[tokio::test]
 async fn wrong_password_is_refused_and_repeated_failures_are_slowed() {
     let s = start(true).await;
-    s.user("ann").await;
+    user(&s, "ann").await;
     let c = s.connect().await;
     assert_eq!(code(c.login("ann", "wrong password", "x").await), Some(ErrorCode::BadCredentials));
     assert_eq!(code(c.login("nobody", "password123", "x").await), Some(ErrorCode::BadCredentials));
@@ -78,7 +38,7 @@ async fn wrong_password_is_refused_and_repeated_failures_are_slowed() {
 #[tokio::test]
 async fn registration_can_be_closed_and_names_are_unique() {
     let s = start(true).await;
-    s.user("ann").await;
+    user(&s, "ann").await;
     let c = s.connect().await;
     assert_eq!(code(c.register("ann", "password123", "x").await), Some(ErrorCode::UserExists));
     assert_eq!(code(c.register("bad name!", "password123", "x").await), Some(ErrorCode::BadRequest));
@@ -92,7 +52,7 @@ async fn registration_can_be_closed_and_names_are_unique() {
 #[tokio::test]
 async fn tokens_authenticate_until_revoked() {
     let s = start(true).await;
-    let (a1, _) = s.user("ann").await;
+    let (a1, _) = user(&s, "ann").await;
     let c = s.connect().await;
     let second = c.login("ann", "password123", "desktop").await.unwrap();
     let fresh = s.connect().await;
@@ -124,14 +84,14 @@ async fn tokens_authenticate_until_revoked() {
 #[tokio::test]
 async fn devices_are_renamed_and_the_password_changed_only_with_the_current_one() {
     let s = start(true).await;
-    let (ann, _) = s.user("ann").await;
+    let (ann, _) = user(&s, "ann").await;
     let desktop = s.connect().await.login("ann", "password123", "desktop").await.unwrap();
     ann.rename_device(desktop.device_id, "  study desktop ").await.unwrap();
     let devices = ann.list_devices().await.unwrap();
     assert!(devices.iter().any(|d| d.id == desktop.device_id && d.name == "study desktop"), "{devices:?}");
     assert_eq!(code(ann.rename_device(desktop.device_id, " ").await), Some(ErrorCode::BadRequest));
     assert_eq!(code(ann.rename_device(desktop.device_id + 100, "x").await), Some(ErrorCode::NotFound));
-    let (bob, _) = s.user("bob").await;
+    let (bob, _) = user(&s, "bob").await;
     assert_eq!(code(bob.rename_device(desktop.device_id, "mine now").await), Some(ErrorCode::NotFound));
 
     assert_eq!(code(ann.change_password("wrong password", "new password 1").await), Some(ErrorCode::BadCredentials));
@@ -155,8 +115,8 @@ async fn requests_before_authentication_are_refused() {
 #[tokio::test]
 async fn one_user_can_never_touch_another_users_folders() {
     let s = start(true).await;
-    let (ann, _) = s.user("ann").await;
-    let (bob, _) = s.user("bob").await;
+    let (ann, _) = user(&s, "ann").await;
+    let (bob, _) = user(&s, "bob").await;
     let folder = ann.open_folder("docs", true).await.unwrap();
     let (entry, chunks) = file_entry("secret.txt", b"ann's secret");
     let hash = chunks[0].0;
@@ -184,7 +144,7 @@ async fn one_user_can_never_touch_another_users_folders() {
 #[tokio::test]
 async fn hostile_paths_and_unbacked_commits_change_nothing() {
     let s = start(true).await;
-    let (ann, _) = s.user("ann").await;
+    let (ann, _) = user(&s, "ann").await;
     let folder = ann.open_folder("docs", true).await.unwrap();
     for bad in ["../escape", "/etc/passwd", "a/../../b", "a//b", "nul\0byte", "cafe\u{301}", ""] {
         let (mut entry, chunks) = file_entry("x", b"data");
@@ -214,7 +174,7 @@ async fn hostile_paths_and_unbacked_commits_change_nothing() {
 #[tokio::test]
 async fn commits_are_checked_against_the_base_revision() {
     let s = start(true).await;
-    let (ann, _) = s.user("ann").await;
+    let (ann, _) = user(&s, "ann").await;
     let folder = ann.open_folder("docs", true).await.unwrap();
     let (v1, c1) = file_entry("f.txt", b"version one");
     let (v2, c2) = file_entry("f.txt", b"version two");
@@ -235,11 +195,11 @@ async fn commits_are_checked_against_the_base_revision() {
 #[tokio::test]
 async fn a_commit_is_pushed_to_the_users_other_connections() {
     let s = start(true).await;
-    let (ann, token) = s.user("ann").await;
+    let (ann, token) = user(&s, "ann").await;
     let other = s.connect().await;
     other.auth(&token).await.unwrap();
     let mut pushes = other.take_pushes().unwrap();
-    let (bob, _) = s.user("bob").await;
+    let (bob, _) = user(&s, "bob").await;
     let mut bob_pushes = bob.take_pushes().unwrap();
     let folder = ann.open_folder("docs", true).await.unwrap();
     let (e, c) = file_entry("new.txt", b"hello");
@@ -319,6 +279,6 @@ async fn malformed_frames_close_the_connection_and_the_server_carries_on() {
     let frames = read_until_closed(c).await;
     assert!(matches!(&frames[0].message, Message::Error(e) if e.code == ErrorCode::UnsupportedVersion as u32));
     // The server still serves everyone else.
-    let (ann, _) = s.user("ann").await;
+    let (ann, _) = user(&s, "ann").await;
     ann.ping().await.unwrap();
 }

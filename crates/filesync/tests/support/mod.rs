@@ -223,9 +223,11 @@ impl TestClient {
         tree(&self.dir)
     }
 
-    /// Starts `filesync agent` in the background; killed when the guard drops.
+    /// Starts `filesync agent` (without its web UI: tests run many agents at once) in the
+    /// background; killed when the guard drops.
     pub fn agent(&self) -> AgentGuard {
-        let child = self.command().arg("agent").stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap();
+        let child =
+            self.command().args(["agent", "--no-ui"]).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap();
         AgentGuard(Some(child))
     }
 }

@@ -445,8 +445,13 @@ async fn run_config(
     exit
 }
 
-/// Watches a folder recursively, turning relevant events into `Event::LocalChange`.
+/// Watches a folder recursively, turning relevant events into `Event::LocalChange`. Events
+/// only about our own temporary files or about ignored paths (editor swap files, build
+/// output listed in `.filesyncignore`) wake nothing.
 fn watch_folder(f: &FolderConfig, tx: mpsc::Sender<Event>) -> notify::Result<notify::RecommendedWatcher> {
+    let root = f.path.clone();
+    // A std mutex: the notify thread swaps or reads the rules; nothing awaits while holding it.
+    let rules = Mutex::new(crate::filter::IgnoreRules::load(&RealFs::new(root.clone())));
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(ev) = res else {
             let _ = tx.try_send(Event::Rescan);
@@ -455,16 +460,37 @@ fn watch_folder(f: &FolderConfig, tx: mpsc::Sender<Event>) -> notify::Result<not
         if ev.kind.is_access() {
             return;
         }
-        let ours = |p: &std::path::PathBuf| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(filesync_core::path::TEMP_PREFIX))
-        };
-        if !ev.paths.is_empty() && ev.paths.iter().all(ours) {
-            return;
+        let mut rules = rules.lock().unwrap_or_else(|e| e.into_inner());
+        if ev
+            .paths
+            .iter()
+            .any(|p| p.strip_prefix(&root).is_ok_and(|r| r == std::path::Path::new(crate::filter::IGNORE_FILE)))
+        {
+            *rules = crate::filter::IgnoreRules::load(&RealFs::new(root.clone()));
         }
-        let _ = tx.try_send(Event::LocalChange);
+        if event_matters(&root, &rules, &ev.paths) {
+            let _ = tx.try_send(Event::LocalChange);
+        }
     })?;
     w.watch(&f.path, notify::RecursiveMode::Recursive)?;
     Ok(w)
+}
+
+/// Whether a watcher event about `paths` can change what a pass would do: not when every path
+/// is one of our temporary files or ignored. An event without paths always matters.
+fn event_matters(root: &std::path::Path, rules: &crate::filter::IgnoreRules, paths: &[std::path::PathBuf]) -> bool {
+    let irrelevant = |p: &std::path::PathBuf| {
+        if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(filesync_core::path::TEMP_PREFIX)) {
+            return true;
+        }
+        let Ok(rel) = p.strip_prefix(root) else { return false };
+        let rel: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        match filesync_core::RelPath::normalize(&rel.join("/")) {
+            Ok(rp) => rules.is_ignored(&rp, p.is_dir()),
+            Err(_) => false,
+        }
+    };
+    paths.is_empty() || !paths.iter().all(irrelevant)
 }
 
 /// When a folder task runs passes, from the folder's `schedule` setting.
@@ -594,5 +620,30 @@ async fn folder_task(
         report_pass(&board, &folder.name, &r);
         // Errors on single files are retried on the next rescan; events that arrived during
         // the pass make it dirty again through the channel.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::IgnoreRules;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn watcher_events_about_ignored_or_temporary_files_wake_nothing() {
+        let root = Path::new("/data/docs");
+        let rules = IgnoreRules::parse("build/\n*.log\n");
+        let p = |s: &str| -> Vec<PathBuf> { vec![root.join(s)] };
+        assert!(event_matters(root, &rules, &p("report.txt")));
+        assert!(event_matters(root, &rules, &p(".filesyncignore")));
+        assert!(!event_matters(root, &rules, &p("debug.log")));
+        assert!(!event_matters(root, &rules, &p("build/out.o")), "below an ignored directory");
+        assert!(!event_matters(root, &rules, &p(".report.txt.swp")), "built-in editor swap rule");
+        assert!(!event_matters(root, &rules, &p("sub/.filesync-tmp-123")));
+        // One relevant path among ignored ones is enough; no path at all means "look".
+        assert!(event_matters(root, &rules, &[root.join("debug.log"), root.join("notes.md")]));
+        assert!(event_matters(root, &rules, &[]));
+        // Paths outside the folder (a rename out of it) are not ignored.
+        assert!(event_matters(root, &rules, &[PathBuf::from("/elsewhere/x.log")]));
     }
 }

@@ -126,7 +126,22 @@ impl Scanner<'_> {
     }
 
     pub fn scan_paths(&self, paths: &[RelPath]) -> io::Result<ScanOutput> {
-        let mut walk = Walk::new(self, None);
+        self.walk_paths(paths, None)
+    }
+
+    /// [`Scanner::scan_paths`] leaving out what `rules` ignore: a requested path that is
+    /// ignored, or below an ignored directory, is neither reported nor walked.
+    pub fn scan_paths_ignoring(&self, paths: &[RelPath], rules: &IgnoreRules) -> io::Result<ScanOutput> {
+        let wanted: Vec<RelPath> = paths
+            .iter()
+            .filter(|p| !p.ancestors().any(|a| RelPath::new(a).is_ok_and(|a| rules.matches(&a, true))))
+            .cloned()
+            .collect();
+        self.walk_paths(&wanted, Some(rules))
+    }
+
+    fn walk_paths(&self, paths: &[RelPath], rules: Option<&IgnoreRules>) -> io::Result<ScanOutput> {
+        let mut walk = Walk::new(self, rules);
         // A path below another requested one is covered by that one's walk (or, if the
         // ancestor is not a directory, cannot exist).
         let requested: HashSet<&str> = paths.iter().map(RelPath::as_str).collect();

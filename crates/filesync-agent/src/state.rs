@@ -16,9 +16,13 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+mod scoped;
+pub use scoped::Totals;
+
 /// The schema, one step per entry; `schema_version` holds how many have been applied. Only
 /// ever append.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE folders (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -61,7 +65,21 @@ CREATE TABLE kv (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+-- Synced files by content: a moved or copied file is rebuilt from a local copy.
+CREATE INDEX base_by_hash ON base (folder, hash);
+-- Downloads about to be renamed into place (see `StateDb::set_installing`).
+CREATE TABLE installing (
+    folder INTEGER NOT NULL REFERENCES folders(id),
+    path TEXT NOT NULL,
+    rev INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (folder, path)
+);
+"#,
+];
 
 /// A row of the `base` table: the synced metadata at `rev`, and the local stat (`size`,
 /// `mtime_ns`, `ino`) of the file when that was recorded.
@@ -72,6 +90,15 @@ pub struct BaseRow {
     pub size: u64,
     pub mtime_ns: i64,
     pub ino: u64,
+}
+
+/// What one step of a pass learned: see [`StateDb::record_step`].
+#[derive(Clone, Debug, Default)]
+pub struct StepRecord {
+    /// Server entries to store in the mirror (the current entry after a commit).
+    pub remote: Vec<EntryState>,
+    pub bases: Vec<(RelPath, BaseRow)>,
+    pub forget: Vec<RelPath>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -223,21 +250,26 @@ impl StateDb {
     }
 
     /// Records a batch of server changes and the cursor after them, atomically: the cursor
-    /// never gets ahead of the mirror.
+    /// never gets ahead of the mirror. Returns the paths whose entry the mirror did not hold
+    /// already (an agent's own commits, recorded when they were accepted, come back as no
+    /// change).
     pub async fn apply_remote(
         &self,
         folder: &str,
         entries: &[EntryState],
         server_folder_id: u64,
         new_cursor: u64,
-    ) -> Result<(), StateError> {
+    ) -> Result<Vec<RelPath>, StateError> {
         let mut tx = self.write_tx("applying remote changes").await?;
         let id = Self::folder_id(&mut tx, folder).await?;
+        let mut changed = Vec::with_capacity(entries.len());
         for batch in entries.chunks(BATCH_ROWS) {
+            changed.extend(changed_paths(&mut tx, id, folder, batch).await?);
             upsert_remote(&mut tx, id, folder, batch).await?;
         }
         set_cursor(&mut tx, folder, server_folder_id, new_cursor).await?;
-        Self::commit(tx, "applying remote changes", folder).await
+        Self::commit(tx, "applying remote changes", folder).await?;
+        Ok(changed)
     }
 
     pub async fn upsert_remote(&self, folder: &str, entry: &EntryState) -> Result<(), StateError> {
@@ -267,6 +299,8 @@ impl StateDb {
         row.map(|r| remote_from_row(folder, &r)).transpose()
     }
 
+    /// Every base of `folder`. Costs memory in proportion to the folder: the engine's
+    /// incremental passes use [`StateDb::bases_within`] instead.
     pub async fn bases(&self, folder: &str) -> Result<HashMap<RelPath, BaseRow>, StateError> {
         let rows = sqlx::query(
             "SELECT b.path, b.rev, b.kind, b.size, b.mtime_ns, b.executable, b.hash, b.chunks, \
@@ -277,21 +311,7 @@ impl StateDb {
         .fetch_all(&self.pool)
         .await
         .map_err(ctx(format!("reading bases of folder '{folder}'")))?;
-        rows.iter()
-            .map(|r| {
-                let path = rel_path(folder, r)?;
-                let meta = meta_from_row(folder, path.as_str(), r)?
-                    .ok_or_else(|| corrupt(folder, path.as_str(), "a base without a kind"))?;
-                let base = BaseRow {
-                    rev: r.get::<i64, _>("rev") as u64,
-                    meta,
-                    size: r.get::<i64, _>("local_size") as u64,
-                    mtime_ns: r.get("local_mtime_ns"),
-                    ino: r.get::<i64, _>("local_ino") as u64,
-                };
-                Ok((path, base))
-            })
-            .collect()
+        rows.iter().map(|r| scoped::base_from_row(folder, r)).collect()
     }
 
     pub async fn set_base(&self, folder: &str, path: &RelPath, base: &BaseRow) -> Result<(), StateError> {
@@ -300,38 +320,7 @@ impl StateDb {
 
     /// Records many bases in one transaction.
     pub async fn set_bases(&self, folder: &str, bases: &[(RelPath, BaseRow)]) -> Result<(), StateError> {
-        let mut tx = self.write_tx("recording bases").await?;
-        let id = Self::folder_id(&mut tx, folder).await?;
-        for batch in bases.chunks(BATCH_ROWS) {
-            let sql = multi_row_sql(
-                "INSERT INTO base (folder, path, rev, kind, size, mtime_ns, executable, hash, chunks, \
-                 local_size, local_mtime_ns, local_ino) VALUES ",
-                12,
-                batch.len(),
-                " ON CONFLICT (folder, path) DO UPDATE SET rev = excluded.rev, kind = excluded.kind, \
-                 size = excluded.size, mtime_ns = excluded.mtime_ns, executable = excluded.executable, \
-                 hash = excluded.hash, chunks = excluded.chunks, local_size = excluded.local_size, \
-                 local_mtime_ns = excluded.local_mtime_ns, local_ino = excluded.local_ino",
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (path, b) in batch {
-                q = q
-                    .bind(id)
-                    .bind(path.as_str())
-                    .bind(b.rev as i64)
-                    .bind(kind_code(b.meta.kind))
-                    .bind(b.meta.size as i64)
-                    .bind(b.meta.mtime_ns)
-                    .bind(b.meta.executable)
-                    .bind(b.meta.hash.0.to_vec())
-                    .bind(encode_chunks(&b.meta.chunks))
-                    .bind(b.size as i64)
-                    .bind(b.mtime_ns)
-                    .bind(b.ino as i64);
-            }
-            q.execute(&mut *tx).await.map_err(ctx(format!("recording {} bases in folder '{folder}'", batch.len())))?;
-        }
-        Self::commit(tx, "recording bases", folder).await
+        self.record_step(folder, &StepRecord { bases: bases.to_vec(), ..StepRecord::default() }).await
     }
 
     pub async fn forget_base(&self, folder: &str, path: &RelPath) -> Result<(), StateError> {
@@ -340,21 +329,32 @@ impl StateDb {
 
     /// Forgets many bases in one transaction.
     pub async fn forget_bases(&self, folder: &str, paths: &[RelPath]) -> Result<(), StateError> {
-        let mut tx = self.write_tx("forgetting bases").await?;
-        for batch in paths.chunks(BATCH_ROWS) {
-            let sql = multi_row_sql(
-                "DELETE FROM base WHERE folder = (SELECT id FROM folders WHERE name = ?) AND path IN (",
-                1,
-                batch.len(),
-                ")",
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(folder);
+        self.record_step(folder, &StepRecord { forget: paths.to_vec(), ..StepRecord::default() }).await
+    }
+
+    /// Records what one step of a pass learned — server entries, new bases, forgotten
+    /// bases — in one transaction.
+    pub async fn record_step(&self, folder: &str, rec: &StepRecord) -> Result<(), StateError> {
+        if rec.remote.is_empty() && rec.bases.is_empty() && rec.forget.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write_tx("recording a sync step").await?;
+        let id = Self::folder_id(&mut tx, folder).await?;
+        for batch in rec.remote.chunks(BATCH_ROWS) {
+            upsert_remote(&mut tx, id, folder, batch).await?;
+        }
+        for batch in rec.bases.chunks(BATCH_ROWS) {
+            insert_bases(&mut tx, id, folder, batch).await?;
+        }
+        for batch in rec.forget.chunks(BATCH_ROWS) {
+            let sql = multi_row_sql("DELETE FROM base WHERE folder = ? AND path IN (", 1, batch.len(), ")");
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(id);
             for path in batch {
                 q = q.bind(path.as_str());
             }
             q.execute(&mut *tx).await.map_err(ctx(format!("forgetting {} bases in folder '{folder}'", batch.len())))?;
         }
-        Self::commit(tx, "forgetting bases", folder).await
+        Self::commit(tx, "recording a sync step", folder).await
     }
 
     /// Removes everything recorded about `folder`: cursor, remote mirror and bases.
@@ -363,6 +363,7 @@ impl StateDb {
         for sql in [
             "DELETE FROM remote WHERE folder = (SELECT id FROM folders WHERE name = ?)",
             "DELETE FROM base WHERE folder = (SELECT id FROM folders WHERE name = ?)",
+            "DELETE FROM installing WHERE folder = (SELECT id FROM folders WHERE name = ?)",
             "DELETE FROM folders WHERE name = ?",
             // The folder's one-off requests and guard trip (`engine::policy`).
             "DELETE FROM kv WHERE key IN ('guard-trip/' || ?1, 'guard-confirm/' || ?1, 'revert/' || ?1)",
@@ -421,6 +422,70 @@ async fn set_cursor(
     .await
     .map(drop)
     .map_err(ctx(format!("setting the cursor of folder '{folder}'")))
+}
+
+/// Upserts up to [`BATCH_ROWS`] bases, and forgets their interrupted downloads (an installed
+/// download is now an ordinary base).
+async fn insert_bases(
+    tx: &mut Transaction<'static, Sqlite>,
+    folder_id: i64,
+    folder: &str,
+    batch: &[(RelPath, BaseRow)],
+) -> Result<(), StateError> {
+    let sql = multi_row_sql(
+        "INSERT INTO base (folder, path, rev, kind, size, mtime_ns, executable, hash, chunks, \
+         local_size, local_mtime_ns, local_ino) VALUES ",
+        12,
+        batch.len(),
+        " ON CONFLICT (folder, path) DO UPDATE SET rev = excluded.rev, kind = excluded.kind, \
+         size = excluded.size, mtime_ns = excluded.mtime_ns, executable = excluded.executable, \
+         hash = excluded.hash, chunks = excluded.chunks, local_size = excluded.local_size, \
+         local_mtime_ns = excluded.local_mtime_ns, local_ino = excluded.local_ino",
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for (path, b) in batch {
+        q = q
+            .bind(folder_id)
+            .bind(path.as_str())
+            .bind(b.rev as i64)
+            .bind(kind_code(b.meta.kind))
+            .bind(b.meta.size as i64)
+            .bind(b.meta.mtime_ns)
+            .bind(b.meta.executable)
+            .bind(b.meta.hash.0.to_vec())
+            .bind(encode_chunks(&b.meta.chunks))
+            .bind(b.size as i64)
+            .bind(b.mtime_ns)
+            .bind(b.ino as i64);
+    }
+    q.execute(&mut **tx).await.map_err(ctx(format!("recording {} bases in folder '{folder}'", batch.len())))?;
+    let sql = multi_row_sql("DELETE FROM installing WHERE folder = ? AND path IN (", 1, batch.len(), ")");
+    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(folder_id);
+    for (path, _) in batch {
+        q = q.bind(path.as_str());
+    }
+    q.execute(&mut **tx).await.map(drop).map_err(ctx(format!("recording {} bases in folder '{folder}'", batch.len())))
+}
+
+/// Of `entries`, those whose path the mirror holds at another rev or not at all.
+async fn changed_paths(
+    tx: &mut Transaction<'static, Sqlite>,
+    folder_id: i64,
+    folder: &str,
+    entries: &[EntryState],
+) -> Result<Vec<RelPath>, StateError> {
+    let sql = multi_row_sql("SELECT path, rev FROM remote WHERE folder = ? AND path IN (", 1, entries.len(), ")");
+    let mut q = sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql)).bind(folder_id);
+    for e in entries {
+        q = q.bind(e.path.as_str());
+    }
+    let held: HashMap<String, i64> = q
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(ctx(format!("comparing remote changes of folder '{folder}'")))?
+        .into_iter()
+        .collect();
+    Ok(entries.iter().filter(|e| held.get(e.path.as_str()) != Some(&(e.rev as i64))).map(|e| e.path.clone()).collect())
 }
 
 /// Upserts up to [`BATCH_ROWS`] remote entries in one statement.

@@ -182,6 +182,14 @@ impl AsRef<str> for RelPath {
     }
 }
 
+/// Sets and maps of paths can be asked about a `&str` (an ancestor, say): a `RelPath`
+/// compares, orders and hashes exactly as its string.
+impl std::borrow::Borrow<str> for RelPath {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,13 +31,21 @@ pub struct MassDelete {
 }
 
 /// Checks `plan` (made from `state`) against the guard: `Some` when it deletes remotely more
-/// than `guard.percent` % of the synced files and more than `guard.min_files` files.
-pub fn mass_delete(state: &FolderState, plan: &[Action], guard: Guard) -> Option<MassDelete> {
+/// than `guard.percent` % of the synced files and more than `guard.min_files` files. The
+/// synced files are those of `state`, or `synced_files` when `state` holds only part of the
+/// folder (an incremental pass).
+pub fn mass_delete(
+    state: &FolderState,
+    plan: &[Action],
+    guard: Guard,
+    synced_files: Option<u64>,
+) -> Option<MassDelete> {
     let is_file = |p| state.get(p).and_then(|s| s.base.as_ref()).is_some_and(|b| b.meta.kind == EntryKind::File);
     let deletes =
         plan.iter().filter(|a| matches!(a, Action::DeleteRemote { path, .. } if is_file(path))).count() as u64;
-    let files =
-        state.values().filter(|s| s.base.as_ref().is_some_and(|b| b.meta.kind == EntryKind::File)).count() as u64;
+    let in_state =
+        || state.values().filter(|s| s.base.as_ref().is_some_and(|b| b.meta.kind == EntryKind::File)).count();
+    let files = synced_files.unwrap_or_else(|| in_state() as u64);
     let share = u128::from(deletes) * 100 > u128::from(guard.percent) * u128::from(files);
     (deletes > guard.min_files && share).then_some(MassDelete { deletes, files })
 }
@@ -82,18 +90,18 @@ mod tests {
         let g = Guard::default();
         // 80% of 200: both thresholds passed.
         let (s, p) = folder(200, 160);
-        assert_eq!(mass_delete(&s, &p, g), Some(MassDelete { deletes: 160, files: 200 }));
+        assert_eq!(mass_delete(&s, &p, g, None), Some(MassDelete { deletes: 160, files: 200 }));
         // 100% of 100 files: not more than 100 files.
         let (s, p) = folder(100, 100);
-        assert_eq!(mass_delete(&s, &p, g), None);
+        assert_eq!(mass_delete(&s, &p, g, None), None);
         // 101 of 1000: not more than half.
         let (s, p) = folder(1000, 101);
-        assert_eq!(mass_delete(&s, &p, g), None);
+        assert_eq!(mass_delete(&s, &p, g, None), None);
         // Exactly half of 400 (200 files) is not more than half.
         let (s, p) = folder(400, 200);
-        assert_eq!(mass_delete(&s, &p, g), None);
+        assert_eq!(mass_delete(&s, &p, g, None), None);
         let (s, p) = folder(400, 201);
-        assert!(mass_delete(&s, &p, g).is_some());
+        assert!(mass_delete(&s, &p, g, None).is_some());
     }
 
     #[test]
@@ -101,17 +109,17 @@ mod tests {
         let (s, p) = folder(10, 6);
         assert!(p.iter().any(|a| matches!(a, Action::DeleteRemote { .. })));
         assert_eq!(
-            mass_delete(&s, &p, Guard { percent: 50, min_files: 5 }),
+            mass_delete(&s, &p, Guard { percent: 50, min_files: 5 }, None),
             Some(MassDelete { deletes: 6, files: 10 })
         );
-        assert_eq!(mass_delete(&s, &p, Guard { percent: 60, min_files: 5 }), None);
-        assert_eq!(mass_delete(&s, &p, Guard { percent: 0, min_files: 6 }), None);
+        assert_eq!(mass_delete(&s, &p, Guard { percent: 60, min_files: 5 }, None), None);
+        assert_eq!(mass_delete(&s, &p, Guard { percent: 0, min_files: 6 }, None), None);
         // The whole folder, directory included: only the 10 files count.
         let (s, p) = folder(10, 10);
         let dirs = p.iter().filter(|a| a.path().as_str() == "d").count();
         assert_eq!(dirs, 1, "{p:?}");
         assert_eq!(
-            mass_delete(&s, &p, Guard { percent: 0, min_files: 0 }),
+            mass_delete(&s, &p, Guard { percent: 0, min_files: 0 }, None),
             Some(MassDelete { deletes: 10, files: 10 })
         );
     }
@@ -119,6 +127,15 @@ mod tests {
     #[test]
     fn an_empty_folder_never_trips() {
         let (s, p) = folder(0, 0);
-        assert_eq!(mass_delete(&s, &p, Guard { percent: 0, min_files: 0 }), None);
+        assert_eq!(mass_delete(&s, &p, Guard { percent: 0, min_files: 0 }, None), None);
+    }
+
+    #[test]
+    fn an_incremental_pass_weighs_deletions_against_the_whole_folder() {
+        // The pass saw only the 150 files it deletes, of 1,000 synced: 15%, no trip.
+        let (s, p) = folder(150, 150);
+        assert!(mass_delete(&s, &p, Guard::default(), None).is_some(), "alone they would be 100%");
+        assert_eq!(mass_delete(&s, &p, Guard::default(), Some(1000)), None);
+        assert_eq!(mass_delete(&s, &p, Guard::default(), Some(200)), Some(MassDelete { deletes: 150, files: 200 }));
     }
 }

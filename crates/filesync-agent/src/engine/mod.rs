@@ -1,10 +1,15 @@
-//! The sync engine: one pass over one folder. Pull the server's changes into the remote
-//! mirror, scan the disk, ask the planner what to do, and carry the plan out — downloads,
-//! uploads, deletions, conflict copies — recording each success as the new base. Passes repeat
-//! until a pass finds nothing to do.
+//! The sync engine: passes over one folder. A pass pulls the server's changes into the
+//! remote mirror, scans the paths in its [`Scope`] — the whole folder, or only what the
+//! watcher and the journal say changed — builds the planner's input (`input.rs`, pure), asks
+//! the planner what to do, and hands the plan to the executor (`execute.rs`), which records
+//! each step's results as new bases. Passes repeat, each over what the previous one touched,
+//! until one finds nothing to do.
 
 mod download;
+mod execute;
+pub mod input;
 pub mod policy;
+pub mod scope;
 pub mod throttle;
 mod upload;
 
@@ -12,22 +17,23 @@ use crate::config::FolderConfig;
 use crate::filter::{Excluded, IgnoreRules};
 use crate::fs::{Filesystem, Stat, StatKind};
 use crate::scan::{self, KnownFile};
-use crate::state::{BaseRow, StateDb, StateError};
+use crate::state::{StateDb, StateError};
 use crate::status::{Progress, SkippedItem};
-use download::{DownloadJob, DownloadResult};
+use execute::{Executor, Steps};
 use filesync_client::{ClientError, Connection};
-use filesync_core::conflict::{conflict_copy_path, is_conflict_copy};
-use filesync_core::{ChunkRef, Chunker, EntryKind, RelPath};
-use filesync_planner::{Action, Base, FolderState, PlanContext, Remote};
+use filesync_core::conflict::conflict_copy_path;
+use filesync_core::{ChunkRef, Chunker, RelPath};
+use filesync_planner::{Action, PlanContext};
 use filesync_proto::convert::entry_from_wire;
 use filesync_proto::limits;
+use input::Views;
 use policy::{Paused, PlanSummary, Requests};
-use std::collections::{HashMap, HashSet};
+pub use scope::Scope;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use throttle::Throttle;
 use tracing::{debug, info, warn};
-use upload::{CommitOutcome, DeleteJob, UploadJob};
 
 /// Passes per `sync_folder` call before giving up on reaching a quiet state.
 const MAX_PASSES: usize = 6;
@@ -87,6 +93,18 @@ pub struct PassReport {
     pub paused: Option<Paused>,
     /// Set by [`Engine::preview`]: what the pass would have done.
     pub preview: Option<Box<PlanSummary>>,
+    /// Whether the passes covered the whole folder; if not, `examined` holds the paths whose
+    /// trees they looked at (`skipped` then speaks only for those).
+    pub full: bool,
+    pub examined: Vec<RelPath>,
+    /// What the engine itself left on disk: each path it wrote (with its stat after) or
+    /// deleted (`None`). Watcher events that only echo these are not changes.
+    pub written: Vec<(RelPath, Option<Stat>)>,
+    /// Paths to look at again (failed, or still planned when the passes stopped).
+    pub retry: Vec<RelPath>,
+    /// The server folder and the journal revision this computer has pulled up to.
+    pub folder_id: u64,
+    pub cursor: u64,
 }
 
 /// The settings of one `sync_folder` call that every pass of it shares.
@@ -161,17 +179,37 @@ pub struct Engine {
     pub chunker: Chunker,
 }
 
+/// What one pass found and did.
+struct PassOutcome {
+    report: PassReport,
+    /// Paths of the actions it planned (reports of held-back changes excluded).
+    planned: Vec<RelPath>,
+}
+
 impl Engine {
     pub fn new(conn: Connection, db: StateDb, device_name: String) -> Engine {
         Engine { conn, db, device_name, chunker: Chunker::default() }
     }
 
-    /// Syncs one folder until nothing is left to do (or `MAX_PASSES` passes).
+    /// Syncs the whole folder until nothing is left to do (or `MAX_PASSES` passes).
     pub async fn sync_folder(
         &self,
         folder: &FolderConfig,
         fs: Arc<dyn Filesystem>,
         progress: &Progress,
+    ) -> Result<PassReport, SyncError> {
+        self.sync_scope(folder, fs, progress, Scope::Full).await
+    }
+
+    /// Syncs the paths of `scope` and whatever the server changed since the last pull, until
+    /// nothing is left to do. A tripped guard, a pending request (confirm deletions, revert)
+    /// or a case-insensitive disk (whose name clashes span paths) widen it to the whole folder.
+    pub async fn sync_scope(
+        &self,
+        folder: &FolderConfig,
+        fs: Arc<dyn Filesystem>,
+        progress: &Progress,
+        mut scope: Scope,
     ) -> Result<PassReport, SyncError> {
         if folder.settings.paused {
             return Ok(PassReport { paused: Some(Paused::by_user(&folder.name, false)), ..PassReport::default() });
@@ -182,28 +220,39 @@ impl Engine {
             policy::trip(&self.db, &folder.name, &e.to_string()).await?;
             return Err(e);
         }
+        let name = folder.name.as_str();
         let mut run = Run {
-            requests: Requests::load(&self.db, &folder.name).await?,
+            requests: Requests::load(&self.db, name).await?,
             up: Throttle::new(folder.settings.upload_limit),
             down: Throttle::new(folder.settings.download_limit),
             preview: false,
         };
-        let cleaned = {
-            let fs = fs.clone();
-            tokio::task::spawn_blocking(move || fs.clean_temp_files())
-                .await
-                .map_err(|e| SyncError::Internal(e.to_string()))?
-        };
-        if let Ok(n) = cleaned
-            && n > 0
-        {
-            info!(folder = %folder.name, "removed {n} leftover temporary file(s) of an interrupted sync");
+        let r = &run.requests;
+        if r.tripped.is_some() || r.confirm_deletes || r.revert || fs.case_insensitive() {
+            scope = Scope::Full;
         }
-        let folder_id = self.pull(&folder.name).await?;
-        let mut total = PassReport::default();
+        if scope.is_full() {
+            let fs = fs.clone();
+            if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || fs.clean_temp_files()).await
+                && n > 0
+            {
+                info!(folder = name, "removed {n} leftover temporary file(s) of an interrupted sync");
+            }
+        }
+        let mut installing = self.db.installing(name).await?;
+        scope.extend(installing.keys().cloned());
+        let (folder_id, pulled) = self.pull(name).await?;
+        scope.extend(pulled);
+        let mut total = PassReport { full: scope.is_full(), folder_id, ..PassReport::default() };
+        let mut examined = Scope::default();
         for pass in 0..MAX_PASSES {
-            let (report, planned) = self.pass(folder, folder_id, fs.clone(), progress, &mut run).await?;
-            debug!(folder = %folder.name, pass, planned, "pass done");
+            if scope.is_empty() {
+                break;
+            }
+            examined.merge(scope.clone());
+            let out = self.pass(folder, folder_id, fs.clone(), progress, &mut run, &scope, &mut installing).await?;
+            let report = out.report;
+            debug!(folder = name, pass, planned = out.planned.len(), full = scope.is_full(), "pass done");
             total.downloaded += report.downloaded;
             total.uploaded += report.uploaded;
             total.deleted_local += report.deleted_local;
@@ -211,33 +260,52 @@ impl Engine {
             total.conflicts += report.conflicts;
             total.bytes_up += report.bytes_up;
             total.bytes_down += report.bytes_down;
-            total.files = report.files;
-            total.bytes = report.bytes;
-            total.conflict_copies = report.conflict_copies;
-            total.skipped = report.skipped;
-            total.pending = planned as u64;
+            total.written.extend(report.written);
+            if pass == 0 {
+                total.skipped = report.skipped;
+            } else {
+                // Later passes look again at some of the same paths: theirs is the news.
+                let seen: std::collections::HashSet<String> = report.skipped.iter().map(|s| s.path.clone()).collect();
+                total.skipped.retain(|s| !seen.contains(&s.path));
+                total.skipped.extend(report.skipped);
+            }
+            total.pending = out.planned.len() as u64;
             let had_errors = !report.errors.is_empty();
             total.errors = report.errors;
             total.paused = report.paused;
-            if planned == 0 || total.paused.is_some() {
+            if out.planned.is_empty() || total.paused.is_some() {
                 break;
             }
             if had_errors && pass >= 1 {
                 // The failures are not going away by themselves; report them.
+                total.retry = out.planned;
                 break;
             }
-            // Our own commits may have raced with other devices: fetch before the next pass.
-            self.pull(&folder.name).await?;
+            // Our own commits may have raced with other devices: fetch, then look again at
+            // what this pass touched and what the server changed.
+            let (_, pulled) = self.pull(name).await?;
+            scope = Scope::paths(out.planned.iter().cloned());
+            scope.extend(pulled);
+            if pass + 1 == MAX_PASSES {
+                total.retry = out.planned;
+            }
         }
+        total.retry.extend(total.errors.iter().filter_map(|e| RelPath::new(e.path.as_str()).ok()));
+        total.examined = examined.roots();
+        total.full = examined.is_full();
         if total.paused.is_none() && total.errors.is_empty() {
-            run.requests.consumed(&self.db, &folder.name).await?;
+            run.requests.consumed(&self.db, name).await?;
         }
+        let totals = self.db.totals(name).await?;
+        (total.files, total.bytes, total.conflict_copies) = (totals.files, totals.bytes, totals.conflict_copies);
+        total.cursor = self.db.folder_cursor(name).await?.map_or(0, |(_, c)| c);
         progress.set_phase("idle");
         Ok(total)
     }
 
-    /// Brings the remote mirror of `name` up to date; returns the server folder id.
-    pub async fn pull(&self, name: &str) -> Result<u64, SyncError> {
+    /// Brings the remote mirror of `name` up to date; returns the server folder id and the
+    /// paths whose entry changed.
+    pub async fn pull(&self, name: &str) -> Result<(u64, Vec<RelPath>), SyncError> {
         let info = self.conn.open_folder(name, true).await?;
         let mut cursor = match self.db.folder_cursor(name).await? {
             Some((sid, c)) if sid == info.id => c,
@@ -248,6 +316,7 @@ impl Engine {
             }
             None => 0,
         };
+        let mut changed = Vec::new();
         loop {
             let ch = self.conn.get_changes(info.id, cursor, limits::MAX_ENTRIES_PER_CHANGES).await?;
             let mut entries = Vec::with_capacity(ch.entries.len());
@@ -262,32 +331,12 @@ impl Engine {
             if !ch.more {
                 next = next.max(ch.folder_seq);
             }
-            self.db.apply_remote(name, &entries, info.id, next).await?;
+            changed.extend(self.db.apply_remote(name, &entries, info.id, next).await?);
             cursor = next;
             if !ch.more {
-                return Ok(info.id);
+                return Ok((info.id, changed));
             }
         }
-    }
-
-    /// Remote paths that cannot exist on this computer's file system, with the reason.
-    fn unholdable_names(
-        &self,
-        fs: &dyn Filesystem,
-        state: &FolderState,
-    ) -> std::collections::BTreeMap<RelPath, String> {
-        let presence = state
-            .iter()
-            .map(|(p, s)| {
-                let pr = crate::names::Presence {
-                    local: s.local.is_some(),
-                    base: s.base.is_some(),
-                    remote_rev: s.remote.as_ref().filter(|r| r.meta.is_some()).map(|r| r.rev),
-                };
-                (p.clone(), pr)
-            })
-            .collect();
-        crate::names::skipped_paths(&presence, fs.case_insensitive(), |p| fs.name_problem(p))
     }
 
     /// What one pass over `folder` would do now, without doing it (nor pulling first): for
@@ -303,11 +352,48 @@ impl Engine {
         }
         let requests = Requests { revert, ..Requests::default() };
         let mut run = Run { requests, up: Throttle::unlimited(), down: Throttle::unlimited(), preview: true };
-        let (report, _) = self.pass(folder, 0, fs, &Progress::default(), &mut run).await?;
-        Ok(report.preview.map(|p| *p).unwrap_or_default())
+        let out = self.pass(folder, 0, fs, &Progress::default(), &mut run, &Scope::Full, &mut HashMap::new()).await?;
+        Ok(out.report.preview.map(|p| *p).unwrap_or_default())
     }
 
-    /// One pass; returns the report and how many actions were planned.
+    /// Reads what a pass over `scope` compares: the disk (scanned off the async runtime), the
+    /// bases and the remote mirror.
+    async fn load(
+        &self,
+        folder: &FolderConfig,
+        fs: Arc<dyn Filesystem>,
+        scope: &Scope,
+        installing: HashMap<RelPath, (u64, filesync_core::Hash)>,
+    ) -> Result<Views, SyncError> {
+        let name = folder.name.as_str();
+        let roots = scope.roots();
+        let (bases, remote) = match scope {
+            Scope::Full => (self.db.bases(name).await?, self.db.remote_all(name).await?),
+            Scope::Paths(_) => (self.db.bases_within(name, &roots).await?, self.db.remote_within(name, &roots).await?),
+        };
+        let known: HashMap<RelPath, KnownFile> = bases
+            .iter()
+            .map(|(p, b)| {
+                (p.clone(), KnownFile { size: b.size, mtime_ns: b.mtime_ns, ino: b.ino, meta: b.meta.clone() })
+            })
+            .collect();
+        let chunker = self.chunker;
+        let full = scope.is_full();
+        let (scanned, rules) = tokio::task::spawn_blocking(move || {
+            let rules = IgnoreRules::load(&*fs);
+            let scanner = scan::Scanner { fs: &*fs, rename: true, known: &known, chunker: &chunker };
+            let scanned =
+                if full { scanner.scan_ignoring(&rules) } else { scanner.scan_paths_ignoring(&roots, &rules) };
+            scanned.map(|s| (s, rules))
+        })
+        .await
+        .map_err(|e| SyncError::Internal(e.to_string()))?
+        .map_err(|source| SyncError::Scan { path: folder.path.display().to_string(), source })?;
+        Ok(Views { scanned, rules, bases, remote, installing })
+    }
+
+    /// One pass over `scope`: load, build the planner's input, plan, guard, execute.
+    #[allow(clippy::too_many_arguments)]
     async fn pass(
         &self,
         folder: &FolderConfig,
@@ -315,73 +401,22 @@ impl Engine {
         fs: Arc<dyn Filesystem>,
         progress: &Progress,
         run: &mut Run,
-    ) -> Result<(PassReport, usize), SyncError> {
+        scope: &Scope,
+        installing: &mut HashMap<RelPath, (u64, filesync_core::Hash)>,
+    ) -> Result<PassOutcome, SyncError> {
         let name = folder.name.as_str();
-        let mut report = PassReport::default();
         progress.start("scanning", 0, 0);
-        let remote = self.db.remote_all(name).await?;
-        let bases = self.db.bases(name).await?;
-        let known: HashMap<RelPath, KnownFile> = bases
-            .iter()
-            .map(|(p, b)| {
-                (p.clone(), KnownFile { size: b.size, mtime_ns: b.mtime_ns, ino: b.ino, meta: b.meta.clone() })
-            })
-            .collect();
-        let (scanned, rules) = {
-            let fs = fs.clone();
-            let chunker = self.chunker;
-            tokio::task::spawn_blocking(move || {
-                let rules = IgnoreRules::load(&*fs);
-                let scanner = scan::Scanner { fs: &*fs, rename: true, known: &known, chunker: &chunker };
-                scanner.scan_ignoring(&rules).map(|s| (s, rules))
-            })
-            .await
-            .map_err(|e| SyncError::Internal(e.to_string()))?
-            .map_err(|source| SyncError::Scan { path: folder.path.display().to_string(), source })?
-        };
+        let views = self.load(folder, fs.clone(), scope, std::mem::take(installing)).await?;
         // A root that vanished during the scan must not read as "everything was deleted".
         if !fs.root_exists() {
             return Err(SyncError::FolderMissing { path: folder.path.display().to_string() });
         }
-        report.skipped =
-            scanned.skipped.iter().map(|s| SkippedItem { path: s.path.clone(), reason: s.reason.clone() }).collect();
-        report.skipped.extend(
-            rules.problems.iter().map(|p| SkippedItem { path: crate::filter::IGNORE_FILE.into(), reason: p.clone() }),
-        );
-        // Skipped paths (and everything below an unreadable directory) are neither deleted nor
-        // changed this pass: leave them alone on both sides.
-        let skipped = scanned.skipped_paths();
-
-        let mut state: FolderState = FolderState::new();
-        for (p, e) in &scanned.entries {
-            state.entry(p.clone()).or_default().local = Some(e.meta.clone());
+        let mut input = input::build(&views, &Excluded::new(&folder.settings.excluded), &*fs);
+        if !run.preview && !views.installing.is_empty() {
+            self.db.set_bases(name, &input.promoted).await?;
+            self.db.clear_installing(name).await?;
         }
-        for (p, b) in &bases {
-            if skipped.covers(p) {
-                continue;
-            }
-            state.entry(p.clone()).or_default().base = Some(Base { rev: b.rev, meta: b.meta.clone() });
-        }
-        for (p, r) in &remote {
-            if skipped.covers(p) {
-                continue;
-            }
-            if r.meta.is_none() && !state.contains_key(p) {
-                continue; // a tombstone nobody here knows about
-            }
-            state.entry(p.clone()).or_default().remote = Some(Remote { rev: r.rev, meta: r.meta.clone() });
-        }
-        // Remote names this computer cannot hold (case clashes, forbidden names) are left alone
-        // on both sides and reported; everything else syncs.
-        for (p, why) in self.unholdable_names(&*fs, &state) {
-            if state.get(&p).and_then(|s| s.remote.as_ref()).is_some_and(|r| r.meta.is_some()) {
-                report.skipped.push(SkippedItem { path: p.to_string(), reason: why });
-            }
-            state.remove(&p);
-        }
-
-        // Ignored paths are left alone on both sides; excluded subfolders are only evicted.
-        let excluded = crate::filter::split_views(&mut state, &rules, &Excluded::new(&folder.settings.excluded));
+        let mut report = PassReport { skipped: std::mem::take(&mut input.skipped), ..PassReport::default() };
 
         let now = now_unix();
         let direction = folder.settings.planner_direction();
@@ -391,274 +426,52 @@ impl Engine {
             direction,
             revert: run.requests.revert && direction != filesync_planner::Direction::TwoWay,
         };
-        let mut plan = filesync_planner::plan(&state, &ctx);
-        if let Some(held) = self.guard(folder, &state, &plan, &ctx, run).await? {
+        let mut plan = filesync_planner::plan(&input.state, &ctx);
+        // The guard weighs deletions against every synced file, not only those in scope.
+        let synced = match scope {
+            Scope::Full => None,
+            Scope::Paths(_) if plan.iter().any(|a| matches!(a, Action::DeleteRemote { .. })) => {
+                Some(self.db.totals(name).await?.files)
+            }
+            Scope::Paths(_) => Some(0),
+        };
+        if let Some(held) = self.guard(folder, &input.state, &plan, &ctx, run, synced).await? {
             report.paused = Some(held);
-            return Ok((report, 0));
+            return Ok(PassOutcome { report, planned: Vec::new() });
         }
-        plan.extend(filesync_planner::plan_eviction(&excluded, direction));
+        plan.extend(filesync_planner::plan_eviction(&input.excluded, direction));
         if run.preview {
-            state.extend(excluded);
-            report.preview = Some(Box::new(policy::summarize(&state, &plan)));
-            return Ok((report, 0));
+            input.state.extend(input.excluded);
+            report.preview = Some(Box::new(policy::summarize(&input.state, &plan)));
+            return Ok(PassOutcome { report, planned: Vec::new() });
         }
-        let planned = plan.iter().filter(|a| !a.is_report()).count();
-        if planned > 0 {
-            info!(folder = name, actions = planned, "executing plan");
+        let mut planned: Vec<RelPath> = plan.iter().filter(|a| !a.is_report()).map(|a| a.path().clone()).collect();
+        // A conflict copy is a new local file: the next pass uploads it.
+        planned.extend(plan.iter().filter_map(|a| match a {
+            Action::MoveLocalAside { copy, .. } => Some(copy.clone()),
+            _ => None,
+        }));
+        if !planned.is_empty() {
+            info!(folder = name, actions = planned.len(), "executing plan");
         }
-
-        let local_stat: HashMap<&RelPath, Stat> = scanned.entries.iter().map(|(p, e)| (p, e.stat)).collect();
-        let mut moved_away: HashSet<RelPath> = HashSet::new();
-        let mut dir_downloads = Vec::new();
-        let mut file_downloads = Vec::new();
-        let mut uploads = Vec::new();
-        let mut remote_deletes = Vec::new();
-        let mut local_deletes = Vec::new();
-        let mut record = Vec::new();
-        let mut forget = Vec::new();
-        for a in plan {
-            match a {
-                Action::MoveLocalAside { path, copy } => {
-                    let r = {
-                        let fs = fs.clone();
-                        let (p, c) = (path.clone(), copy.clone());
-                        tokio::task::spawn_blocking(move || fs.rename_noreplace(&p, &c)).await
-                    };
-                    match r {
-                        Ok(Ok(())) => {
-                            info!(folder = name, "conflict: kept the local version of {path} as {copy}");
-                            report.conflicts += 1;
-                            moved_away.insert(path);
-                        }
-                        Ok(Err(e)) => report.errors.push(SkippedItem {
-                            path: path.to_string(),
-                            reason: format!("moving aside for a conflict copy: {e}"),
-                        }),
-                        Err(e) => return Err(SyncError::Internal(e.to_string())),
-                    }
-                }
-                Action::Download { path, rev } => {
-                    let Some(entry) = remote.get(&path) else { continue };
-                    let Some(meta) = entry.meta.clone() else { continue };
-                    if entry.rev != rev {
-                        continue;
-                    }
-                    let expect = if moved_away.contains(&path) { None } else { local_stat.get(&path).copied() };
-                    match meta.kind {
-                        EntryKind::Dir => dir_downloads.push((path, rev, meta)),
-                        EntryKind::File => file_downloads.push(DownloadJob { path, rev, meta, expect_local: expect }),
-                    }
-                }
-                Action::Upload { path, base_rev } => {
-                    if let Some(e) = scanned.entries.get(&path) {
-                        uploads.push(UploadJob { path, base_rev, meta: e.meta.clone(), stat: e.stat });
-                    }
-                }
-                Action::DeleteRemote { path, base_rev } => remote_deletes.push(DeleteJob { path, base_rev }),
-                Action::DeleteLocal { path } => local_deletes.push(path),
-                Action::RecordBase { path, rev } => record.push((path, rev)),
-                Action::ForgetBase { path } => forget.push(path),
-                Action::NotUploaded { path } => report
-                    .skipped
-                    .push(SkippedItem { path: path.to_string(), reason: "not uploaded (download-only)".into() }),
-                Action::NotDownloaded { path } => report
-                    .skipped
-                    .push(SkippedItem { path: path.to_string(), reason: "not downloaded (upload-only)".into() }),
-            }
-        }
-        // Evictions join the plan's own local deletions: children before parents across both.
-        local_deletes.sort_by_key(|p: &RelPath| std::cmp::Reverse(p.depth()));
-
-        // Downloads: directories first (parents before children), then files.
-        let mut new_bases: Vec<(RelPath, BaseRow)> = Vec::new();
-        for (path, rev, meta) in dir_downloads {
-            let fs2 = fs.clone();
-            let p = path.clone();
-            let seen = if moved_away.contains(&path) { None } else { local_stat.get(&path).copied() };
-            let r = tokio::task::spawn_blocking(move || -> Result<Stat, String> {
-                download::ensure_parents(&*fs2, &p)?;
-                match fs2.stat(&p).map_err(|e| e.to_string())? {
-                    Some(s) if s.kind == StatKind::Dir => Ok(s),
-                    // A file the planner knows to be synced (unchanged since the scan) gives
-                    // way to the directory that replaced it remotely.
-                    Some(s) if stat_matches(Some(&s), seen.as_ref()) => {
-                        fs2.remove_file(&p).map_err(|e| e.to_string())?;
-                        fs2.create_dir(&p).map_err(|e| e.to_string())?;
-                        fs2.stat(&p).map_err(|e| e.to_string())?.ok_or_else(|| "vanished".to_string())
-                    }
-                    Some(_) => Err("a file changed since the scan is in the way of this directory; will retry".into()),
-                    None => {
-                        fs2.create_dir(&p).map_err(|e| e.to_string())?;
-                        fs2.stat(&p).map_err(|e| e.to_string())?.ok_or_else(|| "vanished".to_string())
-                    }
-                }
-            })
-            .await
-            .map_err(|e| SyncError::Internal(e.to_string()))?;
-            match r {
-                Ok(st) => {
-                    report.downloaded += 1;
-                    new_bases.push((path, BaseRow { rev, meta, size: st.size, mtime_ns: st.mtime_ns, ino: st.ino }));
-                }
-                Err(e) => report.errors.push(SkippedItem { path: path.to_string(), reason: e }),
-            }
-        }
-        if !file_downloads.is_empty() {
-            let total_bytes: u64 = file_downloads.iter().map(|j| j.meta.size).sum();
-            progress.start("downloading", file_downloads.len() as u64, total_bytes);
-            let wanted: HashSet<_> = file_downloads.iter().flat_map(|j| j.meta.chunks.iter().map(|c| c.hash)).collect();
-            // Reuse chunks of local files that are unchanged since they were synced.
-            let unchanged = bases.iter().filter(|(p, b)| {
-                b.meta.kind == EntryKind::File
-                    && !moved_away.contains(*p)
-                    && local_stat.get(p).is_some_and(|s| s.size == b.size && s.mtime_ns == b.mtime_ns)
-            });
-            let local_chunks = download::local_chunk_index(unchanged.map(|(p, b)| (p, &b.meta)), &wanted);
-            let (results, fetched) = download::run(
-                &self.conn,
-                fs.clone(),
-                file_downloads.clone(),
-                &local_chunks,
-                progress,
-                (&self.device_name, now),
-                &run.down,
-            )
-            .await?;
-            report.bytes_down += fetched;
-            for (job, r) in file_downloads.into_iter().zip(results) {
-                match r {
-                    DownloadResult::Done { stat, conflict } => {
-                        if conflict.is_some() {
-                            report.conflicts += 1;
-                        }
-                        report.downloaded += 1;
-                        new_bases.push((
-                            job.path,
-                            BaseRow {
-                                rev: job.rev,
-                                meta: job.meta,
-                                size: stat.size,
-                                mtime_ns: stat.mtime_ns,
-                                ino: stat.ino,
-                            },
-                        ));
-                    }
-                    DownloadResult::Failed(e) => {
-                        report.errors.push(SkippedItem { path: job.path.to_string(), reason: e })
-                    }
-                }
-            }
-        }
-        if !new_bases.is_empty() {
-            self.db.set_bases(name, &new_bases).await?;
-        }
-
-        // Uploads and remote deletions, committed together.
-        if !uploads.is_empty() || !remote_deletes.is_empty() {
-            progress.start("uploading", (uploads.len() + remote_deletes.len()) as u64, 0);
-            let (outcomes, sent) =
-                upload::run(&self.conn, fs.clone(), folder_id, &uploads, &remote_deletes, progress, &run.up).await?;
-            report.bytes_up += sent;
-            let mut up_bases = Vec::new();
-            let mut gone = Vec::new();
-            let mut paths: Vec<(&RelPath, Option<&UploadJob>)> = Vec::with_capacity(outcomes.len());
-            paths.extend(uploads.iter().map(|u| (&u.path, Some(u))));
-            paths.extend(remote_deletes.iter().map(|d| (&d.path, None)));
-            for ((path, up), outcome) in paths.into_iter().zip(outcomes) {
-                match outcome {
-                    CommitOutcome::Accepted(current) => {
-                        if let Some(cur) = &current {
-                            self.db.upsert_remote(name, cur).await?;
-                        }
-                        match (up, current) {
-                            (Some(u), Some(cur)) if cur.meta.is_some() => {
-                                report.uploaded += 1;
-                                up_bases.push((
-                                    path.clone(),
-                                    BaseRow {
-                                        rev: cur.rev,
-                                        meta: u.meta.clone(),
-                                        size: u.stat.size,
-                                        mtime_ns: u.stat.mtime_ns,
-                                        ino: u.stat.ino,
-                                    },
-                                ));
-                            }
-                            (Some(_), _) => {}
-                            (None, _) => {
-                                report.deleted_remote += 1;
-                                gone.push(path.clone());
-                            }
-                        }
-                    }
-                    CommitOutcome::Conflict(current) => {
-                        // Someone else changed it first: the next pass merges with their version.
-                        if let Some(cur) = &current {
-                            self.db.upsert_remote(name, cur).await?;
-                        }
-                    }
-                    CommitOutcome::Failed(e) => report.errors.push(SkippedItem { path: path.to_string(), reason: e }),
-                }
-            }
-            self.db.set_bases(name, &up_bases).await?;
-            self.db.forget_bases(name, &gone).await?;
-        }
-
-        // Local deletions, children before parents; only what is unchanged since the scan.
-        let mut deleted = Vec::new();
-        for path in local_deletes {
-            let fs2 = fs.clone();
-            let p = path.clone();
-            let seen = local_stat.get(&path).copied();
-            let r = tokio::task::spawn_blocking(move || -> Result<bool, String> {
-                let now = fs2.stat(&p).map_err(|e| e.to_string())?;
-                if !stat_matches(now.as_ref(), seen.as_ref()) {
-                    return Ok(false); // changed since the scan: the next pass uploads it
-                }
-                match now {
-                    None => Ok(true),
-                    Some(s) if s.kind == StatKind::Dir => match fs2.remove_dir(&p) {
-                        Ok(()) => Ok(true),
-                        Err(_) => Ok(false), // not empty: something new is inside; keep it
-                    },
-                    Some(_) => fs2.remove_file(&p).map(|_| true).map_err(|e| e.to_string()),
-                }
-            })
-            .await
-            .map_err(|e| SyncError::Internal(e.to_string()))?;
-            match r {
-                Ok(true) => {
-                    report.deleted_local += 1;
-                    deleted.push(path);
-                }
-                Ok(false) => {}
-                Err(e) => report.errors.push(SkippedItem { path: path.to_string(), reason: format!("deleting: {e}") }),
-            }
-        }
-        self.db.forget_bases(name, &deleted).await?;
-
-        // Bookkeeping: both sides already agree.
-        let mut agreed = Vec::new();
-        for (path, rev) in record {
-            if let (Some(r), Some(st)) = (remote.get(&path), local_stat.get(&path))
-                && let Some(meta) = &r.meta
-                && r.rev == rev
-            {
-                agreed.push((
-                    path,
-                    BaseRow { rev, meta: meta.clone(), size: st.size, mtime_ns: st.mtime_ns, ino: st.ino },
-                ));
-            }
-        }
-        self.db.set_bases(name, &agreed).await?;
-        self.db.forget_bases(name, &forget).await?;
-
-        // Totals for status.
-        let bases = self.db.bases(name).await?;
-        report.files = bases.values().filter(|b| b.meta.kind == EntryKind::File).count() as u64;
-        report.bytes = bases.values().filter(|b| b.meta.kind == EntryKind::File).map(|b| b.meta.size).sum();
-        report.conflict_copies = bases.keys().filter(|p| is_conflict_copy(p)).count() as u64;
-        Ok((report, planned))
+        let steps = Steps::sort(plan, &views.remote);
+        let executor = Executor {
+            engine: self,
+            name,
+            folder_id,
+            fs,
+            progress,
+            run,
+            scanned: &views.scanned,
+            bases: &views.bases,
+            remote: &views.remote,
+            now_unix: now,
+            report,
+            moved_away: Default::default(),
+        };
+        let mut report = executor.run(steps).await?;
+        planned.append(&mut report.retry);
+        Ok(PassOutcome { report, planned })
     }
 }
 

@@ -122,7 +122,8 @@ impl Engine {
     /// nothing of the pass is carried out — while the plan deletes too much on the server,
     /// unless the user confirmed it or this is a revert (which the user confirmed too). A
     /// plan that no longer trips the guard (the files are back, or the deletions were
-    /// confirmed) ends the pause.
+    /// confirmed) ends the pause. `synced_files`: the folder's synced files when `state`
+    /// holds only some of them.
     pub(super) async fn guard(
         &self,
         folder: &FolderConfig,
@@ -130,10 +131,11 @@ impl Engine {
         plan: &[Action],
         ctx: &PlanContext,
         run: &mut Run,
+        synced_files: Option<u64>,
     ) -> Result<Option<Paused>, SyncError> {
         let name = folder.name.as_str();
         let waived = run.requests.confirm_deletes || ctx.revert;
-        if let Some(m) = mass_delete(state, plan, folder.settings.guard()).filter(|_| !waived) {
+        if let Some(m) = mass_delete(state, plan, folder.settings.guard(), synced_files).filter(|_| !waived) {
             let reason = guard_reason(name, m);
             if !run.preview && run.requests.tripped.as_deref() != Some(reason.as_str()) {
                 warn!(folder = name, "{reason}");

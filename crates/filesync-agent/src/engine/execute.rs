@@ -1,0 +1,345 @@
+//! The executor: carries out a plan, one function per kind of action, in a safe order —
+//! conflict copies first, then directories and files from the server, then uploads and
+//! remote deletions, then local deletions (children before parents), then bookkeeping. Each
+//! step re-checks the disk right before anything destructive, and records what it achieved
+//! in one state-database transaction ([`StateDb::record_step`]).
+//!
+//! It makes no decision: a failed step is reported per path and the next pass re-plans.
+
+use super::download::{self, DownloadJob, DownloadResult};
+use super::upload::{self, CommitOutcome, DeleteJob, UploadJob};
+use super::{Engine, PassReport, Run, SyncError, stat_matches};
+use crate::fs::{Filesystem, Stat, StatKind};
+use crate::scan::ScanOutput;
+use crate::state::{BaseRow, StepRecord};
+use crate::status::{Progress, SkippedItem};
+use filesync_core::{EntryKind, EntryState, FileMeta, RelPath};
+use filesync_planner::Action;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tracing::info;
+
+/// A plan sorted by kind of step, in the order the executor runs them.
+#[derive(Debug, Default)]
+pub(super) struct Steps {
+    pub move_aside: Vec<(RelPath, RelPath)>,
+    pub dirs: Vec<(RelPath, u64)>,
+    pub files: Vec<(RelPath, u64)>,
+    pub uploads: Vec<(RelPath, u64)>,
+    pub remote_deletes: Vec<DeleteJob>,
+    /// Children before parents.
+    pub local_deletes: Vec<RelPath>,
+    pub record: Vec<(RelPath, u64)>,
+    pub forget: Vec<RelPath>,
+    /// Held back by the folder's direction: reported, not done.
+    pub held: Vec<SkippedItem>,
+}
+
+impl Steps {
+    /// Sorts `plan` (pure). Directory downloads are the planner's parents-first order.
+    pub fn sort(plan: Vec<Action>, remote: &HashMap<RelPath, EntryState>) -> Steps {
+        let mut s = Steps::default();
+        for a in plan {
+            match a {
+                Action::MoveLocalAside { path, copy } => s.move_aside.push((path, copy)),
+                Action::Download { path, rev } => match remote.get(&path).and_then(|e| e.meta.as_ref()) {
+                    Some(m) if m.kind == EntryKind::Dir => s.dirs.push((path, rev)),
+                    Some(_) => s.files.push((path, rev)),
+                    None => {}
+                },
+                Action::Upload { path, base_rev } => s.uploads.push((path, base_rev)),
+                Action::DeleteRemote { path, base_rev } => s.remote_deletes.push(DeleteJob { path, base_rev }),
+                Action::DeleteLocal { path } => s.local_deletes.push(path),
+                Action::RecordBase { path, rev } => s.record.push((path, rev)),
+                Action::ForgetBase { path } => s.forget.push(path),
+                Action::NotUploaded { path } => {
+                    s.held.push(SkippedItem { path: path.to_string(), reason: "not uploaded (download-only)".into() })
+                }
+                Action::NotDownloaded { path } => {
+                    s.held.push(SkippedItem { path: path.to_string(), reason: "not downloaded (upload-only)".into() })
+                }
+            }
+        }
+        s.local_deletes.sort_by_key(|p| std::cmp::Reverse(p.depth()));
+        s
+    }
+}
+
+/// One pass's execution: what it needs to look at, and what it achieved so far.
+pub(super) struct Executor<'a> {
+    pub engine: &'a Engine,
+    pub name: &'a str,
+    pub folder_id: u64,
+    pub fs: Arc<dyn Filesystem>,
+    pub progress: &'a Progress,
+    pub run: &'a Run,
+    pub scanned: &'a ScanOutput,
+    /// Bases of the paths in scope, as they were before the pass.
+    pub bases: &'a HashMap<RelPath, BaseRow>,
+    pub remote: &'a HashMap<RelPath, EntryState>,
+    /// For conflict-copy names.
+    pub now_unix: i64,
+    pub report: PassReport,
+    /// Paths whose local version was moved to a conflict copy this pass.
+    pub moved_away: HashSet<RelPath>,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, SyncError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| SyncError::Internal(e.to_string()))
+}
+
+impl Executor<'_> {
+    pub async fn run(mut self, steps: Steps) -> Result<PassReport, SyncError> {
+        self.report.skipped.extend(steps.held);
+        for (path, copy) in steps.move_aside {
+            self.move_aside(path, copy).await?;
+        }
+        self.download_dirs(steps.dirs).await?;
+        self.download_files(steps.files).await?;
+        self.upload(steps.uploads, steps.remote_deletes).await?;
+        self.delete_local(steps.local_deletes).await?;
+        self.record(steps.record, steps.forget).await?;
+        Ok(self.report)
+    }
+
+    /// What the scan saw at `path`, unless its local version was moved aside since.
+    fn seen(&self, path: &RelPath) -> Option<Stat> {
+        if self.moved_away.contains(path) { None } else { self.scanned.entries.get(path).map(|e| e.stat) }
+    }
+
+    fn failed(&mut self, path: &RelPath, reason: String) {
+        self.report.errors.push(SkippedItem { path: path.to_string(), reason });
+    }
+
+    /// Keeps the local version of `path` as the conflict copy `copy`, before the remote
+    /// version takes its name.
+    async fn move_aside(&mut self, path: RelPath, copy: RelPath) -> Result<(), SyncError> {
+        let fs = self.fs.clone();
+        let (p, c) = (path.clone(), copy.clone());
+        match blocking(move || fs.rename_noreplace(&p, &c)).await? {
+            Ok(()) => {
+                info!(folder = self.name, "conflict: kept the local version of {path} as {copy}");
+                self.report.conflicts += 1;
+                self.moved_away.insert(path);
+            }
+            Err(e) => self.failed(&path, format!("moving aside for a conflict copy: {e}")),
+        }
+        Ok(())
+    }
+
+    /// Creates the directories the server has (parents first); a file known to be synced
+    /// gives way to a directory that replaced it remotely.
+    async fn download_dirs(&mut self, dirs: Vec<(RelPath, u64)>) -> Result<(), SyncError> {
+        let mut rec = StepRecord::default();
+        for (path, rev) in dirs {
+            let Some(meta) = self.remote_meta(&path, rev) else { continue };
+            let fs = self.fs.clone();
+            let p = path.clone();
+            let seen = self.seen(&path);
+            let r = blocking(move || -> Result<Stat, String> {
+                download::ensure_parents(&*fs, &p)?;
+                let vanished = || "vanished".to_string();
+                match fs.stat(&p).map_err(|e| e.to_string())? {
+                    Some(s) if s.kind == StatKind::Dir => Ok(s),
+                    Some(s) if stat_matches(Some(&s), seen.as_ref()) => {
+                        fs.remove_file(&p).map_err(|e| e.to_string())?;
+                        fs.create_dir(&p).map_err(|e| e.to_string())?;
+                        fs.stat(&p).map_err(|e| e.to_string())?.ok_or_else(vanished)
+                    }
+                    Some(_) => Err("a file changed since the scan is in the way of this directory; will retry".into()),
+                    None => {
+                        fs.create_dir(&p).map_err(|e| e.to_string())?;
+                        fs.stat(&p).map_err(|e| e.to_string())?.ok_or_else(vanished)
+                    }
+                }
+            })
+            .await?;
+            match r {
+                Ok(st) => {
+                    self.report.downloaded += 1;
+                    self.report.written.push((path.clone(), Some(st)));
+                    rec.bases.push((path, base_row(rev, meta, &st)));
+                }
+                Err(e) => self.failed(&path, e),
+            }
+        }
+        Ok(self.engine.db.record_step(self.name, &rec).await?)
+    }
+
+    /// The mirror's metadata of `path` if it is still at `rev` and live.
+    fn remote_meta(&self, path: &RelPath, rev: u64) -> Option<FileMeta> {
+        self.remote.get(path).filter(|e| e.rev == rev).and_then(|e| e.meta.clone())
+    }
+
+    /// Writes the server's version of each file. Before the first file is renamed into place
+    /// the batch is recorded as *installing*, so a crash before its bases are recorded never
+    /// makes an installed file look like a local edit.
+    async fn download_files(&mut self, files: Vec<(RelPath, u64)>) -> Result<(), SyncError> {
+        let jobs: Vec<DownloadJob> = files
+            .into_iter()
+            .filter_map(|(path, rev)| {
+                let meta = self.remote_meta(&path, rev)?;
+                let expect_local = self.seen(&path);
+                Some(DownloadJob { path, rev, meta, expect_local })
+            })
+            .collect();
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let total_bytes: u64 = jobs.iter().map(|j| j.meta.size).sum();
+        self.progress.start("downloading", jobs.len() as u64, total_bytes);
+        let installing: Vec<_> = jobs.iter().map(|j| (j.path.clone(), j.rev, j.meta.kind, j.meta.hash)).collect();
+        self.engine.db.set_installing(self.name, &installing).await?;
+        let local_chunks = self.local_chunks(&jobs).await?;
+        let (results, fetched) = download::run(
+            &self.engine.conn,
+            self.fs.clone(),
+            jobs.clone(),
+            &local_chunks,
+            self.progress,
+            (&self.engine.device_name, self.now_unix),
+            &self.run.down,
+        )
+        .await?;
+        self.report.bytes_down += fetched;
+        let mut rec = StepRecord::default();
+        for (job, r) in jobs.into_iter().zip(results) {
+            match r {
+                DownloadResult::Done { stat, conflict } => {
+                    if let Some(copy) = conflict {
+                        self.report.conflicts += 1;
+                        self.report.retry.push(copy); // a new local file, for the next pass
+                    }
+                    self.report.downloaded += 1;
+                    self.report.written.push((job.path.clone(), Some(stat)));
+                    rec.bases.push((job.path, base_row(job.rev, job.meta, &stat)));
+                }
+                DownloadResult::Failed(e) => self.failed(&job.path, e),
+            }
+        }
+        Ok(self.engine.db.record_step(self.name, &rec).await?)
+    }
+
+    /// Where the chunks the jobs need can be read on this computer: files in scope that are
+    /// unchanged since they were synced, and synced files anywhere with the same content (a
+    /// moved or copied file). Every chunk read is checked against its hash, so a file that
+    /// changed since is only a missed shortcut.
+    async fn local_chunks(
+        &self,
+        jobs: &[DownloadJob],
+    ) -> Result<HashMap<filesync_core::Hash, download::LocalChunk>, SyncError> {
+        let wanted: HashSet<_> = jobs.iter().flat_map(|j| j.meta.chunks.iter().map(|c| c.hash)).collect();
+        let unchanged = self.bases.iter().filter(|(p, b)| {
+            b.meta.kind == EntryKind::File
+                && !self.moved_away.contains(*p)
+                && self.scanned.entries.get(*p).is_some_and(|e| e.stat.size == b.size && e.stat.mtime_ns == b.mtime_ns)
+        });
+        let mut candidates: Vec<(RelPath, FileMeta)> = unchanged.map(|(p, b)| (p.clone(), b.meta.clone())).collect();
+        let contents: Vec<_> = jobs.iter().map(|j| j.meta.hash).collect::<HashSet<_>>().into_iter().collect();
+        for (p, b) in self.engine.db.bases_with_content(self.name, &contents).await? {
+            if !self.moved_away.contains(&p) && !self.bases.contains_key(&p) {
+                candidates.push((p, b.meta));
+            }
+        }
+        Ok(download::local_chunk_index(candidates.iter().map(|(p, m)| (p, m)), &wanted))
+    }
+
+    /// Sends new and changed files and deletions to the server, committed together.
+    async fn upload(&mut self, uploads: Vec<(RelPath, u64)>, deletes: Vec<DeleteJob>) -> Result<(), SyncError> {
+        let uploads: Vec<UploadJob> = uploads
+            .into_iter()
+            .filter_map(|(path, base_rev)| {
+                let e = self.scanned.entries.get(&path)?;
+                Some(UploadJob { path, base_rev, meta: e.meta.clone(), stat: e.stat })
+            })
+            .collect();
+        if uploads.is_empty() && deletes.is_empty() {
+            return Ok(());
+        }
+        self.progress.start("uploading", (uploads.len() + deletes.len()) as u64, 0);
+        let (outcomes, sent) = upload::run(
+            &self.engine.conn,
+            self.fs.clone(),
+            self.folder_id,
+            &uploads,
+            &deletes,
+            self.progress,
+            &self.run.up,
+        )
+        .await?;
+        self.report.bytes_up += sent;
+        let mut rec = StepRecord::default();
+        let jobs = uploads.iter().map(|u| (&u.path, Some(u))).chain(deletes.iter().map(|d| (&d.path, None)));
+        for ((path, up), outcome) in jobs.zip(outcomes) {
+            match outcome {
+                CommitOutcome::Accepted(current) => {
+                    match (up, &current) {
+                        (Some(u), Some(cur)) if cur.meta.is_some() => {
+                            self.report.uploaded += 1;
+                            rec.bases.push((path.clone(), base_row(cur.rev, u.meta.clone(), &u.stat)));
+                        }
+                        (Some(_), _) => {}
+                        (None, _) => {
+                            self.report.deleted_remote += 1;
+                            rec.forget.push(path.clone());
+                        }
+                    }
+                    rec.remote.extend(current);
+                }
+                // Someone else changed it first: the next pass merges with their version.
+                CommitOutcome::Conflict(current) => rec.remote.extend(current),
+                CommitOutcome::Failed(e) => self.failed(path, e),
+            }
+        }
+        Ok(self.engine.db.record_step(self.name, &rec).await?)
+    }
+
+    /// Deletes local paths the server deleted, children before parents; only what is
+    /// unchanged since the scan (a changed file is uploaded by the next pass instead).
+    async fn delete_local(&mut self, paths: Vec<RelPath>) -> Result<(), SyncError> {
+        let mut rec = StepRecord::default();
+        for path in paths {
+            let fs = self.fs.clone();
+            let p = path.clone();
+            let seen = self.scanned.entries.get(&path).map(|e| e.stat);
+            let r = blocking(move || -> Result<bool, String> {
+                let now = fs.stat(&p).map_err(|e| e.to_string())?;
+                if !stat_matches(now.as_ref(), seen.as_ref()) {
+                    return Ok(false);
+                }
+                match now {
+                    None => Ok(true),
+                    // Not empty: something new is inside; keep it.
+                    Some(s) if s.kind == StatKind::Dir => Ok(fs.remove_dir(&p).is_ok()),
+                    Some(_) => fs.remove_file(&p).map(|_| true).map_err(|e| e.to_string()),
+                }
+            })
+            .await?;
+            match r {
+                Ok(true) => {
+                    self.report.deleted_local += 1;
+                    self.report.written.push((path.clone(), None));
+                    rec.forget.push(path);
+                }
+                Ok(false) => {}
+                Err(e) => self.failed(&path, format!("deleting: {e}")),
+            }
+        }
+        Ok(self.engine.db.record_step(self.name, &rec).await?)
+    }
+
+    /// Bookkeeping where both sides already agree: record or forget the base.
+    async fn record(&mut self, record: Vec<(RelPath, u64)>, forget: Vec<RelPath>) -> Result<(), SyncError> {
+        let mut rec = StepRecord { forget, ..StepRecord::default() };
+        for (path, rev) in record {
+            if let (Some(meta), Some(e)) = (self.remote_meta(&path, rev), self.scanned.entries.get(&path)) {
+                rec.bases.push((path, base_row(rev, meta, &e.stat)));
+            }
+        }
+        Ok(self.engine.db.record_step(self.name, &rec).await?)
+    }
+}
+
+fn base_row(rev: u64, meta: FileMeta, st: &Stat) -> BaseRow {
+    BaseRow { rev, meta, size: st.size, mtime_ns: st.mtime_ns, ino: st.ino }
+}

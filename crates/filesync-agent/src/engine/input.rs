@@ -1,0 +1,195 @@
+//! The pure step before planning: from what the scan saw, the bases and the remote mirror of
+//! the paths in scope, build the planner's three views per path — and leave out what must
+//! not be touched this pass (paths the scan skipped, ignored paths, names this computer
+//! cannot hold, excluded subfolders, which only get evicted).
+//!
+//! It also settles downloads a crash interrupted: a file whose content is exactly what the
+//! agent was installing there is taken as synced at that rev ("promoted"), never as a local
+//! edit.
+
+use crate::filter::{Excluded, IgnoreRules};
+use crate::fs::Filesystem;
+use crate::scan::ScanOutput;
+use crate::state::BaseRow;
+use crate::status::SkippedItem;
+use filesync_core::{EntryKind, EntryState, Hash, RelPath};
+use filesync_planner::{Base, FolderState, Remote};
+use std::collections::{BTreeMap, HashMap};
+
+/// What a pass loaded for its scope.
+pub struct Views {
+    pub scanned: ScanOutput,
+    pub rules: IgnoreRules,
+    pub bases: HashMap<RelPath, BaseRow>,
+    pub remote: HashMap<RelPath, EntryState>,
+    /// Downloads interrupted by a crash: path → (rev, content).
+    pub installing: HashMap<RelPath, (u64, Hash)>,
+}
+
+/// The planner's input, and what building it found.
+#[derive(Debug, Default)]
+pub struct Input {
+    pub state: FolderState,
+    /// Paths in excluded subfolders: planned only for eviction.
+    pub excluded: FolderState,
+    pub skipped: Vec<SkippedItem>,
+    /// Bases to record before planning: interrupted downloads that did land.
+    pub promoted: Vec<(RelPath, BaseRow)>,
+}
+
+/// Builds the planner's input from `views`. `fs` is asked only pure questions (whether it
+/// folds case, whether it can hold a name).
+pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
+    let mut input = Input::default();
+    input.skipped =
+        views.scanned.skipped.iter().map(|s| SkippedItem { path: s.path.clone(), reason: s.reason.clone() }).collect();
+    input.skipped.extend(
+        views.rules.problems.iter().map(|p| SkippedItem { path: crate::filter::IGNORE_FILE.into(), reason: p.clone() }),
+    );
+    // Skipped paths (and everything below an unreadable directory) are neither deleted nor
+    // changed this pass: leave them alone on both sides.
+    let skipped = views.scanned.skipped_paths();
+
+    let state = &mut input.state;
+    for (p, e) in &views.scanned.entries {
+        state.entry(p.clone()).or_default().local = Some(e.meta.clone());
+    }
+    for (p, b) in &views.bases {
+        if skipped.covers(p) {
+            continue;
+        }
+        state.entry(p.clone()).or_default().base = Some(Base { rev: b.rev, meta: b.meta.clone() });
+    }
+    for (p, (rev, hash)) in &views.installing {
+        let Some(local) = views.scanned.entries.get(p) else { continue };
+        let newer = views.bases.get(p).is_none_or(|b| b.rev < *rev);
+        if local.meta.kind == EntryKind::File && local.meta.hash == *hash && newer {
+            let meta = local.meta.clone();
+            state.entry(p.clone()).or_default().base = Some(Base { rev: *rev, meta: meta.clone() });
+            let st = local.stat;
+            input
+                .promoted
+                .push((p.clone(), BaseRow { rev: *rev, meta, size: st.size, mtime_ns: st.mtime_ns, ino: st.ino }));
+        }
+    }
+    for (p, r) in &views.remote {
+        if skipped.covers(p) {
+            continue;
+        }
+        if r.meta.is_none() && !state.contains_key(p) {
+            continue; // a tombstone nobody here knows about
+        }
+        state.entry(p.clone()).or_default().remote = Some(Remote { rev: r.rev, meta: r.meta.clone() });
+    }
+    // Remote names this computer cannot hold (case clashes, forbidden names) are left alone
+    // on both sides and reported; everything else syncs.
+    for (p, why) in unholdable_names(fs, state) {
+        if state.get(&p).and_then(|s| s.remote.as_ref()).is_some_and(|r| r.meta.is_some()) {
+            input.skipped.push(SkippedItem { path: p.to_string(), reason: why });
+        }
+        state.remove(&p);
+    }
+    // Ignored paths are left alone on both sides; excluded subfolders are only evicted.
+    input.excluded = crate::filter::split_views(state, &views.rules, excluded);
+    input
+}
+
+/// Remote paths that cannot exist on this computer's file system, with the reason.
+fn unholdable_names(fs: &dyn Filesystem, state: &FolderState) -> BTreeMap<RelPath, String> {
+    let presence = state
+        .iter()
+        .map(|(p, s)| {
+            let pr = crate::names::Presence {
+                local: s.local.is_some(),
+                base: s.base.is_some(),
+                remote_rev: s.remote.as_ref().filter(|r| r.meta.is_some()).map(|r| r.rev),
+            };
+            (p.clone(), pr)
+        })
+        .collect();
+    crate::names::skipped_paths(&presence, fs.case_insensitive(), |p| fs.name_problem(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::{Stat, StatKind};
+    use crate::memfs::MemFs;
+    use crate::scan::LocalEntry;
+    use filesync_core::FileMeta;
+
+    fn p(s: &str) -> RelPath {
+        RelPath::new(s).unwrap()
+    }
+
+    fn file(seed: u8) -> FileMeta {
+        FileMeta {
+            kind: EntryKind::File,
+            size: 1,
+            mtime_ns: 7,
+            executable: false,
+            hash: Hash([seed; 32]),
+            chunks: vec![],
+        }
+    }
+
+    fn views() -> Views {
+        Views {
+            scanned: ScanOutput::default(),
+            rules: IgnoreRules::default(),
+            bases: HashMap::new(),
+            remote: HashMap::new(),
+            installing: HashMap::new(),
+        }
+    }
+
+    fn local(meta: FileMeta) -> LocalEntry {
+        LocalEntry { meta, stat: Stat { kind: StatKind::File, size: 1, mtime_ns: 9, ino: 3, executable: false } }
+    }
+
+    fn base(rev: u64, meta: FileMeta) -> BaseRow {
+        BaseRow { rev, meta, size: 1, mtime_ns: 1, ino: 1 }
+    }
+
+    #[test]
+    fn an_interrupted_download_that_landed_is_synced_not_a_local_edit() {
+        let mut v = views();
+        v.scanned.entries.insert(p("big.bin"), local(file(2)));
+        v.bases.insert(p("big.bin"), base(4, file(1)));
+        v.installing.insert(p("big.bin"), (5, Hash([2; 32])));
+        let input = build(&v, &Excluded::default(), &MemFs::new());
+        let s = &input.state[&p("big.bin")];
+        assert_eq!(s.base.as_ref().unwrap().rev, 5);
+        assert_eq!(s.base.as_ref().unwrap().meta.hash, Hash([2; 32]));
+        assert_eq!(input.promoted.len(), 1);
+        assert_eq!((input.promoted[0].1.mtime_ns, input.promoted[0].1.ino), (9, 3), "the stat seen now");
+    }
+
+    #[test]
+    fn an_interrupted_download_that_did_not_land_changes_nothing() {
+        let mut v = views();
+        v.scanned.entries.insert(p("a"), local(file(3)));
+        v.bases.insert(p("a"), base(4, file(1)));
+        v.installing.insert(p("a"), (5, Hash([2; 32])));
+        v.installing.insert(p("gone"), (6, Hash([2; 32])));
+        let input = build(&v, &Excluded::default(), &MemFs::new());
+        assert_eq!(input.state[&p("a")].base.as_ref().unwrap().rev, 4);
+        assert!(input.promoted.is_empty());
+        assert!(!input.state.contains_key(&p("gone")));
+    }
+
+    #[test]
+    fn skipped_and_ignored_paths_are_left_alone() {
+        let mut v = views();
+        v.scanned.skipped.push(crate::scan::Skipped { path: "locked".into(), reason: "permission denied".into() });
+        v.bases.insert(p("locked/x"), base(1, file(1)));
+        v.bases.insert(p("notes.tmp~"), base(1, file(1)));
+        v.rules = IgnoreRules::parse("*.tmp~\n");
+        let tomb =
+            EntryState { path: p("old"), rev: 3, meta: None, device_id: 1, device_name: "x".into(), committed_at: 0 };
+        v.remote.insert(p("old"), tomb);
+        let input = build(&v, &Excluded::default(), &MemFs::new());
+        assert!(input.state.is_empty(), "{:?}", input.state);
+        assert_eq!(input.skipped.len(), 1);
+    }
+}

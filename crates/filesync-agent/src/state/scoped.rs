@@ -1,0 +1,214 @@
+//! State queries that cost what a change touches, not the size of the folder: bases and
+//! mirror rows of some paths and the trees below them, bases holding given contents (for chunk
+//! reuse), the folder's totals computed by SQLite, and the *installing* table that makes a
+//! download batch crash-safe.
+//!
+//! Subtrees are read as key ranges of the `(folder, path)` primary key: the paths below `d`
+//! are exactly those in `['d/', 'd0')`, because `/` and `0` are adjacent bytes and SQLite
+//! compares text bytewise.
+
+use super::{
+    BATCH_ROWS, BaseRow, StateDb, StateError, corrupt, ctx, kind_code, meta_from_row, multi_row_sql, rel_path,
+    remote_from_row,
+};
+use filesync_core::conflict::is_conflict_copy;
+use filesync_core::{EntryKind, EntryState, Hash, RelPath};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{AssertSqlSafe, Row};
+use std::collections::HashMap;
+
+const BASE_COLUMNS: &str = "b.path, b.rev, b.kind, b.size, b.mtime_ns, b.executable, b.hash, b.chunks, \
+     b.local_size, b.local_mtime_ns, b.local_ino";
+
+pub(super) fn base_from_row(folder: &str, r: &SqliteRow) -> Result<(RelPath, BaseRow), StateError> {
+    let path = rel_path(folder, r)?;
+    let meta = meta_from_row(folder, path.as_str(), r)?
+        .ok_or_else(|| corrupt(folder, path.as_str(), "a base without a kind"))?;
+    let base = BaseRow {
+        rev: r.get::<i64, _>("rev") as u64,
+        meta,
+        size: r.get::<i64, _>("local_size") as u64,
+        mtime_ns: r.get("local_mtime_ns"),
+        ino: r.get::<i64, _>("local_ino") as u64,
+    };
+    Ok((path, base))
+}
+
+/// The exclusive upper end of the key range holding the paths below `dir`.
+fn subtree_end(dir: &RelPath) -> String {
+    format!("{dir}0")
+}
+
+/// What SQLite computes about a folder for its status line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Files with a synced base, and their bytes.
+    pub files: u64,
+    pub bytes: u64,
+    /// Conflict copies among them.
+    pub conflict_copies: u64,
+}
+
+impl StateDb {
+    /// The bases of `paths` and of every path below them.
+    pub async fn bases_within(&self, folder: &str, paths: &[RelPath]) -> Result<HashMap<RelPath, BaseRow>, StateError> {
+        let sql = format!(
+            "SELECT {BASE_COLUMNS} FROM base b JOIN folders f ON f.id = b.folder \
+             WHERE f.name = ?1 AND (b.path = ?2 OR (b.path > ?3 AND b.path < ?4))"
+        );
+        let mut out = HashMap::new();
+        for p in paths {
+            let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(folder)
+                .bind(p.as_str())
+                .bind(format!("{p}/"))
+                .bind(subtree_end(p))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(ctx(format!("reading the bases under '{p}' in folder '{folder}'")))?;
+            for r in &rows {
+                let (path, b) = base_from_row(folder, r)?;
+                out.insert(path, b);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The mirror rows (tombstones included) of `paths` and of every path below them.
+    pub async fn remote_within(
+        &self,
+        folder: &str,
+        paths: &[RelPath],
+    ) -> Result<HashMap<RelPath, EntryState>, StateError> {
+        let sql = "SELECT r.path, r.rev, r.kind, r.size, r.mtime_ns, r.executable, r.hash, r.chunks, \
+                   r.device_id, r.device_name, r.committed_at FROM remote r JOIN folders f ON f.id = r.folder \
+                   WHERE f.name = ?1 AND (r.path = ?2 OR (r.path > ?3 AND r.path < ?4))";
+        let mut out = HashMap::new();
+        for p in paths {
+            let rows = sqlx::query(sql)
+                .bind(folder)
+                .bind(p.as_str())
+                .bind(format!("{p}/"))
+                .bind(subtree_end(p))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(ctx(format!("reading the remote entries under '{p}' in folder '{folder}'")))?;
+            for r in &rows {
+                let e = remote_from_row(folder, r)?;
+                out.insert(e.path.clone(), e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Synced files whose whole content is one of `hashes` (a moved or copied file can be
+    /// rebuilt from them without a transfer).
+    pub async fn bases_with_content(
+        &self,
+        folder: &str,
+        hashes: &[Hash],
+    ) -> Result<Vec<(RelPath, BaseRow)>, StateError> {
+        let mut out = Vec::new();
+        for batch in hashes.chunks(BATCH_ROWS) {
+            let head = format!(
+                "SELECT {BASE_COLUMNS} FROM base b JOIN folders f ON f.id = b.folder \
+                 WHERE f.name = ? AND b.kind = 0 AND b.hash IN ("
+            );
+            let sql = multi_row_sql(&head, 1, batch.len(), ")");
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(folder);
+            for h in batch {
+                q = q.bind(h.0.to_vec());
+            }
+            let rows = q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(ctx(format!("looking up local copies of contents in folder '{folder}'")))?;
+            for r in &rows {
+                out.push(base_from_row(folder, r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Files, bytes and conflict copies with a synced base, computed without loading the bases.
+    pub async fn totals(&self, folder: &str) -> Result<Totals, StateError> {
+        let (files, bytes): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), SUM(b.size) FROM base b JOIN folders f ON f.id = b.folder \
+             WHERE f.name = ? AND b.kind = 0",
+        )
+        .bind(folder)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(ctx(format!("counting the synced files of folder '{folder}'")))?;
+        // LIKE narrows the candidates; the exact rule decides.
+        let candidates: Vec<String> = sqlx::query_scalar(
+            "SELECT b.path FROM base b JOIN folders f ON f.id = b.folder \
+             WHERE f.name = ? AND b.kind = 0 AND b.path LIKE '%(conflicted copy from %'",
+        )
+        .bind(folder)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(ctx(format!("counting the conflict copies of folder '{folder}'")))?;
+        let conflict_copies =
+            candidates.iter().filter(|p| RelPath::new(p.as_str()).is_ok_and(|p| is_conflict_copy(&p))).count() as u64;
+        Ok(Totals { files: files as u64, bytes: bytes.unwrap_or(0) as u64, conflict_copies })
+    }
+
+    /// Records that the files of a download batch are about to be renamed into place, before
+    /// the first rename. If the agent dies before their bases are recorded, the next pass finds
+    /// each such file with exactly this content and takes it for synced at this rev — never
+    /// for a local edit (see [`StateDb::installing`]).
+    pub async fn set_installing(
+        &self,
+        folder: &str,
+        rows: &[(RelPath, u64, EntryKind, Hash)],
+    ) -> Result<(), StateError> {
+        let mut tx = self.write_tx("recording a download batch").await?;
+        let id = Self::folder_id(&mut tx, folder).await?;
+        for batch in rows.chunks(BATCH_ROWS) {
+            let sql = multi_row_sql(
+                "INSERT INTO installing (folder, path, rev, kind, hash) VALUES ",
+                5,
+                batch.len(),
+                " ON CONFLICT (folder, path) DO UPDATE SET rev = excluded.rev, kind = excluded.kind, \
+                 hash = excluded.hash",
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (path, rev, kind, hash) in batch {
+                q = q.bind(id).bind(path.as_str()).bind(*rev as i64).bind(kind_code(*kind)).bind(hash.0.to_vec());
+            }
+            q.execute(&mut *tx).await.map_err(ctx(format!("recording a download batch in folder '{folder}'")))?;
+        }
+        Self::commit(tx, "recording a download batch", folder).await
+    }
+
+    /// Downloads that were being installed when the agent last stopped: path → (rev, content).
+    pub async fn installing(&self, folder: &str) -> Result<HashMap<RelPath, (u64, Hash)>, StateError> {
+        let rows = sqlx::query(
+            "SELECT i.path, i.rev, i.hash FROM installing i JOIN folders f ON f.id = i.folder WHERE f.name = ?",
+        )
+        .bind(folder)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(ctx(format!("reading the interrupted downloads of folder '{folder}'")))?;
+        rows.iter()
+            .map(|r| {
+                let path = rel_path(folder, r)?;
+                let hash: Vec<u8> = r.get("hash");
+                let hash =
+                    Hash::from_slice(&hash).ok_or_else(|| corrupt(folder, path.as_str(), "hash is not 32 bytes"))?;
+                Ok((path, (r.get::<i64, _>("rev") as u64, hash)))
+            })
+            .collect()
+    }
+
+    /// Forgets every interrupted download of `folder`.
+    pub async fn clear_installing(&self, folder: &str) -> Result<(), StateError> {
+        sqlx::query("DELETE FROM installing WHERE folder = (SELECT id FROM folders WHERE name = ?)")
+            .bind(folder)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(ctx(format!("forgetting the interrupted downloads of folder '{folder}'")))
+    }
+}

@@ -348,15 +348,22 @@ def bench_one(n, a, base_tmp):
         c0 = {k: cpu_seconds(p.pid) for k, p in agents.items()}
         i0 = time.perf_counter()
         rss = {k: [] for k in agents}
+        bursts = {k: 0 for k in agents}  # seconds with more than 20 ms of CPU (e.g. a periodic rescan)
+        prev = dict(c0)
         while time.perf_counter() - i0 < a.idle_secs:
             for k, p in agents.items():
                 rss[k].append(mem_kib(p.pid)[0])
             time.sleep(min(1.0, max(0.0, a.idle_secs - (time.perf_counter() - i0))))
+            for k, p in agents.items():
+                c = cpu_seconds(p.pid)
+                bursts[k] += c - prev[k] > 0.02
+                prev[k] = c
         check_alive(procs)
         c1 = {k: cpu_seconds(p.pid) for k, p in agents.items()}
         idle_wall = time.perf_counter() - i0
         res["idle_wall_s"] = idle_wall
         res["idle_cpu_s"] = {k: c1[k] - c0[k] for k in agents}
+        res["idle_busy_seconds"] = bursts
         res["idle_cpu_pct"] = {k: 100 * res["idle_cpu_s"][k] / idle_wall for k in agents}
         res["rss_mib"] = {k: statistics.mean(v) / 1024 for k, v in rss.items()}
         res["rss_max_mib"] = {k: max(v) / 1024 for k, v in rss.items()}
@@ -432,6 +439,8 @@ def main():
         ap.error("--changes and --files must be at least 1")
     if not os.path.exists(BIN) or os.environ.get("FILESYNC_BENCH_BUILD"):
         subprocess.run(["cargo", "build", "--release", "-p", "filesync"], cwd=ROOT, check=True)
+    # A SIGTERM to the benchmark cleans up like Ctrl-C (the finally blocks stop the children).
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     tmp = tempfile.mkdtemp(prefix="filesync-change-bench-", dir=a.tmp)
     log(f"working in {tmp}")
     results = []

@@ -133,6 +133,8 @@ impl LiveStatus {
             connection: "logged-out".into(),
             message: Some("this computer is not logged in yet".into()),
             folders: vec![],
+            updated_at_ms: crate::agent::unix_now_ms(),
+            traffic: Default::default(),
         }));
     }
 
@@ -215,7 +217,15 @@ mod tests {
     use super::*;
 
     fn status(connection: &str) -> AgentStatus {
-        AgentStatus { pid: None, updated_at: 0, connection: connection.into(), message: None, folders: vec![] }
+        AgentStatus {
+            pid: None,
+            updated_at: 0,
+            updated_at_ms: 0,
+            connection: connection.into(),
+            message: None,
+            folders: vec![],
+            traffic: Default::default(),
+        }
     }
 
     #[test]
@@ -237,18 +247,10 @@ mod tests {
     fn a_fresh_board_keeps_what_the_last_pass_found() {
         use crate::status::{FolderState, FolderStatus};
         let folder = |files, last_sync| FolderStatus {
-            name: "Docs".into(),
-            path: "/d".into(),
-            state: FolderState::Paused,
             files,
             bytes: files * 10,
-            pending: 0,
-            conflicts: 0,
             last_sync,
-            last_error: None,
-            paused_reason: None,
-            skipped: vec![],
-            progress: None,
+            ..FolderStatus::new("Docs", "/d", FolderState::Paused)
         };
         let live = LiveStatus::default();
         live.publish(&AgentStatus { folders: vec![folder(3, Some(100))], ..status("online") });

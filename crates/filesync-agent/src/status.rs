@@ -57,6 +57,46 @@ pub struct FolderStatus {
     pub skipped: Vec<SkippedItem>,
     #[serde(default)]
     pub progress: Option<ProgressSnapshot>,
+    /// True only when nothing is queued, running or due, this computer has pulled everything
+    /// the server announced, and nothing is held back or failing; otherwise `waiting` says why.
+    #[serde(default)]
+    pub in_sync: bool,
+    #[serde(default)]
+    pub waiting: Vec<String>,
+    /// The server journal revision this computer has pulled up to, and the newest one the
+    /// server announced.
+    #[serde(default)]
+    pub local_rev: u64,
+    #[serde(default)]
+    pub server_rev: u64,
+    /// Unix milliseconds of the last completed pass.
+    #[serde(default)]
+    pub last_sync_ms: Option<i64>,
+}
+
+impl FolderStatus {
+    /// A folder the agent knows nothing about yet.
+    pub fn new(name: &str, path: &str, state: FolderState) -> FolderStatus {
+        FolderStatus {
+            name: name.to_string(),
+            path: path.to_string(),
+            state,
+            files: 0,
+            bytes: 0,
+            pending: 0,
+            conflicts: 0,
+            last_sync: None,
+            last_error: None,
+            paused_reason: None,
+            skipped: vec![],
+            progress: None,
+            in_sync: false,
+            waiting: vec![],
+            local_rev: 0,
+            server_rev: 0,
+            last_sync_ms: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -66,6 +106,28 @@ pub struct ProgressSnapshot {
     pub files_total: u64,
     pub bytes_done: u64,
     pub bytes_total: u64,
+    /// What the running pass still has to send and fetch (files, and their bytes).
+    #[serde(default)]
+    pub upload_files: u64,
+    #[serde(default)]
+    pub upload_bytes: u64,
+    #[serde(default)]
+    pub download_files: u64,
+    #[serde(default)]
+    pub download_bytes: u64,
+    /// The file being transferred now.
+    #[serde(default)]
+    pub current: Option<String>,
+}
+
+/// Bytes moved since the agent started: on the wire (TLS included) and of file contents
+/// (chunks that were not deduplicated away).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Traffic {
+    pub wire_sent: u64,
+    pub wire_received: u64,
+    pub file_sent: u64,
+    pub file_received: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -77,6 +139,18 @@ pub struct AgentStatus {
     pub connection: String,
     pub message: Option<String>,
     pub folders: Vec<FolderStatus>,
+    /// Unix milliseconds of this status.
+    #[serde(default)]
+    pub updated_at_ms: i64,
+    #[serde(default)]
+    pub traffic: Traffic,
+}
+
+impl AgentStatus {
+    /// True when every folder is in sync (and there is at least one).
+    pub fn all_in_sync(&self) -> bool {
+        !self.folders.is_empty() && self.folders.iter().all(|f| f.in_sync)
+    }
 }
 
 /// Live progress of one pass, updated by the engine and read by progress bars and status.
@@ -88,6 +162,9 @@ pub struct Progress {
     pub bytes_done: AtomicU64,
     /// A std mutex: a short string swap, never held across an await.
     phase: Mutex<String>,
+    /// Planned transfers of the running pass: files and bytes to upload, then to download.
+    planned: Mutex<[u64; 4]>,
+    current: Mutex<Option<String>>,
 }
 
 impl Progress {
@@ -103,18 +180,53 @@ impl Progress {
         self.bytes_done.store(0, Ordering::Relaxed);
     }
 
+    /// What the pass's plan sends and fetches, for the live pending counts.
+    pub fn plan(&self, upload_files: u64, upload_bytes: u64, download_files: u64, download_bytes: u64) {
+        *self.planned.lock().expect("progress lock") = [upload_files, upload_bytes, download_files, download_bytes];
+    }
+
+    /// The file being transferred now (`None`: between files).
+    pub fn set_current(&self, path: Option<&str>) {
+        *self.current.lock().expect("progress lock") = path.map(str::to_string);
+    }
+
     pub fn add(&self, files: u64, bytes: u64) {
         self.files_done.fetch_add(files, Ordering::Relaxed);
         self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> ProgressSnapshot {
+        let phase = self.phase.lock().expect("progress lock").clone();
+        let files_done = self.files_done.load(Ordering::Relaxed);
+        let bytes_done = self.bytes_done.load(Ordering::Relaxed);
+        let [mut upload_files, mut upload_bytes, mut download_files, mut download_bytes] =
+            *self.planned.lock().expect("progress lock");
+        // Downloads run before uploads: while downloading, subtract what is done; once
+        // uploading, nothing is left to download.
+        match phase.as_str() {
+            "downloading" => {
+                download_files = download_files.saturating_sub(files_done);
+                download_bytes = download_bytes.saturating_sub(bytes_done);
+            }
+            "uploading" => {
+                (download_files, download_bytes) = (0, 0);
+                upload_files = upload_files.saturating_sub(files_done);
+                upload_bytes = upload_bytes.saturating_sub(bytes_done);
+            }
+            "idle" => (upload_files, upload_bytes, download_files, download_bytes) = (0, 0, 0, 0),
+            _ => {}
+        }
         ProgressSnapshot {
-            phase: self.phase.lock().expect("progress lock").clone(),
-            files_done: self.files_done.load(Ordering::Relaxed),
+            phase,
+            files_done,
             files_total: self.files_total.load(Ordering::Relaxed),
-            bytes_done: self.bytes_done.load(Ordering::Relaxed),
+            bytes_done,
             bytes_total: self.bytes_total.load(Ordering::Relaxed),
+            upload_files,
+            upload_bytes,
+            download_files,
+            download_bytes,
+            current: self.current.lock().expect("progress lock").clone(),
         }
     }
 }

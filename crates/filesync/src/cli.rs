@@ -64,10 +64,17 @@ pub enum Command {
         #[command(subcommand)]
         cmd: Option<crate::conflicts_cmd::ConflictsCmd>,
     },
-    /// Show each folder's state.
+    /// Show each folder's state: in sync, or what it waits for.
     Status {
         #[arg(long)]
         json: bool,
+        /// Wait until every folder is in sync, then exit 0 (1 on an error or the timeout, 2 if
+        /// the agent is not running). For scripts.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds.
+        #[arg(long, requires = "wait", value_name = "SECONDS")]
+        timeout: Option<f64>,
     },
     /// Pause syncing a folder, or every folder without a name.
     Pause { name: Option<String> },

@@ -9,7 +9,7 @@ use filesync_agent::engine::Engine;
 use filesync_agent::fs::RealFs;
 use filesync_agent::ops;
 use filesync_agent::state::StateDb;
-use filesync_agent::status::{AgentStatus, Progress};
+use filesync_agent::status::Progress;
 use filesync_client::Connection;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -47,7 +47,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Agent(args) => run_agent(&home?, args).await,
         Command::Ui(args) => crate::ui_cmd::run(&home?, args).await,
         Command::Password { password_stdin } => change_password(&home?, password_stdin).await,
-        Command::Status { json } => status(&home?, json),
+        Command::Status { json, wait, timeout } => crate::status_cmd::run(&home?, json, wait, timeout).await,
         Command::Pause { name } => crate::settings_cmd::pause(&home?, name, true),
         Command::Resume { name } => crate::settings_cmd::pause(&home?, name, false),
         Command::Conflicts { cmd } => crate::conflicts_cmd::run(&home?, cmd).await,
@@ -452,93 +452,5 @@ async fn run_agent(home: &Home, args: crate::ui_cmd::AgentArgs) -> Result<ExitCo
     };
     agent::run_with_ready(home.clone(), opts, shutdown, ready).await?;
     drop(ui);
-    Ok(ExitCode::SUCCESS)
-}
-
-fn status(home: &Home, json: bool) -> Result<ExitCode> {
-    let config = home.load()?;
-    let running = HomeLock::is_held(home);
-    let status: Option<AgentStatus> =
-        std::fs::read(home.status_path()).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    if json {
-        let v = serde_json::json!({
-            "agent_running": running,
-            "server": config.server,
-            "user": config.user,
-            "device": config.device_name,
-            "status": status,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    match (&config.server, &config.user) {
-        (Some(s), Some(u)) => println!("server {s}, user {u}, device {}", config.device_name.as_deref().unwrap_or("?")),
-        _ => println!("not logged in (run `filesync login`)"),
-    }
-    match (&status, running) {
-        (Some(s), true) => println!(
-            "agent: running, {}{}",
-            s.connection,
-            s.message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default()
-        ),
-        (_, true) => println!("agent: running"),
-        (_, false) => println!("agent: not running (start it with `filesync agent`)"),
-    }
-    if config.folders.is_empty() {
-        println!("no folders (add one with `filesync folder add PATH`)");
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{:<20} {:<8} {:>7} {:>10} {:>7} {:>9}  LAST SYNC",
-        "FOLDER", "STATE", "FILES", "SIZE", "PENDING", "CONFLICTS"
-    );
-    for f in &config.folders {
-        let fs = status.as_ref().and_then(|s| s.folders.iter().find(|x| x.name == f.name));
-        match fs {
-            Some(x) => {
-                let state = if running
-                    || matches!(
-                        x.state,
-                        filesync_agent::status::FolderState::Error | filesync_agent::status::FolderState::Paused
-                    ) {
-                    x.state.to_string()
-                } else {
-                    "stopped".into()
-                };
-                println!(
-                    "{:<20} {:<8} {:>7} {:>10} {:>7} {:>9}  {}",
-                    f.name,
-                    state,
-                    x.files,
-                    human_bytes(x.bytes),
-                    x.pending,
-                    x.conflicts,
-                    human_time(x.last_sync.unwrap_or(0))
-                );
-                if let Some(p) = &x.progress
-                    && x.state == filesync_agent::status::FolderState::Syncing
-                {
-                    println!(
-                        "    {} {}/{} files, {}/{}",
-                        p.phase,
-                        p.files_done,
-                        p.files_total,
-                        human_bytes(p.bytes_done),
-                        human_bytes(p.bytes_total)
-                    );
-                }
-                if let Some(e) = &x.last_error {
-                    println!("    error: {e}");
-                }
-                if let Some(r) = &x.paused_reason {
-                    println!("    {r}");
-                }
-                for s in x.skipped.iter().take(10) {
-                    println!("    skipped {}: {}", s.path, s.reason);
-                }
-            }
-            None => println!("{:<20} {:<8} {:>7} {:>10} {:>7} {:>9}  never", f.name, "new", "-", "-", "-", "-"),
-        }
-    }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ mod local;
 mod output;
 mod service_cmd;
 mod settings_cmd;
+mod status_cmd;
 mod ui_cmd;
 
 use clap::Parser;

@@ -145,6 +145,7 @@ pub async fn run(
     let mut next_batch = 0usize;
     let mut fetch_error = None;
     'jobs: for (i, job) in jobs.iter().enumerate() {
+        progress.set_current(Some(job.path.as_str()));
         if tx.send(Piece::Start(i)).is_err() {
             break;
         }

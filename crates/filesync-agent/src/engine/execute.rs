@@ -91,12 +91,19 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 impl Executor<'_> {
     pub async fn run(mut self, steps: Steps) -> Result<PassReport, SyncError> {
         self.report.skipped.extend(steps.held);
+        let size = |m: Option<&FileMeta>| m.map_or(0, |m| m.size);
+        let up_bytes = steps.uploads.iter().map(|(p, _)| size(self.scanned.entries.get(p).map(|e| &e.meta))).sum();
+        let down_bytes = steps.files.iter().map(|(p, _)| size(self.remote.get(p).and_then(|e| e.meta.as_ref()))).sum();
+        self.progress.plan(steps.uploads.len() as u64, up_bytes, steps.files.len() as u64, down_bytes);
+        let single_upload = (steps.uploads.len() == 1).then(|| steps.uploads[0].0.to_string());
         for (path, copy) in steps.move_aside {
             self.move_aside(path, copy).await?;
         }
         self.download_dirs(steps.dirs).await?;
         self.download_files(steps.files).await?;
+        self.progress.set_current(single_upload.as_deref());
         self.upload(steps.uploads, steps.remote_deletes).await?;
+        self.progress.set_current(None);
         self.delete_local(steps.local_deletes).await?;
         self.record(steps.record, steps.forget).await?;
         Ok(self.report)

@@ -446,9 +446,13 @@ impl Engine {
             return Ok(PassOutcome { report, planned: Vec::new() });
         }
         let mut planned: Vec<RelPath> = plan.iter().filter(|a| !a.is_report()).map(|a| a.path().clone()).collect();
-        // A conflict copy is a new local file: the next pass uploads it.
+        // A conflict copy is a new local file: the next pass uploads it. A directory that
+        // waits for its children to go (to become a file) is decided once they are gone.
         planned.extend(plan.iter().filter_map(|a| match a {
             Action::MoveLocalAside { copy, .. } => Some(copy.clone()),
+            Action::DeleteLocal { path } | Action::DeleteRemote { path, .. } | Action::ForgetBase { path } => {
+                path.parent()
+            }
             _ => None,
         }));
         if !planned.is_empty() {

@@ -1,0 +1,412 @@
+//! One folder's task: it owns the folder's watcher, collects what needs a look — paths the
+//! watcher saw, revisions the server announced, a periodic walk, retries — and runs one
+//! incremental pass at a time when its schedule and the connection allow. It also keeps the
+//! folder's honest status: *in sync* only when nothing is queued, running, due, behind the
+//! server, held back or failing.
+//!
+//! Echoes cost nothing: a watcher event about a path this agent just wrote (and that still
+//! looks exactly as written) is dropped, and a push for a revision already pulled (our own
+//! commit coming back) wakes nothing.
+
+use super::board::{StatusBoard, report_pass};
+use super::watch::{LocalChanges, watch_folder};
+use super::{AgentOptions, Event};
+use crate::config::{FolderConfig, Schedule};
+use crate::engine::{Engine, Scope, SyncError, stat_matches};
+use crate::fs::{Filesystem, RealFs, Stat};
+use crate::state::StateDb;
+use crate::status::{FolderState, Progress};
+use filesync_core::RelPath;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+/// How long a path the engine wrote is remembered, to recognise the watcher's echo of it.
+const OWN_WRITE_WINDOW: Duration = Duration::from_secs(3);
+/// How often the task looks for a request from the command line (confirm deletions, revert)
+/// in the state database.
+const REQUEST_POLL: Duration = Duration::from_secs(1);
+/// When files failed, how long before they are tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// What the task needs from the agent around it.
+#[derive(Clone)]
+pub(super) struct Deps {
+    pub engine: watch::Receiver<Option<Engine>>,
+    pub board: StatusBoard,
+    pub opts: AgentOptions,
+    pub db: StateDb,
+    /// Set for events from the watcher (the supervisor's end of the folder's channel).
+    pub tx: mpsc::Sender<Event>,
+}
+
+pub(super) struct FolderTask {
+    pub folder: FolderConfig,
+    /// Every folder is paused (`filesync pause` without a name).
+    pub all_paused: bool,
+    deps: Deps,
+    fs: Arc<dyn Filesystem>,
+    local: Arc<LocalChanges>,
+    watcher: Option<notify::RecommendedWatcher>,
+    /// Work waiting: paths (or everything) to look at.
+    scope: Scope,
+    /// Paths that failed, looked at again at `retry_at`.
+    retry: Scope,
+    retry_at: Option<Instant>,
+    /// The server announced something this computer has not pulled.
+    pull: bool,
+    /// Interval schedule: a pass is allowed (the interval elapsed, or a request came).
+    due: bool,
+    /// What the engine wrote lately: path → what it left there, and when.
+    own: HashMap<RelPath, (Option<Stat>, Instant)>,
+    folder_id: Option<u64>,
+    cursor: u64,
+    server_rev: u64,
+    /// A pass is running (for the status).
+    running: bool,
+    guard_paused: bool,
+    held_back: usize,
+    failing: bool,
+    /// What `publish` last put on the board, so that an unchanged status is not re-sent.
+    published: Option<(Vec<String>, u64, u64)>,
+}
+
+impl FolderTask {
+    pub fn new(folder: FolderConfig, all_paused: bool, deps: Deps) -> FolderTask {
+        let fs: Arc<dyn Filesystem> = Arc::new(RealFs::new(folder.path.clone()));
+        FolderTask {
+            folder,
+            all_paused,
+            deps,
+            fs,
+            local: Arc::new(LocalChanges::default()),
+            watcher: None,
+            // Whatever happened while the agent was not running: walk everything once.
+            scope: Scope::Full,
+            retry: Scope::default(),
+            retry_at: None,
+            pull: true,
+            due: true,
+            own: HashMap::new(),
+            folder_id: None,
+            cursor: 0,
+            server_rev: 0,
+            running: false,
+            guard_paused: false,
+            held_back: 0,
+            failing: false,
+            published: None,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.folder.name
+    }
+
+    fn paused(&self) -> bool {
+        self.folder.settings.paused || self.all_paused
+    }
+
+    fn continuous(&self) -> bool {
+        matches!(self.folder.settings.schedule(), Schedule::Continuous)
+    }
+
+    /// The period of the periodic walk (continuous schedule) or of the passes (interval).
+    fn period(&self) -> Duration {
+        match self.folder.settings.schedule() {
+            Schedule::Continuous if self.folder.settings.rescan_secs == 0 => self.deps.opts.rescan,
+            Schedule::Continuous => Duration::from_secs(self.folder.settings.rescan_secs),
+            Schedule::Every(period) => period,
+        }
+    }
+
+    fn start_watcher(&mut self) {
+        self.watcher = None;
+        if self.paused() {
+            return;
+        }
+        match watch_folder(&self.folder, self.local.clone(), self.deps.tx.clone()) {
+            Ok(w) => self.watcher = Some(w),
+            Err(e) => {
+                warn!(folder = %self.name(), "cannot watch {}: {e}; relying on periodic rescans", self.folder.path.display())
+            }
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        self.pull || !self.scope.is_empty() || !self.local.is_empty()
+    }
+
+    fn connected(&self) -> bool {
+        self.deps.engine.borrow().is_some()
+    }
+
+    /// Runs until the channel closes. A panic inside is caught by the supervisor, which
+    /// starts the task again.
+    pub async fn run(&mut self, events: &mut mpsc::Receiver<Event>) {
+        self.start_watcher();
+        if let Ok(Some(reason)) = crate::engine::policy::tripped(&self.deps.db, self.name()).await {
+            self.guard_paused = true;
+            self.deps.board.folder(&self.folder.name, |f| {
+                f.state = FolderState::Paused;
+                f.paused_reason = Some(reason);
+            });
+        }
+        let period = self.period();
+        let mut due_tick = tokio::time::interval_at(Instant::now() + period, period);
+        due_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut request_poll = tokio::time::interval(REQUEST_POLL);
+        let mut engine = self.deps.engine.clone();
+        loop {
+            self.publish();
+            let paused = self.paused();
+            if !paused && self.has_work() && self.connected() && (self.continuous() || self.due) {
+                if self.continuous() && !self.pull && !self.debounce(events).await {
+                    return;
+                }
+                self.pass().await;
+                // The next periodic walk (or scheduled pass) is one period after this one.
+                due_tick.reset();
+                continue;
+            }
+            let retry = async {
+                match self.retry_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => {
+                        if self.handle(ev) {
+                            let period = self.period();
+                            due_tick = tokio::time::interval_at(Instant::now() + period, period);
+                        }
+                    }
+                    None => return,
+                },
+                _ = due_tick.tick() => {
+                    self.scope = Scope::Full;
+                    self.pull = true;
+                    self.due = true;
+                }
+                _ = request_poll.tick(), if !paused => {
+                    if crate::engine::policy::request_pending(&self.deps.db, self.name()).await.unwrap_or(false) {
+                        self.scope = Scope::Full;
+                        self.due = true;
+                    }
+                }
+                _ = retry => {
+                    self.retry_at = None;
+                    self.scope.merge(std::mem::take(&mut self.retry));
+                }
+                r = engine.changed() => if r.is_err() { return },
+            }
+        }
+    }
+
+    /// Applies one event; returns whether the schedule changed.
+    fn handle(&mut self, ev: Event) -> bool {
+        match ev {
+            // The paths wait in `self.local`.
+            Event::Local => false,
+            Event::Rescan => {
+                self.scope = Scope::Full;
+                false
+            }
+            Event::Connected => {
+                self.pull = true;
+                false
+            }
+            Event::Remote { folder_id, seq } => {
+                match self.folder_id {
+                    // Some pushes were lost, or this folder's id is not known yet.
+                    _ if folder_id == 0 => self.pull = true,
+                    None => self.pull = true,
+                    Some(id) if id == folder_id => {
+                        self.server_rev = self.server_rev.max(seq);
+                        // Our own commit coming back is already pulled.
+                        self.pull |= seq > self.cursor;
+                    }
+                    Some(_) => {}
+                }
+                false
+            }
+            Event::Settings { folder, all_paused } => {
+                let was_paused = self.paused();
+                let was = std::mem::replace(&mut self.folder, *folder);
+                self.all_paused = all_paused;
+                let schedule_changed = was.settings.schedule != self.folder.settings.schedule
+                    || was.settings.rescan_secs != self.folder.settings.rescan_secs;
+                if was_paused != self.paused() {
+                    self.start_watcher();
+                    self.published = None;
+                }
+                // Direction, filters or limits may change what every path means.
+                self.scope = Scope::Full;
+                self.pull = true;
+                self.due = true;
+                info!(folder = %self.name(), "settings applied");
+                schedule_changed
+            }
+        }
+    }
+
+    /// Waits until the watcher has been quiet for the debounce time (at most `max_delay`
+    /// after the first change), so that an editor's burst of writes makes one pass. A push
+    /// from the server ends the wait at once. Returns false when the channel closed.
+    async fn debounce(&mut self, events: &mut mpsc::Receiver<Event>) -> bool {
+        let start = Instant::now();
+        loop {
+            let wait = self.deps.opts.debounce.min(self.deps.opts.max_delay.saturating_sub(start.elapsed()));
+            if wait.is_zero() || self.pull {
+                return true;
+            }
+            match tokio::time::timeout(wait, events.recv()).await {
+                Ok(Some(ev)) => {
+                    self.handle(ev);
+                }
+                Ok(None) => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// What the watcher collected, without the echoes of the engine's own writes.
+    fn take_local(&mut self) -> Scope {
+        let Some(paths) = self.local.take() else { return Scope::Full };
+        let now = Instant::now();
+        self.own.retain(|_, (_, at)| now.duration_since(*at) < OWN_WRITE_WINDOW);
+        let fs = &self.fs;
+        let own = &self.own;
+        let echo = |p: &RelPath| {
+            own.get(p).is_some_and(|(left, _)| fs.stat(p).is_ok_and(|now| stat_matches(now.as_ref(), left.as_ref())))
+        };
+        Scope::paths(paths.into_iter().filter(|p| !echo(p)))
+    }
+
+    async fn pass(&mut self) {
+        let Some(eng) = self.deps.engine.borrow().clone() else { return };
+        let mut scope = std::mem::take(&mut self.scope);
+        scope.merge(self.take_local());
+        self.pull = false;
+        self.due = false;
+        self.running = true;
+        if !self.guard_paused {
+            self.deps.board.folder(&self.folder.name, |f| f.state = FolderState::Syncing);
+        }
+        self.publish();
+        let progress = Arc::new(Progress::default());
+        let ticker = {
+            let board = self.deps.board.clone();
+            let progress = progress.clone();
+            let name = self.folder.name.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let snap = progress.snapshot();
+                    board.folder(&name, |f| f.progress = Some(snap));
+                }
+            })
+        };
+        let r = eng.sync_scope(&self.folder, self.fs.clone(), &progress, scope.clone()).await;
+        ticker.abort();
+        self.running = false;
+        match &r {
+            Ok(rep) => {
+                self.folder_id = Some(rep.folder_id).filter(|id| *id != 0).or(self.folder_id);
+                self.cursor = rep.cursor;
+                self.server_rev = self.server_rev.max(rep.cursor);
+                self.pull = self.server_rev > self.cursor;
+                let now = Instant::now();
+                for (p, left) in &rep.written {
+                    self.own.insert(p.clone(), (*left, now));
+                }
+                self.held_back = rep.skipped.iter().filter(|s| s.reason.starts_with("not ")).count();
+                self.failing = !rep.errors.is_empty();
+                if !rep.retry.is_empty() {
+                    self.retry.extend(rep.retry.iter().cloned());
+                    self.retry_at = Some(now + RETRY_AFTER);
+                }
+            }
+            Err(e) => {
+                warn!(folder = %self.name(), "sync failed: {e}");
+                // Nothing of the scope is lost: it waits for the next pass.
+                self.scope.merge(scope);
+                self.pull = true;
+                self.failing = true;
+                if e.is_transient() {
+                    self.due = true; // retry once reconnected
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                } else {
+                    self.retry.merge(std::mem::take(&mut self.scope));
+                    self.retry_at = Some(Instant::now() + RETRY_AFTER);
+                }
+            }
+        }
+        self.guard_paused = match &r {
+            Ok(rep) => rep.paused.as_ref().is_some_and(|p| p.by_guard),
+            Err(e) => matches!(e, SyncError::FolderMissing { .. }),
+        };
+        report_pass(&self.deps.board, &self.folder.name, &r);
+    }
+
+    fn publish_paused(&self) {
+        let all = self.all_paused && !self.folder.settings.paused;
+        let reason = crate::engine::policy::Paused::by_user(&self.folder.name, all).reason;
+        self.deps.board.folder(&self.folder.name, |f| {
+            f.state = FolderState::Paused;
+            f.paused_reason = Some(reason);
+        });
+    }
+
+    /// Puts the folder's live state on the board: whether it is in sync, and if not, why.
+    fn publish(&mut self) {
+        let mut waiting = Vec::new();
+        if self.paused() {
+            waiting.push("paused".to_string());
+        } else if self.guard_paused {
+            waiting.push("paused by the mass-delete guard".to_string());
+        }
+        if !self.connected() {
+            waiting.push("not connected to the server".to_string());
+        }
+        if self.running {
+            waiting.push("syncing".to_string());
+        }
+        if !self.local.is_empty() || !self.scope.is_empty() {
+            waiting.push(if self.continuous() || self.due {
+                "changes waiting to be synced".to_string()
+            } else {
+                "changes waiting for the next scheduled sync".to_string()
+            });
+        }
+        if self.pull || self.server_rev > self.cursor {
+            waiting.push(format!("the server has newer changes (revision {} of {})", self.cursor, self.server_rev));
+        }
+        if self.held_back > 0 {
+            waiting.push(format!("{} change(s) held back by the folder's direction", self.held_back));
+        }
+        if self.failing || !self.retry.is_empty() {
+            waiting.push("some files could not be synced; retrying".to_string());
+        }
+        let (cursor, server_rev) = (self.cursor, self.server_rev.max(self.cursor));
+        let now = Some((waiting.clone(), cursor, server_rev));
+        if self.published == now {
+            return;
+        }
+        self.published = now;
+        if self.paused() {
+            self.publish_paused();
+        }
+        self.deps.board.folder(&self.folder.name, |f| {
+            f.in_sync = waiting.is_empty();
+            f.waiting = waiting;
+            f.local_rev = cursor;
+            f.server_rev = server_rev;
+        });
+    }
+}

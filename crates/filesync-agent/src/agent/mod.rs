@@ -1,0 +1,446 @@
+//! The long-running agent, a supervisor: one task per folder (`folder.rs`) driven by a closed
+//! [`Event`] enum, each folder's watcher (`watch.rs`), a connection manager that reconnects
+//! with backoff and routes the server's pushes, and the status board (`board.rs`). A change
+//! of configuration reaches only what it concerns: a folder's settings go to its task, a
+//! folder added or removed starts or stops one task, and only a new login or server replaces
+//! the connection. A folder task that panics is restarted, and the panic shows in its status.
+//!
+//! Invariant: at most one pass per folder runs at a time; a burst of events yields one pass.
+
+mod board;
+mod folder;
+mod watch;
+
+pub use board::{StatusBoard, report_pass};
+pub(crate) use board::{unix_now, unix_now_ms};
+pub use watch::{LocalChanges, Relevant, relevant_paths};
+
+use crate::config::{Config, FolderConfig, Home};
+use crate::engine::{Engine, SyncError};
+use crate::state::StateDb;
+use crate::status::FolderState;
+use filesync_client::{Connection, Push, Trust};
+use folder::{Deps, FolderTask};
+use futures::FutureExt;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch as wch};
+use tracing::{error, info, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("another FileSync agent (or `filesync sync`) is already running for {0}")]
+    AlreadyRunning(String),
+    #[error("this computer is not logged in; run `filesync login` first")]
+    NotLoggedIn,
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error("cannot create the lock file {path}: {source}")]
+    Lock { path: String, source: std::io::Error },
+}
+
+#[derive(Clone, Debug)]
+pub struct AgentOptions {
+    /// Quiet time after the last local change before a pass starts.
+    pub debounce: Duration,
+    /// A pass starts at the latest this long after the first change of a burst.
+    pub max_delay: Duration,
+    /// Full rescan interval, for anything the watcher missed, for a folder whose
+    /// `rescan_secs` setting is 0 (otherwise that setting applies).
+    pub rescan: Duration,
+    /// Where the status and activity are published for the local UI.
+    pub live: crate::live::LiveStatus,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        AgentOptions {
+            debounce: DEBOUNCE,
+            max_delay: Duration::from_millis(300),
+            rescan: Duration::from_secs(3600),
+            live: crate::live::LiveStatus::default(),
+        }
+    }
+}
+
+/// The quiet time after a local change before its pass. An editor's save (write a temporary
+/// file, rename it over, touch the directory) takes well under a millisecond here, so a
+/// short wait costs latency without saving a pass; see `bench/change_bench.py`.
+pub const DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// What a folder task acts on. Closed: everything that can make a folder sync is here.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The watcher saw changes; their paths wait in the folder's [`LocalChanges`].
+    Local,
+    /// The watcher lost track (overflow, failure) or the ignore rules changed: walk everything.
+    Rescan,
+    /// The server announced that folder `folder_id` reached revision `seq` (`folder_id` 0:
+    /// pushes were lost, any folder may have changed).
+    Remote { folder_id: u64, seq: u64 },
+    /// A connection to the server came up: pull whatever happened meanwhile.
+    Connected,
+    /// The folder's settings changed, or every folder was paused or resumed.
+    Settings { folder: Box<FolderConfig>, all_paused: bool },
+}
+
+/// Holds the home's lock for as long as it lives: one agent (or one `sync`) per home.
+pub struct HomeLock {
+    _file: std::fs::File,
+}
+
+impl HomeLock {
+    pub fn acquire(home: &Home) -> Result<HomeLock, AgentError> {
+        home.ensure()?;
+        let path = home.lock_path();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| AgentError::Lock { path: path.display().to_string(), source })?;
+        match file.try_lock() {
+            Ok(()) => Ok(HomeLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(AgentError::AlreadyRunning(home.dir.display().to_string())),
+            Err(std::fs::TryLockError::Error(source)) => {
+                Err(AgentError::Lock { path: path.display().to_string(), source })
+            }
+        }
+    }
+
+    /// True when some process holds the lock of `home`.
+    pub fn is_held(home: &Home) -> bool {
+        match std::fs::OpenOptions::new().write(true).open(home.lock_path()) {
+            Ok(f) => matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Connects and authenticates with the stored token and pinned fingerprint.
+pub async fn connect(home: &Home, config: &Config) -> Result<Connection, SyncError> {
+    let (Some(server), Some(fp)) = (config.server.as_deref(), config.fingerprint.as_deref()) else {
+        return Err(SyncError::Internal("this computer is not logged in; run `filesync login` first".into()));
+    };
+    let token = home
+        .token()
+        .map_err(|e| SyncError::Internal(e.to_string()))?
+        .ok_or_else(|| SyncError::Internal("this computer is not logged in; run `filesync login` first".into()))?;
+    let conn = Connection::connect(server, Trust::Pinned(fp.to_string())).await?;
+    conn.auth(&token).await?;
+    Ok(conn)
+}
+
+/// Runs the agent until `shutdown` completes. Changes to the configuration (a folder added
+/// or removed, a setting, a new login) take effect without a restart.
+pub async fn run(
+    home: Home,
+    opts: AgentOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    run_with_ready(home, opts, shutdown, || {}).await
+}
+
+/// Like [`run`], and calls `ready` once the agent holds the home's lock and has its state
+/// database open — the moment a service manager should consider it started (systemd's
+/// `READY=1`, the Windows service's `SERVICE_RUNNING`). A computer not logged in yet waits for
+/// a login (made in the local UI or by `filesync login`) instead of failing.
+pub async fn run_with_ready(
+    home: Home,
+    opts: AgentOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+    ready: impl FnOnce(),
+) -> Result<(), AgentError> {
+    let _lock = HomeLock::acquire(&home)?;
+    let db = StateDb::open(&home.state_path()).await?;
+    ready();
+    let board = StatusBoard::new(&[], Some(std::process::id())).with_live(opts.live.clone());
+    let status_writer = tokio::spawn(board.clone().writer(home.clone()));
+    let mut sup = Supervisor::new(home.clone(), opts, db, board.clone());
+    tokio::pin!(shutdown);
+    let mut config = home.load()?;
+    let mut token = home.token()?;
+    loop {
+        sup.apply(&config, token.clone());
+        tokio::select! {
+            _ = shutdown.as_mut() => break,
+            _ = config_changed(&home, &config, token.clone()) => {
+                config = home.load()?;
+                token = home.token()?;
+            }
+        }
+    }
+    info!("shutting down");
+    sup.stop_all();
+    board.update(|s| {
+        s.pid = None;
+        s.connection = "offline".into();
+        for f in &mut s.folders {
+            f.state = FolderState::Offline;
+            f.progress = None;
+            f.in_sync = false;
+            f.waiting = vec!["the agent is not running".into()];
+        }
+    });
+    // One last status write.
+    let json = serde_json::to_vec_pretty(&board.snapshot()).expect("status serializes");
+    let _ = crate::config::write_atomic(&home.status_path(), &json, false);
+    status_writer.abort();
+    Ok(())
+}
+
+/// Completes when the configuration or the token on disk differs from what the agent runs with.
+async fn config_changed(home: &Home, config: &Config, token: Option<String>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if let (Ok(c), Ok(t)) = (home.load(), home.token())
+            && (c != *config || t != token)
+        {
+            return;
+        }
+    }
+}
+
+/// Who the connection is for: a change of any of these replaces it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Login {
+    server: Option<String>,
+    fingerprint: Option<String>,
+    token: Option<String>,
+    device_name: String,
+}
+
+/// The routes from the connection manager to the folder tasks. A std mutex: a lookup or an
+/// insert, never held across an await.
+type Routes = Arc<Mutex<HashMap<String, mpsc::Sender<Event>>>>;
+
+struct RunningFolder {
+    config: FolderConfig,
+    all_paused: bool,
+    tx: mpsc::Sender<Event>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Owns the folder tasks and the connection manager; [`Supervisor::apply`] moves them to a
+/// new configuration touching only what changed.
+struct Supervisor {
+    home: Home,
+    opts: AgentOptions,
+    db: StateDb,
+    board: StatusBoard,
+    engine_tx: wch::Sender<Option<Engine>>,
+    routes: Routes,
+    login: Option<Login>,
+    manager: Option<tokio::task::JoinHandle<()>>,
+    folders: HashMap<String, RunningFolder>,
+}
+
+impl Supervisor {
+    fn new(home: Home, opts: AgentOptions, db: StateDb, board: StatusBoard) -> Supervisor {
+        Supervisor {
+            home,
+            opts,
+            db,
+            board,
+            engine_tx: wch::Sender::new(None),
+            routes: Arc::default(),
+            login: None,
+            manager: None,
+            folders: HashMap::new(),
+        }
+    }
+
+    fn apply(&mut self, config: &Config, token: Option<String>) {
+        let login = Login {
+            server: config.server.clone(),
+            fingerprint: config.fingerprint.clone(),
+            token,
+            device_name: config.device_name.clone().unwrap_or_else(|| "this computer".into()),
+        };
+        let logged_in = login.server.is_some() && login.token.is_some();
+        if self.login.as_ref() != Some(&login) {
+            if let Some(m) = self.manager.take() {
+                m.abort();
+            }
+            let _ = self.engine_tx.send(None);
+            self.board.set_connection(None);
+            if logged_in {
+                self.manager = Some(tokio::spawn(manage_connection(
+                    self.home.clone(),
+                    self.db.clone(),
+                    login.device_name.clone(),
+                    self.board.clone(),
+                    self.engine_tx.clone(),
+                    self.routes.clone(),
+                )));
+            }
+            self.login = Some(login);
+        }
+        if !logged_in {
+            // Not an error: the first run happens in the local UI. Wait for a login.
+            info!("this computer is not logged in; waiting for a login (`filesync ui` or `filesync login`)");
+            self.stop_folders(|_| true);
+            self.opts.live.publish_logged_out();
+            return;
+        }
+        let wanted = &config.folders;
+        self.stop_folders(|r| !wanted.iter().any(|f| f.name == r.config.name && f.path == r.config.path));
+        self.board.set_folders(wanted, FolderState::Syncing);
+        let all_paused = config.paused;
+        for f in wanted {
+            match self.folders.get_mut(&f.name) {
+                Some(r) if r.config == *f && r.all_paused == all_paused => {}
+                Some(r) => {
+                    (r.config, r.all_paused) = (f.clone(), all_paused);
+                    // Settings are rare and the channel is short: wait for room rather than drop them.
+                    let (tx, folder) = (r.tx.clone(), Box::new(f.clone()));
+                    tokio::spawn(async move { tx.send(Event::Settings { folder, all_paused }).await });
+                }
+                None => self.start_folder(f.clone(), all_paused),
+            }
+        }
+    }
+
+    fn start_folder(&mut self, config: FolderConfig, all_paused: bool) {
+        let (tx, rx) = mpsc::channel::<Event>(64);
+        let deps = Deps {
+            engine: self.engine_tx.subscribe(),
+            board: self.board.clone(),
+            opts: self.opts.clone(),
+            db: self.db.clone(),
+            tx: tx.clone(),
+        };
+        self.board.folder(&config.name, |f| {
+            f.waiting = vec!["starting".into()];
+            f.in_sync = false;
+        });
+        let task = tokio::spawn(supervise(config.clone(), all_paused, deps, rx));
+        self.routes.lock().expect("routes lock").insert(config.name.clone(), tx.clone());
+        self.folders.insert(config.name.clone(), RunningFolder { config, all_paused, tx, task });
+    }
+
+    fn stop_folders(&mut self, which: impl Fn(&RunningFolder) -> bool) {
+        let names: Vec<String> = self.folders.values().filter(|r| which(r)).map(|r| r.config.name.clone()).collect();
+        for name in names {
+            if let Some(r) = self.folders.remove(&name) {
+                r.task.abort();
+                self.routes.lock().expect("routes lock").remove(&name);
+            }
+        }
+    }
+
+    fn stop_all(&mut self) {
+        self.stop_folders(|_| true);
+        if let Some(m) = self.manager.take() {
+            m.abort();
+        }
+        self.board.set_connection(None);
+    }
+}
+
+/// Runs a folder's task, and starts it again (with its latest settings, walking the whole
+/// folder) if it panics; the panic is logged and shown in the folder's status.
+async fn supervise(config: FolderConfig, all_paused: bool, deps: Deps, mut rx: mpsc::Receiver<Event>) {
+    let board = deps.board.clone();
+    let (mut config, mut all_paused) = (config, all_paused);
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let mut task = FolderTask::new(config.clone(), all_paused, deps.clone());
+        let outcome = std::panic::AssertUnwindSafe(task.run(&mut rx)).catch_unwind().await;
+        (config, all_paused) = (task.folder.clone(), task.all_paused);
+        drop(task);
+        let Err(panic) = outcome else { return };
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        error!(folder = %config.name, "the sync task of this folder failed ({what}); restarting it");
+        board.folder(&config.name, |f| {
+            f.state = FolderState::Error;
+            f.last_error = Some(format!(
+                "FileSync hit an internal error while syncing this folder ({what}) and restarted its sync; \
+                 if this repeats, please report it with the agent's log"
+            ));
+        });
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// Keeps a connection to the server: connects, publishes the engine to the folder tasks,
+/// routes pushes to them, and reconnects with backoff when the connection drops.
+async fn manage_connection(
+    home: Home,
+    db: StateDb,
+    device_name: String,
+    board: StatusBoard,
+    engine_tx: wch::Sender<Option<Engine>>,
+    routes: Routes,
+) {
+    let broadcast = |ev: Event| {
+        for tx in routes.lock().expect("routes lock").values() {
+            let _ = tx.try_send(ev.clone());
+        }
+    };
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let config = match home.load() {
+            Ok(c) => c,
+            Err(e) => {
+                board.update(|s| s.message = Some(e.to_string()));
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        match connect(&home, &config).await {
+            Ok(conn) => {
+                backoff = Duration::from_secs(1);
+                info!("connected to {}", config.server.as_deref().unwrap_or(""));
+                board.set_connection(Some(conn.clone()));
+                board.update(|s| {
+                    s.connection = "online".into();
+                    s.message = None;
+                });
+                let mut pushes = conn.take_pushes().expect("fresh connection");
+                let _ = engine_tx.send(Some(Engine::new(conn.clone(), db.clone(), device_name.clone())));
+                broadcast(Event::Connected);
+                while let Some(p) = pushes.recv().await {
+                    match p {
+                        // Each task knows its folder's id and drops the others.
+                        Push::FolderChanged { folder_id, seq } => broadcast(Event::Remote { folder_id, seq }),
+                        Push::Closed(reason) => {
+                            warn!("disconnected: {reason}");
+                            board.update(|s| {
+                                s.connection = "offline".into();
+                                s.message = Some(format!("disconnected: {reason}"));
+                            });
+                            break;
+                        }
+                    }
+                }
+                let _ = engine_tx.send(None);
+                board.set_connection(None);
+            }
+            Err(e) => {
+                let auth = matches!(&e, SyncError::Client(c) if c.is_auth_failure());
+                warn!("cannot connect: {e}");
+                board.update(|s| {
+                    s.connection = if auth { "error".into() } else { "offline".into() };
+                    s.message = Some(e.to_string());
+                    for f in &mut s.folders {
+                        f.state = if auth { FolderState::Error } else { FolderState::Offline };
+                    }
+                });
+                if auth {
+                    backoff = Duration::from_secs(60);
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}

@@ -18,7 +18,9 @@ For each N (number of small files), from scratch (new server, new homes, new fol
                      divided by 20: raw, and net of the idle CPU rate measured in step 4.
   4. idle          - once both agents are quiet, each agent's CPU (% of one core) and RSS
                      (VmRSS, sampled every second; VmHWM is the peak since it started) over
-                     --idle-secs. The agent's periodic rescan (every 60 s) falls in there.
+                     --idle-secs. The agent's periodic rescan (60 s after its last pass) may
+                     fall in that window or just after it; `idle_busy_seconds` in --json counts
+                     the seconds in which an agent used more than 20 ms of CPU.
   5. no-change full rescan (one-shot sync) - agent A is stopped (SIGTERM) and
                      `filesync --home A sync --json` is timed: connect, pull, scan all N files,
                      plan, nothing to do.
@@ -31,7 +33,8 @@ server.log, agent-a.log and agent-b.log in the temporary directory (kept with --
     python3 bench/change_bench.py                                 # N = 10,000
     python3 bench/change_bench.py --files 10000 100000 --json
     python3 bench/change_bench.py --files 500 --idle-secs 10      # a quick check
-    python3 bench/change_bench.py --files 2000 --log info --keep  # read the agents' logs after
+    python3 bench/change_bench.py --files 2000 --keep --log warn,filesync_agent=debug
+                                            # keeps the agents' logs, one line per pass
 """
 import argparse, hashlib, json, math, os, random, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
 

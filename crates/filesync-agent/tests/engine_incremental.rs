@@ -1,0 +1,195 @@
+//! The engine's incremental passes against a real in-process server, with in-memory folders:
+//! a pass over some paths looks only at them and at what the server's journal changed; an
+//! agent's own commits coming back cost no pass; deletions are weighed against the whole
+//! folder; and a download batch interrupted by a crash at any step is never mistaken for a
+//! local edit.
+
+use filesync_agent::config::FolderConfig;
+use filesync_agent::engine::{Engine, PassReport, Scope};
+use filesync_agent::fs::Filesystem;
+use filesync_agent::memfs::MemFs;
+use filesync_agent::state::StateDb;
+use filesync_agent::status::Progress;
+use filesync_client::{Connection, Trust};
+use filesync_core::{EntryKind, Hash, RelPath};
+use std::sync::Arc;
+
+struct Server {
+    addr: String,
+    fingerprint: String,
+    _dir: tempfile::TempDir,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+async fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = filesync_server::ServerConfig::new(dir.path().join("data"));
+    config.listen = "127.0.0.1:0".into();
+    let s = filesync_server::Server::open(config).await.unwrap();
+    let (addr, fingerprint) = (s.local_addr().to_string(), s.fingerprint().to_string());
+    Server { addr, fingerprint, _dir: dir, _task: tokio::spawn(s.run(std::future::pending())) }
+}
+
+struct Client {
+    engine: Engine,
+    fs: MemFs,
+    folder: FolderConfig,
+}
+
+fn p(s: &str) -> RelPath {
+    RelPath::new(s).unwrap()
+}
+
+impl Client {
+    async fn new(s: &Server, device: &str, register: bool) -> Client {
+        let conn = Connection::connect(&s.addr, Trust::Pinned(s.fingerprint.clone())).await.unwrap();
+        if register {
+            conn.register("ann", "password123", device).await.unwrap();
+        } else {
+            conn.login("ann", "password123", device).await.unwrap();
+        }
+        let engine = Engine::new(conn, StateDb::memory().await.unwrap(), device.to_string());
+        Client { engine, fs: MemFs::new(), folder: FolderConfig::new("docs", format!("/{device}")) }
+    }
+
+    async fn sync(&self) -> PassReport {
+        self.sync_scope(Scope::Full).await
+    }
+
+    async fn sync_paths(&self, paths: &[&str]) -> PassReport {
+        self.sync_scope(Scope::paths(paths.iter().map(|s| p(s)))).await
+    }
+
+    async fn sync_scope(&self, scope: Scope) -> PassReport {
+        let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
+        let r = self.engine.sync_scope(&self.folder, fs, &Progress::default(), scope).await.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        r
+    }
+
+    fn conflict_copies(&self) -> Vec<String> {
+        self.fs.list_all().into_iter().filter(|p| p.contains("conflicted copy")).collect()
+    }
+}
+
+async fn pair(files: usize) -> (Server, Client, Client) {
+    let s = server().await;
+    let a = Client::new(&s, "laptop", true).await;
+    let b = Client::new(&s, "desktop", false).await;
+    for i in 0..files {
+        a.fs.write(&format!("d{}/f{i}.txt", i % 3), format!("file {i}"));
+    }
+    a.sync().await;
+    b.sync().await;
+    (s, a, b)
+}
+
+#[tokio::test]
+async fn a_pass_over_some_paths_looks_only_at_them() {
+    let (_s, a, b) = pair(12).await;
+    a.fs.write("d0/f0.txt", "edited");
+    a.fs.write("d1/f1.txt", "edited too, but nobody said so");
+    let r = a.sync_paths(&["d0/f0.txt"]).await;
+    assert_eq!((r.uploaded, r.full), (1, false));
+    assert_eq!(r.examined, vec![p("d0/f0.txt")]);
+    // Nothing named, nothing new on the server: no pass at all.
+    let r = a.sync_scope(Scope::default()).await;
+    assert_eq!((r.uploaded, r.examined.len()), (0, 0));
+    // The periodic full walk finds what the watcher missed.
+    let r = a.sync().await;
+    assert_eq!((r.uploaded, r.full), (1, true));
+    let r = b.sync_scope(Scope::default()).await;
+    assert_eq!(r.downloaded, 2);
+    assert_eq!(b.fs.read("d1/f1.txt").unwrap(), b"edited too, but nobody said so");
+}
+
+#[tokio::test]
+async fn the_journal_brings_the_paths_the_server_changed() {
+    let (_s, a, b) = pair(6).await;
+    a.fs.write("d2/f2.txt", "new content");
+    a.fs.write("d2/new.txt", "a new file");
+    a.sync_paths(&["d2/f2.txt", "d2/new.txt"]).await;
+    let r = b.sync_scope(Scope::default()).await;
+    assert_eq!(r.downloaded, 2);
+    assert_eq!(r.examined, vec![p("d2/f2.txt"), p("d2/new.txt")]);
+    assert_eq!(b.fs.read("d2/new.txt").unwrap(), b"a new file");
+}
+
+#[tokio::test]
+async fn an_agents_own_commits_coming_back_cost_no_pass() {
+    let (_s, a, _b) = pair(3).await;
+    a.fs.write("d0/f0.txt", "mine");
+    let r = a.sync_paths(&["d0/f0.txt"]).await;
+    assert_eq!(r.uploaded, 1);
+    let cursor = r.cursor;
+    // What a push of our own commit makes the agent do: pull; the mirror has it already.
+    let r = a.sync_scope(Scope::default()).await;
+    assert!(r.examined.is_empty(), "{:?}", r.examined);
+    assert_eq!(r.cursor, cursor);
+}
+
+#[tokio::test]
+async fn a_directory_deleted_here_is_deleted_everywhere() {
+    let (_s, a, b) = pair(9).await;
+    assert!(a.fs.remove("d1"));
+    let r = a.sync_paths(&["d1"]).await;
+    assert_eq!(r.deleted_remote, 4, "three files and their directory");
+    b.sync_scope(Scope::default()).await;
+    assert!(!b.fs.exists("d1"));
+    assert!(b.fs.exists("d0/f0.txt"));
+}
+
+#[tokio::test]
+async fn an_incremental_pass_weighs_deletions_against_the_whole_folder() {
+    // 300 files, 100 per directory. Deleting all of d0 is a third of the folder: no trip,
+    // although it is every file the pass looked at.
+    let (_s, a, b) = pair(300).await;
+    assert!(a.fs.remove("d0"));
+    let r = a.sync_paths(&["d0"]).await;
+    assert!(r.paused.is_none(), "{:?}", r.paused);
+    assert_eq!(r.deleted_remote, 101);
+    // Two thirds is a mass deletion, however it is looked at.
+    assert!(b.fs.remove("d1"));
+    assert!(b.fs.remove("d2"));
+    let r = b.sync_paths(&["d1", "d2"]).await;
+    assert!(r.paused.as_ref().is_some_and(|p| p.by_guard), "{r:?}");
+}
+
+/// The states a crash can leave a download batch in, one per step of the executor, and what
+/// the next pass must make of each: the server's version, never a conflict copy.
+#[tokio::test]
+async fn a_download_batch_interrupted_at_any_step_resumes_without_a_conflict() {
+    for (step, newer_meanwhile) in [
+        ("before the batch was recorded", false),
+        ("after the batch was recorded, before the rename", false),
+        ("after the rename, before the bases were recorded", false),
+        ("after the rename, before the bases were recorded", true),
+    ] {
+        let (_s, a, b) = pair(3).await;
+        a.fs.write("d0/f0.txt", "version 2");
+        a.sync().await;
+        b.engine.pull("docs").await.unwrap();
+        let rev = b.engine.db.remote("docs", &p("d0/f0.txt")).await.unwrap().unwrap().rev;
+        let installing = [(p("d0/f0.txt"), rev, EntryKind::File, Hash::of(b"version 2"))];
+        if step != "before the batch was recorded" {
+            b.engine.db.set_installing("docs", &installing).await.unwrap();
+        }
+        if step.starts_with("after the rename") {
+            b.fs.write("d0/f0.txt", "version 2");
+        }
+        if newer_meanwhile {
+            a.fs.write("d0/f0.txt", "version 3");
+            a.sync().await;
+        }
+        // The agent starts again: a full pass.
+        let r = b.sync().await;
+        let want: &[u8] = if newer_meanwhile { b"version 3" } else { b"version 2" };
+        assert_eq!(b.fs.read("d0/f0.txt").unwrap(), want, "{step}");
+        assert_eq!(r.conflicts, 0, "{step}");
+        assert!(b.conflict_copies().is_empty(), "{step}: {:?}", b.conflict_copies());
+        assert_eq!(r.uploaded, 0, "{step}: the installed file is not a local edit");
+        assert!(b.engine.db.installing("docs").await.unwrap().is_empty(), "{step}");
+        a.sync().await;
+        assert!(a.conflict_copies().is_empty(), "{step}");
+    }
+}

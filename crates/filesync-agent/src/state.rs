@@ -79,6 +79,48 @@ CREATE TABLE installing (
     PRIMARY KEY (folder, path)
 );
 "#,
+    r#"
+-- Per folder: synced files, their bytes and the conflict copies among them, kept by triggers
+-- so that a pass never counts the whole folder. A conflict copy is a name containing
+-- "(conflicted copy from " (`filesync_core::conflict`).
+CREATE TABLE totals (
+    folder INTEGER PRIMARY KEY REFERENCES folders(id),
+    files INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    conflicts INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO totals (folder) SELECT id FROM folders;
+UPDATE totals SET
+    files = (SELECT COUNT(*) FROM base b WHERE b.folder = totals.folder AND b.kind = 0),
+    bytes = (SELECT COALESCE(SUM(size), 0) FROM base b WHERE b.folder = totals.folder AND b.kind = 0),
+    conflicts = (SELECT COUNT(*) FROM base b WHERE b.folder = totals.folder AND b.kind = 0
+                 AND b.path LIKE '%(conflicted copy from %');
+CREATE TRIGGER totals_new_folder AFTER INSERT ON folders BEGIN
+    INSERT OR IGNORE INTO totals (folder) VALUES (NEW.id);
+END;
+CREATE TRIGGER totals_gone_folder AFTER DELETE ON folders BEGIN
+    DELETE FROM totals WHERE folder = OLD.id;
+END;
+CREATE TRIGGER totals_base_insert AFTER INSERT ON base WHEN NEW.kind = 0 BEGIN
+    UPDATE totals SET files = files + 1, bytes = bytes + NEW.size,
+        conflicts = conflicts + (NEW.path LIKE '%(conflicted copy from %')
+    WHERE folder = NEW.folder;
+END;
+CREATE TRIGGER totals_base_delete AFTER DELETE ON base WHEN OLD.kind = 0 BEGIN
+    UPDATE totals SET files = files - 1, bytes = bytes - OLD.size,
+        conflicts = conflicts - (OLD.path LIKE '%(conflicted copy from %')
+    WHERE folder = OLD.folder;
+END;
+CREATE TRIGGER totals_base_update AFTER UPDATE ON base BEGIN
+    UPDATE totals SET
+        files = files + (NEW.kind = 0) - (OLD.kind = 0),
+        bytes = bytes + (CASE WHEN NEW.kind = 0 THEN NEW.size ELSE 0 END)
+                      - (CASE WHEN OLD.kind = 0 THEN OLD.size ELSE 0 END),
+        conflicts = conflicts + (NEW.kind = 0 AND NEW.path LIKE '%(conflicted copy from %')
+                              - (OLD.kind = 0 AND OLD.path LIKE '%(conflicted copy from %')
+    WHERE folder = NEW.folder;
+END;
+"#,
 ];
 
 /// A row of the `base` table: the synced metadata at `rev`, and the local stat (`size`,

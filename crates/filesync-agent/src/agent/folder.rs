@@ -26,8 +26,8 @@ use tracing::{info, warn};
 
 /// How long a path the engine wrote is remembered, to recognise the watcher's echo of it.
 const OWN_WRITE_WINDOW: Duration = Duration::from_secs(3);
-/// How often the task looks for a request from the command line (confirm deletions, revert)
-/// in the state database.
+/// How often the task looks for a request from the command line (confirm deletions, revert):
+/// it stats the state database's files, and reads the requests only when they changed.
 const REQUEST_POLL: Duration = Duration::from_secs(1);
 /// When files failed, how long before they are tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
@@ -41,6 +41,14 @@ pub(super) struct Deps {
     pub db: StateDb,
     /// Set for events from the watcher (the supervisor's end of the folder's channel).
     pub tx: mpsc::Sender<Event>,
+    /// The state database's file, whose changes may carry a request from the command line.
+    pub state_path: std::path::PathBuf,
+}
+
+/// Size and mtime of the state database and its write-ahead log: any write moves them.
+fn db_stamp(path: &std::path::Path) -> [Option<(u64, Option<std::time::SystemTime>)>; 2] {
+    let wal = path.with_extension("db-wal");
+    [path.to_path_buf(), wal].map(|p| std::fs::metadata(p).ok().map(|m| (m.len(), m.modified().ok())))
 }
 
 pub(super) struct FolderTask {
@@ -159,6 +167,7 @@ impl FolderTask {
         let mut due_tick = tokio::time::interval_at(Instant::now() + period, period);
         due_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut request_poll = tokio::time::interval(REQUEST_POLL);
+        let mut db_seen = None;
         let mut engine = self.deps.engine.clone();
         loop {
             self.publish();
@@ -194,9 +203,13 @@ impl FolderTask {
                     self.due = true;
                 }
                 _ = request_poll.tick(), if !paused => {
-                    if crate::engine::policy::request_pending(&self.deps.db, self.name()).await.unwrap_or(false) {
-                        self.scope = Scope::Full;
-                        self.due = true;
+                    let stamp = Some(db_stamp(&self.deps.state_path));
+                    if stamp != db_seen {
+                        db_seen = stamp;
+                        if crate::engine::policy::request_pending(&self.deps.db, self.name()).await.unwrap_or(false) {
+                            self.scope = Scope::Full;
+                            self.due = true;
+                        }
                     }
                 }
                 _ = retry => {
@@ -249,7 +262,9 @@ impl FolderTask {
                 self.scope = Scope::Full;
                 self.pull = true;
                 self.due = true;
-                info!(folder = %self.name(), "settings applied");
+                info!(folder = %self.name(), "applied the changed settings");
+                let what = "applied the changed settings";
+                self.deps.opts.live.record(crate::live::ActivityKind::Action, Some(&self.folder.name), what);
                 schedule_changed
             }
         }
@@ -292,6 +307,7 @@ impl FolderTask {
         let Some(eng) = self.deps.engine.borrow().clone() else { return };
         let mut scope = std::mem::take(&mut self.scope);
         scope.merge(self.take_local());
+        let full = scope.is_full();
         self.pull = false;
         self.due = false;
         self.running = true;
@@ -346,6 +362,9 @@ impl FolderTask {
                     self.retry_at = Some(Instant::now() + RETRY_AFTER);
                 }
             }
+        }
+        if full {
+            release_freed_memory();
         }
         self.guard_paused = match &r {
             Ok(rep) => rep.paused.as_ref().is_some_and(|p| p.by_guard),
@@ -408,5 +427,16 @@ impl FolderTask {
             f.local_rev = cursor;
             f.server_rev = server_rev;
         });
+    }
+}
+
+/// Gives the memory a walk of the whole folder freed back to the system. glibc keeps freed
+/// heap pages for reuse, so an idle agent would otherwise hold the peak of its last full walk.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap memory to the kernel; it touches no live
+    // allocation and is safe to call from any thread.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -192,10 +192,21 @@ pub async fn run_with_ready(
     Ok(())
 }
 
-/// Completes when the configuration or the token on disk differs from what the agent runs with.
+/// Completes when the configuration or the token on disk differs from what the agent runs
+/// with. The files are read again only when their size or mtime moved: an idle agent costs
+/// two `stat`s every two seconds.
 async fn config_changed(home: &Home, config: &Config, token: Option<String>) {
+    let stamp = || {
+        [home.config_path(), home.token_path()].map(|p| std::fs::metadata(p).ok().map(|m| (m.len(), m.modified().ok())))
+    };
+    let mut seen = stamp();
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = stamp();
+        if now == seen {
+            continue;
+        }
+        seen = now;
         if let (Ok(c), Ok(t)) = (home.load(), home.token())
             && (c != *config || t != token)
         {
@@ -231,6 +242,8 @@ struct Supervisor {
     opts: AgentOptions,
     db: StateDb,
     board: StatusBoard,
+    /// The engine of the live connection, for every folder task. Always written with
+    /// `send_replace`: it must hold the value even while no folder task listens.
     engine_tx: wch::Sender<Option<Engine>>,
     routes: Routes,
     login: Option<Login>,
@@ -265,7 +278,7 @@ impl Supervisor {
             if let Some(m) = self.manager.take() {
                 m.abort();
             }
-            let _ = self.engine_tx.send(None);
+            self.engine_tx.send_replace(None);
             self.board.set_connection(None);
             if logged_in {
                 self.manager = Some(tokio::spawn(manage_connection(
@@ -312,6 +325,7 @@ impl Supervisor {
             opts: self.opts.clone(),
             db: self.db.clone(),
             tx: tx.clone(),
+            state_path: self.home.state_path(),
         };
         self.board.folder(&config.name, |f| {
             f.waiting = vec!["starting".into()];
@@ -406,7 +420,7 @@ async fn manage_connection(
                     s.message = None;
                 });
                 let mut pushes = conn.take_pushes().expect("fresh connection");
-                let _ = engine_tx.send(Some(Engine::new(conn.clone(), db.clone(), device_name.clone())));
+                engine_tx.send_replace(Some(Engine::new(conn.clone(), db.clone(), device_name.clone())));
                 broadcast(Event::Connected);
                 while let Some(p) = pushes.recv().await {
                     match p {
@@ -422,7 +436,7 @@ async fn manage_connection(
                         }
                     }
                 }
-                let _ = engine_tx.send(None);
+                engine_tx.send_replace(None);
                 board.set_connection(None);
             }
             Err(e) => {

@@ -40,9 +40,9 @@ pub struct Input {
 /// Builds the planner's input from `views`. `fs` is asked only pure questions (whether it
 /// folds case, whether it can hold a name).
 pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
-    let mut input = Input::default();
-    input.skipped =
+    let skipped =
         views.scanned.skipped.iter().map(|s| SkippedItem { path: s.path.clone(), reason: s.reason.clone() }).collect();
+    let mut input = Input { skipped, ..Input::default() };
     input.skipped.extend(
         views.rules.problems.iter().map(|p| SkippedItem { path: crate::filter::IGNORE_FILE.into(), reason: p.clone() }),
     );

@@ -69,7 +69,7 @@ pub async fn connect(home: &Home) -> Result<(Config, Connection), OpsError> {
 pub enum SyncNow {
     /// The running agent picks the change up by itself.
     AgentRunning,
-    Done(PassReport),
+    Done(Box<PassReport>),
 }
 
 /// Runs one sync pass of `folder` unless an agent runs for this home (then it does it).
@@ -84,5 +84,5 @@ pub async fn sync_now(home: &Home, folder: &FolderConfig) -> Result<SyncNow, Ops
     let engine = Engine::new(conn, db, config.device_name.clone().unwrap_or_default());
     let fs = Arc::new(RealFs::new(folder.path.clone()));
     let report = engine.sync_folder(folder, fs, &Progress::default()).await?;
-    Ok(SyncNow::Done(report))
+    Ok(SyncNow::Done(Box::new(report)))
 }

@@ -11,7 +11,6 @@ use super::{
     BATCH_ROWS, BaseRow, StateDb, StateError, corrupt, ctx, kind_code, meta_from_row, multi_row_sql, rel_path,
     remote_from_row,
 };
-use filesync_core::conflict::is_conflict_copy;
 use filesync_core::{EntryKind, EntryState, Hash, RelPath};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, Row};
@@ -130,28 +129,17 @@ impl StateDb {
         Ok(out)
     }
 
-    /// Files, bytes and conflict copies with a synced base, computed without loading the bases.
+    /// Files, bytes and conflict copies with a synced base (kept up to date by triggers).
     pub async fn totals(&self, folder: &str) -> Result<Totals, StateError> {
-        let (files, bytes): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), SUM(b.size) FROM base b JOIN folders f ON f.id = b.folder \
-             WHERE f.name = ? AND b.kind = 0",
+        let row: Option<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT t.files, t.bytes, t.conflicts FROM totals t JOIN folders f ON f.id = t.folder WHERE f.name = ?",
         )
         .bind(folder)
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await
-        .map_err(ctx(format!("counting the synced files of folder '{folder}'")))?;
-        // LIKE narrows the candidates; the exact rule decides.
-        let candidates: Vec<String> = sqlx::query_scalar(
-            "SELECT b.path FROM base b JOIN folders f ON f.id = b.folder \
-             WHERE f.name = ? AND b.kind = 0 AND b.path LIKE '%(conflicted copy from %'",
-        )
-        .bind(folder)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(ctx(format!("counting the conflict copies of folder '{folder}'")))?;
-        let conflict_copies =
-            candidates.iter().filter(|p| RelPath::new(p.as_str()).is_ok_and(|p| is_conflict_copy(&p))).count() as u64;
-        Ok(Totals { files: files as u64, bytes: bytes.unwrap_or(0) as u64, conflict_copies })
+        .map_err(ctx(format!("reading the totals of folder '{folder}'")))?;
+        let (files, bytes, conflicts) = row.unwrap_or_default();
+        Ok(Totals { files: files as u64, bytes: bytes as u64, conflict_copies: conflicts as u64 })
     }
 
     /// Records that the files of a download batch are about to be renamed into place, before
@@ -210,5 +198,67 @@ impl StateDb {
             .await
             .map(drop)
             .map_err(ctx(format!("forgetting the interrupted downloads of folder '{folder}'")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use filesync_core::{ChunkRef, FileMeta};
+
+    fn p(s: &str) -> RelPath {
+        RelPath::new(s).unwrap()
+    }
+
+    fn base(size: u64, seed: u8) -> BaseRow {
+        let meta = FileMeta {
+            kind: EntryKind::File,
+            size,
+            mtime_ns: 1,
+            executable: false,
+            hash: Hash([seed; 32]),
+            chunks: vec![ChunkRef { hash: Hash([seed; 32]), len: size as u32 }],
+        };
+        BaseRow { rev: 1, meta, size, mtime_ns: 1, ino: 1 }
+    }
+
+    #[tokio::test]
+    async fn subtrees_are_key_ranges_that_stop_at_siblings_sharing_a_prefix() {
+        let db = StateDb::memory().await.unwrap();
+        let rows: Vec<_> =
+            ["a", "a/x", "a/y/z", "a.txt", "a0", "ab/c", "b"].iter().map(|s| (p(s), base(1, 1))).collect();
+        db.set_bases("f", &rows).await.unwrap();
+        db.set_bases("g", &[(p("a/x"), base(1, 1))]).await.unwrap();
+        let mut got: Vec<String> =
+            db.bases_within("f", &[p("a")]).await.unwrap().into_keys().map(|p| p.as_str().to_string()).collect();
+        got.sort();
+        assert_eq!(got, ["a", "a/x", "a/y/z"]);
+        assert_eq!(db.bases_within("f", &[p("a/y"), p("b")]).await.unwrap().len(), 2);
+        assert!(db.remote_within("f", &[p("a")]).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn totals_follow_every_change_of_the_bases() {
+        let db = StateDb::memory().await.unwrap();
+        assert_eq!(db.totals("f").await.unwrap(), Totals::default());
+        let copy = p("r (conflicted copy from laptop 2026-11-30 101010).txt");
+        db.set_bases("f", &[(p("a"), base(10, 1)), (p("b"), base(5, 2)), (copy.clone(), base(7, 3))]).await.unwrap();
+        let dir = BaseRow { meta: FileMeta::dir(1), ..base(0, 0) };
+        db.set_bases("f", &[(p("d"), dir)]).await.unwrap();
+        assert_eq!(db.totals("f").await.unwrap(), Totals { files: 3, bytes: 22, conflict_copies: 1 });
+        db.set_bases("f", &[(p("a"), base(100, 4))]).await.unwrap();
+        db.forget_bases("f", &[copy, p("d")]).await.unwrap();
+        assert_eq!(db.totals("f").await.unwrap(), Totals { files: 2, bytes: 105, conflict_copies: 0 });
+        db.forget_folder("f").await.unwrap();
+        assert_eq!(db.totals("f").await.unwrap(), Totals::default());
+    }
+
+    #[tokio::test]
+    async fn files_with_a_content_are_found_by_it() {
+        let db = StateDb::memory().await.unwrap();
+        db.set_bases("f", &[(p("a"), base(10, 1)), (p("b"), base(10, 1)), (p("c"), base(10, 2))]).await.unwrap();
+        let found = db.bases_with_content("f", &[Hash([1; 32])]).await.unwrap();
+        assert_eq!(found.len(), 2);
+        assert!(db.bases_with_content("g", &[Hash([1; 32])]).await.unwrap().is_empty());
     }
 }

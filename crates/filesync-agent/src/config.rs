@@ -58,7 +58,8 @@ pub struct FolderSettings {
     /// `continuous` (watcher + push), or an interval such as `every 5m`, `every 2h`, `hourly`,
     /// `daily`: sync passes then run only on that schedule.
     pub schedule: String,
-    /// Seconds between full rescans that catch what the watcher missed.
+    /// Seconds between full rescans that catch what the watcher missed (while the watcher
+    /// works; a folder without one is walked every minute at least).
     pub rescan_secs: u64,
     /// Server subfolders (folder-relative paths) not synced to this computer.
     pub excluded: Vec<String>,
@@ -77,7 +78,7 @@ impl Default for FolderSettings {
         FolderSettings {
             direction: Direction::TwoWay,
             schedule: "continuous".into(),
-            rescan_secs: 60,
+            rescan_secs: 3600,
             excluded: Vec::new(),
             upload_limit: None,
             download_limit: None,

@@ -141,6 +141,10 @@ pub struct StepRecord {
     pub remote: Vec<EntryState>,
     pub bases: Vec<(RelPath, BaseRow)>,
     pub forget: Vec<RelPath>,
+    /// Moves the folder's cursor over the revs of `remote` that directly follow it: this
+    /// computer's own commits need no pull, while a rev another device took in between
+    /// stops the cursor until a pull brings it.
+    pub advance_cursor: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -387,6 +391,28 @@ impl StateDb {
         }
         for batch in rec.bases.chunks(BATCH_ROWS) {
             insert_bases(&mut tx, id, folder, batch).await?;
+        }
+        if rec.advance_cursor {
+            let cursor: Option<i64> = sqlx::query_scalar("SELECT cursor FROM folders WHERE id = ?")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(ctx(format!("reading the cursor of folder '{folder}'")))?;
+            if let Some(cursor) = cursor {
+                let held: std::collections::HashSet<u64> = rec.remote.iter().map(|e| e.rev).collect();
+                let mut next = cursor as u64;
+                while held.contains(&(next + 1)) {
+                    next += 1;
+                }
+                if next != cursor as u64 {
+                    sqlx::query("UPDATE folders SET cursor = ? WHERE id = ?")
+                        .bind(next as i64)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(ctx(format!("moving the cursor of folder '{folder}'")))?;
+                }
+            }
         }
         for batch in rec.forget.chunks(BATCH_ROWS) {
             let sql = multi_row_sql("DELETE FROM base WHERE folder = ? AND path IN (", 1, batch.len(), ")");
@@ -730,6 +756,24 @@ mod tests {
         assert!(db.remote_all("other").await.unwrap().is_empty());
         db.set_folder_cursor("docs", 10, 0).await.unwrap();
         assert_eq!(db.folder_cursor("docs").await.unwrap(), Some((10, 0)));
+    }
+
+    #[tokio::test]
+    async fn own_commits_move_the_cursor_only_over_revs_without_a_gap() {
+        let db = StateDb::memory().await.unwrap();
+        db.apply_remote("docs", &[entry("a", 5, Some(file_meta(1, 1)))], 9, 5).await.unwrap();
+        let ours = |revs: &[u64]| StepRecord {
+            remote: revs.iter().map(|r| entry(&format!("f{r}"), *r, Some(file_meta(2, 1)))).collect(),
+            advance_cursor: true,
+            ..StepRecord::default()
+        };
+        db.record_step("docs", &ours(&[7, 6])).await.unwrap();
+        assert_eq!(db.folder_cursor("docs").await.unwrap(), Some((9, 7)));
+        // Rev 8 went to another device: the cursor waits for a pull to bring it.
+        db.record_step("docs", &ours(&[9, 10])).await.unwrap();
+        assert_eq!(db.folder_cursor("docs").await.unwrap(), Some((9, 7)));
+        assert_eq!(db.apply_remote("docs", &[entry("g", 8, None)], 9, 10).await.unwrap(), vec![p("g")]);
+        assert_eq!(db.folder_cursor("docs").await.unwrap(), Some((9, 10)));
     }
 
     #[tokio::test]

@@ -29,6 +29,8 @@ const OWN_WRITE_WINDOW: Duration = Duration::from_secs(3);
 /// How often the task looks for a request from the command line (confirm deletions, revert):
 /// it stats the state database's files, and reads the requests only when they changed.
 const REQUEST_POLL: Duration = Duration::from_secs(1);
+/// The longest time between walks of a folder whose watcher could not start.
+const UNWATCHED_RESCAN: Duration = Duration::from_secs(60);
 /// When files failed, how long before they are tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
 
@@ -124,9 +126,14 @@ impl FolderTask {
 
     /// The period of the periodic walk (continuous schedule) or of the passes (interval).
     fn period(&self) -> Duration {
+        let rescan = match self.folder.settings.rescan_secs {
+            0 => self.deps.opts.rescan,
+            secs => Duration::from_secs(secs),
+        };
         match self.folder.settings.schedule() {
-            Schedule::Continuous if self.folder.settings.rescan_secs == 0 => self.deps.opts.rescan,
-            Schedule::Continuous => Duration::from_secs(self.folder.settings.rescan_secs),
+            // Without a watcher, only walks find local changes.
+            Schedule::Continuous if self.watcher.is_none() => rescan.min(UNWATCHED_RESCAN),
+            Schedule::Continuous => rescan,
             Schedule::Every(period) => period,
         }
     }
@@ -253,7 +260,8 @@ impl FolderTask {
                 let was = std::mem::replace(&mut self.folder, *folder);
                 self.all_paused = all_paused;
                 let schedule_changed = was.settings.schedule != self.folder.settings.schedule
-                    || was.settings.rescan_secs != self.folder.settings.rescan_secs;
+                    || was.settings.rescan_secs != self.folder.settings.rescan_secs
+                    || was_paused != self.paused();
                 if was_paused != self.paused() {
                     self.start_watcher();
                     self.published = None;

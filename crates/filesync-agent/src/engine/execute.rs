@@ -275,7 +275,7 @@ impl Executor<'_> {
         )
         .await?;
         self.report.bytes_up += sent;
-        let mut rec = StepRecord::default();
+        let mut rec = StepRecord { advance_cursor: true, ..StepRecord::default() };
         let jobs = uploads.iter().map(|u| (&u.path, Some(u))).chain(deletes.iter().map(|d| (&d.path, None)));
         for ((path, up), outcome) in jobs.zip(outcomes) {
             match outcome {
@@ -294,7 +294,10 @@ impl Executor<'_> {
                     rec.remote.extend(current);
                 }
                 // Someone else changed it first: the next pass merges with their version.
-                CommitOutcome::Conflict(current) => rec.remote.extend(current),
+                CommitOutcome::Conflict(current) => {
+                    rec.remote.extend(current);
+                    self.report.retry.push(path.clone());
+                }
                 CommitOutcome::Failed(e) => self.failed(path, e),
             }
         }

@@ -83,7 +83,7 @@ pub struct PassReport {
     pub bytes: u64,
     /// Conflict copies present in the folder.
     pub conflict_copies: u64,
-    /// Actions still planned when the passes stopped (0 when in sync).
+    /// Paths still needing a pass when the passes stopped (0 when in sync).
     pub pending: u64,
     /// Per-path failures; the rest of the folder was synced.
     pub errors: Vec<SkippedItem>,
@@ -182,8 +182,10 @@ pub struct Engine {
 /// What one pass found and did.
 struct PassOutcome {
     report: PassReport,
-    /// Paths of the actions it planned (reports of held-back changes excluded).
-    planned: Vec<RelPath>,
+    /// Actions it planned (reports of held-back changes excluded).
+    actions: usize,
+    /// Paths the next pass must look at (see `Engine::sync_scope`).
+    followup: Vec<RelPath>,
 }
 
 impl Engine {
@@ -252,7 +254,14 @@ impl Engine {
             examined.merge(scope.clone());
             let out = self.pass(folder, folder_id, fs.clone(), progress, &mut run, &scope, &mut installing).await?;
             let report = out.report;
-            debug!(folder = name, pass, planned = out.planned.len(), full = scope.is_full(), "pass done");
+            debug!(
+                folder = name,
+                pass,
+                actions = out.actions,
+                followup = out.followup.len(),
+                full = scope.is_full(),
+                "pass done"
+            );
             total.downloaded += report.downloaded;
             total.uploaded += report.uploaded;
             total.deleted_local += report.deleted_local;
@@ -269,26 +278,23 @@ impl Engine {
                 total.skipped.retain(|s| !seen.contains(&s.path));
                 total.skipped.extend(report.skipped);
             }
-            total.pending = out.planned.len() as u64;
+            total.pending = out.followup.len() as u64;
             let had_errors = !report.errors.is_empty();
             total.errors = report.errors;
             total.paused = report.paused;
-            if out.planned.is_empty() || total.paused.is_some() {
+            if out.followup.is_empty() || total.paused.is_some() {
                 break;
             }
-            if had_errors && pass >= 1 {
+            if (had_errors && pass >= 1) || pass + 1 == MAX_PASSES {
                 // The failures are not going away by themselves; report them.
-                total.retry = out.planned;
+                total.retry = out.followup;
                 break;
             }
-            // Our own commits may have raced with other devices: fetch, then look again at
-            // what this pass touched and what the server changed.
-            let (_, pulled) = self.pull(name).await?;
-            scope = Scope::paths(out.planned.iter().cloned());
-            scope.extend(pulled);
-            if pass + 1 == MAX_PASSES {
-                total.retry = out.planned;
-            }
+            // What this pass left for another: conflict copies to upload, a directory whose
+            // children are gone, a commit another device beat (the mirror holds its version
+            // now), a failure worth one immediate retry. Everything else it did is final, and
+            // what other devices change meanwhile comes with the next push.
+            scope = Scope::paths(out.followup);
         }
         total.retry.extend(total.errors.iter().filter_map(|e| RelPath::new(e.path.as_str()).ok()));
         total.examined = examined.roots();
@@ -437,26 +443,29 @@ impl Engine {
         };
         if let Some(held) = self.guard(folder, &input.state, &plan, &ctx, run, synced).await? {
             report.paused = Some(held);
-            return Ok(PassOutcome { report, planned: Vec::new() });
+            return Ok(PassOutcome { report, actions: 0, followup: Vec::new() });
         }
         plan.extend(filesync_planner::plan_eviction(&input.excluded, direction));
         if run.preview {
             input.state.extend(input.excluded);
             report.preview = Some(Box::new(policy::summarize(&input.state, &plan)));
-            return Ok(PassOutcome { report, planned: Vec::new() });
+            return Ok(PassOutcome { report, actions: 0, followup: Vec::new() });
         }
-        let mut planned: Vec<RelPath> = plan.iter().filter(|a| !a.is_report()).map(|a| a.path().clone()).collect();
+        let actions = plan.iter().filter(|a| !a.is_report()).count();
         // A conflict copy is a new local file: the next pass uploads it. A directory that
         // waits for its children to go (to become a file) is decided once they are gone.
-        planned.extend(plan.iter().filter_map(|a| match a {
-            Action::MoveLocalAside { copy, .. } => Some(copy.clone()),
-            Action::DeleteLocal { path } | Action::DeleteRemote { path, .. } | Action::ForgetBase { path } => {
-                path.parent()
-            }
-            _ => None,
-        }));
-        if !planned.is_empty() {
-            info!(folder = name, actions = planned.len(), "executing plan");
+        let mut followup: Vec<RelPath> = plan
+            .iter()
+            .filter_map(|a| match a {
+                Action::MoveLocalAside { copy, .. } => Some(copy.clone()),
+                Action::DeleteLocal { path } | Action::DeleteRemote { path, .. } | Action::ForgetBase { path } => {
+                    path.parent()
+                }
+                _ => None,
+            })
+            .collect();
+        if actions > 0 {
+            info!(folder = name, actions, "executing plan");
         }
         let steps = Steps::sort(plan, &views.remote);
         let executor = Executor {
@@ -474,8 +483,9 @@ impl Engine {
             moved_away: Default::default(),
         };
         let mut report = executor.run(steps).await?;
-        planned.append(&mut report.retry);
-        Ok(PassOutcome { report, planned })
+        followup.append(&mut report.retry);
+        followup.extend(report.errors.iter().filter_map(|e| RelPath::new(e.path.as_str()).ok()));
+        Ok(PassOutcome { report, actions, followup })
     }
 }
 

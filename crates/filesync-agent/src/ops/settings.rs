@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 pub const KEYS: &[(&str, &str)] = &[
     ("direction", "two-way | upload-only | download-only"),
     ("schedule", "continuous | hourly | daily | every 90s | every 5m | every 2h"),
-    ("rescan", "seconds between full rescans in continuous mode: 60, 90s, 5m"),
+    ("rescan", "seconds between full rescans in continuous mode: 3600, 90s, 5m, 1h"),
     ("exclude", "a subfolder not to sync to this computer: photos/2019"),
     ("include", "an excluded subfolder to sync again"),
     ("upload-limit", "bytes per second: 512k, 2M, unlimited"),

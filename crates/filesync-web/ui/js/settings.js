@@ -11,7 +11,7 @@ const DIRECTIONS = [
 ];
 
 const DEFAULTS = {
-  direction: 'two-way', schedule: 'continuous', rescan_secs: 60, upload_limit: null, download_limit: null,
+  direction: 'two-way', schedule: 'continuous', rescan_secs: 3600, upload_limit: null, download_limit: null,
   guard_percent: 50, guard_min_files: 100,
 };
 
@@ -59,7 +59,7 @@ export function settingsForm(current, { full = true } = {}) {
       field({ id: 'download-limit', label: 'Download limit', value: values['download-limit'], attrs: { spellcheck: 'false' },
         help: 'Bytes per second: 512k, 2M, or unlimited.' }),
       field({ id: 'rescan', label: 'Full rescan every (seconds)', value: values.rescan, attrs: { inputmode: 'numeric' },
-        help: 'With continuous syncing, a full rescan also runs this often, for anything the file watcher missed.' }),
+        help: 'With continuous syncing, a full rescan also runs this often (at least every minute if this folder cannot be watched), for anything the file watcher missed.' }),
       h('div', { class: 'row two' },
         field({ id: 'guard-percent', label: 'Mass-delete guard: share of files (%)', value: values['guard-percent'], attrs: { inputmode: 'numeric' } }),
         field({ id: 'guard-min-files', label: '…and more than this many files', value: values['guard-min-files'], attrs: { inputmode: 'numeric' } })),

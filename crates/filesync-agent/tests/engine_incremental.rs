@@ -193,3 +193,36 @@ async fn a_download_batch_interrupted_at_any_step_resumes_without_a_conflict() {
         assert!(a.conflict_copies().is_empty(), "{step}");
     }
 }
+
+#[tokio::test]
+async fn a_whole_folder_walk_in_parts_syncs_everything_and_guards_deletions_across_parts() {
+    // 200 top-level files: more names than one part of a walk holds.
+    let s = server().await;
+    let a = Client::new(&s, "laptop", true).await;
+    let b = Client::new(&s, "desktop", false).await;
+    for i in 0..200 {
+        a.fs.write(&format!("f{i:03}.txt"), format!("file {i}"));
+    }
+    let r = a.sync().await;
+    assert_eq!((r.uploaded, r.full), (200, true));
+    let r = b.sync().await;
+    assert_eq!(r.downloaded, 200);
+    // Edits spread over every part arrive.
+    for i in (0..200).step_by(40) {
+        a.fs.write(&format!("f{i:03}.txt"), "edited");
+    }
+    assert_eq!(a.sync().await.uploaded, 5);
+    assert_eq!(b.sync().await.downloaded, 5);
+    // Deleting 150 of the 200, spread over the parts, is one mass deletion: held back whole,
+    // while a new file in the same walk still goes up.
+    for i in 0..150 {
+        assert!(a.fs.remove(&format!("f{i:03}.txt")));
+    }
+    a.fs.write("g-new.txt", "new");
+    let r = a.sync().await;
+    assert!(r.paused.as_ref().is_some_and(|p| p.by_guard), "{r:?}");
+    assert_eq!(r.deleted_remote, 0);
+    assert_eq!(r.uploaded, 1);
+    b.sync().await;
+    assert!(b.fs.exists("f000.txt") && b.fs.exists("g-new.txt"));
+}

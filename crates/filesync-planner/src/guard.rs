@@ -40,12 +40,21 @@ pub fn mass_delete(
     guard: Guard,
     synced_files: Option<u64>,
 ) -> Option<MassDelete> {
-    let is_file = |p| state.get(p).and_then(|s| s.base.as_ref()).is_some_and(|b| b.meta.kind == EntryKind::File);
-    let deletes =
-        plan.iter().filter(|a| matches!(a, Action::DeleteRemote { path, .. } if is_file(path))).count() as u64;
     let in_state =
         || state.values().filter(|s| s.base.as_ref().is_some_and(|b| b.meta.kind == EntryKind::File)).count();
     let files = synced_files.unwrap_or_else(|| in_state() as u64);
+    mass_delete_of(remote_file_deletes(state, plan), files, guard)
+}
+
+/// Files (not directories) that `plan` (made from `state`) deletes on the server: what the
+/// guard weighs, summed over the parts of a pass planned one after another.
+pub fn remote_file_deletes(state: &FolderState, plan: &[Action]) -> u64 {
+    let is_file = |p| state.get(p).and_then(|s| s.base.as_ref()).is_some_and(|b| b.meta.kind == EntryKind::File);
+    plan.iter().filter(|a| matches!(a, Action::DeleteRemote { path, .. } if is_file(path))).count() as u64
+}
+
+/// The guard's decision on `deletes` remote file deletions out of `files` synced files.
+pub fn mass_delete_of(deletes: u64, files: u64, guard: Guard) -> Option<MassDelete> {
     let share = u128::from(deletes) * 100 > u128::from(guard.percent) * u128::from(files);
     (deletes > guard.min_files && share).then_some(MassDelete { deletes, files })
 }

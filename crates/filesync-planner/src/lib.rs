@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 mod guard;
 mod plan;
-pub use guard::{Guard, MassDelete, mass_delete};
+pub use guard::{Guard, MassDelete, mass_delete, mass_delete_of, remote_file_deletes};
 pub use plan::{plan, plan_eviction};
 
 /// The last synced state of a path: the server rev both sides agreed on, and its metadata.

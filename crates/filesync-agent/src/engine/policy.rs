@@ -1,14 +1,14 @@
 //! The folder settings around a plan that outlive one pass: the one-off requests a person
 //! makes from the command line (confirm a mass deletion, revert a one-way folder), the
 //! mass-delete guard's trip, and why a folder is paused. The decision itself is pure
-//! (`filesync_planner::mass_delete`); this module words it and keeps its state in the state
+//! (`filesync_planner::mass_delete_of`); this module words it and keeps its state in the state
 //! database's kv table, so a tripped guard survives restarts.
 
 use super::{Engine, Run, SyncError};
 use crate::config::FolderConfig;
 use crate::state::{StateDb, StateError};
 use filesync_core::EntryKind;
-use filesync_planner::{Action, FolderState, MassDelete, PlanContext, mass_delete};
+use filesync_planner::{Action, FolderState, MassDelete, mass_delete_of};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -118,24 +118,22 @@ pub async fn forget(db: &StateDb, name: &str) -> Result<(), StateError> {
 }
 
 impl Engine {
-    /// The mass-delete guard around the plan of one pass: `Some` — the folder is paused and
-    /// nothing of the pass is carried out — while the plan deletes too much on the server,
-    /// unless the user confirmed it or this is a revert (which the user confirmed too). A
-    /// plan that no longer trips the guard (the files are back, or the deletions were
-    /// confirmed) ends the pause. `synced_files`: the folder's synced files when `state`
-    /// holds only some of them.
+    /// The mass-delete guard around one pass: `Some` — the folder is paused and the pass's
+    /// remote deletions are not carried out — while they are too many (`deletes` files out
+    /// of `files` synced), unless the user confirmed them or this is a revert (which the user
+    /// confirmed too). A pass that no longer trips the guard (the files are back, or the
+    /// deletions were confirmed) ends the pause.
     pub(super) async fn guard(
         &self,
         folder: &FolderConfig,
-        state: &FolderState,
-        plan: &[Action],
-        ctx: &PlanContext,
+        deletes: u64,
+        files: u64,
+        revert: bool,
         run: &mut Run,
-        synced_files: Option<u64>,
     ) -> Result<Option<Paused>, SyncError> {
         let name = folder.name.as_str();
-        let waived = run.requests.confirm_deletes || ctx.revert;
-        if let Some(m) = mass_delete(state, plan, folder.settings.guard(), synced_files).filter(|_| !waived) {
+        let waived = run.requests.confirm_deletes || revert;
+        if let Some(m) = mass_delete_of(deletes, files, folder.settings.guard()).filter(|_| !waived) {
             let reason = guard_reason(name, m);
             if !run.preview && run.requests.tripped.as_deref() != Some(reason.as_str()) {
                 warn!(folder = name, "{reason}");

@@ -1,7 +1,8 @@
 //! Which paths a pass looks at: the whole folder, or some paths and the trees below them —
 //! what the watcher saw change here, what the server's journal changed, what a previous
 //! pass left to do. A scope that grows past [`MAX_PATHS`] becomes the whole folder: one walk
-//! is then cheaper than thousands of lookups.
+//! is then cheaper than thousands of lookups. A walk of the whole folder goes in parts of
+//! whole top-level trees ([`partition`]), so that its memory is bounded by a part.
 
 use filesync_core::RelPath;
 use std::collections::BTreeSet;
@@ -81,9 +82,57 @@ impl Scope {
     }
 }
 
+/// Rows (bases and mirror entries) a part of a whole-folder walk aims at.
+pub const PART_ROWS: u64 = 8192;
+/// Top-level names per part at most (a name the database does not know yet has no size).
+pub const PART_NAMES: usize = 64;
+
+/// Cuts a whole-folder walk into parts of whole top-level trees: `tops` are the top-level
+/// names with how many rows their trees hold. Names that fold to the same key (`fold`: how a
+/// case-insensitive disk compares names) stay in one part, so a clash is always seen whole.
+/// One huge tree is one part.
+pub fn partition(mut tops: Vec<(String, u64)>, fold: impl Fn(&str) -> String) -> Vec<Vec<String>> {
+    tops.sort_by_cached_key(|(n, _)| (fold(n), n.clone()));
+    let mut parts: Vec<Vec<String>> = Vec::new();
+    let (mut rows, mut last_key) = (0u64, None::<String>);
+    for (name, size) in tops {
+        let key = fold(&name);
+        let same_key = last_key.as_ref() == Some(&key);
+        let full = parts.last().is_none_or(|p| p.len() >= PART_NAMES || rows + size.max(1) > PART_ROWS);
+        if parts.is_empty() || (full && !same_key) {
+            parts.push(Vec::new());
+            rows = 0;
+        }
+        rows += size.max(1);
+        parts.last_mut().expect("one part at least").push(name);
+        last_key = Some(key);
+    }
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_walk_is_cut_into_bounded_parts_of_whole_trees() {
+        let tops: Vec<(String, u64)> = (0..10).map(|i| (format!("d{i}"), 3000)).collect();
+        let parts = partition(tops, str::to_lowercase);
+        assert_eq!(parts.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 2, 2, 2]);
+        // One tree bigger than a part is a part of its own; names without rows count as one.
+        let parts = partition(vec![("huge".into(), 100_000), ("a".into(), 0), ("b".into(), 5)], str::to_lowercase);
+        assert_eq!(parts, vec![vec!["a".to_string(), "b".into()], vec!["huge".into()]]);
+        let many: Vec<(String, u64)> = (0..200).map(|i| (format!("f{i:03}"), 0)).collect();
+        assert!(partition(many, str::to_lowercase).iter().all(|p| p.len() <= PART_NAMES));
+    }
+
+    #[test]
+    fn names_that_fold_alike_stay_together() {
+        let tops = vec![("Report.txt".into(), 8000), ("report.txt".into(), 8000), ("zz".into(), 1)];
+        let parts = partition(tops, str::to_lowercase);
+        assert_eq!(parts[0], vec!["Report.txt".to_string(), "report.txt".into()]);
+        assert_eq!(parts[1], vec!["zz".to_string()]);
+    }
 
     fn p(s: &str) -> RelPath {
         RelPath::new(s).unwrap()

@@ -170,6 +170,23 @@ impl StateDb {
         Self::commit(tx, "recording a download batch", folder).await
     }
 
+    /// Per top-level name of `folder` (a root file or directory), how many bases and live
+    /// mirror rows lie in its tree: how a walk of the whole folder is cut into parts.
+    pub async fn top_level_sizes(&self, folder: &str) -> Result<Vec<(String, u64)>, StateError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "WITH f AS (SELECT id FROM folders WHERE name = ?1), \
+             paths AS (SELECT path FROM base WHERE folder = (SELECT id FROM f) \
+                       UNION ALL SELECT path FROM remote WHERE folder = (SELECT id FROM f) AND kind IS NOT NULL) \
+             SELECT CASE WHEN instr(path, '/') > 0 THEN substr(path, 1, instr(path, '/') - 1) ELSE path END AS top, \
+                    COUNT(*) FROM paths GROUP BY top",
+        )
+        .bind(folder)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(ctx(format!("sizing the trees of folder '{folder}'")))?;
+        Ok(rows.into_iter().map(|(t, n)| (t, n as u64)).collect())
+    }
+
     /// Downloads that were being installed when the agent last stopped: path → (rev, content).
     pub async fn installing(&self, folder: &str) -> Result<HashMap<RelPath, (u64, Hash)>, StateError> {
         let rows = sqlx::query(
@@ -251,6 +268,16 @@ mod tests {
         assert_eq!(db.totals("f").await.unwrap(), Totals { files: 2, bytes: 105, conflict_copies: 0 });
         db.forget_folder("f").await.unwrap();
         assert_eq!(db.totals("f").await.unwrap(), Totals::default());
+    }
+
+    #[tokio::test]
+    async fn trees_are_sized_by_their_top_level_name() {
+        let db = StateDb::memory().await.unwrap();
+        let rows: Vec<_> = ["a", "a/x", "a/y/z", "b.txt"].iter().map(|s| (p(s), base(1, 1))).collect();
+        db.set_bases("f", &rows).await.unwrap();
+        let mut sizes = db.top_level_sizes("f").await.unwrap();
+        sizes.sort();
+        assert_eq!(sizes, vec![("a".to_string(), 3), ("b.txt".to_string(), 1)]);
     }
 
     #[tokio::test]

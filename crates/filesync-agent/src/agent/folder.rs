@@ -300,9 +300,9 @@ impl FolderTask {
 
     /// What the watcher collected, without the echoes of the engine's own writes.
     fn take_local(&mut self) -> Scope {
-        let Some(paths) = self.local.take() else { return Scope::Full };
         let now = Instant::now();
         self.own.retain(|_, (_, at)| now.duration_since(*at) < OWN_WRITE_WINDOW);
+        let Some(paths) = self.local.take() else { return Scope::Full };
         let fs = &self.fs;
         let own = &self.own;
         let echo = |p: &RelPath| {
@@ -346,8 +346,12 @@ impl FolderTask {
                 self.server_rev = self.server_rev.max(rep.cursor);
                 self.pull = self.server_rev > self.cursor;
                 let now = Instant::now();
-                for (p, left) in &rep.written {
-                    self.own.insert(p.clone(), (*left, now));
+                // More writes than the watcher's queue holds overflow it into a walk of
+                // everything anyway: then there is nothing to tell apart.
+                if rep.written.len() <= super::watch::CAPACITY {
+                    for (p, left) in &rep.written {
+                        self.own.insert(p.clone(), (*left, now));
+                    }
                 }
                 self.held_back = rep.skipped.iter().filter(|s| s.reason.starts_with("not ")).count();
                 self.failing = !rep.errors.is_empty();

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 /// Paths waiting for a folder task before it becomes "walk everything": far more than one
 /// pass takes (`engine::scope::MAX_PATHS`), so that the echoes of a big download can still be
 /// told apart from real changes.
-const CAPACITY: usize = 65_536;
+pub(super) const CAPACITY: usize = 65_536;
 
 /// Changes the watcher saw and the folder task has not taken yet.
 #[derive(Debug, Default)]

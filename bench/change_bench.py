@@ -18,9 +18,9 @@ For each N (number of small files), from scratch (new server, new homes, new fol
                      divided by 20: raw, and net of the idle CPU rate measured in step 4.
   4. idle          - once both agents are quiet, each agent's CPU (% of one core) and RSS
                      (VmRSS, sampled every second; VmHWM is the peak since it started) over
-                     --idle-secs. The agent's periodic rescan (60 s after its last pass) may
-                     fall in that window or just after it; `idle_busy_seconds` in --json counts
-                     the seconds in which an agent used more than 20 ms of CPU.
+                     --idle-secs. The agent's periodic full rescan runs hourly (`rescan`
+                     setting), outside the window; `idle_busy_seconds` in --json counts the
+                     seconds in which an agent used more than 20 ms of CPU.
   5. no-change full rescan (one-shot sync) - agent A is stopped (SIGTERM) and
                      `filesync --home A sync --json` is timed: connect, pull, scan all N files,
                      plan, nothing to do.

@@ -58,6 +58,13 @@ pub struct FolderView {
     pub skipped: Vec<SkippedItem>,
     pub progress: Option<ProgressView>,
     pub settings: FolderSettings,
+    /// Nothing is queued, running, due, behind the server, held back or failing; otherwise
+    /// `waiting` says which.
+    pub in_sync: bool,
+    pub waiting: Vec<String>,
+    /// The server revision this computer has pulled up to, and the newest one announced.
+    pub local_rev: u64,
+    pub server_rev: u64,
 }
 
 #[derive(Serialize)]
@@ -77,7 +84,7 @@ fn folder_hint(f: &FolderStatus) -> Option<String> {
     match f.state {
         // Without a folder-level error the connection banner already says what is wrong.
         FolderState::Error if f.last_error.is_some() => Some(
-            "FileSync retries by itself at the next rescan (within a minute); if the message names a cause \
+            "FileSync retries the failed files by itself within a minute; if the message names a cause \
              (permissions, a full disk, a missing folder), fix that first."
                 .into(),
         ),
@@ -179,6 +186,10 @@ impl AppState {
                                 }
                             }),
                             settings: fc.settings.clone(),
+                            in_sync: f.in_sync,
+                            waiting: f.waiting.clone(),
+                            local_rev: f.local_rev,
+                            server_rev: f.server_rev,
                         }
                     }
                     None => FolderView {
@@ -197,6 +208,10 @@ impl AppState {
                         skipped: vec![],
                         progress: None,
                         settings: fc.settings.clone(),
+                        in_sync: false,
+                        waiting: vec!["starting".into()],
+                        local_rev: 0,
+                        server_rev: 0,
                     },
                 };
                 totals.files += v.files;

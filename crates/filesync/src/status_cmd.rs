@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 /// before `--wait` started needs a moment to reach the watcher.
 const SETTLE: Duration = Duration::from_millis(400);
 const POLL: Duration = Duration::from_millis(50);
+/// How long `--wait` waits for an agent that is not running yet.
+const AGENT_START: Duration = Duration::from_secs(5);
 
 pub async fn run(home: &Home, json: bool, wait: bool, timeout: Option<f64>) -> Result<ExitCode> {
     if wait {
@@ -60,8 +62,14 @@ async fn wait_in_sync(home: &Home, json: bool, timeout: Option<Duration>) -> Res
     let start = Instant::now();
     let mut in_sync_since: Option<Instant> = None;
     let mut stuck_since: Option<(Instant, String)> = None;
+    // An agent started just before (`filesync agent &`) gets a moment to take its home.
+    let grace = timeout.unwrap_or(AGENT_START).min(AGENT_START);
     loop {
         if !HomeLock::is_held(home) {
+            if start.elapsed() < grace {
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
             eprintln!("the FileSync agent is not running for this home; start it with `filesync agent`");
             return Ok(ExitCode::from(2));
         }

@@ -357,23 +357,39 @@ impl Supervisor {
 
 /// Runs a folder's task, and starts it again (with its latest settings, walking the whole
 /// folder) if it panics; the panic is logged and shown in the folder's status.
-async fn supervise(config: FolderConfig, all_paused: bool, deps: Deps, mut rx: mpsc::Receiver<Event>) {
+async fn supervise(config: FolderConfig, all_paused: bool, deps: Deps, rx: mpsc::Receiver<Event>) {
     let board = deps.board.clone();
-    let (mut config, mut all_paused) = (config, all_paused);
+    let name = config.name.clone();
+    let state = (config, all_paused, deps, rx);
+    restart_on_panic(&board, &name, state, |(config, all_paused, deps, rx)| {
+        Box::pin(async move {
+            let mut task = FolderTask::new(config.clone(), *all_paused, deps.clone());
+            let outcome = std::panic::AssertUnwindSafe(task.run(rx)).catch_unwind().await;
+            (*config, *all_paused) = (task.folder.clone(), task.all_paused);
+            outcome
+        })
+    })
+    .await;
+}
+
+/// Runs `run` on `state` until it returns; each panic is logged, shown as the folder's error,
+/// and followed by a new run after a backoff (1 s, doubling up to a minute).
+async fn restart_on_panic<S>(
+    board: &StatusBoard,
+    name: &str,
+    mut state: S,
+    run: impl for<'a> Fn(&'a mut S) -> futures::future::BoxFuture<'a, std::thread::Result<()>>,
+) {
     let mut backoff = Duration::from_secs(1);
     loop {
-        let mut task = FolderTask::new(config.clone(), all_paused, deps.clone());
-        let outcome = std::panic::AssertUnwindSafe(task.run(&mut rx)).catch_unwind().await;
-        (config, all_paused) = (task.folder.clone(), task.all_paused);
-        drop(task);
-        let Err(panic) = outcome else { return };
+        let Err(panic) = run(&mut state).await else { return };
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        error!(folder = %config.name, "the sync task of this folder failed ({what}); restarting it");
-        board.folder(&config.name, |f| {
+        error!(folder = %name, "the sync task of this folder failed ({what}); restarting it");
+        board.folder(name, |f| {
             f.state = FolderState::Error;
             f.last_error = Some(format!(
                 "FileSync hit an internal error while syncing this folder ({what}) and restarted its sync; \
@@ -456,5 +472,36 @@ async fn manage_connection(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_folder_task_that_panics_is_restarted_and_the_panic_shows_in_status() {
+        let folder = FolderConfig::new("docs", "/docs");
+        let board = StatusBoard::new(std::slice::from_ref(&folder), None);
+        let runs = std::sync::atomic::AtomicU32::new(0);
+        restart_on_panic(&board, "docs", 0u32, |n| {
+            *n += 1;
+            let attempt = *n;
+            runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(async move {
+                std::panic::AssertUnwindSafe(async move {
+                    if attempt < 3 {
+                        panic!("attempt {attempt} failed");
+                    }
+                })
+                .catch_unwind()
+                .await
+            })
+        })
+        .await;
+        assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), 3, "restarted after each panic");
+        let f = board.snapshot().folders.into_iter().next().unwrap();
+        assert_eq!(f.state, FolderState::Error);
+        assert!(f.last_error.unwrap().contains("attempt 2 failed"));
     }
 }

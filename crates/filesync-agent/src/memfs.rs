@@ -47,6 +47,9 @@ struct State {
     /// Keyed by the lookup key of the path (see [`key`]).
     hooks: HashMap<String, Hook>,
     opens: HashMap<String, usize>,
+    /// Changes left before the "computer crashes" ([`MemFs::crash_after`]): `Some(0)` fails
+    /// every change from then on, as if the process had died; `None`: no crash planned.
+    crash_budget: Option<usize>,
 }
 
 impl Default for State {
@@ -68,6 +71,7 @@ impl Default for State {
             next_temp: 1,
             hooks: HashMap::new(),
             opens: HashMap::new(),
+            crash_budget: None,
         }
     }
 }
@@ -138,6 +142,18 @@ impl Entry {
 }
 
 impl State {
+    /// Counts one change of the tree; fails once a planned crash has happened.
+    fn change(&mut self) -> io::Result<()> {
+        match &mut self.crash_budget {
+            Some(0) => Err(err(io::ErrorKind::Other, "the computer crashed (MemFs::crash_after)")),
+            Some(n) => {
+                *n -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
     fn tick(&mut self) -> i64 {
         self.clock += TICK_NS;
         self.clock
@@ -323,6 +339,24 @@ impl MemFs {
         self.lock().get_mut(&split(path)).unwrap_or_else(|| panic!("MemFs: no '{path}'")).executable = executable;
     }
 
+    /// Lets `changes` more changes of the tree through (creating, writing, renaming,
+    /// removing, setting times), then fails every change as if the computer had crashed
+    /// at that point: what was done stays, nothing more happens, temporary files stay
+    /// behind. [`MemFs::restart`] ends the crash.
+    pub fn crash_after(&self, changes: usize) {
+        self.lock().crash_budget = Some(changes);
+    }
+
+    /// Whether a crash planned by [`MemFs::crash_after`] has happened.
+    pub fn crashed(&self) -> bool {
+        self.lock().crash_budget == Some(0)
+    }
+
+    /// The computer is back after a crash: changes work again.
+    pub fn restart(&self) {
+        self.lock().crash_budget = None;
+    }
+
     /// Removes a file, link or whole directory tree; false if nothing was there.
     pub fn remove(&self, path: &str) -> bool {
         self.lock().take(&split(path)).is_ok()
@@ -414,6 +448,7 @@ impl MemFs {
 
     fn rename_comps(&self, f: &[&str], t: &[&str]) -> io::Result<()> {
         let mut st = self.lock();
+        st.change()?;
         let (from, to) = (f.join("/"), t.join("/"));
         if st.get(f).is_none() {
             return Err(err(io::ErrorKind::NotFound, format!("'{from}' not found")));
@@ -506,6 +541,7 @@ impl Filesystem for MemFs {
 
     fn create_dir(&self, path: &RelPath) -> io::Result<()> {
         let mut st = self.lock();
+        st.change()?;
         let comps = rel_comps(Some(path));
         match st.get(&comps) {
             Some(Entry { node: Node::Dir(_), .. }) => return Ok(()),
@@ -522,6 +558,7 @@ impl Filesystem for MemFs {
 
     fn remove_file(&self, path: &RelPath) -> io::Result<()> {
         let mut st = self.lock();
+        st.change()?;
         let comps = rel_comps(Some(path));
         match st.get(&comps) {
             None => Err(err(io::ErrorKind::NotFound, format!("'{path}' not found"))),
@@ -534,6 +571,7 @@ impl Filesystem for MemFs {
 
     fn remove_dir(&self, path: &RelPath) -> io::Result<()> {
         let mut st = self.lock();
+        st.change()?;
         let comps = rel_comps(Some(path));
         match st.get(&comps) {
             None => Err(err(io::ErrorKind::NotFound, format!("'{path}' not found"))),
@@ -551,6 +589,7 @@ impl Filesystem for MemFs {
 
     fn set_times_and_mode(&self, path: &RelPath, mtime_ns: i64, executable: bool) -> io::Result<()> {
         let mut st = self.lock();
+        st.change()?;
         let e = st
             .get_mut(&rel_comps(Some(path)))
             .ok_or_else(|| err(io::ErrorKind::NotFound, format!("'{path}' not found")))?;
@@ -565,6 +604,7 @@ impl Filesystem for MemFs {
 
     fn create_temp(&self, dir: Option<&RelPath>) -> io::Result<Box<dyn TempFile>> {
         let mut st = self.lock();
+        st.change()?;
         let dir: Vec<String> = rel_comps(dir).into_iter().map(String::from).collect();
         let dir_refs: Vec<&str> = dir.iter().map(String::as_str).collect();
         st.dir_mut(&dir_refs)?;
@@ -612,6 +652,7 @@ impl MemTemp {
     /// Runs `f` on the temp file's entry.
     fn with_entry<T>(&self, f: impl FnOnce(&mut Entry, i64) -> T) -> io::Result<T> {
         let mut st = self.fs.lock();
+        st.change()?;
         let now = st.tick();
         let e = st
             .get_mut(&self.comps())
@@ -659,6 +700,7 @@ impl TempFile for MemTemp {
         }
         self.with_entry(|_, _| ())?;
         let mut st = self.fs.lock();
+        st.change()?;
         let t = rel_comps(Some(dest));
         let dest_dir = &t[..t.len() - 1];
         st.dir_mut(dest_dir)?;
@@ -681,7 +723,11 @@ impl Drop for MemTemp {
     fn drop(&mut self) {
         if !self.persisted {
             let comps = self.comps();
-            let _ = self.fs.lock().take(&comps);
+            let mut st = self.fs.lock();
+            // A crashed computer cleans nothing up.
+            if st.change().is_ok() {
+                let _ = st.take(&comps);
+            }
         }
     }
 }

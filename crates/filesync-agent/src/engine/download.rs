@@ -4,11 +4,11 @@
 //! temporary file beside its destination, verifies the whole-file hash, fsyncs, and renames it
 //! into place only if the destination did not change since the scan.
 
+use super::server::ServerApi;
 use super::{SyncError, chunk_offsets, stat_matches};
 use crate::fs::{Filesystem, Stat, StatKind};
 use crate::status::Progress;
 use bytes::Bytes;
-use filesync_client::Connection;
 use filesync_core::{FileMeta, Hash, RelPath};
 use filesync_proto::limits;
 use futures::StreamExt;
@@ -67,7 +67,7 @@ enum Source {
 /// are paced by `throttle`; a local file changed meanwhile is kept as a conflict copy named
 /// after `copy_names` (this device's name, the time).
 pub async fn run(
-    conn: &Connection,
+    conn: &Arc<dyn ServerApi>,
     fs: Arc<dyn Filesystem>,
     jobs: Vec<DownloadJob>,
     local_chunks: &HashMap<Hash, LocalChunk>,
@@ -133,10 +133,10 @@ pub async fn run(
         let throttle = throttle.clone();
         async move {
             throttle.acquire(len).await;
-            let data = conn.get_chunks(&b).await?;
+            let data = conn.get_chunks(b.clone()).await?;
             let n: usize = data.iter().map(|d| d.len()).sum();
             counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-            Ok::<_, filesync_client::ClientError>(b.into_iter().zip(data).collect::<HashMap<Hash, Bytes>>())
+            Ok::<_, SyncError>(b.into_iter().zip(data).collect::<HashMap<Hash, Bytes>>())
         }
     }))
     .buffered(FETCH_CONCURRENCY);
@@ -183,7 +183,7 @@ pub async fn run(
     drop(tx);
     let results = writer.await.map_err(|e| SyncError::Internal(format!("download writer panicked: {e}")))?;
     if let Some(e) = fetch_error {
-        return Err(e.into());
+        return Err(e);
     }
     Ok((results, fetched_bytes.load(std::sync::atomic::Ordering::Relaxed)))
 }

@@ -199,7 +199,7 @@ impl Executor<'_> {
         self.engine.db.set_installing(self.name, &installing).await?;
         let local_chunks = self.local_chunks(&jobs).await?;
         let (results, fetched) = download::run(
-            &self.engine.conn,
+            &self.engine.server,
             self.fs.clone(),
             jobs.clone(),
             &local_chunks,
@@ -265,7 +265,7 @@ impl Executor<'_> {
         }
         self.progress.start("uploading", (uploads.len() + deletes.len()) as u64, 0);
         let (outcomes, sent) = upload::run(
-            &self.engine.conn,
+            &self.engine.server,
             self.fs.clone(),
             self.folder_id,
             &uploads,

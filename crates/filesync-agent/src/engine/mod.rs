@@ -2,33 +2,29 @@
 //! remote mirror, scans the paths in its [`Scope`] — the whole folder, or only what the
 //! watcher and the journal say changed — builds the planner's input (`input.rs`, pure), asks
 //! the planner what to do, and hands the plan to the executor (`execute.rs`), which records
-//! each step's results as new bases. Passes repeat, each over what the previous one touched,
-//! until one finds nothing to do.
+//! each step's results as new bases (`pass.rs` puts these together, and cuts a walk of the
+//! whole folder into parts). A follow-up pass looks only at what the previous one left.
 
 mod download;
 mod execute;
 pub mod input;
+mod pass;
 pub mod policy;
 pub mod scope;
+pub mod server;
 pub mod throttle;
 mod upload;
 
 use crate::config::FolderConfig;
-use crate::filter::{Excluded, IgnoreRules};
 use crate::fs::{Filesystem, Stat, StatKind};
-use crate::scan::{self, KnownFile};
 use crate::state::{StateDb, StateError};
 use crate::status::{Progress, SkippedItem};
-use execute::{Executor, Steps};
 use filesync_client::{ClientError, Connection};
 use filesync_core::conflict::conflict_copy_path;
 use filesync_core::{ChunkRef, Chunker, RelPath};
-use filesync_planner::{Action, PlanContext};
-use filesync_proto::convert::entry_from_wire;
-use filesync_proto::limits;
-use input::Views;
 use policy::{Paused, PlanSummary, Requests};
 pub use scope::Scope;
+use server::ServerApi;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -170,28 +166,24 @@ fn now_unix() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-/// Drives sync passes for folders over one server connection and one state database.
+/// Drives sync passes for folders against one server and one state database.
 #[derive(Clone)]
 pub struct Engine {
-    pub conn: Connection,
+    pub server: Arc<dyn ServerApi>,
     pub db: StateDb,
     pub device_name: String,
     pub chunker: Chunker,
 }
 
-/// What one pass found and did.
-#[derive(Default)]
-struct PassOutcome {
-    report: PassReport,
-    /// Actions it planned (reports of held-back changes excluded).
-    actions: usize,
-    /// Paths the next pass must look at (see `Engine::sync_scope`).
-    followup: Vec<RelPath>,
-}
-
 impl Engine {
+    /// An engine talking to the server over `conn`.
     pub fn new(conn: Connection, db: StateDb, device_name: String) -> Engine {
-        Engine { conn, db, device_name, chunker: Chunker::default() }
+        Engine::with_server(Arc::new(conn), db, device_name)
+    }
+
+    /// An engine talking to any server (a test double, say).
+    pub fn with_server(server: Arc<dyn ServerApi>, db: StateDb, device_name: String) -> Engine {
+        Engine { server, db, device_name, chunker: Chunker::default() }
     }
 
     /// Syncs the whole folder until nothing is left to do (or `MAX_PASSES` passes).
@@ -318,9 +310,9 @@ impl Engine {
     /// Brings the remote mirror of `name` up to date; returns the server folder id and the
     /// paths whose entry changed.
     pub async fn pull(&self, name: &str) -> Result<(u64, Vec<RelPath>), SyncError> {
-        let info = self.conn.open_folder(name, true).await?;
+        let folder_id = self.server.open_folder(name).await?;
         let mut cursor = match self.db.folder_cursor(name).await? {
-            Some((sid, c)) if sid == info.id => c,
+            Some((sid, c)) if sid == folder_id => c,
             Some(_) => {
                 warn!(folder = name, "the server folder was re-created; starting over from its current state");
                 self.db.forget_folder(name).await?;
@@ -330,23 +322,18 @@ impl Engine {
         };
         let mut changed = Vec::new();
         loop {
-            let ch = self.conn.get_changes(info.id, cursor, limits::MAX_ENTRIES_PER_CHANGES).await?;
-            let mut entries = Vec::with_capacity(ch.entries.len());
-            let mut next = cursor;
-            for w in &ch.entries {
-                next = next.max(w.rev);
-                match entry_from_wire(w) {
-                    Ok(e) => entries.push(e),
-                    Err(e) => warn!(folder = name, "ignoring an invalid entry from the server: {e}"),
-                }
+            let page = self.server.changes(folder_id, cursor).await?;
+            for e in &page.invalid {
+                warn!(folder = name, "ignoring an invalid entry from the server: {e}");
             }
-            if !ch.more {
-                next = next.max(ch.folder_seq);
+            let mut next = cursor.max(page.last_rev);
+            if !page.more {
+                next = next.max(page.folder_seq);
             }
-            changed.extend(self.db.apply_remote(name, &entries, info.id, next).await?);
+            changed.extend(self.db.apply_remote(name, &page.entries, folder_id, next).await?);
             cursor = next;
-            if !ch.more {
-                return Ok((info.id, changed));
+            if !page.more {
+                return Ok((folder_id, changed));
             }
         }
     }
@@ -366,255 +353,6 @@ impl Engine {
         let mut run = Run { requests, up: Throttle::unlimited(), down: Throttle::unlimited(), preview: true };
         let out = self.pass(folder, 0, fs, &Progress::default(), &mut run, &Scope::Full, &HashMap::new()).await?;
         Ok(out.report.preview.map(|p| *p).unwrap_or_default())
-    }
-
-    /// Reads what a pass over `scope` compares: the disk (scanned off the async runtime), the
-    /// bases and the remote mirror.
-    async fn load(
-        &self,
-        folder: &FolderConfig,
-        fs: Arc<dyn Filesystem>,
-        scope: &Scope,
-        installing: HashMap<RelPath, (u64, filesync_core::Hash)>,
-    ) -> Result<Views, SyncError> {
-        let name = folder.name.as_str();
-        let roots = scope.roots();
-        let (bases, remote) = match scope {
-            Scope::Full => (self.db.bases(name).await?, self.db.remote_all(name).await?),
-            Scope::Paths(_) => (self.db.bases_within(name, &roots).await?, self.db.remote_within(name, &roots).await?),
-        };
-        let known: HashMap<RelPath, KnownFile> = bases
-            .iter()
-            .map(|(p, b)| {
-                (p.clone(), KnownFile { size: b.size, mtime_ns: b.mtime_ns, ino: b.ino, meta: b.meta.clone() })
-            })
-            .collect();
-        let chunker = self.chunker;
-        let full = scope.is_full();
-        let (scanned, rules) = tokio::task::spawn_blocking(move || {
-            let rules = IgnoreRules::load(&*fs);
-            let scanner = scan::Scanner { fs: &*fs, rename: true, known: &known, chunker: &chunker };
-            let scanned =
-                if full { scanner.scan_ignoring(&rules) } else { scanner.scan_paths_ignoring(&roots, &rules) };
-            scanned.map(|s| (s, rules))
-        })
-        .await
-        .map_err(|e| SyncError::Internal(e.to_string()))?
-        .map_err(|source| SyncError::Scan { path: folder.path.display().to_string(), source })?;
-        Ok(Views { scanned, rules, bases, remote, installing })
-    }
-
-    /// One pass over `scope`: plan it (a whole folder in parts of whole top-level trees),
-    /// weigh its remote deletions with the mass-delete guard, and execute it. A part without
-    /// remote deletions is executed as soon as it is planned, so that a walk of the whole
-    /// folder holds one part in memory at a time; parts with remote deletions wait for the
-    /// guard's verdict on the whole pass.
-    #[allow(clippy::too_many_arguments)]
-    async fn pass(
-        &self,
-        folder: &FolderConfig,
-        folder_id: u64,
-        fs: Arc<dyn Filesystem>,
-        progress: &Progress,
-        run: &mut Run,
-        scope: &Scope,
-        installing: &HashMap<RelPath, (u64, filesync_core::Hash)>,
-    ) -> Result<PassOutcome, SyncError> {
-        let name = folder.name.as_str();
-        let parts = match scope {
-            Scope::Full if !run.preview => self.partitions(name, &fs).await?,
-            _ => vec![scope.clone()],
-        };
-        // The guard weighs deletions against every synced file, not only those of one part.
-        let whole = matches!(parts.as_slice(), [Scope::Full]);
-        let mut out = PassOutcome::default();
-        let mut deferred = Vec::new();
-        let mut deletes = 0;
-        for part in &parts {
-            let here = installing.iter().filter(|(p, _)| part.covers(p)).map(|(p, v)| (p.clone(), *v)).collect();
-            let planned = self.plan_part(folder, fs.clone(), progress, run, part, here).await?;
-            if run.preview {
-                out.report.preview = planned.preview.clone();
-                return Ok(out);
-            }
-            if planned.deletes > 0 {
-                deletes += planned.deletes;
-                deferred.push(planned);
-            } else {
-                out.absorb(self.execute_part(name, folder_id, fs.clone(), progress, run, planned).await?);
-            }
-        }
-        let files = match (whole, deferred.first()) {
-            (true, Some(p)) => p.synced_in_state,
-            (_, None) => 0,
-            (false, Some(_)) => self.db.totals(name).await?.files,
-        };
-        let revert = run.requests.revert && folder.settings.planner_direction() != filesync_planner::Direction::TwoWay;
-        if let Some(held) = self.guard(folder, deletes, files, revert, run).await? {
-            out.report.paused = Some(held);
-            return Ok(out);
-        }
-        for planned in deferred {
-            out.absorb(self.execute_part(name, folder_id, fs.clone(), progress, run, planned).await?);
-        }
-        Ok(out)
-    }
-
-    /// How a walk of the whole folder is cut: parts of whole top-level trees (see
-    /// [`scope::partition`]), or the whole folder at once when a top-level name needs the
-    /// scanner's care (not Unicode, not NFC) or the root cannot be listed (the walk reports it).
-    async fn partitions(&self, name: &str, fs: &Arc<dyn Filesystem>) -> Result<Vec<Scope>, SyncError> {
-        let listing = {
-            let fs = fs.clone();
-            tokio::task::spawn_blocking(move || fs.read_dir(None))
-                .await
-                .map_err(|e| SyncError::Internal(e.to_string()))?
-        };
-        let Ok(listing) = listing else { return Ok(vec![Scope::Full]) };
-        let mut sizes: HashMap<String, u64> = self.db.top_level_sizes(name).await?.into_iter().collect();
-        for e in &listing {
-            if e.name.starts_with(filesync_core::path::TEMP_PREFIX) {
-                continue;
-            }
-            if !e.name_is_unicode || RelPath::new(e.name.as_str()).is_err() {
-                return Ok(vec![Scope::Full]);
-            }
-            sizes.entry(e.name.clone()).or_insert(0);
-        }
-        let mut parts = Vec::new();
-        for names in scope::partition(sizes.into_iter().collect(), crate::names::fold) {
-            let paths: Option<Vec<RelPath>> = names.iter().map(|n| RelPath::new(n.as_str()).ok()).collect();
-            match paths {
-                Some(paths) => parts.push(Scope::paths(paths)),
-                None => return Ok(vec![Scope::Full]),
-            }
-        }
-        Ok(if parts.len() <= 1 { vec![Scope::Full] } else { parts })
-    }
-
-    /// Plans one part: load, build the planner's input (recording the bases of interrupted
-    /// downloads that landed), plan, and plan evictions.
-    async fn plan_part(
-        &self,
-        folder: &FolderConfig,
-        fs: Arc<dyn Filesystem>,
-        progress: &Progress,
-        run: &Run,
-        scope: &Scope,
-        installing: HashMap<RelPath, (u64, filesync_core::Hash)>,
-    ) -> Result<Planned, SyncError> {
-        let name = folder.name.as_str();
-        progress.start("scanning", 0, 0);
-        let views = self.load(folder, fs.clone(), scope, installing).await?;
-        // A root that vanished during the scan must not read as "everything was deleted".
-        if !fs.root_exists() {
-            return Err(SyncError::FolderMissing { path: folder.path.display().to_string() });
-        }
-        let mut input = input::build(&views, &Excluded::new(&folder.settings.excluded), &*fs);
-        if !run.preview && !input.promoted.is_empty() {
-            self.db.set_bases(name, &input.promoted).await?;
-        }
-        let now = now_unix();
-        let direction = folder.settings.planner_direction();
-        let ctx = PlanContext {
-            device_name: self.device_name.clone(),
-            now_unix: now,
-            direction,
-            revert: run.requests.revert && direction != filesync_planner::Direction::TwoWay,
-        };
-        let mut plan = filesync_planner::plan(&input.state, &ctx);
-        let deletes = filesync_planner::remote_file_deletes(&input.state, &plan);
-        let synced_in_state = input
-            .state
-            .values()
-            .filter(|s| s.base.as_ref().is_some_and(|b| b.meta.kind == filesync_core::EntryKind::File))
-            .count() as u64;
-        plan.extend(filesync_planner::plan_eviction(&input.excluded, direction));
-        let preview = run.preview.then(|| {
-            input.state.extend(std::mem::take(&mut input.excluded));
-            Box::new(policy::summarize(&input.state, &plan))
-        });
-        Ok(Planned { views, plan, deletes, synced_in_state, skipped: input.skipped, now, preview })
-    }
-
-    /// Executes one planned part.
-    async fn execute_part(
-        &self,
-        name: &str,
-        folder_id: u64,
-        fs: Arc<dyn Filesystem>,
-        progress: &Progress,
-        run: &Run,
-        planned: Planned,
-    ) -> Result<PassOutcome, SyncError> {
-        let Planned { views, plan, skipped, now, .. } = planned;
-        let actions = plan.iter().filter(|a| !a.is_report()).count();
-        // A conflict copy is a new local file: the next pass uploads it. A directory that
-        // waits for its children to go (to become a file) is decided once they are gone.
-        let mut followup: Vec<RelPath> = plan
-            .iter()
-            .filter_map(|a| match a {
-                Action::MoveLocalAside { copy, .. } => Some(copy.clone()),
-                Action::DeleteLocal { path } | Action::DeleteRemote { path, .. } | Action::ForgetBase { path } => {
-                    path.parent()
-                }
-                _ => None,
-            })
-            .collect();
-        if actions > 0 {
-            info!(folder = name, actions, "executing plan");
-        }
-        let steps = Steps::sort(plan, &views.remote);
-        let executor = Executor {
-            engine: self,
-            name,
-            folder_id,
-            fs,
-            progress,
-            run,
-            scanned: &views.scanned,
-            bases: &views.bases,
-            remote: &views.remote,
-            now_unix: now,
-            report: PassReport { skipped, ..PassReport::default() },
-            moved_away: Default::default(),
-        };
-        let mut report = executor.run(steps).await?;
-        followup.append(&mut report.retry);
-        followup.extend(report.errors.iter().filter_map(|e| RelPath::new(e.path.as_str()).ok()));
-        Ok(PassOutcome { report, actions, followup })
-    }
-}
-
-/// One part of a pass, planned and not yet executed.
-struct Planned {
-    views: Views,
-    plan: Vec<Action>,
-    /// Files the plan deletes on the server, for the guard.
-    deletes: u64,
-    /// Synced files among the part's paths (the whole folder's, for an uncut walk).
-    synced_in_state: u64,
-    skipped: Vec<SkippedItem>,
-    now: i64,
-    preview: Option<Box<PlanSummary>>,
-}
-
-impl PassOutcome {
-    /// Adds what another part of the same pass found and did.
-    fn absorb(&mut self, other: PassOutcome) {
-        let (r, o) = (&mut self.report, other.report);
-        r.downloaded += o.downloaded;
-        r.uploaded += o.uploaded;
-        r.deleted_local += o.deleted_local;
-        r.deleted_remote += o.deleted_remote;
-        r.conflicts += o.conflicts;
-        r.bytes_up += o.bytes_up;
-        r.bytes_down += o.bytes_down;
-        r.errors.extend(o.errors);
-        r.skipped.extend(o.skipped);
-        r.written.extend(o.written);
-        self.actions += other.actions;
-        self.followup.extend(other.followup);
     }
 }
 

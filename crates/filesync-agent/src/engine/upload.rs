@@ -2,14 +2,13 @@
 //! straight from the local files and re-verified, many requests in flight), then commit the
 //! changes in batches, each based on the rev this computer last synced.
 
+use super::server::{Change, Committed, ServerApi};
 use super::{SyncError, chunk_offsets};
 use crate::fs::{Filesystem, Stat};
 use crate::status::Progress;
 use bytes::Bytes;
-use filesync_client::Connection;
 use filesync_core::{EntryKind, EntryState, FileMeta, Hash, RelPath};
-use filesync_proto::convert::{entry_from_wire, meta_into_wire};
-use filesync_proto::{CommitChange, WireEntry, limits};
+use filesync_proto::limits;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek, SeekFrom};
@@ -51,7 +50,7 @@ pub enum CommitOutcome {
 /// deletions. Returns one outcome per upload, then one per deletion, in the order given, and
 /// the chunk bytes sent.
 pub async fn run(
-    conn: &Connection,
+    conn: &Arc<dyn ServerApi>,
     fs: Arc<dyn Filesystem>,
     folder_id: u64,
     uploads: &[UploadJob],
@@ -79,10 +78,7 @@ pub async fn run(
     let query_batches: Vec<Vec<Hash>> = order.chunks(limits::MAX_HASHES_PER_REQUEST).map(<[Hash]>::to_vec).collect();
     let missing: Vec<Hash> = futures::stream::iter(query_batches.into_iter().map(|batch| {
         let conn = conn.clone();
-        async move {
-            let idx = conn.query_chunks(&batch).await?;
-            Ok::<_, filesync_client::ClientError>(idx.into_iter().map(|i| batch[i]).collect::<Vec<_>>())
-        }
+        async move { conn.missing_chunks(batch).await }
     }))
     .buffered(QUERY_CONCURRENCY)
     .try_concat()
@@ -140,48 +136,31 @@ pub async fn run(
 
     // 4. Commit, in batches, everything whose chunks are on the server.
     let mut outcomes: Vec<Option<CommitOutcome>> = Vec::with_capacity(uploads.len() + deletes.len());
-    let mut changes: Vec<(usize, CommitChange)> = Vec::new();
+    let mut changes: Vec<(usize, Change)> = Vec::new();
     for (i, u) in uploads.iter().enumerate() {
         if let Some(reason) = failed.get(&i) {
             outcomes.push(Some(CommitOutcome::Failed(reason.clone())));
             continue;
         }
         outcomes.push(None);
-        let mut w = WireEntry { path: u.path.as_str().to_string(), ..Default::default() };
-        meta_into_wire(&u.meta, &mut w);
-        changes.push((i, CommitChange { base_rev: u.base_rev, entry: Some(w) }));
+        changes.push((i, Change { path: u.path.clone(), base_rev: u.base_rev, meta: Some(u.meta.clone()) }));
     }
     for (j, d) in deletes.iter().enumerate() {
         outcomes.push(None);
-        let w = WireEntry { path: d.path.as_str().to_string(), deleted: true, ..Default::default() };
-        changes.push((uploads.len() + j, CommitChange { base_rev: d.base_rev, entry: Some(w) }));
+        changes.push((uploads.len() + j, Change { path: d.path.clone(), base_rev: d.base_rev, meta: None }));
     }
-    // Batches bounded by count and by encoded size (a huge file's chunk list is long).
-    let mut batches: Vec<Vec<(usize, CommitChange)>> = vec![Vec::new()];
-    let mut size = 0usize;
-    for (i, c) in changes {
-        let n = filesync_proto::encoded_len(&c) + 8;
-        let last = batches.last().expect("never empty");
-        if !last.is_empty() && (last.len() >= limits::MAX_CHANGES_PER_COMMIT || size + n > limits::MAX_REPLY_BYTES) {
-            batches.push(Vec::new());
-            size = 0;
-        }
-        size += n;
-        batches.last_mut().expect("never empty").push((i, c));
+    let (idx, cs): (Vec<usize>, Vec<Change>) = changes.into_iter().unzip();
+    let n = cs.len();
+    let answers = if cs.is_empty() { Vec::new() } else { conn.commit(folder_id, cs).await? };
+    if answers.len() != n {
+        return Err(SyncError::Protocol(format!("a commit of {n} changes got {} answers", answers.len())));
     }
-    for batch in batches.into_iter().filter(|b| !b.is_empty()) {
-        let (idx, cs): (Vec<usize>, Vec<CommitChange>) = batch.into_iter().unzip();
-        let result = conn.commit(folder_id, cs).await?;
-        for (i, o) in idx.into_iter().zip(result.outcomes) {
-            let current = match o.current.as_ref().map(entry_from_wire) {
-                Some(Ok(e)) => Some(e),
-                Some(Err(e)) => return Err(SyncError::Protocol(format!("server sent an invalid entry: {e}"))),
-                None => None,
-            };
-            outcomes[i] =
-                Some(if o.accepted { CommitOutcome::Accepted(current) } else { CommitOutcome::Conflict(current) });
-            progress.files_done.fetch_add(1, Ordering::Relaxed);
-        }
+    for (i, a) in idx.into_iter().zip(answers) {
+        outcomes[i] = Some(match a {
+            Committed::Accepted(current) => CommitOutcome::Accepted(current),
+            Committed::Conflict(current) => CommitOutcome::Conflict(current),
+        });
+        progress.files_done.fetch_add(1, Ordering::Relaxed);
     }
     Ok((outcomes.into_iter().map(|o| o.expect("every change has an outcome")).collect(), bytes_sent))
 }

@@ -1,0 +1,280 @@
+//! One pass over a [`Scope`]: load what it compares, plan it — a walk of the whole folder in
+//! parts of whole top-level trees, each executed as soon as it is planned unless it deletes
+//! on the server — weigh the pass's remote deletions with the mass-delete guard, and execute
+//! the rest. Memory is bounded by one part (plus the parts that wait for the guard).
+
+use super::execute::{Executor, Steps};
+use super::input::{self, Views};
+use super::policy::{self, PlanSummary};
+use super::{Engine, PassReport, Run, Scope, SyncError, now_unix, scope};
+use crate::config::FolderConfig;
+use crate::filter::{Excluded, IgnoreRules};
+use crate::fs::Filesystem;
+use crate::scan::{self, KnownFile};
+use crate::status::{Progress, SkippedItem};
+use filesync_core::RelPath;
+use filesync_planner::{Action, PlanContext};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tracing::info;
+
+/// What one pass found and did.
+#[derive(Default)]
+pub(super) struct PassOutcome {
+    pub report: PassReport,
+    /// Actions it planned (reports of held-back changes excluded).
+    pub actions: usize,
+    /// Paths the next pass must look at (see `Engine::sync_scope`).
+    pub followup: Vec<RelPath>,
+}
+
+impl Engine {
+    /// Reads what a pass over `scope` compares: the disk (scanned off the async runtime), the
+    /// bases and the remote mirror.
+    async fn load(
+        &self,
+        folder: &FolderConfig,
+        fs: Arc<dyn Filesystem>,
+        scope: &Scope,
+        installing: HashMap<RelPath, (u64, filesync_core::Hash)>,
+    ) -> Result<Views, SyncError> {
+        let name = folder.name.as_str();
+        let roots = scope.roots();
+        let (bases, remote) = match scope {
+            Scope::Full => (self.db.bases(name).await?, self.db.remote_all(name).await?),
+            Scope::Paths(_) => (self.db.bases_within(name, &roots).await?, self.db.remote_within(name, &roots).await?),
+        };
+        let known: HashMap<RelPath, KnownFile> = bases
+            .iter()
+            .map(|(p, b)| {
+                (p.clone(), KnownFile { size: b.size, mtime_ns: b.mtime_ns, ino: b.ino, meta: b.meta.clone() })
+            })
+            .collect();
+        let chunker = self.chunker;
+        let full = scope.is_full();
+        let (scanned, rules) = tokio::task::spawn_blocking(move || {
+            let rules = IgnoreRules::load(&*fs);
+            let scanner = scan::Scanner { fs: &*fs, rename: true, known: &known, chunker: &chunker };
+            let scanned =
+                if full { scanner.scan_ignoring(&rules) } else { scanner.scan_paths_ignoring(&roots, &rules) };
+            scanned.map(|s| (s, rules))
+        })
+        .await
+        .map_err(|e| SyncError::Internal(e.to_string()))?
+        .map_err(|source| SyncError::Scan { path: folder.path.display().to_string(), source })?;
+        Ok(Views { scanned, rules, bases, remote, installing })
+    }
+
+    /// One pass over `scope`: plan it (a whole folder in parts of whole top-level trees),
+    /// weigh its remote deletions with the mass-delete guard, and execute it. A part without
+    /// remote deletions is executed as soon as it is planned, so that a walk of the whole
+    /// folder holds one part in memory at a time; parts with remote deletions wait for the
+    /// guard's verdict on the whole pass.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn pass(
+        &self,
+        folder: &FolderConfig,
+        folder_id: u64,
+        fs: Arc<dyn Filesystem>,
+        progress: &Progress,
+        run: &mut Run,
+        scope: &Scope,
+        installing: &HashMap<RelPath, (u64, filesync_core::Hash)>,
+    ) -> Result<PassOutcome, SyncError> {
+        let name = folder.name.as_str();
+        let parts = match scope {
+            Scope::Full if !run.preview => self.partitions(name, &fs).await?,
+            _ => vec![scope.clone()],
+        };
+        // The guard weighs deletions against every synced file, not only those of one part.
+        let whole = matches!(parts.as_slice(), [Scope::Full]);
+        let mut out = PassOutcome::default();
+        let mut deferred = Vec::new();
+        let mut deletes = 0;
+        for part in &parts {
+            let here = installing.iter().filter(|(p, _)| part.covers(p)).map(|(p, v)| (p.clone(), *v)).collect();
+            let planned = self.plan_part(folder, fs.clone(), progress, run, part, here).await?;
+            if run.preview {
+                out.report.preview = planned.preview.clone();
+                return Ok(out);
+            }
+            if planned.deletes > 0 {
+                deletes += planned.deletes;
+                deferred.push(planned);
+            } else {
+                out.absorb(self.execute_part(name, folder_id, fs.clone(), progress, run, planned).await?);
+            }
+        }
+        let files = match (whole, deferred.first()) {
+            (true, Some(p)) => p.synced_in_state,
+            (_, None) => 0,
+            (false, Some(_)) => self.db.totals(name).await?.files,
+        };
+        let revert = run.requests.revert && folder.settings.planner_direction() != filesync_planner::Direction::TwoWay;
+        if let Some(held) = self.guard(folder, deletes, files, revert, run).await? {
+            out.report.paused = Some(held);
+            return Ok(out);
+        }
+        for planned in deferred {
+            out.absorb(self.execute_part(name, folder_id, fs.clone(), progress, run, planned).await?);
+        }
+        Ok(out)
+    }
+
+    /// How a walk of the whole folder is cut: parts of whole top-level trees (see
+    /// [`scope::partition`]), or the whole folder at once when a top-level name needs the
+    /// scanner's care (not Unicode, not NFC) or the root cannot be listed (the walk reports it).
+    async fn partitions(&self, name: &str, fs: &Arc<dyn Filesystem>) -> Result<Vec<Scope>, SyncError> {
+        let listing = {
+            let fs = fs.clone();
+            tokio::task::spawn_blocking(move || fs.read_dir(None))
+                .await
+                .map_err(|e| SyncError::Internal(e.to_string()))?
+        };
+        let Ok(listing) = listing else { return Ok(vec![Scope::Full]) };
+        let mut sizes: HashMap<String, u64> = self.db.top_level_sizes(name).await?.into_iter().collect();
+        for e in &listing {
+            if e.name.starts_with(filesync_core::path::TEMP_PREFIX) {
+                continue;
+            }
+            if !e.name_is_unicode || RelPath::new(e.name.as_str()).is_err() {
+                return Ok(vec![Scope::Full]);
+            }
+            sizes.entry(e.name.clone()).or_insert(0);
+        }
+        let mut parts = Vec::new();
+        for names in scope::partition(sizes.into_iter().collect(), crate::names::fold) {
+            let paths: Option<Vec<RelPath>> = names.iter().map(|n| RelPath::new(n.as_str()).ok()).collect();
+            match paths {
+                Some(paths) => parts.push(Scope::paths(paths)),
+                None => return Ok(vec![Scope::Full]),
+            }
+        }
+        Ok(if parts.len() <= 1 { vec![Scope::Full] } else { parts })
+    }
+
+    /// Plans one part: load, build the planner's input (recording the bases of interrupted
+    /// downloads that landed), plan, and plan evictions.
+    async fn plan_part(
+        &self,
+        folder: &FolderConfig,
+        fs: Arc<dyn Filesystem>,
+        progress: &Progress,
+        run: &Run,
+        scope: &Scope,
+        installing: HashMap<RelPath, (u64, filesync_core::Hash)>,
+    ) -> Result<Planned, SyncError> {
+        let name = folder.name.as_str();
+        progress.start("scanning", 0, 0);
+        let views = self.load(folder, fs.clone(), scope, installing).await?;
+        // A root that vanished during the scan must not read as "everything was deleted".
+        if !fs.root_exists() {
+            return Err(SyncError::FolderMissing { path: folder.path.display().to_string() });
+        }
+        let mut input = input::build(&views, &Excluded::new(&folder.settings.excluded), &*fs);
+        if !run.preview && !input.promoted.is_empty() {
+            self.db.set_bases(name, &input.promoted).await?;
+        }
+        let now = now_unix();
+        let direction = folder.settings.planner_direction();
+        let ctx = PlanContext {
+            device_name: self.device_name.clone(),
+            now_unix: now,
+            direction,
+            revert: run.requests.revert && direction != filesync_planner::Direction::TwoWay,
+        };
+        let mut plan = filesync_planner::plan(&input.state, &ctx);
+        let deletes = filesync_planner::remote_file_deletes(&input.state, &plan);
+        let synced_in_state = input
+            .state
+            .values()
+            .filter(|s| s.base.as_ref().is_some_and(|b| b.meta.kind == filesync_core::EntryKind::File))
+            .count() as u64;
+        plan.extend(filesync_planner::plan_eviction(&input.excluded, direction));
+        let preview = run.preview.then(|| {
+            input.state.extend(std::mem::take(&mut input.excluded));
+            Box::new(policy::summarize(&input.state, &plan))
+        });
+        Ok(Planned { views, plan, deletes, synced_in_state, skipped: input.skipped, now, preview })
+    }
+
+    /// Executes one planned part.
+    async fn execute_part(
+        &self,
+        name: &str,
+        folder_id: u64,
+        fs: Arc<dyn Filesystem>,
+        progress: &Progress,
+        run: &Run,
+        planned: Planned,
+    ) -> Result<PassOutcome, SyncError> {
+        let Planned { views, plan, skipped, now, .. } = planned;
+        let actions = plan.iter().filter(|a| !a.is_report()).count();
+        // A conflict copy is a new local file: the next pass uploads it. A directory that
+        // waits for its children to go (to become a file) is decided once they are gone.
+        let mut followup: Vec<RelPath> = plan
+            .iter()
+            .filter_map(|a| match a {
+                Action::MoveLocalAside { copy, .. } => Some(copy.clone()),
+                Action::DeleteLocal { path } | Action::DeleteRemote { path, .. } | Action::ForgetBase { path } => {
+                    path.parent()
+                }
+                _ => None,
+            })
+            .collect();
+        if actions > 0 {
+            info!(folder = name, actions, "executing plan");
+        }
+        let steps = Steps::sort(plan, &views.remote);
+        let executor = Executor {
+            engine: self,
+            name,
+            folder_id,
+            fs,
+            progress,
+            run,
+            scanned: &views.scanned,
+            bases: &views.bases,
+            remote: &views.remote,
+            now_unix: now,
+            report: PassReport { skipped, ..PassReport::default() },
+            moved_away: Default::default(),
+        };
+        let mut report = executor.run(steps).await?;
+        followup.append(&mut report.retry);
+        followup.extend(report.errors.iter().filter_map(|e| RelPath::new(e.path.as_str()).ok()));
+        Ok(PassOutcome { report, actions, followup })
+    }
+}
+
+/// One part of a pass, planned and not yet executed.
+struct Planned {
+    views: Views,
+    plan: Vec<Action>,
+    /// Files the plan deletes on the server, for the guard.
+    deletes: u64,
+    /// Synced files among the part's paths (the whole folder's, for an uncut walk).
+    synced_in_state: u64,
+    skipped: Vec<SkippedItem>,
+    now: i64,
+    preview: Option<Box<PlanSummary>>,
+}
+
+impl PassOutcome {
+    /// Adds what another part of the same pass found and did.
+    fn absorb(&mut self, other: PassOutcome) {
+        let (r, o) = (&mut self.report, other.report);
+        r.downloaded += o.downloaded;
+        r.uploaded += o.uploaded;
+        r.deleted_local += o.deleted_local;
+        r.deleted_remote += o.deleted_remote;
+        r.conflicts += o.conflicts;
+        r.bytes_up += o.bytes_up;
+        r.bytes_down += o.bytes_down;
+        r.errors.extend(o.errors);
+        r.skipped.extend(o.skipped);
+        r.written.extend(o.written);
+        self.actions += other.actions;
+        self.followup.extend(other.followup);
+    }
+}

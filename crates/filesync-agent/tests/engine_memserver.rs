@@ -1,0 +1,156 @@
+//! The engine against an in-memory server behind its `ServerApi` trait: no sockets, no TLS,
+//! no server process — the shape whole-system simulations build on. Two computers sync
+//! through it; a concurrent edit makes one conflict copy; a moved file is rebuilt from the
+//! local copy without fetching a byte.
+
+use bytes::Bytes;
+use filesync_agent::config::FolderConfig;
+use filesync_agent::engine::server::{Change, ChangesPage, Committed, ServerApi};
+use filesync_agent::engine::{Engine, PassReport, SyncError};
+use filesync_agent::fs::Filesystem;
+use filesync_agent::memfs::MemFs;
+use filesync_agent::state::StateDb;
+use filesync_agent::status::Progress;
+use filesync_core::{EntryState, Hash, RelPath};
+use futures::future::BoxFuture;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// One user's folders, journals and chunks, in memory. The commit rule is the server's: a
+/// change is accepted only if it is based on the path's current rev.
+#[derive(Default)]
+struct MemServer {
+    /// A std mutex: every method holds it for a few map operations, never across an await.
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    folders: HashMap<String, u64>,
+    seq: HashMap<u64, u64>,
+    current: HashMap<(u64, RelPath), EntryState>,
+    chunks: HashMap<Hash, Bytes>,
+}
+
+impl ServerApi for MemServer {
+    fn open_folder<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<u64, SyncError>> {
+        let mut s = self.inner.lock().unwrap();
+        let next = s.folders.len() as u64 + 1;
+        let id = *s.folders.entry(name.to_string()).or_insert(next);
+        Box::pin(async move { Ok(id) })
+    }
+
+    fn changes(&self, folder_id: u64, since: u64) -> BoxFuture<'_, Result<ChangesPage, SyncError>> {
+        let s = self.inner.lock().unwrap();
+        let mut entries: Vec<EntryState> =
+            s.current.iter().filter(|((f, _), e)| *f == folder_id && e.rev > since).map(|(_, e)| e.clone()).collect();
+        entries.sort_by_key(|e| e.rev);
+        let last_rev = entries.last().map_or(0, |e| e.rev);
+        let folder_seq = s.seq.get(&folder_id).copied().unwrap_or(0);
+        Box::pin(async move { Ok(ChangesPage { entries, invalid: vec![], last_rev, more: false, folder_seq }) })
+    }
+
+    fn missing_chunks(&self, hashes: Vec<Hash>) -> BoxFuture<'_, Result<Vec<Hash>, SyncError>> {
+        let s = self.inner.lock().unwrap();
+        let missing = hashes.into_iter().filter(|h| !s.chunks.contains_key(h)).collect();
+        Box::pin(async move { Ok(missing) })
+    }
+
+    fn put_chunks(&self, chunks: Vec<(Hash, Bytes)>) -> BoxFuture<'_, Result<(), SyncError>> {
+        let mut s = self.inner.lock().unwrap();
+        for (h, data) in chunks {
+            assert_eq!(Hash::of(&data), h, "a chunk arrived corrupted");
+            s.chunks.insert(h, data);
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn get_chunks(&self, hashes: Vec<Hash>) -> BoxFuture<'_, Result<Vec<Bytes>, SyncError>> {
+        let s = self.inner.lock().unwrap();
+        let got: Result<Vec<Bytes>, SyncError> = hashes
+            .iter()
+            .map(|h| s.chunks.get(h).cloned().ok_or_else(|| SyncError::Protocol(format!("no chunk {h}"))))
+            .collect();
+        Box::pin(async move { got })
+    }
+
+    fn commit(&self, folder_id: u64, changes: Vec<Change>) -> BoxFuture<'_, Result<Vec<Committed>, SyncError>> {
+        let mut s = self.inner.lock().unwrap();
+        let mut out = Vec::new();
+        for c in changes {
+            let key = (folder_id, c.path.clone());
+            let current = s.current.get(&key).cloned();
+            if current.as_ref().map_or(0, |e| e.rev) != c.base_rev {
+                out.push(Committed::Conflict(current));
+                continue;
+            }
+            let seq = s.seq.entry(folder_id).or_insert(0);
+            *seq += 1;
+            let e = EntryState {
+                path: c.path,
+                rev: *seq,
+                meta: c.meta,
+                device_id: 1,
+                device_name: "memory".into(),
+                committed_at: 0,
+            };
+            s.current.insert(key, e.clone());
+            out.push(Committed::Accepted(Some(e)));
+        }
+        Box::pin(async move { Ok(out) })
+    }
+}
+
+struct Computer {
+    engine: Engine,
+    fs: MemFs,
+    folder: FolderConfig,
+}
+
+impl Computer {
+    async fn new(server: &Arc<MemServer>, name: &str) -> Computer {
+        let server: Arc<dyn ServerApi> = server.clone();
+        let engine = Engine::with_server(server, StateDb::memory().await.unwrap(), name.into());
+        Computer { engine, fs: MemFs::new(), folder: FolderConfig::new("docs", format!("/{name}")) }
+    }
+
+    async fn sync(&self) -> PassReport {
+        let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
+        let r = self.engine.sync_folder(&self.folder, fs, &Progress::default()).await.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        r
+    }
+}
+
+#[tokio::test]
+async fn two_computers_sync_through_an_in_memory_server() {
+    let server = Arc::new(MemServer::default());
+    let a = Computer::new(&server, "laptop").await;
+    let b = Computer::new(&server, "desktop").await;
+    a.fs.write("notes/today.txt", "hello");
+    a.fs.write("big.bin", vec![7u8; 3 << 20]);
+    a.sync().await;
+    assert_eq!(b.sync().await.downloaded, 3, "a directory and two files");
+    assert_eq!(b.fs.read("notes/today.txt").unwrap(), b"hello");
+
+    // Both edit the same file: the server takes the first, the second becomes a copy.
+    a.fs.write("notes/today.txt", "a's version");
+    b.fs.write("notes/today.txt", "b's version");
+    a.sync().await;
+    let r = b.sync().await;
+    assert_eq!(r.conflicts, 1);
+    a.sync().await;
+    let copies = |c: &Computer| c.fs.list_all().into_iter().filter(|p| p.contains("conflicted copy")).count();
+    assert_eq!((copies(&a), copies(&b)), (1, 1));
+    assert_eq!(b.fs.read("notes/today.txt").unwrap(), b"a's version");
+
+    // A move is rebuilt from the local copy: nothing fetched.
+    let data = a.fs.read("big.bin").unwrap();
+    assert!(a.fs.remove("big.bin"));
+    a.fs.write("archive/big.bin", &data);
+    a.sync().await;
+    let r = b.sync().await;
+    assert_eq!(r.bytes_down, 0, "{r:?}");
+    assert_eq!(b.fs.read("archive/big.bin").unwrap(), data);
+    assert!(!b.fs.exists("big.bin"));
+}

@@ -52,6 +52,11 @@ impl LocalChanges {
         p.full = true;
     }
 
+    /// A walk of everything is already waiting.
+    pub fn is_full(&self) -> bool {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).full
+    }
+
     pub fn is_empty(&self) -> bool {
         let p = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         !p.full && p.paths.is_empty()
@@ -94,6 +99,12 @@ pub fn watch_folder(
             *rules = IgnoreRules::load(&RealFs::new(root.clone()));
             changes.add_full();
             let _ = tx.try_send(Event::Rescan);
+            return;
+        }
+        // Already a walk of everything: the paths would add nothing (a big download's
+        // echoes arrive here by the hundred thousand).
+        if changes.is_full() {
+            let _ = tx.try_send(Event::Local);
             return;
         }
         match relevant_paths(&root, &rules, &ev.paths) {
@@ -200,7 +211,7 @@ mod tests {
         assert_eq!(c.take().unwrap().len(), 2);
         assert!(c.is_empty());
         c.add((0..=CAPACITY).map(|i| p(&format!("f{i}"))));
-        assert!(!c.is_empty());
+        assert!(!c.is_empty() && c.is_full());
         assert_eq!(c.take(), None, "walk everything");
         assert!(c.is_empty());
     }

@@ -16,7 +16,7 @@ use filesync_core::RelPath;
 use filesync_planner::{Action, PlanContext};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tracing::info;
+use tracing::{debug, info};
 
 /// What one pass found and did.
 #[derive(Default)]
@@ -40,6 +40,7 @@ impl Engine {
     ) -> Result<Views, SyncError> {
         let name = folder.name.as_str();
         let roots = scope.roots();
+        let started = std::time::Instant::now();
         let (bases, remote) = match scope {
             Scope::Full => (self.db.bases(name).await?, self.db.remote_all(name).await?),
             Scope::Paths(_) => (self.db.bases_within(name, &roots).await?, self.db.remote_within(name, &roots).await?),
@@ -52,6 +53,8 @@ impl Engine {
             .collect();
         let chunker = self.chunker;
         let full = scope.is_full();
+        let db_done = started.elapsed();
+        let root_count = roots.len();
         let (scanned, rules) = tokio::task::spawn_blocking(move || {
             let rules = IgnoreRules::load(&*fs);
             let scanner = scan::Scanner { fs: &*fs, rename: true, known: &known, chunker: &chunker };
@@ -62,6 +65,15 @@ impl Engine {
         .await
         .map_err(|e| SyncError::Internal(e.to_string()))?
         .map_err(|source| SyncError::Scan { path: folder.path.display().to_string(), source })?;
+        debug!(
+            folder = name,
+            roots = root_count,
+            bases = bases.len(),
+            remote = remote.len(),
+            db_ms = db_done.as_millis() as u64,
+            scan_ms = (started.elapsed() - db_done).as_millis() as u64,
+            "loaded"
+        );
         Ok(Views { scanned, rules, bases, remote, installing })
     }
 
@@ -171,7 +183,9 @@ impl Engine {
         if !fs.root_exists() {
             return Err(SyncError::FolderMissing { path: folder.path.display().to_string() });
         }
+        let started = std::time::Instant::now();
         let mut input = input::build(&views, &Excluded::new(&folder.settings.excluded), &*fs);
+        let built = started.elapsed();
         if !run.preview && !input.promoted.is_empty() {
             self.db.set_bases(name, &input.promoted).await?;
         }
@@ -191,6 +205,13 @@ impl Engine {
             .filter(|s| s.base.as_ref().is_some_and(|b| b.meta.kind == filesync_core::EntryKind::File))
             .count() as u64;
         plan.extend(filesync_planner::plan_eviction(&input.excluded, direction));
+        debug!(
+            folder = name,
+            paths = input.state.len(),
+            build_ms = built.as_millis() as u64,
+            plan_ms = (started.elapsed() - built).as_millis() as u64,
+            "planned"
+        );
         let preview = run.preview.then(|| {
             input.state.extend(std::mem::take(&mut input.excluded));
             Box::new(policy::summarize(&input.state, &plan))

@@ -52,6 +52,8 @@ struct Inner {
     /// A std mutex: a push or a copy, never held across an await.
     log: Mutex<VecDeque<Activity>>,
     feed: broadcast::Sender<Activity>,
+    /// Folders a person asked, in this process, to sync now (see [`LiveStatus::nudge`]).
+    nudges: broadcast::Sender<String>,
     next_id: AtomicU64,
 }
 
@@ -62,6 +64,7 @@ impl Default for LiveStatus {
                 status: watch::Sender::new(None),
                 log: Mutex::new(VecDeque::new()),
                 feed: broadcast::channel(64).0,
+                nudges: broadcast::channel(16).0,
                 next_id: AtomicU64::new(1),
             }),
         }
@@ -207,6 +210,18 @@ impl LiveStatus {
     }
 
     /// New activity entries as they are recorded.
+    /// Tells the running agent that a person made a request about `folder` (confirmed the
+    /// deletions the guard held back, say) that its next sync carries out: the folder syncs
+    /// at once instead of at the agent's next look at its state database.
+    pub fn nudge(&self, folder: &str) {
+        let _ = self.inner.nudges.send(folder.to_string());
+    }
+
+    /// The folders [`LiveStatus::nudge`] names, for the agent.
+    pub fn subscribe_nudges(&self) -> broadcast::Receiver<String> {
+        self.inner.nudges.subscribe()
+    }
+
     pub fn subscribe_activity(&self) -> broadcast::Receiver<Activity> {
         self.inner.feed.subscribe()
     }

@@ -237,6 +237,11 @@ impl FolderTask {
                 self.scope = Scope::Full;
                 false
             }
+            Event::Request => {
+                self.scope = Scope::Full;
+                self.due = true;
+                false
+            }
             Event::Connected => {
                 self.pull = true;
                 false

@@ -83,6 +83,8 @@ pub enum Event {
     Remote { folder_id: u64, seq: u64 },
     /// A connection to the server came up: pull whatever happened meanwhile.
     Connected,
+    /// A person asked for a sync now (in this process's UI): look at everything.
+    Request,
     /// The folder's settings changed, or every folder was paused or resumed.
     Settings { folder: Box<FolderConfig>, all_paused: bool },
 }
@@ -159,7 +161,8 @@ pub async fn run_with_ready(
     ready();
     let board = StatusBoard::new(&[], Some(std::process::id())).with_live(opts.live.clone());
     let status_writer = tokio::spawn(board.clone().writer(home.clone()));
-    let mut sup = Supervisor::new(home.clone(), opts, db, board.clone());
+    let mut sup = Supervisor::new(home.clone(), opts.clone(), db, board.clone());
+    let nudges = tokio::spawn(forward_nudges(opts.live.subscribe_nudges(), sup.routes.clone()));
     tokio::pin!(shutdown);
     let mut config = home.load()?;
     let mut token = home.token()?;
@@ -174,6 +177,7 @@ pub async fn run_with_ready(
         }
     }
     info!("shutting down");
+    nudges.abort();
     sup.stop_all();
     board.update(|s| {
         s.pid = None;
@@ -211,6 +215,23 @@ async fn config_changed(home: &Home, config: &Config, token: Option<String>) {
             && (c != *config || t != token)
         {
             return;
+        }
+    }
+}
+
+/// Passes the UI's requests to the folder they name.
+async fn forward_nudges(mut nudges: tokio::sync::broadcast::Receiver<String>, routes: Routes) {
+    loop {
+        match nudges.recv().await {
+            Ok(folder) => {
+                let tx = routes.lock().expect("routes lock").get(&folder).cloned();
+                if let Some(tx) = tx {
+                    let _ = tx.send(Event::Request).await;
+                }
+            }
+            // Missed some: the folder tasks also find requests in the state database.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }
 }
@@ -478,6 +499,21 @@ async fn manage_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_request_made_in_the_ui_reaches_its_folder_task_at_once() {
+        let live = crate::live::LiveStatus::default();
+        let routes = Routes::default();
+        let (tx, mut rx) = mpsc::channel(4);
+        routes.lock().unwrap().insert("docs".to_string(), tx);
+        let forward = tokio::spawn(forward_nudges(live.subscribe_nudges(), routes.clone()));
+        live.nudge("other");
+        live.nudge("docs");
+        let ev = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap();
+        assert!(matches!(ev, Some(Event::Request)), "{ev:?}");
+        assert!(rx.try_recv().is_err(), "only the folder named");
+        forward.abort();
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_folder_task_that_panics_is_restarted_and_the_panic_shows_in_status() {

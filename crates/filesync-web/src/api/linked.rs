@@ -166,6 +166,7 @@ pub(super) async fn files(
 
 pub(super) async fn confirm_deletes(State(app): State<AppState>, Path(name): Path<String>) -> ApiResult {
     let held = settings::confirm_deletes(&app.home, &name).await?;
+    app.live.nudge(&name);
     if held.is_some() {
         app.live.record(ActivityKind::Action, Some(&name), "confirmed the deletions the mass-delete guard held back");
     }

@@ -348,15 +348,13 @@ impl StateDb {
     /// Every base of `folder`. Costs memory in proportion to the folder: the engine's
     /// incremental passes use [`StateDb::bases_within`] instead.
     pub async fn bases(&self, folder: &str) -> Result<HashMap<RelPath, BaseRow>, StateError> {
-        let rows = sqlx::query(
-            "SELECT b.path, b.rev, b.kind, b.size, b.mtime_ns, b.executable, b.hash, b.chunks, \
-             b.local_size, b.local_mtime_ns, b.local_ino \
-             FROM base b JOIN folders f ON f.id = b.folder WHERE f.name = ?",
-        )
-        .bind(folder)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(ctx(format!("reading bases of folder '{folder}'")))?;
+        let sql =
+            format!("SELECT {} FROM base b JOIN folders f ON f.id = b.folder WHERE f.name = ?", scoped::BASE_COLUMNS);
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(folder)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(ctx(format!("reading bases of folder '{folder}'")))?;
         rows.iter().map(|r| scoped::base_from_row(folder, r)).collect()
     }
 

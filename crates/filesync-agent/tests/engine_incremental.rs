@@ -4,6 +4,8 @@
 //! folder; and a download batch interrupted by a crash at any step is never mistaken for a
 //! local edit.
 
+mod support;
+
 use filesync_agent::config::FolderConfig;
 use filesync_agent::engine::{Engine, PassReport, Scope};
 use filesync_agent::fs::Filesystem;
@@ -13,22 +15,7 @@ use filesync_agent::status::Progress;
 use filesync_client::{Connection, Trust};
 use filesync_core::{EntryKind, Hash, RelPath};
 use std::sync::Arc;
-
-struct Server {
-    addr: String,
-    fingerprint: String,
-    _dir: tempfile::TempDir,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-async fn server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = filesync_server::ServerConfig::new(dir.path().join("data"));
-    config.listen = "127.0.0.1:0".into();
-    let s = filesync_server::Server::open(config).await.unwrap();
-    let (addr, fingerprint) = (s.local_addr().to_string(), s.fingerprint().to_string());
-    Server { addr, fingerprint, _dir: dir, _task: tokio::spawn(s.run(std::future::pending())) }
-}
+use support::{Server, server};
 
 struct Client {
     engine: Engine,

@@ -2,6 +2,8 @@
 //! cannot hold (letter-case clashes on a case-insensitive file system, names Windows forbids)
 //! are reported and skipped, never written over each other, and stay intact on the server.
 
+mod support;
+
 use filesync_agent::config::FolderConfig;
 use filesync_agent::engine::{Engine, PassReport};
 use filesync_agent::fs::Filesystem;
@@ -10,22 +12,7 @@ use filesync_agent::state::StateDb;
 use filesync_agent::status::Progress;
 use filesync_client::{Connection, Trust};
 use std::sync::Arc;
-
-struct Server {
-    addr: String,
-    fingerprint: String,
-    _dir: tempfile::TempDir,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-async fn server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = filesync_server::ServerConfig::new(dir.path().join("data"));
-    config.listen = "127.0.0.1:0".into();
-    let s = filesync_server::Server::open(config).await.unwrap();
-    let (addr, fingerprint) = (s.local_addr().to_string(), s.fingerprint().to_string());
-    Server { addr, fingerprint, _dir: dir, _task: tokio::spawn(s.run(std::future::pending())) }
-}
+use support::{Server, server};
 
 struct Client {
     engine: Engine,

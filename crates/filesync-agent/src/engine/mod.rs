@@ -103,6 +103,19 @@ pub struct PassReport {
     pub cursor: u64,
 }
 
+impl PassReport {
+    /// Adds the transfers, deletions and conflicts of `other` to this report's counts.
+    fn add_work(&mut self, other: &PassReport) {
+        self.downloaded += other.downloaded;
+        self.uploaded += other.uploaded;
+        self.deleted_local += other.deleted_local;
+        self.deleted_remote += other.deleted_remote;
+        self.conflicts += other.conflicts;
+        self.bytes_up += other.bytes_up;
+        self.bytes_down += other.bytes_down;
+    }
+}
+
 /// The settings of one `sync_folder` call that every pass of it shares.
 struct Run {
     requests: Requests,
@@ -260,13 +273,7 @@ impl Engine {
                 full = scope.is_full(),
                 "pass done"
             );
-            total.downloaded += report.downloaded;
-            total.uploaded += report.uploaded;
-            total.deleted_local += report.deleted_local;
-            total.deleted_remote += report.deleted_remote;
-            total.conflicts += report.conflicts;
-            total.bytes_up += report.bytes_up;
-            total.bytes_down += report.bytes_down;
+            total.add_work(&report);
             total.written.extend(report.written);
             if pass == 0 {
                 total.skipped = report.skipped;

@@ -285,13 +285,7 @@ impl PassOutcome {
     /// Adds what another part of the same pass found and did.
     fn absorb(&mut self, other: PassOutcome) {
         let (r, o) = (&mut self.report, other.report);
-        r.downloaded += o.downloaded;
-        r.uploaded += o.uploaded;
-        r.deleted_local += o.deleted_local;
-        r.deleted_remote += o.deleted_remote;
-        r.conflicts += o.conflicts;
-        r.bytes_up += o.bytes_up;
-        r.bytes_down += o.bytes_down;
+        r.add_work(&o);
         r.errors.extend(o.errors);
         r.skipped.extend(o.skipped);
         r.written.extend(o.written);

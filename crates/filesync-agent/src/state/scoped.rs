@@ -8,15 +8,15 @@
 //! compares text bytewise.
 
 use super::{
-    BATCH_ROWS, BaseRow, StateDb, StateError, corrupt, ctx, kind_code, meta_from_row, multi_row_sql, rel_path,
-    remote_from_row,
+    BATCH_ROWS, BaseRow, REMOTE_SELECT, StateDb, StateError, corrupt, ctx, kind_code, meta_from_row, multi_row_sql,
+    rel_path, remote_from_row,
 };
 use filesync_core::{EntryKind, EntryState, Hash, RelPath};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::HashMap;
 
-const BASE_COLUMNS: &str = "b.path, b.rev, b.kind, b.size, b.mtime_ns, b.executable, b.hash, b.chunks, \
+pub(super) const BASE_COLUMNS: &str = "b.path, b.rev, b.kind, b.size, b.mtime_ns, b.executable, b.hash, b.chunks, \
      b.local_size, b.local_mtime_ns, b.local_ino";
 
 pub(super) fn base_from_row(folder: &str, r: &SqliteRow) -> Result<(RelPath, BaseRow), StateError> {
@@ -51,26 +51,9 @@ pub struct Totals {
 impl StateDb {
     /// The bases of `paths` and of every path below them.
     pub async fn bases_within(&self, folder: &str, paths: &[RelPath]) -> Result<HashMap<RelPath, BaseRow>, StateError> {
-        let sql = format!(
-            "SELECT {BASE_COLUMNS} FROM base b JOIN folders f ON f.id = b.folder \
-             WHERE f.name = ?1 AND (b.path = ?2 OR (b.path > ?3 AND b.path < ?4))"
-        );
-        let mut out = HashMap::new();
-        for p in paths {
-            let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
-                .bind(folder)
-                .bind(p.as_str())
-                .bind(format!("{p}/"))
-                .bind(subtree_end(p))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(ctx(format!("reading the bases under '{p}' in folder '{folder}'")))?;
-            for r in &rows {
-                let (path, b) = base_from_row(folder, r)?;
-                out.insert(path, b);
-            }
-        }
-        Ok(out)
+        let select = format!("SELECT {BASE_COLUMNS} FROM base b JOIN folders f ON f.id = b.folder WHERE f.name = ?");
+        let rows = self.rows_within(&select, "b.path", folder, paths, "bases").await?;
+        rows.iter().map(|r| base_from_row(folder, r)).collect()
     }
 
     /// The mirror rows (tombstones included) of `paths` and of every path below them.
@@ -79,23 +62,32 @@ impl StateDb {
         folder: &str,
         paths: &[RelPath],
     ) -> Result<HashMap<RelPath, EntryState>, StateError> {
-        let sql = "SELECT r.path, r.rev, r.kind, r.size, r.mtime_ns, r.executable, r.hash, r.chunks, \
-                   r.device_id, r.device_name, r.committed_at FROM remote r JOIN folders f ON f.id = r.folder \
-                   WHERE f.name = ?1 AND (r.path = ?2 OR (r.path > ?3 AND r.path < ?4))";
-        let mut out = HashMap::new();
+        let rows = self.rows_within(REMOTE_SELECT, "r.path", folder, paths, "remote entries").await?;
+        rows.iter().map(|r| remote_from_row(folder, r).map(|e| (e.path.clone(), e))).collect()
+    }
+
+    /// The rows `select` (which binds the folder name) finds at `paths` or below them: one
+    /// key-range read of `column` per path.
+    async fn rows_within(
+        &self,
+        select: &str,
+        column: &str,
+        folder: &str,
+        paths: &[RelPath],
+        what: &str,
+    ) -> Result<Vec<SqliteRow>, StateError> {
+        let sql = format!("{select} AND ({column} = ? OR ({column} > ? AND {column} < ?))");
+        let mut out = Vec::new();
         for p in paths {
-            let rows = sqlx::query(sql)
+            let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
                 .bind(folder)
                 .bind(p.as_str())
                 .bind(format!("{p}/"))
                 .bind(subtree_end(p))
                 .fetch_all(&self.pool)
                 .await
-                .map_err(ctx(format!("reading the remote entries under '{p}' in folder '{folder}'")))?;
-            for r in &rows {
-                let e = remote_from_row(folder, r)?;
-                out.insert(e.path.clone(), e);
-            }
+                .map_err(ctx(format!("reading the {what} under '{p}' in folder '{folder}'")))?;
+            out.extend(rows);
         }
         Ok(out)
     }

@@ -300,6 +300,10 @@ impl Home {
     pub fn lock_path(&self) -> PathBuf {
         self.dir.join("agent.lock")
     }
+    /// Where the running agent publishes its control endpoint (`agent::control`).
+    pub fn control_path(&self) -> PathBuf {
+        self.dir.join("agent.control")
+    }
 
     pub fn ensure(&self) -> Result<(), ConfigError> {
         std::fs::create_dir_all(&self.dir).map_err(|source| ConfigError::Write { path: self.dir.clone(), source })

@@ -54,6 +54,8 @@ struct Inner {
     feed: broadcast::Sender<Activity>,
     /// Folders a person asked, in this process, to sync now (see [`LiveStatus::nudge`]).
     nudges: broadcast::Sender<String>,
+    /// Set when the configuration on disk changed in this process (see [`LiveStatus::reload`]).
+    reload: tokio::sync::Notify,
     next_id: AtomicU64,
 }
 
@@ -65,6 +67,7 @@ impl Default for LiveStatus {
                 log: Mutex::new(VecDeque::new()),
                 feed: broadcast::channel(64).0,
                 nudges: broadcast::channel(16).0,
+                reload: tokio::sync::Notify::new(),
                 next_id: AtomicU64::new(1),
             }),
         }
@@ -209,7 +212,6 @@ impl LiveStatus {
             .collect()
     }
 
-    /// New activity entries as they are recorded.
     /// Tells the running agent that a person made a request about `folder` (confirmed the
     /// deletions the guard held back, say) that its next sync carries out: the folder syncs
     /// at once instead of at the agent's next look at its state database.
@@ -222,6 +224,18 @@ impl LiveStatus {
         self.inner.nudges.subscribe()
     }
 
+    /// Tells the running agent that the configuration or the login on disk changed (a folder
+    /// added, a setting saved): it applies it at once instead of at its next look at the files.
+    pub fn reload(&self) {
+        self.inner.reload.notify_one();
+    }
+
+    /// Completes after the next [`LiveStatus::reload`] (or at once for one made meanwhile).
+    pub async fn reload_requested(&self) {
+        self.inner.reload.notified().await;
+    }
+
+    /// New activity entries as they are recorded.
     pub fn subscribe_activity(&self) -> broadcast::Receiver<Activity> {
         self.inner.feed.subscribe()
     }

@@ -48,8 +48,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ui(args) => crate::ui_cmd::run(&home?, args).await,
         Command::Password { password_stdin } => change_password(&home?, password_stdin).await,
         Command::Status { json, wait, timeout } => crate::status_cmd::run(&home?, json, wait, timeout).await,
-        Command::Pause { name } => crate::settings_cmd::pause(&home?, name, true),
-        Command::Resume { name } => crate::settings_cmd::pause(&home?, name, false),
+        Command::Pause { name } => crate::settings_cmd::pause(&home?, name, true).await,
+        Command::Resume { name } => crate::settings_cmd::pause(&home?, name, false).await,
         Command::Conflicts { cmd } => crate::conflicts_cmd::run(&home?, cmd).await,
         Command::Service(cmd) => crate::service_cmd::run(cmd, cli.home, home),
         Command::History { path, json } => crate::history_cmd::history(&home?, &path, json).await,
@@ -177,6 +177,7 @@ async fn login(home: &Home, args: LoginArgs, register: bool) -> Result<ExitCode>
         register,
     };
     let done = ops::account::log_in(home, &credentials).await?;
+    ops::configuration_changed(home).await;
     if let Some(previous) = &done.switched_from {
         // A different server: its folders' sync state means nothing there.
         eprintln!("note: switching from {previous} to {}", done.server);
@@ -224,7 +225,9 @@ async fn connect(home: &Home) -> Result<(Config, Connection)> {
 }
 
 async fn logout(home: &Home, force: bool) -> Result<ExitCode> {
-    match ops::account::log_out(home, force).await? {
+    let out = ops::account::log_out(home, force).await?;
+    ops::configuration_changed(home).await;
+    match out {
         ops::account::LoggedOut::NotLoggedIn => println!("This computer is not logged in."),
         ops::account::LoggedOut::Revoked => println!("Logged out; this device's token is revoked."),
         ops::account::LoggedOut::ForgottenOnly(why) => {
@@ -278,12 +281,13 @@ async fn devices(home: &Home, cmd: DevicesCmd) -> Result<ExitCode> {
 async fn folder(home: &Home, cmd: FolderCmd) -> Result<ExitCode> {
     let config = home.load()?;
     match cmd {
-        FolderCmd::Set { name, key, value } => return crate::settings_cmd::set(home, &name, &key, &value),
+        FolderCmd::Set { name, key, value } => return crate::settings_cmd::set(home, &name, &key, &value).await,
         FolderCmd::Show { name, json } => return crate::settings_cmd::show(home, &name, json).await,
         FolderCmd::ConfirmDeletes { name } => return crate::settings_cmd::confirm_deletes(home, &name).await,
         FolderCmd::Revert { name, yes } => return crate::settings_cmd::revert(home, &name, yes).await,
         FolderCmd::Add { path, name } => {
             let f = ops::folders::add_folder(home, &path, name.as_deref(), Default::default())?;
+            ops::configuration_changed(home).await;
             println!("Linked {} to server folder {:?}.", f.path.display(), f.name);
         }
         FolderCmd::List { json } => {
@@ -301,6 +305,7 @@ async fn folder(home: &Home, cmd: FolderCmd) -> Result<ExitCode> {
         }
         FolderCmd::Remove { folder } => {
             let f = ops::folders::remove_folder(home, &folder).await?;
+            ops::configuration_changed(home).await;
             println!("Unlinked {} ({}); its files stay here and on the server.", f.name, f.path.display());
         }
     }

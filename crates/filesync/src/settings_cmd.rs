@@ -1,9 +1,10 @@
 //! Per-folder settings from the command line: `folder set`, `folder show`, `pause`,
-//! `resume`, `folder confirm-deletes` and `folder revert`. Settings live in `config.toml`; a
-//! running agent picks a change up within seconds. The one-off requests (confirm deletions,
-//! revert) go through the state database, where the agent looks for them.
+//! `resume`, `folder confirm-deletes` and `folder revert`. Settings live in `config.toml`; the
+//! one-off requests (confirm deletions, revert) are stored in the state database. Either way
+//! the running agent is told at once over its control endpoint (`agent::control`).
 
 use anyhow::{Result, bail};
+use filesync_agent::agent::control::ControlRequest;
 use filesync_agent::agent::{self, HomeLock, StatusBoard};
 use filesync_agent::config::{Config, Direction, FolderConfig, Home, format_rate};
 use filesync_agent::engine::Engine;
@@ -22,12 +23,13 @@ fn find<'a>(config: &'a mut Config, name: &str) -> Result<&'a mut FolderConfig> 
     Ok(&mut config.folders[i])
 }
 
-/// What the running agent does with a saved change, for the confirmation line.
-fn applies(home: &Home) -> &'static str {
-    if HomeLock::is_held(home) {
-        "the running agent applies it within a few seconds"
-    } else {
-        "it applies from the next sync"
+/// Tells the running agent about a saved change; what it does with it, for the confirmation
+/// line.
+async fn applies(home: &Home) -> &'static str {
+    match ops::tell_agent(home, ControlRequest::Reload).await {
+        Ok(true) => "the running agent applies it now",
+        Ok(false) => "it applies from the next sync",
+        Err(_) => "the running agent applies it within a few seconds",
     }
 }
 
@@ -36,9 +38,9 @@ fn list_or_none(v: &[String]) -> String {
 }
 
 /// `filesync folder set NAME KEY VALUE`.
-pub fn set(home: &Home, name: &str, key: &str, value: &str) -> Result<ExitCode> {
+pub async fn set(home: &Home, name: &str, key: &str, value: &str) -> Result<ExitCode> {
     let (folder, said) = ops::settings::set(home, name, &[(key.to_string(), value.to_string())])?;
-    println!("{}: {}; {}.", folder.name, said.join("; "), applies(home));
+    println!("{}: {}; {}.", folder.name, said.join("; "), applies(home).await);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -96,18 +98,18 @@ pub async fn show(home: &Home, name: &str, json: bool) -> Result<ExitCode> {
 }
 
 /// `filesync pause [NAME]` (`pause: true`) and `filesync resume [NAME]`.
-pub fn pause(home: &Home, name: Option<String>, pause: bool) -> Result<ExitCode> {
+pub async fn pause(home: &Home, name: Option<String>, pause: bool) -> Result<ExitCode> {
     let verb = if pause { "Paused" } else { "Resumed" };
     let change = ops::settings::pause(home, name.as_deref(), pause)?;
     match change.folder {
         None => {
-            println!("{verb} every folder; {}.", applies(home));
+            println!("{verb} every folder; {}.", applies(home).await);
             if pause {
                 println!("`filesync resume` resumes them.");
             }
         }
         Some(folder) => {
-            println!("{verb} {folder}; {}.", applies(home));
+            println!("{verb} {folder}; {}.", applies(home).await);
             if pause {
                 println!("`filesync resume {folder}` resumes it.");
             } else if change.all_still_paused {
@@ -135,12 +137,17 @@ pub async fn confirm_deletes(home: &Home, name: &str) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let db = StateDb::open(&home.state_path()).await?;
-    wait_for_agent(&db, &f.name).await?;
+    wait_for_agent(home, &db, &f.name).await?;
     println!("Confirmed: the deletions in {} were propagated; the folder syncs again.", f.name);
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_agent(db: &StateDb, name: &str) -> Result<()> {
+/// Asks the running agent to carry out the request stored for folder `name`, and waits until
+/// it has.
+async fn wait_for_agent(home: &Home, db: &StateDb, name: &str) -> Result<()> {
+    if let Err(e) = ops::tell_agent(home, ControlRequest::Sync { folder: name.to_string() }).await {
+        bail!("{e}; the request is stored, and the agent carries it out on its next sync of {name}");
+    }
     let deadline = Instant::now() + Duration::from_secs(300);
     while policy::request_pending(db, name).await? {
         if Instant::now() > deadline {
@@ -202,7 +209,7 @@ pub async fn revert(home: &Home, name: &str, yes: bool) -> Result<ExitCode> {
     }
     policy::request_revert(&db, &f.name).await?;
     if agent_running {
-        wait_for_agent(&db, &f.name).await?;
+        wait_for_agent(home, &db, &f.name).await?;
         println!("Done: the agent carried out the {what} of {}.", f.name);
         return Ok(ExitCode::SUCCESS);
     }

@@ -86,3 +86,46 @@ fn a_settings_change_reaches_the_folder_without_dropping_the_connection() {
         b.exists("after.txt")
     });
 }
+
+/// Commands reach a running agent over its control endpoint: a confirmation of held-back
+/// deletions is carried out at once (the agent no longer polls its database for it), and a
+/// folder added from the command line starts syncing.
+#[test]
+fn commands_reach_the_running_agent() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    for i in 0..200 {
+        a.write(&format!("files/f{i:03}.txt"), format!("file {i}"));
+    }
+    a.sync();
+    b.sync();
+    let _ga = a.agent();
+    a.ok(&["status", "--wait", "--timeout", "30"], None);
+    assert!(a.home.join("agent.control").exists(), "the agent publishes its control endpoint");
+
+    // The guard holds back 160 deletions; confirming them from the command line makes the
+    // running agent propagate them, and the command waits until it has.
+    for i in 0..160 {
+        std::fs::remove_file(a.path(&format!("files/f{i:03}.txt"))).unwrap();
+    }
+    wait_until(20, "the guard to hold the deletions back", || a.folder_status()["state"] == "paused");
+    let out = a.ok(&["folder", "confirm-deletes", "docs"], None);
+    assert!(out.contains("were propagated"), "{out}");
+    b.sync();
+    assert_eq!(std::fs::read_dir(b.path("files")).unwrap().count(), 40);
+
+    // A setting saved from the command line is applied by the running agent.
+    let out = a.set("upload-limit", "10M");
+    assert!(out.contains("the running agent applies it now"), "{out}");
+
+    // A folder linked from the command line starts syncing.
+    let extra = a.dir.parent().unwrap().join("photos");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(extra.join("cat.jpg"), b"meow").unwrap();
+    a.ok(&["folder", "add", extra.to_str().unwrap(), "--name", "photos"], None);
+    wait_until(20, "the new folder to be in sync", || {
+        let s = status_json(&a);
+        s["status"]["folders"].as_array().unwrap().iter().any(|f| f["name"] == "photos" && f["in_sync"] == true)
+    });
+}

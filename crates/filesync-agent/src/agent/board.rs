@@ -114,13 +114,24 @@ impl StatusBoard {
         self.inner.lock().expect("status lock").status.clone()
     }
 
-    /// Writes the status file whenever it changes (at most every 200 ms).
+    /// Writes the status file whenever it changes (at most every 200 ms). A write that fails
+    /// (on Windows a reader holding the file can make the rename fail for a moment) is tried
+    /// again until it succeeds: the last status must reach the file even when nothing changes
+    /// after it.
     pub async fn writer(self, home: crate::config::Home) {
         loop {
             self.dirty.notified().await;
-            let json = serde_json::to_vec_pretty(&self.snapshot()).expect("status serializes");
-            let path = home.status_path();
-            let _ = tokio::task::spawn_blocking(move || crate::config::write_atomic(&path, &json, false)).await;
+            loop {
+                let json = serde_json::to_vec_pretty(&self.snapshot()).expect("status serializes");
+                let path = home.status_path();
+                let r = tokio::task::spawn_blocking(move || crate::config::write_atomic(&path, &json, false)).await;
+                match r {
+                    Ok(Ok(())) => break,
+                    Ok(Err(e)) => tracing::debug!("status file not written, trying again: {e}"),
+                    Err(e) => tracing::debug!("status file not written, trying again: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }

@@ -26,9 +26,6 @@ use tracing::{info, warn};
 
 /// How long a path the engine wrote is remembered, to recognise the watcher's echo of it.
 const OWN_WRITE_WINDOW: Duration = Duration::from_secs(3);
-/// How often the task looks for a request from the command line (confirm deletions, revert):
-/// it stats the state database's files, and reads the requests only when they changed.
-const REQUEST_POLL: Duration = Duration::from_secs(1);
 /// The longest time between walks of a folder whose watcher could not start.
 const UNWATCHED_RESCAN: Duration = Duration::from_secs(60);
 /// When files failed, how long before they are tried again.
@@ -43,14 +40,6 @@ pub(super) struct Deps {
     pub db: StateDb,
     /// Set for events from the watcher (the supervisor's end of the folder's channel).
     pub tx: mpsc::Sender<Event>,
-    /// The state database's file, whose changes may carry a request from the command line.
-    pub state_path: std::path::PathBuf,
-}
-
-/// Size and mtime of the state database and its write-ahead log: any write moves them.
-fn db_stamp(path: &std::path::Path) -> [Option<(u64, Option<std::time::SystemTime>)>; 2] {
-    let wal = path.with_extension("db-wal");
-    [path.to_path_buf(), wal].map(|p| std::fs::metadata(p).ok().map(|m| (m.len(), m.modified().ok())))
 }
 
 pub(super) struct FolderTask {
@@ -173,13 +162,10 @@ impl FolderTask {
         let period = self.period();
         let mut due_tick = tokio::time::interval_at(Instant::now() + period, period);
         due_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut request_poll = tokio::time::interval(REQUEST_POLL);
-        let mut db_seen = None;
         let mut engine = self.deps.engine.clone();
         loop {
             self.publish();
-            let paused = self.paused();
-            if !paused && self.has_work() && self.connected() && (self.continuous() || self.due) {
+            if !self.paused() && self.has_work() && self.connected() && (self.continuous() || self.due) {
                 if self.continuous() && !self.pull && !self.debounce(events).await {
                     return;
                 }
@@ -208,16 +194,6 @@ impl FolderTask {
                     self.scope = Scope::Full;
                     self.pull = true;
                     self.due = true;
-                }
-                _ = request_poll.tick(), if !paused => {
-                    let stamp = Some(db_stamp(&self.deps.state_path));
-                    if stamp != db_seen {
-                        db_seen = stamp;
-                        if crate::engine::policy::request_pending(&self.deps.db, self.name()).await.unwrap_or(false) {
-                            self.scope = Scope::Full;
-                            self.due = true;
-                        }
-                    }
                 }
                 _ = retry => {
                     self.retry_at = None;

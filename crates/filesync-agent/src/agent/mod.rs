@@ -8,6 +8,7 @@
 //! Invariant: at most one pass per folder runs at a time; a burst of events yields one pass.
 
 mod board;
+pub mod control;
 mod folder;
 mod watch;
 
@@ -163,6 +164,13 @@ pub async fn run_with_ready(
     let status_writer = tokio::spawn(board.clone().writer(home.clone()));
     let mut sup = Supervisor::new(home.clone(), opts.clone(), db, board.clone());
     let nudges = tokio::spawn(forward_nudges(opts.live.subscribe_nudges(), sup.routes.clone()));
+    let control = match control::ControlServer::bind(&home).await {
+        Ok(server) => Some(tokio::spawn(server.serve(control_handler(sup.routes.clone(), opts.live.clone())))),
+        Err(e) => {
+            warn!("commands cannot reach this agent at once (they still take effect within seconds): {e}");
+            None
+        }
+    };
     tokio::pin!(shutdown);
     let mut config = home.load()?;
     let mut token = home.token()?;
@@ -170,7 +178,7 @@ pub async fn run_with_ready(
         sup.apply(&config, token.clone());
         tokio::select! {
             _ = shutdown.as_mut() => break,
-            _ = config_changed(&home, &config, token.clone()) => {
+            _ = config_changed(&home, &config, token.clone(), &opts.live) => {
                 config = home.load()?;
                 token = home.token()?;
             }
@@ -178,6 +186,10 @@ pub async fn run_with_ready(
     }
     info!("shutting down");
     nudges.abort();
+    if let Some(control) = control {
+        control.abort();
+        let _ = control.await;
+    }
     sup.stop_all();
     board.update(|s| {
         s.pid = None;
@@ -191,23 +203,32 @@ pub async fn run_with_ready(
     });
     // One last status write.
     let json = serde_json::to_vec_pretty(&board.snapshot()).expect("status serializes");
-    let _ = crate::config::write_atomic(&home.status_path(), &json, false);
+    for _ in 0..20 {
+        if crate::config::write_atomic(&home.status_path(), &json, false).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     status_writer.abort();
     Ok(())
 }
 
 /// Completes when the configuration or the token on disk differs from what the agent runs
-/// with. The files are read again only when their size or mtime moved: an idle agent costs
-/// two `stat`s every two seconds.
-async fn config_changed(home: &Home, config: &Config, token: Option<String>) {
+/// with. A command or the UI says when it changed them ([`control::ControlRequest::Reload`],
+/// [`crate::live::LiveStatus::reload`]); for hand edits the files are also read again when
+/// their size or mtime moved: an idle agent costs two `stat`s every two seconds.
+async fn config_changed(home: &Home, config: &Config, token: Option<String>, live: &crate::live::LiveStatus) {
     let stamp = || {
         [home.config_path(), home.token_path()].map(|p| std::fs::metadata(p).ok().map(|m| (m.len(), m.modified().ok())))
     };
     let mut seen = stamp();
     loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        let told = tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => false,
+            _ = live.reload_requested() => true,
+        };
         let now = stamp();
-        if now == seen {
+        if now == seen && !told {
             continue;
         }
         seen = now;
@@ -215,6 +236,26 @@ async fn config_changed(home: &Home, config: &Config, token: Option<String>) {
             && (c != *config || t != token)
         {
             return;
+        }
+    }
+}
+
+/// What the control endpoint does with a command's request: a sync goes to the folder it
+/// names, a reload to the configuration check.
+fn control_handler(
+    routes: Routes,
+    live: crate::live::LiveStatus,
+) -> impl Fn(control::ControlRequest) -> Result<(), String> + Clone + Send + 'static {
+    move |request| match request {
+        control::ControlRequest::Sync { folder } => {
+            let tx = routes.lock().expect("routes lock").get(&folder).cloned();
+            let Some(tx) = tx else { return Err(format!("this agent does not sync a folder named {folder}")) };
+            tokio::spawn(async move { tx.send(Event::Request).await });
+            Ok(())
+        }
+        control::ControlRequest::Reload => {
+            live.reload();
+            Ok(())
         }
     }
 }
@@ -346,7 +387,6 @@ impl Supervisor {
             opts: self.opts.clone(),
             db: self.db.clone(),
             tx: tx.clone(),
-            state_path: self.home.state_path(),
         };
         self.board.folder(&config.name, |f| {
             f.waiting = vec!["starting".into()];

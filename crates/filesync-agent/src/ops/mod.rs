@@ -11,6 +11,7 @@ pub mod folders;
 pub mod history;
 pub mod settings;
 
+use crate::agent::control::{ControlError, ControlRequest};
 use crate::config::{Config, FolderConfig, Home};
 use crate::engine::{Engine, PassReport};
 use crate::fs::RealFs;
@@ -72,11 +73,34 @@ pub enum SyncNow {
     Done(Box<PassReport>),
 }
 
-/// Runs one sync pass of `folder` unless an agent runs for this home (then it does it).
+/// Tells the agent running for `home`, at once, about a change a command made (`Reload` after
+/// the configuration changed, `Sync` after a request was stored for a folder). Returns
+/// `Ok(false)` when no agent runs. The change itself is already on disk, so an agent that
+/// does not hear this still finds it: the configuration within seconds, a folder's request
+/// on its next sync.
+pub async fn tell_agent(home: &Home, request: ControlRequest) -> Result<bool, ControlError> {
+    if !crate::agent::HomeLock::is_held(home) {
+        return Ok(false);
+    }
+    crate::agent::control::send(home, request).await.map(|()| true)
+}
+
+/// [`tell_agent`] that the configuration changed, for callers that have nothing to add when
+/// the agent cannot hear it (it reads the files again within two seconds).
+pub async fn configuration_changed(home: &Home) {
+    if let Err(e) = tell_agent(home, ControlRequest::Reload).await {
+        tracing::debug!("the agent applies the change within seconds: {e}");
+    }
+}
+
+/// Runs one sync pass of `folder` unless an agent runs for this home (then it is asked to).
 pub async fn sync_now(home: &Home, folder: &FolderConfig) -> Result<SyncNow, OpsError> {
     let _lock = match crate::agent::HomeLock::acquire(home) {
         Ok(l) => l,
-        Err(crate::agent::AgentError::AlreadyRunning(_)) => return Ok(SyncNow::AgentRunning),
+        Err(crate::agent::AgentError::AlreadyRunning(_)) => {
+            let _ = tell_agent(home, ControlRequest::Sync { folder: folder.name.clone() }).await;
+            return Ok(SyncNow::AgentRunning);
+        }
         Err(e) => return Err(e.into()),
     };
     let (config, conn) = connect(home).await?;

@@ -31,12 +31,14 @@ pub(super) async fn folder_add(
         settings::apply(&mut s, k, v)?;
     }
     let f = folders::add_folder(&app.home, &req.path, req.name.as_deref(), s)?;
+    filesync_agent::ops::configuration_changed(&app.home).await;
     app.live.record(ActivityKind::Action, Some(&f.name), format!("linked {} to the server folder", f.path.display()));
     Ok((StatusCode::CREATED, to_json(f)))
 }
 
 pub(super) async fn folder_remove(State(app): State<AppState>, Path(name): Path<String>) -> ApiResult {
     let f = folders::remove_folder(&app.home, &name).await?;
+    filesync_agent::ops::configuration_changed(&app.home).await;
     app.live.record(ActivityKind::Action, Some(&f.name), "unlinked; its files stay here and on the server");
     Ok(to_json(f))
 }
@@ -71,6 +73,7 @@ pub(super) async fn folder_settings(
     Json(req): Json<SettingsReq>,
 ) -> ApiResult {
     let (folder, said) = settings::set(&app.home, &name, &req.changes)?;
+    filesync_agent::ops::configuration_changed(&app.home).await;
     for m in &said {
         app.live.record(ActivityKind::Action, Some(&folder.name), m.clone());
     }
@@ -88,6 +91,7 @@ pub(super) async fn folder_pause(
     Json(req): Json<PauseReq>,
 ) -> ApiResult {
     let change = settings::pause(&app.home, Some(&name), req.paused)?;
+    filesync_agent::ops::configuration_changed(&app.home).await;
     let folder = change.folder.clone().unwrap_or(name);
     app.live.record(ActivityKind::Action, Some(&folder), if req.paused { "paused by you" } else { "resumed" });
     Ok(Json(json!({ "folder": folder, "paused": req.paused, "all_still_paused": change.all_still_paused })))
@@ -95,6 +99,7 @@ pub(super) async fn folder_pause(
 
 pub(super) async fn pause_all(State(app): State<AppState>, Json(req): Json<PauseReq>) -> ApiResult {
     settings::pause(&app.home, None, req.paused)?;
+    filesync_agent::ops::configuration_changed(&app.home).await;
     app.live.record(
         ActivityKind::Action,
         None,

@@ -131,6 +131,7 @@ pub(super) async fn setup_account(State(app): State<AppState>, Json(req): Json<A
         register: req.register,
     };
     let done = account::log_in(&app.home, &c).await?;
+    filesync_agent::ops::configuration_changed(&app.home).await;
     app.live.record(
         ActivityKind::Action,
         None,
@@ -153,6 +154,7 @@ pub(super) struct LogoutReq {
 
 pub(super) async fn logout(State(app): State<AppState>, Json(req): Json<LogoutReq>) -> ApiResult {
     let out = account::log_out(&app.home, req.force).await?;
+    filesync_agent::ops::configuration_changed(&app.home).await;
     let (result, warning) = match out {
         account::LoggedOut::NotLoggedIn => ("not_logged_in", None),
         account::LoggedOut::Revoked => ("revoked", None),

@@ -368,7 +368,23 @@ pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> Result<(), Confi
     f.write_all(data).map_err(err)?;
     f.sync_all().map_err(err)?;
     drop(f);
-    std::fs::rename(&tmp, path).map_err(err)
+    rename_replacing(&tmp, path).map_err(err)
+}
+
+/// `rename`, tried again for a moment on Windows while another process has `to` open (a
+/// `filesync status` reading the status file, a virus scanner): there, and under Wine,
+/// replacing an open file fails with "access denied" until it is closed.
+fn rename_replacing(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match std::fs::rename(from, to) {
+            Err(e) if cfg!(windows) && e.kind() == std::io::ErrorKind::PermissionDenied && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
 }
 
 #[cfg(test)]

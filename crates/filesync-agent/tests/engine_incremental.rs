@@ -19,6 +19,7 @@ use support::{Server, server};
 
 struct Client {
     engine: Engine,
+    db: StateDb,
     fs: MemFs,
     folder: FolderConfig,
 }
@@ -35,8 +36,9 @@ impl Client {
         } else {
             conn.login("ann", "password123", device).await.unwrap();
         }
-        let engine = Engine::new(conn, StateDb::memory().await.unwrap(), device.to_string());
-        Client { engine, fs: MemFs::new(), folder: FolderConfig::new("docs", format!("/{device}")) }
+        let db = StateDb::memory().await.unwrap();
+        let engine = Engine::new(conn, db.clone(), device.to_string());
+        Client { engine, db, fs: MemFs::new(), folder: FolderConfig::new("docs", format!("/{device}")) }
     }
 
     async fn sync(&self) -> PassReport {
@@ -140,6 +142,35 @@ async fn an_incremental_pass_weighs_deletions_against_the_whole_folder() {
     assert!(b.fs.remove("d2"));
     let r = b.sync_paths(&["d1", "d2"]).await;
     assert!(r.paused.as_ref().is_some_and(|p| p.by_guard), "{r:?}");
+}
+
+#[tokio::test]
+async fn deletions_that_arrive_in_several_passes_are_weighed_together() {
+    // A watcher-driven agent passes while a big `rm -r` still runs: 300 files, and each of
+    // two passes deletes a third. The first goes through; the second would make it two
+    // thirds within a minute, so the guard holds it back.
+    let (_s, a, b) = pair(300).await;
+    assert!(a.fs.remove("d0"));
+    let r = a.sync_paths(&["d0"]).await;
+    assert!(r.paused.is_none(), "{:?}", r.paused);
+    assert!(a.fs.remove("d1"));
+    let r = a.sync_paths(&["d1"]).await;
+    let held = r.paused.as_ref().expect("the guard holds the second third back");
+    assert!(held.by_guard && held.reason.contains("200 of the 300"), "{held:?}");
+    assert!(held.reason.contains("the last 100 were not deleted"), "{held:?}");
+    b.sync().await;
+    assert!(!b.fs.exists("d0/f0.txt") && b.fs.exists("d1/f1.txt"), "only the first third reached b");
+
+    // Confirming lets them through and ends the burst: another third later is no mass deletion.
+    filesync_agent::engine::policy::request_confirm_deletes(&a.db, "docs").await.unwrap();
+    let r = a.sync().await;
+    assert!(r.paused.is_none(), "{:?}", r.paused);
+    assert_eq!(r.deleted_remote, 101, "the files of d1 and d1 itself");
+    a.fs.write("d2/new.txt", "one more");
+    a.sync().await;
+    assert!(a.fs.remove("d2/f2.txt"));
+    let r = a.sync_paths(&["d2/f2.txt"]).await;
+    assert!(r.paused.is_none(), "{:?}", r.paused);
 }
 
 /// The states a crash can leave a download batch in, one per step of the executor, and what

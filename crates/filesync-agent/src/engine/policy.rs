@@ -15,6 +15,12 @@ use tracing::{info, warn};
 const TRIP: &str = "guard-trip/";
 const CONFIRM: &str = "guard-confirm/";
 const REVERT: &str = "revert/";
+const BURST: &str = "guard-burst/";
+
+/// Deletions made less than this long after the previous ones are weighed together by the
+/// guard, as one burst: a watcher-driven agent passes while a big `rm -r` is still running,
+/// and each of those passes alone may look harmless.
+pub const BURST_GAP_MS: i64 = 60_000;
 
 /// Why a folder runs no passes.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -37,15 +43,49 @@ impl Paused {
     }
 }
 
-/// What the guard says when it holds deletions back.
-pub fn guard_reason(name: &str, m: MassDelete) -> String {
+/// What the guard says when it holds deletions back; `earlier` of `m.deletes` were already
+/// propagated in the same burst.
+pub fn guard_reason(name: &str, m: MassDelete, earlier: u64) -> String {
     let pct = (m.deletes * 100).checked_div(m.files).unwrap_or(100);
+    let (verb, held) = if earlier == 0 {
+        ("one pass would delete", "nothing was deleted".to_string())
+    } else {
+        ("deleting these files would make", format!("the last {} were not deleted", m.deletes - earlier))
+    };
+    let what = if earlier == 0 {
+        format!("{} of the {} synced files ({pct}%)", m.deletes, m.files)
+    } else {
+        format!("{} of the {} synced files ({pct}%) deleted within minutes", m.deletes, m.files)
+    };
     format!(
-        "paused by the mass-delete guard: one pass would delete {} of the {} synced files ({pct}%) on the server and \
-         on every other computer, so nothing was deleted. If you meant it, run `filesync folder confirm-deletes {name}`; \
-         if not, restore the files and syncing resumes by itself",
-        m.deletes, m.files
+        "paused by the mass-delete guard: {verb} {what} on the server and on every other computer, so {held}. If you \
+         meant it, run `filesync folder confirm-deletes {name}`; if not, restore the files and syncing resumes by itself"
     )
+}
+
+/// The remote deletions of the burst a folder is in: how many, and when the last were made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Burst {
+    last_ms: i64,
+    deletes: u64,
+}
+
+impl Burst {
+    async fn load(db: &StateDb, name: &str) -> Result<Burst, StateError> {
+        let v = db.get_kv(&format!("{BURST}{name}")).await?;
+        let parsed = v.as_deref().and_then(|v| {
+            let (last, deletes) = v.split_once(' ')?;
+            Some(Burst { last_ms: last.parse().ok()?, deletes: deletes.parse().ok()? })
+        });
+        Ok(parsed.unwrap_or_default())
+    }
+
+    async fn store(self, db: &StateDb, name: &str) -> Result<(), StateError> {
+        match self.deletes {
+            0 => db.delete_kv(&format!("{BURST}{name}")).await,
+            n => db.set_kv(&format!("{BURST}{name}"), &format!("{} {n}", self.last_ms)).await,
+        }
+    }
 }
 
 /// The persisted one-off state of a folder, read at the start of a sync.
@@ -111,7 +151,7 @@ pub(super) async fn untrip(db: &StateDb, name: &str) -> Result<(), StateError> {
 
 /// Forgets every request and trip of a folder (it was unlinked).
 pub async fn forget(db: &StateDb, name: &str) -> Result<(), StateError> {
-    for k in [TRIP, CONFIRM, REVERT] {
+    for k in [TRIP, CONFIRM, REVERT, BURST] {
         db.delete_kv(&format!("{k}{name}")).await?;
     }
     Ok(())
@@ -120,8 +160,9 @@ pub async fn forget(db: &StateDb, name: &str) -> Result<(), StateError> {
 impl Engine {
     /// The mass-delete guard around one pass: `Some` — the folder is paused and the pass's
     /// remote deletions are not carried out — while they are too many (`deletes` files out
-    /// of `files` synced), unless the user confirmed them or this is a revert (which the user
-    /// confirmed too). A pass that no longer trips the guard (the files are back, or the
+    /// of `files` synced, together with the deletions propagated earlier in the same burst,
+    /// see [`BURST_GAP_MS`]), unless the user confirmed them or this is a revert (which the
+    /// user confirmed too). A pass that no longer trips the guard (the files are back, or the
     /// deletions were confirmed) ends the pause.
     pub(super) async fn guard(
         &self,
@@ -133,14 +174,24 @@ impl Engine {
     ) -> Result<Option<Paused>, SyncError> {
         let name = folder.name.as_str();
         let waived = run.requests.confirm_deletes || revert;
-        if let Some(m) = mass_delete_of(deletes, files, folder.settings.guard()).filter(|_| !waived) {
-            let reason = guard_reason(name, m);
+        let now = crate::agent::unix_now_ms();
+        let burst = Burst::load(&self.db, name).await?;
+        // A tripped guard keeps its burst however long the person takes to decide.
+        let earlier =
+            if run.requests.tripped.is_some() || now - burst.last_ms <= BURST_GAP_MS { burst.deletes } else { 0 };
+        let trips = mass_delete_of(deletes + earlier, files + earlier, folder.settings.guard());
+        if let Some(m) = trips.filter(|_| !waived && deletes > 0) {
+            let reason = guard_reason(name, m, earlier);
             if !run.preview && run.requests.tripped.as_deref() != Some(reason.as_str()) {
                 warn!(folder = name, "{reason}");
                 trip(&self.db, name, &reason).await?;
                 run.requests.tripped = Some(reason.clone());
             }
             return Ok(Some(Paused { reason, by_guard: true }));
+        }
+        if !run.preview && deletes > 0 {
+            let burst = if waived { Burst::default() } else { Burst { last_ms: now, deletes: earlier + deletes } };
+            burst.store(&self.db, name).await?;
         }
         if run.requests.tripped.is_some() && !run.preview {
             info!(folder = name, "resuming: the deletions were confirmed, or the files are back");
@@ -220,10 +271,25 @@ mod tests {
 
     #[test]
     fn the_guard_reason_says_what_happened_and_what_to_do() {
-        let r = guard_reason("docs", MassDelete { deletes: 160, files: 200 });
-        assert!(r.contains("160 of the 200"), "{r}");
+        let r = guard_reason("docs", MassDelete { deletes: 160, files: 200 }, 0);
+        assert!(r.contains("one pass would delete 160 of the 200"), "{r}");
         assert!(r.contains("80%"), "{r}");
+        assert!(r.contains("so nothing was deleted"), "{r}");
         assert!(r.contains("filesync folder confirm-deletes docs"), "{r}");
         assert!(r.contains("restore the files"), "{r}");
+        // Part of a burst was propagated before the guard saw the whole of it.
+        let r = guard_reason("docs", MassDelete { deletes: 160, files: 200 }, 100);
+        assert!(r.contains("160 of the 200 synced files (80%) deleted within minutes"), "{r}");
+        assert!(r.contains("the last 60 were not deleted"), "{r}");
+    }
+
+    #[tokio::test]
+    async fn a_burst_is_remembered_and_forgotten() {
+        let db = StateDb::memory().await.unwrap();
+        assert_eq!(Burst::load(&db, "docs").await.unwrap(), Burst::default());
+        Burst { last_ms: 1_700_000_000_000, deletes: 42 }.store(&db, "docs").await.unwrap();
+        assert_eq!(Burst::load(&db, "docs").await.unwrap(), Burst { last_ms: 1_700_000_000_000, deletes: 42 });
+        forget(&db, "docs").await.unwrap();
+        assert_eq!(Burst::load(&db, "docs").await.unwrap(), Burst::default());
     }
 }

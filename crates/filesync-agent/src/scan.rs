@@ -95,6 +95,38 @@ pub fn scan_paths(
     Scanner { fs, rename: true, known, chunker }.scan_paths(paths)
 }
 
+/// On a case-insensitive file system, the first of `paths` (or of their ancestors) that the
+/// disk holds under another spelling — `Docs/a.txt` where the disk has `docs/` — or whose
+/// directory cannot be listed. A pass over paths sees only the spellings it was given, so
+/// when this returns `Some` it must look at the whole folder: name clashes and case-only
+/// renames are decided across spellings. `None` on a case-sensitive file system.
+pub fn spelled_otherwise_on_disk(fs: &dyn Filesystem, paths: &[RelPath]) -> Option<RelPath> {
+    if !fs.case_insensitive() {
+        return None;
+    }
+    let mut listings: HashMap<Option<RelPath>, Option<Vec<String>>> = HashMap::new();
+    for path in paths {
+        let mut parent: Option<RelPath> = None;
+        for name in path.as_str().split('/') {
+            let Ok(here) = join(parent.as_ref(), name) else { return Some(path.clone()) };
+            let listing = listings.entry(parent.clone()).or_insert_with(|| match fs.read_dir(parent.as_ref()) {
+                Ok(l) => Some(l.into_iter().map(|e| e.name).collect()),
+                Err(e) if is_gone(&e) => Some(Vec::new()),
+                Err(_) => None,
+            });
+            let Some(names) = listing else { return Some(here) };
+            let folded = crate::names::fold(name);
+            match names.iter().find(|n| crate::names::fold(n) == folded) {
+                // Not on disk under any spelling: neither is anything below it.
+                None => break,
+                Some(n) if n == name => parent = Some(here),
+                Some(_) => return Some(here),
+            }
+        }
+    }
+    None
+}
+
 /// The scanner with all its inputs; [`scan`] and [`scan_paths`] are shorthands for the
 /// common case.
 #[derive(Clone, Copy)]

@@ -5,12 +5,13 @@
 mod support;
 
 use filesync_agent::config::FolderConfig;
-use filesync_agent::engine::{Engine, PassReport};
+use filesync_agent::engine::{Engine, PassReport, Scope};
 use filesync_agent::fs::Filesystem;
 use filesync_agent::memfs::MemFs;
 use filesync_agent::state::StateDb;
 use filesync_agent::status::Progress;
 use filesync_client::{Connection, Trust};
+use filesync_core::RelPath;
 use std::sync::Arc;
 use support::{Server, server};
 
@@ -36,6 +37,61 @@ impl Client {
         let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
         self.engine.sync_folder(&self.folder, fs, &Progress::default()).await.unwrap()
     }
+
+    /// A pass over `paths` (as the watcher reports them) and what the server changed.
+    async fn sync_paths(&self, paths: &[&str]) -> PassReport {
+        let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
+        let scope = Scope::paths(paths.iter().map(|p| RelPath::new(*p).unwrap()));
+        let r = self.engine.sync_scope(&self.folder, fs, &Progress::default(), scope).await.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        r
+    }
+}
+
+#[tokio::test]
+async fn a_case_insensitive_disk_passes_over_paths_and_still_sees_every_clash() {
+    let s = server().await;
+    let linux = Client::new(&s, "linux", MemFs::new(), true).await;
+    let windows = Client::new(&s, "windows", MemFs::case_insensitive(), false).await;
+    for i in 0..20 {
+        linux.fs.write(&format!("d/f{i}.txt"), format!("file {i}"));
+    }
+    linux.fs.write("Report.txt", "upper case");
+    linux.fs.write("Photos/a.jpg", "a");
+    linux.sync().await;
+    windows.sync().await;
+
+    // An edit here, and a new file there: passes over those paths alone.
+    windows.fs.write("d/f1.txt", "edited on windows");
+    let r = windows.sync_paths(&["d/f1.txt"]).await;
+    assert_eq!((r.uploaded, r.full), (1, false), "{r:?}");
+    linux.fs.write("d/new.txt", "new on linux");
+    linux.sync().await;
+    let r = windows.sync_paths(&[]).await;
+    assert_eq!((r.downloaded, r.full), (1, false), "{r:?}");
+    assert_eq!(windows.fs.read("d/new.txt").unwrap(), b"new on linux");
+
+    // Spellings that clash with what is here: the pass looks at the whole folder, skips them,
+    // and writes nothing over the spelling this computer holds.
+    linux.fs.write("report.txt", "lower case");
+    linux.fs.write("photos/b.jpg", "b");
+    linux.sync().await;
+    let r = windows.sync_paths(&[]).await;
+    assert!(r.full, "{r:?}");
+    let skipped: Vec<&str> = r.skipped.iter().map(|s| s.path.as_str()).collect();
+    assert!(skipped.contains(&"report.txt") && skipped.contains(&"photos"), "{skipped:?}");
+    assert_eq!(windows.fs.read("Report.txt").unwrap(), b"upper case");
+    assert!(!windows.fs.list_all().iter().any(|p| p.ends_with("b.jpg")), "{:?}", windows.fs.list_all());
+
+    // A case-only rename here reaches the other computer as that rename.
+    let d = RelPath::new("d").unwrap();
+    windows.fs.rename_listed_noreplace(Some(&d), "f2.txt", &RelPath::new("d/F2.txt").unwrap()).unwrap();
+    let r = windows.sync_paths(&["d/f2.txt", "d/F2.txt"]).await;
+    assert!(r.full, "{r:?}");
+    linux.sync().await;
+    assert_eq!(linux.fs.read("d/F2.txt").unwrap(), b"file 2");
+    assert!(linux.fs.read("d/f2.txt").is_none(), "{:?}", linux.fs.list_all());
+    assert_eq!(linux.fs.read("d/f1.txt").unwrap(), b"edited on windows");
 }
 
 #[tokio::test]

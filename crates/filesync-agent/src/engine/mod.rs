@@ -209,9 +209,21 @@ impl Engine {
         self.sync_scope(folder, fs, progress, Scope::Full).await
     }
 
+    /// See [`crate::scan::spelled_otherwise_on_disk`].
+    async fn spelled_otherwise(&self, fs: &Arc<dyn Filesystem>, scope: &Scope) -> Result<Option<RelPath>, SyncError> {
+        if scope.is_full() || !fs.case_insensitive() {
+            return Ok(None);
+        }
+        let (fs, roots) = (fs.clone(), scope.roots());
+        tokio::task::spawn_blocking(move || crate::scan::spelled_otherwise_on_disk(&*fs, &roots))
+            .await
+            .map_err(|e| SyncError::Internal(e.to_string()))
+    }
+
     /// Syncs the paths of `scope` and whatever the server changed since the last pull, until
     /// nothing is left to do. A tripped guard, a pending request (confirm deletions, revert)
-    /// or a case-insensitive disk (whose name clashes span paths) widen it to the whole folder.
+    /// or, on a case-insensitive disk, a path the disk spells otherwise (name clashes and
+    /// case-only renames span spellings) widen it to the whole folder.
     pub async fn sync_scope(
         &self,
         folder: &FolderConfig,
@@ -236,7 +248,7 @@ impl Engine {
             preview: false,
         };
         let r = &run.requests;
-        if r.tripped.is_some() || r.confirm_deletes || r.revert || fs.case_insensitive() {
+        if r.tripped.is_some() || r.confirm_deletes || r.revert {
             scope = Scope::Full;
         }
         if scope.is_full() {
@@ -256,6 +268,11 @@ impl Engine {
         for pass in 0..MAX_PASSES {
             if scope.is_empty() {
                 break;
+            }
+            if let Some(differs) = self.spelled_otherwise(&fs, &scope).await? {
+                debug!(folder = name, "{differs} is spelled otherwise on disk: looking at the whole folder");
+                scope = Scope::Full;
+                total.full = true;
             }
             examined.merge(scope.clone());
             let out = self.pass(folder, folder_id, fs.clone(), progress, &mut run, &scope, &installing).await?;

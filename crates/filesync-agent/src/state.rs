@@ -645,15 +645,29 @@ fn meta_from_row(folder: &str, path: &str, r: &SqliteRow) -> Result<Option<FileM
     };
     let hash: Vec<u8> = r.get("hash");
     let chunks: Vec<u8> = r.get("chunks");
-    Ok(Some(FileMeta {
+    let (size, mtime_ns, executable) = (r.get::<i64, _>("size"), r.get("mtime_ns"), r.get("executable"));
+    file_meta(folder, path, kind, (size, mtime_ns, executable), &hash, &chunks).map(Some)
+}
+
+/// A row's metadata from its columns: `(size, mtime_ns, executable)`, the hash and the
+/// encoded chunk list.
+fn file_meta(
+    folder: &str,
+    path: &str,
+    kind: EntryKind,
+    (size, mtime_ns, executable): (i64, i64, bool),
+    hash: &[u8],
+    chunks: &[u8],
+) -> Result<FileMeta, StateError> {
+    Ok(FileMeta {
         kind,
-        size: r.get::<i64, _>("size") as u64,
-        mtime_ns: r.get("mtime_ns"),
-        executable: r.get("executable"),
-        hash: Hash::from_slice(&hash).ok_or_else(|| corrupt(folder, path, "hash is not 32 bytes"))?,
-        chunks: decode_chunks(&chunks)
+        size: size as u64,
+        mtime_ns,
+        executable,
+        hash: Hash::from_slice(hash).ok_or_else(|| corrupt(folder, path, "hash is not 32 bytes"))?,
+        chunks: decode_chunks(chunks)
             .ok_or_else(|| corrupt(folder, path, "chunk list is not a multiple of 36 bytes"))?,
-    }))
+    })
 }
 
 fn remote_from_row(folder: &str, r: &SqliteRow) -> Result<EntryState, StateError> {

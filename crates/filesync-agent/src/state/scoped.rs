@@ -8,10 +8,10 @@
 //! compares text bytewise.
 
 use super::{
-    BATCH_ROWS, BaseRow, REMOTE_SELECT, StateDb, StateError, corrupt, ctx, kind_code, meta_from_row, multi_row_sql,
-    rel_path, remote_from_row,
+    BATCH_ROWS, BaseRow, StateDb, StateError, corrupt, ctx, file_meta, kind_code, meta_from_row, multi_row_sql,
+    rel_path,
 };
-use filesync_core::{EntryKind, EntryState, Hash, RelPath};
+use filesync_core::{EntryKind, EntryState, FileMeta, Hash, RelPath};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::HashMap;
@@ -33,6 +33,32 @@ pub(super) fn base_from_row(folder: &str, r: &SqliteRow) -> Result<(RelPath, Bas
     Ok((path, base))
 }
 
+/// One `base` or `remote` row as [`StateDb::rows_within`] reads it: path, rev, kind, size,
+/// mtime, executable, hash and chunk list (hex), and the table's own columns `E`.
+#[derive(serde::Deserialize)]
+struct JsonRow<E>(String, i64, Option<i64>, i64, i64, i64, String, String, E);
+
+impl<E> JsonRow<E> {
+    /// The row's path, rev, metadata (`None`: a tombstone) and own columns.
+    fn decode(self, folder: &str) -> Result<(RelPath, u64, Option<FileMeta>, E), StateError> {
+        let JsonRow(path, rev, kind, size, mtime_ns, executable, hash, chunks, extra) = self;
+        let path = RelPath::new(path.clone()).map_err(|e| corrupt(folder, &path, format!("invalid path: {e}")))?;
+        let kind = match kind {
+            None => return Ok((path, rev as u64, None, extra)),
+            Some(0) => EntryKind::File,
+            Some(1) => EntryKind::Dir,
+            Some(k) => return Err(corrupt(folder, path.as_str(), format!("unknown kind {k}"))),
+        };
+        let unhex = |h: &str| hex::decode(h).map_err(|_| corrupt(folder, path.as_str(), "a blob is not hex"));
+        let (hash, chunks) = (unhex(&hash)?, unhex(&chunks)?);
+        let meta = file_meta(folder, path.as_str(), kind, (size, mtime_ns, executable != 0), &hash, &chunks)?;
+        Ok((path, rev as u64, Some(meta), extra))
+    }
+}
+
+/// The most key ranges one statement of [`StateDb::rows_within`] reads.
+const RANGES_PER_READ: usize = 64;
+
 /// The exclusive upper end of the key range holding the paths below `dir`.
 fn subtree_end(dir: &RelPath) -> String {
     format!("{dir}0")
@@ -51,9 +77,15 @@ pub struct Totals {
 impl StateDb {
     /// The bases of `paths` and of every path below them.
     pub async fn bases_within(&self, folder: &str, paths: &[RelPath]) -> Result<HashMap<RelPath, BaseRow>, StateError> {
-        let select = format!("SELECT {BASE_COLUMNS} FROM base b JOIN folders f ON f.id = b.folder WHERE f.name = ?");
-        let rows = self.rows_within(&select, "b.path", folder, paths, "bases").await?;
-        rows.iter().map(|r| base_from_row(folder, r)).collect()
+        let columns = "x.local_size, x.local_mtime_ns, x.local_ino";
+        let rows: Vec<JsonRow<(i64, i64, i64)>> = self.rows_within("base", columns, folder, paths, "bases").await?;
+        rows.into_iter()
+            .map(|row| {
+                let (path, rev, meta, (size, mtime_ns, ino)) = row.decode(folder)?;
+                let meta = meta.ok_or_else(|| corrupt(folder, path.as_str(), "a base without a kind"))?;
+                Ok((path, BaseRow { rev, meta, size: size as u64, mtime_ns, ino: ino as u64 }))
+            })
+            .collect()
     }
 
     /// The mirror rows (tombstones included) of `paths` and of every path below them.
@@ -62,31 +94,76 @@ impl StateDb {
         folder: &str,
         paths: &[RelPath],
     ) -> Result<HashMap<RelPath, EntryState>, StateError> {
-        let rows = self.rows_within(REMOTE_SELECT, "r.path", folder, paths, "remote entries").await?;
-        rows.iter().map(|r| remote_from_row(folder, r).map(|e| (e.path.clone(), e))).collect()
+        let columns = "x.device_id, x.device_name, x.committed_at";
+        let rows: Vec<JsonRow<(i64, String, i64)>> =
+            self.rows_within("remote", columns, folder, paths, "remote entries").await?;
+        rows.into_iter()
+            .map(|row| {
+                let (path, rev, meta, (device_id, device_name, committed_at)) = row.decode(folder)?;
+                let e = EntryState {
+                    path: path.clone(),
+                    rev,
+                    meta,
+                    device_id: device_id as u64,
+                    device_name,
+                    committed_at,
+                };
+                Ok((path, e))
+            })
+            .collect()
     }
 
-    /// The rows `select` (which binds the folder name) finds at `paths` or below them: one
-    /// key-range read of `column` per path.
-    async fn rows_within(
+    /// The rows of `table` (`base` or `remote`) at `paths` or below them: one key-range read
+    /// per path, up to [`RANGES_PER_READ`] of them in one statement (a `UNION ALL` of index
+    /// range reads). SQLite packs each statement's rows into one JSON array
+    /// (`json_group_array`), so that thousands of rows cross from SQLite's thread in one piece:
+    /// row by row, and statement by statement, that crossing cost most of a no-change walk.
+    async fn rows_within<E: serde::de::DeserializeOwned>(
         &self,
-        select: &str,
-        column: &str,
+        table: &str,
+        extra_columns: &str,
         folder: &str,
         paths: &[RelPath],
         what: &str,
-    ) -> Result<Vec<SqliteRow>, StateError> {
-        let sql = format!("{select} AND ({column} = ? OR ({column} > ? AND {column} < ?))");
+    ) -> Result<Vec<JsonRow<E>>, StateError> {
         let mut out = Vec::new();
-        for p in paths {
-            let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
-                .bind(folder)
-                .bind(p.as_str())
-                .bind(format!("{p}/"))
-                .bind(subtree_end(p))
-                .fetch_all(&self.pool)
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM folders WHERE name = ?")
+            .bind(folder)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(ctx(format!("reading the id of folder '{folder}'")))?;
+        let Some(id) = id else { return Ok(out) };
+        // The paths below `p` are those in ['p/', 'p0'), because `/` and `0` are adjacent bytes;
+        // one index range ['p', 'p0') holds `p` too, and the siblings between (`p.txt`, `p-x`)
+        // are left out by the last condition.
+        let branch = format!(
+            "SELECT x.path, x.rev, x.kind, x.size, x.mtime_ns, x.executable, x.hash, x.chunks, {extra_columns} \
+             FROM {table} x WHERE x.folder = ? AND x.path >= ? AND x.path < ? AND (x.path = ? OR x.path > ?)"
+        );
+        let extra: Vec<&str> = extra_columns.split(", ").map(|c| c.trim_start_matches("x.")).collect();
+        for batch in paths.chunks(RANGES_PER_READ) {
+            // Two statement shapes only, so that both stay in the statement cache; the
+            // padding ranges are empty.
+            let ranges = if batch.len() <= 8 { 8 } else { RANGES_PER_READ };
+            let sql = format!(
+                "SELECT json_group_array(json_array(path, rev, kind, size, mtime_ns, executable, hex(hash), \
+                 hex(chunks), json_array({}))) FROM ({})",
+                extra.join(", "),
+                vec![branch.as_str(); ranges].join(" UNION ALL ")
+            );
+            let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+            for i in 0..ranges {
+                q = match batch.get(i) {
+                    Some(p) => q.bind(id).bind(p.as_str()).bind(subtree_end(p)).bind(p.as_str()).bind(format!("{p}/")),
+                    None => q.bind(id).bind("").bind("").bind("").bind(""),
+                };
+            }
+            let json = q
+                .fetch_one(&self.pool)
                 .await
-                .map_err(ctx(format!("reading the {what} under '{p}' in folder '{folder}'")))?;
+                .map_err(ctx(format!("reading the {what} under '{}' in folder '{folder}'", batch[0])))?;
+            let rows: Vec<JsonRow<E>> = serde_json::from_str(&json)
+                .map_err(|e| corrupt(folder, batch[0].as_str(), format!("unreadable {what}: {e}")))?;
             out.extend(rows);
         }
         Ok(out)

@@ -327,12 +327,7 @@ impl StateDb {
 
     /// The mirror of the server's entries of `folder`, tombstones included.
     pub async fn remote_all(&self, folder: &str) -> Result<HashMap<RelPath, EntryState>, StateError> {
-        let rows = sqlx::query(REMOTE_SELECT)
-            .bind(folder)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(ctx(format!("reading remote entries of folder '{folder}'")))?;
-        rows.iter().map(|r| remote_from_row(folder, r).map(|e| (e.path.clone(), e))).collect()
+        self.read_remote(folder, None).await
     }
 
     pub async fn remote(&self, folder: &str, path: &RelPath) -> Result<Option<EntryState>, StateError> {
@@ -348,14 +343,7 @@ impl StateDb {
     /// Every base of `folder`. Costs memory in proportion to the folder: the engine's
     /// incremental passes use [`StateDb::bases_within`] instead.
     pub async fn bases(&self, folder: &str) -> Result<HashMap<RelPath, BaseRow>, StateError> {
-        let sql =
-            format!("SELECT {} FROM base b JOIN folders f ON f.id = b.folder WHERE f.name = ?", scoped::BASE_COLUMNS);
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(folder)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(ctx(format!("reading bases of folder '{folder}'")))?;
-        rows.iter().map(|r| scoped::base_from_row(folder, r)).collect()
+        self.read_bases(folder, None).await
     }
 
     pub async fn set_base(&self, folder: &str, path: &RelPath, base: &BaseRow) -> Result<(), StateError> {
@@ -611,9 +599,6 @@ fn multi_row_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
     let group = if cols == 1 { "?".to_string() } else { format!("({})", vec!["?"; cols].join(", ")) };
     format!("{head}{}{tail}", vec![group.as_str(); rows].join(", "))
 }
-
-const REMOTE_SELECT: &str = "SELECT r.path, r.rev, r.kind, r.size, r.mtime_ns, r.executable, r.hash, r.chunks, \
-     r.device_id, r.device_name, r.committed_at FROM remote r JOIN folders f ON f.id = r.folder WHERE f.name = ?";
 
 const REMOTE_SELECT_ONE: &str = "SELECT r.path, r.rev, r.kind, r.size, r.mtime_ns, r.executable, r.hash, r.chunks, \
      r.device_id, r.device_name, r.committed_at FROM remote r JOIN folders f ON f.id = r.folder \

@@ -58,6 +58,8 @@ impl<E> JsonRow<E> {
 
 /// The most key ranges one statement of [`StateDb::rows_within`] reads.
 const RANGES_PER_READ: usize = 64;
+/// The rows of one page when [`StateDb::rows_within`] reads a whole folder.
+const PAGE_ROWS: usize = 8192;
 
 /// The exclusive upper end of the key range holding the paths below `dir`.
 fn subtree_end(dir: &RelPath) -> String {
@@ -77,6 +79,24 @@ pub struct Totals {
 impl StateDb {
     /// The bases of `paths` and of every path below them.
     pub async fn bases_within(&self, folder: &str, paths: &[RelPath]) -> Result<HashMap<RelPath, BaseRow>, StateError> {
+        self.read_bases(folder, Some(paths)).await
+    }
+
+    /// The mirror rows (tombstones included) of `paths` and of every path below them.
+    pub async fn remote_within(
+        &self,
+        folder: &str,
+        paths: &[RelPath],
+    ) -> Result<HashMap<RelPath, EntryState>, StateError> {
+        self.read_remote(folder, Some(paths)).await
+    }
+
+    /// The bases of `paths` and below them (`None`: all of the folder's).
+    pub(super) async fn read_bases(
+        &self,
+        folder: &str,
+        paths: Option<&[RelPath]>,
+    ) -> Result<HashMap<RelPath, BaseRow>, StateError> {
         let columns = "x.local_size, x.local_mtime_ns, x.local_ino";
         let rows: Vec<JsonRow<(i64, i64, i64)>> = self.rows_within("base", columns, folder, paths, "bases").await?;
         rows.into_iter()
@@ -88,11 +108,11 @@ impl StateDb {
             .collect()
     }
 
-    /// The mirror rows (tombstones included) of `paths` and of every path below them.
-    pub async fn remote_within(
+    /// The mirror rows of `paths` and below them (`None`: all of the folder's).
+    pub(super) async fn read_remote(
         &self,
         folder: &str,
-        paths: &[RelPath],
+        paths: Option<&[RelPath]>,
     ) -> Result<HashMap<RelPath, EntryState>, StateError> {
         let columns = "x.device_id, x.device_name, x.committed_at";
         let rows: Vec<JsonRow<(i64, String, i64)>> =
@@ -113,8 +133,8 @@ impl StateDb {
             .collect()
     }
 
-    /// The rows of `table` (`base` or `remote`) at `paths` or below them: one key-range read
-    /// per path, up to [`RANGES_PER_READ`] of them in one statement (a `UNION ALL` of index
+    /// The rows of `table` (`base` or `remote`) at `paths` or below them (`None`: all of the
+    /// folder's): one key-range read per path, up to [`RANGES_PER_READ`] of them in one statement (a `UNION ALL` of index
     /// range reads). SQLite packs each statement's rows into one JSON array
     /// (`json_group_array`), so that thousands of rows cross from SQLite's thread in one piece:
     /// row by row, and statement by statement, that crossing cost most of a no-change walk.
@@ -123,7 +143,7 @@ impl StateDb {
         table: &str,
         extra_columns: &str,
         folder: &str,
-        paths: &[RelPath],
+        paths: Option<&[RelPath]>,
         what: &str,
     ) -> Result<Vec<JsonRow<E>>, StateError> {
         let mut out = Vec::new();
@@ -141,16 +161,48 @@ impl StateDb {
              FROM {table} x WHERE x.folder = ? AND x.path >= ? AND x.path < ? AND (x.path = ? OR x.path > ?)"
         );
         let extra: Vec<&str> = extra_columns.split(", ").map(|c| c.trim_start_matches("x.")).collect();
+        let packed = |rows: &str| {
+            format!(
+                "SELECT json_group_array(json_array(path, rev, kind, size, mtime_ns, executable, hex(hash), \
+                 hex(chunks), json_array({}))) FROM ({rows})",
+                extra.join(", ")
+            )
+        };
+        let parse = |json: String, at: &str| {
+            serde_json::from_str::<Vec<JsonRow<E>>>(&json)
+                .map_err(|e| corrupt(folder, at, format!("unreadable {what}: {e}")))
+        };
+        let Some(paths) = paths else {
+            // Page by page in key order, so that no one JSON text holds the whole folder.
+            let page = format!(
+                "SELECT x.path, x.rev, x.kind, x.size, x.mtime_ns, x.executable, x.hash, x.chunks, {extra_columns} \
+                 FROM {table} x WHERE x.folder = ? AND x.path > ? ORDER BY x.path LIMIT {PAGE_ROWS}"
+            );
+            let sql = packed(&page);
+            let mut after = String::new();
+            loop {
+                let json = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql.as_str()))
+                    .bind(id)
+                    .bind(after.as_str())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(ctx(format!("reading the {what} of folder '{folder}'")))?;
+                let rows = parse(json, after.as_str())?;
+                let full = rows.len() >= PAGE_ROWS;
+                if let Some(last) = rows.iter().map(|r| &r.0).max() {
+                    after.clone_from(last);
+                }
+                out.extend(rows);
+                if !full {
+                    return Ok(out);
+                }
+            }
+        };
         for batch in paths.chunks(RANGES_PER_READ) {
             // Two statement shapes only, so that both stay in the statement cache; the
             // padding ranges are empty.
             let ranges = if batch.len() <= 8 { 8 } else { RANGES_PER_READ };
-            let sql = format!(
-                "SELECT json_group_array(json_array(path, rev, kind, size, mtime_ns, executable, hex(hash), \
-                 hex(chunks), json_array({}))) FROM ({})",
-                extra.join(", "),
-                vec![branch.as_str(); ranges].join(" UNION ALL ")
-            );
+            let sql = packed(&vec![branch.as_str(); ranges].join(" UNION ALL "));
             let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
             for i in 0..ranges {
                 q = match batch.get(i) {
@@ -162,9 +214,7 @@ impl StateDb {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(ctx(format!("reading the {what} under '{}' in folder '{folder}'", batch[0])))?;
-            let rows: Vec<JsonRow<E>> = serde_json::from_str(&json)
-                .map_err(|e| corrupt(folder, batch[0].as_str(), format!("unreadable {what}: {e}")))?;
-            out.extend(rows);
+            out.extend(parse(json, batch[0].as_str())?);
         }
         Ok(out)
     }
@@ -321,6 +371,26 @@ mod tests {
         assert_eq!(got, ["a", "a/x", "a/y/z"]);
         assert_eq!(db.bases_within("f", &[p("a/y"), p("b")]).await.unwrap().len(), 2);
         assert!(db.remote_within("f", &[p("a")]).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_whole_folder_is_read_page_by_page_and_many_ranges_in_one_statement() {
+        let db = StateDb::memory().await.unwrap();
+        let n = PAGE_ROWS * 2 + 7;
+        let rows: Vec<_> = (0..n).map(|i| (p(&format!("d{:03}/f{i:05}", i % 100)), base(i as u64, 1))).collect();
+        db.set_bases("f", &rows).await.unwrap();
+        let all = db.bases("f").await.unwrap();
+        assert_eq!(all.len(), n);
+        assert_eq!(all[&p("d042/f00042")].meta.size, 42);
+        // 70 ranges (more than one statement holds), one of them empty, one a single file.
+        let mut dirs: Vec<RelPath> = (0..69).map(|d| p(&format!("d{d:03}"))).collect();
+        dirs.push(p("d099/f00099"));
+        dirs.push(p("nothing/here"));
+        let within = db.bases_within("f", &dirs).await.unwrap();
+        let want = rows.iter().filter(|(path, _)| dirs.iter().any(|d| d == path || d.is_ancestor_of(path))).count();
+        assert_eq!(within.len(), want);
+        assert!(within.contains_key(&p("d099/f00099")) && !within.contains_key(&p("d099/f00199")));
+        assert!(db.bases("nobody").await.unwrap().is_empty());
     }
 
     #[tokio::test]

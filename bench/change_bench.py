@@ -132,6 +132,18 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def rss_parts_mib(pid):
+    """Where the resident memory is: RssAnon (heap, stacks), RssFile (the binary's pages,
+    mapped files) and RssShmem, in MiB, from /proc/PID/status."""
+    parts = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key = line.split(":")[0]
+            if key in ("RssAnon", "RssFile", "RssShmem"):
+                parts[key] = int(line.split()[1]) / 1024
+    return parts
+
+
 def mem_kib(pid):
     """(VmRSS, VmHWM) in KiB."""
     rss = hwm = 0
@@ -371,6 +383,8 @@ def bench_one(n, a, base_tmp):
         res["rss_mib"] = {k: statistics.mean(v) / 1024 for k, v in rss.items()}
         res["rss_max_mib"] = {k: max(v) / 1024 for k, v in rss.items()}
         res["rss_peak_mib"] = {k: mem_kib(p.pid)[1] / 1024 for k, p in agents.items()}
+        res["rss_parts_mib"] = {k: rss_parts_mib(p.pid) for k, p in agents.items()}
+        log(f"N={n}: idle RSS by kind (MiB): {res['rss_parts_mib']}")
         idle_rate = {k: res["idle_cpu_s"][k] / idle_wall for k in agents}
         res["cpu_per_change_ms"] = {k: 1000 * res["changes_cpu_s"][k] / a.changes for k in agents}
         res["cpu_per_change_net_ms"] = {

@@ -198,8 +198,15 @@ impl StateDb {
             .foreign_keys(true);
         // A few connections so that reads proceed while a write transaction runs (WAL);
         // writers take the lock up front (BEGIN IMMEDIATE), so they queue instead of failing.
-        let pool =
-            SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(|e| open_err(Box::new(e)))?;
+        // The extra ones close after a quiet minute: each holds its own page and statement
+        // caches, which an idle agent does not need.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .idle_timeout(Duration::from_secs(60))
+            .connect_with(opts)
+            .await
+            .map_err(|e| open_err(Box::new(e)))?;
         let db = StateDb { pool };
         db.migrate(path).await?;
         Ok(db)

@@ -26,6 +26,9 @@ use tracing::{info, warn};
 
 /// How long a path the engine wrote is remembered, to recognise the watcher's echo of it.
 const OWN_WRITE_WINDOW: Duration = Duration::from_secs(3);
+/// Files moved by a pass from which its freed memory is handed back (see
+/// [`release_freed_memory`]).
+const BIG_PASS_FILES: u64 = 256;
 /// The longest time between walks of a folder whose watcher could not start.
 const UNWATCHED_RESCAN: Duration = Duration::from_secs(60);
 /// When files failed, how long before they are tried again.
@@ -283,6 +286,7 @@ impl FolderTask {
     fn take_local(&mut self) -> Scope {
         let now = Instant::now();
         self.own.retain(|_, (_, at)| now.duration_since(*at) < OWN_WRITE_WINDOW);
+        self.own.shrink_to_fit();
         let Some(paths) = self.local.take() else { return Scope::Full };
         let fs = &self.fs;
         let own = &self.own;
@@ -329,6 +333,7 @@ impl FolderTask {
                 let now = Instant::now();
                 // More writes than the watcher's queue holds overflow it into a walk of
                 // everything anyway: then there is nothing to tell apart.
+                self.own.retain(|_, (_, at)| now.duration_since(*at) < OWN_WRITE_WINDOW);
                 if rep.written.len() <= super::watch::CAPACITY {
                     for (p, left) in &rep.written {
                         self.own.insert(p.clone(), (*left, now));
@@ -356,7 +361,10 @@ impl FolderTask {
                 }
             }
         }
-        if full {
+        // A walk of everything, or a pass that moved many files (the first sync of a big
+        // folder arrives as passes over what the server changed), leaves freed memory behind.
+        let big = r.as_ref().is_ok_and(|rep| rep.uploaded + rep.downloaded >= BIG_PASS_FILES);
+        if full || big {
             release_freed_memory();
         }
         self.guard_paused = match &r {
@@ -423,8 +431,8 @@ impl FolderTask {
     }
 }
 
-/// Gives the memory a walk of the whole folder freed back to the system. glibc keeps freed
-/// heap pages for reuse, so an idle agent would otherwise hold the peak of its last full walk.
+/// Gives the memory a big pass freed back to the system. glibc keeps freed heap pages for
+/// reuse, so an idle agent would otherwise hold the peak of its last walk or first sync.
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap memory to the kernel; it touches no live

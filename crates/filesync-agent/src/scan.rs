@@ -1,7 +1,9 @@
 //! The scanner: walks a folder through the [`Filesystem`] seam and reports what is on disk —
 //! every syncable file and directory with its metadata and content hash — plus what it had to
 //! skip and why. Files whose size, mtime and inode match what the last sync recorded keep
-//! their recorded hash; the rest are read and hashed in parallel. With ignore rules
+//! their recorded hash; the rest are read and hashed in parallel. A file read within
+//! [`RACY_WINDOW_NS`] of its mtime is *racy*: a write in the same clock tick would leave its
+//! stat unchanged, so its stat must not vouch for its content later (git's rule). With ignore rules
 //! ([`Scanner::scan_ignoring`]) an ignored path is not reported, and an ignored directory is
 //! not even listed.
 
@@ -31,6 +33,26 @@ pub struct LocalEntry {
     pub meta: FileMeta,
     /// The stat the metadata was taken from (what to record with a base).
     pub stat: Stat,
+    /// The file was read so soon after its mtime that a later write in the same clock tick
+    /// would not change its stat: a base recorded from it must not trust the stat.
+    pub racy: bool,
+}
+
+/// How close to its mtime a file may be read and still be racy: the coarsest timestamps a
+/// supported file system keeps (FAT: 2 s; ext3, HFS+ and network shares: 1 s; Linux's
+/// own clock ticks every few ms even on ext4).
+pub const RACY_WINDOW_NS: i64 = 2_000_000_000;
+
+/// Whether a file with `mtime_ns`, read (or written) at `at_ns`, is racy; a future mtime is.
+pub fn is_racy(mtime_ns: i64, at_ns: i64) -> bool {
+    at_ns.saturating_sub(mtime_ns) < RACY_WINDOW_NS
+}
+
+/// The wall clock in nanoseconds since the Unix epoch, as file times count.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// A path the scanner did not report, and why (shown to the user).
@@ -376,12 +398,12 @@ impl<'s, 'a> Walk<'s, 'a> {
     fn add(&mut self, path: RelPath, stat: Stat) {
         match stat.kind {
             StatKind::Dir => {
-                self.entries.insert(path.clone(), LocalEntry { meta: FileMeta::dir(stat.mtime_ns), stat });
+                self.entries.insert(path.clone(), LocalEntry { meta: FileMeta::dir(stat.mtime_ns), stat, racy: false });
                 self.pending.push(path);
             }
             StatKind::File => match self.s.known.get(&path).and_then(|k| reuse(k, &stat)) {
                 Some(meta) => {
-                    self.entries.insert(path, LocalEntry { meta, stat });
+                    self.entries.insert(path, LocalEntry { meta, stat, racy: false });
                 }
                 None => self.to_hash.push(path),
             },
@@ -466,6 +488,7 @@ fn hash_one(fs: &dyn Filesystem, path: &RelPath, chunker: &Chunker) -> Result<Lo
         Err(e) => Err(describe(&e)),
     };
     for _ in 0..2 {
+        let read_at = now_ns();
         let before = stat_file(fs)?;
         let digest = fs.open(path).and_then(|r| digest(chunker, r, before.size)).map_err(|e| describe(&e))?;
         let after = stat_file(fs)?;
@@ -478,7 +501,7 @@ fn hash_one(fs: &dyn Filesystem, path: &RelPath, chunker: &Chunker) -> Result<Lo
                 hash: digest.hash,
                 chunks: digest.chunks,
             };
-            return Ok(LocalEntry { meta, stat: before });
+            return Ok(LocalEntry { meta, stat: before, racy: is_racy(before.mtime_ns, read_at) });
         }
     }
     Err(CHANGING_REASON.to_string())

@@ -129,9 +129,23 @@ END;
 pub struct BaseRow {
     pub rev: u64,
     pub meta: FileMeta,
+    /// The local stat when the base was recorded; `size` is [`BaseRow::UNTRUSTED`] when that
+    /// stat cannot vouch for the content (the file was racy), so the next scan reads it.
     pub size: u64,
     pub mtime_ns: i64,
     pub ino: u64,
+}
+
+impl BaseRow {
+    /// A local size no file has: the recorded stat never matches, and the file is read.
+    pub const UNTRUSTED: u64 = u64::MAX;
+
+    /// The base of `meta` at `rev`, recording the local `stat` it was seen with — trusted
+    /// unless `racy` (see [`crate::scan::is_racy`]).
+    pub fn with_stat(rev: u64, meta: FileMeta, stat: &crate::fs::Stat, racy: bool) -> BaseRow {
+        let size = if racy { BaseRow::UNTRUSTED } else { stat.size };
+        BaseRow { rev, meta, size, mtime_ns: stat.mtime_ns, ino: stat.ino }
+    }
 }
 
 /// What one step of a pass learned: see [`StateDb::record_step`].

@@ -173,6 +173,37 @@ async fn deletions_that_arrive_in_several_passes_are_weighed_together() {
     assert!(r.paused.is_none(), "{:?}", r.paused);
 }
 
+/// A file rewritten in place with the same size in the same clock tick as the read that
+/// synced it keeps its stat (on a file system with one-second timestamps, or within one tick
+/// of Linux's clock): the next scan must still read it (git's "racy" rule).
+#[tokio::test]
+async fn a_same_size_rewrite_in_the_clock_tick_of_the_last_sync_is_not_lost() {
+    let (_s, a, b) = pair(3).await;
+    let tick = filesync_agent::scan::now_ns();
+    a.fs.write("d0/f0.txt", "version 2");
+    a.fs.set_mtime("d0/f0.txt", tick);
+    assert_eq!(a.sync().await.uploaded, 1);
+    b.sync().await;
+    assert_eq!(b.fs.read("d0/f0.txt").unwrap(), b"version 2");
+
+    a.fs.write("d0/f0.txt", "version 3");
+    a.fs.set_mtime("d0/f0.txt", tick);
+    let r = a.sync().await;
+    assert_eq!(r.uploaded, 1, "the rewrite kept size, mtime and inode, and was still seen");
+    b.sync().await;
+    assert_eq!(b.fs.read("d0/f0.txt").unwrap(), b"version 3");
+
+    // Once it is long past its mtime, the file is read one more time and its stat is trusted
+    // from then on.
+    a.fs.set_mtime("d0/f0.txt", tick - 10_000_000_000);
+    assert_eq!(a.sync().await.uploaded, 0);
+    let bases = a.db.bases("docs").await.unwrap();
+    let base = &bases[&p("d0/f0.txt")];
+    assert_eq!((base.size, base.mtime_ns), (9, tick - 10_000_000_000), "the stat it has now");
+    // A file synced long after its mtime is trusted at once.
+    assert_eq!(bases[&p("d1/f1.txt")].size, 6);
+}
+
 /// The states a crash can leave a download batch in, one per step of the executor, and what
 /// the next pass must make of each: the server's version, never a conflict copy.
 #[tokio::test]

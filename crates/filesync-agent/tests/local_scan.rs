@@ -373,7 +373,11 @@ fn ten_thousand_small_files_scan_and_rescan_consistently() {
         assert_eq!(out.entries.len(), 10_050, "{}", f.name());
         let known = known_from(&out);
         let again = f.scan_chunked(&known, &chunker);
-        assert_eq!(again, out, "{}", f.name());
+        // The same (whether a file was racy when read is about the clock, not the file).
+        let seen =
+            |o: &ScanOutput| o.entries.iter().map(|(p, e)| (p.clone(), e.meta.clone(), e.stat)).collect::<Vec<_>>();
+        assert_eq!(seen(&again), seen(&out), "{}", f.name());
+        assert_eq!(again.skipped, out.skipped);
     }
 }
 

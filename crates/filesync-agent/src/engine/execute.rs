@@ -165,7 +165,7 @@ impl Executor<'_> {
                 Ok(st) => {
                     self.report.downloaded += 1;
                     self.report.written.push((path.clone(), Some(st)));
-                    rec.bases.push((path, base_row(rev, meta, &st)));
+                    rec.bases.push((path, BaseRow::with_stat(rev, meta, &st, false)));
                 }
                 Err(e) => self.failed(&path, e),
             }
@@ -219,7 +219,10 @@ impl Executor<'_> {
                     }
                     self.report.downloaded += 1;
                     self.report.written.push((job.path.clone(), Some(stat)));
-                    rec.bases.push((job.path, base_row(job.rev, job.meta, &stat)));
+                    // Written with the server's mtime: racy if that is recent (a write here in
+                    // the same clock tick would keep the stat).
+                    let racy = crate::scan::is_racy(stat.mtime_ns, crate::scan::now_ns());
+                    rec.bases.push((job.path, BaseRow::with_stat(job.rev, job.meta, &stat, racy)));
                 }
                 DownloadResult::Failed(e) => self.failed(&job.path, e),
             }
@@ -257,7 +260,7 @@ impl Executor<'_> {
             .into_iter()
             .filter_map(|(path, base_rev)| {
                 let e = self.scanned.entries.get(&path)?;
-                Some(UploadJob { path, base_rev, meta: e.meta.clone(), stat: e.stat })
+                Some(UploadJob { path, base_rev, meta: e.meta.clone(), stat: e.stat, racy: e.racy })
             })
             .collect();
         if uploads.is_empty() && deletes.is_empty() {
@@ -283,7 +286,8 @@ impl Executor<'_> {
                     match (up, &current) {
                         (Some(u), Some(cur)) if cur.meta.is_some() => {
                             self.report.uploaded += 1;
-                            rec.bases.push((path.clone(), base_row(cur.rev, u.meta.clone(), &u.stat)));
+                            rec.bases
+                                .push((path.clone(), BaseRow::with_stat(cur.rev, u.meta.clone(), &u.stat, u.racy)));
                         }
                         (Some(_), _) => {}
                         (None, _) => {
@@ -343,13 +347,9 @@ impl Executor<'_> {
         let mut rec = StepRecord { forget, ..StepRecord::default() };
         for (path, rev) in record {
             if let (Some(meta), Some(e)) = (self.remote_meta(&path, rev), self.scanned.entries.get(&path)) {
-                rec.bases.push((path, base_row(rev, meta, &e.stat)));
+                rec.bases.push((path, BaseRow::with_stat(rev, meta, &e.stat, e.racy)));
             }
         }
         Ok(self.engine.db.record_step(self.name, &rec).await?)
     }
-}
-
-fn base_row(rev: u64, meta: FileMeta, st: &Stat) -> BaseRow {
-    BaseRow { rev, meta, size: st.size, mtime_ns: st.mtime_ns, ino: st.ino }
 }

@@ -5,7 +5,8 @@
 //!
 //! It also settles downloads a crash interrupted: a file whose content is exactly what the
 //! agent was installing there is taken as synced at that rev ("promoted"), never as a local
-//! edit.
+//! edit; and it refreshes the recorded stat of a file read again that still holds its base's
+//! content (a touched file, or one that was racy), so that it is not read on every pass.
 
 use crate::filter::{Excluded, IgnoreRules};
 use crate::fs::Filesystem;
@@ -33,7 +34,8 @@ pub struct Input {
     /// Paths in excluded subfolders: planned only for eviction.
     pub excluded: FolderState,
     pub skipped: Vec<SkippedItem>,
-    /// Bases to record before planning: interrupted downloads that did land.
+    /// Bases to record before planning: interrupted downloads that did land, and bases whose
+    /// file was read again and still holds their content (with the stat it has now).
     pub promoted: Vec<(RelPath, BaseRow)>,
 }
 
@@ -66,10 +68,17 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
         if local.meta.kind == EntryKind::File && local.meta.hash == *hash && newer {
             let meta = local.meta.clone();
             state.entry(p.clone()).or_default().base = Some(Base { rev: *rev, meta: meta.clone() });
-            let st = local.stat;
-            input
-                .promoted
-                .push((p.clone(), BaseRow { rev: *rev, meta, size: st.size, mtime_ns: st.mtime_ns, ino: st.ino }));
+            input.promoted.push((p.clone(), BaseRow::with_stat(*rev, meta, &local.stat, local.racy)));
+        }
+    }
+    // A file read again (touched, or racy when its base was recorded) that still holds its
+    // base's content: record the stat it has now, so that the next scan need not read it.
+    for (p, local) in &views.scanned.entries {
+        let Some(b) = views.bases.get(p) else { continue };
+        let moved = (b.size, b.mtime_ns, b.ino) != (local.stat.size, local.stat.mtime_ns, local.stat.ino);
+        let settled = moved && !local.racy && local.meta.kind == EntryKind::File;
+        if settled && local.meta.same_content(&b.meta) && !views.installing.contains_key(p) {
+            input.promoted.push((p.clone(), BaseRow::with_stat(b.rev, b.meta.clone(), &local.stat, false)));
         }
     }
     for (p, r) in &views.remote {
@@ -144,7 +153,11 @@ mod tests {
     }
 
     fn local(meta: FileMeta) -> LocalEntry {
-        LocalEntry { meta, stat: Stat { kind: StatKind::File, size: 1, mtime_ns: 9, ino: 3, executable: false } }
+        LocalEntry {
+            meta,
+            stat: Stat { kind: StatKind::File, size: 1, mtime_ns: 9, ino: 3, executable: false },
+            racy: false,
+        }
     }
 
     fn base(rev: u64, meta: FileMeta) -> BaseRow {

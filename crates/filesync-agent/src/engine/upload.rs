@@ -28,6 +28,8 @@ pub struct UploadJob {
     /// The local state to send (as scanned).
     pub meta: FileMeta,
     pub stat: Stat,
+    /// The scan found the file racy (see [`crate::scan::is_racy`]).
+    pub racy: bool,
 }
 
 #[derive(Clone, Debug)]

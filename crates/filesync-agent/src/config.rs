@@ -305,8 +305,22 @@ impl Home {
         self.dir.join("agent.control")
     }
 
+    /// Creates the home directory, readable by its owner only (it holds the device token, the
+    /// UI password's hash and the list of every synced file); an existing one open to others
+    /// is closed.
     pub fn ensure(&self) -> Result<(), ConfigError> {
-        std::fs::create_dir_all(&self.dir).map_err(|source| ConfigError::Write { path: self.dir.clone(), source })
+        let err = |source| ConfigError::Write { path: self.dir.clone(), source };
+        std::fs::create_dir_all(&self.dir).map_err(err)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&self.dir).map_err(err)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+                tracing::info!("made {} readable by its owner only (it was {:o})", self.dir.display(), mode & 0o777);
+            }
+        }
+        Ok(())
     }
 
     pub fn load(&self) -> Result<Config, ConfigError> {
@@ -321,7 +335,8 @@ impl Home {
     pub fn save(&self, config: &Config) -> Result<(), ConfigError> {
         self.ensure()?;
         let text = toml::to_string_pretty(config).expect("config serializes");
-        write_atomic(&self.config_path(), text.as_bytes(), false)
+        // Owner-only: it holds the UI password's hash.
+        write_atomic(&self.config_path(), text.as_bytes(), true)
     }
 
     pub fn token(&self) -> Result<Option<String>, ConfigError> {

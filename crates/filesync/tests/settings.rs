@@ -328,3 +328,25 @@ fn folder_settings_are_validated_and_shown() {
     let text = c.ok(&["folder", "show", "docs"], None);
     assert!(text.contains("download-only") && text.contains("2M") && text.contains("photos/2019"), "{text}");
 }
+
+/// The home holds the device token, the UI password's hash and every synced file's name: its
+/// owner alone may read it, whatever the umask, and a home left open before is closed.
+#[cfg(unix)]
+#[test]
+fn the_home_and_its_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    a.sync();
+    assert_eq!(mode(&a.home), 0o700);
+    assert_eq!(mode(&a.home.join("config.toml")), 0o600);
+    assert_eq!(mode(&a.home.join("token")), 0o600);
+
+    // A home from before: open to everyone. The next command closes it.
+    std::fs::set_permissions(&a.home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(a.home.join("config.toml"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    a.set("upload-limit", "5M");
+    assert_eq!(mode(&a.home), 0o700);
+    assert_eq!(mode(&a.home.join("config.toml")), 0o600);
+}

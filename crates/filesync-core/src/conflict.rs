@@ -46,8 +46,17 @@ pub const CONFLICT_MARKER: &str = " (conflicted copy from ";
 /// Builds the conflict-copy path for `path`, made by `device` at `unix_secs`. `attempt` > 0
 /// appends a counter so that a name already taken can be avoided.
 pub fn conflict_copy_path(path: &RelPath, device: &str, unix_secs: i64, attempt: u32) -> RelPath {
+    copy_path(path, device, unix_secs, attempt)
+        .or_else(|| copy_path(path, "", unix_secs, attempt))
+        .expect("a conflict name without a device name is a valid path")
+}
+
+/// [`conflict_copy_path`] with `device` as given, or `None` if the name is not a valid path.
+fn copy_path(path: &RelPath, device: &str, unix_secs: i64, attempt: u32) -> Option<RelPath> {
+    use unicode_normalization::UnicodeNormalization;
     let t = CivilTime::from_unix(unix_secs);
-    let mut device: String = device.chars().filter(|c| !c.is_control() && !"/\\<>:\"|?*".contains(*c)).collect();
+    // Device names come from other computers: any text. Paths are NFC, without separators.
+    let mut device: String = device.nfc().filter(|c| !c.is_control() && !"/\\<>:\"|?*".contains(*c)).collect();
     truncate_bytes(&mut device, MAX_DEVICE_BYTES);
     let device = if device.trim().is_empty() { "unknown device".to_string() } else { device };
     let name = path.file_name();
@@ -66,8 +75,8 @@ pub fn conflict_copy_path(path: &RelPath, device: &str, unix_secs: i64, attempt:
     let budget = crate::path::MAX_COMPONENT_BYTES.saturating_sub(suffix.len());
     let mut stem = stem.to_string();
     truncate_bytes(&mut stem, budget);
-    let new_name = format!("{stem}{suffix}");
-    path.with_file_name(&new_name).unwrap_or_else(|_| RelPath::new(new_name).expect("conflict name is valid"))
+    let new_name: String = format!("{stem}{suffix}").nfc().collect();
+    path.with_file_name(&new_name).ok()
 }
 
 /// Longest device name, in bytes, that goes into a conflict-copy name.
@@ -176,5 +185,12 @@ mod tests {
         assert!(conflict_copy_path(&long_ext, "pc", 0, 0).file_name().len() <= 255);
         let c = conflict_copy_path(&RelPath::new("é".repeat(120)).unwrap(), &"😀".repeat(64), 0, 3);
         assert!(c.file_name().len() <= 255 && is_conflict_copy(&c));
+        // Regression: a device name not in NFC (`Cafe` + a combining acute) used to panic.
+        let c = conflict_copy_path(&RelPath::new("notes.txt").unwrap(), "Cafe\u{301}", 0, 0);
+        assert_eq!(c.as_str(), "notes (conflicted copy from Caf\u{e9} 1970-01-01 000000).txt");
+        for device in ["\u{301}", "\u{301}\u{301}x", " ", "a/b\\c", "..", "\u{0}"] {
+            let c = conflict_copy_path(&RelPath::new("d/x.txt").unwrap(), device, 0, 0);
+            assert!(is_conflict_copy(&c) && c.as_str().starts_with("d/x ("), "{device:?}: {c}");
+        }
     }
 }

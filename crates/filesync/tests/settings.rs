@@ -350,3 +350,25 @@ fn the_home_and_its_files_are_readable_by_their_owner_only() {
     assert_eq!(mode(&a.home), 0o700);
     assert_eq!(mode(&a.home.join("config.toml")), 0o600);
 }
+
+/// Names and passwords are checked against the protocol's limits before they are sent: a
+/// clear message with the limit, not "connection to the server lost"; and a name typed in a
+/// decomposed Unicode form is stored composed.
+#[test]
+fn names_and_passwords_are_checked_and_normalized_before_they_are_sent() {
+    let server = TestServer::start();
+    let c = TestClient::blank("laptop");
+    let register = |user: &str, device: &str, password: &str| {
+        let args = ["register", "--server", &server.addr, "--user", user, "--password-stdin", "--device-name", device];
+        c.run(&[&args[..], &["--fingerprint", &server.fingerprint]].concat(), Some(password))
+    };
+    let out = register("ann", "laptop", &"p".repeat(100_000));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("at most 1024 bytes"), "{out:?}");
+    let out = register(&"u".repeat(200), "laptop", "password123");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most 128 bytes"), "{out:?}");
+    let out = register("ann", "Cafe\u{301}", "password123");
+    assert!(out.status.success(), "{out:?}");
+    let config = std::fs::read_to_string(c.home.join("config.toml")).unwrap();
+    assert!(config.contains("device_name = \"Caf\u{e9}\""), "{config}");
+}

@@ -57,19 +57,10 @@ pub struct LoggedIn {
 pub async fn log_in(home: &Home, c: &Credentials) -> Result<LoggedIn, OpsError> {
     check_server_address(&c.server)?;
     let server = c.server.trim().to_string();
-    if c.user.trim().is_empty() {
-        return Err(OpsError::invalid("user", "enter a user name"));
-    }
-    if c.register && c.password.chars().count() < 8 {
-        return Err(OpsError::invalid("password", "choose a password of at least 8 characters"));
-    }
-    if c.password.is_empty() {
-        return Err(OpsError::invalid("password", "enter the password"));
-    }
-    let device_name = c.device_name.trim();
-    if device_name.is_empty() || device_name.len() > 64 || device_name.chars().any(char::is_control) {
-        return Err(OpsError::invalid("device_name", "name this computer (1 to 64 characters)"));
-    }
+    let user = normalize_name(&c.user, "user name", "user")?;
+    check_password(&c.password, c.register, "password")?;
+    let device_name = normalize_name(&c.device_name, "name for this computer", "device_name")?;
+    let device_name = device_name.as_str();
     let mut config = home.load()?;
     let fingerprint = match &c.fingerprint {
         Some(fp) => filesync_proto::parse_fingerprint(fp).ok_or_else(|| {
@@ -92,7 +83,7 @@ pub async fn log_in(home: &Home, c: &Credentials) -> Result<LoggedIn, OpsError> 
         },
     };
     let conn = Connection::connect(&server, Trust::Pinned(fingerprint)).await?;
-    let user = c.user.trim();
+    let user = user.as_str();
     let session = if c.register {
         conn.register(user, &c.password, device_name).await
     } else {
@@ -196,6 +187,45 @@ pub async fn list_devices(home: &Home) -> Result<Vec<Device>, OpsError> {
         .collect())
 }
 
+/// A name a person typed (user, device, folder) as the server keeps it: trimmed, in Unicode
+/// NFC (so that `Café` typed two ways is one name), 1 to `MAX_NAME_LEN` bytes, no control
+/// characters. `what` words the error ("user name", …) and `field` names the form field.
+pub fn normalize_name(raw: &str, what: &str, field: &'static str) -> Result<String, OpsError> {
+    use unicode_normalization::UnicodeNormalization;
+    let name: String = raw.trim().nfc().collect();
+    let max = filesync_proto::limits::MAX_NAME_LEN;
+    if name.is_empty() {
+        return Err(OpsError::invalid(field, format!("enter a {what}")));
+    }
+    if name.len() > max {
+        return Err(OpsError::invalid(field, format!("a {what} is at most {max} bytes; this one is {}", name.len())));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(OpsError::invalid(field, format!("a {what} cannot contain control characters")));
+    }
+    Ok(name)
+}
+
+/// Checks a password against the protocol's limits before it is sent (a longer one would
+/// only break the connection): at most `MAX_PASSWORD_LEN` bytes, and a new one at least 8
+/// characters.
+pub fn check_password(password: &str, new: bool, field: &'static str) -> Result<(), OpsError> {
+    let max = filesync_proto::limits::MAX_PASSWORD_LEN;
+    if password.is_empty() {
+        return Err(OpsError::invalid(field, "enter the password"));
+    }
+    if password.len() > max {
+        return Err(OpsError::invalid(
+            field,
+            format!("a password is at most {max} bytes; this one is {}", password.len()),
+        ));
+    }
+    if new && password.chars().count() < 8 {
+        return Err(OpsError::invalid(field, "choose a password of at least 8 characters"));
+    }
+    Ok(())
+}
+
 /// Revokes a device: its token stops working at once and its connection is closed.
 pub async fn revoke_device(home: &Home, id: u64) -> Result<(), OpsError> {
     let (_, conn) = connect(home).await?;
@@ -210,10 +240,8 @@ pub async fn revoke_device(home: &Home, id: u64) -> Result<(), OpsError> {
 /// Renames one of this user's computers. Renaming this computer also updates its name here
 /// (the name that conflict copies made here carry).
 pub async fn rename_device(home: &Home, id: u64, name: &str) -> Result<String, OpsError> {
-    let name = name.trim();
-    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
-        return Err(OpsError::invalid("name", "a device name is 1 to 128 characters without control characters"));
-    }
+    let name = normalize_name(name, "device name", "name")?;
+    let name = name.as_str();
     let (mut config, conn) = connect(home).await?;
     conn.rename_device(id, name).await.map_err(|e| match e.code() {
         Some(ErrorCode::NotFound | ErrorCode::Forbidden) => {
@@ -231,9 +259,8 @@ pub async fn rename_device(home: &Home, id: u64, name: &str) -> Result<String, O
 
 /// Changes this account's password on the server; every computer stays logged in.
 pub async fn change_password(home: &Home, current: &str, new: &str) -> Result<(), OpsError> {
-    if new.chars().count() < 8 {
-        return Err(OpsError::invalid("new_password", "choose a password of at least 8 characters"));
-    }
+    check_password(current, false, "current_password")?;
+    check_password(new, true, "new_password")?;
     if new == current {
         return Err(OpsError::invalid("new_password", "the new password is the same as the current one"));
     }
@@ -267,5 +294,30 @@ mod tests {
         for bad in ["", "nas.local", ":7443", "nas:0", "nas:port"] {
             assert!(matches!(check_server_address(bad), Err(OpsError::Invalid { field: "server", .. })), "{bad}");
         }
+    }
+
+    #[test]
+    fn names_are_normalized_and_checked_before_they_are_sent() {
+        // Regression: a device name not in NFC crashed the agent at its first conflict.
+        assert_eq!(normalize_name("  Cafe\u{301} ", "device name", "name").unwrap(), "Caf\u{e9}");
+        for (bad, says) in [("", "enter a"), ("   ", "enter a"), ("a\tb", "control"), (&"x".repeat(129), "at most 128")]
+        {
+            let e = normalize_name(bad, "user name", "user").unwrap_err();
+            assert!(
+                matches!(e, OpsError::Invalid { field: "user", .. }) && e.to_string().contains(says),
+                "{bad:?}: {e}"
+            );
+        }
+        assert!(normalize_name(&"é".repeat(64), "user name", "user").is_ok(), "128 bytes");
+    }
+
+    #[test]
+    fn passwords_over_the_limit_are_refused_with_the_limit() {
+        // Regression: a password over the limit used to give "connection to the server lost".
+        let e = check_password(&"p".repeat(100_000), false, "password").unwrap_err();
+        assert!(e.to_string().contains("at most 1024 bytes"), "{e}");
+        assert!(check_password(&"p".repeat(1024), true, "password").is_ok());
+        assert!(check_password("short", true, "new_password").unwrap_err().to_string().contains("at least 8"));
+        assert!(check_password("short", false, "password").is_ok(), "an old password is whatever it is");
     }
 }

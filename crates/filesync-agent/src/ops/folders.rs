@@ -7,14 +7,6 @@ use crate::state::StateDb;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// Checks a server-side folder name.
-pub fn check_folder_name(name: &str) -> Result<(), OpsError> {
-    if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
-        return Err(OpsError::invalid("name", "folder names are 1 to 128 bytes without control characters"));
-    }
-    Ok(())
-}
-
 /// Links the local directory `path` to the server folder `name` (default: the directory's own
 /// name) with `settings`. Nothing is synced until the agent (or `filesync sync`) runs.
 pub fn add_folder(
@@ -38,7 +30,7 @@ pub fn add_folder(
             .ok_or_else(|| OpsError::invalid("name", "name this folder"))?
             .to_string(),
     };
-    check_folder_name(&name)?;
+    let name = super::account::normalize_name(&name, "folder name", "name")?;
     if config.folders.iter().any(|f| f.name == name) {
         return Err(OpsError::invalid("name", format!("a folder named {name:?} is already linked on this computer")));
     }

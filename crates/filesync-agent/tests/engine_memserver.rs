@@ -30,6 +30,8 @@ struct Inner {
     seq: HashMap<u64, u64>,
     current: HashMap<(u64, RelPath), EntryState>,
     chunks: HashMap<Hash, Bytes>,
+    /// Chunks the server cannot read back (a damaged disk): a request for one fails whole.
+    damaged: std::collections::HashSet<Hash>,
 }
 
 impl ServerApi for MemServer {
@@ -69,7 +71,11 @@ impl ServerApi for MemServer {
         let s = self.inner.lock().unwrap();
         let got: Result<Vec<Bytes>, SyncError> = hashes
             .iter()
-            .map(|h| s.chunks.get(h).cloned().ok_or_else(|| SyncError::Protocol(format!("no chunk {h}"))))
+            .map(|h| match s.chunks.get(h) {
+                Some(_) if s.damaged.contains(h) => Err(SyncError::Protocol(format!("chunk {h} is damaged"))),
+                Some(d) => Ok(d.clone()),
+                None => Err(SyncError::Protocol(format!("no chunk {h}"))),
+            })
             .collect();
         Box::pin(async move { got })
     }
@@ -115,11 +121,44 @@ impl Computer {
     }
 
     async fn sync(&self) -> PassReport {
-        let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
-        let r = self.engine.sync_folder(&self.folder, fs, &Progress::default()).await.unwrap();
+        let r = self.sync_with_errors().await;
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         r
     }
+
+    async fn sync_with_errors(&self) -> PassReport {
+        let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
+        self.engine.sync_folder(&self.folder, fs, &Progress::default()).await.unwrap()
+    }
+}
+
+/// One chunk the server cannot send costs only the file that needs it: the other files of
+/// the same batch arrive, the failure is reported for that file alone, and it arrives once
+/// the chunk is whole again.
+#[tokio::test]
+async fn a_damaged_chunk_fails_only_its_file() {
+    let server = Arc::new(MemServer::default());
+    let a = Computer::new(&server, "laptop").await;
+    let b = Computer::new(&server, "desktop").await;
+    for i in 0..20 {
+        a.fs.write(&format!("f{i:02}.txt"), format!("file number {i}"));
+    }
+    a.sync().await;
+    let bad = Hash::of(b"file number 7");
+    server.inner.lock().unwrap().damaged.insert(bad);
+
+    let r = b.sync_with_errors().await;
+    assert_eq!(r.downloaded, 19, "{r:?}");
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert_eq!(r.errors[0].path, "f07.txt");
+    assert!(r.errors[0].reason.contains("could not send"), "{:?}", r.errors);
+    assert!(!b.fs.exists("f07.txt"), "no partial file");
+    assert_eq!(b.fs.read("f08.txt").unwrap(), b"file number 8");
+
+    server.inner.lock().unwrap().damaged.clear();
+    let r = b.sync().await;
+    assert_eq!(r.downloaded, 1);
+    assert_eq!(b.fs.read("f07.txt").unwrap(), b"file number 7");
 }
 
 #[tokio::test]

@@ -53,7 +53,43 @@ enum Piece {
     Start(usize),
     Data(Bytes),
     Local(Hash, LocalChunk),
+    /// The server could not send a chunk of the current file (why): that file fails alone.
+    Missing(String),
     End,
+}
+
+/// What one fetch brought: each chunk of the batch, or why the server could not send it.
+type Fetched = HashMap<Hash, Result<Bytes, String>>;
+
+/// Whether `e` lost the connection (then nothing more can be fetched this pass), rather than
+/// being the server's answer about these chunks.
+fn connection_lost(e: &SyncError) -> bool {
+    matches!(e, SyncError::Client(c) if c.code().is_none())
+}
+
+/// Fetches `hashes`. If the server refuses the batch, each chunk is asked for alone, so that
+/// one damaged or missing chunk costs only the files that need it.
+async fn fetch(conn: &dyn ServerApi, hashes: Vec<Hash>) -> Result<Fetched, SyncError> {
+    match conn.get_chunks(hashes.clone()).await {
+        Ok(data) => Ok(hashes.into_iter().zip(data.into_iter().map(Ok)).collect()),
+        Err(e) if connection_lost(&e) || hashes.len() == 1 => match e {
+            e if connection_lost(&e) => Err(e),
+            e => Ok(hashes.into_iter().map(|h| (h, Err(e.to_string()))).collect()),
+        },
+        Err(e) => {
+            tracing::warn!("the server refused a batch of {} chunks ({e}); asking for each alone", hashes.len());
+            let mut out = HashMap::with_capacity(hashes.len());
+            for h in hashes {
+                match conn.get_chunks(vec![h]).await {
+                    Ok(mut d) if d.len() == 1 => out.insert(h, Ok(d.remove(0))),
+                    Ok(_) => out.insert(h, Err("the server sent no data for it".to_string())),
+                    Err(e) if connection_lost(&e) => return Err(e),
+                    Err(e) => out.insert(h, Err(e.to_string())),
+                };
+            }
+            Ok(out)
+        }
+    }
 }
 
 /// Where each chunk occurrence of each job comes from.
@@ -133,15 +169,15 @@ pub async fn run(
         let throttle = throttle.clone();
         async move {
             throttle.acquire(len).await;
-            let data = conn.get_chunks(b.clone()).await?;
-            let n: usize = data.iter().map(|d| d.len()).sum();
+            let data = fetch(&*conn, b).await?;
+            let n: usize = data.values().filter_map(|d| d.as_ref().ok()).map(|d| d.len()).sum();
             counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-            Ok::<_, SyncError>(b.into_iter().zip(data).collect::<HashMap<Hash, Bytes>>())
+            Ok::<_, SyncError>(data)
         }
     }))
     .buffered(FETCH_CONCURRENCY);
 
-    let mut loaded: Option<(usize, HashMap<Hash, Bytes>)> = None;
+    let mut loaded: Option<(usize, Fetched)> = None;
     let mut next_batch = 0usize;
     let mut fetch_error = None;
     'jobs: for (i, job) in jobs.iter().enumerate() {
@@ -166,8 +202,11 @@ pub async fn run(
                             None => unreachable!("every remote chunk was assigned a batch"),
                         }
                     }
-                    let data = loaded.as_ref().and_then(|(_, m)| m.get(&c.hash)).cloned();
-                    Piece::Data(data.expect("fetched batch holds its hashes"))
+                    match loaded.as_ref().and_then(|(_, m)| m.get(&c.hash)) {
+                        Some(Ok(data)) => Piece::Data(data.clone()),
+                        Some(Err(why)) => Piece::Missing(format!("the server could not send part of it: {why}")),
+                        None => Piece::Missing("the server's answer left out part of it".into()),
+                    }
                 }
             };
             progress.bytes_done.fetch_add(c.len as u64, std::sync::atomic::Ordering::Relaxed);
@@ -207,6 +246,13 @@ fn write_all(
                     && let Err(e) = w.write(&d)
                 {
                     current.as_mut().expect("current job").1 = Err(e);
+                }
+            }
+            Piece::Missing(why) => {
+                if let Some((_, w)) = &mut current
+                    && w.is_ok()
+                {
+                    *w = Err(why);
                 }
             }
             Piece::Local(hash, l) => {

@@ -372,3 +372,36 @@ fn names_and_passwords_are_checked_and_normalized_before_they_are_sent() {
     let config = std::fs::read_to_string(c.home.join("config.toml")).unwrap();
     assert!(config.contains("device_name = \"Caf\u{e9}\""), "{config}");
 }
+
+/// A path valid on the wire but too long for another computer's file system (its folder sits
+/// deeper there) is skipped and reported on that computer, as a name Windows forbids is;
+/// everything else syncs, and no pass fails on it.
+#[cfg(all(unix, not(target_os = "macos")))]
+#[test]
+fn a_path_too_long_for_this_computer_is_skipped_and_reported() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let long: Vec<String> = (0..16).map(|i| format!("{i:x}{}", "x".repeat(245))).collect();
+    let long = format!("{}.txt", long.join("/"));
+    a.write(&long, "deep");
+    a.write("ok.txt", "fine");
+    a.sync();
+
+    let b = TestClient::blank("desktop");
+    let args = ["login", "--server", &server.addr, "--user", "ann", "--password-stdin", "--device-name", "desktop"];
+    b.ok(&[&args[..], &["--fingerprint", &server.fingerprint]].concat(), Some(PASSWORD));
+    let deep = b.dir.join("y".repeat(200));
+    std::fs::create_dir_all(&deep).unwrap();
+    b.ok(&["folder", "add", deep.to_str().unwrap(), "--name", "docs"], None);
+    for _ in 0..2 {
+        b.sync();
+        assert_eq!(std::fs::read(deep.join("ok.txt")).unwrap(), b"fine");
+        let st = b.folder_status();
+        assert_eq!(st["state"], "idle", "{st}");
+        let skipped = st["skipped"].as_array().unwrap();
+        assert!(
+            skipped.iter().any(|s| s["reason"].as_str().unwrap().contains("this system takes at most 4095")),
+            "{st}"
+        );
+    }
+}

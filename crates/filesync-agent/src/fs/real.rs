@@ -432,7 +432,30 @@ impl RealFs {
     }
 }
 
+/// The longest full path this system's file operations take, in bytes (`PATH_MAX` less its
+/// terminating NUL). Windows paths go through the verbatim form, which allows about 32,000.
+#[cfg(target_os = "macos")]
+const FULL_PATH_MAX: usize = 1023;
+#[cfg(all(unix, not(target_os = "macos")))]
+const FULL_PATH_MAX: usize = 4095;
+#[cfg(windows)]
+const FULL_PATH_MAX: usize = 32_000;
+
 impl Filesystem for RealFs {
+    /// Names Windows forbids (on Windows), and paths whose full length below this root is
+    /// more than the system takes.
+    fn name_problem(&self, path: &RelPath) -> Option<String> {
+        if cfg!(windows)
+            && let Some(why) = path.windows_incompatibility()
+        {
+            return Some(why);
+        }
+        let full = self.op_root.as_os_str().len() + 1 + path.as_str().len();
+        (full > FULL_PATH_MAX).then(|| {
+            format!("its full path here would be {full} bytes long, and this system takes at most {FULL_PATH_MAX}")
+        })
+    }
+
     fn rename_listed_noreplace(&self, dir: Option<&RelPath>, name: &str, to: &RelPath) -> io::Result<()> {
         RealFs::rename_listed_noreplace(self, dir, name, to)
     }

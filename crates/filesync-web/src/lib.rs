@@ -17,7 +17,7 @@ mod view;
 use axum::Router;
 use filesync_agent::config::Home;
 use filesync_agent::live::LiveStatus;
-use security::{HostPolicy, Secret};
+use security::{HostPolicy, Secret, Sessions};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -54,6 +54,7 @@ pub struct Inner {
     pub home: Home,
     pub live: LiveStatus,
     pub secret: Secret,
+    pub sessions: Sessions,
     pub hosts: HostPolicy,
     pub bound: SocketAddr,
     /// Transfer-rate samples per folder: (when, bytes done). A std mutex: a map update, never
@@ -77,11 +78,13 @@ impl AppState {
         let secret = Secret::load_or_create(&home)
             .map_err(|source| WebError::Secret { path: Secret::path(&home).display().to_string(), source })?;
         let hosts = HostPolicy::new(bound, &config.ui.allowed_hosts);
+        let sessions = Sessions::load(&home);
         Ok(AppState {
             inner: Arc::new(Inner {
                 home,
                 live,
                 secret,
+                sessions,
                 hosts,
                 bound,
                 rates: Mutex::new(Default::default()),

@@ -1,5 +1,5 @@
-//! What keeps other programs and web pages out of the UI: the per-installation secret and
-//! the session cookie derived from it, the UI password for non-loopback binds, the `Host` and
+//! What keeps other programs and web pages out of the UI: the per-installation secret, the
+//! revocable sessions it (or the UI password) is exchanged for, the UI password for non-loopback binds, the `Host` and
 //! `Origin` checks (DNS rebinding, cross-site requests), and the security headers (a strict
 //! Content-Security-Policy among them) on every response.
 //!
@@ -93,12 +93,102 @@ impl Secret {
     pub fn matches(&self, presented: &str) -> bool {
         blake3::hash(presented.as_bytes()) == blake3::hash(self.0.as_bytes())
     }
+}
 
-    /// The cookie value: derived from the secret (and the UI password, so changing the
-    /// password ends every session), never the secret itself.
-    pub fn cookie_value(&self, password_hash: Option<&str>) -> String {
-        let key = blake3::derive_key("filesync ui session cookie v1", self.0.as_bytes());
-        blake3::keyed_hash(&key, password_hash.unwrap_or("").as_bytes()).to_hex().to_string()
+/// How long a UI session lasts at most.
+pub const SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+/// The most sessions kept; the oldest go first.
+const MAX_SESSIONS: usize = 64;
+
+/// The UI's sessions: a random id per sign-in, given to the browser as its cookie and kept
+/// here only as a hash, with its expiry and a tag of the UI password it was made under. A
+/// session ends when it expires, when its browser logs out, and — all of them — when the UI
+/// password changes. They are kept in `ui-sessions` in the home (owner-only), so that an open
+/// tab survives a restart of the agent.
+pub struct Sessions {
+    path: std::path::PathBuf,
+    /// A std mutex: a lookup or an insert, never held across an await.
+    by_hash: std::sync::Mutex<std::collections::HashMap<String, SessionRecord>>,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct SessionRecord {
+    /// Unix seconds.
+    expires: i64,
+    /// Which UI password the session was made under (see [`password_tag`]).
+    password: String,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn session_hash(id: &str) -> String {
+    blake3::hash(id.as_bytes()).to_hex().to_string()
+}
+
+/// A tag of the UI password's hash (none: no password): a session made under another
+/// password is no longer valid.
+fn password_tag(password_hash: Option<&str>) -> String {
+    blake3::derive_key("filesync ui session password v1", password_hash.unwrap_or("").as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Sessions {
+    pub fn path(home: &Home) -> std::path::PathBuf {
+        home.dir.join("ui-sessions")
+    }
+
+    /// The home's sessions (none if the file is missing or unreadable: everyone signs in again).
+    pub fn load(home: &Home) -> Sessions {
+        let path = Sessions::path(home);
+        let by_hash = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        Sessions { path, by_hash: std::sync::Mutex::new(by_hash) }
+    }
+
+    /// Starts a session under the current UI password; returns the cookie value.
+    pub fn start(&self, password_hash: Option<&str>) -> String {
+        let mut b = [0u8; 32];
+        rand::rng().fill_bytes(&mut b);
+        let id = hex::encode(b);
+        let record = SessionRecord {
+            expires: unix_now() + SESSION_LIFETIME.as_secs() as i64,
+            password: password_tag(password_hash),
+        };
+        let mut map = self.by_hash.lock().expect("sessions lock");
+        let now = unix_now();
+        map.retain(|_, r| r.expires > now);
+        while map.len() >= MAX_SESSIONS {
+            let oldest = map.iter().min_by_key(|(_, r)| r.expires).map(|(k, _)| k.clone()).expect("not empty");
+            map.remove(&oldest);
+        }
+        map.insert(session_hash(&id), record);
+        self.save(&map);
+        id
+    }
+
+    /// Whether `cookie` is a live session made under the current UI password.
+    pub fn valid(&self, cookie: &str, password_hash: Option<&str>) -> bool {
+        let map = self.by_hash.lock().expect("sessions lock");
+        map.get(&session_hash(cookie))
+            .is_some_and(|r| r.expires > unix_now() && r.password == password_tag(password_hash))
+    }
+
+    /// Ends the session of `cookie` (logging out).
+    pub fn end(&self, cookie: &str) {
+        let mut map = self.by_hash.lock().expect("sessions lock");
+        if map.remove(&session_hash(cookie)).is_some() {
+            self.save(&map);
+        }
+    }
+
+    fn save(&self, map: &std::collections::HashMap<String, SessionRecord>) {
+        let json = serde_json::to_vec(map).expect("sessions serialize");
+        if let Err(e) = filesync_agent::config::write_atomic(&self.path, &json, true) {
+            tracing::warn!("UI sessions not saved (they end when the agent stops): {e}");
+        }
     }
 }
 
@@ -205,10 +295,7 @@ pub fn authenticated(app: &AppState, headers: &HeaderMap) -> bool {
         return app.secret.matches(bearer.trim());
     }
     match cookie(headers, &cookie_name(app.bound.port())) {
-        Some(c) => {
-            let expected = app.secret.cookie_value(app.password_hash().as_deref());
-            blake3::hash(c.as_bytes()) == blake3::hash(expected.as_bytes())
-        }
+        Some(c) => app.sessions.valid(c, app.password_hash().as_deref()),
         None => false,
     }
 }
@@ -231,7 +318,8 @@ pub async fn require_auth(State(app): State<AppState>, req: Request, next: Next)
 /// `Set-Cookie` for a new session.
 pub fn session_cookie(port: u16, value: &str) -> HeaderValue {
     let name = cookie_name(port);
-    HeaderValue::from_str(&format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age=31536000"))
+    let max_age = SESSION_LIFETIME.as_secs();
+    HeaderValue::from_str(&format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}"))
         .expect("hex cookie is a valid header")
 }
 
@@ -264,7 +352,7 @@ mod tests {
     }
 
     #[test]
-    fn secret_is_private_stable_and_the_cookie_is_derived() {
+    fn secret_is_private_and_stable() {
         let tmp = tempfile::tempdir().unwrap();
         let home = Home::new(tmp.path().join("h"));
         let a = Secret::load_or_create(&home).unwrap();
@@ -278,9 +366,30 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(a.matches(b.expose()) && !a.matches("guess"));
-        let c = a.cookie_value(None);
-        assert_ne!(c, a.expose());
-        assert_ne!(c, a.cookie_value(Some("$argon2id$other")));
+    }
+
+    #[test]
+    fn sessions_are_random_revocable_tied_to_the_password_and_kept_across_restarts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::new(tmp.path().join("h"));
+        home.ensure().unwrap();
+        let s = Sessions::load(&home);
+        let (one, two) = (s.start(None), s.start(None));
+        assert_ne!(one, two);
+        assert!(s.valid(&one, None) && s.valid(&two, None) && !s.valid("guess", None));
+        // The file holds hashes, not the cookies.
+        let file = std::fs::read_to_string(Sessions::path(&home)).unwrap();
+        assert!(!file.contains(&one), "{file}");
+        // A restart keeps them; logging out ends one; a new UI password ends all.
+        let s = Sessions::load(&home);
+        assert!(s.valid(&one, None));
+        s.end(&one);
+        assert!(!s.valid(&one, None) && s.valid(&two, None));
+        assert!(!Sessions::load(&home).valid(&one, None), "the logout is saved");
+        assert!(!s.valid(&two, Some("$argon2id$new")));
+        // An expired one is refused.
+        s.by_hash.lock().unwrap().values_mut().for_each(|r| r.expires = unix_now() - 1);
+        assert!(!s.valid(&two, None));
     }
 
     #[test]

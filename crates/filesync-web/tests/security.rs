@@ -429,3 +429,35 @@ impl TestServer {
         TestServer { addr, fingerprint, _dir: dir, _task: tokio::spawn(s.run(std::future::pending())) }
     }
 }
+
+/// Regression: the cookie was a fixed function of the installation secret, so a copied
+/// cookie worked forever. Now each sign-in is a random session that logging out ends (for
+/// every copy of the cookie), and that a new UI password ends too.
+#[tokio::test]
+async fn logging_out_ends_the_session_for_every_copy_of_its_cookie() {
+    let ui = Ui::new();
+    let status = |cookie: &str| {
+        Ui::get("/api/status").header(header::COOKIE, cookie.to_string()).body(Body::empty()).unwrap()
+    };
+    let (one, two) = (ui.cookie().await, ui.cookie().await);
+    assert_ne!(one, two, "every sign-in is its own session");
+    let copied = one.clone();
+    assert_eq!(ui.send(status(&copied)).await.0, StatusCode::OK);
+    let logout = Request::delete("/api/session")
+        .header(header::HOST, HOST)
+        .header(header::ORIGIN, format!("http://{HOST}"))
+        .header(header::COOKIE, &one)
+        .body(Body::empty())
+        .unwrap();
+    let (code, headers, _) = ui.send(logout).await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    assert!(headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().contains("Max-Age=0"));
+    assert_eq!(ui.send(status(&copied)).await.0, StatusCode::UNAUTHORIZED, "the copy is dead too");
+    assert_eq!(ui.send(status(&two)).await.0, StatusCode::OK, "other sessions live on");
+
+    // Setting a UI password ends every session made before it.
+    let mut c = ui.home.load().unwrap();
+    c.ui.password_hash = Some(hash_password("a new ui password"));
+    ui.home.save(&c).unwrap();
+    assert_eq!(ui.send(status(&two)).await.0, StatusCode::UNAUTHORIZED);
+}

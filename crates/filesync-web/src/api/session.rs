@@ -53,12 +53,16 @@ pub(super) async fn session_start(State(app): State<AppState>, Json(req): Json<S
         e.field = req.password.is_some().then_some("password");
         return e.into_response();
     }
-    let cookie = app.secret.cookie_value(hash.as_deref());
+    let cookie = app.sessions.start(hash.as_deref());
     (StatusCode::NO_CONTENT, [(header::SET_COOKIE, security::session_cookie(app.bound.port(), &cookie))])
         .into_response()
 }
 
-pub(super) async fn session_end(State(app): State<AppState>) -> Response {
+/// Logs this browser out: its session ends on the agent, whatever became of the cookie.
+pub(super) async fn session_end(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(c) = security::cookie(&headers, &security::cookie_name(app.bound.port())) {
+        app.sessions.end(c);
+    }
     (StatusCode::NO_CONTENT, [(header::SET_COOKIE, security::clear_cookie(app.bound.port()))]).into_response()
 }
 

@@ -32,6 +32,8 @@ struct Inner {
     chunks: HashMap<Hash, Bytes>,
     /// Chunks the server cannot read back (a damaged disk): a request for one fails whole.
     damaged: std::collections::HashSet<Hash>,
+    /// Chunks the server will not take: a batch holding one is refused whole.
+    refused: std::collections::HashSet<Hash>,
 }
 
 impl ServerApi for MemServer {
@@ -60,6 +62,10 @@ impl ServerApi for MemServer {
 
     fn put_chunks(&self, chunks: Vec<(Hash, Bytes)>) -> BoxFuture<'_, Result<(), SyncError>> {
         let mut s = self.inner.lock().unwrap();
+        if let Some((h, _)) = chunks.iter().find(|(h, _)| s.refused.contains(h)) {
+            let e = SyncError::Protocol(format!("chunk {h} refused"));
+            return Box::pin(async move { Err(e) });
+        }
         for (h, data) in chunks {
             assert_eq!(Hash::of(&data), h, "a chunk arrived corrupted");
             s.chunks.insert(h, data);
@@ -130,6 +136,26 @@ impl Computer {
         let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
         self.engine.sync_folder(&self.folder, fs, &Progress::default()).await.unwrap()
     }
+}
+
+/// One chunk the server will not take costs only the file that needs it: the other files of
+/// the batch are committed, and that one is retried (and goes through once it is accepted).
+#[tokio::test]
+async fn a_refused_chunk_fails_only_its_file() {
+    let server = Arc::new(MemServer::default());
+    let a = Computer::new(&server, "laptop").await;
+    for i in 0..20 {
+        a.fs.write(&format!("f{i:02}.txt"), format!("file number {i}"));
+    }
+    server.inner.lock().unwrap().refused.insert(Hash::of(b"file number 7"));
+    let r = a.sync_with_errors().await;
+    assert_eq!(r.uploaded, 19, "{r:?}");
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert_eq!(r.errors[0].path, "f07.txt");
+    assert!(r.errors[0].reason.contains("refused"), "{:?}", r.errors);
+
+    server.inner.lock().unwrap().refused.clear();
+    assert_eq!(a.sync().await.uploaded, 1);
 }
 
 /// One chunk the server cannot send costs only the file that needs it: the other files of

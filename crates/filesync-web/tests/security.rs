@@ -436,9 +436,8 @@ impl TestServer {
 #[tokio::test]
 async fn logging_out_ends_the_session_for_every_copy_of_its_cookie() {
     let ui = Ui::new();
-    let status = |cookie: &str| {
-        Ui::get("/api/status").header(header::COOKIE, cookie.to_string()).body(Body::empty()).unwrap()
-    };
+    let status =
+        |cookie: &str| Ui::get("/api/status").header(header::COOKIE, cookie.to_string()).body(Body::empty()).unwrap();
     let (one, two) = (ui.cookie().await, ui.cookie().await);
     assert_ne!(one, two, "every sign-in is its own session");
     let copied = one.clone();

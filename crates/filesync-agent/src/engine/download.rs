@@ -5,7 +5,7 @@
 //! into place only if the destination did not change since the scan.
 
 use super::server::ServerApi;
-use super::{SyncError, chunk_offsets, stat_matches};
+use super::{SyncError, chunk_offsets, connection_lost, stat_matches};
 use crate::fs::{Filesystem, Stat, StatKind};
 use crate::status::Progress;
 use bytes::Bytes;
@@ -60,12 +60,6 @@ enum Piece {
 
 /// What one fetch brought: each chunk of the batch, or why the server could not send it.
 type Fetched = HashMap<Hash, Result<Bytes, String>>;
-
-/// Whether `e` lost the connection (then nothing more can be fetched this pass), rather than
-/// being the server's answer about these chunks.
-fn connection_lost(e: &SyncError) -> bool {
-    matches!(e, SyncError::Client(c) if c.code().is_none())
-}
 
 /// Fetches `hashes`. If the server refuses the batch, each chunk is asked for alone, so that
 /// one damaged or missing chunk costs only the files that need it.

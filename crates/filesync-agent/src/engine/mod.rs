@@ -63,6 +63,13 @@ impl SyncError {
     }
 }
 
+/// Whether `e` lost the connection (then nothing more can be sent or fetched this pass),
+/// rather than being the server's answer about some chunks — which costs only the files that
+/// need them.
+pub(crate) fn connection_lost(e: &SyncError) -> bool {
+    matches!(e, SyncError::Client(c) if c.code().is_none())
+}
+
 /// What one `sync_folder` call did.
 #[derive(Debug, Default, Clone)]
 pub struct PassReport {

@@ -17,6 +17,31 @@ use std::sync::atomic::Ordering;
 
 const QUERY_CONCURRENCY: usize = 4;
 
+/// Sends one batch of chunks: the bytes sent, and the chunks the server refused with its
+/// reason. When it refuses the batch, each chunk is sent alone, so that one it will not take
+/// costs only the files that need it. Fails only when the connection is lost.
+async fn put_batch(conn: &dyn ServerApi, batch: Vec<(Hash, Bytes)>) -> Result<(u64, Vec<(Hash, String)>), SyncError> {
+    let bytes: u64 = batch.iter().map(|(_, d)| d.len() as u64).sum();
+    match conn.put_chunks(batch.clone()).await {
+        Ok(()) => Ok((bytes, Vec::new())),
+        Err(e) if super::connection_lost(&e) => Err(e),
+        Err(e) if batch.len() == 1 => Ok((0, vec![(batch[0].0, e.to_string())])),
+        Err(e) => {
+            tracing::warn!("the server refused a batch of {} chunks ({e}); sending each alone", batch.len());
+            let (mut sent, mut refused) = (0, Vec::new());
+            for (h, d) in batch {
+                let n = d.len() as u64;
+                match conn.put_chunks(vec![(h, d)]).await {
+                    Ok(()) => sent += n,
+                    Err(e) if super::connection_lost(&e) => return Err(e),
+                    Err(e) => refused.push((h, e.to_string())),
+                }
+            }
+            Ok((sent, refused))
+        }
+    }
+}
+
 /// One chunk read by the reader thread, or (upload index, reason) when reading failed.
 type ChunkRead = Result<(Hash, Bytes), (usize, String)>;
 const PUT_CONCURRENCY: usize = 4;
@@ -112,25 +137,32 @@ pub async fn run(
                     async move {
                         let bytes: u64 = b.iter().map(|(_, d)| d.len() as u64).sum();
                         throttle.acquire(bytes).await;
-                        conn.put_chunks(b).await.map(|_| bytes)
+                        put_batch(&*conn, b).await.map(|(n, refused)| (n.min(bytes), refused))
                     }
                 })
                 .buffer_unordered(PUT_CONCURRENCY),
         );
+        // A chunk the server refuses costs only the files that need it.
+        let mut refused: HashMap<Hash, String> = HashMap::new();
         while let Some(r) = put.next().await {
-            let n = r?;
+            let (n, no) = r?;
             bytes_sent += n;
             progress.bytes_done.fetch_add(n, Ordering::Relaxed);
+            refused.extend(no);
         }
         drop(put);
+        sent.retain(|h| !refused.contains_key(h));
         reader.await.map_err(|e| SyncError::Internal(format!("chunk reader panicked: {e}")))?;
         // A chunk shared by several files is read from one of them; if that read failed, no
         // file needing the chunk can be committed this pass.
         let unsent: HashSet<Hash> = missing.iter().filter(|h| !sent.contains(h)).copied().collect();
         if !unsent.is_empty() {
             for (i, u) in uploads.iter().enumerate() {
-                if u.meta.chunks.iter().any(|c| unsent.contains(&c.hash)) {
-                    failed.entry(i).or_insert_with(|| format!("{}: a chunk could not be read; will retry", u.path));
+                if let Some(c) = u.meta.chunks.iter().find(|c| unsent.contains(&c.hash)) {
+                    failed.entry(i).or_insert_with(|| match refused.get(&c.hash) {
+                        Some(why) => format!("{}: the server refused part of it ({why}); will retry", u.path),
+                        None => format!("{}: a chunk could not be read; will retry", u.path),
+                    });
                 }
             }
         }

@@ -419,3 +419,81 @@ fn a_client_killed_mid_download_leaves_no_partial_file_and_resumes() {
     assert!(!walk_files(&b.dir).iter().any(|p| p.to_string_lossy().contains(".filesync-tmp-")));
     assert_eq!(a.tree(), b.tree());
 }
+
+/// A file system with one-second timestamps (ext4 with 128-byte inodes, loop-mounted), removed
+/// when dropped. Needs root (CI and this machine run as root).
+#[cfg(target_os = "linux")]
+struct CoarseFs {
+    mount: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+#[cfg(target_os = "linux")]
+impl CoarseFs {
+    /// `None` (with a note) where loop devices cannot be mounted (not root, a container
+    /// without them), unless `FILESYNC_REQUIRE_LOOP` is set.
+    fn mount() -> Option<CoarseFs> {
+        let dir = tempfile::tempdir().unwrap();
+        let (image, mount) = (dir.path().join("fs.img"), dir.path().join("mnt"));
+        std::fs::create_dir(&mount).unwrap();
+        std::fs::File::create(&image).unwrap().set_len(32 << 20).unwrap();
+        let run = |cmd: &str, args: &[&std::ffi::OsStr]| match std::process::Command::new(cmd).args(args).output() {
+            Ok(out) if out.status.success() => Ok(()),
+            other => Err(format!("{cmd} {args:?}: {other:?}")),
+        };
+        let made = run("mkfs.ext4", &["-q".as_ref(), "-F".as_ref(), "-I".as_ref(), "128".as_ref(), image.as_os_str()])
+            .and_then(|()| run("mount", &["-o".as_ref(), "loop".as_ref(), image.as_os_str(), mount.as_os_str()]));
+        match made {
+            Ok(()) => Some(CoarseFs { mount, _dir: dir }),
+            Err(e) if std::env::var_os("FILESYNC_REQUIRE_LOOP").is_none() => {
+                eprintln!("skipped: no file system with one-second timestamps can be mounted here ({e})");
+                None
+            }
+            Err(e) => panic!("{e} (this test needs root and loop devices)"),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for CoarseFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.mount).status();
+    }
+}
+
+/// Regression: on a file system with one-second timestamps, a file rewritten in place with the
+/// same size in the same second as the sync that read it kept its stat, and the rewrite was
+/// never uploaded: A kept v3, B v2, both "in sync".
+#[cfg(target_os = "linux")]
+#[test]
+fn a_same_size_rewrite_in_the_same_second_as_the_last_sync_is_uploaded() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(coarse) = CoarseFs::mount() else { return };
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    let folder = coarse.mount.join("docs");
+    std::fs::create_dir(&folder).unwrap();
+    a.ok(&["folder", "remove", "docs"], None);
+    a.ok(&["folder", "add", folder.to_str().unwrap(), "--name", "docs"], None);
+    let file = folder.join("notes.txt");
+    let mtime = |p: &std::path::Path| std::fs::metadata(p).unwrap().mtime();
+    // Write v2, sync, write v3 — all in one second (tried again if a second boundary fell
+    // in between).
+    for attempt in 0.. {
+        assert!(attempt < 20, "never managed to rewrite within one second");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        std::thread::sleep(std::time::Duration::from_nanos(1_000_000_000 - u64::from(now.subsec_nanos())));
+        std::fs::write(&file, format!("version 2, attempt {attempt:02}")).unwrap();
+        let written = mtime(&file);
+        a.sync();
+        std::fs::write(&file, format!("version 3, attempt {attempt:02}")).unwrap();
+        if mtime(&file) == written {
+            break;
+        }
+    }
+    let rep = a.sync_report();
+    assert_eq!(rep["uploaded"], 1, "the rewrite must be seen: {rep}");
+    b.sync();
+    assert!(String::from_utf8(b.read("notes.txt")).unwrap().starts_with("version 3"));
+}

@@ -29,31 +29,48 @@ pub(super) struct PassOutcome {
 }
 
 impl Engine {
-    /// Reads what a pass over `scope` compares: the disk (scanned off the async runtime), the
-    /// bases and the remote mirror.
+    /// The bases and the mirror rows of `scope`, read at the same time.
+    async fn rows(&self, name: &str, scope: &Scope) -> Result<Rows, SyncError> {
+        let roots = scope.roots();
+        let bases = async {
+            match scope {
+                Scope::Full => self.db.bases(name).await,
+                Scope::Paths(_) => self.db.bases_within(name, &roots).await,
+            }
+        };
+        let remote = async {
+            match scope {
+                Scope::Full => self.db.remote_all(name).await,
+                Scope::Paths(_) => self.db.remote_within(name, &roots).await,
+            }
+        };
+        Ok(tokio::try_join!(bases, remote)?)
+    }
+
+    /// Reads what a pass over `scope` compares: the bases and the remote mirror (`rows`, if
+    /// they were read ahead) and the disk (scanned off the async runtime).
     async fn load(
         &self,
         folder: &FolderConfig,
         fs: Arc<dyn Filesystem>,
         scope: &Scope,
         installing: HashMap<RelPath, (u64, filesync_core::Hash)>,
+        rows: Option<Rows>,
     ) -> Result<Views, SyncError> {
         let name = folder.name.as_str();
-        let roots = scope.roots();
         let started = std::time::Instant::now();
-        let (bases, remote) = match scope {
-            Scope::Full => (self.db.bases(name).await?, self.db.remote_all(name).await?),
-            Scope::Paths(_) => (self.db.bases_within(name, &roots).await?, self.db.remote_within(name, &roots).await?),
+        let (bases, remote) = match rows {
+            Some(rows) => rows,
+            None => self.rows(name, scope).await?,
         };
+        let db_done = started.elapsed();
         let known: HashMap<RelPath, KnownFile> = bases
             .iter()
             .map(|(p, b)| {
                 (p.clone(), KnownFile { size: b.size, mtime_ns: b.mtime_ns, ino: b.ino, meta: b.meta.clone() })
             })
             .collect();
-        let chunker = self.chunker;
-        let full = scope.is_full();
-        let db_done = started.elapsed();
+        let (chunker, full, roots) = (self.chunker, scope.is_full(), scope.roots());
         let root_count = roots.len();
         let (scanned, rules) = tokio::task::spawn_blocking(move || {
             let rules = IgnoreRules::load(&*fs);
@@ -103,9 +120,21 @@ impl Engine {
         let mut out = PassOutcome::default();
         let mut deferred = Vec::new();
         let mut deletes = 0;
-        for part in &parts {
+        // The next part's rows are read while this one is scanned and planned: parts are
+        // disjoint trees, so what this part records cannot change them.
+        let mut ahead: Option<Rows> = None;
+        for (k, part) in parts.iter().enumerate() {
             let here = installing.iter().filter(|(p, _)| part.covers(p)).map(|(p, v)| (p.clone(), *v)).collect();
-            let planned = self.plan_part(folder, fs.clone(), progress, run, part, here).await?;
+            let next = async {
+                match parts.get(k + 1) {
+                    Some(next) if !run.preview => self.rows(name, next).await.map(Some),
+                    _ => Ok(None),
+                }
+            };
+            let this = Part { scope: part, installing: here, rows: ahead.take() };
+            let (planned, next) = tokio::join!(self.plan_part(folder, fs.clone(), progress, run, this), next);
+            let planned = planned?;
+            ahead = next?;
             if run.preview {
                 out.report.preview = planned.preview.clone();
                 return Ok(out);
@@ -173,12 +202,11 @@ impl Engine {
         fs: Arc<dyn Filesystem>,
         progress: &Progress,
         run: &Run,
-        scope: &Scope,
-        installing: HashMap<RelPath, (u64, filesync_core::Hash)>,
+        part: Part<'_>,
     ) -> Result<Planned, SyncError> {
         let name = folder.name.as_str();
         progress.start("scanning", 0, 0);
-        let views = self.load(folder, fs.clone(), scope, installing).await?;
+        let views = self.load(folder, fs.clone(), part.scope, part.installing, part.rows).await?;
         // A root that vanished during the scan must not read as "everything was deleted".
         if !fs.root_exists() {
             return Err(SyncError::FolderMissing { path: folder.path.display().to_string() });
@@ -267,6 +295,17 @@ impl Engine {
         Ok(PassOutcome { report, actions, followup })
     }
 }
+
+/// One part of a pass to plan: its scope, the interrupted downloads in it, and its rows if
+/// they were read ahead.
+struct Part<'a> {
+    scope: &'a Scope,
+    installing: HashMap<RelPath, (u64, filesync_core::Hash)>,
+    rows: Option<Rows>,
+}
+
+/// The bases and the mirror rows of a scope.
+type Rows = (HashMap<RelPath, crate::state::BaseRow>, HashMap<RelPath, filesync_core::EntryState>);
 
 /// One part of a pass, planned and not yet executed.
 struct Planned {

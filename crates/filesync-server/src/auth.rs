@@ -1,5 +1,5 @@
 //! Passwords (Argon2id), device tokens (random, stored only as a SHA-256 hash) and the
-//! failed-login throttle.
+//! login and registration throttle.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
@@ -40,49 +40,72 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     sha2::Sha256::digest(token.as_bytes()).into()
 }
 
-/// How long a client must wait before its next login attempt after `failures` consecutive
-/// failures for one user name: nothing for the first 3, then doubling from 1 s, capped at 60 s.
-pub fn throttle_delay(failures: u32) -> Duration {
-    if failures < 3 {
+/// How long a client must wait before its next attempt after `attempts` counted attempts
+/// under one key, when the first `free` are allowed at once: nothing for those, then doubling
+/// from 1 s, capped at 60 s.
+pub fn throttle_delay(attempts: u32, free: u32) -> Duration {
+    if attempts < free {
         return Duration::ZERO;
     }
-    Duration::from_secs(1u64 << (failures - 3).min(6)).min(Duration::from_secs(60))
+    Duration::from_secs(1u64 << (attempts - free).min(6)).min(Duration::from_secs(60))
 }
 
-/// Counts consecutive failed logins per user name (and per client address) and answers
-/// whether a new attempt must wait. A std mutex: the critical sections are tiny and never
-/// held across an await.
+/// Failed logins allowed per key before attempts are slowed down.
+pub const LOGIN_FREE_ATTEMPTS: u32 = 3;
+/// Registrations allowed per client address before further ones are slowed down.
+pub const REGISTER_FREE_ATTEMPTS: u32 = 10;
+/// A key that saw no attempt for this long starts again from zero.
+pub const FORGET_AFTER: Duration = Duration::from_secs(3600);
+
+/// Counts attempts per key (a user name at one address, an address) and answers whether a
+/// new attempt may go ahead. An attempt is counted *before* the expensive check it guards, in
+/// the same critical section as the decision, so concurrent attempts cannot all slip through
+/// between the check and the count: the `free + 1`-th concurrent attempt is already refused.
+/// A success clears the count (`succeeded`). A std mutex: the critical sections are tiny and
+/// never held across an await.
 #[derive(Default)]
 pub struct LoginThrottle {
     state: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
 impl LoginThrottle {
-    /// `Err(wait)` if an attempt for `key` is not allowed yet.
-    pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let st = self.state.lock().expect("throttle lock");
-        match st.get(key) {
-            Some(&(failures, last)) => {
-                let ready = last + throttle_delay(failures);
-                if now < ready { Err(ready - now) } else { Ok(()) }
-            }
-            None => Ok(()),
-        }
-    }
-
-    pub fn failed(&self, key: &str, now: Instant) {
+    /// Counts an attempt under every key in `keys`, or none if any of them must wait yet:
+    /// then `Err(wait)`. Refused attempts are not counted.
+    pub fn reserve(&self, keys: &[String], free: u32, now: Instant) -> Result<(), Duration> {
         let mut st = self.state.lock().expect("throttle lock");
-        if st.len() > 100_000 {
-            // Bound memory under a flood of distinct names: forget entries idle for an hour.
-            st.retain(|_, (_, last)| now.duration_since(*last) < Duration::from_secs(3600));
+        let mut wait = Duration::ZERO;
+        for k in keys {
+            if let Some(&(attempts, last)) = st.get(k) {
+                let ready = last + throttle_delay(attempts, free);
+                if now < ready && now.duration_since(last) < FORGET_AFTER {
+                    wait = wait.max(ready - now);
+                }
+            }
         }
-        let e = st.entry(key.to_string()).or_insert((0, now));
-        e.0 = e.0.saturating_add(1);
-        e.1 = now;
+        if !wait.is_zero() {
+            return Err(wait);
+        }
+        if st.len() > 100_000 {
+            // Bound memory under a flood of distinct names: forget entries idle for a while.
+            st.retain(|_, (_, last)| now.duration_since(*last) < FORGET_AFTER);
+        }
+        for k in keys {
+            let e = st.entry(k.clone()).or_insert((0, now));
+            if now.duration_since(e.1) >= FORGET_AFTER {
+                e.0 = 0;
+            }
+            e.0 = e.0.saturating_add(1);
+            e.1 = now;
+        }
+        Ok(())
     }
 
-    pub fn succeeded(&self, key: &str) {
-        self.state.lock().expect("throttle lock").remove(key);
+    /// Clears the counts of `keys` after a successful attempt.
+    pub fn succeeded(&self, keys: &[String]) {
+        let mut st = self.state.lock().expect("throttle lock");
+        for k in keys {
+            st.remove(k);
+        }
     }
 }
 
@@ -110,21 +133,55 @@ mod tests {
 
     #[test]
     fn throttle_grows_and_resets() {
-        assert_eq!(throttle_delay(0), Duration::ZERO);
-        assert_eq!(throttle_delay(3), Duration::from_secs(1));
-        assert_eq!(throttle_delay(5), Duration::from_secs(4));
-        assert_eq!(throttle_delay(100), Duration::from_secs(60));
+        assert_eq!(throttle_delay(0, 3), Duration::ZERO);
+        assert_eq!(throttle_delay(3, 3), Duration::from_secs(1));
+        assert_eq!(throttle_delay(5, 3), Duration::from_secs(4));
+        assert_eq!(throttle_delay(100, 3), Duration::from_secs(60));
         let t = LoginThrottle::default();
         let now = Instant::now();
+        let ann = ["ann".to_string()];
         for _ in 0..3 {
-            assert!(t.check("ann", now).is_ok());
-            t.failed("ann", now);
+            assert!(t.reserve(&ann, 3, now).is_ok());
         }
-        assert!(t.check("ann", now).is_err());
-        assert!(t.check("ann", now + Duration::from_millis(999)).is_err());
-        assert!(t.check("ann", now + Duration::from_secs(1)).is_ok());
-        assert!(t.check("bob", now).is_ok());
-        t.succeeded("ann");
-        assert!(t.check("ann", now).is_ok());
+        assert!(t.reserve(&ann, 3, now).is_err());
+        assert!(t.reserve(&ann, 3, now + Duration::from_millis(999)).is_err());
+        assert!(t.reserve(&ann, 3, now + Duration::from_secs(1)).is_ok());
+        assert!(t.reserve(&["bob".to_string()], 3, now).is_ok());
+        t.succeeded(&ann);
+        assert!(t.reserve(&ann, 3, now).is_ok());
+    }
+
+    #[test]
+    fn an_attempt_is_counted_under_all_keys_or_none() {
+        let t = LoginThrottle::default();
+        let now = Instant::now();
+        let both = ["user:ann".to_string(), "ip:1".to_string()];
+        for _ in 0..3 {
+            t.reserve(&both[1..], 3, now).unwrap();
+        }
+        // The address must wait, so the user key is not charged either.
+        assert!(t.reserve(&both, 3, now).is_err());
+        for _ in 0..3 {
+            t.reserve(&both[..1], 3, now).unwrap();
+        }
+        assert!(t.reserve(&both[..1], 3, now).is_err());
+    }
+
+    #[test]
+    fn counts_are_forgotten_after_an_hour_of_quiet() {
+        let t = LoginThrottle::default();
+        let now = Instant::now();
+        let k = ["register:1".to_string()];
+        let mut t_last = now;
+        for i in 0..10 {
+            t_last = now + Duration::from_secs(61 * i);
+            t.reserve(&k, 3, t_last).unwrap();
+        }
+        assert!(t.reserve(&k, 3, t_last + Duration::from_secs(59)).is_err(), "the delay has grown to 60 s");
+        let later = t_last + FORGET_AFTER;
+        for _ in 0..3 {
+            t.reserve(&k, 3, later).unwrap();
+        }
+        assert!(t.reserve(&k, 3, later).is_err());
     }
 }

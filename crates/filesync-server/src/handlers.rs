@@ -14,7 +14,7 @@ use filesync_proto::{
     FolderInfo, Folders, Message, Session, limits,
 };
 use filesync_store::{Device, Folder, Outcome, ProposedChange, StoreError, UserId};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tracing::{error, info};
 
@@ -99,19 +99,19 @@ pub(crate) async fn register(
         return Err(err(ErrorCode::BadRequest, "passwords must be at least 8 characters (and at most 1024 bytes)"));
     }
     valid_name("device name", &r.device_name)?;
-    // Registration is as expensive as a login attempt; throttle floods per address.
-    let key = format!("register:{}", peer.ip());
-    if let Err(wait) = shared.throttle.check(&key, Instant::now()) {
-        return Err(err(ErrorCode::RateLimited, format!("too many attempts; retry in {} s", wait.as_secs() + 1)));
+    // Every registration costs an Argon2 hash and creates an account: count each one per
+    // address (successes too), before hashing.
+    let keys = [format!("register:{}", source_key(peer.ip()))];
+    if let Err(wait) = shared.throttle.reserve(&keys, auth::REGISTER_FREE_ATTEMPTS, Instant::now()) {
+        return Err(err(
+            ErrorCode::RateLimited,
+            format!("too many registrations from your address; retry in {} s", wait.as_secs() + 1),
+        ));
     }
-    let pw = r.password.clone();
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw))
-        .await
-        .map_err(|_| err(ErrorCode::Internal, "password hashing failed"))?;
+    let hash = shared.passwords.hash(r.password.clone()).await?;
     let user = match shared.meta.create_user(&r.user, &hash, now()).await {
         Ok(u) => u,
         Err(StoreError::UserExists(_)) => {
-            shared.throttle.failed(&key, Instant::now());
             return Err(err(ErrorCode::UserExists, format!("the user name {:?} is taken", r.user)));
         }
         Err(e) => return Err(store_err(e)),
@@ -120,45 +120,49 @@ pub(crate) async fn register(
     issue_device(shared, user.id, &user.name, &r.device_name).await
 }
 
-/// A hash to verify against when the user does not exist, so that the reply takes as long
-/// as for a wrong password and does not reveal which user names exist.
-fn dummy_hash() -> &'static str {
-    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    H.get_or_init(|| auth::hash_password("not a real password"))
+/// The part of a client address the throttle counts under: the whole IPv4 address, or the
+/// /64 prefix of an IPv6 address (one host usually holds a whole /64).
+pub(crate) fn source_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
+/// Checks a password, throttled so that guessing is slow but nobody can lock a user out.
+///
+/// An attempt is counted under two keys *before* the password is looked at (see
+/// `LoginThrottle`): the user name at this client address, and the address alone. Keying the
+/// user's count by address means that an attacker's failures slow down only the attacker: the
+/// real user, at another address, still logs in at once. (`Login` carries no proof of a known
+/// device to tell the two apart; devices that have one use `Auth`, which is never throttled.)
+/// The address key stops one address from guessing across many user names.
 pub(crate) async fn login(shared: &Shared, l: filesync_proto::Login, peer: SocketAddr) -> Reply<(Authed, Session)> {
     if l.user.len() > limits::MAX_NAME_LEN || l.password.len() > limits::MAX_PASSWORD_LEN {
         return Err(err(ErrorCode::BadRequest, "user name or password too long"));
     }
-    let keys = [format!("user:{}", l.user), format!("ip:{}", peer.ip())];
-    for k in &keys {
-        if let Err(wait) = shared.throttle.check(k, Instant::now()) {
-            return Err(err(
-                ErrorCode::RateLimited,
-                format!("too many failed logins; retry in {} s", wait.as_secs() + 1),
-            ));
-        }
+    let addr = source_key(peer.ip());
+    let keys = [format!("user:{}@{addr}", l.user), format!("ip:{addr}")];
+    if let Err(wait) = shared.throttle.reserve(&keys, auth::LOGIN_FREE_ATTEMPTS, Instant::now()) {
+        return Err(err(ErrorCode::RateLimited, format!("too many failed logins; retry in {} s", wait.as_secs() + 1)));
     }
     let user = shared.meta.user_by_name(&l.user).await.map_err(store_err)?;
-    let phc = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_string());
-    let pw = l.password.clone();
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&pw, &phc))
-        .await
-        .map_err(|_| err(ErrorCode::Internal, "password check failed"))?;
+    let phc = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = shared.passwords.verify(l.password.clone(), phc).await?;
     let user = match (ok, user) {
         (true, Some(u)) => u,
         _ => {
-            for k in &keys {
-                shared.throttle.failed(k, Instant::now());
-            }
             info!(%peer, user = %l.user, "failed login");
             return Err(err(ErrorCode::BadCredentials, "wrong user name or password"));
         }
     };
-    for k in &keys {
-        shared.throttle.succeeded(k);
-    }
+    shared.throttle.succeeded(&keys);
     issue_device(shared, user.id, &user.name, &l.device_name).await
 }
 
@@ -261,8 +265,9 @@ async fn change_password(shared: &Shared, a: &Authed, c: filesync_proto::ChangeP
     if c.current_password.len() > limits::MAX_PASSWORD_LEN {
         return Err(err(ErrorCode::BadCredentials, "the current password is wrong"));
     }
-    let key = format!("user:{}", a.user_name);
-    if let Err(wait) = shared.throttle.check(&key, Instant::now()) {
+    // Counted before the check, like a login (see `login`).
+    let keys = [format!("password:{}", a.user_id)];
+    if let Err(wait) = shared.throttle.reserve(&keys, auth::LOGIN_FREE_ATTEMPTS, Instant::now()) {
         return Err(err(
             ErrorCode::RateLimited,
             format!("too many wrong passwords; retry in {} s", wait.as_secs() + 1),
@@ -274,19 +279,11 @@ async fn change_password(shared: &Shared, a: &Authed, c: filesync_proto::ChangeP
         .await
         .map_err(store_err)?
         .ok_or_else(|| err(ErrorCode::NotAuthenticated, "this account no longer exists"))?;
-    let (current, phc) = (c.current_password.clone(), user.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&current, &phc))
-        .await
-        .map_err(|_| err(ErrorCode::Internal, "password check failed"))?;
-    if !ok {
-        shared.throttle.failed(&key, Instant::now());
+    if !shared.passwords.verify(c.current_password.clone(), Some(user.password_hash.clone())).await? {
         return Err(err(ErrorCode::BadCredentials, "the current password is wrong"));
     }
-    shared.throttle.succeeded(&key);
-    let new = c.new_password.clone();
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&new))
-        .await
-        .map_err(|_| err(ErrorCode::Internal, "password hashing failed"))?;
+    shared.throttle.succeeded(&keys);
+    let hash = shared.passwords.hash(c.new_password.clone()).await?;
     shared.meta.set_password_hash(a.user_id, &hash).await.map_err(store_err)?;
     info!(user = %a.user_name, "password changed");
     Ok(Message::Ok(Default::default()))

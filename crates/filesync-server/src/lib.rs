@@ -7,10 +7,12 @@
 //! `filesync-store`) and holds no per-file state in memory: everything durable is in the stores.
 
 pub mod auth;
+mod datadir;
 mod handlers;
 mod history;
 pub mod hub;
 pub mod maintenance;
+pub mod passwords;
 mod session;
 pub mod tls;
 
@@ -28,7 +30,7 @@ pub use tls::TlsIdentity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot create the data directory {path}: {source}")]
+    #[error("cannot create the data directory or make it private to its owner ({path}): {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {source} (is another server running on that port?)")]
     Bind { addr: String, source: std::io::Error },
@@ -52,6 +54,17 @@ pub struct ServerConfig {
     pub retention: RetentionPolicy,
     /// When pruning and chunk garbage collection run.
     pub maintenance: MaintenanceSchedule,
+    /// How many Argon2 hashes or verifications may run at once, server-wide.
+    pub password_concurrency: usize,
+    /// How many password checks may wait for a turn; beyond that they are refused as busy.
+    pub password_queue: usize,
+    /// `Hello` and authentication must be done within this time of the TLS handshake, whatever
+    /// the client does (including not reading what the server sends).
+    pub handshake_timeout: Duration,
+    /// An authenticated connection that completes no request (and sends under 64 KiB of a
+    /// large one) for this long, or does not take the server's replies for this long, is
+    /// closed.
+    pub idle_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -65,6 +78,10 @@ impl ServerConfig {
             max_connections: 1024,
             retention: RetentionPolicy::default(),
             maintenance: MaintenanceSchedule::default(),
+            password_concurrency: passwords::default_concurrency(),
+            password_queue: passwords::DEFAULT_QUEUE,
+            handshake_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -75,7 +92,10 @@ pub(crate) struct Shared {
     pub chunks: Arc<dyn ChunkStore>,
     pub hub: hub::Hub,
     pub throttle: auth::LoginThrottle,
+    pub passwords: Arc<passwords::PasswordWork>,
     pub registration_open: bool,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
     /// Held shared by chunk uploads, exclusively by the garbage collector (`maintenance.rs`).
     pub chunk_gate: Arc<tokio::sync::RwLock<()>>,
 }
@@ -91,10 +111,11 @@ pub struct Server {
     schedule: MaintenanceSchedule,
 }
 
-/// Loads (creating on first use) the TLS identity of a data directory.
+/// Loads (creating on first use) the TLS identity of a data directory. Creates the directory
+/// readable by its owner only, and takes that access away from anyone else on everything
+/// already in it (see `datadir.rs`).
 pub fn load_identity(config: &ServerConfig) -> Result<TlsIdentity, ServerError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|source| ServerError::DataDir { path: config.data_dir.clone(), source })?;
+    datadir::prepare(&config.data_dir).map_err(|(path, source)| ServerError::DataDir { path, source })?;
     Ok(match (&config.tls_cert, &config.tls_key) {
         (Some(c), Some(k)) => TlsIdentity::load(c, k)?,
         _ => TlsIdentity::load_or_generate(&config.data_dir)?,
@@ -127,7 +148,10 @@ impl Server {
                 chunks,
                 hub: hub::Hub::default(),
                 throttle: auth::LoginThrottle::default(),
+                passwords: Arc::new(passwords::PasswordWork::new(config.password_concurrency, config.password_queue)),
                 registration_open: config.registration_open,
+                handshake_timeout: config.handshake_timeout,
+                idle_timeout: config.idle_timeout,
                 chunk_gate,
             }),
             listener,
@@ -145,6 +169,11 @@ impl Server {
 
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// The server's password hashing gate and its counters.
+    pub fn password_work(&self) -> Arc<passwords::PasswordWork> {
+        self.shared.passwords.clone()
     }
 
     /// This server's pruning and garbage collection, to run on demand (`run` also runs it on

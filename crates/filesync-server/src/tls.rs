@@ -44,7 +44,7 @@ impl TlsIdentity {
             let kp = rcgen::KeyPair::generate()?;
             let c = params.self_signed(&kp)?;
             write_private(&key, kp.serialize_pem().as_bytes())?;
-            std::fs::write(&cert, c.pem()).map_err(|source| TlsError::Write { path: cert.clone(), source })?;
+            write_private(&cert, c.pem().as_bytes())?;
         }
         TlsIdentity::load(&cert, &key)
     }
@@ -79,6 +79,7 @@ impl TlsIdentity {
     }
 }
 
+/// Writes a file readable by the owner only (the data directory is private; see `datadir.rs`).
 fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();

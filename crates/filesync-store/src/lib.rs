@@ -175,11 +175,20 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Opens the embedded stores in a server data directory, creating what is missing: metadata in
 /// `<data_dir>/meta.db` (with SQLite's `meta.db-wal` and `meta.db-shm` beside it) and chunks
-/// under `<data_dir>/chunks/`.
+/// under `<data_dir>/chunks/`. On Unix, what it creates is readable by the owner only
+/// (directories 0700, files 0600): it holds every user's files and password hashes.
 pub async fn open_embedded(data_dir: &std::path::Path) -> Result<(sqlite::SqliteMeta, localfs::LocalChunks)> {
-    std::fs::create_dir_all(data_dir)
+    localfs::private_dir_all(data_dir)
         .map_err(|source| StoreError::Io { path: data_dir.display().to_string(), source })?;
-    let meta = sqlite::SqliteMeta::open(&data_dir.join("meta.db")).await?;
+    let db = data_dir.join("meta.db");
+    // SQLite would create the database as 0644 (less the umask), and gives its -wal and -shm
+    // files the database's mode: create it first, empty and owner-only.
+    match localfs::private_file(&db) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(source) => return Err(StoreError::Io { path: db.display().to_string(), source }),
+    }
+    let meta = sqlite::SqliteMeta::open(&db).await?;
     let chunks = localfs::LocalChunks::open(data_dir.join("chunks"))?;
     Ok((meta, chunks))
 }

@@ -37,7 +37,7 @@ impl LocalChunks {
     /// filesystem.
     pub fn open(root: impl Into<PathBuf>) -> Result<LocalChunks> {
         let root = root.into();
-        fs::create_dir_all(&root).map_err(|e| io_error(&root, e))?;
+        private_dir_all(&root).map_err(|e| io_error(&root, e))?;
         Ok(LocalChunks { root })
     }
 
@@ -65,6 +65,26 @@ fn io_error(path: &Path, e: io::Error) -> StoreError {
         }
         _ => StoreError::Io { path: path.display().to_string(), source: e },
     }
+}
+
+/// Creates `dir` and any missing parents readable by the owner only (0700 on Unix): chunks are
+/// users' file contents.
+pub(crate) fn private_dir_all(dir: &Path) -> io::Result<()> {
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+/// Creates a new file (failing if it exists) readable and writable by the owner only (0600
+/// on Unix).
+pub(crate) fn private_file(path: &Path) -> io::Result<File> {
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
 }
 
 /// Runs blocking file work off the async executor.
@@ -96,7 +116,7 @@ fn write_chunk(dir: &Path, path: &Path, data: &[u8]) -> Result<()> {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!("{TEMP_PREFIX}{name}-{}-{n}", std::process::id()));
     let written = (|| {
-        let mut f = File::create_new(&tmp)?;
+        let mut f = private_file(&tmp)?;
         f.write_all(data)?;
         if !cfg!(any(target_os = "linux", target_os = "android")) {
             // Without syncfs the data must be on disk before the rename makes it visible.
@@ -127,7 +147,7 @@ fn put_blocking(root: &Path, user: UserId, chunks: &[(Hash, Bytes)]) -> Result<(
         // be the fresh, not yet synced work of a concurrent put of the same chunk.
         if !intact(&path, hash)? {
             if !dirs.contains(&dir) {
-                fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+                private_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
             }
             write_chunk(&dir, &path, data)?;
         }

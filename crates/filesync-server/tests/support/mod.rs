@@ -1,42 +1,192 @@
-//! Helpers shared by the server's integration tests: an in-process server on 127.0.0.1 and
-//! small builders for protocol values.
+//! Helpers shared by the server's integration tests: an in-process server on 127.0.0.1, a raw
+//! frame client that can connect from any loopback address, and small builders for protocol
+//! values.
 #![allow(dead_code)]
 
 use bytes::Bytes;
 use filesync_client::{ClientError, Connection, ErrorCode, Trust};
 use filesync_core::{Chunker, Hash};
-use filesync_proto::WireEntry;
 use filesync_proto::convert::{KIND_FILE, chunks_to_wire};
+use filesync_proto::{
+    Frame, FrameDecoder, Hello, Login, Message, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, Register, WireEntry,
+};
 use filesync_server::maintenance::Maintenance;
+use filesync_server::passwords::PasswordWork;
 use filesync_server::{Server, ServerConfig};
+use rustls::DigitallySignedStruct;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
 
 pub struct TestServer {
     pub addr: String,
     pub fingerprint: String,
     pub maintenance: Maintenance,
+    pub passwords: Arc<PasswordWork>,
     pub data: PathBuf,
-    _dir: tempfile::TempDir,
-    _task: tokio::task::JoinHandle<()>,
+    dir: tempfile::TempDir,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// A server with its own data directory, accepting registrations if `registration_open`.
 pub async fn start_server(registration_open: bool) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
+    start_with(|c| c.registration_open = registration_open).await
+}
+
+/// A server with its own data directory and the configuration `f` makes.
+pub async fn start_with(f: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    start_in(tempfile::tempdir().unwrap(), f).await
+}
+
+/// A server whose data directory is `dir/data` (which may hold an earlier server's data).
+pub async fn start_in(dir: tempfile::TempDir, f: impl FnOnce(&mut ServerConfig)) -> TestServer {
     let data = dir.path().join("data");
     let mut config = ServerConfig::new(&data);
     config.listen = "127.0.0.1:0".into();
-    config.registration_open = registration_open;
+    f(&mut config);
     let server = Server::open(config).await.unwrap();
     let (addr, fingerprint) = (server.local_addr().to_string(), server.fingerprint().to_string());
-    let maintenance = server.maintenance();
-    let task = tokio::spawn(server.run(std::future::pending()));
-    TestServer { addr, fingerprint, maintenance, data, _dir: dir, _task: task }
+    let (maintenance, passwords) = (server.maintenance(), server.password_work());
+    let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stop.await;
+    }));
+    TestServer { addr, fingerprint, maintenance, passwords, data, dir, shutdown, task }
 }
 
 impl TestServer {
     pub async fn connect(&self) -> Connection {
         Connection::connect(&self.addr, Trust::Pinned(self.fingerprint.clone())).await.unwrap()
+    }
+
+    /// Stops accepting connections and hands back the directory holding the data.
+    pub async fn stop(self) -> tempfile::TempDir {
+        let _ = self.shutdown.send(());
+        self.task.await.unwrap();
+        self.dir
+    }
+
+    /// A TLS stream to this server from `local_ip` (on Linux any 127.x.y.z address is local),
+    /// pinned to the server's certificate, before any frame.
+    pub async fn tls_from(&self, local_ip: &str) -> TlsStream<TcpStream> {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(local_ip.parse().unwrap(), 0)).unwrap();
+        let tcp = socket.connect(self.addr.parse().unwrap()).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pin { fingerprint: self.fingerprint.clone(), provider }))
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap()
+    }
+
+    /// A client speaking raw frames from `local_ip`, after Hello.
+    pub async fn raw_from(&self, local_ip: &str) -> RawClient {
+        let mut c = RawClient { stream: self.tls_from(local_ip).await, dec: FrameDecoder::new(), next_id: 1 };
+        let hello =
+            Hello { min_version: PROTOCOL_VERSION_MIN, max_version: PROTOCOL_VERSION_MAX, client_name: "test".into() };
+        assert!(matches!(c.request(Message::Hello(hello)).await, Message::Welcome(_)));
+        c
+    }
+}
+
+/// Trusts exactly the certificate with this fingerprint; still checks handshake signatures.
+#[derive(Debug)]
+struct Pin {
+    fingerprint: String,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pin {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if filesync_proto::cert_fingerprint(end_entity) == self.fingerprint {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("not the test server's certificate".into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Raw frames over TLS, one request at a time (pushes are skipped).
+pub struct RawClient {
+    pub stream: TlsStream<TcpStream>,
+    dec: FrameDecoder,
+    next_id: u32,
+}
+
+impl RawClient {
+    pub async fn request(&mut self, message: Message) -> Message {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.stream.write_all(&Frame::new(id, message).to_bytes().unwrap()).await.unwrap();
+        self.stream.flush().await.unwrap();
+        loop {
+            while let Some(f) = self.dec.next_frame().unwrap() {
+                if f.request_id == id {
+                    return f.message;
+                }
+            }
+            let n = self.stream.read_buf(self.dec.buffer_mut()).await.unwrap();
+            assert!(n > 0, "the server closed the connection");
+        }
+    }
+
+    pub async fn login(&mut self, user: &str, password: &str) -> Message {
+        self.request(Message::Login(Login { user: user.into(), password: password.into(), device_name: "raw".into() }))
+            .await
+    }
+
+    pub async fn register(&mut self, user: &str, password: &str) -> Message {
+        let r = Register { user: user.into(), password: password.into(), device_name: "raw".into() };
+        self.request(Message::Register(r)).await
+    }
+}
+
+/// The error code of a reply, or `None` if it is not an error.
+pub fn reply_code(m: &Message) -> Option<ErrorCode> {
+    match m {
+        Message::Error(e) => ErrorCode::from_u32(e.code),
+        _ => None,
     }
 }
 

@@ -1,0 +1,176 @@
+//! The server's bounds under hostile load, over real TLS: how much password hashing runs at
+//! once, how many password guesses get checked, and that every connection deadline holds even
+//! against a client that does not read. Clients connect from several loopback addresses
+//! (127.0.0.x, Linux), since the server throttles per address.
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use filesync_client::ErrorCode;
+use filesync_proto::{Frame, Message};
+use std::time::Duration;
+use support::*;
+use tokio::io::AsyncWriteExt;
+
+/// Fails a test that waits longer than this for something that should happen in seconds.
+const GUARD: Duration = Duration::from_secs(60);
+
+/// Runs every future at once (after all were set up) and collects their outputs in order.
+async fn all_at_once<T: Send + 'static>(
+    tasks: impl IntoIterator<Item = impl Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forty_parallel_logins_never_run_more_argon2_hashes_at_once_than_the_bound() {
+    let s = start_with(|c| c.password_concurrency = 2).await;
+    let ann = s.connect().await;
+    ann.register("ann", "password123", "laptop").await.unwrap();
+    // One client per address, so that the login throttle stays out of the way.
+    let mut clients = Vec::new();
+    for i in 0..40 {
+        clients.push(s.raw_from(&format!("127.0.1.{}", i + 1)).await);
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(clients.len()));
+    let replies = all_at_once(clients.into_iter().enumerate().map(|(i, mut c)| {
+        let barrier = barrier.clone();
+        async move {
+            barrier.wait().await;
+            let password = if i % 2 == 0 { "password123" } else { "wrong password" };
+            (i, c.login("ann", password).await)
+        }
+    }))
+    .await;
+    for (i, reply) in &replies {
+        if i % 2 == 0 {
+            assert!(matches!(reply, Message::Session(_)), "login {i}: {reply:?}");
+        } else {
+            assert_eq!(reply_code(reply), Some(ErrorCode::BadCredentials), "login {i}");
+        }
+    }
+    assert_eq!(s.passwords.verifications(), 40, "every login was checked");
+    let peak = s.passwords.peak_concurrency();
+    assert!((1..=2).contains(&peak), "{peak} Argon2 runs overlapped; the bound is 2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forty_concurrent_wrong_passwords_reach_the_check_three_times_and_do_not_lock_the_user_out() {
+    let s = start_server(true).await;
+    s.connect().await.register("ann", "password123", "laptop").await.unwrap();
+    let mut attackers = Vec::new();
+    for _ in 0..40 {
+        attackers.push(s.raw_from("127.0.0.1").await);
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(attackers.len()));
+    let replies = all_at_once(attackers.into_iter().map(|mut c| {
+        let barrier = barrier.clone();
+        async move {
+            barrier.wait().await;
+            c.login("ann", "guess").await
+        }
+    }))
+    .await;
+    let codes: Vec<_> = replies.iter().map(reply_code).collect();
+    let wrong = codes.iter().filter(|c| **c == Some(ErrorCode::BadCredentials)).count();
+    let limited = codes.iter().filter(|c| **c == Some(ErrorCode::RateLimited)).count();
+    assert_eq!((wrong, limited), (3, 37), "{codes:?}");
+    assert_eq!(s.passwords.verifications(), 3, "refused attempts must not reach the password check");
+    // The attacker's address is slowed down, for this user and any other.
+    let mut again = s.raw_from("127.0.0.1").await;
+    assert_eq!(reply_code(&again.login("ann", "password123").await), Some(ErrorCode::RateLimited));
+    // The real user, elsewhere, logs in at once.
+    let mut real = s.raw_from("127.0.0.2").await;
+    let reply = real.login("ann", "password123").await;
+    assert!(matches!(reply, Message::Session(_)), "{reply:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registrations_are_throttled_per_address_before_hashing() {
+    let s = start_server(true).await;
+    let mut clients = Vec::new();
+    for _ in 0..25 {
+        clients.push(s.raw_from("127.0.2.1").await);
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(clients.len()));
+    let replies = all_at_once(clients.into_iter().enumerate().map(|(i, mut c)| {
+        let barrier = barrier.clone();
+        async move {
+            barrier.wait().await;
+            c.register(&format!("user{i}"), "password123").await
+        }
+    }))
+    .await;
+    let created = replies.iter().filter(|r| matches!(r, Message::Session(_))).count();
+    let limited = replies.iter().filter(|r| reply_code(r) == Some(ErrorCode::RateLimited)).count();
+    assert_eq!((created, limited), (10, 15));
+    assert_eq!(s.passwords.hashes(), 10, "refused registrations must not be hashed");
+    let mut elsewhere = s.raw_from("127.0.2.2").await;
+    assert!(matches!(elsewhere.register("someone", "password123").await, Message::Session(_)));
+}
+
+/// Writes until the server has closed the connection (a write fails); panics after `GUARD`.
+/// `next` gives the bytes of each write, sent `pause` apart; nothing is ever read.
+async fn write_until_closed(
+    mut stream: impl tokio::io::AsyncWrite + Unpin,
+    pause: Duration,
+    mut next: impl FnMut() -> Vec<u8>,
+) {
+    let closed = tokio::time::timeout(GUARD, async {
+        loop {
+            tokio::time::sleep(pause).await;
+            let bytes = next();
+            if stream.write_all(&bytes).await.is_err() || stream.flush().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server kept the connection open for {GUARD:?}");
+}
+
+fn pings(n: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for id in 1..=n {
+        out.extend_from_slice(&Frame::new(id, Message::Ping(Default::default())).to_bytes().unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn pings_sent_without_reading_the_answers_do_not_outlive_the_handshake_deadline() {
+    let s = start_with(|c| c.handshake_timeout = Duration::from_secs(3)).await;
+    let stream = s.tls_from("127.0.0.1").await;
+    let batch = pings(1000);
+    write_until_closed(stream, Duration::ZERO, || batch.clone()).await;
+}
+
+/// A client that has logged in, talking raw frames.
+async fn authenticated(s: &TestServer, user: &str) -> RawClient {
+    let mut c = s.raw_from("127.0.0.1").await;
+    assert!(matches!(c.register(user, "password123").await, Message::Session(_)));
+    c
+}
+
+#[tokio::test]
+async fn an_authenticated_client_that_never_reads_is_closed() {
+    let s = start_with(|c| c.idle_timeout = Duration::from_secs(2)).await;
+    let c = authenticated(&s, "ann").await;
+    let batch = pings(1000);
+    write_until_closed(c.stream, Duration::ZERO, || batch.clone()).await;
+}
+
+#[tokio::test]
+async fn a_frame_sent_a_byte_at_a_time_does_not_keep_an_authenticated_connection_alive() {
+    let s = start_with(|c| c.idle_timeout = Duration::from_secs(2)).await;
+    let c = authenticated(&s, "ann").await;
+    // The start of a 1000-byte frame, then one byte every 300 ms: each read is well within
+    // the idle timeout, but no request ever completes.
+    let mut bytes = vec![0u8, 0, 3, 232].into_iter();
+    write_until_closed(c.stream, Duration::from_millis(300), || vec![bytes.next().unwrap_or(0)]).await;
+}

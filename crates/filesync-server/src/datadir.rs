@@ -12,10 +12,12 @@ pub(crate) fn prepare(dir: &Path) -> Result<usize, (PathBuf, std::io::Error)> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| (parent.to_path_buf(), e))?;
     }
-    let mut b = std::fs::DirBuilder::new();
+    let mut builder = std::fs::DirBuilder::new();
     #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    match b.create(dir) {
+    let builder = std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    #[cfg(not(unix))]
+    let builder = &mut builder;
+    match builder.create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
         Err(e) => return Err((dir.to_path_buf(), e)),

@@ -105,13 +105,23 @@ impl HomeLock {
             .write(true)
             .open(&path)
             .map_err(|source| AgentError::Lock { path: path.display().to_string(), source })?;
-        match file.try_lock() {
-            Ok(()) => Ok(HomeLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(AgentError::AlreadyRunning(home.dir.display().to_string())),
-            Err(std::fs::TryLockError::Error(source)) => {
-                Err(AgentError::Lock { path: path.display().to_string(), source })
+        // `is_held` takes the lock for an instant to test it: a few tries tell such a probe
+        // (a `filesync status` running just then) from an agent that holds it for good.
+        for attempt in 0.. {
+            match file.try_lock() {
+                Ok(()) => return Ok(HomeLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) if attempt < 20 => {
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(AgentError::AlreadyRunning(home.dir.display().to_string()));
+                }
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(AgentError::Lock { path: path.display().to_string(), source });
+                }
             }
         }
+        unreachable!("the loop returns")
     }
 
     /// True when some process holds the lock of `home`.

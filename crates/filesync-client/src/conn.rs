@@ -3,7 +3,7 @@
 
 use crate::ClientError;
 use crate::counting::{Counting, WireStats};
-use crate::tls::{PinVerifier, Trust};
+use crate::tls::Trust;
 use bytes::{Bytes, BytesMut};
 use filesync_core::Hash;
 use filesync_proto::{
@@ -397,14 +397,8 @@ async fn tls_connect(addr: &str, trust: Trust) -> Result<(TlsStream, String, Arc
     let stats = Arc::new(WireStats::default());
     let tcp = Counting { inner: tcp, stats: stats.clone() };
 
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = Arc::new(PinVerifier::new(trust.clone(), provider.clone()));
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| ClientError::Tls { addr: addr.into(), reason: e.to_string() })?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier.clone())
-        .with_no_client_auth();
+    let (config, verifier) = crate::tls::config_with_verifier(trust.clone())
+        .map_err(|e| ClientError::Tls { addr: addr.into(), reason: e.to_string() })?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr).trim_matches(['[', ']']);
     let name = rustls::pki_types::ServerName::try_from(host.to_string())

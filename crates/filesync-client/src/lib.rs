@@ -12,7 +12,7 @@ mod tls;
 pub use conn::{Connection, Push};
 pub use counting::WireStats;
 pub use filesync_proto::ErrorCode;
-pub use tls::Trust;
+pub use tls::{Trust, client_config};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

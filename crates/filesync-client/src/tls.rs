@@ -19,6 +19,24 @@ pub enum Trust {
     FirstUse,
 }
 
+/// The TLS client configuration FileSync uses: TLS 1.3 only, trusting what `trust` says. Also
+/// the way tests and tools reach a server at the TLS level without a [`crate::Connection`].
+pub fn client_config(trust: Trust) -> Result<rustls::ClientConfig, rustls::Error> {
+    config_with_verifier(trust).map(|(config, _)| config)
+}
+
+/// [`client_config`], and the verifier that reports the fingerprint the server presented.
+pub(crate) fn config_with_verifier(trust: Trust) -> Result<(rustls::ClientConfig, Arc<PinVerifier>), rustls::Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = Arc::new(PinVerifier::new(trust, provider.clone()));
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    Ok((config, verifier))
+}
+
 #[derive(Debug)]
 pub(crate) struct PinVerifier {
     trust: Trust,

@@ -13,10 +13,6 @@ use filesync_proto::{
 use filesync_server::maintenance::Maintenance;
 use filesync_server::passwords::PasswordWork;
 use filesync_server::{Server, ServerConfig};
-use rustls::DigitallySignedStruct;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, UnixTime};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -80,13 +76,7 @@ impl TestServer {
         socket.bind(SocketAddr::new(local_ip.parse().unwrap(), 0)).unwrap();
         let tcp = socket.connect(self.addr.parse().unwrap()).await.unwrap();
         tcp.set_nodelay(true).unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pin { fingerprint: self.fingerprint.clone(), provider }))
-            .with_no_client_auth();
+        let config = filesync_client::client_config(Trust::Pinned(self.fingerprint.clone())).unwrap();
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap()
     }
@@ -98,52 +88,6 @@ impl TestServer {
             Hello { min_version: PROTOCOL_VERSION_MIN, max_version: PROTOCOL_VERSION_MAX, client_name: "test".into() };
         assert!(matches!(c.request(Message::Hello(hello)).await, Message::Welcome(_)));
         c
-    }
-}
-
-/// Trusts exactly the certificate with this fingerprint; still checks handshake signatures.
-#[derive(Debug)]
-struct Pin {
-    fingerprint: String,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pin {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if filesync_proto::cert_fingerprint(end_entity) == self.fingerprint {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("not the test server's certificate".into()))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -177,7 +177,7 @@ pub enum Registration {
 
 #[derive(Args, Debug)]
 pub struct LoginArgs {
-    /// Server address, HOST:PORT.
+    /// Server address: HOST or HOST:PORT (the port defaults to 7443); a pasted https:// URL works too.
     #[arg(long)]
     pub server: String,
     #[arg(long)]

@@ -129,7 +129,7 @@ impl Executor<'_> {
                 self.report.conflicts += 1;
                 self.moved_away.insert(path);
             }
-            Err(e) => self.failed(&path, format!("moving aside for a conflict copy: {e}")),
+            Err(e) => self.failed(&path, format!("moving aside for a conflict copy: {}", super::describe_io(&e))),
         }
         Ok(())
     }
@@ -332,7 +332,7 @@ impl Executor<'_> {
                     None => Ok(true),
                     // Not empty: something new is inside; keep it.
                     Some(s) if s.kind == StatKind::Dir => Ok(fs.remove_dir(&p).is_ok()),
-                    Some(_) => fs.remove_file(&p).map(|_| true).map_err(|e| e.to_string()),
+                    Some(_) => fs.remove_file(&p).map(|_| true).map_err(|e| super::describe_io(&e)),
                 }
             })
             .await?;

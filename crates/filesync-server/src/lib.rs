@@ -55,6 +55,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// How long old versions are kept, and how they are thinned (`--retention-days`).
     pub retention: RetentionPolicy,
+    /// Keep chunks in this S3-compatible bucket instead of `<data dir>/chunks`.
+    pub s3: Option<filesync_store::s3::S3Config>,
     /// When pruning and chunk garbage collection run.
     pub maintenance: MaintenanceSchedule,
     /// How many Argon2 hashes or verifications may run at once, server-wide.
@@ -81,6 +83,7 @@ impl ServerConfig {
             tls_key: None,
             limits: Limits::default(),
             retention: RetentionPolicy::default(),
+            s3: None,
             maintenance: MaintenanceSchedule::default(),
             password_concurrency: passwords::default_concurrency(),
             password_queue: passwords::DEFAULT_QUEUE,
@@ -127,11 +130,20 @@ pub fn load_identity(config: &ServerConfig) -> Result<TlsIdentity, ServerError> 
 }
 
 impl Server {
-    /// Opens the embedded default stores (SQLite + local chunk directory) in the data dir.
+    /// Opens the embedded default stores (SQLite + local chunk directory) in the data dir, or
+    /// SQLite + the S3 bucket of `config.s3`.
     pub async fn open(config: ServerConfig) -> Result<Server, ServerError> {
         let identity = load_identity(&config)?;
-        let (meta, chunks) = filesync_store::open_embedded(&config.data_dir).await?;
-        Server::with_stores(config, identity, Arc::new(meta), Arc::new(chunks)).await
+        let (meta, local) = filesync_store::open_embedded(&config.data_dir).await?;
+        let chunks: Arc<dyn ChunkStore> = match &config.s3 {
+            Some(s3) => {
+                let store = filesync_store::s3::S3Chunks::open(s3).await?;
+                info!("chunks are kept in s3://{}/{}", s3.bucket, s3.prefix);
+                Arc::new(store)
+            }
+            None => Arc::new(local),
+        };
+        Server::with_stores(config, identity, Arc::new(meta), chunks).await
     }
 
     pub async fn with_stores(

@@ -26,6 +26,7 @@ pub mod conformance;
 pub mod decide;
 pub mod localfs;
 pub mod retention;
+pub mod s3;
 mod sql;
 pub mod sqlite;
 
@@ -169,6 +170,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("I/O error on {path}: {source}")]
     Io { path: String, source: std::io::Error },
+    /// The object store (S3) failed or could not be reached; the message names the store.
+    #[error("{0}")]
+    Remote(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

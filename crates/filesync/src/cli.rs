@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the FileSync server (embedded SQLite + local disk by default).
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Create an account on a server, then log this computer in.
     Register(LoginArgs),
     /// Log this computer in to a server; it gets a device token.
@@ -154,6 +154,24 @@ pub struct ServerArgs {
     /// The same, for all connections of one address, in MiB. [default: 64]
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(16..))]
     pub buffer_memory_per_address: Option<u32>,
+    /// Keep file contents (chunks) in an S3-compatible bucket instead of DATA/chunks:
+    /// s3://BUCKET or s3://BUCKET/PREFIX. Credentials: AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY, or --s3-credentials.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// The S3 service's URL, for anything but AWS (MinIO, Garage, Ceph…): http(s)://HOST:PORT.
+    #[arg(long, value_name = "URL", requires = "store")]
+    pub s3_endpoint: Option<String>,
+    /// The bucket's region. [default: AWS_DEFAULT_REGION, or us-east-1]
+    #[arg(long, value_name = "REGION", requires = "store")]
+    pub s3_region: Option<String>,
+    /// Address the bucket as ENDPOINT/BUCKET (most self-hosted services) rather than
+    /// BUCKET.ENDPOINT.
+    #[arg(long, requires = "store")]
+    pub s3_path_style: bool,
+    /// An AWS shared-credentials file ([default] aws_access_key_id, aws_secret_access_key).
+    #[arg(long, value_name = "FILE", requires = "store")]
+    pub s3_credentials: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -37,7 +37,7 @@ fn home_of(cli: &Cli) -> Result<Home> {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let home = home_of(&cli);
     match cli.command {
-        Command::Server(args) => server(args).await,
+        Command::Server(args) => server(*args).await,
         Command::Register(args) => login(&home?, args, true).await,
         Command::Login(args) => login(&home?, args, false).await,
         Command::Logout { force } => logout(&home?, force).await,
@@ -90,6 +90,17 @@ async fn server(args: ServerArgs) -> Result<ExitCode> {
     limits.max_unauthenticated = args.max_unauthenticated.map_or(limits.max_unauthenticated, |n| n as usize);
     limits.memory = args.buffer_memory.map_or(limits.memory, mib);
     limits.memory_per_address = args.buffer_memory_per_address.map_or(limits.memory_per_address, mib);
+    if let Some(url) = &args.store {
+        let mut s3 = filesync_store::s3::S3Config::from_url(url)
+            .with_context(|| format!("--store {url:?}: give the bucket as s3://BUCKET or s3://BUCKET/PREFIX"))?;
+        s3.endpoint = args.s3_endpoint.clone();
+        s3.region = args.s3_region.clone();
+        s3.path_style = args.s3_path_style;
+        if let Some(file) = &args.s3_credentials {
+            s3.credentials = Some(filesync_store::s3::S3Config::read_credentials(file).map_err(anyhow::Error::msg)?);
+        }
+        config.s3 = Some(s3);
+    }
     let data_dir = config.data_dir.clone();
     let server = filesync_server::Server::open(config).await?;
     let addr = server.local_addr();

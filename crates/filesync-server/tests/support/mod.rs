@@ -121,7 +121,12 @@ impl RawClient {
     }
 
     pub async fn register(&mut self, user: &str, password: &str) -> Message {
-        let r = Register { user: user.into(), password: password.into(), device_name: "raw".into() };
+        let r = Register {
+            user: user.into(),
+            password: password.into(),
+            device_name: "raw".into(),
+            invite: String::new(),
+        };
         self.request(Message::Register(r)).await
     }
 }

@@ -6,6 +6,7 @@
 //! This crate refuses to decide sync conflicts for clients (it only applies the commit rule of
 //! `filesync-store`) and holds no per-file state in memory: everything durable is in the stores.
 
+pub mod admin;
 pub mod auth;
 mod datadir;
 mod handlers;
@@ -45,7 +46,13 @@ pub enum ServerError {
 pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub listen: String,
-    pub registration_open: bool,
+    /// Who may create an account with `Register`.
+    pub registration: Registration,
+    /// The storage quota of accounts created by `Register` (`None`: unlimited).
+    pub default_quota: Option<u64>,
+    /// How often the server looks for changes an admin command made in its store (a user
+    /// disabled, a device revoked), to close the connections concerned.
+    pub admin_poll: Duration,
     /// Use this certificate and key instead of the generated self-signed pair.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -72,7 +79,9 @@ impl ServerConfig {
         ServerConfig {
             data_dir: data_dir.into(),
             listen: "127.0.0.1:7443".into(),
-            registration_open: true,
+            registration: Registration::Open,
+            default_quota: None,
+            admin_poll: admin::ADMIN_POLL,
             tls_cert: None,
             tls_key: None,
             max_connections: 1024,
@@ -86,6 +95,17 @@ impl ServerConfig {
     }
 }
 
+/// Who may create an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Registration {
+    /// Anyone who can reach the server.
+    Open,
+    /// Nobody: the operator creates accounts (`filesync server admin create-user`).
+    Closed,
+    /// Whoever has a one-time invite code from the operator (`filesync server admin invite`).
+    Invite,
+}
+
 /// Everything a connection handler needs, shared by all connections.
 pub(crate) struct Shared {
     pub meta: Arc<dyn MetaStore>,
@@ -93,7 +113,8 @@ pub(crate) struct Shared {
     pub hub: hub::Hub,
     pub throttle: auth::LoginThrottle,
     pub passwords: Arc<passwords::PasswordWork>,
-    pub registration_open: bool,
+    pub registration: Registration,
+    pub default_quota: Option<u64>,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     /// Held shared by chunk uploads, exclusively by the garbage collector (`maintenance.rs`).
@@ -109,6 +130,7 @@ pub struct Server {
     max_connections: usize,
     maintenance: Maintenance,
     schedule: MaintenanceSchedule,
+    admin_poll: Duration,
 }
 
 /// Loads (creating on first use) the TLS identity of a data directory. Creates the directory
@@ -149,7 +171,8 @@ impl Server {
                 hub: hub::Hub::default(),
                 throttle: auth::LoginThrottle::default(),
                 passwords: Arc::new(passwords::PasswordWork::new(config.password_concurrency, config.password_queue)),
-                registration_open: config.registration_open,
+                registration: config.registration,
+                default_quota: config.default_quota,
                 handshake_timeout: config.handshake_timeout,
                 idle_timeout: config.idle_timeout,
                 chunk_gate,
@@ -160,6 +183,7 @@ impl Server {
             max_connections: config.max_connections,
             maintenance,
             schedule: config.maintenance,
+            admin_poll: config.admin_poll,
         })
     }
 
@@ -195,6 +219,7 @@ impl Server {
         let housekeeping = tokio::spawn(self.maintenance.clone().run_forever(self.schedule.clone()));
         // Stops the maintenance task however `run` ends.
         let _housekeeping = AbortOnDrop(housekeeping);
+        let _admin_watch = AbortOnDrop(tokio::spawn(admin::watch_admin_changes(self.shared.clone(), self.admin_poll)));
         let limit = Arc::new(Semaphore::new(self.max_connections));
         tokio::pin!(shutdown);
         loop {

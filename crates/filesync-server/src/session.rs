@@ -7,10 +7,12 @@
 //! it, the idle rule counts only complete frames (or 64 KiB of a large one), so a trickle of
 //! bytes does not keep a connection; and the writer gives up on a peer that takes none of its
 //! data for the idle timeout, which ends the session even while the reader waits on the writer.
+//! A revocation or a disabled account ends the session at once, whatever the read loop is
+//! waiting for: the hub's kick is selected on beside the whole loop.
 
 use crate::Shared;
 use crate::handlers::{self, Authed};
-use crate::hub::HubEvent;
+use crate::hub::{HubEvent, Kick};
 use bytes::BytesMut;
 use filesync_proto::{
     ErrorCode, ErrorMsg, FolderChanged, Frame, FrameDecoder, Message, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN,
@@ -20,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -49,6 +51,7 @@ enum Close {
     NotReading,
     Io(std::io::Error),
     Revoked,
+    Disabled,
     LoggedOut,
     Handshake(String),
 }
@@ -70,8 +73,31 @@ where
     let (out_tx, out_rx) = mpsc::channel::<Frame>(limits::MAX_IN_FLIGHT * 2);
     let mut writer = tokio::spawn(write_loop(wr, out_rx, shared.idle_timeout));
     let mut writer_done = false;
+    let (kick_tx, mut kick_rx) = watch::channel(None);
+    let kicked = async {
+        let kick = kick_rx.wait_for(Option::is_some).await.map(|k| *k);
+        match kick {
+            Ok(Some(k)) => k,
+            // The registration is gone only when the read loop has ended.
+            _ => std::future::pending().await,
+        }
+    };
     let reason = tokio::select! {
-        r = read_loop(&shared, &mut rd, &out_tx, peer) => r,
+        r = read_loop(&shared, &mut rd, &out_tx, peer, kick_tx) => r,
+        // Closed from outside: the read loop may be blocked anywhere, so it is dropped.
+        why = kicked => {
+            let (code, msg, close) = match why {
+                Kick::DeviceRevoked => (ErrorCode::InvalidToken, "this device was revoked", Close::Revoked),
+                Kick::UserDisabled => (
+                    ErrorCode::AccountDisabled,
+                    "this account was disabled by the server's operator",
+                    Close::Disabled,
+                ),
+            };
+            // A peer that does not read has a full queue and gets no explanation.
+            let _ = out_tx.try_send(error(0, code, msg));
+            close
+        }
         // The writer ends first only if the peer stopped reading or the socket failed; the
         // reader may then be waiting for room in the queue, so it is dropped.
         w = &mut writer => {
@@ -89,6 +115,7 @@ where
         Close::NotReading => info!(%peer, "closing connection: the peer stopped reading what the server sends"),
         Close::Io(e) => debug!(%peer, "connection error: {e}"),
         Close::Revoked => info!(%peer, "closing connection of a revoked device"),
+        Close::Disabled => info!(%peer, "closing connection of a disabled user"),
         Close::LoggedOut => info!(%peer, "device logged out"),
         Close::Handshake(r) => info!(%peer, "handshake failed: {r}"),
     }
@@ -158,6 +185,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     rd: &mut R,
     out: &mpsc::Sender<Frame>,
     peer: SocketAddr,
+    kick: watch::Sender<Option<Kick>>,
 ) -> Close {
     let mut dec = FrameDecoder::new();
     // One deadline for everything before `Session`: a peer that sends without reading blocks
@@ -171,6 +199,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
             return Close::Handshake("timed out".into());
         }
     };
+    // From here on a revocation or a disabled account closes the connection. One that landed
+    // between the credential check and this line is caught by the admin watch (`admin.rs`),
+    // which re-checks every registered connection when the store's admin generation moves.
+    let _registered = shared.hub.register(ready.0.user_id, ready.0.device.id, kick);
     authenticated(shared, rd, &mut dec, out, peer, ready).await
 }
 
@@ -249,11 +281,6 @@ async fn authenticated<R: AsyncRead + Unpin>(
                         return Close::PeerClosed;
                     }
                 }
-                Ok(HubEvent::DeviceRevoked { device_id }) if device_id == authed.device.id => {
-                    let _ = out.send(error(0, ErrorCode::InvalidToken, "this device was revoked")).await;
-                    return Close::Revoked;
-                }
-                Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     // Missed pushes: a zero folder id tells the client to re-check all folders.
                     let push = Frame::new(0, Message::FolderChanged(FolderChanged { folder_id: 0, seq: 0 }));
@@ -325,7 +352,7 @@ async fn on_handshake_frame(
             let welcome = Welcome {
                 version,
                 server_name: format!("filesync/{}", env!("CARGO_PKG_VERSION")),
-                registration_open: shared.registration_open,
+                registration_open: shared.registration != crate::Registration::Closed,
             };
             let _ = out.send(Frame::new(id, Message::Welcome(welcome))).await;
             *state = Handshake::AwaitAuth;
@@ -378,6 +405,8 @@ async fn on_request(
         Message::Logout(_) => {
             let r = handlers::logout(shared, authed).await;
             let _ = out.send(Frame::new(id, r)).await;
+            // The device's other connections; this one closes with the reply queued.
+            shared.hub.close_device(authed.user_id, authed.device.id);
             return Some(Close::LoggedOut);
         }
         Message::Hello(_) | Message::Register(_) | Message::Login(_) | Message::Auth(_) => {

@@ -78,7 +78,10 @@ async fn server(args: ServerArgs) -> Result<ExitCode> {
     }
     let mut config = filesync_server::ServerConfig::new(server_data_dir(args.data)?);
     config.listen = args.listen;
-    config.registration_open = args.registration == Registration::Open;
+    config.registration = match args.registration {
+        Registration::Open => filesync_server::Registration::Open,
+        Registration::Closed => filesync_server::Registration::Closed,
+    };
     config.tls_cert = args.tls_cert;
     config.tls_key = args.tls_key;
     config.retention = filesync_store::RetentionPolicy::days(args.retention_days);

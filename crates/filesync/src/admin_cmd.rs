@@ -79,10 +79,6 @@ fn read_new_password(from_stdin: bool) -> Result<String> {
     Ok(pw)
 }
 
-fn when(t: i64) -> String {
-    if t == 0 { "never".into() } else { crate::output::human_time(t) }
-}
-
 pub async fn run(data: PathBuf, cmd: AdminCmd) -> Result<ExitCode> {
     if !data.join("meta.db").is_file() {
         bail!("{} holds no FileSync server data (no meta.db); pass the server's --data directory", data.display());
@@ -114,7 +110,7 @@ async fn run_on(admin: &Admin, cmd: AdminCmd) -> Result<ExitCode> {
             } else if users.is_empty() {
                 println!("No users yet.");
             } else {
-                println!("{:<24} {:>7} {:>12} {:>12}  {}", "USER", "DEVICES", "USAGE", "QUOTA", "STATE");
+                println!("{:<24} {:>7} {:>12} {:>12}  STATE", "USER", "DEVICES", "USAGE", "QUOTA");
                 for u in &users {
                     println!(
                         "{:<24} {:>7} {:>12} {:>12}  {}",
@@ -167,10 +163,10 @@ async fn run_on(admin: &Admin, cmd: AdminCmd) -> Result<ExitCode> {
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!("{:>5}  {:<24} {:<24} {}", "ID", "NAME", "LAST SEEN", "STATE");
+                println!("{:>5}  {:<24} {:<24} STATE", "ID", "NAME", "LAST SEEN");
                 for d in &devices {
                     let state = if d.revoked { "revoked" } else { "active" };
-                    println!("{:>5}  {:<24} {:<24} {state}", d.id, d.name, when(d.last_seen));
+                    println!("{:>5}  {:<24} {:<24} {state}", d.id, d.name, crate::output::human_time(d.last_seen));
                 }
             }
         }

@@ -200,7 +200,8 @@ pub async fn run(
             for (i, u) in uploads.iter().enumerate() {
                 if let Some(c) = u.meta.chunks.iter().find(|c| unsent.contains(&c.hash)) {
                     failed.entry(i).or_insert_with(|| match refused.get(&c.hash) {
-                        Some(r) if r.over_quota => format!("{}: not uploaded. {}", u.path, r.why),
+                        // The server's words: how much is used of how much, and what to do.
+                        Some(r) if r.over_quota => r.why.clone(),
                         Some(r) => format!("{}: the server refused part of it ({}); will retry", u.path, r.why),
                         None => format!("{}: a chunk could not be read; will retry", u.path),
                     });

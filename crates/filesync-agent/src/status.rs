@@ -72,6 +72,10 @@ pub struct FolderStatus {
     /// Unix milliseconds of the last completed pass.
     #[serde(default)]
     pub last_sync_ms: Option<i64>,
+    /// The last pass could not upload some files because the account is over its storage
+    /// quota on the server (`last_error` has the server's figures).
+    #[serde(default)]
+    pub over_quota: bool,
 }
 
 impl FolderStatus {
@@ -95,6 +99,7 @@ impl FolderStatus {
             local_rev: 0,
             server_rev: 0,
             last_sync_ms: None,
+            over_quota: false,
         }
     }
 }

@@ -95,7 +95,9 @@ fn uploads_beyond_the_storage_quota_are_refused_and_the_client_says_why() {
     let mut agent = a.agent();
     wait_until(20, "the agent to report the quota", || {
         let f = a.folder_status();
-        f["state"] == "error" && f["last_error"].as_str().is_some_and(|e| e.contains("storage quota"))
+        f["state"] == "error"
+            && f["over_quota"] == true
+            && f["last_error"].as_str().is_some_and(|e| e.contains("storage quota"))
     });
     assert_eq!(connection(&a).0, "online");
     agent.stop();

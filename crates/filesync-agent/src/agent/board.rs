@@ -176,6 +176,7 @@ pub fn report_pass(board: &StatusBoard, name: &str, r: &Result<PassReport, SyncE
                 f.last_sync = f.last_sync_ms.map(|ms| ms / 1000);
                 f.local_rev = rep.cursor;
                 f.server_rev = f.server_rev.max(rep.cursor);
+                f.over_quota = rep.over_quota;
                 if rep.errors.is_empty() {
                     f.state = FolderState::Idle;
                     f.last_error = None;

@@ -287,7 +287,7 @@ fn check_password(password: &str) -> Result<(), AdminError> {
 
 async fn hash_off_thread(password: &str) -> Result<String, AdminError> {
     let password = password.to_string();
-    tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
+    tokio::task::spawn_blocking(move || crate::auth::hash_password(&password, &mut crate::auth::Argon2Memory::new()))
         .await
         .map_err(|e| AdminError::Invalid(format!("password hashing failed: {e}")))
 }

@@ -365,9 +365,17 @@ step('the account screen shows the pinned server and logs out', async () => {
   await page.getByRole('button', { name: 'Change password' }).click();
   await page.locator('#current_password-error').getByText('the current password is wrong').waitFor();
   await screenshot(page, '18-account.png');
+  // Another computer of the account, logged out by the change below.
+  const phone = new Computer(dir, 'phone');
+  phone.run(['login', '--server', server.addr, '--user', 'ann', '--password-stdin', '--device-name', 'phone',
+    '--fingerprint', server.fingerprint], `${PASSWORD}\n`);
+  phone.run(['devices', 'list']);
   await page.getByLabel('Current password').fill(PASSWORD);
+  await page.getByLabel('Log out every other computer').check();
   await page.getByRole('button', { name: 'Change password' }).click();
   await waitFor('the form to clear', async () => (await page.getByLabel('Current password').inputValue()) === '');
+  await page.getByText('every other computer is logged out').waitFor();
+  assert.throws(() => phone.run(['devices', 'list']), /log in again/, 'the other computer is logged out');
   const tablet = new Computer(dir, 'tablet');
   tablet.run(['login', '--server', server.addr, '--user', 'ann', '--password-stdin', '--device-name', 'tablet',
     '--fingerprint', server.fingerprint], 'a brand new password\n');

@@ -55,6 +55,10 @@ pub struct FolderStatus {
     pub paused_reason: Option<String>,
     #[serde(default)]
     pub skipped: Vec<SkippedItem>,
+    /// Files that failed to sync and why, until a pass that looks at them again succeeds (a
+    /// pass over other paths leaves them standing). `last_error` sums up the first three.
+    #[serde(default)]
+    pub errors: Vec<SkippedItem>,
     #[serde(default)]
     pub progress: Option<ProgressSnapshot>,
     /// True only when nothing is queued, running or due, this computer has pulled everything
@@ -72,6 +76,10 @@ pub struct FolderStatus {
     /// Unix milliseconds of the last completed pass.
     #[serde(default)]
     pub last_sync_ms: Option<i64>,
+    /// The last pass could not upload some files because the account is over its storage
+    /// quota on the server (`last_error` has the server's figures).
+    #[serde(default)]
+    pub over_quota: bool,
 }
 
 impl FolderStatus {
@@ -89,12 +97,14 @@ impl FolderStatus {
             last_error: None,
             paused_reason: None,
             skipped: vec![],
+            errors: vec![],
             progress: None,
             in_sync: false,
             waiting: vec![],
             local_rev: 0,
             server_rev: 0,
             last_sync_ms: None,
+            over_quota: false,
         }
     }
 }

@@ -11,6 +11,7 @@ use filesync_agent::fs::Filesystem;
 use filesync_agent::memfs::MemFs;
 use filesync_agent::state::StateDb;
 use filesync_agent::status::Progress;
+use filesync_client::{ClientError, ErrorCode};
 use filesync_core::{EntryState, Hash, RelPath};
 use futures::future::BoxFuture;
 use std::collections::HashMap;
@@ -34,6 +35,10 @@ struct Inner {
     damaged: std::collections::HashSet<Hash>,
     /// Chunks the server will not take: a batch holding one is refused whole.
     refused: std::collections::HashSet<Hash>,
+    /// The user's storage quota in bytes: a batch that would pass it is refused whole.
+    quota: Option<u64>,
+    /// `put_chunks` calls received.
+    puts: usize,
 }
 
 impl ServerApi for MemServer {
@@ -62,6 +67,14 @@ impl ServerApi for MemServer {
 
     fn put_chunks(&self, chunks: Vec<(Hash, Bytes)>) -> BoxFuture<'_, Result<(), SyncError>> {
         let mut s = self.inner.lock().unwrap();
+        s.puts += 1;
+        let stored: u64 = s.chunks.values().map(|d| d.len() as u64).sum();
+        let new: u64 = chunks.iter().filter(|(h, _)| !s.chunks.contains_key(h)).map(|(_, d)| d.len() as u64).sum();
+        if let Some(quota) = s.quota.filter(|q| stored + new > *q) {
+            let message = format!("Your account is over its storage quota ({stored} B of {quota} B used)");
+            let e = SyncError::Client(ClientError::Server { code: Some(ErrorCode::QuotaExceeded), message });
+            return Box::pin(async move { Err(e) });
+        }
         if let Some((h, _)) = chunks.iter().find(|(h, _)| s.refused.contains(h)) {
             let e = SyncError::Protocol(format!("chunk {h} refused"));
             return Box::pin(async move { Err(e) });
@@ -156,6 +169,30 @@ async fn a_refused_chunk_fails_only_its_file() {
 
     server.inner.lock().unwrap().refused.clear();
     assert_eq!(a.sync().await.uploaded, 1);
+}
+
+/// Regression: over the storage quota every chunk of a refused batch was sent again alone
+/// (each refused again), and the failed files were retried at once by a second pass. Now the
+/// first refusal stops the uploads of the pass, every file that was not uploaded says why, and
+/// the report tells the folder task to wait before trying again.
+#[tokio::test]
+async fn an_upload_over_the_quota_stops_at_the_first_refusal_and_says_why() {
+    let server = Arc::new(MemServer::default());
+    server.inner.lock().unwrap().quota = Some(100);
+    let a = Computer::new(&server, "laptop").await;
+    for i in 0..30 {
+        a.fs.write(&format!("f{i:02}.txt"), format!("file number {i} {}", "x".repeat(100)));
+    }
+    let r = a.sync_with_errors().await;
+    assert!(r.over_quota, "{r:?}");
+    assert_eq!((r.uploaded, r.errors.len()), (0, 30), "{:?}", r.errors);
+    assert!(r.errors.iter().all(|e| e.reason.starts_with("Your account is over its storage quota")), "{:?}", r.errors);
+    assert_eq!(server.inner.lock().unwrap().puts, 1, "one refused batch, not one request per chunk or per pass");
+
+    server.inner.lock().unwrap().quota = None;
+    let r = a.sync().await;
+    assert!(!r.over_quota);
+    assert_eq!(r.uploaded, 30);
 }
 
 /// One chunk the server cannot send costs only the file that needs it: the other files of

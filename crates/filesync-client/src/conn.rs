@@ -168,7 +168,23 @@ impl Connection {
     }
 
     pub async fn register(&self, user: &str, password: &str, device_name: &str) -> Result<Session, ClientError> {
-        let m = Register { user: user.into(), password: password.into(), device_name: device_name.into() };
+        self.register_with_invite(user, password, device_name, "").await
+    }
+
+    /// Registers with an invite code from the server's operator (empty: none).
+    pub async fn register_with_invite(
+        &self,
+        user: &str,
+        password: &str,
+        device_name: &str,
+        invite: &str,
+    ) -> Result<Session, ClientError> {
+        let m = Register {
+            user: user.into(),
+            password: password.into(),
+            device_name: device_name.into(),
+            invite: invite.into(),
+        };
         match self.request(Message::Register(m)).await? {
             Message::Session(s) => Ok(s),
             other => Err(unexpected("Session", &other)),
@@ -219,7 +235,18 @@ impl Connection {
 
     /// Changes this user's password (devices stay logged in).
     pub async fn change_password(&self, current: &str, new: &str) -> Result<(), ClientError> {
-        let m = ChangePassword { current_password: current.into(), new_password: new.into() };
+        self.change_password_with(current, new, false).await
+    }
+
+    /// Changes this user's password and, with `log_out_other_devices`, revokes every other
+    /// device of the user (this one stays logged in).
+    pub async fn change_password_with(
+        &self,
+        current: &str,
+        new: &str,
+        log_out_other_devices: bool,
+    ) -> Result<(), ClientError> {
+        let m = ChangePassword { current_password: current.into(), new_password: new.into(), log_out_other_devices };
         expect_ok(self.request(Message::ChangePassword(m)).await?)
     }
 

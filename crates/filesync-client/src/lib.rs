@@ -102,9 +102,18 @@ impl ClientError {
             || matches!(self.code(), Some(ErrorCode::Internal | ErrorCode::RateLimited | ErrorCode::StorageFull))
     }
 
-    /// True when this device's credentials are no longer accepted.
+    /// True when this device's credentials are no longer accepted (a disabled account
+    /// included: retrying does not help until the operator enables it again).
     pub fn is_auth_failure(&self) -> bool {
-        matches!(self.code(), Some(ErrorCode::InvalidToken | ErrorCode::NotAuthenticated | ErrorCode::BadCredentials))
+        matches!(
+            self.code(),
+            Some(
+                ErrorCode::InvalidToken
+                    | ErrorCode::NotAuthenticated
+                    | ErrorCode::BadCredentials
+                    | ErrorCode::AccountDisabled
+            )
+        )
     }
 }
 

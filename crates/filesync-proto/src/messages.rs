@@ -33,6 +33,10 @@ pub struct Register {
     pub password: String,
     #[prost(string, tag = "3")]
     pub device_name: String,
+    /// A one-time invite code from the server's operator; needed when the server's
+    /// registration is by invite, ignored otherwise.
+    #[prost(string, tag = "4")]
+    pub invite: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -120,13 +124,18 @@ pub struct RenameDevice {
     pub name: String,
 }
 
-/// Changes the user's password; the current one must be given. Devices stay logged in.
+/// Changes the user's password; the current one must be given. Devices stay logged in unless
+/// `log_out_other_devices` is set.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ChangePassword {
     #[prost(string, tag = "1")]
     pub current_password: String,
     #[prost(string, tag = "2")]
     pub new_password: String,
+    /// Also revoke every other device of the user (their connections are closed); the
+    /// device of this connection stays logged in.
+    #[prost(bool, tag = "3")]
+    pub log_out_other_devices: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -429,6 +438,12 @@ pub enum ErrorCode {
     /// Too many failed logins; retry after the delay in the message.
     RateLimited = 14,
     Internal = 15,
+    /// The server's operator disabled this account.
+    AccountDisabled = 16,
+    /// The upload would take the account over its storage quota.
+    QuotaExceeded = 17,
+    /// The invite code is unknown, already used or expired.
+    InviteInvalid = 18,
 }
 
 impl ErrorCode {
@@ -450,6 +465,9 @@ impl ErrorCode {
             13 => StorageFull,
             14 => RateLimited,
             15 => Internal,
+            16 => AccountDisabled,
+            17 => QuotaExceeded,
+            18 => InviteInvalid,
             _ => return None,
         })
     }

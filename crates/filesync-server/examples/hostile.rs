@@ -257,7 +257,12 @@ mod bench {
     async fn flood_without_reading(bin: &Path) {
         let s = Arc::new(start(bin));
         let mut c = Raw::new(&s, "127.0.5.1").await;
-        let r = Register { user: "mallory".into(), password: PASSWORD.into(), device_name: "flood".into() };
+        let r = Register {
+            user: "mallory".into(),
+            password: PASSWORD.into(),
+            device_name: "flood".into(),
+            invite: String::new(),
+        };
         assert!(matches!(c.request(Message::Register(r)).await, Message::Session(_)));
         let data: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         let hash = Hash::of(&data);

@@ -1,6 +1,7 @@
 //! Request handlers: each one parses a message, applies it to the stores for the
 //! authenticated user, and encodes the reply. Every lookup is scoped to that user.
 
+use crate::Registration;
 use crate::Shared;
 use crate::auth;
 use crate::history;
@@ -13,7 +14,7 @@ use filesync_proto::{
     ChunkData, ChunkPresence, Chunks, CommitOutcome, CommitResult, DeviceInfo, Devices, ErrorCode, ErrorMsg,
     FolderInfo, Folders, Message, Session, limits,
 };
-use filesync_store::{Device, Folder, Outcome, ProposedChange, StoreError, UserId};
+use filesync_store::{Device, Folder, NewAccount, Outcome, ProposedChange, StoreError, UserId};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tracing::{error, info};
@@ -40,6 +41,10 @@ pub(crate) fn store_err(e: StoreError) -> ErrorMsg {
         StoreError::MissingChunks(_) => err(ErrorCode::MissingChunks, e.to_string()),
         StoreError::Full(_) => err(ErrorCode::StorageFull, "the server's storage is full; free space on the server"),
         StoreError::UserExists(_) => err(ErrorCode::UserExists, e.to_string()),
+        StoreError::InviteInvalid => err(
+            ErrorCode::InviteInvalid,
+            "the invite code is unknown, already used or expired; ask the server's operator for a new one",
+        ),
         StoreError::FolderNotFound(_) | StoreError::VersionNotFound { .. } => err(ErrorCode::NotFound, e.to_string()),
         other => {
             error!("storage error: {other}");
@@ -48,7 +53,7 @@ pub(crate) fn store_err(e: StoreError) -> ErrorMsg {
     }
 }
 
-fn valid_user_name(name: &str) -> Reply<()> {
+pub(crate) fn valid_user_name(name: &str) -> Reply<()> {
     let ok =
         !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
     if ok {
@@ -88,12 +93,23 @@ pub(crate) async fn register(
     r: filesync_proto::Register,
     peer: SocketAddr,
 ) -> Reply<(Authed, Session)> {
-    if !shared.registration_open {
-        return Err(err(
-            ErrorCode::RegistrationClosed,
-            "registration is closed on this server; ask its operator for an account",
-        ));
-    }
+    let invite = match shared.registration {
+        Registration::Open => None,
+        Registration::Closed => {
+            return Err(err(
+                ErrorCode::RegistrationClosed,
+                "registration is closed on this server; ask its operator for an account",
+            ));
+        }
+        Registration::Invite if r.invite.trim().is_empty() => {
+            return Err(err(
+                ErrorCode::RegistrationClosed,
+                "this server accepts new accounts by invite only: ask its operator for an invite code \
+                 (`filesync server admin invite`) and register with it (`filesync register --invite CODE`)",
+            ));
+        }
+        Registration::Invite => Some(crate::admin::invite_hash(r.invite.trim())),
+    };
     valid_user_name(&r.user)?;
     if r.password.chars().count() < 8 || r.password.len() > limits::MAX_PASSWORD_LEN {
         return Err(err(ErrorCode::BadRequest, "passwords must be at least 8 characters (and at most 1024 bytes)"));
@@ -109,7 +125,8 @@ pub(crate) async fn register(
         ));
     }
     let hash = shared.passwords.hash(r.password.clone()).await?;
-    let user = match shared.meta.create_user(&r.user, &hash, now()).await {
+    let account = NewAccount { name: &r.user, password_hash: &hash, quota: shared.default_quota, invite };
+    let user = match shared.meta.create_account(&account, now()).await {
         Ok(u) => u,
         Err(StoreError::UserExists(_)) => {
             return Err(err(ErrorCode::UserExists, format!("the user name {:?} is taken", r.user)));
@@ -163,6 +180,10 @@ pub(crate) async fn login(shared: &Shared, l: filesync_proto::Login, peer: Socke
         }
     };
     shared.throttle.succeeded(&keys);
+    if user.disabled {
+        info!(%peer, user = %user.name, "login of a disabled user refused");
+        return Err(disabled());
+    }
     issue_device(shared, user.id, &user.name, &l.device_name).await
 }
 
@@ -178,6 +199,9 @@ pub(crate) async fn auth(shared: &Shared, a: filesync_proto::Auth) -> Reply<(Aut
         return Err(invalid());
     }
     let user = shared.meta.user_by_id(device.user_id).await.map_err(store_err)?.ok_or_else(invalid)?;
+    if user.disabled {
+        return Err(disabled());
+    }
     shared.meta.touch_device(device.id, now()).await.map_err(store_err)?;
     let session = Session {
         user_id: user.id,
@@ -189,12 +213,16 @@ pub(crate) async fn auth(shared: &Shared, a: filesync_proto::Auth) -> Reply<(Aut
     Ok((Authed { user_id: user.id, user_name: user.name, device }, session))
 }
 
+fn disabled() -> ErrorMsg {
+    err(
+        ErrorCode::AccountDisabled,
+        "this account is disabled by the server's operator; ask them to enable it again (your files are kept)",
+    )
+}
+
 pub(crate) async fn logout(shared: &Shared, a: &Authed) -> Message {
     match shared.meta.revoke_device(a.user_id, a.device.id).await {
-        Ok(_) => {
-            shared.hub.publish(a.user_id, HubEvent::DeviceRevoked { device_id: a.device.id });
-            Message::Ok(Default::default())
-        }
+        Ok(_) => Message::Ok(Default::default()),
         Err(e) => Message::Error(store_err(e)),
     }
 }
@@ -244,7 +272,7 @@ async fn revoke_device(shared: &Shared, a: &Authed, device_id: u64) -> Reply<Mes
     if !shared.meta.revoke_device(a.user_id, device_id).await.map_err(store_err)? {
         return Err(err(ErrorCode::NotFound, format!("you have no device with id {device_id}")));
     }
-    shared.hub.publish(a.user_id, HubEvent::DeviceRevoked { device_id });
+    shared.hub.close_device(a.user_id, device_id);
     Ok(Message::Ok(Default::default()))
 }
 
@@ -286,6 +314,11 @@ async fn change_password(shared: &Shared, a: &Authed, c: filesync_proto::ChangeP
     let hash = shared.passwords.hash(c.new_password.clone()).await?;
     shared.meta.set_password_hash(a.user_id, &hash).await.map_err(store_err)?;
     info!(user = %a.user_name, "password changed");
+    if c.log_out_other_devices {
+        let revoked = shared.meta.revoke_devices_except(a.user_id, Some(a.device.id)).await.map_err(store_err)?;
+        shared.hub.close_devices(a.user_id, &revoked);
+        info!(user = %a.user_name, devices = revoked.len(), "other devices logged out");
+    }
     Ok(Message::Ok(Default::default()))
 }
 
@@ -374,6 +407,7 @@ async fn put_chunks(shared: &Shared, a: &Authed, p: filesync_proto::PutChunks) -
     })
     .await
     .map_err(|_| err(ErrorCode::Internal, "hashing failed"))??;
+    crate::admin::check_quota(shared, a.user_id, &chunks).await?;
     // Garbage collection must not delete a chunk's bytes between this put finding them present
     // and the record below: hold the gate for both (see `maintenance.rs`).
     let _gate = shared.chunk_gate.read().await;

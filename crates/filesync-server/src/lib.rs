@@ -6,6 +6,7 @@
 //! This crate refuses to decide sync conflicts for clients (it only applies the commit rule of
 //! `filesync-store`) and holds no per-file state in memory: everything durable is in the stores.
 
+pub mod admin;
 mod admission;
 pub mod auth;
 mod datadir;
@@ -46,7 +47,13 @@ pub enum ServerError {
 pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub listen: String,
-    pub registration_open: bool,
+    /// Who may create an account with `Register`.
+    pub registration: Registration,
+    /// The storage quota of accounts created by `Register` (`None`: unlimited).
+    pub default_quota: Option<u64>,
+    /// How often the server looks for changes an admin command made in its store (a user
+    /// disabled, a device revoked), to close the connections concerned.
+    pub admin_poll: Duration,
     /// Use this certificate and key instead of the generated self-signed pair.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -78,7 +85,9 @@ impl ServerConfig {
         ServerConfig {
             data_dir: data_dir.into(),
             listen: "127.0.0.1:7443".into(),
-            registration_open: true,
+            registration: Registration::Open,
+            default_quota: None,
+            admin_poll: admin::ADMIN_POLL,
             tls_cert: None,
             tls_key: None,
             limits: Limits::default(),
@@ -93,6 +102,17 @@ impl ServerConfig {
     }
 }
 
+/// Who may create an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Registration {
+    /// Anyone who can reach the server.
+    Open,
+    /// Nobody: the operator creates accounts (`filesync server admin create-user`).
+    Closed,
+    /// Whoever has a one-time invite code from the operator (`filesync server admin invite`).
+    Invite,
+}
+
 /// Everything a connection handler needs, shared by all connections.
 pub(crate) struct Shared {
     pub meta: Arc<dyn MetaStore>,
@@ -100,7 +120,8 @@ pub(crate) struct Shared {
     pub hub: hub::Hub,
     pub throttle: auth::LoginThrottle,
     pub passwords: Arc<passwords::PasswordWork>,
-    pub registration_open: bool,
+    pub registration: Registration,
+    pub default_quota: Option<u64>,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     /// Held shared by chunk uploads, exclusively by the garbage collector (`maintenance.rs`).
@@ -116,6 +137,7 @@ pub struct Server {
     admission: Arc<admission::Admission>,
     maintenance: Maintenance,
     schedule: MaintenanceSchedule,
+    admin_poll: Duration,
 }
 
 /// Loads (creating on first use) the TLS identity of a data directory. Creates the directory
@@ -166,7 +188,8 @@ impl Server {
                 hub: hub::Hub::default(),
                 throttle: auth::LoginThrottle::default(),
                 passwords: Arc::new(passwords::PasswordWork::new(config.password_concurrency, config.password_queue)),
-                registration_open: config.registration_open,
+                registration: config.registration,
+                default_quota: config.default_quota,
                 handshake_timeout: config.handshake_timeout,
                 idle_timeout: config.idle_timeout,
                 chunk_gate,
@@ -177,6 +200,7 @@ impl Server {
             admission: admission::Admission::new(config.limits),
             maintenance,
             schedule: config.maintenance,
+            admin_poll: config.admin_poll,
         })
     }
 
@@ -217,6 +241,7 @@ impl Server {
         let housekeeping = tokio::spawn(self.maintenance.clone().run_forever(self.schedule.clone()));
         // Stops the maintenance task however `run` ends.
         let _housekeeping = AbortOnDrop(housekeeping);
+        let _admin_watch = AbortOnDrop(tokio::spawn(admin::watch_admin_changes(self.shared.clone(), self.admin_poll)));
         let admission = self.admission;
         // Connections refused since the last log line, so that a flood logs once a minute.
         let mut refused = RefusedLog::default();

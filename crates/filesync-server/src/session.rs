@@ -12,13 +12,14 @@
 //! address's budget and the server's, `admission.rs`) before they are read, a reply's before
 //! its request is handled, and both are given back once the reply is written; so a peer that
 //! does not read stops its own requests, never grows the server. Pushes wait beside the reply
-//! queue, merged per folder, so they never block on it, and a revoked device's events are
-//! watched on their own: revocation closes the connection whatever the reader is waiting on.
+//! queue, merged per folder, so they never block on it. A revocation or a disabled account
+//! reaches the session through the hub's kick (`hub.rs`), selected on beside the requests: it
+//! closes the connection whatever the reader is waiting on.
 
 use crate::Shared;
 use crate::admission::{Held, Memory, Ticket};
 use crate::handlers::{self, Authed};
-use crate::hub::HubEvent;
+use crate::hub::{HubEvent, Kick};
 use bytes::BytesMut;
 use filesync_proto::{
     ErrorCode, ErrorMsg, FolderChanged, Frame, FrameDecoder, Message, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN,
@@ -29,7 +30,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -80,6 +81,7 @@ enum Close {
     NotReading,
     Io(std::io::Error),
     Revoked,
+    Disabled,
     LoggedOut,
     Handshake(String),
     Full,
@@ -128,6 +130,7 @@ pub(crate) async fn serve<S>(
         Close::NotReading => info!(%peer, "closing connection: the peer stopped reading what the server sends"),
         Close::Io(e) => debug!(%peer, "connection error: {e}"),
         Close::Revoked => info!(%peer, "closing connection of a revoked device"),
+        Close::Disabled => info!(%peer, "closing connection of a disabled user"),
         Close::LoggedOut => info!(%peer, "device logged out"),
         Close::Handshake(r) => info!(%peer, "handshake failed: {r}"),
         Close::Full => warn!(%peer, "closing connection: the server holds as many devices' connections as it allows"),
@@ -315,12 +318,36 @@ async fn read_loop<R: AsyncRead + Unpin>(
     };
     let (authed, events) = ready;
     let memory = ticket.memory().clone();
-    // Events are watched beside the requests, not between them: a reader waiting for room in
-    // the reply queue or for memory still sees its device revoked.
+    // From here on a revocation or a disabled account closes the connection. One that landed
+    // between the credential check and this line is caught by the admin watch (`admin.rs`),
+    // which re-checks every registered connection when the store's admin generation moves.
+    let (kick_tx, kick_rx) = watch::channel(None);
+    let _registered = shared.hub.register(authed.user_id, authed.device.id, kick_tx);
+    // Events and kicks are watched beside the requests, not between them: a reader waiting
+    // for room in the reply queue or for memory is still closed at once.
     let conn = Authenticated { shared, authed: &authed, out, pushes, memory: &memory, peer };
     tokio::select! {
         close = requests(&conn, rd, &mut dec) => close,
-        close = watch_events(&authed, events, pushes) => close,
+        close = watch_events(events, pushes) => close,
+        close = kicked(kick_rx, pushes) => close,
+    }
+}
+
+/// Waits until the hub says this connection must close; the reason is the last word.
+async fn kicked(mut kick: watch::Receiver<Option<Kick>>, pushes: &Pushes) -> Close {
+    let why = kick.wait_for(Option::is_some).await.map(|k| *k);
+    match why {
+        Ok(Some(Kick::DeviceRevoked)) => {
+            pushes.last_word(error(0, ErrorCode::InvalidToken, "this device was revoked"));
+            Close::Revoked
+        }
+        Ok(Some(Kick::UserDisabled)) => {
+            let msg = "this account was disabled by the server's operator";
+            pushes.last_word(error(0, ErrorCode::AccountDisabled, msg));
+            Close::Disabled
+        }
+        // The registration holds the sender for as long as this runs.
+        _ => std::future::pending().await,
     }
 }
 
@@ -358,16 +385,11 @@ fn announced_len(dec: &mut FrameDecoder) -> Option<usize> {
     (b.len() >= 4).then(|| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
 }
 
-/// Turns the user's hub events into pushes until this device is revoked.
-async fn watch_events(authed: &Authed, mut events: broadcast::Receiver<HubEvent>, pushes: &Pushes) -> Close {
+/// Turns the user's hub events into pushes, for as long as the connection lives.
+async fn watch_events(mut events: broadcast::Receiver<HubEvent>, pushes: &Pushes) -> Close {
     loop {
         match events.recv().await {
             Ok(HubEvent::FolderChanged { folder_id, seq }) => pushes.folder_changed(folder_id, seq),
-            Ok(HubEvent::DeviceRevoked { device_id }) if device_id == authed.device.id => {
-                pushes.last_word(error(0, ErrorCode::InvalidToken, "this device was revoked"));
-                return Close::Revoked;
-            }
-            Ok(_) => {}
             // Missed events: the client re-checks every folder.
             Err(broadcast::error::RecvError::Lagged(_)) => pushes.everything_changed(),
             Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
@@ -493,7 +515,7 @@ async fn on_handshake_frame(
             let welcome = Welcome {
                 version,
                 server_name: format!("filesync/{}", env!("CARGO_PKG_VERSION")),
-                registration_open: shared.registration_open,
+                registration_open: shared.registration != crate::Registration::Closed,
             };
             let _ = send(Frame::new(id, Message::Welcome(welcome))).await;
             *state = Handshake::AwaitAuth;
@@ -566,10 +588,11 @@ async fn on_request(
             return None;
         }
         Message::Logout(_) => {
-            // The reply is the last word: the revocation event that logging out publishes
-            // ends the session at once, before a queued reply would be sent.
+            // The reply is the last word, before the kick that closes the device's other
+            // connections (and, should it win the race, this one) could be.
             let r = handlers::logout(shared, authed).await;
             pushes.last_word(Frame::new(id, r));
+            shared.hub.close_device(authed.user_id, authed.device.id);
             return Some(Close::LoggedOut);
         }
         Message::Hello(_) | Message::Register(_) | Message::Login(_) | Message::Auth(_) => {

@@ -19,6 +19,7 @@ use crate::{ChunkStore, MetaStore};
 mod chunks;
 mod history;
 mod meta;
+mod operators;
 
 /// Runs every metadata check against `store`, which must be empty.
 pub async fn run_meta_suite<S: MetaStore>(store: &S) {
@@ -57,6 +58,20 @@ pub async fn run_meta_suite<S: MetaStore>(store: &S) {
         chunk_presence_is_per_user,
         chunk_queries_handle_thousands_of_hashes,
         large_batch_commits_in_order,
+    );
+    macro_rules! run_operators {
+        ($($check:ident),* $(,)?) => {$(
+            eprintln!("meta store conformance: {}", stringify!($check));
+            operators::$check(store).await;
+        )*};
+    }
+    run_operators!(
+        new_users_are_enabled_without_a_quota,
+        users_are_disabled_and_enabled_again,
+        quotas_are_set_and_removed,
+        stored_bytes_count_each_chunk_once_per_user,
+        other_devices_are_revoked_and_this_one_kept,
+        invites_are_used_once_and_expire,
     );
     macro_rules! run_history {
         ($($check:ident),* $(,)?) => {$(

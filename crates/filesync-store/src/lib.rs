@@ -43,6 +43,22 @@ pub struct User {
     /// PHC string (Argon2id).
     pub password_hash: String,
     pub created_at: i64,
+    /// Disabled by the server's operator: no login, no connection, data kept.
+    pub disabled: bool,
+    /// Most bytes of chunks the user may store ([`MetaStore::stored_bytes`]); `None`: no limit.
+    pub quota: Option<u64>,
+}
+
+/// A new account, as [`MetaStore::create_account`] creates it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAccount<'a> {
+    pub name: &'a str,
+    /// PHC string (Argon2id).
+    pub password_hash: &'a str,
+    /// Storage quota in bytes; `None`: unlimited.
+    pub quota: Option<u64>,
+    /// The hash of an invite code ([`MetaStore::create_invite`]) this registration uses up.
+    pub invite: Option<[u8; 32]>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,6 +172,8 @@ pub enum StoreError {
     VersionNotFound { folder: FolderId, path: String, rev: u64 },
     #[error("user name {0:?} is already taken")]
     UserExists(String),
+    #[error("the invite code is unknown, already used or expired")]
+    InviteInvalid,
     #[error("folder {0} not found")]
     FolderNotFound(FolderId),
     #[error("the commit references {} chunk(s) the server does not have, first {}", .0.len(), .0.first().map(|h| h.to_hex()).unwrap_or_default())]
@@ -203,7 +221,15 @@ pub async fn open_embedded(data_dir: &std::path::Path) -> Result<(sqlite::Sqlite
 /// user is reported as not found. Callers authorize; implementations must not leak.
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
-    async fn create_user(&self, name: &str, password_hash: &str, now: i64) -> Result<User>;
+    /// Creates an account without a quota or an invite.
+    async fn create_user(&self, name: &str, password_hash: &str, now: i64) -> Result<User> {
+        self.create_account(&NewAccount { name, password_hash, quota: None, invite: None }, now).await
+    }
+    /// Creates an account, in one transaction with using up its invite: fails with
+    /// [`StoreError::InviteInvalid`] (creating nothing) if the invite is unknown, used or
+    /// expired at `now`, and with [`StoreError::UserExists`] (using up nothing) if the name is
+    /// taken.
+    async fn create_account(&self, account: &NewAccount<'_>, now: i64) -> Result<User>;
     async fn user_by_name(&self, name: &str) -> Result<Option<User>>;
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>>;
     async fn set_password_hash(&self, user: UserId, password_hash: &str) -> Result<()>;
@@ -214,7 +240,8 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn device_by_token_hash(&self, token_hash: &[u8; 32]) -> Result<Option<Device>>;
     async fn device(&self, user: UserId, device: DeviceId) -> Result<Option<Device>>;
     async fn list_devices(&self, user: UserId) -> Result<Vec<Device>>;
-    /// Marks the device revoked. Returns false if the user has no such device.
+    /// Marks the device revoked. Returns false if the user has no such device. Bumps the
+    /// [`MetaStore::admin_generation`].
     async fn revoke_device(&self, user: UserId, device: DeviceId) -> Result<bool>;
     async fn rename_device(&self, user: UserId, device: DeviceId, name: &str) -> Result<bool>;
     async fn touch_device(&self, device: DeviceId, now: i64) -> Result<()>;
@@ -253,6 +280,23 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Every user, by id (for server maintenance).
     async fn list_users(&self) -> Result<Vec<User>>;
+
+    /// Disables or re-enables a user; false if there is no such user. Bumps the
+    /// [`MetaStore::admin_generation`].
+    async fn set_user_disabled(&self, user: UserId, disabled: bool) -> Result<bool>;
+    /// Sets (`None`: removes) a user's storage quota; false if there is no such user.
+    async fn set_quota(&self, user: UserId, quota: Option<u64>) -> Result<bool>;
+    /// Bytes of the chunks the user stores, each chunk once: what counts against the quota.
+    async fn stored_bytes(&self, user: UserId) -> Result<u64>;
+    /// Revokes every device of the user that is not revoked yet, except `keep`; returns the
+    /// ids it revoked. Bumps the [`MetaStore::admin_generation`] if it revoked any.
+    async fn revoke_devices_except(&self, user: UserId, keep: Option<DeviceId>) -> Result<Vec<DeviceId>>;
+    /// Stores a one-time invite code by its hash, usable until `expires_at` (Unix seconds).
+    async fn create_invite(&self, code_hash: &[u8; 32], expires_at: i64, now: i64) -> Result<()>;
+    /// A counter that every change a running server must act on (a user disabled, a device
+    /// revoked) increases, so that a server sharing the store with another process (an admin
+    /// command) notices by polling it.
+    async fn admin_generation(&self) -> Result<u64>;
 
     /// One version of the folder's journal by its rev, if it is still stored.
     async fn version(&self, folder: FolderId, rev: u64) -> Result<Option<EntryState>>;

@@ -9,6 +9,7 @@
 //! The SQL is kept portable (`$n` placeholders, `RETURNING`, `ON CONFLICT`) so a PostgreSQL
 //! store can reuse it; the shared column encodings are in `src/sql.rs`.
 
+mod accounts;
 mod history;
 mod rows;
 mod schema;
@@ -18,8 +19,8 @@ mod tests;
 use crate::decide::{Decision, decide};
 use crate::sql::{self, key};
 use crate::{
-    ChunkSweep, CommitOutput, Device, DeviceId, Folder, FolderId, MetaStore, Outcome, ProposedChange, PruneStats,
-    Result, RetentionPolicy, StoreError, TrashEntry, Usage, User, UserId,
+    ChunkSweep, CommitOutput, Device, DeviceId, Folder, FolderId, MetaStore, NewAccount, Outcome, ProposedChange,
+    PruneStats, Result, RetentionPolicy, StoreError, TrashEntry, Usage, User, UserId,
 };
 use async_trait::async_trait;
 use filesync_core::{EntryState, Hash, RelPath};
@@ -116,33 +117,25 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 #[async_trait]
 impl MetaStore for SqliteMeta {
-    async fn create_user(&self, name: &str, password_hash: &str, now: i64) -> Result<User> {
-        let row = sqlx::query(
-            "INSERT INTO users (name, password_hash, created_at) VALUES ($1, $2, $3) \
-             RETURNING id, name, password_hash, created_at",
-        )
-        .bind(name)
-        .bind(password_hash)
-        .bind(now)
-        .fetch_one(&self.write)
-        .await
-        .map_err(|e| if is_unique_violation(&e) { StoreError::UserExists(name.to_owned()) } else { e.into() })?;
-        user_from_row(&row)
+    async fn create_account(&self, account: &NewAccount<'_>, now: i64) -> Result<User> {
+        accounts::create_account(&self.write, account, now).await
     }
 
     async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT id, name, password_hash, created_at FROM users WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await?;
+        let row =
+            sqlx::query("SELECT id, name, password_hash, created_at, disabled, quota_bytes FROM users WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.read)
+                .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT id, name, password_hash, created_at FROM users WHERE id = $1")
-            .bind(key(id))
-            .fetch_optional(&self.read)
-            .await?;
+        let row =
+            sqlx::query("SELECT id, name, password_hash, created_at, disabled, quota_bytes FROM users WHERE id = $1")
+                .bind(key(id))
+                .fetch_optional(&self.read)
+                .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -201,11 +194,14 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn revoke_device(&self, user: UserId, device: DeviceId) -> Result<bool> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query("UPDATE devices SET revoked = TRUE WHERE id = $1 AND user_id = $2")
             .bind(key(device))
             .bind(key(user))
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
+        accounts::bump_generation(&mut tx).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -399,10 +395,35 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn list_users(&self) -> Result<Vec<User>> {
-        let rows = sqlx::query("SELECT id, name, password_hash, created_at FROM users ORDER BY id")
-            .fetch_all(&self.read)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, name, password_hash, created_at, disabled, quota_bytes FROM users ORDER BY id")
+                .fetch_all(&self.read)
+                .await?;
         rows.iter().map(user_from_row).collect()
+    }
+
+    async fn set_user_disabled(&self, user: UserId, disabled: bool) -> Result<bool> {
+        accounts::set_user_disabled(&self.write, user, disabled).await
+    }
+
+    async fn set_quota(&self, user: UserId, quota: Option<u64>) -> Result<bool> {
+        accounts::set_quota(&self.write, user, quota).await
+    }
+
+    async fn stored_bytes(&self, user: UserId) -> Result<u64> {
+        accounts::stored_bytes(&self.read, user).await
+    }
+
+    async fn revoke_devices_except(&self, user: UserId, keep: Option<DeviceId>) -> Result<Vec<DeviceId>> {
+        accounts::revoke_devices_except(&self.write, user, keep).await
+    }
+
+    async fn create_invite(&self, code_hash: &[u8; 32], expires_at: i64, now: i64) -> Result<()> {
+        accounts::create_invite(&self.write, code_hash, expires_at, now).await
+    }
+
+    async fn admin_generation(&self) -> Result<u64> {
+        accounts::admin_generation(&self.read).await
     }
 
     async fn version(&self, folder: FolderId, rev: u64) -> Result<Option<EntryState>> {

@@ -54,6 +54,8 @@ pub struct FolderView {
     pub paused_reason: Option<String>,
     /// Paused by the mass-delete guard (not by a person): confirm the deletions, or restore.
     pub guard_tripped: bool,
+    /// Files were not uploaded because the account is over its storage quota on the server.
+    pub over_quota: bool,
     pub hint: Option<String>,
     pub skipped: Vec<SkippedItem>,
     pub progress: Option<ProgressView>,
@@ -82,6 +84,12 @@ pub struct ProgressView {
 
 fn folder_hint(f: &FolderStatus) -> Option<String> {
     match f.state {
+        FolderState::Error if f.over_quota => Some(
+            "Your account is full on the server. Delete files you do not need (the server keeps deleted files in \
+             its history for a while, so the space comes back later) or ask the server's operator for a larger \
+             quota. FileSync tries the files again every five minutes and whenever they change."
+                .into(),
+        ),
         // Without a folder-level error the connection banner already says what is wrong.
         FolderState::Error if f.last_error.is_some() => Some(
             "FileSync retries the failed files by itself within a minute; if the message names a cause \
@@ -131,8 +139,10 @@ impl AppState {
         };
         let hint = match connection.as_str() {
             "error" => Some(
-                "The server no longer accepts this computer (its access was revoked, or the account changed). \
-                 To sync again, log out on the Account screen, then log in anew."
+                "The server no longer accepts this computer: its access was revoked, the account changed, or the \
+                 server's operator disabled the account (the message says which). If the account is disabled, ask \
+                 the operator to enable it: this computer reconnects by itself. Otherwise, to sync again, log out on \
+                 the Account screen, then log in anew."
                     .to_string(),
             ),
             "offline" => Some(format!(
@@ -162,6 +172,7 @@ impl AppState {
                             last_error: f.last_error.clone(),
                             paused_reason: f.paused_reason.clone(),
                             guard_tripped,
+                            over_quota: f.over_quota,
                             hint: if guard_tripped {
                                 Some(
                                 "If you deleted these files on purpose, confirm the deletions. If not, put them back \
@@ -204,6 +215,7 @@ impl AppState {
                         last_error: None,
                         paused_reason: None,
                         guard_tripped: false,
+                        over_quota: false,
                         hint: None,
                         skipped: vec![],
                         progress: None,

@@ -53,11 +53,18 @@ pub enum Command {
     Agent(crate::ui_cmd::AgentArgs),
     /// Open the web UI in the browser (the running agent serves it), or print its URL.
     Ui(crate::ui_cmd::UiArgs),
-    /// Change this account's password (every computer stays logged in).
+    /// Change this account's password, and choose whether your other computers stay logged in.
     Password {
         /// Read the current and the new password from the first two lines of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// Also log out every other computer of this account (each must log in again with
+        /// the new password). Without this or --keep-other-devices, a terminal asks.
+        #[arg(long, conflicts_with = "keep_other_devices")]
+        log_out_other_devices: bool,
+        /// Keep every other computer logged in, without asking.
+        #[arg(long)]
+        keep_other_devices: bool,
     },
     /// List conflict copies, or resolve one (`conflicts resolve PATH --keep mine|theirs|both`).
     Conflicts {
@@ -123,9 +130,16 @@ pub struct ServerArgs {
     /// Address and port to listen on.
     #[arg(long, default_value = "0.0.0.0:7443")]
     pub listen: String,
-    /// Whether anyone who can reach the server may create an account.
-    #[arg(long, value_enum, default_value_t = Registration::Open)]
-    pub registration: Registration,
+    /// Who may create an account: anyone who can reach the server (open), nobody (closed:
+    /// `filesync server admin create-user` makes accounts), or whoever has an invite code
+    /// (invite: `filesync server admin invite`). Default: open on a loopback address; on any
+    /// other address the server refuses to start until you choose.
+    #[arg(long, value_enum)]
+    pub registration: Option<Registration>,
+    /// Storage quota of new accounts made by registration, e.g. 10G, 500M (default:
+    /// unlimited). `filesync server admin quota` changes one account's.
+    #[arg(long, value_name = "SIZE", value_parser = crate::admin_cmd::parse_quota)]
+    pub default_quota: Option<Quota>,
     /// PEM certificate (chain) to use instead of the generated self-signed one.
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -185,12 +199,81 @@ pub enum ServerCmd {
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
+    /// Manage accounts on this machine's server: users, quotas, devices, invite codes. Works
+    /// on the data directory, with or without the server running (a running server acts on a
+    /// change within a second).
+    Admin(AdminArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Registration {
     Open,
     Closed,
+    Invite,
+}
+
+/// A storage quota: bytes, or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota(pub Option<u64>);
+
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    /// The server's data directory. Default: the platform data dir.
+    #[arg(long, global = true)]
+    pub data: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: AdminCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCmd {
+    /// Every user: devices (not revoked), storage used, quota, disabled.
+    Users {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a user (the password is asked twice, or read from standard input).
+    CreateUser {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+        /// Storage quota, e.g. 10G (default: unlimited).
+        #[arg(long, value_name = "SIZE", value_parser = crate::admin_cmd::parse_quota)]
+        quota: Option<Quota>,
+    },
+    /// Disable a user: every connection of theirs closes, and they cannot log in until enabled.
+    Disable { name: String },
+    /// Enable a disabled user again; their devices reconnect by themselves.
+    Enable { name: String },
+    /// Set a user's storage quota: a size such as 10G or 500M, or `unlimited`.
+    Quota {
+        name: String,
+        #[arg(value_parser = crate::admin_cmd::parse_quota)]
+        size: Quota,
+    },
+    /// Give a user a new password.
+    ResetPassword {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+        /// Also log out every device of the user (each must log in again).
+        #[arg(long)]
+        log_out_devices: bool,
+    },
+    /// A user's devices: ID, name, last seen, revoked.
+    Devices {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke one device of a user: its token stops working and its connection closes.
+    RevokeDevice { name: String, id: u64 },
+    /// Print a one-time invite code for `filesync register --invite CODE`.
+    Invite {
+        /// How long the code stays valid, in days.
+        #[arg(long, value_name = "DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=365))]
+        days: u32,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -209,6 +292,9 @@ pub struct LoginArgs {
     /// The server certificate's fingerprint (SHA256:…), required when not asked interactively.
     #[arg(long)]
     pub fingerprint: Option<String>,
+    /// `register` on a server that accepts new accounts by invite: the code its operator gave you.
+    #[arg(long, value_name = "CODE")]
+    pub invite: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

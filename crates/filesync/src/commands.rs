@@ -46,7 +46,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sync { quiet, json } => sync(&home?, quiet || json, json).await,
         Command::Agent(args) => run_agent(&home?, args).await,
         Command::Ui(args) => crate::ui_cmd::run(&home?, args).await,
-        Command::Password { password_stdin } => change_password(&home?, password_stdin).await,
+        Command::Password { password_stdin, log_out_other_devices, keep_other_devices } => {
+            change_password(&home?, password_stdin, log_out_other_devices, keep_other_devices).await
+        }
         Command::Status { json, wait, timeout } => crate::status_cmd::run(&home?, json, wait, timeout).await,
         Command::Pause { name } => crate::settings_cmd::pause(&home?, name, true).await,
         Command::Resume { name } => crate::settings_cmd::pause(&home?, name, false).await,
@@ -76,9 +78,26 @@ async fn server(args: ServerArgs) -> Result<ExitCode> {
         println!("{}", filesync_server::load_identity(&config)?.fingerprint());
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(ServerCmd::Admin(admin)) = args.command {
+        return crate::admin_cmd::run(server_data_dir(admin.data)?, admin.command).await;
+    }
+    let registration = match args.registration {
+        Some(Registration::Open) => filesync_server::Registration::Open,
+        Some(Registration::Closed) => filesync_server::Registration::Closed,
+        Some(Registration::Invite) => filesync_server::Registration::Invite,
+        None if crate::admin_cmd::is_loopback(&args.listen).await => filesync_server::Registration::Open,
+        None => bail!(
+            "the server would listen on {}, which other computers can reach: choose who may create accounts with \
+             --registration open (anyone who can reach the server), --registration invite (whoever has a code \
+             from `filesync server admin invite`) or --registration closed (only accounts made with \
+             `filesync server admin create-user`)",
+            args.listen
+        ),
+    };
     let mut config = filesync_server::ServerConfig::new(server_data_dir(args.data)?);
     config.listen = args.listen;
-    config.registration_open = args.registration == Registration::Open;
+    config.registration = registration;
+    config.default_quota = args.default_quota.and_then(|q| q.0);
     config.tls_cert = args.tls_cert;
     config.tls_key = args.tls_key;
     config.retention = filesync_store::RetentionPolicy::days(args.retention_days);
@@ -102,12 +121,14 @@ async fn server(args: ServerArgs) -> Result<ExitCode> {
         config.s3 = Some(s3);
     }
     let data_dir = config.data_dir.clone();
+    let config_quota = config.default_quota;
     let server = filesync_server::Server::open(config).await?;
     let addr = server.local_addr();
     let shown = if addr.ip().is_unspecified() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() };
     println!("FileSync server listening on {addr}");
     println!("data directory: {}", data_dir.display());
     println!("certificate fingerprint: {}", server.fingerprint());
+    println!("{}", crate::admin_cmd::describe_registration(registration, config_quota));
     println!();
     println!("Next, on each computer (use this machine's address instead of 127.0.0.1 from elsewhere):");
     println!("  filesync register --server {shown} --user NAME --fingerprint {}", server.fingerprint());
@@ -194,6 +215,7 @@ async fn login(home: &Home, args: LoginArgs, register: bool) -> Result<ExitCode>
         password,
         device_name: args.device_name.clone().unwrap_or_else(ops::account::default_device_name),
         register,
+        invite: args.invite.clone().filter(|_| register),
     };
     let done = ops::account::log_in(home, &credentials).await?;
     ops::configuration_changed(home).await;
@@ -214,7 +236,7 @@ async fn login(home: &Home, args: LoginArgs, register: bool) -> Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-async fn change_password(home: &Home, from_stdin: bool) -> Result<ExitCode> {
+async fn change_password(home: &Home, from_stdin: bool, log_out: bool, keep: bool) -> Result<ExitCode> {
     let (current, new) = if from_stdin {
         let mut lines = std::io::stdin().lock().lines();
         let mut next = || -> Result<String> {
@@ -232,8 +254,20 @@ async fn change_password(home: &Home, from_stdin: bool) -> Result<ExitCode> {
         }
         (current, new)
     };
-    ops::account::change_password(home, &current, &new).await?;
-    println!("Password changed; your computers stay logged in.");
+    let log_out_others = if log_out || keep || from_stdin {
+        log_out
+    } else {
+        print!("Log out every other computer of this account (each must log in again with the new password)? [y/N] ");
+        std::io::stdout().flush().ok();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        matches!(answer.trim(), "y" | "Y" | "yes")
+    };
+    let changed = ops::account::change_password(home, &current, &new, log_out_others).await?;
+    match changed.logged_out_others {
+        false => println!("Password changed; your computers stay logged in."),
+        true => println!("Password changed; every other computer of this account is logged out."),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

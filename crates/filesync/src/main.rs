@@ -2,6 +2,7 @@
 //! login, devices, folders, sync, status) from one binary. Argument parsing and printing
 //! live here; the work is done by the library crates.
 
+mod admin_cmd;
 mod cli;
 mod commands;
 mod conflicts_cmd;

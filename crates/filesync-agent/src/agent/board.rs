@@ -4,7 +4,7 @@
 
 use crate::config::FolderConfig;
 use crate::engine::{PassReport, SyncError};
-use crate::status::{AgentStatus, FolderState, FolderStatus, Traffic};
+use crate::status::{AgentStatus, FolderState, FolderStatus, SkippedItem, Traffic};
 use filesync_client::Connection;
 use filesync_core::RelPath;
 use std::sync::{Arc, Mutex};
@@ -176,13 +176,17 @@ pub fn report_pass(board: &StatusBoard, name: &str, r: &Result<PassReport, SyncE
                 f.last_sync = f.last_sync_ms.map(|ms| ms / 1000);
                 f.local_rev = rep.cursor;
                 f.server_rev = f.server_rev.max(rep.cursor);
-                if rep.errors.is_empty() {
+                // A refusal for the quota stands while files it refused are still failing.
+                f.over_quota = rep.over_quota || (f.over_quota && !rep.full);
+                merge_errors(f, rep);
+                if f.errors.is_empty() {
                     f.state = FolderState::Idle;
                     f.last_error = None;
+                    f.over_quota = false;
                 } else {
                     f.state = FolderState::Error;
                     f.last_error = Some(
-                        rep.errors
+                        f.errors
                             .iter()
                             .take(3)
                             .map(|e| format!("{}: {}", e.path, e.reason))
@@ -206,21 +210,30 @@ pub fn report_pass(board: &StatusBoard, name: &str, r: &Result<PassReport, SyncE
 /// A pass over part of the folder speaks only for that part: what it skipped replaces what
 /// was skipped there before; the rest stands.
 fn merge_skipped(f: &mut FolderStatus, rep: &PassReport) {
+    merge_for_part(&mut f.skipped, &rep.skipped, rep);
+}
+
+/// The same for files that failed: a pass over other paths does not make them succeed.
+fn merge_errors(f: &mut FolderStatus, rep: &PassReport) {
+    merge_for_part(&mut f.errors, &rep.errors, rep);
+}
+
+fn merge_for_part(standing: &mut Vec<SkippedItem>, found: &[SkippedItem], rep: &PassReport) {
     if rep.full {
-        f.skipped = rep.skipped.clone();
+        *standing = found.to_vec();
         return;
     }
     let examined = crate::engine::Scope::paths(rep.examined.iter().cloned());
-    f.skipped
-        .retain(|s| RelPath::new(s.path.as_str()).map_or(true, |p| !examined.covers(&p)) && !rep.skipped.contains(s));
-    f.skipped.extend(rep.skipped.iter().cloned());
-    f.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    standing.retain(|s| {
+        RelPath::new(s.path.as_str()).map_or(true, |p| !examined.covers(&p)) && !found.iter().any(|f| f.path == s.path)
+    });
+    standing.extend(found.iter().cloned());
+    standing.sort_by(|a, b| a.path.cmp(&b.path));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::SkippedItem;
 
     fn item(path: &str, reason: &str) -> SkippedItem {
         SkippedItem { path: path.into(), reason: reason.into() }
@@ -240,5 +253,29 @@ mod tests {
         let full = PassReport { full: true, ..PassReport::default() };
         merge_skipped(&mut f, &full);
         assert!(f.skipped.is_empty());
+    }
+
+    /// Regression: a pass over other paths, right after a file was refused for the quota,
+    /// reported the folder idle and the quota as fine while the file still failed.
+    #[test]
+    fn a_pass_over_other_paths_leaves_a_failed_file_failing() {
+        let board = StatusBoard::new(&[FolderConfig::new("docs", "/docs")], None);
+        let refused = PassReport {
+            full: true,
+            over_quota: true,
+            errors: vec![item("two.bin", "over its storage quota")],
+            ..PassReport::default()
+        };
+        report_pass(&board, "docs", &Ok(refused));
+        let other = PassReport { examined: vec![RelPath::new("notes.txt").unwrap()], ..PassReport::default() };
+        report_pass(&board, "docs", &Ok(other));
+        let f = &board.snapshot().folders[0];
+        assert_eq!((f.state, f.over_quota), (FolderState::Error, true));
+        assert!(f.last_error.as_deref().is_some_and(|e| e.contains("two.bin")), "{:?}", f.last_error);
+        // Once a pass looks at it again and it goes through, the folder is fine.
+        let retried = PassReport { examined: vec![RelPath::new("two.bin").unwrap()], ..PassReport::default() };
+        report_pass(&board, "docs", &Ok(retried));
+        let f = &board.snapshot().folders[0];
+        assert_eq!((f.state, f.over_quota, f.last_error.as_deref()), (FolderState::Idle, false, None));
     }
 }

@@ -33,6 +33,10 @@ const BIG_PASS_FILES: u64 = 256;
 const UNWATCHED_RESCAN: Duration = Duration::from_secs(60);
 /// When files failed, how long before they are tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
+/// Failed uploads wait this long when the account is over its storage quota: the server would
+/// refuse them again until someone deletes files or raises the quota (a local change still
+/// starts a pass at once).
+const QUOTA_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// What the task needs from the agent around it.
 #[derive(Clone)]
@@ -343,7 +347,7 @@ impl FolderTask {
                 self.failing = !rep.errors.is_empty();
                 if !rep.retry.is_empty() {
                     self.retry.extend(rep.retry.iter().cloned());
-                    self.retry_at = Some(now + RETRY_AFTER);
+                    self.retry_at = Some(now + if rep.over_quota { QUOTA_RETRY_AFTER } else { RETRY_AFTER });
                 }
             }
             Err(e) => {

@@ -274,7 +274,7 @@ impl Executor<'_> {
             return Ok(());
         }
         self.progress.start("uploading", (uploads.len() + deletes.len()) as u64, 0);
-        let (outcomes, sent) = upload::run(
+        let (outcomes, sent, over_quota) = upload::run(
             &self.engine.server,
             self.fs.clone(),
             self.folder_id,
@@ -285,6 +285,7 @@ impl Executor<'_> {
         )
         .await?;
         self.report.bytes_up += sent;
+        self.report.over_quota |= over_quota;
         let mut rec = StepRecord { advance_cursor: true, ..StepRecord::default() };
         let jobs = uploads.iter().map(|u| (&u.path, Some(u))).chain(deletes.iter().map(|d| (&d.path, None)));
         for ((path, up), outcome) in jobs.zip(outcomes) {

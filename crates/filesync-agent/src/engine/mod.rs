@@ -113,6 +113,9 @@ pub struct PassReport {
     pub written: Vec<(RelPath, Option<Stat>)>,
     /// Paths to look at again (failed, or still planned when the passes stopped).
     pub retry: Vec<RelPath>,
+    /// The server refused an upload because the account is over its storage quota: retrying
+    /// soon would only be refused again (and send the same bytes for nothing).
+    pub over_quota: bool,
     /// The server folder and the journal revision this computer has pulled up to.
     pub folder_id: u64,
     pub cursor: u64,
@@ -330,11 +333,12 @@ impl Engine {
             total.pending = out.followup.len() as u64;
             let had_errors = !report.errors.is_empty();
             total.errors = report.errors;
+            total.over_quota = report.over_quota;
             total.paused = report.paused;
             if out.followup.is_empty() || total.paused.is_some() {
                 break;
             }
-            if (had_errors && pass >= 1) || pass + 1 == MAX_PASSES {
+            if (had_errors && (pass >= 1 || total.over_quota)) || pass + 1 == MAX_PASSES {
                 // The failures are not going away by themselves; report them.
                 total.retry = out.followup;
                 break;

@@ -326,6 +326,7 @@ impl PassOutcome {
         let (r, o) = (&mut self.report, other.report);
         r.add_work(&o);
         r.errors.extend(o.errors);
+        r.over_quota |= o.over_quota;
         r.skipped.extend(o.skipped);
         r.written.extend(o.written);
         self.actions += other.actions;

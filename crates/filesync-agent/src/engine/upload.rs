@@ -20,12 +20,17 @@ const QUERY_CONCURRENCY: usize = 4;
 /// Sends one batch of chunks: the bytes sent, and the chunks the server refused with its
 /// reason. When it refuses the batch, each chunk is sent alone, so that one it will not take
 /// costs only the files that need it. Fails only when the connection is lost.
-async fn put_batch(conn: &dyn ServerApi, batch: Vec<(Hash, Bytes)>) -> Result<(u64, Vec<(Hash, String)>), SyncError> {
+async fn put_batch(conn: &dyn ServerApi, batch: Vec<(Hash, Bytes)>) -> Result<(u64, Vec<Refused>), SyncError> {
     let bytes: u64 = batch.iter().map(|(_, d)| d.len() as u64).sum();
     match conn.put_chunks(batch.clone()).await {
         Ok(()) => Ok((bytes, Vec::new())),
         Err(e) if super::connection_lost(&e) => Err(e),
-        Err(e) if batch.len() == 1 => Ok((0, vec![(batch[0].0, e.to_string())])),
+        // Over the quota, every chunk would be refused alike: do not send them one by one.
+        Err(e) if over_quota(&e) => {
+            let why = Refusal { why: e.to_string(), over_quota: true };
+            Ok((0, batch.iter().map(|(h, _)| (*h, why.clone())).collect()))
+        }
+        Err(e) if batch.len() == 1 => Ok((0, vec![(batch[0].0, Refusal::other(&e))])),
         Err(e) => {
             tracing::warn!("the server refused a batch of {} chunks ({e}); sending each alone", batch.len());
             let (mut sent, mut refused) = (0, Vec::new());
@@ -34,12 +39,32 @@ async fn put_batch(conn: &dyn ServerApi, batch: Vec<(Hash, Bytes)>) -> Result<(u
                 match conn.put_chunks(vec![(h, d)]).await {
                     Ok(()) => sent += n,
                     Err(e) if super::connection_lost(&e) => return Err(e),
-                    Err(e) => refused.push((h, e.to_string())),
+                    Err(e) => refused.push((h, Refusal::other(&e))),
                 }
             }
             Ok((sent, refused))
         }
     }
+}
+
+/// Why the server refused a chunk.
+#[derive(Clone, Debug)]
+struct Refusal {
+    why: String,
+    /// The account is over its storage quota (`why` is the server's explanation).
+    over_quota: bool,
+}
+
+impl Refusal {
+    fn other(e: &SyncError) -> Refusal {
+        Refusal { why: e.to_string(), over_quota: over_quota(e) }
+    }
+}
+
+type Refused = (Hash, Refusal);
+
+fn over_quota(e: &SyncError) -> bool {
+    matches!(e, SyncError::Client(c) if c.code() == Some(filesync_client::ErrorCode::QuotaExceeded))
 }
 
 /// One chunk read by the reader thread, or (upload index, reason) when reading failed.
@@ -74,8 +99,10 @@ pub enum CommitOutcome {
 }
 
 /// Sends the uploads' missing chunks (paced by `throttle`), then commits uploads and
-/// deletions. Returns one outcome per upload, then one per deletion, in the order given, and
-/// the chunk bytes sent.
+/// deletions. Returns one outcome per upload, then one per deletion, in the order given, the
+/// chunk bytes sent, and whether the server refused chunks because the account is over its
+/// storage quota (then no more batches are sent: files needing unsent chunks fail with the
+/// server's explanation, which says how much is used of how much).
 pub async fn run(
     conn: &Arc<dyn ServerApi>,
     fs: Arc<dyn Filesystem>,
@@ -84,8 +111,10 @@ pub async fn run(
     deletes: &[DeleteJob],
     progress: &Progress,
     throttle: &super::throttle::Throttle,
-) -> Result<(Vec<CommitOutcome>, u64), SyncError> {
+) -> Result<(Vec<CommitOutcome>, u64, bool), SyncError> {
     let mut bytes_sent = 0u64;
+    // The server's quota refusal, once one came: later batches are not sent.
+    let quota_refusal: Arc<std::sync::Mutex<Option<Refusal>>> = Arc::default();
     // 1. Every distinct chunk, with one place to read it from.
     let mut first_source: HashMap<Hash, (usize, u64, u32)> = HashMap::new();
     let mut order: Vec<Hash> = Vec::new();
@@ -134,16 +163,27 @@ pub async fn run(
                 .map(|b| {
                     let conn = conn2.clone();
                     let throttle = throttle.clone();
+                    let quota_refusal = quota_refusal.clone();
                     async move {
+                        let known = quota_refusal.lock().expect("quota lock").clone();
+                        if let Some(why) = known {
+                            return Ok((0, b.iter().map(|(h, _)| (*h, why.clone())).collect()));
+                        }
                         let bytes: u64 = b.iter().map(|(_, d)| d.len() as u64).sum();
                         throttle.acquire(bytes).await;
-                        put_batch(&*conn, b).await.map(|(n, refused)| (n.min(bytes), refused))
+                        let r = put_batch(&*conn, b).await.map(|(n, refused)| (n.min(bytes), refused));
+                        if let Ok((_, refused)) = &r
+                            && let Some((_, why)) = refused.iter().find(|(_, why)| why.over_quota)
+                        {
+                            quota_refusal.lock().expect("quota lock").get_or_insert_with(|| why.clone());
+                        }
+                        r
                     }
                 })
                 .buffer_unordered(PUT_CONCURRENCY),
         );
         // A chunk the server refuses costs only the files that need it.
-        let mut refused: HashMap<Hash, String> = HashMap::new();
+        let mut refused: HashMap<Hash, Refusal> = HashMap::new();
         while let Some(r) = put.next().await {
             let (n, no) = r?;
             bytes_sent += n;
@@ -160,7 +200,9 @@ pub async fn run(
             for (i, u) in uploads.iter().enumerate() {
                 if let Some(c) = u.meta.chunks.iter().find(|c| unsent.contains(&c.hash)) {
                     failed.entry(i).or_insert_with(|| match refused.get(&c.hash) {
-                        Some(why) => format!("{}: the server refused part of it ({why}); will retry", u.path),
+                        // The server's words: how much is used of how much, and what to do.
+                        Some(r) if r.over_quota => r.why.clone(),
+                        Some(r) => format!("{}: the server refused part of it ({}); will retry", u.path, r.why),
                         None => format!("{}: a chunk could not be read; will retry", u.path),
                     });
                 }
@@ -196,7 +238,8 @@ pub async fn run(
         });
         progress.files_done.fetch_add(1, Ordering::Relaxed);
     }
-    Ok((outcomes.into_iter().map(|o| o.expect("every change has an outcome")).collect(), bytes_sent))
+    let over_quota = quota_refusal.lock().expect("quota lock").is_some();
+    Ok((outcomes.into_iter().map(|o| o.expect("every change has an outcome")).collect(), bytes_sent, over_quota))
 }
 
 /// Groups the reader's chunks into `PutChunks`-sized batches, noting failed reads.

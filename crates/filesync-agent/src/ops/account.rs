@@ -78,6 +78,8 @@ pub struct Credentials {
     pub device_name: String,
     /// Create the account first.
     pub register: bool,
+    /// With `register`: the invite code a server that registers by invite asks for.
+    pub invite: Option<String>,
 }
 
 /// The session a login produced (never the token).
@@ -123,7 +125,8 @@ pub async fn log_in(home: &Home, c: &Credentials) -> Result<LoggedIn, OpsError> 
     let conn = Connection::connect(&server, Trust::Pinned(fingerprint)).await?;
     let user = user.as_str();
     let session = if c.register {
-        conn.register(user, &c.password, device_name).await
+        let invite = c.invite.as_deref().map(str::trim).unwrap_or("");
+        conn.register_with_invite(user, &c.password, device_name, invite).await
     } else {
         conn.login(user, &c.password, device_name).await
     };
@@ -132,10 +135,23 @@ pub async fn log_in(home: &Home, c: &Credentials) -> Result<LoggedIn, OpsError> 
         Some(ErrorCode::UserExists) => {
             OpsError::invalid("user", format!("the user {user:?} already exists; log in instead, or pick another name"))
         }
-        Some(ErrorCode::RegistrationClosed) => OpsError::invalid(
-            "user",
-            "this server does not accept new accounts; ask its operator, or log in to an existing account",
+        Some(ErrorCode::RegistrationClosed) => match &e {
+            // A server that takes new accounts by invite says so; the code goes in that field.
+            ClientError::Server { message, .. } if message.contains("invite") => {
+                OpsError::invalid("invite", message.clone())
+            }
+            _ => OpsError::invalid(
+                "user",
+                "this server does not accept new accounts; ask its operator, or log in to an existing account",
+            ),
+        },
+        Some(ErrorCode::InviteInvalid) => OpsError::invalid(
+            "invite",
+            "the invite code is unknown, already used or expired; ask the server's operator for a new one",
         ),
+        Some(ErrorCode::AccountDisabled) => {
+            OpsError::invalid("user", "this account is disabled by the server's operator; ask them to enable it again")
+        }
         Some(ErrorCode::BadRequest) => match &e {
             ClientError::Server { message, .. } => OpsError::invalid("user", message.clone()),
             _ => e.into(),
@@ -296,18 +312,31 @@ pub async fn rename_device(home: &Home, id: u64, name: &str) -> Result<String, O
 }
 
 /// Changes this account's password on the server; every computer stays logged in.
-pub async fn change_password(home: &Home, current: &str, new: &str) -> Result<(), OpsError> {
+pub async fn change_password(
+    home: &Home,
+    current: &str,
+    new: &str,
+    log_out_other_devices: bool,
+) -> Result<PasswordChanged, OpsError> {
     check_password(current, false, "current_password")?;
     check_password(new, true, "new_password")?;
     if new == current {
         return Err(OpsError::invalid("new_password", "the new password is the same as the current one"));
     }
     let (_, conn) = connect(home).await?;
-    conn.change_password(current, new).await.map_err(|e| match e.code() {
+    conn.change_password_with(current, new, log_out_other_devices).await.map_err(|e| match e.code() {
         Some(ErrorCode::BadCredentials) => OpsError::invalid("current_password", "the current password is wrong"),
         Some(ErrorCode::BadRequest) => OpsError::invalid("new_password", e.to_string()),
         _ => e.into(),
-    })
+    })?;
+    Ok(PasswordChanged { logged_out_others: log_out_other_devices })
+}
+
+/// What `change_password` did.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct PasswordChanged {
+    /// Every other device of the account was logged out (this one stays).
+    pub logged_out_others: bool,
 }
 
 /// The name this computer suggests for itself: the host name.

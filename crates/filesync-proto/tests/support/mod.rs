@@ -97,7 +97,9 @@ pub fn message_strategies() -> Vec<BoxedStrategy<Message>> {
             })
             .boxed(),
         (text(), text(), text())
-            .prop_map(|(user, password, device_name)| Message::Register(Register { user, password, device_name }))
+            .prop_map(|(user, password, device_name)| {
+                Message::Register(Register { user, password, device_name, invite: String::new() })
+            })
             .boxed(),
         (text(), text(), text())
             .prop_map(|(user, password, device_name)| Message::Login(Login { user, password, device_name }))
@@ -121,7 +123,7 @@ pub fn message_strategies() -> Vec<BoxedStrategy<Message>> {
             .boxed(),
         (text(), text())
             .prop_map(|(current_password, new_password)| {
-                Message::ChangePassword(ChangePassword { current_password, new_password })
+                Message::ChangePassword(ChangePassword { current_password, new_password, log_out_other_devices: false })
             })
             .boxed(),
         empty(Message::ListFolders),

@@ -12,7 +12,7 @@ use filesync_proto::{
 };
 use filesync_server::maintenance::Maintenance;
 use filesync_server::passwords::PasswordWork;
-use filesync_server::{MemoryGauge, Server, ServerConfig};
+use filesync_server::{MemoryGauge, Registration, Server, ServerConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,7 +34,7 @@ pub struct TestServer {
 
 /// A server with its own data directory, accepting registrations if `registration_open`.
 pub async fn start_server(registration_open: bool) -> TestServer {
-    start_with(|c| c.registration_open = registration_open).await
+    start_with(|c| c.registration = if registration_open { Registration::Open } else { Registration::Closed }).await
 }
 
 /// A server with its own data directory and the configuration `f` makes.
@@ -137,7 +137,8 @@ impl RawClient {
     }
 
     pub async fn register(&mut self, user: &str, password: &str) -> Message {
-        let r = Register { user: user.into(), password: password.into(), device_name: "raw".into() };
+        let r =
+            Register { user: user.into(), password: password.into(), device_name: "raw".into(), invite: String::new() };
         self.request(Message::Register(r)).await
     }
 }

@@ -64,6 +64,8 @@ pub(super) fn user_from_row(row: &SqliteRow) -> Result<User> {
         name: row.try_get("name")?,
         password_hash: row.try_get("password_hash")?,
         created_at: row.try_get("created_at")?,
+        disabled: row.try_get("disabled")?,
+        quota: row.try_get::<Option<i64>, _>("quota_bytes")?.map(|q| unsigned(q, "user quota")).transpose()?,
     })
 }
 

@@ -84,6 +84,29 @@ pub(super) const MIGRATIONS: &[&[&str]] = &[
             PRIMARY KEY (user_id, hash)
         )",
     ],
+    // 2: what an operator controls: disabled users, storage quotas, invite codes, and the
+    // counter running servers poll to notice an admin command's change.
+    &[
+        "ALTER TABLE users ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT FALSE",
+        // NULL: no quota.
+        "ALTER TABLE users ADD COLUMN quota_bytes BIGINT",
+        // Only the SHA-256 of an invite code is stored. `used_by` is set once, by the
+        // registration that used it up.
+        "CREATE TABLE invites (
+            code_hash BLOB PRIMARY KEY,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            used_by BIGINT REFERENCES users (id),
+            used_at BIGINT
+        )",
+        // One row. Increased by every change a running server must act on (see
+        // `MetaStore::admin_generation`).
+        "CREATE TABLE admin_state (
+            id BIGINT PRIMARY KEY,
+            generation BIGINT NOT NULL
+        )",
+        "INSERT INTO admin_state (id, generation) VALUES (1, 0)",
+    ],
 ];
 
 /// Applies the migrations the database lacks, all in one transaction. Refuses a database whose

@@ -124,6 +124,9 @@ pub(super) struct AccountReq {
     device_name: String,
     #[serde(default)]
     register: bool,
+    /// With `register`, on a server that takes new accounts by invite.
+    #[serde(default)]
+    invite: Option<String>,
 }
 
 pub(super) async fn setup_account(State(app): State<AppState>, Json(req): Json<AccountReq>) -> ApiResult {
@@ -134,6 +137,7 @@ pub(super) async fn setup_account(State(app): State<AppState>, Json(req): Json<A
         password: req.password,
         device_name: req.device_name,
         register: req.register,
+        invite: req.invite.filter(|i| !i.trim().is_empty()),
     };
     let done = account::log_in(&app.home, &c).await?;
     filesync_agent::ops::configuration_changed(&app.home).await;
@@ -207,10 +211,18 @@ pub(super) async fn device_rename(
 pub(super) struct PasswordReq {
     current_password: String,
     new_password: String,
+    #[serde(default)]
+    log_out_other_devices: bool,
 }
 
 pub(super) async fn change_password(State(app): State<AppState>, Json(req): Json<PasswordReq>) -> ApiResult {
-    account::change_password(&app.home, &req.current_password, &req.new_password).await?;
-    app.live.record(ActivityKind::Action, None, "changed the account password");
-    Ok(Json(json!({ "changed": true })))
+    let done = account::change_password(&app.home, &req.current_password, &req.new_password, req.log_out_other_devices)
+        .await?;
+    let what = if done.logged_out_others {
+        "changed the account password and logged out every other computer"
+    } else {
+        "changed the account password"
+    };
+    app.live.record(ActivityKind::Action, None, what);
+    Ok(Json(json!({ "changed": true, "logged_out_others": done.logged_out_others })))
 }

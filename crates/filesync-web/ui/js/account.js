@@ -7,8 +7,11 @@ function passwordForm() {
   const form = h('form', { class: 'card', novalidate: true, 'aria-labelledby': 'pw-title' },
     h('h2', { id: 'pw-title' }, 'Change password'),
     field({ id: 'current_password', label: 'Current password', type: 'password', attrs: { autocomplete: 'current-password' } }),
-    field({ id: 'new_password', label: 'New password', type: 'password', help: 'At least 8 characters. Your computers stay logged in.', attrs: { autocomplete: 'new-password' } }),
+    field({ id: 'new_password', label: 'New password', type: 'password', help: 'At least 8 characters.', attrs: { autocomplete: 'new-password' } }),
     field({ id: 'new_password2', label: 'Repeat the new password', type: 'password', attrs: { autocomplete: 'new-password' } }),
+    h('div', { class: 'check' },
+      h('input', { type: 'checkbox', id: 'log_out_other_devices', name: 'log_out_other_devices' }),
+      h('label', { for: 'log_out_other_devices' }, 'Log out every other computer (each must log in again with the new password)')),
     formError(),
     h('div', { class: 'actions' }, h('button', { class: 'button', type: 'submit' }, 'Change password')));
   form.addEventListener('submit', async (e) => {
@@ -16,9 +19,10 @@ function passwordForm() {
     clearErrors(form);
     if (form.new_password.value !== form.new_password2.value) { showError(form, 'new_password2', 'The new passwords do not match.'); return; }
     try {
-      await post('/account/password', { current_password: form.current_password.value, new_password: form.new_password.value });
+      const out = await post('/account/password', { current_password: form.current_password.value,
+        new_password: form.new_password.value, log_out_other_devices: form.log_out_other_devices.checked });
       form.reset();
-      toast('Password changed.');
+      toast(out.logged_out_others ? 'Password changed; every other computer is logged out.' : 'Password changed; your computers stay logged in.');
     } catch (err) { showError(form, err.field, err.message); }
   });
   return form;

@@ -87,6 +87,8 @@ export function setupScreen(main, store) {
       field({ id: 'user', label: 'User name', attrs: { autocomplete: 'username', required: true, spellcheck: 'false' } }),
       field({ id: 'password', label: 'Password', type: 'password', help: 'At least 8 characters.', attrs: { autocomplete: 'new-password', required: true } }),
       field({ id: 'password2', label: 'Repeat the password', type: 'password', attrs: { autocomplete: 'new-password' } }),
+      field({ id: 'invite', label: 'Invite code (if the server asks for one)',
+        help: 'A server that takes new accounts by invite: the code its operator gave you.', attrs: { spellcheck: 'false', autocomplete: 'off' } }),
       field({ id: 'device_name', label: 'Name of this computer', value: status.default_device_name || '',
         help: 'How your other computers will see this one.', attrs: { required: true } }),
       formError(),
@@ -96,6 +98,7 @@ export function setupScreen(main, store) {
     const sync = () => {
       const register = mode('register').checked;
       form.querySelector('[data-field=password2]').hidden = !register;
+      form.querySelector('[data-field=invite]').hidden = !register;
       form.password.setAttribute('autocomplete', register ? 'new-password' : 'current-password');
       form.querySelector('[data-field=password] .help').hidden = !register;
       form.querySelector('button[type=submit]').textContent = register ? 'Create account' : 'Log in';
@@ -115,6 +118,7 @@ export function setupScreen(main, store) {
         await post('/setup/account', {
           server: state.server, fingerprint: state.fingerprint, user: form.user.value,
           password: form.password.value, device_name: form.device_name.value, register,
+          invite: register ? form.invite.value : null,
         });
         location.hash = '#/add';
         store.set(await get('/status'));

@@ -10,7 +10,7 @@ pub mod entry;
 pub mod hash;
 pub mod path;
 
-pub use chunking::{ChunkRef, Chunker, FileDigest};
+pub use chunking::{ChunkRef, Chunker, FileDigest, file_hash};
 pub use entry::{EntryKind, EntryState, FileMeta};
 pub use hash::Hash;
 pub use path::{PathError, RelPath};

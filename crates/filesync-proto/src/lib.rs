@@ -13,8 +13,8 @@ pub use frame::{Decoded, Frame, FrameDecoder, FrameError, MAX_FRAME_LEN, Message
 pub use messages::*;
 
 /// The protocol versions this build speaks.
-pub const PROTOCOL_VERSION_MIN: u32 = 1;
-pub const PROTOCOL_VERSION_MAX: u32 = 1;
+pub const PROTOCOL_VERSION_MIN: u32 = 2;
+pub const PROTOCOL_VERSION_MAX: u32 = 2;
 
 /// Limits every peer enforces (see `docs/protocol.md`, "Limits").
 pub mod limits {

@@ -98,6 +98,31 @@ async fn reopening_keeps_data_and_applies_no_migration_twice() {
     assert_eq!(s.missing_chunks(user, &[metas[0].hash]).await.unwrap(), Vec::<usize>::new());
 }
 
+/// Protocol version 2 redefined a file's hash as the hash of its chunk list: a database written
+/// before has every stored version (history too) brought over, or devices would reject them.
+#[tokio::test]
+async fn file_hashes_of_an_older_database_are_recomputed_from_chunk_lists() {
+    let db = TestDb::new();
+    let s = db.open().await;
+    let (user, device, folder, metas) = account(&s, "alice", 2).await;
+    s.commit(user, folder.id, &device, &[put("a", &metas[0])], 5).await.unwrap();
+    let edit = ProposedChange { base_rev: 1, ..put("a", &metas[1]) };
+    s.commit(user, folder.id, &device, &[edit], 6).await.unwrap();
+    let gone = ProposedChange { path: RelPath::new("a").unwrap(), base_rev: 2, meta: None };
+    s.commit(user, folder.id, &device, &[gone], 7).await.unwrap();
+    assert_ne!(metas[0].hash, filesync_core::file_hash(&metas[0].chunks), "written with an old-style hash");
+    let step = schema::MIGRATIONS.iter().position(|m| m.contains(&schema::RECOMPUTE_FILE_HASHES)).unwrap();
+    sqlx::query("DELETE FROM schema_version WHERE version > $1").bind(step as i64).execute(&s.write).await.unwrap();
+    s.close().await;
+
+    let s = db.open().await;
+    assert_eq!(s.schema_version().await.unwrap(), SqliteMeta::latest_schema_version());
+    let versions = s.versions(folder.id, &RelPath::new("a").unwrap()).await.unwrap();
+    let hashes: Vec<_> = versions.iter().map(|v| v.meta.as_ref().map(|m| m.hash)).collect();
+    let new = |m: &FileMeta| Some(filesync_core::file_hash(&m.chunks));
+    assert_eq!(hashes, vec![None, new(&metas[1]), new(&metas[0])]);
+}
+
 #[tokio::test]
 async fn database_from_a_newer_filesync_is_refused() {
     let db = TestDb::new();

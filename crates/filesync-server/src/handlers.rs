@@ -390,7 +390,15 @@ async fn get_chunks(shared: &Shared, a: &Authed, g: filesync_proto::GetChunks) -
     for (h, s) in hashes.iter().zip(&sizes) {
         match s {
             Some(s) => total += *s as usize,
-            None => return Err(err(ErrorCode::NotFound, format!("chunk {h} not found"))),
+            None => {
+                return Err(err(
+                    ErrorCode::NotFound,
+                    format!(
+                        "the server has no chunk {h}: it was never uploaded, or it was lost on the server and no \
+                         device that has the file has uploaded it again yet"
+                    ),
+                ));
+            }
         }
     }
     if total > limits::MAX_CHUNK_BYTES_PER_MESSAGE {
@@ -401,13 +409,36 @@ async fn get_chunks(shared: &Shared, a: &Authed, g: filesync_proto::GetChunks) -
     }
     let mut out = Vec::with_capacity(hashes.len());
     for h in &hashes {
-        let data = shared.chunks.get(a.user_id, h).await.map_err(store_err)?.ok_or_else(|| {
-            error!("chunk {h} of user {} is recorded but missing from the chunk store", a.user_id);
-            err(ErrorCode::Internal, format!("chunk {h} is missing from the server's store"))
-        })?;
+        let data = match shared.chunks.get(a.user_id, h).await {
+            Ok(Some(data)) => data,
+            Ok(None) => return Err(chunk_lost(shared, a, h, "is recorded but missing from the chunk store").await),
+            Err(StoreError::ChunkDamaged { moved_to, .. }) => {
+                let why = format!("was damaged on disk (its bytes no longer match its hash); set aside as {moved_to}");
+                return Err(chunk_lost(shared, a, h, &why).await);
+            }
+            Err(e) => return Err(store_err(e)),
+        };
         out.push(ChunkData { hash: h.as_bytes().to_vec(), data });
     }
     Ok(Message::Chunks(Chunks { chunks: out }))
+}
+
+/// A chunk the user has, by the index, but whose bytes the chunk store cannot give back intact:
+/// logged, and forgotten from the index so that `QueryChunks` asks for it again and the next
+/// upload of that content repairs it. The reply names the chunk; the client fails only the
+/// files that need it.
+async fn chunk_lost(shared: &Shared, a: &Authed, h: &Hash, why: &str) -> ErrorMsg {
+    error!(user = %a.user_name, user_id = a.user_id, chunk = %h, "chunk {why}; forgetting it until it is uploaded again");
+    if let Err(e) = shared.meta.forget_chunks(a.user_id, &[*h]).await {
+        error!(user = %a.user_name, chunk = %h, "could not forget the lost chunk: {e}");
+    }
+    err(
+        ErrorCode::NotFound,
+        format!(
+            "chunk {h} was lost on the server (damaged on its disk) and is missing until a device that has \
+             the file uploads it again; files that need it cannot be downloaded until then"
+        ),
+    )
 }
 
 async fn commit(shared: &Shared, a: &Authed, c: filesync_proto::Commit) -> Reply<Message> {

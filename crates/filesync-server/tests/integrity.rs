@@ -75,3 +75,37 @@ async fn a_commit_whose_hash_contradicts_its_chunks_is_refused() {
     let r = ann.commit(folder.id, [change(good), change(empty)].concat()).await.unwrap();
     assert!(r.outcomes.iter().all(|o| o.accepted));
 }
+
+/// Regression: after one byte of a stored chunk was flipped, the server kept answering
+/// "internal server error" for it and kept reporting it present, so the device that had the
+/// file never uploaded it again. Now the chunk is verified as it is read, reported by name,
+/// forgotten (so `QueryChunks` asks for it), and the next upload repairs it.
+#[tokio::test]
+async fn a_damaged_chunk_is_reported_forgotten_and_repaired_by_the_next_upload() {
+    let s = start_server(true).await;
+    let ann = s.connect().await;
+    let session = ann.register("ann", "password123", "dev").await.unwrap();
+    let (_, damaged) = file_entry("damaged.txt", b"the chunk that the disk damages");
+    let (_, fine) = file_entry("fine.txt", b"a chunk nothing happens to");
+    ann.put_chunks([damaged.clone(), fine.clone()].concat()).await.unwrap();
+    let (bad, good) = (damaged[0].0, fine[0].0);
+    let hex = bad.to_hex();
+    let file = s.data.join("chunks").join(session.user_id.to_string()).join(&hex[..2]).join(&hex);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[3] ^= 0x20;
+    std::fs::write(&file, &bytes).unwrap();
+
+    let (code, message) = failure(ann.get_chunks(&[good, bad]).await);
+    assert_eq!(code, Some(ErrorCode::NotFound), "{message}");
+    assert!(message.contains(&hex) && message.contains("uploads it again"), "names the chunk: {message}");
+    assert!(file.with_extension("damaged").exists(), "the damaged bytes are set aside for the operator");
+    assert_eq!(ann.query_chunks(&[good, bad]).await.unwrap(), vec![1], "the server asks for it again");
+    assert_eq!(ann.get_chunks(&[good]).await.unwrap(), vec![fine[0].1.clone()], "other chunks are served");
+    let (code, message) = failure(ann.get_chunks(&[bad]).await);
+    assert_eq!(code, Some(ErrorCode::NotFound), "missing, not an internal error, until it is uploaded");
+    assert!(message.contains(&hex) && message.contains("uploaded it again"), "{message}");
+
+    ann.put_chunks(damaged.clone()).await.unwrap();
+    assert_eq!(ann.query_chunks(&[good, bad]).await.unwrap(), Vec::<usize>::new());
+    assert_eq!(ann.get_chunks(&[bad]).await.unwrap(), vec![damaged[0].1.clone()], "repaired");
+}

@@ -417,6 +417,20 @@ impl MetaStore for SqliteMeta {
         Ok(())
     }
 
+    async fn forget_chunks(&self, user: UserId, hashes: &[Hash]) -> Result<()> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        for batch in hashes.chunks(sql::IN_LIST) {
+            let sql = format!("DELETE FROM chunks WHERE user_id = $1 AND hash IN ({})", sql::params(2, batch.len()));
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(key(user));
+            for h in batch {
+                q = q.bind(h.as_bytes().as_slice());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn chunk_sizes(&self, user: UserId, hashes: &[Hash]) -> Result<Vec<Option<u32>>> {
         let refs: Vec<&Hash> = hashes.iter().collect();
         let mut conn = self.read.acquire().await?;

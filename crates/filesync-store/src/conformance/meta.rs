@@ -491,3 +491,21 @@ pub(super) async fn large_batch_commits_in_order<S: MetaStore>(s: &S) {
     assert_eq!(again.folder_seq, 1200, "a retried batch allocates nothing");
     assert!(again.outcomes.iter().all(|o| matches!(o, Outcome::Accepted(Some(_)))));
 }
+
+pub(super) async fn forgotten_chunks_are_missing_until_added_again<S: MetaStore>(s: &S) {
+    let a = account(s, "forget").await;
+    let b = account(s, "forget-other").await;
+    let (kept, lost) = (file(b"kept"), file(b"lost"));
+    let hashes = [kept.chunks[0].hash, lost.chunks[0].hash];
+    for who in [&a, &b] {
+        s.add_chunks(who.user.id, &[(hashes[0], 4), (hashes[1], 4)]).await.unwrap();
+    }
+    commit(s, &a, &[put("lost", 0, &lost)]).await;
+    s.forget_chunks(a.user.id, &[hashes[1], Hash::of(b"never had it")]).await.unwrap();
+    assert_eq!(s.missing_chunks(a.user.id, &hashes).await.unwrap(), vec![1], "forgotten: asked for again");
+    assert_eq!(s.chunk_sizes(a.user.id, &hashes).await.unwrap(), vec![Some(4), None]);
+    assert_eq!(s.missing_chunks(b.user.id, &hashes).await.unwrap(), Vec::<usize>::new(), "other users keep theirs");
+    assert!(current(s, &a, "lost").await.is_some(), "versions naming it are kept");
+    s.add_chunks(a.user.id, &[(hashes[1], 4)]).await.unwrap();
+    assert_eq!(s.missing_chunks(a.user.id, &hashes).await.unwrap(), Vec::<usize>::new(), "an upload repairs it");
+}

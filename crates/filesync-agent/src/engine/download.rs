@@ -376,7 +376,7 @@ fn install(
     Ok(DownloadResult::Done { stat, conflict })
 }
 
-fn read_local(fs: &dyn Filesystem, l: &LocalChunk, want: &Hash) -> Result<Vec<u8>, String> {
+pub(super) fn read_local(fs: &dyn Filesystem, l: &LocalChunk, want: &Hash) -> Result<Vec<u8>, String> {
     let mut f = fs.open(&l.path).map_err(|e| format!("reading {}: {}", l.path, super::describe_io(&e)))?;
     f.seek(SeekFrom::Start(l.offset)).map_err(|e| format!("reading {}: {e}", l.path))?;
     let mut buf = vec![0u8; l.len as usize];

@@ -20,7 +20,10 @@ const QUERY_CONCURRENCY: usize = 4;
 /// Sends one batch of chunks: the bytes sent, and the chunks the server refused with its
 /// reason. When it refuses the batch, each chunk is sent alone, so that one it will not take
 /// costs only the files that need it. Fails only when the connection is lost.
-async fn put_batch(conn: &dyn ServerApi, batch: Vec<(Hash, Bytes)>) -> Result<(u64, Vec<(Hash, String)>), SyncError> {
+pub(super) async fn put_batch(
+    conn: &dyn ServerApi,
+    batch: Vec<(Hash, Bytes)>,
+) -> Result<(u64, Vec<(Hash, String)>), SyncError> {
     let bytes: u64 = batch.iter().map(|(_, d)| d.len() as u64).sum();
     match conn.put_chunks(batch.clone()).await {
         Ok(()) => Ok((bytes, Vec::new())),

@@ -1,0 +1,55 @@
+//! End-to-end: what the server stores stays what was uploaded, and damage to it is contained
+//! and healed. A real server process and real clients on 127.0.0.1.
+
+mod support;
+
+use support::*;
+
+/// The server's file for the chunk with these bytes (a file under 256 KiB is one chunk), for
+/// the first user registered.
+fn chunk_file(server: &TestServer, content: &[u8]) -> std::path::PathBuf {
+    let hex = blake3::hash(content).to_hex().to_string();
+    server.data.join("chunks").join("1").join(&hex[..2]).join(&hex)
+}
+
+/// Regression: after one byte of one stored chunk was flipped, a fresh device got none of 20
+/// unrelated files ("internal server error"), and the device that still had the file never
+/// sent it again because the server kept saying it had the chunk. Now the fresh device gets
+/// every other file at once, the owner's next walk of the folder sends the lost chunk again,
+/// and then the fresh device gets that file too.
+#[test]
+fn a_damaged_chunk_on_the_server_blocks_no_other_file_and_is_healed_by_the_owner() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    for i in 0..20 {
+        a.write(&format!("docs/file{i:02}.txt"), format!("unrelated file number {i}"));
+    }
+    let precious = b"the only file whose chunk the server's disk damages".to_vec();
+    a.write("docs/precious.txt", &precious);
+    a.sync();
+    let file = chunk_file(&server, &precious);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[7] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+
+    let b = TestClient::login(&server, "ann", "desktop");
+    let out = b.run(&["sync", "--json"], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let folder = &report["folders"][0];
+    for i in 0..20 {
+        assert_eq!(b.read(&format!("docs/file{i:02}.txt")), format!("unrelated file number {i}").as_bytes());
+    }
+    assert!(!b.exists("docs/precious.txt"), "never a wrong or partial file");
+    let errors = folder["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{folder}");
+    assert_eq!(errors[0]["path"], "docs/precious.txt", "{folder}");
+    let reason = errors[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("uploaded it again") && !reason.contains("internal server error"), "{reason}");
+
+    // The laptop's next walk of the folder finds the server lacking a chunk of a file it holds.
+    a.sync();
+    b.sync();
+    assert_eq!(b.read("docs/precious.txt"), precious);
+    assert_eq!(a.tree(), b.tree());
+}

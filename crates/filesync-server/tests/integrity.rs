@@ -109,3 +109,52 @@ async fn a_damaged_chunk_is_reported_forgotten_and_repaired_by_the_next_upload()
     assert_eq!(ann.query_chunks(&[good, bad]).await.unwrap(), Vec::<usize>::new());
     assert_eq!(ann.get_chunks(&[bad]).await.unwrap(), vec![damaged[0].1.clone()], "repaired");
 }
+
+/// Regression: a device logged in with a name not in NFC (`Cafe` + U+0301) crashed its peers'
+/// clients at their first conflict with it (the name goes into the conflict copy's path). The
+/// server now stores names trimmed and composed, and refuses names that break the rule with a
+/// clear message.
+#[tokio::test]
+async fn names_are_normalized_and_checked_by_the_server() {
+    let s = start_server(true).await;
+    let cafe = s.connect().await;
+    let session = cafe.register(" ann ", "password123", " Cafe\u{301} ").await.unwrap();
+    assert_eq!((session.user.as_str(), session.device_name.as_str()), ("ann", "Caf\u{e9}"));
+    let other = s.connect().await;
+    let desk = other.login("ann", "password123", "Desk\u{301}").await.unwrap();
+    assert_eq!(desk.device_name, "Des\u{1e31}", "logging in composes the device name too");
+    let folder = cafe.open_folder("Docs\u{301}", true).await.unwrap();
+    assert_eq!(folder.name, "Doc\u{15b}", "folder names are composed too");
+    assert_eq!(other.open_folder("Doc\u{15b}", false).await.unwrap().id, folder.id, "one folder, typed two ways");
+
+    // Both devices change the same file: the desk conflicts with the café's version.
+    let (v1, c1) = file_entry("notes.txt", b"one");
+    let (v2, c2) = file_entry("notes.txt", b"two");
+    cafe.put_chunks([c1, c2].concat()).await.unwrap();
+    cafe.commit(folder.id, vec![CommitChange { base_rev: 0, entry: Some(v1) }]).await.unwrap();
+    let r = other.commit(folder.id, vec![CommitChange { base_rev: 0, entry: Some(v2) }]).await.unwrap();
+    assert!(!r.outcomes[0].accepted);
+    let theirs = r.outcomes[0].current.as_ref().unwrap();
+    assert_eq!(theirs.device_name, "Caf\u{e9}");
+    let path = filesync_core::RelPath::new("notes.txt").unwrap();
+    let copy = filesync_core::conflict::conflict_copy_path(&path, &theirs.device_name, 0, 0);
+    assert_eq!(copy.as_str(), "notes (conflicted copy from Caf\u{e9} 1970-01-01 000000).txt");
+
+    let bad: [(&str, &str, &str); 5] = [
+        ("bob", "   ", "the device name is empty"),
+        ("bob", "a\u{7}b", "the device name contains a control character"),
+        ("bob", &"d".repeat(129), "the device name is 129 bytes long; at most 128"),
+        ("bad name!", "x", "a user name may hold only letters"),
+        ("caf\u{e9}", "x", "a user name may hold only letters"),
+    ];
+    for (user, device, says) in bad {
+        let (code, message) = failure(s.connect().await.register(user, "password123", device).await);
+        assert_eq!(code, Some(ErrorCode::BadRequest), "{user:?} {device:?}: {message}");
+        assert!(message.contains(says), "{user:?} {device:?}: {message}");
+    }
+    let (code, message) = failure(cafe.rename_device(session.device_id, "\u{1b}[31m").await);
+    assert_eq!(code, Some(ErrorCode::BadRequest), "{message}");
+    cafe.rename_device(session.device_id, "  Cafe\u{301} 2 ").await.unwrap();
+    let devices = cafe.list_devices().await.unwrap();
+    assert!(devices.iter().any(|d| d.name == "Caf\u{e9} 2"), "{devices:?}");
+}

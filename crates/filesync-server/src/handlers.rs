@@ -445,6 +445,13 @@ async fn commit(shared: &Shared, a: &Authed, c: filesync_proto::Commit) -> Reply
         let w = ch.entry.as_ref().ok_or_else(|| err(ErrorCode::BadRequest, "a change without an entry"))?;
         let path = path_from_wire(&w.path).map_err(|e| err(ErrorCode::InvalidPath, e.to_string()))?;
         let meta = meta_from_wire(w).map_err(|e| err(ErrorCode::BadRequest, format!("{path}: {e}")))?;
+        // A new version must be at a path every computer can hold; deleting an old one is fine.
+        if meta.is_some()
+            && let Err(e) = path.check_syncable()
+        {
+            let short: String = path.as_str().chars().take(80).collect();
+            return Err(err(ErrorCode::InvalidPath, format!("{short}…: {e}")));
+        }
         if let Some(m) = &meta
             && m.chunks.iter().any(|c| c.len > MAX_CHUNK)
         {

@@ -158,3 +158,26 @@ async fn names_are_normalized_and_checked_by_the_server() {
     let devices = cafe.list_devices().await.unwrap();
     assert!(devices.iter().any(|d| d.name == "Caf\u{e9} 2"), "{devices:?}");
 }
+
+/// Regression: paths of about 4 KB were valid on the wire, and every computer then failed on
+/// them ("File name too long") on every pass. A new version must be at a path of at most 1024
+/// bytes, which every supported platform holds under its folder's root.
+#[tokio::test]
+async fn a_path_too_long_for_other_computers_is_refused_at_commit() {
+    let s = start_server(true).await;
+    let ann = user(&s, "ann").await;
+    let folder = ann.open_folder("docs", true).await.unwrap();
+    let dirs = vec!["d".repeat(200); 5].join("/"); // 1004 bytes
+    let (fits, chunks) = file_entry(&format!("{dirs}/{}", "f".repeat(19)), b"deep");
+    assert_eq!(fits.path.len(), 1024);
+    ann.put_chunks(chunks).await.unwrap();
+    let too_long = WireEntry { path: format!("{}x", fits.path), ..fits.clone() };
+    let (code, message) = failure(ann.commit(folder.id, [change(fits.clone()), change(too_long)].concat()).await);
+    assert_eq!(code, Some(ErrorCode::InvalidPath), "{message}");
+    assert!(message.contains("1025 bytes long") && message.contains("at most 1024 bytes"), "{message}");
+    let r = ann.commit(folder.id, change(fits.clone())).await.unwrap();
+    assert!(r.outcomes[0].accepted, "1024 bytes is fine");
+    let rev = r.outcomes[0].current.as_ref().unwrap().rev;
+    let (code, message) = failure(ann.restore(folder.id, &fits.path, rev, &format!("{}x", fits.path)).await);
+    assert_eq!(code, Some(ErrorCode::InvalidPath), "a restored copy too: {message}");
+}

@@ -53,3 +53,30 @@ fn a_damaged_chunk_on_the_server_blocks_no_other_file_and_is_healed_by_the_owner
     assert_eq!(b.read("docs/precious.txt"), precious);
     assert_eq!(a.tree(), b.tree());
 }
+
+/// Regression: a path valid on the wire (up to 4 KB) but too long for other computers was
+/// committed, and they failed on it on every pass. Such a path is now never uploaded: the
+/// computer that has it reports it per file (the server would refuse the commit), and
+/// everything else syncs.
+#[test]
+fn a_local_path_too_long_to_sync_is_reported_and_the_rest_syncs() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let dirs = vec!["d".repeat(250); 4].join("/");
+    let long = format!("{dirs}/{}.txt", "f".repeat(100));
+    a.write(&long, "deep");
+    a.write("ok.txt", "fine");
+    let report = a.sync_report();
+    assert_eq!(report["uploaded"], 5, "ok.txt and the four directories: {report}");
+    let skipped = report["skipped"].as_array().unwrap();
+    let reason = skipped.iter().find(|s| s["path"] == long.as_str()).unwrap_or_else(|| panic!("{report}"))["reason"]
+        .as_str()
+        .unwrap();
+    assert!(reason.contains("1108 bytes long") && reason.contains("at most 1024 bytes"), "{reason}");
+    a.sync(); // and again: no pass fails on it
+
+    let b = TestClient::login(&server, "ann", "desktop");
+    b.sync();
+    assert_eq!(b.read("ok.txt"), b"fine");
+    assert!(b.exists(&dirs) && !b.exists(&long), "the file at the long path never reached the server");
+}

@@ -1,7 +1,7 @@
 //! The pure step before planning: from what the scan saw, the bases and the remote mirror of
 //! the paths in scope, build the planner's three views per path — and leave out what must
 //! not be touched this pass (paths the scan skipped, ignored paths, names this computer
-//! cannot hold, excluded subfolders, which only get evicted).
+//! cannot hold, local paths too long to sync, excluded subfolders, which only get evicted).
 //!
 //! It also settles downloads a crash interrupted: a file whose content is exactly what the
 //! agent was installing there is taken as synced at that rev ("promoted"), never as a local
@@ -96,6 +96,20 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
         if state.get(&p).and_then(|s| s.remote.as_ref()).is_some_and(|r| r.meta.is_some()) {
             input.skipped.push(SkippedItem { path: p.to_string(), reason: why });
         }
+        state.remove(&p);
+    }
+    // A local path too long to sync (`RelPath::check_syncable`) that would be uploaded is left
+    // alone on both sides and reported: the server would refuse the commit it went in.
+    let too_long: Vec<(RelPath, String)> = state
+        .iter()
+        .filter_map(|(p, s)| {
+            let local = s.local.as_ref()?;
+            let why = p.check_syncable().err()?;
+            s.base.as_ref().is_none_or(|b| !b.meta.same_content(local)).then(|| (p.clone(), why.to_string()))
+        })
+        .collect();
+    for (p, why) in too_long {
+        input.skipped.push(SkippedItem { path: p.to_string(), reason: format!("not uploaded: {why}") });
         state.remove(&p);
     }
     // Ignored paths are left alone on both sides; excluded subfolders are only evicted.

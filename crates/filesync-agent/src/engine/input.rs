@@ -219,4 +219,24 @@ mod tests {
         assert!(input.state.is_empty(), "{:?}", input.state);
         assert_eq!(input.skipped.len(), 1);
     }
+
+    /// A local path too long to sync would only make the server refuse the commit it went in
+    /// (and every other change with it): it is reported, and left alone on both sides, unless
+    /// it is already in sync (stored before the limit), which needs no commit.
+    #[test]
+    fn a_local_path_too_long_to_sync_is_reported_not_planned() {
+        let long = p(&vec!["x".repeat(200); 6].join("/"));
+        let synced = p(&format!("{}/old", vec!["y".repeat(200); 6].join("/")));
+        let mut v = views();
+        v.scanned.entries.insert(long.clone(), local(file(1)));
+        v.scanned.entries.insert(synced.clone(), local(file(2)));
+        v.bases.insert(synced.clone(), base(3, file(2)));
+        v.scanned.entries.insert(p("short"), local(file(4)));
+        let input = build(&v, &Excluded::default(), &MemFs::new());
+        assert!(!input.state.contains_key(&long));
+        assert!(input.state.contains_key(&synced) && input.state.contains_key(&p("short")));
+        assert_eq!(input.skipped.len(), 1);
+        assert_eq!(input.skipped[0].path, long.as_str());
+        assert!(input.skipped[0].reason.starts_with("not uploaded: path is 1205 bytes long"), "{:?}", input.skipped);
+    }
 }

@@ -181,3 +181,33 @@ async fn a_path_too_long_for_other_computers_is_refused_at_commit() {
     let (code, message) = failure(ann.restore(folder.id, &fits.path, rev, &format!("{}x", fits.path)).await);
     assert_eq!(code, Some(ErrorCode::InvalidPath), "a restored copy too: {message}");
 }
+
+/// Regression: one invalid row in the metadata database made `GetChanges` fail for the whole
+/// folder, for every device. The row is now skipped (and logged); the others are served, and
+/// the device's cursor passes it.
+#[tokio::test]
+async fn a_damaged_metadata_row_does_not_block_get_changes() {
+    let s = start_server(true).await;
+    let ann = user(&s, "ann").await;
+    let folder = ann.open_folder("docs", true).await.unwrap();
+    for name in ["a.txt", "b.txt", "c.txt"] {
+        let (e, chunks) = file_entry(name, name.as_bytes());
+        ann.put_chunks(chunks).await.unwrap();
+        ann.commit(folder.id, change(e)).await.unwrap();
+    }
+    let url = format!("sqlite://{}", s.data.join("meta.db").display());
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for (rev, damage) in [(2, "chunks = x'00'"), (3, "path = '/etc/passwd'")] {
+        let sql = format!("UPDATE versions SET {damage} WHERE rev = {rev}");
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&db).await.unwrap();
+    }
+    db.close().await;
+
+    let ch = ann.get_changes(folder.id, 0, 100).await.unwrap();
+    let paths: Vec<&str> = ch.entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["a.txt"], "the damaged rows are left out, the rest is served");
+    assert!(!ch.more);
+    assert_eq!(ch.folder_seq, 3, "a device's cursor moves past the damaged rows");
+    let page = ann.get_changes(folder.id, 1, 1).await.unwrap();
+    assert!(page.entries.is_empty() && !page.more, "{page:?}");
+}

@@ -80,3 +80,37 @@ fn a_local_path_too_long_to_sync_is_reported_and_the_rest_syncs() {
     assert_eq!(b.read("ok.txt"), b"fine");
     assert!(b.exists(&dirs) && !b.exists(&long), "the file at the long path never reached the server");
 }
+
+/// Regression: a device named in decomposed Unicode (`Cafe` + U+0301) crashed its client at its
+/// first conflict ("conflict name is valid"). The server stores names composed, whatever a
+/// client sends (here one that does not normalize, like clients before the fix), and the
+/// device makes its conflict copy under the composed name.
+#[test]
+fn a_device_named_in_decomposed_unicode_makes_conflict_copies_without_panicking() {
+    let server = TestServer::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let session = runtime.block_on(async {
+        let trust = filesync_client::Trust::Pinned(server.fingerprint.clone());
+        let old = filesync_client::Connection::connect(&server.addr, trust).await.unwrap();
+        old.register("ann", PASSWORD, "Cafe\u{301} old").await.unwrap()
+    });
+    assert_eq!(session.device_name, "Caf\u{e9} old");
+
+    let a = TestClient::login(&server, "ann", "Cafe\u{301}");
+    let b = TestClient::login(&server, "ann", "desktop");
+    let names = b.ok(&["devices", "list", "--json"], None);
+    assert!(names.contains("Caf\u{e9} old") && !names.contains("e\u{301}"), "{names}");
+    a.write("notes.txt", "original");
+    a.sync();
+    b.sync();
+    a.write("notes.txt", "the café's version");
+    b.write("notes.txt", "the desktop's version");
+    b.sync();
+    a.sync(); // the café loses the race: its version becomes a conflict copy
+    b.sync();
+    assert_eq!(a.tree(), b.tree());
+    let copies = conflict_copies(&a.tree());
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert!(copies[0].starts_with("notes (conflicted copy from Caf\u{e9} "), "{copies:?}");
+    assert_eq!(a.read(&copies[0]), b"the caf\xc3\xa9's version");
+}

@@ -24,7 +24,10 @@ use tracing::{info, warn};
 /// again when it is read.)
 fn held_in_sync(views: &Views) -> impl Iterator<Item = (&RelPath, &FileMeta)> {
     views.bases.iter().filter_map(|(p, b)| {
-        let current = views.remote.get(p).is_some_and(|r| r.rev == b.rev && r.meta.as_ref() == Some(&b.meta));
+        let current = views
+            .remote
+            .get(p)
+            .is_some_and(|r| r.rev == b.rev && r.meta.as_ref().is_some_and(|m| m.same_content(&b.meta)));
         let local = views.scanned.entries.get(p)?;
         (b.meta.kind == EntryKind::File && current && local.meta.same_content(&b.meta)).then_some((p, &b.meta))
     })

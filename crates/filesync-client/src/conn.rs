@@ -390,9 +390,9 @@ async fn tls_connect(addr: &str, trust: Trust) -> Result<(TlsStream, String, Arc
         .await
         .map_err(|_| ClientError::Connect {
             addr: addr.into(),
-            source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out"),
+            cause: std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out"),
         })?
-        .map_err(|source| ClientError::Connect { addr: addr.into(), source })?;
+        .map_err(|cause| ClientError::Connect { addr: addr.into(), cause })?;
     let _ = tcp.set_nodelay(true);
     let stats = Arc::new(WireStats::default());
     let tcp = Counting { inner: tcp, stats: stats.clone() };

@@ -1,7 +1,7 @@
 //! Passwords (Argon2id), device tokens (random, stored only as a SHA-256 hash) and the
 //! login and registration throttle.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, SaltString};
 use base64::Engine;
 use rand::RngCore;
 use sha2::Digest;
@@ -9,23 +9,74 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Hashes a password with Argon2id (default parameters: 19 MiB, 2 passes). CPU-heavy: call
-/// from a blocking thread.
-pub fn hash_password(password: &str) -> String {
+/// Argon2's working memory (19 MiB with the default parameters), kept and reused by the
+/// password gate so that memory stays at one buffer per concurrent run, whichever threads run
+/// them (the allocator would otherwise keep a freed 19 MiB per thread that ever hashed).
+pub type Argon2Memory = Vec<argon2::Block>;
+
+/// The largest working memory a stored hash may ask for when verifying (64 MiB); a stored
+/// hash with more is refused rather than allowed to take the server's memory.
+const MAX_VERIFY_BLOCKS: usize = 64 * 1024;
+
+/// Hashes a password with Argon2id (default parameters: 19 MiB, 2 passes) into a PHC string,
+/// working in `memory`. CPU-heavy: call from a blocking thread.
+pub fn hash_password(password: &str, memory: &mut Argon2Memory) -> String {
     let salt =
         SaltString::from_b64(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(rand::random::<[u8; 16]>()))
             .expect("16 random bytes make a valid salt");
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("Argon2 with default parameters cannot fail")
-        .to_string()
+    let argon = argon2::Argon2::default();
+    let mut raw = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut raw).expect("salt is valid base64");
+    let mut out = [0u8; argon2::Params::DEFAULT_OUTPUT_LEN];
+    run(&argon, password.as_bytes(), salt_bytes, &mut out, memory).expect("Argon2 with default parameters cannot fail");
+    PasswordHash {
+        algorithm: argon2::Algorithm::Argon2id.ident(),
+        version: Some(argon2::Version::default().into()),
+        params: argon2::password_hash::ParamsString::try_from(argon.params()).expect("default parameters encode"),
+        salt: Some(salt.as_salt()),
+        hash: Some(argon2::password_hash::Output::new(&out).expect("32-byte output")),
+    }
+    .to_string()
 }
 
-/// Checks a password against a stored PHC string. CPU-heavy: call from a blocking thread.
-pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
-        .unwrap_or(false)
+/// Checks a password against a stored PHC string, working in `memory`. CPU-heavy: call from a
+/// blocking thread.
+pub fn verify_password(password: &str, phc: &str, memory: &mut Argon2Memory) -> bool {
+    let Ok(h) = PasswordHash::new(phc) else { return false };
+    let (Ok(algorithm), Ok(params)) = (argon2::Algorithm::try_from(h.algorithm), argon2::Params::try_from(&h)) else {
+        return false;
+    };
+    let version = match h.version.map(argon2::Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let (Some(salt), Some(expected)) = (h.salt, h.hash) else { return false };
+    let mut raw = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut raw) else { return false };
+    if params.block_count() > MAX_VERIFY_BLOCKS {
+        return false;
+    }
+    let argon = argon2::Argon2::new(algorithm, version, params);
+    let mut out = vec![0u8; expected.len()];
+    if run(&argon, password.as_bytes(), salt, &mut out, memory).is_err() {
+        return false;
+    }
+    // `Output`'s equality is constant-time.
+    argon2::password_hash::Output::new(&out).is_ok_and(|o| o == expected)
+}
+
+fn run(
+    argon: &argon2::Argon2<'_>,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut Argon2Memory,
+) -> argon2::Result<()> {
+    let blocks = argon.params().block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, argon2::Block::default());
+    }
+    argon.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
 }
 
 /// A new device token: 32 random bytes, base64url without padding, prefixed for recognisability.
@@ -114,12 +165,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords() {
-        let h = hash_password("correct horse");
-        assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse", &h));
-        assert!(!verify_password("wrong", &h));
-        assert!(!verify_password("x", "not a phc string"));
+    fn passwords_hash_and_verify_in_reused_memory_and_agree_with_the_argon2_crate() {
+        let mut memory = Argon2Memory::new();
+        let h = hash_password("correct horse", &mut memory);
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert!(verify_password("correct horse", &h, &mut memory));
+        assert!(!verify_password("wrong", &h, &mut memory));
+        assert!(!verify_password("x", "not a phc string", &mut memory));
+        // Hashes stored by the crate's own hasher still verify, and ours verify with its
+        // verifier.
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let salt = SaltString::from_b64("c29tZXNhbHRzb21lc2FsdA").unwrap();
+        let theirs = argon2::Argon2::default().hash_password(b"correct horse", &salt).unwrap().to_string();
+        assert!(verify_password("correct horse", &theirs, &mut memory));
+        assert!(!verify_password("correct horsf", &theirs, &mut memory));
+        let ours = PasswordHash::new(&h).unwrap();
+        assert!(argon2::Argon2::default().verify_password(b"correct horse", &ours).is_ok());
+        // A stored hash that asks for more memory than allowed is refused, not run.
+        let greedy = h.replace("m=19456", "m=1048576");
+        assert!(!verify_password("correct horse", &greedy, &mut memory));
     }
 
     #[test]

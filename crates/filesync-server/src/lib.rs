@@ -6,6 +6,7 @@
 //! This crate refuses to decide sync conflicts for clients (it only applies the commit rule of
 //! `filesync-store`) and holds no per-file state in memory: everything durable is in the stores.
 
+mod admission;
 pub mod auth;
 mod datadir;
 mod handlers;
@@ -23,9 +24,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
+pub use admission::{Limits, MemoryGauge};
 pub use tls::TlsIdentity;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,9 @@ pub struct ServerConfig {
     /// Use this certificate and key instead of the generated self-signed pair.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
-    pub max_connections: usize,
+    /// Connection slots (per address, unauthenticated, authenticated) and the memory requests
+    /// and replies may hold, per address and in all.
+    pub limits: Limits,
     /// How long old versions are kept, and how they are thinned (`--retention-days`).
     pub retention: RetentionPolicy,
     /// When pruning and chunk garbage collection run.
@@ -58,8 +61,9 @@ pub struct ServerConfig {
     pub password_concurrency: usize,
     /// How many password checks may wait for a turn; beyond that they are refused as busy.
     pub password_queue: usize,
-    /// `Hello` and authentication must be done within this time of the TLS handshake, whatever
-    /// the client does (including not reading what the server sends).
+    /// The TLS handshake, `Hello` and authentication must be done within this time of the
+    /// connection's accept, whatever the client does (including not reading what the server
+    /// sends).
     pub handshake_timeout: Duration,
     /// An authenticated connection that completes no request (and sends under 64 KiB of a
     /// large one) for this long, or does not take the server's replies for this long, is
@@ -75,7 +79,7 @@ impl ServerConfig {
             registration_open: true,
             tls_cert: None,
             tls_key: None,
-            max_connections: 1024,
+            limits: Limits::default(),
             retention: RetentionPolicy::default(),
             maintenance: MaintenanceSchedule::default(),
             password_concurrency: passwords::default_concurrency(),
@@ -106,7 +110,7 @@ pub struct Server {
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     fingerprint: String,
-    max_connections: usize,
+    admission: Arc<admission::Admission>,
     maintenance: Maintenance,
     schedule: MaintenanceSchedule,
 }
@@ -139,6 +143,7 @@ impl Server {
         let listener = TcpListener::bind(&config.listen)
             .await
             .map_err(|source| ServerError::Bind { addr: config.listen.clone(), source })?;
+        admission::raise_open_file_limit(&config.limits);
         let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config()?);
         let chunk_gate = Arc::new(tokio::sync::RwLock::new(()));
         let maintenance = Maintenance::with_gate(meta.clone(), chunks.clone(), config.retention, chunk_gate.clone());
@@ -157,7 +162,7 @@ impl Server {
             listener,
             acceptor,
             fingerprint: identity.fingerprint(),
-            max_connections: config.max_connections,
+            admission: admission::Admission::new(config.limits),
             maintenance,
             schedule: config.maintenance,
         })
@@ -174,6 +179,11 @@ impl Server {
     /// The server's password hashing gate and its counters.
     pub fn password_work(&self) -> Arc<passwords::PasswordWork> {
         self.shared.passwords.clone()
+    }
+
+    /// How much memory requests and replies hold, server-wide.
+    pub fn memory(&self) -> MemoryGauge {
+        self.admission.gauge()
     }
 
     /// This server's pruning and garbage collection, to run on demand (`run` also runs it on
@@ -195,13 +205,11 @@ impl Server {
         let housekeeping = tokio::spawn(self.maintenance.clone().run_forever(self.schedule.clone()));
         // Stops the maintenance task however `run` ends.
         let _housekeeping = AbortOnDrop(housekeeping);
-        let limit = Arc::new(Semaphore::new(self.max_connections));
+        let admission = self.admission;
+        // Connections refused since the last log line, so that a flood logs once a minute.
+        let mut refused = RefusedLog::default();
         tokio::pin!(shutdown);
         loop {
-            let permit = tokio::select! {
-                _ = &mut shutdown => break,
-                p = limit.clone().acquire_owned() => p.expect("semaphore never closed"),
-            };
             let (tcp, peer) = tokio::select! {
                 _ = &mut shutdown => break,
                 r = self.listener.accept() => match r {
@@ -214,12 +222,22 @@ impl Server {
                     }
                 },
             };
+            // Over a limit: closed at once, before any TLS work, so that a flood costs a
+            // socket for a moment and takes nothing from anyone else.
+            let ticket = match admission.admit(peer.ip()) {
+                Ok(t) => t,
+                Err(why) => {
+                    refused.note(peer, why);
+                    continue;
+                }
+            };
             let _ = tcp.set_nodelay(true);
             let acceptor = self.acceptor.clone();
             let shared = self.shared.clone();
             tokio::spawn(async move {
-                let _permit = permit;
-                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                // One deadline, from accept to authentication, TLS handshake included.
+                let deadline = tokio::time::Instant::now() + shared.handshake_timeout;
+                let tls = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         info!(%peer, "TLS handshake failed: {e}");
@@ -230,10 +248,35 @@ impl Server {
                         return;
                     }
                 };
-                session::serve(shared, tls, peer).await;
+                session::serve(shared, tls, peer, ticket, deadline).await;
             });
         }
         info!("server stopped accepting connections");
+    }
+}
+
+/// Logs refused connections, at most once a minute with the count since the last line.
+#[derive(Default)]
+struct RefusedLog {
+    since: Option<std::time::Instant>,
+    count: u64,
+}
+
+impl RefusedLog {
+    fn note(&mut self, peer: SocketAddr, why: admission::Refused) {
+        self.count += 1;
+        let now = std::time::Instant::now();
+        if self.since.is_some_and(|t| now.duration_since(t) < Duration::from_secs(60)) {
+            return;
+        }
+        let reason = match why {
+            admission::Refused::Address => "its address holds as many connections as one address may",
+            admission::Refused::Unauthenticated => "as many connections as allowed are still authenticating",
+            admission::Refused::Full => "the server is full",
+        };
+        warn!(%peer, refused = self.count, "refusing connections: {reason} (see --max-connections-per-address, --max-unauthenticated)");
+        self.since = Some(now);
+        self.count = 0;
     }
 }
 

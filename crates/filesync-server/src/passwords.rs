@@ -5,8 +5,8 @@
 
 use crate::auth;
 use filesync_proto::{ErrorCode, ErrorMsg};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
 /// Default number of concurrent Argon2 runs: one per core, and at least 2.
@@ -29,6 +29,9 @@ pub struct PasswordWork {
     peak: Arc<AtomicUsize>,
     verifications: AtomicU64,
     hashes: AtomicU64,
+    /// Argon2 working memory, one buffer per run that may overlap, reused. A std mutex: it
+    /// guards a push or pop, never an await.
+    memory: Arc<Mutex<Vec<auth::Argon2Memory>>>,
 }
 
 /// Tells the client to come back later; no password was looked at.
@@ -52,6 +55,7 @@ impl PasswordWork {
             peak: Arc::new(AtomicUsize::new(0)),
             verifications: AtomicU64::new(0),
             hashes: AtomicU64::new(0),
+            memory: Arc::default(),
         }
     }
 
@@ -83,17 +87,17 @@ impl PasswordWork {
     /// Hashes a new password.
     pub async fn hash(&self, password: String) -> Result<String, ErrorMsg> {
         self.hashes.fetch_add(1, Ordering::SeqCst);
-        self.run(move || auth::hash_password(&password)).await
+        self.run(move |memory| auth::hash_password(&password, memory)).await
     }
 
     /// Checks `password` against `phc`, or against a dummy hash when there is no such user, so
     /// that both take as long.
     pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, ErrorMsg> {
         self.verifications.fetch_add(1, Ordering::SeqCst);
-        self.run(move || match phc {
-            Some(phc) => auth::verify_password(&password, &phc),
+        self.run(move |memory| match phc {
+            Some(phc) => auth::verify_password(&password, &phc, memory),
             None => {
-                auth::verify_password(&password, dummy_hash());
+                auth::verify_password(&password, dummy_hash(memory), memory);
                 false
             }
         })
@@ -101,7 +105,10 @@ impl PasswordWork {
     }
 
     /// Waits for a turn (or refuses when too many wait), then runs `work` on a blocking thread.
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ErrorMsg> {
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut auth::Argon2Memory) -> T + Send + 'static,
+    ) -> Result<T, ErrorMsg> {
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -117,14 +124,16 @@ impl PasswordWork {
                 p.map_err(|_| failed())?
             }
         };
-        let (running, peak) = (self.running.clone(), self.peak.clone());
+        let (running, peak, pool) = (self.running.clone(), self.peak.clone(), self.memory.clone());
         // The permit moves into the blocking task: if the connection goes away meanwhile, the
         // run still counts until it really ends.
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now, Ordering::SeqCst);
-            let out = work();
+            let mut memory = pool.lock().expect("argon2 memory lock").pop().unwrap_or_default();
+            let out = work(&mut memory);
+            pool.lock().expect("argon2 memory lock").push(memory);
             running.fetch_sub(1, Ordering::SeqCst);
             out
         })
@@ -135,9 +144,9 @@ impl PasswordWork {
 
 /// A hash to verify against when the user does not exist. Computed on first use, on the
 /// blocking thread of that first check.
-fn dummy_hash() -> &'static str {
+fn dummy_hash(memory: &mut auth::Argon2Memory) -> &'static str {
     static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    H.get_or_init(|| auth::hash_password("not a real password"))
+    H.get_or_init(|| auth::hash_password("not a real password", memory))
 }
 
 #[cfg(test)]

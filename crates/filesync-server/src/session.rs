@@ -7,8 +7,16 @@
 //! it, the idle rule counts only complete frames (or 64 KiB of a large one), so a trickle of
 //! bytes does not keep a connection; and the writer gives up on a peer that takes none of its
 //! data for the idle timeout, which ends the session even while the reader waits on the writer.
+//!
+//! Memory is bounded in bytes, not frames: a large request's bytes are reserved (from its
+//! address's budget and the server's, `admission.rs`) before they are read, a reply's before
+//! its request is handled, and both are given back once the reply is written; so a peer that
+//! does not read stops its own requests, never grows the server. Pushes wait beside the reply
+//! queue, merged per folder, so they never block on it, and a revoked device's events are
+//! watched on their own: revocation closes the connection whatever the reader is waiting on.
 
 use crate::Shared;
+use crate::admission::{Held, Memory, Ticket};
 use crate::handlers::{self, Authed};
 use crate::hub::HubEvent;
 use bytes::BytesMut;
@@ -16,11 +24,12 @@ use filesync_proto::{
     ErrorCode, ErrorMsg, FolderChanged, Frame, FrameDecoder, Message, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN,
     Welcome, limits,
 };
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -31,6 +40,14 @@ const MAX_UNAUTHENTICATED_FRAME: u32 = 64 * 1024;
 const IDLE_PROGRESS_BYTES: usize = 64 * 1024;
 /// How long queued replies may take to reach the peer once the session has ended.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Frames up to this size are read without reserving memory for them first: the decoder's
+/// buffer holds that much anyway.
+const SMALL_FRAME: usize = 64 * 1024;
+/// What a reply is assumed to need until it exists: the largest reply of its kind.
+const SMALL_REPLY: usize = 64 * 1024;
+const LARGE_REPLY: usize = limits::MAX_REPLY_BYTES + 64 * 1024;
+/// Folders whose pushes are kept apart; beyond that, one "re-check every folder" push.
+const MAX_PENDING_FOLDERS: usize = 64;
 
 /// Where the handshake is.
 enum Handshake {
@@ -40,6 +57,20 @@ enum Handshake {
 
 /// What the handshake hands to the authenticated phase.
 type Ready = (Arc<Authed>, broadcast::Receiver<HubEvent>);
+
+/// A frame for the writer, and the memory it holds until it is written.
+struct Outgoing {
+    frame: Frame,
+    held: Held,
+}
+
+impl Outgoing {
+    fn small(frame: Frame) -> Outgoing {
+        Outgoing { frame, held: Held::default() }
+    }
+}
+
+type Out = mpsc::Sender<Outgoing>;
 
 /// Why a connection ended; logged once.
 enum Close {
@@ -51,6 +82,7 @@ enum Close {
     Revoked,
     LoggedOut,
     Handshake(String),
+    Full,
 }
 
 /// How the writer task ended.
@@ -62,16 +94,23 @@ enum WriteEnd {
     Failed,
 }
 
-pub(crate) async fn serve<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr)
-where
+/// Serves one connection; `handshake_deadline` is when it must have authenticated.
+pub(crate) async fn serve<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    peer: SocketAddr,
+    mut ticket: Ticket,
+    handshake_deadline: Instant,
+) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (mut rd, wr) = tokio::io::split(stream);
-    let (out_tx, out_rx) = mpsc::channel::<Frame>(limits::MAX_IN_FLIGHT * 2);
-    let mut writer = tokio::spawn(write_loop(wr, out_rx, shared.idle_timeout));
+    let (out_tx, out_rx) = mpsc::channel::<Outgoing>(limits::MAX_IN_FLIGHT * 2);
+    let pushes = Arc::new(Pushes::default());
+    let mut writer = tokio::spawn(write_loop(wr, out_rx, pushes.clone(), shared.idle_timeout));
     let mut writer_done = false;
     let reason = tokio::select! {
-        r = read_loop(&shared, &mut rd, &out_tx, peer) => r,
+        r = read_loop(&shared, &mut rd, &out_tx, &pushes, peer, &mut ticket, handshake_deadline) => r,
         // The writer ends first only if the peer stopped reading or the socket failed; the
         // reader may then be waiting for room in the queue, so it is dropped.
         w = &mut writer => {
@@ -91,6 +130,7 @@ where
         Close::Revoked => info!(%peer, "closing connection of a revoked device"),
         Close::LoggedOut => info!(%peer, "device logged out"),
         Close::Handshake(r) => info!(%peer, "handshake failed: {r}"),
+        Close::Full => warn!(%peer, "closing connection: the server holds as many devices' connections as it allows"),
     }
     drop(out_tx);
     // Let queued replies (an error explaining the close, say) reach the peer, but do not wait
@@ -100,20 +140,97 @@ where
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Frame>, stall: Duration) -> WriteEnd {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    while let Some(frame) = rx.recv().await {
-        buf.clear();
-        if let Err(e) = frame.encode(&mut buf) {
-            warn!("reply to request {} is too large to send: {e}", frame.request_id);
-            buf.clear();
-            let msg = "the reply does not fit in one frame; ask for less at once";
-            if error(frame.request_id, ErrorCode::TooLarge, msg).encode(&mut buf).is_err() {
-                continue;
+/// Pushes waiting for the writer, merged per folder (the highest seq wins), so that events
+/// never wait on the reply queue and a slow reader costs a bounded set of them.
+#[derive(Default)]
+struct Pushes {
+    /// A std mutex: it guards a map update, never an await.
+    pending: Mutex<PendingPushes>,
+    ready: Notify,
+}
+
+#[derive(Default)]
+struct PendingPushes {
+    folders: BTreeMap<u64, u64>,
+    /// Too many folders, or missed events: tell the client to re-check all of them.
+    everything: bool,
+    /// Sent after the pushes, before the connection closes.
+    last_word: Option<Frame>,
+}
+
+impl Pushes {
+    fn folder_changed(&self, folder_id: u64, seq: u64) {
+        let mut p = self.pending.lock().expect("push lock");
+        if !p.everything {
+            if p.folders.len() >= MAX_PENDING_FOLDERS && !p.folders.contains_key(&folder_id) {
+                p.everything = true;
+                p.folders.clear();
+            } else {
+                let s = p.folders.entry(folder_id).or_insert(seq);
+                *s = (*s).max(seq);
             }
         }
-        if let Err(end) = write_with_progress(&mut wr, &buf, stall).await {
-            return end;
+        drop(p);
+        self.ready.notify_one();
+    }
+
+    fn everything_changed(&self) {
+        let mut p = self.pending.lock().expect("push lock");
+        p.everything = true;
+        p.folders.clear();
+        drop(p);
+        self.ready.notify_one();
+    }
+
+    /// Sends `frame` after the pending pushes, unless a last word was already given.
+    fn last_word(&self, frame: Frame) {
+        self.pending.lock().expect("push lock").last_word.get_or_insert(frame);
+        self.ready.notify_one();
+    }
+
+    /// The frames to send now; a zero folder id tells the client to re-check all folders.
+    fn take(&self) -> Vec<Frame> {
+        let mut p = self.pending.lock().expect("push lock");
+        let mut frames: Vec<Frame> = if std::mem::take(&mut p.everything) {
+            vec![push(0, 0)]
+        } else {
+            std::mem::take(&mut p.folders).into_iter().map(|(folder, seq)| push(folder, seq)).collect()
+        };
+        frames.extend(p.last_word.take());
+        frames
+    }
+}
+
+fn push(folder_id: u64, seq: u64) -> Frame {
+    Frame::new(0, Message::FolderChanged(FolderChanged { folder_id, seq }))
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::Receiver<Outgoing>,
+    pushes: Arc<Pushes>,
+    stall: Duration,
+) -> WriteEnd {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let frames = tokio::select! {
+            biased;
+            _ = pushes.ready.notified() => pushes.take(),
+            next = rx.recv() => match next {
+                // The reply's memory is given back once it is written.
+                Some(Outgoing { frame, held: _held }) => {
+                    if let Err(end) = write_frame(&mut wr, &mut buf, &frame, stall).await {
+                        return end;
+                    }
+                    Vec::new()
+                }
+                None => break,
+            },
+        };
+        for frame in &frames {
+            if let Err(end) = write_frame(&mut wr, &mut buf, frame, stall).await {
+                return end;
+            }
         }
         // Coalesce: only flush when nothing else is queued.
         if rx.is_empty() {
@@ -130,6 +247,29 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Fra
     })
     .await;
     WriteEnd::Done
+}
+
+async fn write_frame<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    buf: &mut BytesMut,
+    frame: &Frame,
+    stall: Duration,
+) -> Result<(), WriteEnd> {
+    buf.clear();
+    if let Err(e) = frame.encode(buf) {
+        warn!("reply to request {} is too large to send: {e}", frame.request_id);
+        buf.clear();
+        let msg = "the reply does not fit in one frame; ask for less at once";
+        if error(frame.request_id, ErrorCode::TooLarge, msg).encode(buf).is_err() {
+            return Ok(());
+        }
+    }
+    let written = write_with_progress(wr, buf, stall).await;
+    // Do not keep a large reply's buffer for the small frames that follow.
+    if buf.capacity() > 1 << 20 {
+        *buf = BytesMut::with_capacity(64 * 1024);
+    }
+    written
 }
 
 /// Writes all of `buf`, failing if the peer takes none of it for `stall` (a slow reader that
@@ -156,22 +296,32 @@ fn error(id: u32, code: ErrorCode, msg: impl Into<String>) -> Frame {
 async fn read_loop<R: AsyncRead + Unpin>(
     shared: &Arc<Shared>,
     rd: &mut R,
-    out: &mpsc::Sender<Frame>,
+    out: &Out,
+    pushes: &Pushes,
     peer: SocketAddr,
+    ticket: &mut Ticket,
+    deadline: Instant,
 ) -> Close {
     let mut dec = FrameDecoder::new();
     // One deadline for everything before `Session`: a peer that sends without reading blocks
     // the handshake on a full socket, and must be cut off all the same.
-    let deadline = Instant::now() + shared.handshake_timeout;
-    let ready = match tokio::time::timeout_at(deadline, handshake(shared, rd, &mut dec, out, peer)).await {
+    let ready = match tokio::time::timeout_at(deadline, handshake(shared, rd, &mut dec, out, peer, ticket)).await {
         Ok(Ok(ready)) => ready,
         Ok(Err(close)) => return close,
         Err(_) => {
-            let _ = out.try_send(error(0, ErrorCode::BadRequest, "handshake timed out"));
+            let _ = out.try_send(Outgoing::small(error(0, ErrorCode::BadRequest, "handshake timed out")));
             return Close::Handshake("timed out".into());
         }
     };
-    authenticated(shared, rd, &mut dec, out, peer, ready).await
+    let (authed, events) = ready;
+    let memory = ticket.memory().clone();
+    // Events are watched beside the requests, not between them: a reader waiting for room in
+    // the reply queue or for memory still sees its device revoked.
+    let conn = Authenticated { shared, authed: &authed, out, pushes, memory: &memory, peer };
+    tokio::select! {
+        close = requests(&conn, rd, &mut dec) => close,
+        close = watch_events(&authed, events, pushes) => close,
+    }
 }
 
 /// Reads and answers frames until the client has authenticated.
@@ -179,22 +329,21 @@ async fn handshake<R: AsyncRead + Unpin>(
     shared: &Arc<Shared>,
     rd: &mut R,
     dec: &mut FrameDecoder,
-    out: &mpsc::Sender<Frame>,
+    out: &Out,
     peer: SocketAddr,
+    ticket: &mut Ticket,
 ) -> Result<Ready, Close> {
     let mut state = Handshake::AwaitHello;
     loop {
         // Drain every complete frame before reading more.
         loop {
-            if dec.buffered() >= 4 {
-                let b = &dec.buffer_mut()[..4];
-                let len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-                if len > MAX_UNAUTHENTICATED_FRAME {
-                    return Err(Close::Malformed(format!("{len}-byte frame before authentication")));
-                }
+            if let Some(len) = announced_len(dec)
+                && len > MAX_UNAUTHENTICATED_FRAME as usize
+            {
+                return Err(Close::Malformed(format!("{len}-byte frame before authentication")));
             }
             let Some(frame) = next_frame(dec, out)? else { break };
-            if let Some(ready) = on_handshake_frame(shared, &mut state, frame, out, peer).await? {
+            if let Some(ready) = on_handshake_frame(shared, &mut state, frame, out, peer, ticket).await? {
                 // Frames already buffered behind this one belong to the authenticated phase.
                 return Ok(ready);
             }
@@ -203,20 +352,49 @@ async fn handshake<R: AsyncRead + Unpin>(
     }
 }
 
-/// Serves an authenticated connection until it closes.
-async fn authenticated<R: AsyncRead + Unpin>(
-    shared: &Arc<Shared>,
-    rd: &mut R,
-    dec: &mut FrameDecoder,
-    out: &mpsc::Sender<Frame>,
+/// The length in the header of the frame `dec` is receiving, once its header is in.
+fn announced_len(dec: &mut FrameDecoder) -> Option<usize> {
+    let b = dec.buffer_mut();
+    (b.len() >= 4).then(|| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+}
+
+/// Turns the user's hub events into pushes until this device is revoked.
+async fn watch_events(authed: &Authed, mut events: broadcast::Receiver<HubEvent>, pushes: &Pushes) -> Close {
+    loop {
+        match events.recv().await {
+            Ok(HubEvent::FolderChanged { folder_id, seq }) => pushes.folder_changed(folder_id, seq),
+            Ok(HubEvent::DeviceRevoked { device_id }) if device_id == authed.device.id => {
+                pushes.last_word(error(0, ErrorCode::InvalidToken, "this device was revoked"));
+                return Close::Revoked;
+            }
+            Ok(_) => {}
+            // Missed events: the client re-checks every folder.
+            Err(broadcast::error::RecvError::Lagged(_)) => pushes.everything_changed(),
+            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// What the authenticated phase of a connection works with.
+struct Authenticated<'a> {
+    shared: &'a Arc<Shared>,
+    authed: &'a Arc<Authed>,
+    out: &'a Out,
+    pushes: &'a Pushes,
+    memory: &'a Memory,
     peer: SocketAddr,
-    (authed, mut events): Ready,
-) -> Close {
+}
+
+/// Serves an authenticated connection's requests until it closes.
+async fn requests<R: AsyncRead + Unpin>(conn: &Authenticated<'_>, rd: &mut R, dec: &mut FrameDecoder) -> Close {
+    let Authenticated { shared, out, memory, peer, .. } = *conn;
     let in_flight = Arc::new(Semaphore::new(limits::MAX_IN_FLIGHT));
     let idle = shared.idle_timeout;
     let mut idle_deadline = Instant::now() + idle;
     // Bytes of unfinished frames received since the idle clock last restarted.
     let mut progress = 0usize;
+    // Memory taken for the large frame being received.
+    let mut receiving: Option<Held> = None;
     loop {
         loop {
             let frame = match next_frame(dec, out) {
@@ -226,9 +404,16 @@ async fn authenticated<R: AsyncRead + Unpin>(
             };
             idle_deadline = Instant::now() + idle;
             progress = 0;
-            if let Some(close) = on_request(shared, &authed, frame, out, &in_flight).await {
+            let held = receiving.take().unwrap_or_default();
+            if let Some(close) = on_request(conn, frame, held, &in_flight).await {
                 return close;
             }
+        }
+        if receiving.is_none()
+            && let Some(len) = announced_len(dec).filter(|len| *len > SMALL_FRAME)
+        {
+            // Wait for the memory before taking the bytes: the peer is held back by TCP.
+            receiving = Some(memory.reserve(len + 4).await);
         }
         let before = dec.buffered();
         tokio::select! {
@@ -242,25 +427,6 @@ async fn authenticated<R: AsyncRead + Unpin>(
                     progress = 0;
                 }
             }
-            ev = events.recv() => match ev {
-                Ok(HubEvent::FolderChanged { folder_id, seq }) => {
-                    let push = Frame::new(0, Message::FolderChanged(FolderChanged { folder_id, seq }));
-                    if out.send(push).await.is_err() {
-                        return Close::PeerClosed;
-                    }
-                }
-                Ok(HubEvent::DeviceRevoked { device_id }) if device_id == authed.device.id => {
-                    let _ = out.send(error(0, ErrorCode::InvalidToken, "this device was revoked")).await;
-                    return Close::Revoked;
-                }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    // Missed pushes: a zero folder id tells the client to re-check all folders.
-                    let push = Frame::new(0, Message::FolderChanged(FolderChanged { folder_id: 0, seq: 0 }));
-                    let _ = out.send(push).await;
-                }
-                Err(broadcast::error::RecvError::Closed) => {}
-            },
             _ = tokio::time::sleep_until(idle_deadline) => {
                 debug!(%peer, "no complete request for {idle:?}");
                 return Close::Idle;
@@ -270,9 +436,9 @@ async fn authenticated<R: AsyncRead + Unpin>(
 }
 
 /// The next complete frame in `dec`, if any; malformed input closes the connection.
-fn next_frame(dec: &mut FrameDecoder, out: &mpsc::Sender<Frame>) -> Result<Option<Frame>, Close> {
+fn next_frame(dec: &mut FrameDecoder, out: &Out) -> Result<Option<Frame>, Close> {
     dec.next_frame().map_err(|e| {
-        let _ = out.try_send(error(0, ErrorCode::BadRequest, format!("malformed frame: {e}")));
+        let _ = out.try_send(Outgoing::small(error(0, ErrorCode::BadRequest, format!("malformed frame: {e}"))));
         Close::Malformed(e.to_string())
     })
 }
@@ -294,22 +460,24 @@ async fn on_handshake_frame(
     shared: &Arc<Shared>,
     state: &mut Handshake,
     frame: Frame,
-    out: &mpsc::Sender<Frame>,
+    out: &Out,
     peer: SocketAddr,
+    ticket: &mut Ticket,
 ) -> Result<Option<Ready>, Close> {
     let id = frame.request_id;
+    let send = |frame: Frame| out.send(Outgoing::small(frame));
     if id == 0 {
-        let _ = out.send(error(0, ErrorCode::BadRequest, "request id 0 is reserved for pushes")).await;
+        let _ = send(error(0, ErrorCode::BadRequest, "request id 0 is reserved for pushes")).await;
         return Err(Close::Malformed("request with id 0".into()));
     }
     if let Message::Ping(_) = frame.message {
-        let _ = out.send(Frame::new(id, Message::Pong(Default::default()))).await;
+        let _ = send(Frame::new(id, Message::Pong(Default::default()))).await;
         return Ok(None);
     }
     match state {
         Handshake::AwaitHello => {
             let Message::Hello(h) = frame.message else {
-                let _ = out.send(error(id, ErrorCode::BadRequest, "the first message must be Hello")).await;
+                let _ = send(error(id, ErrorCode::BadRequest, "the first message must be Hello")).await;
                 return Err(Close::Handshake(format!("expected Hello, got {}", frame.message.name())));
             };
             let version = PROTOCOL_VERSION_MAX.min(h.max_version);
@@ -323,7 +491,7 @@ async fn on_handshake_frame(
                     "no common protocol version: client speaks {}..={}, server {}..={}; {older}",
                     h.min_version, h.max_version, PROTOCOL_VERSION_MIN, PROTOCOL_VERSION_MAX
                 );
-                let _ = out.send(error(id, ErrorCode::UnsupportedVersion, msg.clone())).await;
+                let _ = send(error(id, ErrorCode::UnsupportedVersion, msg.clone())).await;
                 return Err(Close::Handshake(msg));
             }
             debug!(%peer, client = %h.client_name, version, "hello");
@@ -332,7 +500,7 @@ async fn on_handshake_frame(
                 server_name: format!("filesync/{}", env!("CARGO_PKG_VERSION")),
                 registration_open: shared.registration_open,
             };
-            let _ = out.send(Frame::new(id, Message::Welcome(welcome))).await;
+            let _ = send(Frame::new(id, Message::Welcome(welcome))).await;
             *state = Handshake::AwaitAuth;
             Ok(None)
         }
@@ -348,13 +516,18 @@ async fn on_handshake_frame(
             };
             match result {
                 Ok((authed, session)) => {
+                    if ticket.authenticated().is_err() {
+                        let msg = "the server is serving as many devices as it allows; try again in a few minutes";
+                        let _ = send(error(id, ErrorCode::RateLimited, msg)).await;
+                        return Err(Close::Full);
+                    }
                     info!(%peer, user = %authed.user_name, device = authed.device.id, "authenticated");
                     let events = shared.hub.subscribe(authed.user_id);
-                    let _ = out.send(Frame::new(id, Message::Session(session))).await;
+                    let _ = send(Frame::new(id, Message::Session(session))).await;
                     Ok(Some((Arc::new(authed), events)))
                 }
                 Err(e) => {
-                    let _ = out.send(Frame::new(id, Message::Error(e))).await;
+                    let _ = send(Frame::new(id, Message::Error(e))).await;
                     Ok(None)
                 }
             }
@@ -362,47 +535,69 @@ async fn on_handshake_frame(
     }
 }
 
+/// What a reply to `m` may need at most, reserved before `m` is handled.
+fn reply_reservation(m: &Message) -> usize {
+    match m {
+        Message::QueryChunks(_)
+        | Message::PutChunks(_)
+        | Message::OpenFolder(_)
+        | Message::RevokeDevice(_)
+        | Message::RenameDevice(_)
+        | Message::ChangePassword(_)
+        | Message::Restore(_)
+        | Message::Usage(_) => SMALL_REPLY,
+        _ => LARGE_REPLY,
+    }
+}
+
 /// Handles one frame of an authenticated connection; returns `Some` when it must close.
+/// `held` is the memory already taken for the frame's own bytes.
 async fn on_request(
-    shared: &Arc<Shared>,
-    authed: &Arc<Authed>,
+    conn: &Authenticated<'_>,
     frame: Frame,
-    out: &mpsc::Sender<Frame>,
+    mut held: Held,
     in_flight: &Arc<Semaphore>,
 ) -> Option<Close> {
+    let Authenticated { shared, authed, out, pushes, memory, .. } = *conn;
     let id = frame.request_id;
+    let send = |frame: Frame| out.send(Outgoing::small(frame));
     if id == 0 {
-        let _ = out.send(error(0, ErrorCode::BadRequest, "request id 0 is reserved for pushes")).await;
+        let _ = send(error(0, ErrorCode::BadRequest, "request id 0 is reserved for pushes")).await;
         return Some(Close::Malformed("request with id 0".into()));
     }
     match frame.message {
         Message::Ping(_) => {
-            let _ = out.send(Frame::new(id, Message::Pong(Default::default()))).await;
+            let _ = send(Frame::new(id, Message::Pong(Default::default()))).await;
             return None;
         }
         Message::Logout(_) => {
+            // The reply is the last word: the revocation event that logging out publishes
+            // ends the session at once, before a queued reply would be sent.
             let r = handlers::logout(shared, authed).await;
-            let _ = out.send(Frame::new(id, r)).await;
+            pushes.last_word(Frame::new(id, r));
             return Some(Close::LoggedOut);
         }
         Message::Hello(_) | Message::Register(_) | Message::Login(_) | Message::Auth(_) => {
-            let _ = out.send(error(id, ErrorCode::BadRequest, "already authenticated")).await;
+            let _ = send(error(id, ErrorCode::BadRequest, "already authenticated")).await;
             return None;
         }
         _ => {}
     }
-    // Bound the work one connection can queue; the permit is released when the reply has been
-    // handed to the writer.
+    // Bound the work one connection can queue, in requests and in bytes; both are given back
+    // when the reply has been handed to the writer (the permit) or written (the memory).
     let permit = match in_flight.clone().acquire_owned().await {
         Ok(p) => p,
         Err(_) => return Some(Close::PeerClosed),
     };
+    held.absorb(memory.reserve(reply_reservation(&frame.message)).await);
     let shared = shared.clone();
     let authed = authed.clone();
     let out = out.clone();
     tokio::spawn(async move {
-        let reply = handlers::request(&shared, &authed, frame.message).await;
-        let _ = out.send(Frame::new(id, reply)).await;
+        let reply = Frame::new(id, handlers::request(&shared, &authed, frame.message).await);
+        // The request is gone; what stays in memory is the reply.
+        held.shrink_to(reply.encoded_len());
+        let _ = out.send(Outgoing { frame: reply, held }).await;
         drop(permit);
     });
     None

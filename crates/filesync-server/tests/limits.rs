@@ -1,16 +1,18 @@
 //! The server's bounds under hostile load, over real TLS: how much password hashing runs at
-//! once, how many password guesses get checked, and that every connection deadline holds even
-//! against a client that does not read. Clients connect from several loopback addresses
+//! once, how many password guesses get checked, that every connection deadline holds even
+//! against a client that does not read, how many connections one address or a crowd that
+//! never authenticates may hold, and how much memory a client that does not read may take. Clients connect from several loopback addresses
 //! (127.0.0.x, Linux), since the server throttles per address.
 #![cfg(target_os = "linux")]
 
 mod support;
 
 use filesync_client::ErrorCode;
-use filesync_proto::{Frame, Message};
+use filesync_core::Hash;
+use filesync_proto::{ChunkData, Frame, GetChunks, Message, PutChunks, RevokeDevice};
 use std::time::Duration;
 use support::*;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Fails a test that waits longer than this for something that should happen in seconds.
 const GUARD: Duration = Duration::from_secs(60);
@@ -173,4 +175,143 @@ async fn a_frame_sent_a_byte_at_a_time_does_not_keep_an_authenticated_connection
     // the idle timeout, but no request ever completes.
     let mut bytes = vec![0u8, 0, 3, 232].into_iter();
     write_until_closed(c.stream, Duration::from_millis(300), || vec![bytes.next().unwrap_or(0)]).await;
+}
+
+/// Whether the server has closed `tcp` (an end of stream or a reset), looking for `wait`.
+async fn closed_by_server(tcp: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(tokio::time::timeout(wait, tcp.read(&mut byte)).await, Ok(Ok(0)) | Ok(Err(_)))
+}
+
+/// Waits until `f` holds, panicking after `GUARD`.
+async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while !f().await {
+        assert!(tokio::time::Instant::now() < deadline, "not within {GUARD:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holding_hundreds_of_idle_connections_takes_only_its_share_and_others_are_served() {
+    let s = start_with(|c| c.limits.max_connections_per_address = 32).await;
+    let ann = s.connect().await;
+    ann.register("ann", "password123", "laptop").await.unwrap();
+    let mut flood = Vec::new();
+    for _ in 0..600 {
+        flood.push(s.tcp_from("127.0.3.1").await);
+    }
+    // All but the address's share are closed as soon as they are accepted.
+    let mut open = Vec::new();
+    for mut tcp in flood {
+        if !closed_by_server(&mut tcp, Duration::from_millis(20)).await {
+            open.push(tcp);
+        }
+    }
+    eventually("the flood's connections beyond its share are closed", async || {
+        let mut still = Vec::new();
+        for mut tcp in open.drain(..) {
+            if !closed_by_server(&mut tcp, Duration::from_millis(5)).await {
+                still.push(tcp);
+            }
+        }
+        open = still;
+        open.len() <= 32
+    })
+    .await;
+    assert_eq!(open.len(), 32, "the address keeps its share");
+    // A device already connected, and a new one elsewhere, are served all the same.
+    ann.ping().await.unwrap();
+    let bob = s.connect().await;
+    bob.register("bob", "password123", "desktop").await.unwrap();
+    assert_eq!(bob.list_devices().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_that_never_authenticates_cannot_take_the_slots_of_connected_devices() {
+    let s = start_with(|c| {
+        c.limits.max_unauthenticated = 8;
+        c.handshake_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let ann = s.connect().await;
+    ann.register("ann", "password123", "laptop").await.unwrap();
+    // Eight addresses, one silent connection each: every unauthenticated slot is taken.
+    let mut crowd = Vec::new();
+    for i in 1..=8 {
+        let mut tcp = s.tcp_from(&format!("127.0.4.{i}")).await;
+        assert!(!closed_by_server(&mut tcp, Duration::from_millis(100)).await);
+        crowd.push(tcp);
+    }
+    let mut ninth = s.tcp_from("127.0.4.9").await;
+    assert!(closed_by_server(&mut ninth, Duration::from_secs(5)).await, "the ninth must not get a slot");
+    // The device that is in keeps working; its slot is not the crowd's.
+    ann.ping().await.unwrap();
+    ann.list_devices().await.unwrap();
+    // The crowd is gone at its handshake deadline, and newcomers get in again.
+    for mut tcp in crowd {
+        assert!(closed_by_server(&mut tcp, GUARD).await);
+    }
+    let bob = s.connect().await;
+    bob.register("bob", "password123", "desktop").await.unwrap();
+}
+
+/// A client of `s` from `ip` with one stored chunk of `size` random bytes.
+async fn with_stored_chunk(s: &TestServer, ip: &str, user: &str, size: usize) -> (RawClient, Hash) {
+    let mut c = s.raw_from(ip).await;
+    assert!(matches!(c.register(user, "password123").await, Message::Session(_)));
+    let data: Vec<u8> = (0..size).map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[3]).collect();
+    let hash = Hash::of(&data);
+    let put = PutChunks { chunks: vec![ChunkData { hash: hash.as_bytes().to_vec(), data: data.into() }] };
+    assert!(matches!(c.request(Message::PutChunks(put)).await, Message::Ok(_)));
+    (c, hash)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_asks_for_gigabytes_and_never_reads_holds_no_more_than_its_address_budget() {
+    let s = start_with(|c| {
+        c.limits.memory_per_address = 20 << 20;
+        c.idle_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let (mut flooder, hash) = with_stored_chunk(&s, "127.0.5.1", "ann", 4 << 20).await;
+    let get = || Message::GetChunks(GetChunks { hashes: vec![hash.as_bytes().to_vec(); 2] });
+    // 300 requests for 8 MiB each: 2.4 GB of replies, none of them read.
+    for _ in 0..300 {
+        flooder.send(get()).await;
+    }
+    // Meanwhile another address downloads the same amount, and is served.
+    let (mut other, other_hash) = with_stored_chunk(&s, "127.0.5.2", "bob", 4 << 20).await;
+    for _ in 0..3 {
+        let reply =
+            other.request(Message::GetChunks(GetChunks { hashes: vec![other_hash.as_bytes().to_vec(); 2] })).await;
+        assert!(matches!(reply, Message::Chunks(_)), "{}", reply.name());
+    }
+    // The flooder is cut off once it has taken nothing for the idle timeout.
+    write_until_closed(flooder.stream, Duration::from_millis(200), || pings(1)).await;
+    let peak = s.memory.peak();
+    assert!(peak <= (20 << 20) + (9 << 20), "held {peak} bytes at once; one address may hold 20 MiB, bob 8 MiB");
+    assert_eq!(s.memory.in_use(), 0, "everything is given back when the connection ends");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_device_that_stops_reading_is_closed_at_once() {
+    let s = start_with(|c| c.idle_timeout = Duration::from_secs(600)).await;
+    let mut laptop = s.raw_from("127.0.6.1").await;
+    let Message::Session(session) = laptop.register("ann", "password123").await else { panic!("register") };
+    // The laptop sends requests and reads nothing, until the server stops taking them: its
+    // reader now waits for room in the reply queue.
+    let batch = pings(2000);
+    loop {
+        let sent = tokio::time::timeout(Duration::from_secs(1), laptop.stream.write_all(&batch)).await;
+        if sent.is_err() {
+            break;
+        }
+    }
+    let mut phone = s.raw_from("127.0.6.2").await;
+    assert!(matches!(phone.login("ann", "password123").await, Message::Session(_)));
+    let revoke = Message::RevokeDevice(RevokeDevice { device_id: session.device_id });
+    assert!(matches!(phone.request(revoke).await, Message::Ok(_)));
+    // Closed now, not after the ten-minute idle timeout.
+    write_until_closed(laptop.stream, Duration::from_millis(100), || pings(1)).await;
 }

@@ -136,6 +136,24 @@ pub struct ServerArgs {
     /// per hour for a week, then one per day), after which it and its unused data are deleted.
     #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36500))]
     pub retention_days: u32,
+    /// Devices that may be connected at once. [default: 4096]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// Connections one IP address (for IPv6, one /64 network) may hold, authenticated or not;
+    /// more are closed as soon as they are accepted. [default: 128]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_address: Option<u32>,
+    /// Connections that may be authenticating at once (each has 30 seconds); more are closed
+    /// as soon as they are accepted, and connected devices keep their slots. [default: 512]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_unauthenticated: Option<u32>,
+    /// Memory for requests and replies in transit, server-wide, in MiB; requests wait beyond
+    /// it. [default: 512]
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(16..))]
+    pub buffer_memory: Option<u32>,
+    /// The same, for all connections of one address, in MiB. [default: 64]
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(16..))]
+    pub buffer_memory_per_address: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -159,7 +177,7 @@ pub enum Registration {
 
 #[derive(Args, Debug)]
 pub struct LoginArgs {
-    /// Server address, HOST:PORT.
+    /// Server address: HOST or HOST:PORT (the port defaults to 7443); a pasted https:// URL works too.
     #[arg(long)]
     pub server: String,
     #[arg(long)]

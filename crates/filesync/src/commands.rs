@@ -82,6 +82,14 @@ async fn server(args: ServerArgs) -> Result<ExitCode> {
     config.tls_cert = args.tls_cert;
     config.tls_key = args.tls_key;
     config.retention = filesync_store::RetentionPolicy::days(args.retention_days);
+    let limits = &mut config.limits;
+    let mib = |m: u32| (m as usize) << 20;
+    limits.max_connections = args.max_connections.map_or(limits.max_connections, |n| n as usize);
+    limits.max_connections_per_address =
+        args.max_connections_per_address.map_or(limits.max_connections_per_address, |n| n as usize);
+    limits.max_unauthenticated = args.max_unauthenticated.map_or(limits.max_unauthenticated, |n| n as usize);
+    limits.memory = args.buffer_memory.map_or(limits.memory, mib);
+    limits.memory_per_address = args.buffer_memory_per_address.map_or(limits.memory_per_address, mib);
     let data_dir = config.data_dir.clone();
     let server = filesync_server::Server::open(config).await?;
     let addr = server.local_addr();

@@ -20,6 +20,16 @@ fn main() -> std::process::ExitCode {
     if let cli::Command::Service(service_cmd::ServiceCmd::Run) = args.command {
         return service_cmd::run_service(args.home);
     }
+    #[cfg(unix)]
+    if !matches!(args.command, cli::Command::Server(_) | cli::Command::Agent(_) | cli::Command::Ui(_)) {
+        // A command whose output goes to `head` or a closed pager ends quietly, as `ls` does,
+        // instead of panicking on the broken pipe. (Sockets are written with MSG_NOSIGNAL, so
+        // this concerns only standard output.)
+        // SAFETY: restores the default action of one signal before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("FILESYNC_LOG").unwrap_or_else(|_| {
         let level = match (args.verbose, &args.command) {
             (0, cli::Command::Server(_)) | (0, cli::Command::Agent(_)) => "info",

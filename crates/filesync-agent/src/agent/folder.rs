@@ -347,7 +347,7 @@ impl FolderTask {
                 }
             }
             Err(e) => {
-                warn!(folder = %self.name(), "sync failed: {e}");
+                warn!(folder = %self.name(), detail = e.detail().unwrap_or_default(), "sync failed: {e}");
                 // Nothing of the scope is lost: it waits for the next pass.
                 self.scope.merge(scope);
                 self.pull = true;

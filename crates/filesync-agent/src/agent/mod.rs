@@ -515,9 +515,11 @@ async fn manage_connection(
                         Push::FolderChanged { folder_id, seq } => broadcast(Event::Remote { folder_id, seq }),
                         Push::Closed(reason) => {
                             warn!("disconnected: {reason}");
+                            // The person reads what happened and what to do, not the library's text.
+                            let plain = filesync_client::ClientError::Disconnected(reason).to_string();
                             board.update(|s| {
                                 s.connection = "offline".into();
-                                s.message = Some(format!("disconnected: {reason}"));
+                                s.message = Some(plain);
                             });
                             break;
                         }
@@ -528,7 +530,7 @@ async fn manage_connection(
             }
             Err(e) => {
                 let auth = matches!(&e, SyncError::Client(c) if c.is_auth_failure());
-                warn!("cannot connect: {e}");
+                warn!(detail = e.detail().unwrap_or_default(), "cannot connect: {e}");
                 board.update(|s| {
                     s.connection = if auth { "error".into() } else { "offline".into() };
                     s.message = Some(e.to_string());

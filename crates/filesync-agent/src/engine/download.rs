@@ -353,7 +353,7 @@ fn install(
     now_unix: i64,
 ) -> Result<DownloadResult, String> {
     let p = &job.path;
-    let now = fs.stat(p).map_err(|e| format!("{p}: {e}"))?;
+    let now = fs.stat(p).map_err(|e| format!("{p}: {}", super::describe_io(&e)))?;
     let mut conflict = None;
     if !stat_matches(now.as_ref(), job.expect_local.as_ref()) {
         match now {
@@ -362,25 +362,29 @@ fn install(
             }
             Some(_) => {
                 let copy = super::free_conflict_name(fs, p, device_name, now_unix)?;
-                fs.rename_noreplace(p, &copy).map_err(|e| format!("{p}: moving the local version aside: {e}"))?;
+                fs.rename_noreplace(p, &copy)
+                    .map_err(|e| format!("{p}: moving the local version aside: {}", super::describe_io(&e)))?;
                 conflict = Some(copy);
             }
             None => {}
         }
     } else if now.is_some_and(|s| s.kind == StatKind::Dir) {
         // The planner replaces a directory by a file only once the directory is empty.
-        fs.remove_dir(p).map_err(|e| format!("{p}: replacing the directory by a file: {e}; will retry"))?;
+        fs.remove_dir(p).map_err(|e| format!("{p}: replacing the folder by a file: {}", super::describe_io(&e)))?;
     }
     tmp.persist_deferred(p).map_err(|e| format!("{p}: {}", super::describe_io(&e)))?;
-    let stat = fs.stat(p).map_err(|e| format!("{p}: {e}"))?.ok_or_else(|| format!("{p} vanished"))?;
+    let stat = fs
+        .stat(p)
+        .map_err(|e| format!("{p}: {}", super::describe_io(&e)))?
+        .ok_or_else(|| format!("{p} vanished; FileSync will look again"))?;
     Ok(DownloadResult::Done { stat, conflict })
 }
 
 pub(super) fn read_local(fs: &dyn Filesystem, l: &LocalChunk, want: &Hash) -> Result<Vec<u8>, String> {
     let mut f = fs.open(&l.path).map_err(|e| format!("reading {}: {}", l.path, super::describe_io(&e)))?;
-    f.seek(SeekFrom::Start(l.offset)).map_err(|e| format!("reading {}: {e}", l.path))?;
+    f.seek(SeekFrom::Start(l.offset)).map_err(|e| format!("reading {}: {}", l.path, super::describe_io(&e)))?;
     let mut buf = vec![0u8; l.len as usize];
-    f.read_exact(&mut buf).map_err(|e| format!("reading {}: {e}", l.path))?;
+    f.read_exact(&mut buf).map_err(|e| format!("reading {}: {}", l.path, super::describe_io(&e)))?;
     if Hash::of(&buf) != *want {
         return Err(format!("{} changed while its chunks were reused; will retry", l.path));
     }
@@ -401,12 +405,12 @@ pub(super) fn ensure_parents(fs: &dyn Filesystem, path: &RelPath) -> Result<(), 
             Ok(Some(s)) if s.kind == StatKind::Dir => break,
             Ok(Some(_)) => return Err(format!("{a} is in the way of {path}: it is not a directory")),
             Ok(None) => missing.push(a),
-            Err(e) => return Err(format!("{a}: {e}")),
+            Err(e) => return Err(format!("{a}: {}", super::describe_io(&e))),
         }
     }
     for a in missing.into_iter().rev() {
         let p = RelPath::new(a).expect("valid");
-        fs.create_dir(&p).map_err(|e| format!("creating directory {a}: {e}"))?;
+        fs.create_dir(&p).map_err(|e| format!("creating the folder {a}: {}", super::describe_io(&e)))?;
     }
     Ok(())
 }
@@ -415,8 +419,9 @@ impl FileWriter {
     fn start(fs: &dyn Filesystem, job: &DownloadJob) -> Result<FileWriter, String> {
         ensure_parents(fs, &job.path)?;
         let parent = job.path.parent();
-        let tmp =
-            fs.create_temp(parent.as_ref()).map_err(|e| format!("creating a temporary file for {}: {e}", job.path))?;
+        let tmp = fs
+            .create_temp(parent.as_ref())
+            .map_err(|e| format!("creating a temporary file for {}: {}", job.path, super::describe_io(&e)))?;
         Ok(FileWriter { tmp, written: 0 })
     }
 

@@ -129,7 +129,7 @@ impl Executor<'_> {
                 self.report.conflicts += 1;
                 self.moved_away.insert(path);
             }
-            Err(e) => self.failed(&path, format!("moving aside for a conflict copy: {e}")),
+            Err(e) => self.failed(&path, format!("moving aside for a conflict copy: {}", super::describe_io(&e))),
         }
         Ok(())
     }
@@ -230,8 +230,8 @@ impl Executor<'_> {
         Ok(self.engine.db.record_step(self.name, &rec).await?)
     }
 
-    /// Where the chunks the jobs need can be read on this computer: files in scope that are
-    /// unchanged since they were synced, and synced files anywhere with the same content (a
+    /// Where the chunks the jobs need can be read on this computer: files in scope whose
+    /// scanned content is what was last synced, and synced files anywhere with the same content (a
     /// moved or copied file). Every chunk read is checked against its hash, so a file that
     /// changed since is only a missed shortcut.
     async fn local_chunks(
@@ -239,10 +239,17 @@ impl Executor<'_> {
         jobs: &[DownloadJob],
     ) -> Result<HashMap<filesync_core::Hash, download::LocalChunk>, SyncError> {
         let wanted: HashSet<_> = jobs.iter().flat_map(|j| j.meta.chunks.iter().map(|c| c.hash)).collect();
+        // The scan vouches for the content (it read the file, or trusted a stat recorded
+        // long enough after the file's mtime); the base's own stat may be untrusted because
+        // the file was synced moments ago, which is exactly when the next edit comes.
         let unchanged = self.bases.iter().filter(|(p, b)| {
             b.meta.kind == EntryKind::File
                 && !self.moved_away.contains(*p)
-                && self.scanned.entries.get(*p).is_some_and(|e| e.stat.size == b.size && e.stat.mtime_ns == b.mtime_ns)
+                && self
+                    .scanned
+                    .entries
+                    .get(*p)
+                    .is_some_and(|e| e.meta.kind == EntryKind::File && e.meta.hash == b.meta.hash)
         });
         let mut candidates: Vec<(RelPath, FileMeta)> = unchanged.map(|(p, b)| (p.clone(), b.meta.clone())).collect();
         let contents: Vec<_> = jobs.iter().map(|j| j.meta.hash).collect::<HashSet<_>>().into_iter().collect();
@@ -325,7 +332,7 @@ impl Executor<'_> {
                     None => Ok(true),
                     // Not empty: something new is inside; keep it.
                     Some(s) if s.kind == StatKind::Dir => Ok(fs.remove_dir(&p).is_ok()),
-                    Some(_) => fs.remove_file(&p).map(|_| true).map_err(|e| e.to_string()),
+                    Some(_) => fs.remove_file(&p).map(|_| true).map_err(|e| super::describe_io(&e)),
                 }
             })
             .await?;

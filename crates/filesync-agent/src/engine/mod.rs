@@ -46,8 +46,8 @@ pub enum SyncError {
     Client(#[from] ClientError),
     #[error("local state database: {0}")]
     State(#[from] StateError),
-    #[error("scanning {path}: {source}")]
-    Scan { path: String, source: std::io::Error },
+    #[error("cannot read the folder {path}: {}", describe_io(cause))]
+    Scan { path: String, cause: std::io::Error },
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("{0}")]
@@ -55,6 +55,14 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    /// The underlying library or system error, for logs (see [`ClientError::detail`]).
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            SyncError::Client(c) => c.detail(),
+            _ => None,
+        }
+    }
+
     /// Errors that a later retry may cure without anyone doing anything.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -156,14 +164,26 @@ pub(crate) fn stat_matches(now: Option<&Stat>, seen: Option<&Stat>) -> bool {
 /// An I/O error as a person should read it: what happened and what to do.
 pub(crate) fn describe_io(e: &std::io::Error) -> String {
     use std::io::ErrorKind::*;
+    const FULL: &str = "the disk is full; free some space on this computer and FileSync will retry";
     match e.kind() {
-        PermissionDenied => format!("permission denied ({e}); check the permissions of this file or folder"),
-        StorageFull => "the disk is full; free some space on this computer and FileSync will retry".to_string(),
-        ReadOnlyFilesystem => "the disk is read-only; FileSync cannot write here".to_string(),
-        _ if e.raw_os_error() == Some(28) => {
-            "the disk is full; free some space on this computer and FileSync will retry".to_string()
+        PermissionDenied => "FileSync is not allowed to change it; check the permissions of this file or folder".into(),
+        StorageFull => FULL.into(),
+        _ if e.raw_os_error() == Some(28) => FULL.into(),
+        QuotaExceeded => "your disk quota on this computer is used up; free some space and FileSync will retry".into(),
+        ReadOnlyFilesystem => "the disk is read-only; FileSync cannot write here".into(),
+        NotFound => "it was moved or deleted meanwhile; FileSync will look again".into(),
+        InvalidFilename => "its name is too long, or not allowed, on this disk".into(),
+        IsADirectory | NotADirectory | DirectoryNotEmpty | AlreadyExists => {
+            "a file and a folder got in each other's way; FileSync will look again".into()
         }
-        _ => e.to_string(),
+        // Windows: another program has the file open without sharing it.
+        _ if cfg!(windows) && matches!(e.raw_os_error(), Some(32 | 33)) => {
+            "another program has it open; FileSync will retry once it is closed".into()
+        }
+        ResourceBusy => "another program is using it; FileSync will retry".into(),
+        CrossesDevices => "it is on another disk than its folder".into(),
+        // Anything else: the system's own words, without the error number.
+        other => format!("the system reported \"{other}\"; FileSync will retry"),
     }
 }
 
@@ -176,7 +196,7 @@ pub(crate) fn free_conflict_name(
 ) -> Result<RelPath, String> {
     for attempt in 0..100 {
         let c = conflict_copy_path(path, device, now_unix, attempt);
-        if fs.stat(&c).map_err(|e| format!("{c}: {e}"))?.is_none() {
+        if fs.stat(&c).map_err(|e| format!("{c}: {}", describe_io(&e)))?.is_none() {
             return Ok(c);
         }
     }

@@ -81,7 +81,7 @@ impl Engine {
         })
         .await
         .map_err(|e| SyncError::Internal(e.to_string()))?
-        .map_err(|source| SyncError::Scan { path: folder.path.display().to_string(), source })?;
+        .map_err(|cause| SyncError::Scan { path: folder.path.display().to_string(), cause })?;
         debug!(
             folder = name,
             roots = root_count,

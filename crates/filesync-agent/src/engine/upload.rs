@@ -252,9 +252,9 @@ fn read_chunks(
                 open = Some((path.clone(), f));
             }
             let f = &mut open.as_mut().expect("just opened").1;
-            f.seek(SeekFrom::Start(off)).map_err(|e| format!("{path}: {e}"))?;
+            f.seek(SeekFrom::Start(off)).map_err(|e| format!("{path}: {}", super::describe_io(&e)))?;
             let mut buf = vec![0u8; len as usize];
-            f.read_exact(&mut buf).map_err(|e| format!("{path}: {e}"))?;
+            f.read_exact(&mut buf).map_err(|e| format!("{path}: {}", super::describe_io(&e)))?;
             if Hash::of(&buf) != hash {
                 return Err(format!("{path} changed while it was being uploaded; will retry"));
             }

@@ -6,24 +6,63 @@ use crate::config::Home;
 use filesync_client::{ClientError, Connection, ErrorCode, Trust};
 use serde::Serialize;
 
-/// Checks that `server` looks like `HOST:PORT`.
-pub fn check_server_address(server: &str) -> Result<(), OpsError> {
-    let server = server.trim();
-    let ok = server
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
-    if ok {
-        Ok(())
-    } else {
-        Err(OpsError::invalid("server", "enter the server address as HOST:PORT, for example 192.168.1.20:7443"))
+/// The port a server listens on unless told otherwise (`filesync server --listen`).
+pub const DEFAULT_PORT: u16 = 7443;
+
+/// The server address as `HOST:PORT`, from what a person typed or pasted: `nas.local`,
+/// `nas.local:7443`, `https://nas.local:7443/`, `192.168.1.20`, `[::1]:7443` or `::1` (the
+/// port defaults to 7443).
+pub fn server_address(input: &str) -> Result<String, OpsError> {
+    let bad = || {
+        OpsError::invalid(
+            "server",
+            format!(
+                "{input:?} is not a server address; enter the server's name or IP address, for example 192.168.1.20 or nas.local:7443"
+            ),
+        )
+    };
+    let mut s = input.trim();
+    if let Some(i) = s.find("://") {
+        s = &s[i + 3..];
     }
+    // A pasted URL may carry a path, and a user name before the host.
+    let s = s.split(['/', '?', '#']).next().unwrap_or_default();
+    let s = s.rsplit_once('@').map_or(s, |(_, host)| host);
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        // [IPv6] or [IPv6]:PORT
+        let (inside, after) = rest.split_once(']').ok_or_else(bad)?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or_else(bad)?),
+        };
+        (format!("[{inside}]"), port)
+    } else if s.matches(':').count() > 1 {
+        // A bare IPv6 address: no port can be told apart.
+        (format!("[{s}]"), None)
+    } else {
+        match s.split_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (s.to_string(), None),
+        }
+    };
+    let port = match port {
+        None => DEFAULT_PORT,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?,
+    };
+    let valid_host = !host.is_empty()
+        && host != "[]"
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || "-._:[]%".contains(c) || !c.is_ascii());
+    if !valid_host {
+        return Err(bad());
+    }
+    Ok(format!("{host}:{port}"))
 }
 
 /// Connects to `server` without trusting it yet and returns its certificate fingerprint, for
 /// a person to compare with `filesync server fingerprint`. Nothing but the handshake is sent.
 pub async fn probe(server: &str) -> Result<String, OpsError> {
-    check_server_address(server)?;
-    let conn = Connection::connect(server.trim(), Trust::FirstUse).await?;
+    let server = server_address(server)?;
+    let conn = Connection::connect(&server, Trust::FirstUse).await?;
     Ok(conn.fingerprint().to_string())
 }
 
@@ -55,8 +94,7 @@ pub struct LoggedIn {
 /// Registers (when asked) and logs this computer in: pins the certificate, saves the account
 /// in `config.toml` and the device token in the owner-only `token` file.
 pub async fn log_in(home: &Home, c: &Credentials) -> Result<LoggedIn, OpsError> {
-    check_server_address(&c.server)?;
-    let server = c.server.trim().to_string();
+    let server = server_address(&c.server)?;
     let user = normalize_name(&c.user, "user name", "user")?;
     if c.register {
         filesync_core::names::check_new_user_name(&user)
@@ -292,12 +330,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn server_addresses_need_a_port() {
-        assert!(check_server_address("127.0.0.1:7443").is_ok());
-        assert!(check_server_address("nas.local:7443").is_ok());
-        assert!(check_server_address("[::1]:7443").is_ok());
-        for bad in ["", "nas.local", ":7443", "nas:0", "nas:port"] {
-            assert!(matches!(check_server_address(bad), Err(OpsError::Invalid { field: "server", .. })), "{bad}");
+    fn server_addresses_are_taken_as_people_paste_them() {
+        for (typed, meant) in [
+            ("127.0.0.1:7443", "127.0.0.1:7443"),
+            ("nas.local:8000", "nas.local:8000"),
+            ("nas.local", "nas.local:7443"),
+            ("  192.168.1.20 ", "192.168.1.20:7443"),
+            ("https://nas.local:7443", "nas.local:7443"),
+            ("https://nas.local:7443/", "nas.local:7443"),
+            ("HTTPS://nas.local/some/page?x=1", "nas.local:7443"),
+            ("filesync://ann@nas.local:9000", "nas.local:9000"),
+            ("[::1]:7443", "[::1]:7443"),
+            ("[::1]", "[::1]:7443"),
+            ("::1", "[::1]:7443"),
+            ("fe80::1%eth0", "[fe80::1%eth0]:7443"),
+        ] {
+            assert_eq!(server_address(typed).unwrap(), meant, "{typed}");
+        }
+        for bad in ["", "   ", ":7443", "nas:0", "nas:port", "nas:70000", "https://", "[::1", "na s", "[]:7443"] {
+            assert!(matches!(server_address(bad), Err(OpsError::Invalid { field: "server", .. })), "{bad}");
         }
     }
 

@@ -12,7 +12,7 @@ use filesync_proto::{
 };
 use filesync_server::maintenance::Maintenance;
 use filesync_server::passwords::PasswordWork;
-use filesync_server::{Server, ServerConfig};
+use filesync_server::{MemoryGauge, Server, ServerConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ pub struct TestServer {
     pub fingerprint: String,
     pub maintenance: Maintenance,
     pub passwords: Arc<PasswordWork>,
+    pub memory: MemoryGauge,
     pub data: PathBuf,
     dir: tempfile::TempDir,
     shutdown: tokio::sync::oneshot::Sender<()>,
@@ -49,12 +50,12 @@ pub async fn start_in(dir: tempfile::TempDir, f: impl FnOnce(&mut ServerConfig))
     f(&mut config);
     let server = Server::open(config).await.unwrap();
     let (addr, fingerprint) = (server.local_addr().to_string(), server.fingerprint().to_string());
-    let (maintenance, passwords) = (server.maintenance(), server.password_work());
+    let (maintenance, passwords, memory) = (server.maintenance(), server.password_work(), server.memory());
     let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async move {
         let _ = stop.await;
     }));
-    TestServer { addr, fingerprint, maintenance, passwords, data, dir, shutdown, task }
+    TestServer { addr, fingerprint, maintenance, passwords, memory, data, dir, shutdown, task }
 }
 
 impl TestServer {
@@ -81,6 +82,13 @@ impl TestServer {
         tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap()
     }
 
+    /// A plain TCP connection to this server from `local_ip`, before any TLS.
+    pub async fn tcp_from(&self, local_ip: &str) -> TcpStream {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(local_ip.parse().unwrap(), 0)).unwrap();
+        socket.connect(self.addr.parse().unwrap()).await.unwrap()
+    }
+
     /// A client speaking raw frames from `local_ip`, after Hello.
     pub async fn raw_from(&self, local_ip: &str) -> RawClient {
         let mut c = RawClient { stream: self.tls_from(local_ip).await, dec: FrameDecoder::new(), next_id: 1 };
@@ -99,6 +107,14 @@ pub struct RawClient {
 }
 
 impl RawClient {
+    /// Sends `message` and does not wait for the reply.
+    pub async fn send(&mut self, message: Message) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.stream.write_all(&Frame::new(id, message).to_bytes().unwrap()).await.unwrap();
+        self.stream.flush().await.unwrap();
+    }
+
     pub async fn request(&mut self, message: Message) -> Message {
         let id = self.next_id;
         self.next_id += 1;

@@ -110,8 +110,9 @@ pub(super) struct Probe {
 }
 
 pub(super) async fn setup_probe(Json(req): Json<Probe>) -> ApiResult {
-    let fingerprint = account::probe(&req.server).await?;
-    Ok(Json(json!({ "server": req.server.trim(), "fingerprint": fingerprint })))
+    let server = account::server_address(&req.server)?;
+    let fingerprint = account::probe(&server).await?;
+    Ok(Json(json!({ "server": server, "fingerprint": fingerprint })))
 }
 
 #[derive(Deserialize)]

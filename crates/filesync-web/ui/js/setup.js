@@ -14,7 +14,7 @@ export function setupScreen(main, store) {
       h('h1', { id: 'setup-title', class: 'screen-title', tabindex: '-1' }, 'Welcome to FileSync'),
       h('p', {}, 'FileSync keeps your folders the same on all your computers, through a server you run. First, where is your server?'),
       field({ id: 'server', label: 'Server address', value: state.server,
-        help: 'HOST:PORT, as printed when the server starts — for example 192.168.1.20:7443.',
+        help: 'Its name or IP address, as printed when the server starts — for example 192.168.1.20 (the port is 7443 unless the server says otherwise).',
         attrs: { autocomplete: 'off', spellcheck: 'false', required: true, inputmode: 'url' } }),
       formError(),
       h('div', { class: 'actions' }, h('button', { class: 'button', type: 'submit' }, 'Check server')));

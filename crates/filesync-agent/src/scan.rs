@@ -461,7 +461,7 @@ fn hash_all(fs: &dyn Filesystem, chunker: &Chunker, work: &[RelPath]) -> Vec<(Re
 }
 
 /// `chunker.digest(r)`, with a shortcut for files smaller than the minimum chunk: those are
-/// one chunk whose hash is the file's hash (see `filesync_core::chunking`), and going through
+/// one chunk (see `filesync_core::chunking`), and going through
 /// the streaming chunker would cost a buffer of the maximum chunk size (4 MiB) per file.
 fn digest(chunker: &Chunker, mut r: impl io::Read, expected_size: u64) -> io::Result<FileDigest> {
     if expected_size >= u64::from(chunker.min) {
@@ -472,9 +472,9 @@ fn digest(chunker: &Chunker, mut r: impl io::Read, expected_size: u64) -> io::Re
     if data.len() >= chunker.min as usize {
         return chunker.digest(&data[..]); // it grew meanwhile
     }
-    let hash = Hash::of(&data);
-    let chunks = if data.is_empty() { Vec::new() } else { vec![ChunkRef { hash, len: data.len() as u32 }] };
-    Ok(FileDigest { size: data.len() as u64, hash, chunks })
+    let chunks =
+        if data.is_empty() { Vec::new() } else { vec![ChunkRef { hash: Hash::of(&data), len: data.len() as u32 }] };
+    Ok(FileDigest { size: data.len() as u64, hash: filesync_core::file_hash(&chunks), chunks })
 }
 
 /// Reads and digests one file. The stat before and after must agree (else the file changed
@@ -542,10 +542,10 @@ mod tests {
         let paths: Vec<_> = out.entries.keys().map(RelPath::as_str).collect();
         assert_eq!(paths, ["a", "a/b.txt", "d", "d/e", "empty"]);
         let b = &out.entries[&p("a/b.txt")].meta;
-        assert_eq!((b.kind, b.size, b.hash), (EntryKind::File, 5, Hash::of(b"hello")));
+        assert_eq!((b.kind, b.size, b.hash), (EntryKind::File, 5, Chunker::default().digest_bytes(b"hello").hash));
         assert_eq!(b.chunks.len(), 1);
         let e = &out.entries[&p("empty")].meta;
-        assert_eq!((e.size, e.hash, e.chunks.len()), (0, Hash::empty(), 0));
+        assert_eq!((e.size, e.hash, e.chunks.len()), (0, filesync_core::file_hash(&[]), 0));
         assert_eq!(out.entries[&p("d")].meta.kind, EntryKind::Dir);
         assert!(out.skipped.is_empty());
     }
@@ -565,7 +565,7 @@ mod tests {
         // A different inode (replaced by another file of the same size and mtime): re-read.
         known.get_mut(&p("f")).unwrap().ino += 1000;
         let out = scan_mem(&fs, &known);
-        assert_eq!(out.entries[&p("f")].meta.hash, Hash::of(b"content"));
+        assert_eq!(out.entries[&p("f")].meta.hash, Chunker::default().digest_bytes(b"content").hash);
         assert_eq!(fs.total_opens(), opens + 1);
     }
 
@@ -584,7 +584,7 @@ mod tests {
         assert!(reasons["locked"].starts_with("permission denied"), "{reasons:?}");
         assert!(reasons["busy"].starts_with("file is changing"), "{reasons:?}");
         assert_eq!(reasons.len(), 2);
-        assert_eq!(out.entries[&p("settles")].meta.hash, Hash::of(b"z!"));
+        assert_eq!(out.entries[&p("settles")].meta.hash, Chunker::default().digest_bytes(b"z!").hash);
         assert!(out.entries.contains_key(&p("ok")));
         let skipped = out.skipped_paths();
         assert!(skipped.covers(&p("locked")));

@@ -121,7 +121,61 @@ CREATE TRIGGER totals_base_update AFTER UPDATE ON base BEGIN
     WHERE folder = NEW.folder;
 END;
 "#,
+    RECOMPUTE_FILE_HASHES,
 ];
+
+/// A step of [`MIGRATIONS`] that SQL cannot do (SQLite has no BLAKE3), run by
+/// [`recompute_file_hashes`] in the same transaction: protocol version 2 defines a file's hash
+/// as the hash of its chunk list (`filesync_core::file_hash`), so the hashes recorded under
+/// version 1 (of the whole content) are recomputed from the stored chunk lists.
+const RECOMPUTE_FILE_HASHES: &str = "-- Rust: recompute file hashes from chunk lists (protocol version 2)";
+
+/// Rows per statement when [`recompute_file_hashes`] pages through a table.
+const RECOMPUTE_PAGE: i64 = 5000;
+
+/// Sets `hash` of every file row of `remote` and `base` to the hash of its chunk list, then the
+/// hash of each `installing` row to that of the mirror row it was downloaded from. An
+/// `installing` row without one (the mirror moved on) is dropped: the file it vouched for is
+/// then compared with the remote entry afresh, and the planner takes equal content as synced.
+/// A row whose chunk list is torn is left as it is, reported as corrupt when read.
+async fn recompute_file_hashes(tx: &mut Transaction<'static, Sqlite>) -> Result<(), StateError> {
+    for table in ["remote", "base"] {
+        let mut after = i64::MIN;
+        loop {
+            let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT rowid, chunks FROM {table} WHERE kind = 0 AND rowid > ? ORDER BY rowid LIMIT ?"
+            )))
+            .bind(after)
+            .bind(RECOMPUTE_PAGE)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(ctx(format!("reading {table} to recompute file hashes")))?;
+            for (rowid, chunks) in &rows {
+                after = *rowid;
+                let Some(chunks) = decode_chunks(chunks) else { continue };
+                sqlx::query(AssertSqlSafe(format!("UPDATE {table} SET hash = ? WHERE rowid = ?")))
+                    .bind(filesync_core::file_hash(&chunks).0.to_vec())
+                    .bind(rowid)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(ctx(format!("recomputing a file hash in {table}")))?;
+            }
+            if (rows.len() as i64) < RECOMPUTE_PAGE {
+                break;
+            }
+        }
+    }
+    sqlx::raw_sql(
+        "DELETE FROM installing WHERE NOT EXISTS (SELECT 1 FROM remote r WHERE r.folder = installing.folder \
+         AND r.path = installing.path AND r.rev = installing.rev AND r.kind = installing.kind); \
+         UPDATE installing SET hash = (SELECT r.hash FROM remote r WHERE r.folder = installing.folder \
+         AND r.path = installing.path AND r.rev = installing.rev);",
+    )
+    .execute(&mut **tx)
+    .await
+    .map_err(ctx("recomputing the hashes of interrupted downloads"))?;
+    Ok(())
+}
 
 /// A row of the `base` table: the synced metadata at `rev`, and the local stat (`size`,
 /// `mtime_ns`, `ino`) of the file when that was recorded.
@@ -265,7 +319,11 @@ impl StateDb {
             return Err(StateError::TooNew { path: path.to_path_buf(), found, known: MIGRATIONS.len() });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-            sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(ctx(format!("applying migration {}", i + 1)))?;
+            if *sql == RECOMPUTE_FILE_HASHES {
+                recompute_file_hashes(&mut tx).await?;
+            } else {
+                sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(ctx(format!("applying migration {}", i + 1)))?;
+            }
             sqlx::query("UPDATE schema_version SET version = ?")
                 .bind((i + 1) as i64)
                 .execute(&mut *tx)
@@ -852,6 +910,41 @@ mod tests {
         db.pool.close().await;
         let err = StateDb::open(&path).await.unwrap_err();
         assert!(matches!(err, StateError::TooNew { found: 99, .. }), "{err}");
+    }
+
+    /// Protocol version 2 redefined a file's hash as the hash of its chunk list: a database
+    /// written before has its mirror, bases and interrupted downloads brought over, or every
+    /// synced file would look changed (and every interrupted download unvouched for).
+    #[tokio::test]
+    async fn file_hashes_of_an_older_database_are_recomputed_from_chunk_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let db = StateDb::open(&path).await.unwrap();
+        let (a, b) = (file_meta(1, 3), file_meta(2, 1));
+        assert_ne!(a.hash, filesync_core::file_hash(&a.chunks), "written with an old-style hash");
+        db.apply_remote("docs", &[entry("a", 4, Some(a.clone())), entry("b", 5, Some(b.clone()))], 1, 5).await.unwrap();
+        db.apply_remote("docs", &[entry("d", 6, Some(FileMeta::dir(3))), entry("gone", 7, None)], 1, 7).await.unwrap();
+        db.set_base("docs", &p("a"), &BaseRow { rev: 4, meta: a.clone(), size: 1, mtime_ns: 2, ino: 3 }).await.unwrap();
+        let installing = [(p("a"), 4, EntryKind::File, a.hash), (p("b"), 3, EntryKind::File, b.hash)];
+        db.set_installing("docs", &installing).await.unwrap();
+        sqlx::query("UPDATE schema_version SET version = ?")
+            .bind(MIGRATIONS.iter().position(|m| *m == RECOMPUTE_FILE_HASHES).unwrap() as i64)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        db.pool.close().await;
+
+        let db = StateDb::open(&path).await.unwrap();
+        let new = |m: &FileMeta| FileMeta { hash: filesync_core::file_hash(&m.chunks), ..m.clone() };
+        let remote = db.remote_all("docs").await.unwrap();
+        assert_eq!(remote[&p("a")].meta, Some(new(&a)));
+        assert_eq!(remote[&p("b")].meta, Some(new(&b)));
+        assert_eq!(remote[&p("d")].meta, Some(FileMeta::dir(3)), "directories have no content hash");
+        assert_eq!(remote[&p("gone")].meta, None);
+        assert_eq!(db.bases("docs").await.unwrap()[&p("a")].meta, new(&a));
+        let installing = db.installing("docs").await.unwrap();
+        assert_eq!(installing.get(&p("a")), Some(&(4, new(&a).hash)), "vouched for by the mirror row");
+        assert_eq!(installing.get(&p("b")), None, "the mirror moved on: compared afresh");
     }
 
     #[tokio::test]

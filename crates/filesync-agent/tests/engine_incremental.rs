@@ -13,7 +13,7 @@ use filesync_agent::memfs::MemFs;
 use filesync_agent::state::StateDb;
 use filesync_agent::status::Progress;
 use filesync_client::{Connection, Trust};
-use filesync_core::{EntryKind, Hash, RelPath};
+use filesync_core::{EntryKind, RelPath};
 use std::sync::Arc;
 use support::{Server, server};
 
@@ -219,7 +219,8 @@ async fn a_download_batch_interrupted_at_any_step_resumes_without_a_conflict() {
         a.sync().await;
         b.engine.pull("docs").await.unwrap();
         let rev = b.engine.db.remote("docs", &p("d0/f0.txt")).await.unwrap().unwrap().rev;
-        let installing = [(p("d0/f0.txt"), rev, EntryKind::File, Hash::of(b"version 2"))];
+        let installing =
+            [(p("d0/f0.txt"), rev, EntryKind::File, filesync_core::Chunker::default().digest_bytes(b"version 2").hash)];
         if step != "before the batch was recorded" {
             b.engine.db.set_installing("docs", &installing).await.unwrap();
         }

@@ -1,7 +1,7 @@
 //! The engine against an in-memory server behind its `ServerApi` trait: no sockets, no TLS,
 //! no server process — the shape whole-system simulations build on. Two computers sync
 //! through it; a concurrent edit makes one conflict copy; a moved file is rebuilt from the
-//! local copy without fetching a byte.
+//! local copy without fetching a byte; a chunk the server lost is sent again.
 
 use bytes::Bytes;
 use filesync_agent::config::FolderConfig;
@@ -222,6 +222,31 @@ async fn a_damaged_chunk_fails_only_its_file() {
     let r = b.sync().await;
     assert_eq!(r.downloaded, 1);
     assert_eq!(b.fs.read("f07.txt").unwrap(), b"file number 7");
+}
+
+/// A chunk the server lost (found damaged and forgotten) is sent again by the computer that
+/// holds the file, on its next walk of the whole folder, without a commit; then the other
+/// computer gets the file too.
+#[tokio::test]
+async fn a_chunk_the_server_lost_is_sent_again_by_the_computer_that_holds_the_file() {
+    let server = Arc::new(MemServer::default());
+    let a = Computer::new(&server, "laptop").await;
+    let b = Computer::new(&server, "desktop").await;
+    for i in 0..5 {
+        a.fs.write(&format!("f{i}.txt"), format!("file number {i}"));
+    }
+    a.sync().await;
+    let lost = Hash::of(b"file number 3");
+    server.inner.lock().unwrap().chunks.remove(&lost);
+    let r = b.sync_with_errors().await;
+    assert_eq!((r.downloaded, r.errors.len()), (4, 1), "{r:?}");
+
+    let r = a.sync().await;
+    assert_eq!((r.uploaded, r.bytes_up), (0, 13), "only the lost chunk is sent, nothing is committed: {r:?}");
+    assert!(server.inner.lock().unwrap().chunks.contains_key(&lost));
+    assert_eq!(a.sync().await.bytes_up, 0, "nothing more to send");
+    assert_eq!(b.sync().await.downloaded, 1);
+    assert_eq!(b.fs.read("f3.txt").unwrap(), b"file number 3");
 }
 
 #[tokio::test]

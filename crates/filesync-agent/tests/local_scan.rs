@@ -124,11 +124,11 @@ fn nested_dirs_empty_dirs_and_empty_files() {
         assert!(out.skipped.is_empty(), "{}: {:?}", f.name(), out.skipped);
         let deep = &out.entries[&p("a/b/c/deep.bin")];
         assert_eq!(deep.meta.size, 50_000);
-        assert_eq!(deep.meta.hash, Hash::of(&[7u8; 50_000]));
+        assert_eq!(deep.meta.hash, Chunker::tiny().digest_bytes(&[7u8; 50_000]).hash);
         assert!(deep.meta.chunks.len() > 1, "tiny chunker splits 50 kB");
         assert_eq!(deep.meta.chunks.iter().map(|c| c.len as u64).sum::<u64>(), 50_000);
         let empty = &out.entries[&p("a/empty-file")].meta;
-        assert_eq!((empty.size, empty.hash, empty.chunks.len()), (0, Hash::empty(), 0));
+        assert_eq!((empty.size, empty.hash, empty.chunks.len()), (0, filesync_core::file_hash(&[]), 0));
         assert_eq!(out.entries[&p("x/y/z")].meta.kind, EntryKind::Dir);
         assert_eq!(out.entries[&p("x/y/z")].stat.kind, StatKind::Dir);
     }
@@ -195,13 +195,13 @@ fn persist_replaces_the_destination_in_one_step() {
         t.write_all(b"new contents").unwrap();
         // Until persist, the destination still holds the old bytes.
         let before = f.scan();
-        assert_eq!(before.entries[&p("doc.txt")].meta.hash, Hash::of(b"old"), "{}", f.name());
+        assert_eq!(before.entries[&p("doc.txt")].meta.hash, Chunker::tiny().digest_bytes(b"old").hash, "{}", f.name());
         t.set_times_and_mode(1_500_000_000_000_000_000, false).unwrap();
         t.sync_all().unwrap();
         t.persist(&p("doc.txt")).unwrap();
         let after = f.scan();
         let doc = &after.entries[&p("doc.txt")];
-        assert_eq!(doc.meta.hash, Hash::of(b"new contents"), "{}", f.name());
+        assert_eq!(doc.meta.hash, Chunker::tiny().digest_bytes(b"new contents").hash, "{}", f.name());
         assert_eq!(doc.meta.mtime_ns, 1_500_000_000_000_000_000);
         assert_eq!(paths(&after), ["doc.txt"]);
     }
@@ -225,7 +225,7 @@ fn known_hashes_are_reused_when_size_mtime_and_inode_match() {
         }
         let out = f.scan_with(&known);
         assert_eq!(out.entries[&p("same")].meta.hash, bogus, "{}", f.name());
-        assert_eq!(out.entries[&p("edited")].meta.hash, Hash::of(b"after!"), "{}", f.name());
+        assert_eq!(out.entries[&p("edited")].meta.hash, Chunker::tiny().digest_bytes(b"after!").hash, "{}", f.name());
     }
 }
 
@@ -274,7 +274,7 @@ fn a_file_that_keeps_changing_is_skipped_one_that_settles_is_hashed() {
     assert_eq!(out.skipped[0].path, "log");
     assert!(out.skipped[0].reason.starts_with("file is changing"));
     assert_eq!(fs.open_count("log"), 2, "hashed twice, then given up");
-    assert_eq!(out.entries[&p("save")].meta.hash, Hash::of(b"saved!"));
+    assert_eq!(out.entries[&p("save")].meta.hash, Chunker::tiny().digest_bytes(b"saved!").hash);
 }
 
 #[test]

@@ -1,4 +1,6 @@
-//! Content-defined chunking (FastCDC 2020) and BLAKE3 hashing of a file's bytes.
+//! Content-defined chunking (FastCDC 2020), BLAKE3 hashing of a file's chunks, and the file
+//! hash: a hash of the chunk list ([`file_hash`]), so that anyone holding the list, the server
+//! included, can check it without the content.
 //!
 //! Chunk boundaries depend on content, so inserting bytes in the middle of a big file changes
 //! only the chunks around the insertion; everything else is deduplicated.
@@ -18,11 +20,32 @@ pub struct ChunkRef {
     pub len: u32,
 }
 
+/// The BLAKE3 `derive_key` context of [`file_hash`]: a file hash can never equal the hash of
+/// some bytes (a chunk's), nor a hash FileSync makes for another purpose.
+pub const FILE_HASH_CONTEXT: &str = "FileSync 2026-11-30 file hash v2: chunk list";
+
+/// A file's hash: BLAKE3 in `derive_key` mode with the context [`FILE_HASH_CONTEXT`], over
+/// each chunk in file order as its 32-byte hash followed by its length as a `u64`
+/// little-endian (40 bytes per chunk). An empty file (no chunks) hashes the empty input.
+///
+/// Each chunk's hash covers its bytes, so this covers the whole content, and, unlike a hash
+/// of the bytes, it can be checked from the chunk list alone: the server refuses a commit whose
+/// hash disagrees with its chunks, and a download verified chunk by chunk needs no second read.
+/// (Specified in `docs/protocol.md`, section 11.1.)
+pub fn file_hash(chunks: &[ChunkRef]) -> Hash {
+    let mut h = blake3::Hasher::new_derive_key(FILE_HASH_CONTEXT);
+    for c in chunks {
+        h.update(c.hash.as_bytes());
+        h.update(&u64::from(c.len).to_le_bytes());
+    }
+    Hash(*h.finalize().as_bytes())
+}
+
 /// The content identity of a whole file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileDigest {
     pub size: u64,
-    /// BLAKE3 of the whole content.
+    /// [`file_hash`] of `chunks`.
     pub hash: Hash,
     pub chunks: Vec<ChunkRef>,
 }
@@ -58,7 +81,6 @@ impl Chunker {
         r: impl Read,
         mut on_chunk: impl FnMut(u64, ChunkRef, &[u8]) -> io::Result<()>,
     ) -> io::Result<FileDigest> {
-        let mut whole = blake3::Hasher::new();
         let mut chunks = Vec::new();
         let mut size = 0u64;
         for c in fastcdc::v2020::StreamCDC::new(r, self.min, self.avg, self.max) {
@@ -66,13 +88,12 @@ impl Chunker {
                 fastcdc::v2020::Error::IoError(e) => e,
                 other => io::Error::other(other.to_string()),
             })?;
-            whole.update(&c.data);
             let r = ChunkRef { hash: Hash::of(&c.data), len: c.length as u32 };
             on_chunk(c.offset, r, &c.data)?;
             chunks.push(r);
             size += c.length as u64;
         }
-        Ok(FileDigest { size, hash: Hash(*whole.finalize().as_bytes()), chunks })
+        Ok(FileDigest { size, hash: file_hash(&chunks), chunks })
     }
 
     pub fn digest_bytes(&self, data: &[u8]) -> FileDigest {
@@ -101,8 +122,27 @@ mod tests {
         let d = Chunker::default().digest_bytes(&[]);
         assert_eq!(d.size, 0);
         assert!(d.chunks.is_empty());
-        assert_eq!(d.hash, Hash::empty());
+        assert_eq!(d.hash, file_hash(&[]));
     }
+
+    /// The definition in `docs/protocol.md` section 11.1, spelled out with its test vectors.
+    #[test]
+    fn file_hash_is_the_derive_key_hash_of_the_chunk_list() {
+        let one = ChunkRef { hash: Hash::of(b"hello"), len: 5 };
+        let mut input = one.hash.as_bytes().to_vec();
+        input.extend_from_slice(&5u64.to_le_bytes());
+        assert_eq!(file_hash(&[one]).0, blake3::derive_key(FILE_HASH_CONTEXT, &input));
+        assert_eq!(file_hash(&[]).0, blake3::derive_key(FILE_HASH_CONTEXT, b""));
+        assert_ne!(file_hash(&[one]), one.hash, "a one-chunk file's hash is not its chunk's");
+        assert_ne!(file_hash(&[one, one]), file_hash(&[one]));
+        assert_ne!(file_hash(&[one]), file_hash(&[ChunkRef { len: 6, ..one }]), "lengths count");
+        // The vectors quoted in docs/protocol.md.
+        assert_eq!(file_hash(&[]).to_hex(), EMPTY_FILE_HASH_HEX);
+        assert_eq!(Chunker::default().digest_bytes(b"hello").hash.to_hex(), HELLO_FILE_HASH_HEX);
+    }
+
+    const EMPTY_FILE_HASH_HEX: &str = "1acd269e29cfd60dafcfc54cfd9fe9fa10b15ad567eb93300eda2bf3943d9256";
+    const HELLO_FILE_HASH_HEX: &str = "ef8eaba44ba4c807cde302ba7cd0dc0d8c48dde3d195ddb088f0f2c9219fdfaa";
 
     #[test]
     fn chunks_cover_the_file_and_hash_it() {
@@ -118,7 +158,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(seen, data);
-        assert_eq!(d.hash, Hash::of(&data));
+        assert_eq!(d.hash, file_hash(&d.chunks));
         assert_eq!(d.chunks.iter().map(|c| c.len as u64).sum::<u64>(), data.len() as u64);
         assert!(d.chunks.len() > 20);
         assert!(d.chunks.iter().all(|c| c.len <= c.len.max(16384)));

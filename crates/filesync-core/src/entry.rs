@@ -1,5 +1,5 @@
 //! The metadata FileSync keeps for one path: kind, size, modification time, executable bit and
-//! the content (whole-file hash plus chunk list).
+//! the content (the file hash, computed from the chunk list, plus the chunk list).
 
 use crate::{ChunkRef, Hash};
 

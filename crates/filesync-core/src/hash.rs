@@ -1,4 +1,5 @@
-//! BLAKE3 content hashes: the identity of a chunk and of a whole file's content.
+//! BLAKE3 hashes: the identity of a chunk (the hash of its bytes) and of a whole file's
+//! content (the hash of its chunk list, [`crate::chunking::file_hash`]).
 
 use std::fmt;
 
@@ -7,11 +8,6 @@ use std::fmt;
 pub struct Hash(pub [u8; 32]);
 
 impl Hash {
-    /// The hash of the empty byte string (the content of an empty file).
-    pub fn empty() -> Hash {
-        Hash::of(&[])
-    }
-
     pub fn of(data: &[u8]) -> Hash {
         Hash(*blake3::hash(data).as_bytes())
     }

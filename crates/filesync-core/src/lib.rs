@@ -1,5 +1,6 @@
 //! Domain types shared by every FileSync crate: validated relative paths, BLAKE3 content
-//! hashes, file metadata, content-defined chunking and conflict-copy names.
+//! hashes, file metadata, content-defined chunking, conflict-copy names, and the rules for
+//! the names people type (users, devices, folders).
 //!
 //! This crate is pure: it refuses to know about sockets, async runtimes, databases, the wall
 //! clock or the wire format. It reads bytes only through `std::io::Read` handed to it.
@@ -8,9 +9,10 @@ pub mod chunking;
 pub mod conflict;
 pub mod entry;
 pub mod hash;
+pub mod names;
 pub mod path;
 
-pub use chunking::{ChunkRef, Chunker, FileDigest};
+pub use chunking::{ChunkRef, Chunker, FileDigest, file_hash};
 pub use entry::{EntryKind, EntryState, FileMeta};
 pub use hash::Hash;
 pub use path::{PathError, RelPath};

@@ -12,6 +12,13 @@ use unicode_normalization::{UnicodeNormalization, is_nfc};
 
 pub const MAX_PATH_BYTES: usize = 4096;
 pub const MAX_COMPONENT_BYTES: usize = 255;
+/// Longest path, in bytes of UTF-8, that a commit may give a new version
+/// ([`RelPath::check_syncable`]): shorter than the wire allows, so that every computer of the
+/// user can hold it below its folder's root. Linux takes 4096 bytes for a whole path, which
+/// leaves 3 KiB for where the folder is; Windows, through `\\?\` paths, about 32,000
+/// characters. (Each component is at most [`MAX_COMPONENT_BYTES`], which ext4, NTFS and APFS
+/// all hold.) Paths already stored beyond it stay valid: they can be read, kept and deleted.
+pub const MAX_SYNCED_PATH_BYTES: usize = 1024;
 /// Prefix of the temporary files FileSync writes next to their destination; the scanner never
 /// reports such names and they are never synced.
 pub const TEMP_PREFIX: &str = ".filesync-tmp-";
@@ -39,6 +46,11 @@ pub enum PathError {
     NotNfc,
     #[error("path names a FileSync temporary file")]
     Internal,
+    #[error(
+        "path is {0} bytes long, and FileSync syncs paths of at most {MAX_SYNCED_PATH_BYTES} bytes so that every \
+         computer can hold them: shorten its names or move it higher up"
+    )]
+    TooLongToSync(usize),
 }
 
 impl RelPath {
@@ -108,6 +120,15 @@ impl RelPath {
     /// True when `self` is a proper ancestor of `other` (`a` of `a/b`, not of `ab`).
     pub fn is_ancestor_of(&self, other: &RelPath) -> bool {
         other.0.len() > self.0.len() && other.0.starts_with(&self.0) && other.0.as_bytes()[self.0.len()] == b'/'
+    }
+
+    /// Whether a new version may be committed at this path: at most
+    /// [`MAX_SYNCED_PATH_BYTES`] long. (Deleting a longer path stored before is always allowed.)
+    pub fn check_syncable(&self) -> Result<(), PathError> {
+        if self.0.len() > MAX_SYNCED_PATH_BYTES {
+            return Err(PathError::TooLongToSync(self.0.len()));
+        }
+        Ok(())
     }
 
     /// Why Windows cannot hold this path, if it cannot: reserved device names (`CON`,
@@ -241,6 +262,16 @@ mod tests {
         assert!(!RelPath::new("a/b/c").unwrap().is_ancestor_of(&p));
         assert!(!RelPath::new("ab").unwrap().is_ancestor_of(&RelPath::new("abc/d").unwrap()));
         assert_eq!(p.with_file_name("d").unwrap().as_str(), "a/b/d");
+    }
+
+    #[test]
+    fn only_paths_every_computer_can_hold_are_synced() {
+        let longest = format!("{}/{}", vec!["x".repeat(100); 9].join("/"), "y".repeat(1024 - 9 * 101));
+        assert_eq!(longest.len(), MAX_SYNCED_PATH_BYTES);
+        assert_eq!(RelPath::new(longest.clone()).unwrap().check_syncable(), Ok(()));
+        let over = RelPath::new(format!("{longest}e")).unwrap();
+        assert_eq!(over.check_syncable(), Err(PathError::TooLongToSync(1025)));
+        assert!(over.check_syncable().unwrap_err().to_string().contains("at most 1024 bytes"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! arrives from the network is validated here: paths, hash lengths, chunk lists, kinds.
 
 use crate::messages::WireEntry;
-use filesync_core::{ChunkRef, EntryKind, EntryState, FileMeta, Hash, PathError, RelPath};
+use filesync_core::{ChunkRef, EntryKind, EntryState, FileMeta, Hash, PathError, RelPath, file_hash};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConvertError {
@@ -18,6 +18,11 @@ pub enum ConvertError {
     SizeMismatch { sum: u64, size: u64 },
     #[error("a directory cannot have content")]
     DirWithContent,
+    #[error(
+        "the file hash {hash} is not the hash of its chunk list ({expected}); a file's hash is computed \
+         from its chunks (protocol section 11.1)"
+    )]
+    HashMismatch { hash: Hash, expected: Hash },
 }
 
 pub const KIND_FILE: u32 = 1;
@@ -93,7 +98,8 @@ pub fn meta_into_wire(m: &FileMeta, w: &mut WireEntry) {
     }
 }
 
-/// The live metadata in a wire entry, or `None` if it is a deletion. Validates consistency.
+/// The live metadata in a wire entry, or `None` if it is a deletion. Validates consistency: a
+/// file's chunk lengths add up to its size and its hash is [`file_hash`] of its chunks.
 pub fn meta_from_wire(w: &WireEntry) -> Result<Option<FileMeta>, ConvertError> {
     if w.deleted {
         return Ok(None);
@@ -111,12 +117,17 @@ pub fn meta_from_wire(w: &WireEntry) -> Result<Option<FileMeta>, ConvertError> {
             if sum != w.size {
                 return Err(ConvertError::SizeMismatch { sum, size: w.size });
             }
+            let hash = hash_from_wire(&w.hash)?;
+            let expected = file_hash(&chunks);
+            if hash != expected {
+                return Err(ConvertError::HashMismatch { hash, expected });
+            }
             Ok(Some(FileMeta {
                 kind: EntryKind::File,
                 size: w.size,
                 mtime_ns: w.mtime_ns,
                 executable: w.executable,
-                hash: hash_from_wire(&w.hash)?,
+                hash,
                 chunks,
             }))
         }
@@ -138,7 +149,7 @@ mod tests {
                 size: 5,
                 mtime_ns: 1_700_000_000_000_000_000,
                 executable: true,
-                hash: Hash::of(b"hello"),
+                hash: file_hash(&[ChunkRef { hash: Hash::of(b"hello"), len: 5 }]),
                 chunks: vec![ChunkRef { hash: Hash::of(b"hello"), len: 5 }],
             }),
             device_id: 3,
@@ -161,5 +172,26 @@ mod tests {
         assert!(matches!(entry_from_wire(&w), Err(ConvertError::Path { .. })));
         let w = WireEntry { path: "x".into(), kind: 9, ..Default::default() };
         assert_eq!(meta_from_wire(&w), Err(ConvertError::Kind(9)));
+    }
+
+    /// Regression: an entry whose hash contradicts its chunks was accepted (a one-chunk file
+    /// carrying its chunk's hash as the file hash, an empty file with a hash of something).
+    #[test]
+    fn a_file_hash_that_contradicts_the_chunks_is_rejected() {
+        let chunk = ChunkRef { hash: Hash::of(b"hello"), len: 5 };
+        let file = |hash: Hash, chunks: &[ChunkRef]| WireEntry {
+            path: "x".into(),
+            kind: KIND_FILE,
+            size: chunks.iter().map(|c| u64::from(c.len)).sum(),
+            hash: hash.as_bytes().to_vec(),
+            chunks: chunks_to_wire(chunks),
+            ..Default::default()
+        };
+        assert!(meta_from_wire(&file(file_hash(&[chunk]), &[chunk])).is_ok());
+        assert!(meta_from_wire(&file(file_hash(&[]), &[])).is_ok());
+        let bad = [file(chunk.hash, &[chunk]), file(Hash::of(b""), &[]), file(file_hash(&[chunk]), &[])];
+        for w in bad {
+            assert!(matches!(meta_from_wire(&w), Err(ConvertError::HashMismatch { .. })), "{w:?}");
+        }
     }
 }

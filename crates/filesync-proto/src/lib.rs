@@ -13,8 +13,8 @@ pub use frame::{Decoded, Frame, FrameDecoder, FrameError, MAX_FRAME_LEN, Message
 pub use messages::*;
 
 /// The protocol versions this build speaks.
-pub const PROTOCOL_VERSION_MIN: u32 = 1;
-pub const PROTOCOL_VERSION_MAX: u32 = 1;
+pub const PROTOCOL_VERSION_MIN: u32 = 2;
+pub const PROTOCOL_VERSION_MAX: u32 = 2;
 
 /// Limits every peer enforces (see `docs/protocol.md`, "Limits").
 pub mod limits {
@@ -28,8 +28,8 @@ pub mod limits {
     pub const MAX_REPLY_BYTES: usize = 8 * 1024 * 1024;
     /// Total chunk bytes in one `PutChunks` or `Chunks` message.
     pub const MAX_CHUNK_BYTES_PER_MESSAGE: usize = 8 * 1024 * 1024;
-    /// User and device names, in bytes.
-    pub const MAX_NAME_LEN: usize = 128;
+    /// User, device and folder names, in bytes (`filesync_core::names`).
+    pub const MAX_NAME_LEN: usize = filesync_core::names::MAX_NAME_BYTES;
     /// Passwords, in bytes.
     pub const MAX_PASSWORD_LEN: usize = 1024;
     /// Requests a client may have outstanding on one connection.

@@ -192,7 +192,8 @@ pub struct WireEntry {
     pub mtime_ns: i64,
     #[prost(bool, tag = "7")]
     pub executable: bool,
-    /// BLAKE3 of the whole content (32 bytes; empty for directories and deletions).
+    /// The file hash: the hash of the chunk list (`filesync_core::file_hash`; 32 bytes; empty
+    /// for directories and deletions).
     #[prost(bytes = "vec", tag = "8")]
     pub hash: Vec<u8>,
     /// The chunk list: 36-byte records, each a 32-byte BLAKE3 hash then the length as u32 LE.

@@ -194,6 +194,7 @@ fn check_entry(w: &WireEntry) -> Result<(), TestCaseError> {
             EntryKind::File => {
                 prop_assert_eq!(w.kind, KIND_FILE);
                 prop_assert_eq!(m.hash.as_bytes().as_slice(), w.hash.as_slice());
+                prop_assert_eq!(m.hash, filesync_core::file_hash(&m.chunks));
                 prop_assert_eq!(chunks_to_wire(&m.chunks), w.chunks.clone());
                 prop_assert_eq!(m.chunks.iter().map(|c| c.len as u64).sum::<u64>(), m.size);
             }

@@ -201,10 +201,10 @@ impl Admin {
 
     /// Creates a user with a password and an optional quota.
     pub async fn create_user(&self, name: &str, password: &str, quota: Option<u64>) -> Result<UserSummary, AdminError> {
-        crate::handlers::valid_user_name(name).map_err(|e| AdminError::Invalid(e.message))?;
+        let name = crate::handlers::valid_user_name(name).map_err(|e| AdminError::Invalid(e.message))?;
         check_password(password)?;
         let hash = hash_off_thread(password).await?;
-        let account = NewAccount { name, password_hash: &hash, quota, invite: None };
+        let account = NewAccount { name: &name, password_hash: &hash, quota, invite: None };
         let u = match self.meta.create_account(&account, now()).await {
             Err(StoreError::UserExists(n)) => return Err(AdminError::UserExists(n)),
             r => r?,

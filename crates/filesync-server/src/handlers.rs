@@ -7,8 +7,8 @@ use crate::auth;
 use crate::history;
 use crate::hub::HubEvent;
 use bytes::Bytes;
-use filesync_core::Hash;
 use filesync_core::chunking::MAX_CHUNK;
+use filesync_core::{Hash, names};
 use filesync_proto::convert::{entry_to_wire, hash_from_wire, meta_from_wire, path_from_wire};
 use filesync_proto::{
     ChunkData, ChunkPresence, Chunks, CommitOutcome, CommitResult, DeviceInfo, Devices, ErrorCode, ErrorMsg,
@@ -53,24 +53,19 @@ pub(crate) fn store_err(e: StoreError) -> ErrorMsg {
     }
 }
 
-pub(crate) fn valid_user_name(name: &str) -> Reply<()> {
-    let ok =
-        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(err(ErrorCode::BadRequest, "user names are 1 to 64 characters: letters, digits, '.', '_', '-' or '@'"))
-    }
+/// A new user name as the server stores it: trimmed, NFC, and of the letters user names may
+/// have (`filesync_core::names`), or a `BadRequest` saying what is wrong with it.
+pub(crate) fn valid_user_name(raw: &str) -> Reply<String> {
+    let user_name = name("user name", raw)?;
+    names::check_new_user_name(&user_name).map_err(|e| err(ErrorCode::BadRequest, format!("a user name {e}")))?;
+    Ok(user_name)
 }
 
-fn valid_name(what: &str, name: &str) -> Reply<()> {
-    if name.trim().is_empty() || name.len() > limits::MAX_NAME_LEN || name.chars().any(|c| c.is_control()) {
-        return Err(err(
-            ErrorCode::BadRequest,
-            format!("{what} must be 1 to {} bytes without control characters", limits::MAX_NAME_LEN),
-        ));
-    }
-    Ok(())
+/// A user, device or folder name as the server stores and compares it: trimmed and in NFC,
+/// checked by the rule the client applies too (`filesync_core::names`), or a `BadRequest`
+/// saying what is wrong with it.
+fn name(what: &str, raw: &str) -> Reply<String> {
+    names::normalize_name(raw).map_err(|e| err(ErrorCode::BadRequest, format!("the {what} {e}")))
 }
 
 async fn issue_device(
@@ -79,7 +74,6 @@ async fn issue_device(
     user_name: &str,
     device_name: &str,
 ) -> Reply<(Authed, Session)> {
-    valid_name("device name", device_name)?;
     let token = auth::new_token();
     let device =
         shared.meta.create_device(user_id, device_name, &auth::token_hash(&token), now()).await.map_err(store_err)?;
@@ -110,11 +104,11 @@ pub(crate) async fn register(
         }
         Registration::Invite => Some(crate::admin::invite_hash(r.invite.trim())),
     };
-    valid_user_name(&r.user)?;
+    let user_name = valid_user_name(&r.user)?;
     if r.password.chars().count() < 8 || r.password.len() > limits::MAX_PASSWORD_LEN {
         return Err(err(ErrorCode::BadRequest, "passwords must be at least 8 characters (and at most 1024 bytes)"));
     }
-    valid_name("device name", &r.device_name)?;
+    let device_name = name("device name", &r.device_name)?;
     // Every registration costs an Argon2 hash and creates an account: count each one per
     // address (successes too), before hashing.
     let keys = [format!("register:{}", source_key(peer.ip()))];
@@ -125,16 +119,16 @@ pub(crate) async fn register(
         ));
     }
     let hash = shared.passwords.hash(r.password.clone()).await?;
-    let account = NewAccount { name: &r.user, password_hash: &hash, quota: shared.default_quota, invite };
+    let account = NewAccount { name: &user_name, password_hash: &hash, quota: shared.default_quota, invite };
     let user = match shared.meta.create_account(&account, now()).await {
         Ok(u) => u,
         Err(StoreError::UserExists(_)) => {
-            return Err(err(ErrorCode::UserExists, format!("the user name {:?} is taken", r.user)));
+            return Err(err(ErrorCode::UserExists, format!("the user name {user_name:?} is taken")));
         }
         Err(e) => return Err(store_err(e)),
     };
     info!(%peer, user = %user.name, "registered");
-    issue_device(shared, user.id, &user.name, &r.device_name).await
+    issue_device(shared, user.id, &user.name, &device_name).await
 }
 
 /// The part of a client address the throttle counts under: the whole IPv4 address, or the
@@ -164,18 +158,20 @@ pub(crate) async fn login(shared: &Shared, l: filesync_proto::Login, peer: Socke
     if l.user.len() > limits::MAX_NAME_LEN || l.password.len() > limits::MAX_PASSWORD_LEN {
         return Err(err(ErrorCode::BadRequest, "user name or password too long"));
     }
+    let user_name = name("user name", &l.user)?;
+    let device_name = name("device name", &l.device_name)?;
     let addr = source_key(peer.ip());
-    let keys = [format!("user:{}@{addr}", l.user), format!("ip:{addr}")];
+    let keys = [format!("user:{user_name}@{addr}"), format!("ip:{addr}")];
     if let Err(wait) = shared.throttle.reserve(&keys, auth::LOGIN_FREE_ATTEMPTS, Instant::now()) {
         return Err(err(ErrorCode::RateLimited, format!("too many failed logins; retry in {} s", wait.as_secs() + 1)));
     }
-    let user = shared.meta.user_by_name(&l.user).await.map_err(store_err)?;
+    let user = shared.meta.user_by_name(&user_name).await.map_err(store_err)?;
     let phc = user.as_ref().map(|u| u.password_hash.clone());
     let ok = shared.passwords.verify(l.password.clone(), phc).await?;
     let user = match (ok, user) {
         (true, Some(u)) => u,
         _ => {
-            info!(%peer, user = %l.user, "failed login");
+            info!(%peer, user = %user_name, "failed login");
             return Err(err(ErrorCode::BadCredentials, "wrong user name or password"));
         }
     };
@@ -184,7 +180,7 @@ pub(crate) async fn login(shared: &Shared, l: filesync_proto::Login, peer: Socke
         info!(%peer, user = %user.name, "login of a disabled user refused");
         return Err(disabled());
     }
-    issue_device(shared, user.id, &user.name, &l.device_name).await
+    issue_device(shared, user.id, &user.name, &device_name).await
 }
 
 pub(crate) async fn auth(shared: &Shared, a: filesync_proto::Auth) -> Reply<(Authed, Session)> {
@@ -277,9 +273,8 @@ async fn revoke_device(shared: &Shared, a: &Authed, device_id: u64) -> Reply<Mes
 }
 
 async fn rename_device(shared: &Shared, a: &Authed, r: filesync_proto::RenameDevice) -> Reply<Message> {
-    let name = r.name.trim();
-    valid_name("device name", name)?;
-    if !shared.meta.rename_device(a.user_id, r.device_id, name).await.map_err(store_err)? {
+    let name = name("device name", &r.name)?;
+    if !shared.meta.rename_device(a.user_id, r.device_id, &name).await.map_err(store_err)? {
         return Err(err(ErrorCode::NotFound, format!("you have no device with id {}", r.device_id)));
     }
     Ok(Message::Ok(Default::default()))
@@ -332,10 +327,16 @@ async fn list_folders(shared: &Shared, a: &Authed) -> Reply<Message> {
 }
 
 async fn open_folder(shared: &Shared, a: &Authed, o: filesync_proto::OpenFolder) -> Reply<Message> {
-    valid_name("folder name", &o.name)?;
-    match shared.meta.folder_by_name(a.user_id, &o.name, o.create).await.map_err(store_err)? {
+    let name = name("folder name", &o.name)?;
+    // A folder created before names were normalized keeps the spelling it was created with.
+    if name != o.name
+        && let Some(f) = shared.meta.folder_by_name(a.user_id, &o.name, false).await.map_err(store_err)?
+    {
+        return Ok(Message::Folder(folder_info(f)));
+    }
+    match shared.meta.folder_by_name(a.user_id, &name, o.create).await.map_err(store_err)? {
         Some(f) => Ok(Message::Folder(folder_info(f))),
-        None => Err(err(ErrorCode::NotFound, format!("you have no folder named {:?}", o.name))),
+        None => Err(err(ErrorCode::NotFound, format!("you have no folder named {name:?}"))),
     }
 }
 
@@ -424,7 +425,15 @@ async fn get_chunks(shared: &Shared, a: &Authed, g: filesync_proto::GetChunks) -
     for (h, s) in hashes.iter().zip(&sizes) {
         match s {
             Some(s) => total += *s as usize,
-            None => return Err(err(ErrorCode::NotFound, format!("chunk {h} not found"))),
+            None => {
+                return Err(err(
+                    ErrorCode::NotFound,
+                    format!(
+                        "the server has no chunk {h}: it was never uploaded, or it was lost on the server and no \
+                         device that has the file has uploaded it again yet"
+                    ),
+                ));
+            }
         }
     }
     if total > limits::MAX_CHUNK_BYTES_PER_MESSAGE {
@@ -435,13 +444,36 @@ async fn get_chunks(shared: &Shared, a: &Authed, g: filesync_proto::GetChunks) -
     }
     let mut out = Vec::with_capacity(hashes.len());
     for h in &hashes {
-        let data = shared.chunks.get(a.user_id, h).await.map_err(store_err)?.ok_or_else(|| {
-            error!("chunk {h} of user {} is recorded but missing from the chunk store", a.user_id);
-            err(ErrorCode::Internal, format!("chunk {h} is missing from the server's store"))
-        })?;
+        let data = match shared.chunks.get(a.user_id, h).await {
+            Ok(Some(data)) => data,
+            Ok(None) => return Err(chunk_lost(shared, a, h, "is recorded but missing from the chunk store").await),
+            Err(StoreError::ChunkDamaged { moved_to, .. }) => {
+                let why = format!("was damaged on disk (its bytes no longer match its hash); set aside as {moved_to}");
+                return Err(chunk_lost(shared, a, h, &why).await);
+            }
+            Err(e) => return Err(store_err(e)),
+        };
         out.push(ChunkData { hash: h.as_bytes().to_vec(), data });
     }
     Ok(Message::Chunks(Chunks { chunks: out }))
+}
+
+/// A chunk the user has, by the index, but whose bytes the chunk store cannot give back intact:
+/// logged, and forgotten from the index so that `QueryChunks` asks for it again and the next
+/// upload of that content repairs it. The reply names the chunk; the client fails only the
+/// files that need it.
+async fn chunk_lost(shared: &Shared, a: &Authed, h: &Hash, why: &str) -> ErrorMsg {
+    error!(user = %a.user_name, user_id = a.user_id, chunk = %h, "chunk {why}; forgetting it until it is uploaded again");
+    if let Err(e) = shared.meta.forget_chunks(a.user_id, &[*h]).await {
+        error!(user = %a.user_name, chunk = %h, "could not forget the lost chunk: {e}");
+    }
+    err(
+        ErrorCode::NotFound,
+        format!(
+            "chunk {h} was lost on the server (damaged on its disk) and is missing until a device that has \
+             the file uploads it again; files that need it cannot be downloaded until then"
+        ),
+    )
 }
 
 async fn commit(shared: &Shared, a: &Authed, c: filesync_proto::Commit) -> Reply<Message> {
@@ -454,6 +486,13 @@ async fn commit(shared: &Shared, a: &Authed, c: filesync_proto::Commit) -> Reply
         let w = ch.entry.as_ref().ok_or_else(|| err(ErrorCode::BadRequest, "a change without an entry"))?;
         let path = path_from_wire(&w.path).map_err(|e| err(ErrorCode::InvalidPath, e.to_string()))?;
         let meta = meta_from_wire(w).map_err(|e| err(ErrorCode::BadRequest, format!("{path}: {e}")))?;
+        // A new version must be at a path every computer can hold; deleting an old one is fine.
+        if meta.is_some()
+            && let Err(e) = path.check_syncable()
+        {
+            let short: String = path.as_str().chars().take(80).collect();
+            return Err(err(ErrorCode::InvalidPath, format!("{short}…: {e}")));
+        }
         if let Some(m) = &meta
             && m.chunks.iter().any(|c| c.len > MAX_CHUNK)
         {

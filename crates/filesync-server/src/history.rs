@@ -64,6 +64,10 @@ pub(crate) async fn restore(shared: &Shared, a: &Authed, r: filesync_proto::Rest
     let folder = owned_folder(shared, a, r.folder_id).await?;
     let path = valid_path(&r.path)?;
     let to_path = if r.to_path.is_empty() { None } else { Some(valid_path(&r.to_path)?) };
+    // A copy at a new path must be at a path every computer can hold (see `commit`).
+    if let Some(Err(e)) = to_path.as_ref().map(RelPath::check_syncable) {
+        return Err(err(ErrorCode::InvalidPath, format!("cannot restore to that path: {e}")));
+    }
     let out = shared
         .meta
         .restore(a.user_id, folder.id, &a.device, &path, r.rev, to_path.as_ref(), now())

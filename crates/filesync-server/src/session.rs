@@ -504,8 +504,13 @@ async fn on_handshake_frame(
             };
             let version = PROTOCOL_VERSION_MAX.min(h.max_version);
             if version < PROTOCOL_VERSION_MIN || version < h.min_version {
+                let older = if h.max_version < PROTOCOL_VERSION_MIN {
+                    "this FileSync is older than the server's: update it"
+                } else {
+                    "the server's FileSync is older than this one: update the server"
+                };
                 let msg = format!(
-                    "no common protocol version: client speaks {}..={}, server {}..={}",
+                    "no common protocol version: client speaks {}..={}, server {}..={}; {older}",
                     h.min_version, h.max_version, PROTOCOL_VERSION_MIN, PROTOCOL_VERSION_MAX
                 );
                 let _ = send(error(id, ErrorCode::UnsupportedVersion, msg.clone())).await;

@@ -278,6 +278,18 @@ async fn malformed_frames_close_the_connection_and_the_server_carries_on() {
     c.write_all(&f.to_bytes().unwrap()).await.unwrap();
     let frames = read_until_closed(c).await;
     assert!(matches!(&frames[0].message, Message::Error(e) if e.code == ErrorCode::UnsupportedVersion as u32));
+    // A client of version 1 (whose file hashes are hashes of the content, not of the chunk list)
+    // is told to update rather than having its commits refused.
+    let mut c = raw(&s).await;
+    let f = Frame::new(1, Message::Hello(Hello { min_version: 1, max_version: 1, client_name: "old".into() }));
+    c.write_all(&f.to_bytes().unwrap()).await.unwrap();
+    let frames = read_until_closed(c).await;
+    assert!(
+        matches!(&frames[0].message, Message::Error(e) if e.code == ErrorCode::UnsupportedVersion as u32
+            && e.message.contains("no common protocol version") && e.message.contains("update it")),
+        "{:?}",
+        frames[0]
+    );
     // The server still serves everyone else.
     let (ann, _) = user(&s, "ann").await;
     ann.ping().await.unwrap();

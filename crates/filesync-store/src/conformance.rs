@@ -56,6 +56,7 @@ pub async fn run_meta_suite<S: MetaStore>(store: &S) {
         changes_since_returns_latest_version_and_tombstones,
         versions_are_newest_first,
         chunk_presence_is_per_user,
+        forgotten_chunks_are_missing_until_added_again,
         chunk_queries_handle_thousands_of_hashes,
         large_batch_commits_in_order,
     );

@@ -182,6 +182,9 @@ pub enum StoreError {
     Full(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A chunk's stored bytes do not match its hash; the store has set them aside (`moved_to`).
+    #[error("chunk {hash} was damaged on disk (its bytes no longer match its hash); set aside as {moved_to}")]
+    ChunkDamaged { hash: Hash, moved_to: String },
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
@@ -277,6 +280,10 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn add_chunks(&self, user: UserId, chunks: &[(Hash, u32)]) -> Result<()>;
     /// Sizes of the user's chunks, `None` where the user does not have one.
     async fn chunk_sizes(&self, user: UserId, hashes: &[Hash]) -> Result<Vec<Option<u32>>>;
+    /// Forgets that the user has these chunks (their bytes were found damaged or gone), so that
+    /// [`MetaStore::missing_chunks`] asks for them again and the next upload repairs them.
+    /// Versions that name them are kept. Forgetting a chunk the user does not have is a no-op.
+    async fn forget_chunks(&self, user: UserId, hashes: &[Hash]) -> Result<()>;
 
     /// Every user, by id (for server maintenance).
     async fn list_users(&self) -> Result<Vec<User>>;
@@ -361,6 +368,9 @@ pub trait ChunkStore: Send + Sync + 'static {
     /// Stores the chunks durably (they survive a crash once this returns). Idempotent.
     /// Callers have verified that each hash matches its bytes.
     async fn put_many(&self, user: UserId, chunks: &[(Hash, Bytes)]) -> Result<()>;
+    /// The chunk's bytes, verified against its hash; `None` if it is not stored. Bytes that do
+    /// not match (damaged on disk) are set aside, so that a later `put_many` stores the chunk
+    /// afresh, and reported as [`StoreError::ChunkDamaged`].
     async fn get(&self, user: UserId, hash: &Hash) -> Result<Option<Bytes>>;
     async fn delete(&self, user: UserId, hash: &Hash) -> Result<()>;
 }

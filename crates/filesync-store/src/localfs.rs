@@ -202,10 +202,13 @@ impl ChunkStore for LocalChunks {
         let hash = *hash;
         blocking(&self.root, move || match fs::read(&path) {
             Ok(data) if Hash::of(&data) == hash => Ok(Some(Bytes::from(data))),
-            Ok(_) => Err(StoreError::Corrupt(format!(
-                "chunk file {} does not match its hash; the chunk must be uploaded again",
-                path.display()
-            ))),
+            Ok(_) => {
+                // Set aside, not deleted: the operator may want to look at what the disk did.
+                // A later put finds no file and writes the chunk afresh.
+                let aside = path.with_extension("damaged");
+                fs::rename(&path, &aside).map_err(|e| io_error(&path, e))?;
+                Err(StoreError::ChunkDamaged { hash, moved_to: aside.display().to_string() })
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error(&path, e)),
         })
@@ -267,19 +270,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn torn_chunk_file_is_refused_by_get_and_repaired_by_put() {
+    async fn torn_chunk_file_is_refused_by_get_set_aside_and_repaired_by_put() {
         let tmp = tempfile::tempdir().unwrap();
         let store = LocalChunks::open(tmp.path()).unwrap();
         let (hash, data) = (Hash::of(b"precious"), Bytes::from_static(b"precious"));
         store.put_many(1, &[(hash, data.clone())]).await.unwrap();
         // What a crash between rename and writeback can leave behind.
-        fs::write(store.chunk_path(1, &hash), b"").unwrap();
+        let path = store.chunk_path(1, &hash);
+        fs::write(&path, b"").unwrap();
         match store.get(1, &hash).await {
-            Err(StoreError::Corrupt(msg)) => assert!(msg.contains(&hash.to_hex()), "{msg}"),
+            Err(StoreError::ChunkDamaged { hash: h, moved_to }) => {
+                assert_eq!(h, hash);
+                assert!(moved_to.ends_with(&format!("{}.damaged", hash.to_hex())), "{moved_to}");
+            }
             other => {
                 panic!("a chunk that does not match its hash must not be served, got {other:?}")
             }
         }
+        assert!(!path.exists() && path.with_extension("damaged").exists(), "the damaged bytes are set aside");
+        assert_eq!(store.get(1, &hash).await.unwrap(), None, "and the chunk is missing until uploaded again");
         store.put_many(1, &[(hash, data.clone())]).await.unwrap();
         assert_eq!(store.get(1, &hash).await.unwrap(), Some(data), "uploading again repairs the chunk");
     }

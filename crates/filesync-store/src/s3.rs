@@ -163,9 +163,7 @@ impl ChunkStore for S3Chunks {
             let aside = Path::from(format!("{}damaged/{user}/{}", self.key_prefix(), hash.to_hex()));
             self.store.copy(&key, &aside).await.map_err(|e| self.error("setting a damaged chunk aside", e))?;
             self.delete(user, hash).await?;
-            return Err(StoreError::Corrupt(format!(
-                "chunk {hash} of user {user} does not match its hash; set aside as {aside}"
-            )));
+            return Err(StoreError::ChunkDamaged { hash: *hash, moved_to: format!("object {aside}") });
         }
         Ok(Some(data))
     }

@@ -25,11 +25,11 @@ use crate::{
 use async_trait::async_trait;
 use filesync_core::{EntryState, Hash, RelPath};
 use rows::{
-    current_entries, device_from_row, entry_cols, entry_from_row, folder_from_row, folder_seq, known_chunks,
-    user_from_row, write_applied,
+    ENTRY_COLS, current_entries, device_from_row, entry_cols, entry_from_row, folder_from_row, folder_seq,
+    known_chunks, user_from_row, write_applied,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, SqlitePool};
+use sqlx::{AssertSqlSafe, Row, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
 
@@ -261,19 +261,45 @@ impl MetaStore for SqliteMeta {
         rows.iter().map(folder_from_row).collect()
     }
 
+    /// A row that does not make a valid entry (a damaged database: an invalid path, a torn chunk
+    /// list, a negative size, an unknown kind) is skipped and logged with its folder and rev, so
+    /// that one bad row never blocks the folder: the rows after it are served, and a device's
+    /// cursor moves past it with them (or with the folder's seq when nothing follows).
     async fn changes_since(&self, folder: FolderId, since: u64, limit: u32) -> Result<Vec<EntryState>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            entry_cols!(),
-            " FROM current c JOIN versions v ON v.folder_id = c.folder_id AND v.rev = c.rev \
-             WHERE c.folder_id = $1 AND c.rev > $2 ORDER BY c.rev LIMIT $3"
-        ))
-        .bind(key(folder))
-        .bind(i64::try_from(since).unwrap_or(i64::MAX))
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(entry_from_row).collect()
+        let mut out = Vec::new();
+        let mut after = i64::try_from(since).unwrap_or(i64::MAX);
+        loop {
+            let want = (limit as usize).saturating_sub(out.len());
+            if want == 0 {
+                return Ok(out);
+            }
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                entry_cols!(),
+                ", c.rev FROM current c JOIN versions v ON v.folder_id = c.folder_id AND v.rev = c.rev \
+                 WHERE c.folder_id = $1 AND c.rev > $2 ORDER BY c.rev LIMIT $3"
+            ))
+            .bind(key(folder))
+            .bind(after)
+            .bind(i64::try_from(want).unwrap_or(i64::MAX))
+            .fetch_all(&self.read)
+            .await?;
+            for row in &rows {
+                after = row.try_get(ENTRY_COLS)?;
+                match entry_from_row(row) {
+                    Ok(e) => out.push(e),
+                    Err(e) => tracing::error!(
+                        folder,
+                        rev = after,
+                        "skipping a damaged row of the metadata database: {e}; devices are served the \
+                         folder's other entries (restore meta.db from a backup to get this one back)"
+                    ),
+                }
+            }
+            if rows.len() < want {
+                return Ok(out);
+            }
+        }
     }
 
     async fn current(&self, folder: FolderId, path: &RelPath) -> Result<Option<EntryState>> {
@@ -380,6 +406,20 @@ impl MetaStore for SqliteMeta {
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (hash, size) in batch {
                 q = q.bind(key(user)).bind(hash.as_bytes().as_slice()).bind(i64::from(*size)).bind(now);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn forget_chunks(&self, user: UserId, hashes: &[Hash]) -> Result<()> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        for batch in hashes.chunks(sql::IN_LIST) {
+            let sql = format!("DELETE FROM chunks WHERE user_id = $1 AND hash IN ({})", sql::params(2, batch.len()));
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(key(user));
+            for h in batch {
+                q = q.bind(h.as_bytes().as_slice());
             }
             q.execute(&mut *tx).await?;
         }

@@ -381,8 +381,9 @@ fn names_and_passwords_are_checked_and_normalized_before_they_are_sent() {
 fn a_path_too_long_for_this_computer_is_skipped_and_reported() {
     let server = TestServer::start();
     let a = TestClient::register(&server, "ann", "laptop");
-    let long: Vec<String> = (0..16).map(|i| format!("{i:x}{}", "x".repeat(245))).collect();
-    let long = format!("{}.txt", long.join("/"));
+    // As long as a path may be (1024 bytes), in a folder that sits deep on the other computer.
+    let long: Vec<String> = (0..4).map(|i| format!("{i:x}{}", "x".repeat(249))).collect();
+    let long = format!("{}/{}.txt", long.join("/"), "z".repeat(1024 - 4 * 251 - 4));
     a.write(&long, "deep");
     a.write("ok.txt", "fine");
     a.sync();
@@ -390,7 +391,7 @@ fn a_path_too_long_for_this_computer_is_skipped_and_reported() {
     let b = TestClient::blank("desktop");
     let args = ["login", "--server", &server.addr, "--user", "ann", "--password-stdin", "--device-name", "desktop"];
     b.ok(&[&args[..], &["--fingerprint", &server.fingerprint]].concat(), Some(PASSWORD));
-    let deep = b.dir.join("y".repeat(200));
+    let deep = (0..13).fold(b.dir.clone(), |d, i| d.join(format!("{i:x}{}", "y".repeat(239))));
     std::fs::create_dir_all(&deep).unwrap();
     b.ok(&["folder", "add", deep.to_str().unwrap(), "--name", "docs"], None);
     for _ in 0..2 {

@@ -1,8 +1,10 @@
 //! Downloads: make local files equal to remote versions. Chunks come from files already on
 //! this computer when possible (a moved or copied file transfers nothing) and otherwise from
 //! the server, many requests in flight at once. A blocking writer thread writes each file to a
-//! temporary file beside its destination, verifies the whole-file hash, fsyncs, and renames it
-//! into place only if the destination did not change since the scan.
+//! temporary file beside its destination, fsyncs, and renames it into place only if the
+//! destination did not change since the scan. Every chunk is verified against its hash as it
+//! arrives (`ServerApi::get_chunks`, [`read_local`]), and a file's hash is the hash of its chunk
+//! list (`filesync_core::file_hash`), so the content is never hashed a second time.
 
 use super::server::ServerApi;
 use super::{SyncError, chunk_offsets, connection_lost, stat_matches};
@@ -378,7 +380,7 @@ fn install(
     Ok(DownloadResult::Done { stat, conflict })
 }
 
-fn read_local(fs: &dyn Filesystem, l: &LocalChunk, want: &Hash) -> Result<Vec<u8>, String> {
+pub(super) fn read_local(fs: &dyn Filesystem, l: &LocalChunk, want: &Hash) -> Result<Vec<u8>, String> {
     let mut f = fs.open(&l.path).map_err(|e| format!("reading {}: {}", l.path, super::describe_io(&e)))?;
     f.seek(SeekFrom::Start(l.offset)).map_err(|e| format!("reading {}: {}", l.path, super::describe_io(&e)))?;
     let mut buf = vec![0u8; l.len as usize];
@@ -391,7 +393,6 @@ fn read_local(fs: &dyn Filesystem, l: &LocalChunk, want: &Hash) -> Result<Vec<u8
 
 struct FileWriter {
     tmp: Box<dyn crate::fs::TempFile>,
-    hasher: blake3::Hasher,
     written: u64,
 }
 
@@ -421,18 +422,19 @@ impl FileWriter {
         let tmp = fs
             .create_temp(parent.as_ref())
             .map_err(|e| format!("creating a temporary file for {}: {}", job.path, super::describe_io(&e)))?;
-        Ok(FileWriter { tmp, hasher: blake3::Hasher::new(), written: 0 })
+        Ok(FileWriter { tmp, written: 0 })
     }
 
     fn write(&mut self, data: &[u8]) -> Result<(), String> {
-        self.hasher.update(data);
         self.written += data.len() as u64;
         self.tmp.write_all(data).map_err(|e| format!("writing: {}", super::describe_io(&e)))
     }
 
-    /// Checks the whole file against its hash and applies its times and mode.
+    /// Checks the whole file against its entry and applies its times and mode. Each chunk was
+    /// verified as it came, so the content is right if the sizes agree and the entry's hash is
+    /// that of its chunk list (as every entry from the server is; checked again as it is cheap).
     fn verified(mut self, job: &DownloadJob) -> Result<FileWriter, String> {
-        if self.written != job.meta.size || Hash(*self.hasher.finalize().as_bytes()) != job.meta.hash {
+        if self.written != job.meta.size || filesync_core::file_hash(&job.meta.chunks) != job.meta.hash {
             return Err(format!("{}: downloaded content does not match its hash; will retry", job.path));
         }
         let p = &job.path;

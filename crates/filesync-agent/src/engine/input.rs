@@ -1,7 +1,7 @@
 //! The pure step before planning: from what the scan saw, the bases and the remote mirror of
 //! the paths in scope, build the planner's three views per path — and leave out what must
 //! not be touched this pass (paths the scan skipped, ignored paths, names this computer
-//! cannot hold, excluded subfolders, which only get evicted).
+//! cannot hold, local paths too long to sync, excluded subfolders, which only get evicted).
 //!
 //! It also settles downloads a crash interrupted: a file whose content is exactly what the
 //! agent was installing there is taken as synced at that rev ("promoted"), never as a local
@@ -96,6 +96,20 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
         if state.get(&p).and_then(|s| s.remote.as_ref()).is_some_and(|r| r.meta.is_some()) {
             input.skipped.push(SkippedItem { path: p.to_string(), reason: why });
         }
+        state.remove(&p);
+    }
+    // A local path too long to sync (`RelPath::check_syncable`) that would be uploaded is left
+    // alone on both sides and reported: the server would refuse the commit it went in.
+    let too_long: Vec<(RelPath, String)> = state
+        .iter()
+        .filter_map(|(p, s)| {
+            let local = s.local.as_ref()?;
+            let why = p.check_syncable().err()?;
+            s.base.as_ref().is_none_or(|b| !b.meta.same_content(local)).then(|| (p.clone(), why.to_string()))
+        })
+        .collect();
+    for (p, why) in too_long {
+        input.skipped.push(SkippedItem { path: p.to_string(), reason: format!("not uploaded: {why}") });
         state.remove(&p);
     }
     // Ignored paths are left alone on both sides; excluded subfolders are only evicted.
@@ -204,5 +218,25 @@ mod tests {
         let input = build(&v, &Excluded::default(), &MemFs::new());
         assert!(input.state.is_empty(), "{:?}", input.state);
         assert_eq!(input.skipped.len(), 1);
+    }
+
+    /// A local path too long to sync would only make the server refuse the commit it went in
+    /// (and every other change with it): it is reported, and left alone on both sides, unless
+    /// it is already in sync (stored before the limit), which needs no commit.
+    #[test]
+    fn a_local_path_too_long_to_sync_is_reported_not_planned() {
+        let long = p(&vec!["x".repeat(200); 6].join("/"));
+        let synced = p(&format!("{}/old", vec!["y".repeat(200); 6].join("/")));
+        let mut v = views();
+        v.scanned.entries.insert(long.clone(), local(file(1)));
+        v.scanned.entries.insert(synced.clone(), local(file(2)));
+        v.bases.insert(synced.clone(), base(3, file(2)));
+        v.scanned.entries.insert(p("short"), local(file(4)));
+        let input = build(&v, &Excluded::default(), &MemFs::new());
+        assert!(!input.state.contains_key(&long));
+        assert!(input.state.contains_key(&synced) && input.state.contains_key(&p("short")));
+        assert_eq!(input.skipped.len(), 1);
+        assert_eq!(input.skipped[0].path, long.as_str());
+        assert!(input.skipped[0].reason.starts_with("not uploaded: path is 1205 bytes long"), "{:?}", input.skipped);
     }
 }

@@ -131,7 +131,7 @@ impl Engine {
                     _ => Ok(None),
                 }
             };
-            let this = Part { scope: part, installing: here, rows: ahead.take() };
+            let this = Part { scope: part, installing: here, rows: ahead.take(), whole_walk: scope.is_full() };
             let (planned, next) = tokio::join!(self.plan_part(folder, fs.clone(), progress, run, this), next);
             let planned = planned?;
             ahead = next?;
@@ -244,7 +244,8 @@ impl Engine {
             input.state.extend(std::mem::take(&mut input.excluded));
             Box::new(policy::summarize(&input.state, &plan))
         });
-        Ok(Planned { views, plan, deletes, synced_in_state, skipped: input.skipped, now, preview })
+        let resend_lost = part.whole_walk && direction != filesync_planner::Direction::DownloadOnly;
+        Ok(Planned { views, plan, deletes, synced_in_state, skipped: input.skipped, now, preview, resend_lost })
     }
 
     /// Executes one planned part.
@@ -257,7 +258,7 @@ impl Engine {
         run: &Run,
         planned: Planned,
     ) -> Result<PassOutcome, SyncError> {
-        let Planned { views, plan, skipped, now, .. } = planned;
+        let Planned { views, plan, skipped, now, resend_lost, .. } = planned;
         let actions = plan.iter().filter(|a| !a.is_report()).count();
         // A conflict copy is a new local file: the next pass uploads it. A directory that
         // waits for its children to go (to become a file) is decided once they are gone.
@@ -279,7 +280,7 @@ impl Engine {
             engine: self,
             name,
             folder_id,
-            fs,
+            fs: fs.clone(),
             progress,
             run,
             scanned: &views.scanned,
@@ -290,6 +291,9 @@ impl Engine {
             moved_away: Default::default(),
         };
         let mut report = executor.run(steps).await?;
+        if resend_lost {
+            report.bytes_up += super::repair::resend_lost_chunks(&*self.server, &fs, name, &views).await?;
+        }
         followup.append(&mut report.retry);
         followup.extend(report.errors.iter().filter_map(|e| RelPath::new(e.path.as_str()).ok()));
         Ok(PassOutcome { report, actions, followup })
@@ -302,6 +306,8 @@ struct Part<'a> {
     scope: &'a Scope,
     installing: HashMap<RelPath, (u64, filesync_core::Hash)>,
     rows: Option<Rows>,
+    /// The part belongs to a walk of the whole folder.
+    whole_walk: bool,
 }
 
 /// The bases and the mirror rows of a scope.
@@ -318,6 +324,8 @@ struct Planned {
     skipped: Vec<SkippedItem>,
     now: i64,
     preview: Option<Box<PlanSummary>>,
+    /// Send the server again the chunks it lost of the files held in sync (`repair.rs`).
+    resend_lost: bool,
 }
 
 impl PassOutcome {

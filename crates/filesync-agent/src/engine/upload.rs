@@ -20,7 +20,10 @@ const QUERY_CONCURRENCY: usize = 4;
 /// Sends one batch of chunks: the bytes sent, and the chunks the server refused with its
 /// reason. When it refuses the batch, each chunk is sent alone, so that one it will not take
 /// costs only the files that need it. Fails only when the connection is lost.
-async fn put_batch(conn: &dyn ServerApi, batch: Vec<(Hash, Bytes)>) -> Result<(u64, Vec<Refused>), SyncError> {
+pub(super) async fn put_batch(
+    conn: &dyn ServerApi,
+    batch: Vec<(Hash, Bytes)>,
+) -> Result<(u64, Vec<Refused>), SyncError> {
     let bytes: u64 = batch.iter().map(|(_, d)| d.len() as u64).sum();
     match conn.put_chunks(batch.clone()).await {
         Ok(()) => Ok((bytes, Vec::new())),
@@ -49,8 +52,8 @@ async fn put_batch(conn: &dyn ServerApi, batch: Vec<(Hash, Bytes)>) -> Result<(u
 
 /// Why the server refused a chunk.
 #[derive(Clone, Debug)]
-struct Refusal {
-    why: String,
+pub(super) struct Refusal {
+    pub(super) why: String,
     /// The account is over its storage quota (`why` is the server's explanation).
     over_quota: bool,
 }
@@ -61,7 +64,7 @@ impl Refusal {
     }
 }
 
-type Refused = (Hash, Refusal);
+pub(super) type Refused = (Hash, Refusal);
 
 fn over_quota(e: &SyncError) -> bool {
     matches!(e, SyncError::Client(c) if c.code() == Some(filesync_client::ErrorCode::QuotaExceeded))

@@ -98,6 +98,10 @@ pub struct LoggedIn {
 pub async fn log_in(home: &Home, c: &Credentials) -> Result<LoggedIn, OpsError> {
     let server = server_address(&c.server)?;
     let user = normalize_name(&c.user, "user name", "user")?;
+    if c.register {
+        filesync_core::names::check_new_user_name(&user)
+            .map_err(|e| OpsError::invalid("user", format!("a user name {e}")))?;
+    }
     check_password(&c.password, c.register, "password")?;
     let device_name = normalize_name(&c.device_name, "name for this computer", "device_name")?;
     let device_name = device_name.as_str();
@@ -243,21 +247,22 @@ pub async fn list_devices(home: &Home) -> Result<Vec<Device>, OpsError> {
 
 /// A name a person typed (user, device, folder) as the server keeps it: trimmed, in Unicode
 /// NFC (so that `Café` typed two ways is one name), 1 to `MAX_NAME_LEN` bytes, no control
-/// characters. `what` words the error ("user name", …) and `field` names the form field.
+/// characters — the rule of `filesync_core::names`, which the server enforces too. `what`
+/// words the error ("user name", …) and `field` names the form field.
 pub fn normalize_name(raw: &str, what: &str, field: &'static str) -> Result<String, OpsError> {
-    use unicode_normalization::UnicodeNormalization;
-    let name: String = raw.trim().nfc().collect();
-    let max = filesync_proto::limits::MAX_NAME_LEN;
-    if name.is_empty() {
-        return Err(OpsError::invalid(field, format!("enter a {what}")));
-    }
-    if name.len() > max {
-        return Err(OpsError::invalid(field, format!("a {what} is at most {max} bytes; this one is {}", name.len())));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(OpsError::invalid(field, format!("a {what} cannot contain control characters")));
-    }
-    Ok(name)
+    use filesync_core::names::NameError;
+    filesync_core::names::normalize_name(raw).map_err(|e| {
+        let max = filesync_core::names::MAX_NAME_BYTES;
+        OpsError::invalid(
+            field,
+            match e {
+                NameError::Empty => format!("enter a {what}"),
+                NameError::TooLong(n) => format!("a {what} is at most {max} bytes; this one is {n}"),
+                NameError::Control => format!("a {what} cannot contain control characters"),
+                NameError::UserAlphabet => format!("a {what} {e}"),
+            },
+        )
+    })
 }
 
 /// Checks a password against the protocol's limits before it is sent (a longer one would

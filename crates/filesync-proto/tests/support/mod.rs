@@ -320,7 +320,8 @@ pub fn plausible_wire_entry() -> impl Strategy<Value = WireEntry> {
         chunk_refs(),
         prop_oneof![6 => Just(0u64), 1 => 1u64..10, 1 => any::<u64>()],
         prop_oneof![6 => Just(None), 1 => (0usize..36).prop_map(Some)],
-        hash_bytes(),
+        // `None`: the file hash of the chunk list, as a consistent entry has.
+        prop_oneof![4 => Just(None), 1 => hash_bytes().prop_map(Some)],
         (any::<i64>(), any::<bool>(), any::<u64>(), text(), any::<i64>()),
     )
         .prop_map(
@@ -336,6 +337,7 @@ pub fn plausible_wire_entry() -> impl Strategy<Value = WireEntry> {
                 (mtime_ns, executable, device_id, device_name, committed_at),
             )| {
                 let sum: u64 = chunks.iter().map(|c| c.len as u64).sum();
+                let hash = hash.unwrap_or_else(|| filesync_core::file_hash(&chunks).as_bytes().to_vec());
                 let mut chunks = chunks_to_wire(&chunks);
                 if let Some(t) = chunk_trim {
                     chunks.truncate(chunks.len().saturating_sub(t));
@@ -367,13 +369,13 @@ pub fn entry_state() -> impl Strategy<Value = EntryState> {
     let meta = prop_oneof![
         1 => Just(None),
         1 => any::<i64>().prop_map(|t| Some(FileMeta::dir(t))),
-        3 => (chunk_refs(), any::<i64>(), any::<bool>(), any::<[u8; 32]>()).prop_map(|(chunks, mtime_ns, executable, h)| {
+        3 => (chunk_refs(), any::<i64>(), any::<bool>()).prop_map(|(chunks, mtime_ns, executable)| {
             Some(FileMeta {
                 kind: EntryKind::File,
                 size: chunks.iter().map(|c| c.len as u64).sum(),
                 mtime_ns,
                 executable,
-                hash: Hash(h),
+                hash: filesync_core::file_hash(&chunks),
                 chunks,
             })
         }),

@@ -161,7 +161,13 @@ pub fn code(r: Result<impl std::fmt::Debug, ClientError>) -> Option<ErrorCode> {
 
 /// A file entry for `data` at `path`, and the chunks to upload for it.
 pub fn file_entry(path: &str, data: &[u8]) -> (WireEntry, Vec<(Hash, Bytes)>) {
-    let d = Chunker::default().digest_bytes(data);
+    let mut chunks = Vec::new();
+    let d = Chunker::default()
+        .digest_with(data, |_, c, bytes| {
+            chunks.push((c.hash, Bytes::copy_from_slice(bytes)));
+            Ok(())
+        })
+        .unwrap();
     let w = WireEntry {
         path: path.into(),
         kind: KIND_FILE,
@@ -170,5 +176,5 @@ pub fn file_entry(path: &str, data: &[u8]) -> (WireEntry, Vec<(Hash, Bytes)>) {
         chunks: chunks_to_wire(&d.chunks),
         ..Default::default()
     };
-    (w, vec![(d.hash, Bytes::copy_from_slice(data))])
+    (w, chunks)
 }

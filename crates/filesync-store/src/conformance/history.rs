@@ -322,31 +322,35 @@ pub(super) async fn gc_sweep_spares_chunks_referenced_since_the_mark<S: MetaStor
     let w = file(b"w: committed in a marked folder after the mark");
     let x = file(b"x: committed in a folder created after the mark");
     let y = file(b"y: garbage");
-    let chunks = [&w, &x, &y].map(|m| (m.hash, m.size as u32));
+    let chunks = [&w, &x, &y].map(|m| (m.chunks[0].hash, m.size as u32));
     s.add_chunks(a.user.id, &chunks).await.unwrap();
     let z = edits(s, &a, "z", &[(b"z: in use", NOW)]).await[0].meta.clone().unwrap();
     let sweep = s.unreferenced_chunks(a.user.id, i64::MAX).await.unwrap();
     let found: BTreeSet<Hash> = sweep.candidates.iter().map(|(h, _)| *h).collect();
-    assert_eq!(found, BTreeSet::from([w.hash, x.hash, y.hash]), "w, x and y are unreferenced at the mark");
+    assert_eq!(
+        found,
+        BTreeSet::from([w.chunks[0].hash, x.chunks[0].hash, y.chunks[0].hash]),
+        "w, x and y are unreferenced at the mark"
+    );
     // Between mark and sweep, commits start using w and x.
     commit(s, &a, &[put("w", 0, &w)]).await;
     let later = s.folder_by_name(a.user.id, "later", true).await.unwrap().unwrap();
     s.commit(a.user.id, later.id, &a.device, &[put("x", 0, &x)], NOW).await.expect("commit in the new folder");
-    let all = [w.hash, x.hash, y.hash, z.hash];
+    let all = [w.chunks[0].hash, x.chunks[0].hash, y.chunks[0].hash, z.chunks[0].hash];
     let deleted = s.delete_chunks(&sweep, &all).await.expect("delete_chunks");
     assert_eq!(deleted, vec![chunks[2]], "only y goes: w and x became referenced, z never was a candidate");
     assert_eq!(s.missing_chunks(a.user.id, &all).await.unwrap(), vec![2], "the store forgot y only");
-    assert_eq!(s.delete_chunks(&sweep, &[y.hash]).await.unwrap(), vec![], "sweeping again finds nothing");
+    assert_eq!(s.delete_chunks(&sweep, &[y.chunks[0].hash]).await.unwrap(), vec![], "sweeping again finds nothing");
     // A commit naming a swept chunk is refused as a whole, so the client uploads it again.
     match s.commit(a.user.id, a.folder.id, &a.device, &[put("y", 0, &y)], NOW).await {
-        Err(StoreError::MissingChunks(list)) => assert_eq!(list, vec![y.hash]),
+        Err(StoreError::MissingChunks(list)) => assert_eq!(list, vec![y.chunks[0].hash]),
         other => panic!("a commit naming a swept chunk must fail with MissingChunks, got {other:?}"),
     }
     // Uploaded again after a sweep's cutoff: that sweep keeps it even if it lists it.
     s.add_chunks(a.user.id, &[chunks[2]]).await.unwrap();
     let early =
         crate::ChunkSweep { user: a.user.id, added_before: 0, candidates: vec![chunks[2]], marked_seqs: vec![] };
-    assert_eq!(s.delete_chunks(&early, &[y.hash]).await.unwrap(), vec![], "added after the cutoff: kept");
+    assert_eq!(s.delete_chunks(&early, &[y.chunks[0].hash]).await.unwrap(), vec![], "added after the cutoff: kept");
 }
 
 pub(super) async fn pruned_versions_release_their_chunks<S: MetaStore>(s: &S) {

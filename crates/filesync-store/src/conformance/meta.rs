@@ -46,7 +46,7 @@ pub(super) fn file(content: &[u8]) -> FileMeta {
         size: content.len() as u64,
         mtime_ns: 1_700_000_000_123_456_789,
         executable: false,
-        hash: Hash::of(content),
+        hash: filesync_core::file_hash(&[ChunkRef { hash: Hash::of(content), len: content.len() as u32 }]),
         chunks: vec![ChunkRef { hash: Hash::of(content), len: content.len() as u32 }],
     }
 }
@@ -348,7 +348,7 @@ pub(super) async fn missing_chunks_roll_back_the_whole_batch<S: MetaStore>(s: &S
     match s.commit(a.user.id, a.folder.id, &a.device, &batch, NOW).await {
         Err(StoreError::MissingChunks(list)) => {
             let got: BTreeSet<Hash> = list.into_iter().collect();
-            let want = BTreeSet::from([lost1.hash, lost2.hash]);
+            let want = BTreeSet::from([lost1.chunks[0].hash, lost2.chunks[0].hash]);
             assert_eq!(got, want, "MissingChunks lists exactly the chunks the user lacks");
         }
         other => panic!("a commit naming chunks the user lacks must fail with MissingChunks, got {other:?}"),
@@ -358,7 +358,7 @@ pub(super) async fn missing_chunks_roll_back_the_whole_batch<S: MetaStore>(s: &S
     assert_eq!(current(s, &a, "existing").await.unwrap().rev, 1, "the edit was rolled back");
     assert_eq!(s.versions(a.folder.id, &path("new")).await.unwrap(), vec![], "no version left behind");
     // The same batch goes through once the chunks are there, with the revs a clean run gets.
-    s.add_chunks(a.user.id, &[(lost1.hash, 16), (lost2.hash, 16)]).await.unwrap();
+    s.add_chunks(a.user.id, &[(lost1.chunks[0].hash, 16), (lost2.chunks[0].hash, 16)]).await.unwrap();
     let out = commit(s, &a, &batch).await;
     assert_eq!(out.folder_seq, 4, "the retried batch starts from the unchanged seq");
 }
@@ -380,11 +380,12 @@ pub(super) async fn metadata_round_trips_exactly<S: MetaStore>(s: &S) {
         size: (4 << 20) + 1,
         mtime_ns: -1_000_000_007,
         executable: true,
-        hash: Hash::of(b"whole"),
+        hash: filesync_core::file_hash(&[ChunkRef { hash: c1, len: 4 << 20 }, ChunkRef { hash: c2, len: 1 }]),
         chunks: vec![ChunkRef { hash: c1, len: 4 << 20 }, ChunkRef { hash: c2, len: 1 }],
     };
     let huge = FileMeta { size: 5 << 40, chunks: vec![ChunkRef { hash: c1, len: 4 << 20 }; 3], ..big.clone() };
-    let empty = FileMeta { size: 0, hash: Hash::empty(), chunks: vec![], executable: false, ..big.clone() };
+    let empty =
+        FileMeta { size: 0, hash: filesync_core::file_hash(&[]), chunks: vec![], executable: false, ..big.clone() };
     let dir = FileMeta::dir(42);
     let names = ["dir/big.bin", "huge.bin", "empty", "dir", "ünïcödé/名前.txt"];
     let metas = [&big, &huge, &empty, &dir, &big];
@@ -474,7 +475,7 @@ pub(super) async fn chunk_queries_handle_thousands_of_hashes<S: MetaStore>(s: &S
 pub(super) async fn large_batch_commits_in_order<S: MetaStore>(s: &S) {
     let a = account(s, "largebatch").await;
     let metas: Vec<FileMeta> = (0..1200).map(|i| file(format!("file {i}").as_bytes())).collect();
-    let chunks: Vec<(Hash, u32)> = metas.iter().map(|m| (m.hash, m.size as u32)).collect();
+    let chunks: Vec<(Hash, u32)> = metas.iter().map(|m| (m.chunks[0].hash, m.size as u32)).collect();
     s.add_chunks(a.user.id, &chunks).await.unwrap();
     let changes: Vec<_> = metas.iter().enumerate().map(|(i, m)| put(&format!("d{}/f{i}", i % 7), 0, m)).collect();
     let out = commit(s, &a, &changes).await;
@@ -489,4 +490,22 @@ pub(super) async fn large_batch_commits_in_order<S: MetaStore>(s: &S) {
     let again = commit(s, &a, &changes).await;
     assert_eq!(again.folder_seq, 1200, "a retried batch allocates nothing");
     assert!(again.outcomes.iter().all(|o| matches!(o, Outcome::Accepted(Some(_)))));
+}
+
+pub(super) async fn forgotten_chunks_are_missing_until_added_again<S: MetaStore>(s: &S) {
+    let a = account(s, "forget").await;
+    let b = account(s, "forget-other").await;
+    let (kept, lost) = (file(b"kept"), file(b"lost"));
+    let hashes = [kept.chunks[0].hash, lost.chunks[0].hash];
+    for who in [&a, &b] {
+        s.add_chunks(who.user.id, &[(hashes[0], 4), (hashes[1], 4)]).await.unwrap();
+    }
+    commit(s, &a, &[put("lost", 0, &lost)]).await;
+    s.forget_chunks(a.user.id, &[hashes[1], Hash::of(b"never had it")]).await.unwrap();
+    assert_eq!(s.missing_chunks(a.user.id, &hashes).await.unwrap(), vec![1], "forgotten: asked for again");
+    assert_eq!(s.chunk_sizes(a.user.id, &hashes).await.unwrap(), vec![Some(4), None]);
+    assert_eq!(s.missing_chunks(b.user.id, &hashes).await.unwrap(), Vec::<usize>::new(), "other users keep theirs");
+    assert!(current(s, &a, "lost").await.is_some(), "versions naming it are kept");
+    s.add_chunks(a.user.id, &[(hashes[1], 4)]).await.unwrap();
+    assert_eq!(s.missing_chunks(a.user.id, &hashes).await.unwrap(), Vec::<usize>::new(), "an upload repairs it");
 }

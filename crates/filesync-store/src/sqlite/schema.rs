@@ -2,14 +2,17 @@
 //! up to date when [`super::SqliteMeta`] opens it.
 //!
 //! `sqlx::migrate!` needs sqlx's macros, which this workspace does not enable, so migrations
-//! live here as plain strings. A migration, once released, is never edited: add a new one.
+//! live here as plain strings. A migration, once released, is never edited: add a new one. A
+//! step SQL cannot express is a named marker statement that the runner carries out in Rust
+//! ([`RECOMPUTE_FILE_HASHES`]).
 //! The DDL sticks to portable SQL so that a PostgreSQL port is mostly mechanical; the
 //! differences are noted next to each table (`INTEGER PRIMARY KEY` → `BIGINT GENERATED ALWAYS
 //! AS IDENTITY PRIMARY KEY`, `BLOB` → `BYTEA`).
 
 use crate::{Result, StoreError};
-use sqlx::SqlitePool;
+use filesync_core::{EntryKind, file_hash};
 use sqlx::migrate::MigrateError;
+use sqlx::{SqliteConnection, SqlitePool};
 
 /// Migration `i` (0-based) brings the schema from version `i` to version `i + 1`. Each is a list
 /// of single statements (prepared statements cannot hold several on PostgreSQL).
@@ -107,7 +110,49 @@ pub(super) const MIGRATIONS: &[&[&str]] = &[
         )",
         "INSERT INTO admin_state (id, generation) VALUES (1, 0)",
     ],
+    // 3: protocol version 2 defines a file's hash as the hash of its chunk list; recompute the
+    // hashes of every stored file version (history included) from `versions.chunks`.
+    &[RECOMPUTE_FILE_HASHES],
 ];
+
+/// A migration statement that SQL cannot express (SQLite has no BLAKE3): [`migrate`] runs
+/// [`recompute_file_hashes`] in its place, in the same transaction.
+pub(super) const RECOMPUTE_FILE_HASHES: &str = "-- Rust: recompute file hashes from chunk lists (protocol version 2)";
+
+/// Rows per page of [`recompute_file_hashes`].
+const RECOMPUTE_PAGE: i64 = 5000;
+
+/// Sets `versions.hash` of every live file version to `filesync_core::file_hash` of its
+/// `versions.chunks`, paging by key. A row whose chunk list is torn is left alone (it is
+/// reported, and skipped, when read).
+async fn recompute_file_hashes(tx: &mut SqliteConnection) -> Result<()> {
+    let (mut folder, mut rev) = (i64::MIN, i64::MIN);
+    loop {
+        let rows: Vec<(i64, i64, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT folder_id, rev, chunks FROM versions WHERE deleted = FALSE AND kind = $1 \
+             AND (folder_id > $2 OR (folder_id = $2 AND rev > $3)) ORDER BY folder_id, rev LIMIT $4",
+        )
+        .bind(crate::sql::encode_kind(EntryKind::File))
+        .bind(folder)
+        .bind(rev)
+        .bind(RECOMPUTE_PAGE)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (f, r, chunks) in &rows {
+            (folder, rev) = (*f, *r);
+            let Ok(chunks) = crate::sql::decode_chunks(chunks.as_deref().unwrap_or_default()) else { continue };
+            sqlx::query("UPDATE versions SET hash = $1 WHERE folder_id = $2 AND rev = $3")
+                .bind(file_hash(&chunks).as_bytes().to_vec())
+                .bind(f)
+                .bind(r)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if (rows.len() as i64) < RECOMPUTE_PAGE {
+            return Ok(());
+        }
+    }
+}
 
 /// Applies the migrations the database lacks, all in one transaction. Refuses a database whose
 /// schema is newer than this build knows.
@@ -130,6 +175,10 @@ pub(super) async fn migrate(pool: &SqlitePool) -> Result<()> {
     let now = unix_now();
     for (version, statements) in (1..).zip(MIGRATIONS).skip(applied as usize) {
         for statement in *statements {
+            if *statement == RECOMPUTE_FILE_HASHES {
+                recompute_file_hashes(&mut tx).await?;
+                continue;
+            }
             sqlx::query(*statement).execute(&mut *tx).await.map_err(|e| MigrateError::ExecuteMigration(e, version))?;
         }
         sqlx::query("INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)")

@@ -98,6 +98,31 @@ async fn reopening_keeps_data_and_applies_no_migration_twice() {
     assert_eq!(s.missing_chunks(user, &[metas[0].hash]).await.unwrap(), Vec::<usize>::new());
 }
 
+/// Protocol version 2 redefined a file's hash as the hash of its chunk list: a database written
+/// before has every stored version (history too) brought over, or devices would reject them.
+#[tokio::test]
+async fn file_hashes_of_an_older_database_are_recomputed_from_chunk_lists() {
+    let db = TestDb::new();
+    let s = db.open().await;
+    let (user, device, folder, metas) = account(&s, "alice", 2).await;
+    s.commit(user, folder.id, &device, &[put("a", &metas[0])], 5).await.unwrap();
+    let edit = ProposedChange { base_rev: 1, ..put("a", &metas[1]) };
+    s.commit(user, folder.id, &device, &[edit], 6).await.unwrap();
+    let gone = ProposedChange { path: RelPath::new("a").unwrap(), base_rev: 2, meta: None };
+    s.commit(user, folder.id, &device, &[gone], 7).await.unwrap();
+    assert_ne!(metas[0].hash, filesync_core::file_hash(&metas[0].chunks), "written with an old-style hash");
+    let step = schema::MIGRATIONS.iter().position(|m| m.contains(&schema::RECOMPUTE_FILE_HASHES)).unwrap();
+    sqlx::query("DELETE FROM schema_version WHERE version > $1").bind(step as i64).execute(&s.write).await.unwrap();
+    s.close().await;
+
+    let s = db.open().await;
+    assert_eq!(s.schema_version().await.unwrap(), SqliteMeta::latest_schema_version());
+    let versions = s.versions(folder.id, &RelPath::new("a").unwrap()).await.unwrap();
+    let hashes: Vec<_> = versions.iter().map(|v| v.meta.as_ref().map(|m| m.hash)).collect();
+    let new = |m: &FileMeta| Some(filesync_core::file_hash(&m.chunks));
+    assert_eq!(hashes, vec![None, new(&metas[1]), new(&metas[0])]);
+}
+
 #[tokio::test]
 async fn database_from_a_newer_filesync_is_refused() {
     let db = TestDb::new();
@@ -177,6 +202,32 @@ async fn torn_chunk_list_is_reported_as_corrupt() {
     match s.current(folder.id, &RelPath::new("a").unwrap()).await {
         Err(StoreError::Corrupt(msg)) => assert!(msg.contains("35 bytes"), "{msg}"),
         other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+/// Regression: one invalid row in `versions` made `changes_since` (and so `GetChanges`) fail
+/// for the whole folder. Each kind of damage is skipped; the rows around it are served, and
+/// the page still reaches the rows after it.
+#[tokio::test]
+async fn one_damaged_row_does_not_block_changes_of_the_folder() {
+    let damage: [(&str, &str); 5] = [
+        ("bad path", "UPDATE versions SET path = '../escape' WHERE rev = 2"),
+        ("torn chunk list", "UPDATE versions SET chunks = x'0102' WHERE rev = 2"),
+        ("negative size", "UPDATE versions SET size = -5 WHERE rev = 2"),
+        ("unknown kind", "UPDATE versions SET kind = 7 WHERE rev = 2"),
+        ("short hash", "UPDATE versions SET hash = x'00' WHERE rev = 2"),
+    ];
+    for (what, sql) in damage {
+        let s = SqliteMeta::memory().await.unwrap();
+        let (user, device, folder, metas) = account(&s, "alice", 4).await;
+        for (i, m) in metas.iter().enumerate() {
+            s.commit(user, folder.id, &device, &[put(&format!("f{i}"), m)], 0).await.unwrap();
+        }
+        sqlx::query(sql).execute(&s.write).await.unwrap();
+        let revs = |v: Vec<EntryState>| v.iter().map(|e| e.rev).collect::<Vec<_>>();
+        assert_eq!(revs(s.changes_since(folder.id, 0, 100).await.unwrap()), vec![1, 3, 4], "{what}");
+        assert_eq!(revs(s.changes_since(folder.id, 1, 1).await.unwrap()), vec![3], "{what}: a page skips it");
+        assert_eq!(revs(s.changes_since(folder.id, 0, 2).await.unwrap()), vec![1, 3], "{what}: limit counts served");
     }
 }
 

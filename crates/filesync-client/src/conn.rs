@@ -6,6 +6,8 @@ use crate::counting::{Counting, WireStats};
 use crate::tls::Trust;
 use bytes::{Bytes, BytesMut};
 use filesync_core::Hash;
+use filesync_core::chunking::MAX_CHUNK;
+use filesync_proto::compression;
 use filesync_proto::{
     Auth, ChangePassword, Changes, ChunkData, CommitChange, CommitOutcome, CommitResult, DeviceInfo, ErrorCode,
     FolderInfo, Frame, FrameDecoder, GetChanges, GetChunks, Hello, ListTrash, ListVersions, Login, Message, OpenFolder,
@@ -286,11 +288,21 @@ impl Connection {
         }
     }
 
+    /// Uploads chunks, each compressed when that pays (`filesync_proto::compression`); the
+    /// compression runs on a blocking thread.
     pub async fn put_chunks(&self, chunks: Vec<(Hash, Bytes)>) -> Result<(), ClientError> {
-        let p = PutChunks {
-            chunks: chunks.into_iter().map(|(h, data)| ChunkData { hash: h.as_bytes().to_vec(), data }).collect(),
-        };
-        expect_ok(self.request(Message::PutChunks(p)).await?)
+        let chunks = tokio::task::spawn_blocking(move || {
+            chunks
+                .into_iter()
+                .map(|(h, data)| {
+                    let (encoding, data) = compression::encode_chunk(&data);
+                    ChunkData { hash: h.as_bytes().to_vec(), data, encoding }
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| ClientError::Protocol(format!("compressing chunks failed: {e}")))?;
+        expect_ok(self.request(Message::PutChunks(PutChunks { chunks })).await?)
     }
 
     /// Fetches chunks and verifies each against its hash.
@@ -307,10 +319,12 @@ impl Connection {
                 }
                 let mut out = Vec::with_capacity(hashes.len());
                 for (want, got) in hashes.iter().zip(c.chunks) {
-                    if Hash::of(&got.data) != *want {
+                    let data = compression::decode_chunk(got.encoding, got.data, MAX_CHUNK as usize)
+                        .map_err(|e| ClientError::Protocol(format!("chunk {want}: {e}")))?;
+                    if Hash::of(&data) != *want {
                         return Err(ClientError::Protocol(format!("chunk {want} arrived corrupted")));
                     }
-                    out.push(got.data);
+                    out.push(data);
                 }
                 Ok(out)
             }

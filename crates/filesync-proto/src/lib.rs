@@ -5,6 +5,7 @@
 //! This crate refuses to do I/O: no sockets, no async runtime, no clock. The server and the
 //! client drive it. The normative description is `docs/protocol.md`.
 
+pub mod compression;
 pub mod convert;
 pub mod frame;
 pub mod messages;

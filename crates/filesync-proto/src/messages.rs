@@ -253,6 +253,9 @@ pub struct ChunkData {
     pub hash: Vec<u8>,
     #[prost(bytes = "bytes", tag = "2")]
     pub data: bytes::Bytes,
+    /// How `data` holds the chunk (`compression::ENCODING_*`): 0 as it is, 1 zstd.
+    #[prost(uint32, tag = "3")]
+    pub encoding: u32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -9,6 +9,7 @@ use crate::hub::HubEvent;
 use bytes::Bytes;
 use filesync_core::chunking::MAX_CHUNK;
 use filesync_core::{Hash, names};
+use filesync_proto::compression;
 use filesync_proto::convert::{entry_to_wire, hash_from_wire, meta_from_wire, path_from_wire};
 use filesync_proto::{
     ChunkData, ChunkPresence, Chunks, CommitOutcome, CommitResult, DeviceInfo, Devices, ErrorCode, ErrorMsg,
@@ -389,20 +390,30 @@ async fn put_chunks(shared: &Shared, a: &Authed, p: filesync_proto::PutChunks) -
     if total > limits::MAX_CHUNK_BYTES_PER_MESSAGE {
         return Err(err(ErrorCode::TooLarge, "too many chunk bytes in one PutChunks"));
     }
-    let mut chunks: Vec<(Hash, Bytes)> = Vec::with_capacity(p.chunks.len());
+    let mut sent: Vec<(Hash, u32, Bytes)> = Vec::with_capacity(p.chunks.len());
     for c in p.chunks {
         let h = hash_from_wire(&c.hash).map_err(|e| err(ErrorCode::BadRequest, e.to_string()))?;
         if c.data.len() > MAX_CHUNK as usize {
             return Err(err(ErrorCode::TooLarge, format!("chunk {h} is larger than {MAX_CHUNK} bytes")));
         }
-        chunks.push((h, c.data));
+        sent.push((h, c.encoding, c.data));
     }
-    // Verify every hash: the store is content-addressed and must never hold a lie.
+    // Inflate (never beyond one chunk, nor the message beyond its limit) and verify every
+    // hash: the store is content-addressed and must never hold a lie.
     let chunks = tokio::task::spawn_blocking(move || {
-        for (h, d) in &chunks {
-            if Hash::of(d) != *h {
+        let mut chunks = Vec::with_capacity(sent.len());
+        let mut inflated = 0usize;
+        for (h, encoding, data) in sent {
+            let d = compression::decode_chunk(encoding, data, MAX_CHUNK as usize)
+                .map_err(|e| err(ErrorCode::BadRequest, format!("chunk {h}: {e}")))?;
+            inflated += d.len();
+            if inflated > limits::MAX_CHUNK_BYTES_PER_MESSAGE {
+                return Err(err(ErrorCode::TooLarge, "too many chunk bytes in one PutChunks, once inflated"));
+            }
+            if Hash::of(&d) != h {
                 return Err(err(ErrorCode::BadRequest, format!("chunk data does not match its hash {h}")));
             }
+            chunks.push((h, d));
         }
         Ok(chunks)
     })
@@ -453,9 +464,20 @@ async fn get_chunks(shared: &Shared, a: &Authed, g: filesync_proto::GetChunks) -
             }
             Err(e) => return Err(store_err(e)),
         };
-        out.push(ChunkData { hash: h.as_bytes().to_vec(), data });
+        out.push((*h, data));
     }
-    Ok(Message::Chunks(Chunks { chunks: out }))
+    // Compressed where that pays, on a blocking thread.
+    let chunks = tokio::task::spawn_blocking(move || {
+        out.into_iter()
+            .map(|(h, data)| {
+                let (encoding, data) = compression::encode_chunk(&data);
+                ChunkData { hash: h.as_bytes().to_vec(), data, encoding }
+            })
+            .collect()
+    })
+    .await
+    .map_err(|_| err(ErrorCode::Internal, "compressing chunks failed"))?;
+    Ok(Message::Chunks(Chunks { chunks }))
 }
 
 /// A chunk the user has, by the index, but whose bytes the chunk store cannot give back intact:

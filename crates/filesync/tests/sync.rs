@@ -497,3 +497,26 @@ fn a_same_size_rewrite_in_the_same_second_as_the_last_sync_is_uploaded() {
     b.sync();
     assert!(String::from_utf8(b.read("notes.txt")).unwrap().starts_with("version 3"));
 }
+
+/// Text travels zstd-compressed both ways; what arrives is byte for byte what was written.
+#[test]
+fn compressible_files_cross_the_wire_compressed() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    let text: String =
+        (0..60_000).map(|i| format!("line {i}: the quick brown fox jumps over the lazy dog\n")).collect();
+    a.write("notes/log.txt", &text);
+    let wire = |c: &TestClient| {
+        let out = c.run(&["sync", "--json"], None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v["wire"]["sent"].as_u64().unwrap(), v["wire"]["received"].as_u64().unwrap())
+    };
+    let (sent, _) = wire(&a);
+    let (_, received) = wire(&b);
+    let size = text.len() as u64;
+    assert!(sent < size / 3, "uploading {size} bytes of text sent {sent}");
+    assert!(received < size / 3, "downloading {size} bytes of text received {received}");
+    assert_eq!(b.read("notes/log.txt"), text.as_bytes());
+}

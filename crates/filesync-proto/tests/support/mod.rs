@@ -72,7 +72,11 @@ pub fn folder_info() -> impl Strategy<Value = FolderInfo> {
 }
 
 pub fn chunk_data() -> impl Strategy<Value = ChunkData> {
-    (hash_bytes(), blob(64)).prop_map(|(hash, data)| ChunkData { hash, data: Bytes::from(data) })
+    (hash_bytes(), blob(64), 0u32..3).prop_map(|(hash, data, encoding)| ChunkData {
+        hash,
+        data: Bytes::from(data),
+        encoding,
+    })
 }
 
 pub fn hash_list() -> impl Strategy<Value = Vec<Vec<u8>>> {

@@ -289,9 +289,11 @@ async fn a_client_that_asks_for_gigabytes_and_never_reads_holds_no_more_than_its
     }
     // The flooder is cut off once it has taken nothing for the idle timeout.
     write_until_closed(flooder.stream, Duration::from_millis(200), || pings(1)).await;
+    // The flooder's address may hold 20 MiB; bob asks for one 8 MiB reply at a time, but his
+    // next request can be reserved just before the writer gives the last one back.
     let peak = s.memory.peak();
-    assert!(peak <= (20 << 20) + (9 << 20), "held {peak} bytes at once; one address may hold 20 MiB, bob 8 MiB");
-    assert_eq!(s.memory.in_use(), 0, "everything is given back when the connection ends");
+    assert!(peak <= (20 << 20) + (17 << 20), "held {peak} bytes at once; one address may hold 20 MiB, bob 2 × 8 MiB");
+    eventually("everything is given back once the connection has ended", async || s.memory.in_use() == 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

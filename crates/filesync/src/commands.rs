@@ -413,7 +413,7 @@ async fn sync(home: &Home, quiet: bool, json: bool) -> Result<ExitCode> {
         let fs = Arc::new(RealFs::new(f.path.clone()));
         let r = match config.paused {
             true => Ok(filesync_agent::engine::PassReport {
-                paused: Some(filesync_agent::engine::policy::Paused::by_user(&f.name, true)),
+                paused: Some(filesync_agent::engine::policy::Paused::by_user(true)),
                 ..Default::default()
             }),
             false => engine.sync_folder(f, fs, &progress).await,
@@ -458,6 +458,7 @@ async fn sync(home: &Home, quiet: bool, json: bool) -> Result<ExitCode> {
                 if let Some(p) = &rep.paused {
                     // The guard needs attention (a failure for scripts); a pause by the user does not.
                     eprintln!("  paused: {}", p.reason);
+                    eprintln!("  {}", crate::status_cmd::paused_action(&f.name, config.paused, !p.by_guard));
                     failed |= p.by_guard;
                 }
                 for s in &rep.skipped {

@@ -55,9 +55,9 @@ pub async fn show(home: &Home, name: &str, json: bool) -> Result<ExitCode> {
         Err(_) => None,
     };
     let paused = if s.paused {
-        Some(policy::Paused::by_user(&f.name, false).reason)
+        Some(policy::Paused::by_user(false).reason)
     } else if all_paused {
-        Some(policy::Paused::by_user(&f.name, true).reason)
+        Some(policy::Paused::by_user(true).reason)
     } else {
         tripped.clone()
     };

@@ -195,6 +195,10 @@ fn show(home: &Home, json: bool) -> Result<ExitCode> {
                 }
                 if let Some(r) = &x.paused_reason {
                     println!("    {r}");
+                    if x.state == FolderState::Paused {
+                        let by_user = f.settings.paused || config.paused;
+                        println!("    {}", paused_action(&f.name, config.paused, by_user));
+                    }
                 }
                 for s in x.skipped.iter().take(10) {
                     println!("    skipped {}: {}", s.path, s.reason);
@@ -204,4 +208,14 @@ fn show(home: &Home, json: bool) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What to run about a paused folder: resume it (paused by the user; every folder when `all`),
+/// or confirm the deletions the mass-delete guard holds back.
+pub fn paused_action(folder: &str, all: bool, by_user: bool) -> String {
+    match (by_user, all) {
+        (true, true) => "to resume every folder: `filesync resume`".into(),
+        (true, false) => format!("to resume: `filesync resume {folder}`"),
+        (false, _) => format!("if you meant to delete them: `filesync folder confirm-deletes {folder}`"),
+    }
 }

@@ -193,7 +193,8 @@ fn pause_and_resume_on_a_running_agent() {
     a.ok(&["pause", "docs"], None);
     wait_until(30, "a to report paused", || a.folder_status()["state"] == "paused");
     let reason = a.folder_status()["paused_reason"].as_str().unwrap_or_default().to_string();
-    assert!(reason.contains("filesync resume docs"), "{reason}");
+    assert_eq!(reason, "paused by you", "the reason speaks to every surface, without command syntax");
+    assert!(a.ok(&["status"], None).contains("to resume: `filesync resume docs`"));
     let shown = a.ok(&["folder", "show", "docs"], None);
     assert!(shown.contains("paused           yes"), "{shown}");
 
@@ -267,8 +268,9 @@ fn deleting_80_percent_of_a_200_file_folder_pauses_it_until_confirmed() {
     let st = a.folder_status();
     assert_eq!(st["state"], "paused", "{st}");
     let reason = st["paused_reason"].as_str().unwrap();
-    assert!(reason.contains("filesync folder confirm-deletes docs"), "{reason}");
-    assert!(a.ok(&["status"], None).contains("confirm-deletes"));
+    assert!(reason.contains("confirm the deletions") && !reason.contains('`'), "{reason}");
+    assert!(a.ok(&["status"], None).contains("`filesync folder confirm-deletes docs`"));
+    assert!(out.contains("`filesync folder confirm-deletes docs`"), "{out}");
     b.sync();
     assert_eq!(count(&b), 200, "the other computer keeps every file");
     // The trip is remembered: another sync is still held.

@@ -380,7 +380,7 @@ impl FolderTask {
 
     fn publish_paused(&self) {
         let all = self.all_paused && !self.folder.settings.paused;
-        let reason = crate::engine::policy::Paused::by_user(&self.folder.name, all).reason;
+        let reason = crate::engine::policy::Paused::by_user(all).reason;
         self.deps.board.folder(&self.folder.name, |f| {
             f.state = FolderState::Paused;
             f.paused_reason = Some(reason);

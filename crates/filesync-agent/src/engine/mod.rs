@@ -263,7 +263,7 @@ impl Engine {
         mut scope: Scope,
     ) -> Result<PassReport, SyncError> {
         if folder.settings.paused {
-            return Ok(PassReport { paused: Some(Paused::by_user(&folder.name, false)), ..PassReport::default() });
+            return Ok(PassReport { paused: Some(Paused::by_user(false)), ..PassReport::default() });
         }
         if !fs.root_exists() {
             // Paused like a tripped guard (and shown so after a restart) until it is back.

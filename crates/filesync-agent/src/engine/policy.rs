@@ -25,7 +25,8 @@ pub const BURST_GAP_MS: i64 = 60_000;
 /// Why a folder runs no passes.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Paused {
-    /// What happened and what to do, for `status`.
+    /// What happened and what to do, in words for every surface: the CLI and the UI each add
+    /// their own way to do it (a command, a button).
     pub reason: String,
     /// Paused by the mass-delete guard (or a vanished root), not by the user.
     pub by_guard: bool,
@@ -33,19 +34,15 @@ pub struct Paused {
 
 impl Paused {
     /// Paused by the user, the folder alone or every folder.
-    pub fn by_user(name: &str, all: bool) -> Paused {
-        let reason = if all {
-            "paused by you (every folder); `filesync resume` resumes".to_string()
-        } else {
-            format!("paused by you; `filesync resume {name}` resumes")
-        };
+    pub fn by_user(all: bool) -> Paused {
+        let reason = if all { "paused by you (every folder)".to_string() } else { "paused by you".to_string() };
         Paused { reason, by_guard: false }
     }
 }
 
 /// What the guard says when it holds deletions back; `earlier` of `m.deletes` were already
 /// propagated in the same burst.
-pub fn guard_reason(name: &str, m: MassDelete, earlier: u64) -> String {
+pub fn guard_reason(m: MassDelete, earlier: u64) -> String {
     let pct = (m.deletes * 100).checked_div(m.files).unwrap_or(100);
     let (verb, held) = if earlier == 0 {
         ("one pass would delete", "nothing was deleted".to_string())
@@ -59,7 +56,7 @@ pub fn guard_reason(name: &str, m: MassDelete, earlier: u64) -> String {
     };
     format!(
         "paused by the mass-delete guard: {verb} {what} on the server and on every other computer, so {held}. If you \
-         meant it, run `filesync folder confirm-deletes {name}`; if not, restore the files and syncing resumes by itself"
+         meant it, confirm the deletions; if not, put the files back and syncing resumes by itself"
     )
 }
 
@@ -181,7 +178,7 @@ impl Engine {
             if run.requests.tripped.is_some() || now - burst.last_ms <= BURST_GAP_MS { burst.deletes } else { 0 };
         let trips = mass_delete_of(deletes + earlier, files + earlier, folder.settings.guard());
         if let Some(m) = trips.filter(|_| !waived && deletes > 0) {
-            let reason = guard_reason(name, m, earlier);
+            let reason = guard_reason(m, earlier);
             if !run.preview && run.requests.tripped.as_deref() != Some(reason.as_str()) {
                 warn!(folder = name, "{reason}");
                 trip(&self.db, name, &reason).await?;
@@ -271,14 +268,14 @@ mod tests {
 
     #[test]
     fn the_guard_reason_says_what_happened_and_what_to_do() {
-        let r = guard_reason("docs", MassDelete { deletes: 160, files: 200 }, 0);
+        let r = guard_reason(MassDelete { deletes: 160, files: 200 }, 0);
         assert!(r.contains("one pass would delete 160 of the 200"), "{r}");
         assert!(r.contains("80%"), "{r}");
         assert!(r.contains("so nothing was deleted"), "{r}");
-        assert!(r.contains("filesync folder confirm-deletes docs"), "{r}");
-        assert!(r.contains("restore the files"), "{r}");
+        assert!(r.contains("confirm the deletions") && !r.contains('`'), "no command syntax: {r}");
+        assert!(r.contains("put the files back"), "{r}");
         // Part of a burst was propagated before the guard saw the whole of it.
-        let r = guard_reason("docs", MassDelete { deletes: 160, files: 200 }, 100);
+        let r = guard_reason(MassDelete { deletes: 160, files: 200 }, 100);
         assert!(r.contains("160 of the 200 synced files (80%) deleted within minutes"), "{r}");
         assert!(r.contains("the last 60 were not deleted"), "{r}");
     }

@@ -4,7 +4,6 @@
 use crate::cli::{AdminCmd, Quota};
 use anyhow::{Context, Result, bail};
 use filesync_server::admin::{Admin, human_bytes};
-use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -59,26 +58,6 @@ pub fn describe_registration(r: filesync_server::Registration, quota: Option<u64
     format!("registration: {who}; storage quota of new accounts: {}", show_quota(quota))
 }
 
-fn read_new_password(from_stdin: bool) -> Result<String> {
-    if from_stdin {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
-        let pw = line.trim_end_matches(['\r', '\n']).to_string();
-        if pw.is_empty() {
-            bail!("no password on standard input");
-        }
-        return Ok(pw);
-    }
-    if !std::io::stdin().is_terminal() {
-        bail!("no terminal to ask for the password; use --password-stdin");
-    }
-    let pw = rpassword::prompt_password("New password: ")?;
-    if rpassword::prompt_password("Repeat the password: ")? != pw {
-        bail!("the passwords do not match");
-    }
-    Ok(pw)
-}
-
 pub async fn run(data: PathBuf, cmd: AdminCmd) -> Result<ExitCode> {
     if !data.join("meta.db").is_file() {
         bail!("{} holds no FileSync server data (no meta.db); pass the server's --data directory", data.display());
@@ -124,7 +103,7 @@ async fn run_on(admin: &Admin, cmd: AdminCmd) -> Result<ExitCode> {
             }
         }
         AdminCmd::CreateUser { name, password_stdin, quota } => {
-            let password = read_new_password(password_stdin)?;
+            let password = crate::commands::read_password(password_stdin, "New password: ", true)?;
             let u = admin.create_user(&name, &password, quota.and_then(|q| q.0)).await?;
             println!("Created user {} (storage quota: {}).", u.name, show_quota(u.quota));
         }
@@ -141,7 +120,7 @@ async fn run_on(admin: &Admin, cmd: AdminCmd) -> Result<ExitCode> {
             println!("Storage quota of {name}: {}.", show_quota(size.0));
         }
         AdminCmd::ResetPassword { name, password_stdin, log_out_devices } => {
-            let password = read_new_password(password_stdin)?;
+            let password = crate::commands::read_password(password_stdin, "New password: ", true)?;
             let revoked = admin.reset_password(&name, &password, log_out_devices).await?;
             if log_out_devices {
                 println!("New password set for {name}; {} device(s) logged out.", revoked.len());

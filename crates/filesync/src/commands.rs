@@ -155,7 +155,9 @@ async fn shutdown_signal() {
     }
 }
 
-fn read_password(from_stdin: bool, confirm: bool) -> Result<String> {
+/// A password from the first line of standard input, or asked at the terminal with `prompt`
+/// (twice when `confirm`).
+pub(crate) fn read_password(from_stdin: bool, prompt: &str, confirm: bool) -> Result<String> {
     if from_stdin {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
@@ -168,7 +170,7 @@ fn read_password(from_stdin: bool, confirm: bool) -> Result<String> {
     if !std::io::stdin().is_terminal() {
         bail!("no terminal to ask for the password; use --password-stdin");
     }
-    let pw = rpassword::prompt_password("Password: ")?;
+    let pw = rpassword::prompt_password(prompt)?;
     if confirm && rpassword::prompt_password("Repeat password: ")? != pw {
         bail!("the passwords do not match");
     }
@@ -207,7 +209,7 @@ async fn login(home: &Home, args: LoginArgs, register: bool) -> Result<ExitCode>
             format!("{fp:?} is not a certificate fingerprint; it looks like SHA256: followed by 64 hex digits")
         })?;
     }
-    let password = read_password(args.password_stdin, register && !args.password_stdin)?;
+    let password = read_password(args.password_stdin, "Password: ", register && !args.password_stdin)?;
     let credentials = ops::account::Credentials {
         server: args.server.clone(),
         fingerprint,

@@ -7,29 +7,14 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use support::*;
 
 /// Runs `filesync server admin --data DATA ARGS…` with `stdin`; returns (success, stdout, stderr).
 fn admin(server: &TestServer, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = Command::new(bin())
-        .args(["server", "admin", "--data"])
-        .arg(&server.data)
-        .args(args)
-        .env("FILESYNC_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut i = child.stdin.take().unwrap();
-        if let Some(s) = stdin {
-            writeln!(i, "{s}").unwrap();
-        }
-    }
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args(["server", "admin", "--data"]).arg(&server.data).args(args).env("FILESYNC_LOG", "warn");
+    let out = output_with_stdin(cmd, stdin);
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 

@@ -151,21 +151,9 @@ impl TestClient {
     }
 
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = self
-            .command()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            let mut i = child.stdin.take().unwrap();
-            if let Some(s) = stdin {
-                writeln!(i, "{s}").unwrap();
-            }
-        }
-        child.wait_with_output().unwrap()
+        let mut cmd = self.command();
+        cmd.args(args);
+        output_with_stdin(cmd, stdin)
     }
 
     /// Runs a command that must succeed; returns its stdout.
@@ -366,4 +354,16 @@ impl TestClient {
             .cloned()
             .unwrap_or_default()
     }
+}
+
+/// Runs `cmd` with `stdin` (one line, if any) as its standard input and collects its output.
+pub fn output_with_stdin(mut cmd: Command, stdin: Option<&str>) -> Output {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    {
+        let mut i = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            writeln!(i, "{s}").unwrap();
+        }
+    }
+    child.wait_with_output().unwrap()
 }

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use filesync_agent::config::FolderConfig;
-use filesync_agent::engine::server::{Change, ChangesPage, Committed, ServerApi};
+use filesync_agent::engine::server::{Change, ChangesPage, ChunkRequest, ChunkUpload, Committed, ServerApi};
 use filesync_agent::engine::{Engine, PassReport, SyncError};
 use filesync_agent::fs::Filesystem;
 use filesync_agent::memfs::MemFs;
@@ -39,6 +39,11 @@ struct Inner {
     quota: Option<u64>,
     /// `put_chunks` calls received.
     puts: usize,
+    /// Each chunk received, with the chunk the engine named as similar (the base a delta
+    /// would apply to).
+    similar_up: Vec<(Hash, Option<Hash>)>,
+    /// Each chunk asked for, with the local chunk offered as similar.
+    similar_down: Vec<(Hash, Option<Hash>)>,
 }
 
 impl ServerApi for MemServer {
@@ -65,9 +70,11 @@ impl ServerApi for MemServer {
         Box::pin(async move { Ok(missing) })
     }
 
-    fn put_chunks(&self, chunks: Vec<(Hash, Bytes)>) -> BoxFuture<'_, Result<(), SyncError>> {
+    fn put_chunks(&self, chunks: Vec<ChunkUpload>) -> BoxFuture<'_, Result<(), SyncError>> {
         let mut s = self.inner.lock().unwrap();
         s.puts += 1;
+        s.similar_up.extend(chunks.iter().map(|c| (c.hash, c.similar)));
+        let chunks: Vec<(Hash, Bytes)> = chunks.into_iter().map(|c| (c.hash, c.data)).collect();
         let stored: u64 = s.chunks.values().map(|d| d.len() as u64).sum();
         let new: u64 = chunks.iter().filter(|(h, _)| !s.chunks.contains_key(h)).map(|(_, d)| d.len() as u64).sum();
         if let Some(quota) = s.quota.filter(|q| stored + new > *q) {
@@ -86,8 +93,15 @@ impl ServerApi for MemServer {
         Box::pin(async { Ok(()) })
     }
 
-    fn get_chunks(&self, hashes: Vec<Hash>) -> BoxFuture<'_, Result<Vec<Bytes>, SyncError>> {
-        let s = self.inner.lock().unwrap();
+    fn get_chunks(&self, wanted: Vec<ChunkRequest>) -> BoxFuture<'_, Result<Vec<Bytes>, SyncError>> {
+        let mut s = self.inner.lock().unwrap();
+        for w in &wanted {
+            if let Some((h, d)) = &w.similar {
+                assert_eq!(Hash::of(d), *h, "a similar chunk offered with other bytes than its hash says");
+            }
+        }
+        s.similar_down.extend(wanted.iter().map(|w| (w.hash, w.similar.as_ref().map(|(h, _)| *h))));
+        let hashes: Vec<Hash> = wanted.into_iter().map(|w| w.hash).collect();
         let got: Result<Vec<Bytes>, SyncError> = hashes
             .iter()
             .map(|h| match s.chunks.get(h) {
@@ -318,4 +332,43 @@ async fn an_edit_right_after_a_download_fetches_only_the_changed_chunks() {
     assert_eq!(r.downloaded, 1);
     assert!(r.bytes_down < 6 << 20, "fetched {} bytes of a 16 MiB file for a 4 KiB insert", r.bytes_down);
     assert_eq!(b.fs.read("vm.img").unwrap(), new);
+}
+
+/// A changed chunk names, both ways, the old chunk at its place as the base of a delta: the
+/// uploader the chunk of the version it replaces (which the server has), the downloader its
+/// own copy of that chunk (read back and offered with its bytes). A new file names none.
+#[tokio::test]
+async fn a_changed_chunk_names_the_old_chunk_at_its_place_both_ways() {
+    let server = Arc::new(MemServer::default());
+    let a = Computer::new(&server, "laptop").await;
+    let b = Computer::new(&server, "desktop").await;
+    let old = noise(16 << 20, 3);
+    a.fs.write("vm.img", &old);
+    a.sync().await;
+    b.sync().await;
+    {
+        let s = server.inner.lock().unwrap();
+        assert!(s.similar_up.iter().chain(&s.similar_down).all(|(_, sim)| sim.is_none()), "a new file has no base");
+    }
+    let old_chunks: std::collections::HashSet<Hash> = server.inner.lock().unwrap().chunks.keys().copied().collect();
+    server.inner.lock().unwrap().similar_up.clear();
+    server.inner.lock().unwrap().similar_down.clear();
+
+    let mut new = old[..8 << 20].to_vec();
+    new.extend_from_slice(&noise(4096, 4));
+    new.extend_from_slice(&old[8 << 20..]);
+    a.fs.write("vm.img", &new);
+    a.sync().await;
+    assert_eq!(b.sync().await.downloaded, 1);
+    assert_eq!(b.fs.read("vm.img").unwrap(), new);
+
+    let s = server.inner.lock().unwrap();
+    for (what, hints) in [("uploaded", &s.similar_up), ("fetched", &s.similar_down)] {
+        assert!(!hints.is_empty() && hints.len() <= 3, "{what}: {hints:?}");
+        for (h, sim) in hints {
+            assert!(!old_chunks.contains(h), "{what} a chunk the old version had");
+            let sim = sim.unwrap_or_else(|| panic!("{what} chunk {h} names no similar chunk"));
+            assert!(old_chunks.contains(&sim), "{what} chunk {h} names {sim}, not a chunk of the old version");
+        }
+    }
 }

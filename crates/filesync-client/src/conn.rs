@@ -7,13 +7,14 @@ use crate::tls::Trust;
 use bytes::{Bytes, BytesMut};
 use filesync_core::Hash;
 use filesync_core::chunking::MAX_CHUNK;
-use filesync_proto::compression;
 use filesync_proto::{
     Auth, ChangePassword, Changes, ChunkData, CommitChange, CommitOutcome, CommitResult, DeviceInfo, ErrorCode,
-    FolderInfo, Frame, FrameDecoder, GetChanges, GetChunks, Hello, ListTrash, ListVersions, Login, Message, OpenFolder,
-    PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, PutChunks, QueryChunks, Register, RenameDevice, Restore, RevokeDevice,
-    Session, Trash, UsageInfo, Versions, Welcome, WireEntry, limits,
+    FolderInfo, Frame, FrameDecoder, GetChanges, GetChunks, GetSignatures, Hello, ListTrash, ListVersions, Login,
+    Message, OpenFolder, PROTOCOL_VERSION_DELTAS, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, PutChunks, QueryChunks,
+    Register, RenameDevice, Restore, RevokeDevice, Session, SimilarChunk, Trash, UsageInfo, Versions, Welcome,
+    WireEntry, limits,
 };
+use filesync_proto::{compression, delta};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,6 +57,36 @@ pub struct Connection {
     welcome: Welcome,
     pushes: Arc<Mutex<Option<mpsc::Receiver<Push>>>>,
     _tasks: Arc<TaskGuard>,
+}
+
+/// A chunk to upload. `similar` names a chunk the server probably has that resembles it (the
+/// chunk at the same place in the version this one replaces): the chunk may travel as a delta
+/// from it.
+#[derive(Clone, Debug)]
+pub struct ChunkUpload {
+    pub hash: Hash,
+    pub data: Bytes,
+    pub similar: Option<Hash>,
+}
+
+/// A chunk to download. `similar` is a chunk this computer has (its hash and bytes) that
+/// probably resembles it: the server may send the chunk as a delta from it.
+#[derive(Clone, Debug)]
+pub struct ChunkRequest {
+    pub hash: Hash,
+    pub similar: Option<(Hash, Bytes)>,
+}
+
+impl From<(Hash, Bytes)> for ChunkUpload {
+    fn from((hash, data): (Hash, Bytes)) -> ChunkUpload {
+        ChunkUpload { hash, data, similar: None }
+    }
+}
+
+impl From<Hash> for ChunkRequest {
+    fn from(hash: Hash) -> ChunkRequest {
+        ChunkRequest { hash, similar: None }
+    }
 }
 
 /// Aborts the connection's background tasks when the last handle is dropped.
@@ -288,48 +319,122 @@ impl Connection {
         }
     }
 
-    /// Uploads chunks, each compressed when that pays (`filesync_proto::compression`); the
-    /// compression runs on a blocking thread.
-    pub async fn put_chunks(&self, chunks: Vec<(Hash, Bytes)>) -> Result<(), ClientError> {
-        let chunks = tokio::task::spawn_blocking(move || {
-            chunks
-                .into_iter()
-                .map(|(h, data)| {
-                    let (encoding, data) = compression::encode_chunk(&data);
-                    ChunkData { hash: h.as_bytes().to_vec(), data, encoding }
-                })
-                .collect()
-        })
-        .await
-        .map_err(|e| ClientError::Protocol(format!("compressing chunks failed: {e}")))?;
-        expect_ok(self.request(Message::PutChunks(PutChunks { chunks })).await?)
+    /// Whether the server takes and sends sub-chunk deltas (protocol version 3).
+    fn deltas(&self) -> bool {
+        self.welcome.version >= PROTOCOL_VERSION_DELTAS
     }
 
-    /// Fetches chunks and verifies each against its hash.
-    pub async fn get_chunks(&self, hashes: &[Hash]) -> Result<Vec<Bytes>, ClientError> {
-        let g = GetChunks { hashes: hashes.iter().map(|h| h.as_bytes().to_vec()).collect() };
-        match self.request(Message::GetChunks(g)).await? {
-            Message::Chunks(c) => {
-                if c.chunks.len() != hashes.len() {
-                    return Err(ClientError::Protocol(format!(
-                        "asked for {} chunks, got {}",
-                        hashes.len(),
-                        c.chunks.len()
-                    )));
-                }
-                let mut out = Vec::with_capacity(hashes.len());
-                for (want, got) in hashes.iter().zip(c.chunks) {
-                    let data = compression::decode_chunk(got.encoding, got.data, MAX_CHUNK as usize)
-                        .map_err(|e| ClientError::Protocol(format!("chunk {want}: {e}")))?;
-                    if Hash::of(&data) != *want {
-                        return Err(ClientError::Protocol(format!("chunk {want} arrived corrupted")));
-                    }
-                    out.push(data);
-                }
-                Ok(out)
+    /// Uploads chunks (one message's worth). Each travels compressed when that pays
+    /// (`filesync_proto::compression`), or, when it names a `similar` chunk the server has and
+    /// the server speaks version 3, as a delta from that chunk when that pays more
+    /// (`filesync_proto::delta`). The work runs on a blocking thread. If the server refuses
+    /// the deltas, the chunks are sent again whole.
+    pub async fn put_chunks<C: Into<ChunkUpload>>(&self, chunks: Vec<C>) -> Result<(), ClientError> {
+        let chunks: Vec<ChunkUpload> = chunks.into_iter().map(Into::into).collect();
+        let signatures = if self.deltas() { self.signatures_for(&chunks).await? } else { HashMap::new() };
+        let used_deltas = !signatures.is_empty();
+        let whole: Vec<ChunkUpload> = if used_deltas { chunks.clone() } else { Vec::new() };
+        let encoded = encode_uploads(chunks, signatures).await?;
+        match self.request(Message::PutChunks(PutChunks { chunks: encoded })).await {
+            Ok(m) => expect_ok(m),
+            Err(e)
+                if used_deltas
+                    && matches!(e, ClientError::Server { .. })
+                    && e.code() != Some(ErrorCode::QuotaExceeded) =>
+            {
+                tracing::warn!("the server refused chunks sent as deltas ({e}); sending them whole");
+                let encoded = encode_uploads(whole, HashMap::new()).await?;
+                expect_ok(self.request(Message::PutChunks(PutChunks { chunks: encoded })).await?)
             }
-            other => Err(unexpected("Chunks", &other)),
+            Err(e) => Err(e),
         }
+    }
+
+    /// The server's signatures of the chunks `chunks` resemble, for those big enough that a
+    /// delta may pay; a chunk the server lacks has none.
+    async fn signatures_for(&self, chunks: &[ChunkUpload]) -> Result<HashMap<Hash, Bytes>, ClientError> {
+        let mut wanted: Vec<Hash> =
+            chunks.iter().filter(|c| c.data.len() >= delta::MIN_DELTA_CHUNK).filter_map(|c| c.similar).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut out = HashMap::new();
+        for batch in wanted.chunks(limits::MAX_SIGNATURES_PER_REQUEST) {
+            let g = GetSignatures { hashes: batch.iter().map(|h| h.as_bytes().to_vec()).collect() };
+            match self.request(Message::GetSignatures(g)).await? {
+                Message::Signatures(s) if s.signatures.len() == batch.len() => {
+                    out.extend(batch.iter().copied().zip(s.signatures).filter(|(_, s)| !s.is_empty()))
+                }
+                Message::Signatures(_) => {
+                    return Err(ClientError::Protocol("Signatures does not answer every hash asked".into()));
+                }
+                other => return Err(unexpected("Signatures", &other)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fetches chunks (one message's worth) and verifies each against its hash. A chunk that
+    /// names a `similar` chunk this computer has may come as a delta from it (version 3).
+    pub async fn get_chunks<R: Into<ChunkRequest> + Clone>(&self, wanted: &[R]) -> Result<Vec<Bytes>, ClientError> {
+        let wanted: Vec<ChunkRequest> = wanted.iter().cloned().map(Into::into).collect();
+        let hashes: Vec<Vec<u8>> = wanted.iter().map(|w| w.hash.as_bytes().to_vec()).collect();
+        let offered: Vec<(usize, Hash, Bytes)> = if self.deltas() {
+            wanted
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| w.similar.as_ref().map(|(h, d)| (i, *h, d.clone())))
+                .filter(|(_, _, d)| d.len() >= delta::MIN_DELTA_CHUNK)
+                .take(limits::MAX_SIGNATURES_PER_REQUEST)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let similar = if offered.is_empty() {
+            Vec::new()
+        } else {
+            let offered = offered.clone();
+            tokio::task::spawn_blocking(move || {
+                offered
+                    .into_iter()
+                    .map(|(i, h, d)| SimilarChunk {
+                        index: i as u32,
+                        base: h.as_bytes().to_vec(),
+                        signature: delta::signature(&d),
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(|e| ClientError::Protocol(format!("computing signatures failed: {e}")))?
+        };
+        let reply = self.request(Message::GetChunks(GetChunks { hashes, similar })).await?;
+        let Message::Chunks(c) = reply else { return Err(unexpected("Chunks", &reply)) };
+        if c.chunks.len() != wanted.len() {
+            return Err(ClientError::Protocol(format!("asked for {} chunks, got {}", wanted.len(), c.chunks.len())));
+        }
+        let bases: HashMap<usize, (Hash, Bytes)> = offered.into_iter().map(|(i, h, d)| (i, (h, d))).collect();
+        let want: Vec<Hash> = wanted.iter().map(|w| w.hash).collect();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(want.len());
+            for (i, (want, got)) in want.iter().zip(c.chunks).enumerate() {
+                let data = if got.encoding == compression::ENCODING_DELTA {
+                    let base = bases.get(&i).filter(|(h, _)| h.as_bytes()[..] == got.base[..]).ok_or_else(|| {
+                        ClientError::Protocol(format!("chunk {want} came as a delta from a chunk not offered"))
+                    })?;
+                    delta::apply(&base.1, &got.data, MAX_CHUNK as usize)
+                        .map_err(|e| ClientError::Protocol(format!("chunk {want}: {e}")))?
+                } else {
+                    compression::decode_chunk(got.encoding, got.data, MAX_CHUNK as usize)
+                        .map_err(|e| ClientError::Protocol(format!("chunk {want}: {e}")))?
+                };
+                if Hash::of(&data) != *want {
+                    return Err(ClientError::Protocol(format!("chunk {want} arrived corrupted")));
+                }
+                out.push(data);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| ClientError::Protocol(format!("decoding chunks failed: {e}")))?
     }
 
     pub async fn commit(&self, folder_id: u64, changes: Vec<CommitChange>) -> Result<CommitResult, ClientError> {
@@ -464,6 +569,57 @@ async fn tls_connect(addr: &str, trust: Trust) -> Result<(TlsStream, String, Arc
 
 fn unexpected(want: &str, got: &Message) -> ClientError {
     ClientError::Protocol(format!("expected {want}, got {}", got.name()))
+}
+
+/// Encodes chunks for `PutChunks` on a blocking thread: each as a delta from the chunk it
+/// resembles when the server sent that chunk's signature and the delta is smaller than the
+/// chunk compressed, else compressed when that pays. The chunks sent as deltas in one message
+/// apply to at most one message's worth of the server's chunks, as the server requires.
+async fn encode_uploads(
+    chunks: Vec<ChunkUpload>,
+    signatures: HashMap<Hash, Bytes>,
+) -> Result<Vec<ChunkData>, ClientError> {
+    tokio::task::spawn_blocking(move || {
+        let block_bytes = delta::SIGNATURE_BLOCK as usize;
+        let mut base_bytes = 0usize;
+        let mut bases: Vec<Hash> = Vec::new();
+        chunks
+            .into_iter()
+            .map(|c| {
+                let (encoding, data) = compression::encode_chunk(&c.data);
+                let whole = ChunkData { hash: c.hash.as_bytes().to_vec(), data, encoding, base: Vec::new() };
+                let Some((base, sig)) = c.similar.and_then(|b| signatures.get(&b).map(|s| (b, s))) else {
+                    return whole;
+                };
+                // The signature's block count bounds the base chunk's size from above.
+                let base_len = (sig.len() / (4 + delta::SIGNATURE_HASH as usize)) * block_bytes;
+                let new_base = !bases.contains(&base);
+                if new_base
+                    && (bases.len() >= limits::MAX_SIGNATURES_PER_REQUEST
+                        || base_bytes + base_len > limits::MAX_CHUNK_BYTES_PER_MESSAGE)
+                {
+                    return whole;
+                }
+                match delta::diff(sig, &c.data, MAX_CHUNK as usize) {
+                    Ok(d) if delta::pays(d.len(), whole.data.len()) => {
+                        if new_base {
+                            bases.push(base);
+                            base_bytes += base_len;
+                        }
+                        ChunkData {
+                            hash: whole.hash,
+                            data: d,
+                            encoding: compression::ENCODING_DELTA,
+                            base: base.as_bytes().to_vec(),
+                        }
+                    }
+                    _ => whole,
+                }
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| ClientError::Protocol(format!("encoding chunks failed: {e}")))
 }
 
 fn expect_ok(m: Message) -> Result<(), ClientError> {

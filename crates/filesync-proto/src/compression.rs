@@ -14,6 +14,8 @@ use bytes::Bytes;
 pub const ENCODING_PLAIN: u32 = 0;
 /// `ChunkData.encoding`: the bytes are one zstd frame holding the chunk.
 pub const ENCODING_ZSTD: u32 = 1;
+/// `ChunkData.encoding`: the bytes are a delta from the chunk `ChunkData.base` (`crate::delta`).
+pub const ENCODING_DELTA: u32 = 2;
 
 /// The zstd level senders use: fast enough (hundreds of MB/s per core) to beat the network on
 /// a LAN, and most of what higher levels gain on text.

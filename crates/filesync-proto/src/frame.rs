@@ -104,6 +104,8 @@ messages! {
     46 => Chunks(Chunks),
     47 => Commit(Commit),
     48 => CommitResult(CommitResult),
+    49 => GetSignatures(GetSignatures),
+    50 => Signatures(Signatures),
     60 => ListVersions(ListVersions),
     61 => Versions(Versions),
     62 => ListTrash(ListTrash),

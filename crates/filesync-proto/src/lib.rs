@@ -7,6 +7,7 @@
 
 pub mod compression;
 pub mod convert;
+pub mod delta;
 pub mod frame;
 pub mod messages;
 
@@ -15,12 +16,16 @@ pub use messages::*;
 
 /// The protocol versions this build speaks.
 pub const PROTOCOL_VERSION_MIN: u32 = 2;
-pub const PROTOCOL_VERSION_MAX: u32 = 2;
+pub const PROTOCOL_VERSION_MAX: u32 = 3;
+/// The first version with sub-chunk deltas (`GetSignatures`, `ChunkData.encoding` 2).
+pub const PROTOCOL_VERSION_DELTAS: u32 = 3;
 
 /// Limits every peer enforces (see `docs/protocol.md`, "Limits").
 pub mod limits {
     /// Hashes in one `QueryChunks` or `GetChunks`.
     pub const MAX_HASHES_PER_REQUEST: usize = 8192;
+    /// Hashes in one `GetSignatures`, and similar chunks offered in one `GetChunks`.
+    pub const MAX_SIGNATURES_PER_REQUEST: usize = 64;
     /// Changes in one `Commit`.
     pub const MAX_CHANGES_PER_COMMIT: usize = 2000;
     /// Entries the server returns in one `Changes` reply.

@@ -253,9 +253,13 @@ pub struct ChunkData {
     pub hash: Vec<u8>,
     #[prost(bytes = "bytes", tag = "2")]
     pub data: bytes::Bytes,
-    /// How `data` holds the chunk (`compression::ENCODING_*`): 0 as it is, 1 zstd.
+    /// How `data` holds the chunk (`compression::ENCODING_*`): 0 as it is, 1 zstd, 2 a delta
+    /// from the chunk `base` (`delta`, protocol version 3).
     #[prost(uint32, tag = "3")]
     pub encoding: u32,
+    /// With encoding 2: the hash of the chunk the delta applies to.
+    #[prost(bytes = "vec", tag = "4")]
+    pub base: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -268,6 +272,37 @@ pub struct PutChunks {
 pub struct GetChunks {
     #[prost(bytes = "vec", repeated, tag = "1")]
     pub hashes: Vec<Vec<u8>>,
+    /// Chunks the client has that resemble some of the requested ones (protocol version 3):
+    /// the server may answer those with a delta (`ChunkData.encoding` 2).
+    #[prost(message, repeated, tag = "2")]
+    pub similar: Vec<SimilarChunk>,
+}
+
+/// A chunk the client has, offered as the base of a delta for `hashes[index]`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SimilarChunk {
+    #[prost(uint32, tag = "1")]
+    pub index: u32,
+    /// The hash of the chunk the client has.
+    #[prost(bytes = "vec", tag = "2")]
+    pub base: Vec<u8>,
+    /// Its signature (`delta::signature`).
+    #[prost(bytes = "bytes", tag = "3")]
+    pub signature: bytes::Bytes,
+}
+
+/// The signatures of chunks the user has on the server, to send a delta from (version 3).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GetSignatures {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub hashes: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Signatures {
+    /// One per requested hash, same order; empty when the server has no such chunk.
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    pub signatures: Vec<bytes::Bytes>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

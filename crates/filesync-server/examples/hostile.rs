@@ -266,14 +266,15 @@ mod bench {
         assert!(matches!(c.request(Message::Register(r)).await, Message::Session(_)));
         let data: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         let hash = Hash::of(&data);
-        let put =
-            PutChunks { chunks: vec![ChunkData { hash: hash.as_bytes().to_vec(), data: data.into(), encoding: 0 }] };
+        let put = PutChunks {
+            chunks: vec![ChunkData { hash: hash.as_bytes().to_vec(), data: data.into(), encoding: 0, base: vec![] }],
+        };
         c.request(Message::PutChunks(put)).await;
         let before = s.rss_mib();
         let (stop, peak) = s.watch_rss();
         let t = Instant::now();
         for _ in 0..300 {
-            c.send(Message::GetChunks(GetChunks { hashes: vec![hash.as_bytes().to_vec(); 2] })).await;
+            c.send(Message::GetChunks(GetChunks { hashes: vec![hash.as_bytes().to_vec(); 2], similar: vec![] })).await;
         }
         let sent = t.elapsed();
         // Let the server do what it will with 2.4 GB of unread replies, while a real client syncs.

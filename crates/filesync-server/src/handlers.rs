@@ -9,13 +9,14 @@ use crate::hub::HubEvent;
 use bytes::Bytes;
 use filesync_core::chunking::MAX_CHUNK;
 use filesync_core::{Hash, names};
-use filesync_proto::compression;
 use filesync_proto::convert::{entry_to_wire, hash_from_wire, meta_from_wire, path_from_wire};
 use filesync_proto::{
     ChunkData, ChunkPresence, Chunks, CommitOutcome, CommitResult, DeviceInfo, Devices, ErrorCode, ErrorMsg,
-    FolderInfo, Folders, Message, Session, limits,
+    FolderInfo, Folders, Message, Session, Signatures, limits,
 };
+use filesync_proto::{compression, delta};
 use filesync_store::{Device, Folder, NewAccount, Outcome, ProposedChange, StoreError, UserId};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tracing::{error, info};
@@ -238,6 +239,7 @@ pub(crate) async fn request(shared: &Shared, a: &Authed, msg: Message) -> Messag
         Message::QueryChunks(q) => query_chunks(shared, a, q).await,
         Message::PutChunks(p) => put_chunks(shared, a, p).await,
         Message::GetChunks(g) => get_chunks(shared, a, g).await,
+        Message::GetSignatures(g) => get_signatures(shared, a, g).await,
         Message::Commit(c) => commit(shared, a, c).await,
         Message::ListVersions(l) => history::list_versions(shared, a, l).await,
         Message::ListTrash(l) => history::list_trash(shared, a, l).await,
@@ -390,22 +392,33 @@ async fn put_chunks(shared: &Shared, a: &Authed, p: filesync_proto::PutChunks) -
     if total > limits::MAX_CHUNK_BYTES_PER_MESSAGE {
         return Err(err(ErrorCode::TooLarge, "too many chunk bytes in one PutChunks"));
     }
-    let mut sent: Vec<(Hash, u32, Bytes)> = Vec::with_capacity(p.chunks.len());
+    let mut sent: Vec<(Hash, u32, Bytes, Option<Hash>)> = Vec::with_capacity(p.chunks.len());
     for c in p.chunks {
         let h = hash_from_wire(&c.hash).map_err(|e| err(ErrorCode::BadRequest, e.to_string()))?;
         if c.data.len() > MAX_CHUNK as usize {
             return Err(err(ErrorCode::TooLarge, format!("chunk {h} is larger than {MAX_CHUNK} bytes")));
         }
-        sent.push((h, c.encoding, c.data));
+        let base = match c.encoding {
+            compression::ENCODING_DELTA => Some(
+                hash_from_wire(&c.base).map_err(|e| err(ErrorCode::BadRequest, format!("chunk {h}: its base: {e}")))?,
+            ),
+            _ => None,
+        };
+        sent.push((h, c.encoding, c.data, base));
     }
-    // Inflate (never beyond one chunk, nor the message beyond its limit) and verify every
-    // hash: the store is content-addressed and must never hold a lie.
+    let bases = delta_bases(shared, a, sent.iter().filter_map(|(_, _, _, b)| *b).collect()).await?;
+    // Inflate or rebuild (never beyond one chunk, nor the message beyond its limit) and verify
+    // every hash: the store is content-addressed and must never hold a lie.
     let chunks = tokio::task::spawn_blocking(move || {
         let mut chunks = Vec::with_capacity(sent.len());
         let mut inflated = 0usize;
-        for (h, encoding, data) in sent {
-            let d = compression::decode_chunk(encoding, data, MAX_CHUNK as usize)
-                .map_err(|e| err(ErrorCode::BadRequest, format!("chunk {h}: {e}")))?;
+        for (h, encoding, data, base) in sent {
+            let d = match base {
+                Some(b) => delta::apply(&bases[&b], &data, MAX_CHUNK as usize)
+                    .map_err(|e| err(ErrorCode::BadRequest, format!("chunk {h}: {e}")))?,
+                None => compression::decode_chunk(encoding, data, MAX_CHUNK as usize)
+                    .map_err(|e| err(ErrorCode::BadRequest, format!("chunk {h}: {e}")))?,
+            };
             inflated += d.len();
             if inflated > limits::MAX_CHUNK_BYTES_PER_MESSAGE {
                 return Err(err(ErrorCode::TooLarge, "too many chunk bytes in one PutChunks, once inflated"));
@@ -429,8 +442,77 @@ async fn put_chunks(shared: &Shared, a: &Authed, p: filesync_proto::PutChunks) -
     Ok(Message::Ok(Default::default()))
 }
 
+/// The bytes of the chunks that a `PutChunks`' deltas apply to: chunks of this user, at most
+/// one message's worth of them.
+async fn delta_bases(shared: &Shared, a: &Authed, mut wanted: Vec<Hash>) -> Reply<HashMap<Hash, Bytes>> {
+    wanted.sort_unstable();
+    wanted.dedup();
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sizes = shared.meta.chunk_sizes(a.user_id, &wanted).await.map_err(store_err)?;
+    let total: usize = sizes.iter().flatten().map(|s| *s as usize).sum();
+    if wanted.len() > limits::MAX_SIGNATURES_PER_REQUEST || total > limits::MAX_CHUNK_BYTES_PER_MESSAGE {
+        return Err(err(ErrorCode::TooLarge, "the deltas of one PutChunks apply to too many chunk bytes"));
+    }
+    let mut out = HashMap::with_capacity(wanted.len());
+    for (h, size) in wanted.iter().zip(sizes) {
+        let data = match size {
+            Some(_) => shared.chunks.get(a.user_id, h).await.ok().flatten(),
+            None => None,
+        };
+        let Some(data) = data else {
+            return Err(err(ErrorCode::NotFound, format!("the server has no chunk {h} to apply a delta to")));
+        };
+        out.insert(*h, data);
+    }
+    Ok(out)
+}
+
+/// Signatures of chunks this user has, for a client to send deltas from (section 8.18).
+async fn get_signatures(shared: &Shared, a: &Authed, g: filesync_proto::GetSignatures) -> Reply<Message> {
+    if g.hashes.len() > limits::MAX_SIGNATURES_PER_REQUEST {
+        return Err(err(
+            ErrorCode::TooLarge,
+            format!("at most {} hashes per GetSignatures", limits::MAX_SIGNATURES_PER_REQUEST),
+        ));
+    }
+    let hashes = parse_hashes(&g.hashes)?;
+    let sizes = shared.meta.chunk_sizes(a.user_id, &hashes).await.map_err(store_err)?;
+    let mut signatures = Vec::with_capacity(hashes.len());
+    for (h, size) in hashes.iter().zip(sizes) {
+        // A chunk the user does not have, or whose bytes are damaged, gets no signature: the
+        // client then sends the whole chunk, which repairs it.
+        let data = match size {
+            Some(_) => shared.chunks.get(a.user_id, h).await.ok().flatten(),
+            None => None,
+        };
+        signatures.push(match data {
+            Some(d) => tokio::task::spawn_blocking(move || delta::signature(&d))
+                .await
+                .map_err(|_| err(ErrorCode::Internal, "computing a signature failed"))?,
+            None => Bytes::new(),
+        });
+    }
+    Ok(Message::Signatures(Signatures { signatures }))
+}
+
 async fn get_chunks(shared: &Shared, a: &Authed, g: filesync_proto::GetChunks) -> Reply<Message> {
     let hashes = parse_hashes(&g.hashes)?;
+    if g.similar.len() > limits::MAX_SIGNATURES_PER_REQUEST {
+        return Err(err(
+            ErrorCode::TooLarge,
+            format!("at most {} similar chunks per GetChunks", limits::MAX_SIGNATURES_PER_REQUEST),
+        ));
+    }
+    // What the client offers to receive deltas against: (base hash, its signature) by index.
+    let mut similar: HashMap<usize, (Vec<u8>, Bytes)> = HashMap::with_capacity(g.similar.len());
+    for s in g.similar {
+        if s.index as usize >= hashes.len() || s.base.len() != 32 {
+            return Err(err(ErrorCode::BadRequest, "a similar chunk names no requested chunk, or has no valid hash"));
+        }
+        similar.insert(s.index as usize, (s.base, s.signature));
+    }
     let sizes = shared.meta.chunk_sizes(a.user_id, &hashes).await.map_err(store_err)?;
     let mut total = 0usize;
     for (h, s) in hashes.iter().zip(&sizes) {
@@ -466,12 +548,22 @@ async fn get_chunks(shared: &Shared, a: &Authed, g: filesync_proto::GetChunks) -
         };
         out.push((*h, data));
     }
-    // Compressed where that pays, on a blocking thread.
+    // Each compressed, or sent as a delta, where that pays; on a blocking thread.
     let chunks = tokio::task::spawn_blocking(move || {
         out.into_iter()
-            .map(|(h, data)| {
-                let (encoding, data) = compression::encode_chunk(&data);
-                ChunkData { hash: h.as_bytes().to_vec(), data, encoding }
+            .enumerate()
+            .map(|(i, (h, data))| {
+                let (encoding, sent) = compression::encode_chunk(&data);
+                let mut c = ChunkData { hash: h.as_bytes().to_vec(), data: sent, encoding, base: Vec::new() };
+                // A signature the server cannot use (damaged, other parameters) only costs the
+                // shortcut: the chunk goes as it would have.
+                if let Some((base, signature)) = similar.remove(&i)
+                    && let Ok(d) = delta::diff(&signature, &data, MAX_CHUNK as usize)
+                    && delta::pays(d.len(), c.data.len())
+                {
+                    c = ChunkData { hash: c.hash, data: d, encoding: compression::ENCODING_DELTA, base };
+                }
+                c
             })
             .collect()
     })

@@ -262,7 +262,9 @@ async fn with_stored_chunk(s: &TestServer, ip: &str, user: &str, size: usize) ->
     assert!(matches!(c.register(user, "password123").await, Message::Session(_)));
     let data: Vec<u8> = (0..size).map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[3]).collect();
     let hash = Hash::of(&data);
-    let put = PutChunks { chunks: vec![ChunkData { hash: hash.as_bytes().to_vec(), data: data.into(), encoding: 0 }] };
+    let put = PutChunks {
+        chunks: vec![ChunkData { hash: hash.as_bytes().to_vec(), data: data.into(), encoding: 0, base: vec![] }],
+    };
     assert!(matches!(c.request(Message::PutChunks(put)).await, Message::Ok(_)));
     (c, hash)
 }
@@ -275,7 +277,7 @@ async fn a_client_that_asks_for_gigabytes_and_never_reads_holds_no_more_than_its
     })
     .await;
     let (mut flooder, hash) = with_stored_chunk(&s, "127.0.5.1", "ann", 4 << 20).await;
-    let get = || Message::GetChunks(GetChunks { hashes: vec![hash.as_bytes().to_vec(); 2] });
+    let get = || Message::GetChunks(GetChunks { hashes: vec![hash.as_bytes().to_vec(); 2], similar: vec![] });
     // 300 requests for 8 MiB each: 2.4 GB of replies, none of them read.
     for _ in 0..300 {
         flooder.send(get()).await;
@@ -283,8 +285,9 @@ async fn a_client_that_asks_for_gigabytes_and_never_reads_holds_no_more_than_its
     // Meanwhile another address downloads the same amount, and is served.
     let (mut other, other_hash) = with_stored_chunk(&s, "127.0.5.2", "bob", 4 << 20).await;
     for _ in 0..3 {
-        let reply =
-            other.request(Message::GetChunks(GetChunks { hashes: vec![other_hash.as_bytes().to_vec(); 2] })).await;
+        let reply = other
+            .request(Message::GetChunks(GetChunks { hashes: vec![other_hash.as_bytes().to_vec(); 2], similar: vec![] }))
+            .await;
         assert!(matches!(reply, Message::Chunks(_)), "{}", reply.name());
     }
     // The flooder is cut off once it has taken nothing for the idle timeout.

@@ -294,3 +294,98 @@ async fn malformed_frames_close_the_connection_and_the_server_carries_on() {
     let (ann, _) = user(&s, "ann").await;
     ann.ping().await.unwrap();
 }
+
+/// Bytes that do not compress, so that a delta is the only way to send less.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Sub-chunk deltas (version 3) rebuild exactly the chunk they name or are refused: a delta
+/// from a chunk the user does not have (another user's, or none), a delta that rebuilds other
+/// bytes, and requests over the limits change nothing and say why; signatures are given only
+/// for the user's own chunks.
+#[tokio::test]
+async fn deltas_rebuild_only_the_chunk_they_name_from_the_users_own_chunks() {
+    use filesync_proto::{ChunkData, GetChunks, GetSignatures, PutChunks, SimilarChunk, compression, delta, limits};
+    let s = start(true).await;
+    let (ann, _) = user(&s, "ann").await;
+    let (bob, _) = user(&s, "bob").await;
+    let old = Bytes::from(noise(300_000, 1));
+    let mut new = old[..150_000].to_vec();
+    new.extend(noise(4096, 2));
+    new.extend_from_slice(&old[150_000..]);
+    let (old_h, new_h) = (Hash::of(&old), Hash::of(&new));
+    ann.put_chunks(vec![(old_h, old.clone())]).await.unwrap();
+    let bob_h = Hash::of(b"bob's own chunk");
+    bob.put_chunks(vec![(bob_h, Bytes::from_static(b"bob's own chunk"))]).await.unwrap();
+
+    // Signatures: of ann's chunk for ann; none of it for bob.
+    let sigs = |c: &Connection, h: Hash| {
+        let c = c.clone();
+        async move {
+            match c.request(Message::GetSignatures(GetSignatures { hashes: vec![h.as_bytes().to_vec()] })).await {
+                Ok(Message::Signatures(s)) => s.signatures,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let sig = sigs(&ann, old_h).await.remove(0);
+    assert_eq!(sig, delta::signature(&old));
+    assert!(sigs(&bob, old_h).await[0].is_empty(), "another user's chunk has no signature");
+    let too_many = vec![old_h.as_bytes().to_vec(); limits::MAX_SIGNATURES_PER_REQUEST + 1];
+    let r = ann.request(Message::GetSignatures(GetSignatures { hashes: too_many })).await;
+    assert_eq!(code(r), Some(ErrorCode::TooLarge));
+
+    let d = delta::diff(&sig, &new, 4 << 20).unwrap();
+    assert!(d.len() < 10_000, "{}", d.len());
+    let put = |c: &Connection, hash: Hash, base: Hash, data: Bytes| {
+        let c = c.clone();
+        let chunk = ChunkData {
+            hash: hash.as_bytes().to_vec(),
+            data,
+            encoding: compression::ENCODING_DELTA,
+            base: base.as_bytes().to_vec(),
+        };
+        async move { c.request(Message::PutChunks(PutChunks { chunks: vec![chunk] })).await }
+    };
+    // Bob cannot apply a delta to ann's chunk, and a delta claiming other bytes is refused.
+    assert_eq!(code(put(&bob, new_h, old_h, d.clone()).await), Some(ErrorCode::NotFound));
+    assert_eq!(code(put(&ann, Hash::of(b"something else"), old_h, d.clone()).await), Some(ErrorCode::BadRequest));
+    assert_eq!(code(put(&ann, new_h, old_h, Bytes::from_static(b"garbage")).await), Some(ErrorCode::BadRequest));
+    assert_eq!(ann.query_chunks(&[new_h]).await.unwrap(), vec![0], "nothing was stored");
+    assert!(matches!(put(&ann, new_h, old_h, d).await, Ok(Message::Ok(_))));
+    assert_eq!(ann.get_chunks(&[new_h]).await.unwrap(), vec![Bytes::from(new.clone())]);
+
+    // Downloading: a delta against the chunk the client offers, rebuilt by the client.
+    let wanted = filesync_client::ChunkRequest { hash: new_h, similar: Some((old_h, old.clone())) };
+    assert_eq!(ann.get_chunks(&[wanted]).await.unwrap(), vec![Bytes::from(new.clone())]);
+    let raw = ann
+        .request(Message::GetChunks(GetChunks {
+            hashes: vec![new_h.as_bytes().to_vec()],
+            similar: vec![SimilarChunk { index: 0, base: old_h.as_bytes().to_vec(), signature: sig.clone() }],
+        }))
+        .await;
+    match raw {
+        Ok(Message::Chunks(c)) => {
+            assert_eq!(c.chunks[0].encoding, compression::ENCODING_DELTA);
+            assert!(c.chunks[0].data.len() < 10_000);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A similar chunk naming no requested chunk is refused.
+    let r = ann
+        .request(Message::GetChunks(GetChunks {
+            hashes: vec![new_h.as_bytes().to_vec()],
+            similar: vec![SimilarChunk { index: 1, base: old_h.as_bytes().to_vec(), signature: sig }],
+        }))
+        .await;
+    assert_eq!(code(r), Some(ErrorCode::BadRequest));
+}

@@ -6,12 +6,12 @@
 //! arrives (`ServerApi::get_chunks`, [`read_local`]), and a file's hash is the hash of its chunk
 //! list (`filesync_core::file_hash`), so the content is never hashed a second time.
 
-use super::server::ServerApi;
+use super::server::{ChunkRequest, ServerApi};
 use super::{SyncError, chunk_offsets, connection_lost, stat_matches};
 use crate::fs::{Filesystem, Stat, StatKind};
 use crate::status::Progress;
 use bytes::Bytes;
-use filesync_core::{FileMeta, Hash, RelPath};
+use filesync_core::{ChunkRef, FileMeta, Hash, RelPath};
 use filesync_proto::limits;
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -29,6 +29,9 @@ pub struct DownloadJob {
     pub meta: FileMeta,
     /// What the scan saw at `path` (`None`: nothing). The file is replaced only if this still holds.
     pub expect_local: Option<Stat>,
+    /// The chunks of the file the scan saw at `path` (empty if none): a chunk to fetch may come
+    /// as a delta from the local chunk at its place.
+    pub previous: Vec<ChunkRef>,
 }
 
 /// Where a chunk can be read on this computer: a file, an offset, and the chunk's length.
@@ -63,10 +66,11 @@ enum Piece {
 /// What one fetch brought: each chunk of the batch, or why the server could not send it.
 type Fetched = HashMap<Hash, Result<Bytes, String>>;
 
-/// Fetches `hashes`. If the server refuses the batch, each chunk is asked for alone, so that
+/// Fetches `wanted`. If the server refuses the batch, each chunk is asked for alone, so that
 /// one damaged or missing chunk costs only the files that need it.
-async fn fetch(conn: &dyn ServerApi, hashes: Vec<Hash>) -> Result<Fetched, SyncError> {
-    match conn.get_chunks(hashes.clone()).await {
+async fn fetch(conn: &dyn ServerApi, wanted: Vec<ChunkRequest>) -> Result<Fetched, SyncError> {
+    let hashes: Vec<Hash> = wanted.iter().map(|w| w.hash).collect();
+    match conn.get_chunks(wanted.clone()).await {
         Ok(data) => Ok(hashes.into_iter().zip(data.into_iter().map(Ok)).collect()),
         Err(e) if connection_lost(&e) || hashes.len() == 1 => match e {
             e if connection_lost(&e) => Err(e),
@@ -75,8 +79,9 @@ async fn fetch(conn: &dyn ServerApi, hashes: Vec<Hash>) -> Result<Fetched, SyncE
         Err(e) => {
             tracing::warn!("the server refused a batch of {} chunks ({e}); asking for each alone", hashes.len());
             let mut out = HashMap::with_capacity(hashes.len());
-            for h in hashes {
-                match conn.get_chunks(vec![h]).await {
+            for w in wanted {
+                let h = w.hash;
+                match conn.get_chunks(vec![w]).await {
                     Ok(mut d) if d.len() == 1 => out.insert(h, Ok(d.remove(0))),
                     Ok(_) => out.insert(h, Err("the server sent no data for it".to_string())),
                     Err(e) if connection_lost(&e) => return Err(e),
@@ -87,6 +92,9 @@ async fn fetch(conn: &dyn ServerApi, hashes: Vec<Hash>) -> Result<Fetched, SyncE
         }
     }
 }
+
+/// A chunk to fetch, with the local chunk at its place (its hash and where to read it).
+type Remote = (Hash, Option<(Hash, LocalChunk)>);
 
 /// Where each chunk occurrence of each job comes from.
 enum Source {
@@ -111,14 +119,15 @@ pub async fn run(
     let fetched_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     // Assign every chunk occurrence a source, grouping remote ones into batches in the order
     // the writer will consume them.
-    let mut batches: Vec<Vec<Hash>> = Vec::new();
+    let mut batches: Vec<Vec<Remote>> = Vec::new();
     let mut batch_lens: Vec<u64> = Vec::new();
     let mut batch_bytes = 0usize;
     let mut in_batch: HashMap<Hash, usize> = HashMap::new();
     let mut sources: Vec<Vec<Source>> = Vec::with_capacity(jobs.len());
     for job in &jobs {
         let mut s = Vec::with_capacity(job.meta.chunks.len());
-        for c in &job.meta.chunks {
+        let layout = super::ChunkLayout::new(&job.previous);
+        for (off, c) in chunk_offsets(&job.meta.chunks) {
             if let Some(l) = local_chunks.get(&c.hash) {
                 s.push(Source::Local(l.clone()));
                 continue;
@@ -139,7 +148,10 @@ pub async fn run(
                 batch_bytes = 0;
             }
             let b = batches.len() - 1;
-            batches[b].push(c.hash);
+            let similar = layout
+                .most_overlapping(off, c.len)
+                .map(|(at, old)| (old.hash, LocalChunk { path: job.path.clone(), offset: at, len: old.len }));
+            batches[b].push((c.hash, similar));
             batch_lens[b] += u64::from(c.len);
             batch_bytes += c.len as usize;
             in_batch.insert(c.hash, b);
@@ -163,9 +175,11 @@ pub async fn run(
         let conn = conn2.clone();
         let counter = counter.clone();
         let throttle = throttle.clone();
+        let fs = fs.clone();
         async move {
             throttle.acquire(len).await;
-            let data = fetch(&*conn, b).await?;
+            let wanted = read_similar(fs, b).await?;
+            let data = fetch(&*conn, wanted).await?;
             let n: usize = data.values().filter_map(|d| d.as_ref().ok()).map(|d| d.len()).sum();
             counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             Ok::<_, SyncError>(data)
@@ -221,6 +235,26 @@ pub async fn run(
         return Err(e);
     }
     Ok((results, fetched_bytes.load(std::sync::atomic::Ordering::Relaxed)))
+}
+
+/// The requests for one batch: each chunk with the bytes of the local chunk at its place, read
+/// on a blocking thread and checked against its hash (one that changed meanwhile, or cannot be
+/// read, is simply not offered).
+async fn read_similar(fs: Arc<dyn Filesystem>, batch: Vec<Remote>) -> Result<Vec<ChunkRequest>, SyncError> {
+    if batch.iter().all(|(_, s)| s.is_none()) {
+        return Ok(batch.into_iter().map(|(hash, _)| ChunkRequest { hash, similar: None }).collect());
+    }
+    tokio::task::spawn_blocking(move || {
+        batch
+            .into_iter()
+            .map(|(hash, similar)| ChunkRequest {
+                hash,
+                similar: similar.and_then(|(h, l)| read_local(&*fs, &l, &h).ok().map(|d| (h, Bytes::from(d)))),
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| SyncError::Internal(format!("reading local chunks panicked: {e}")))
 }
 
 /// The blocking writer: consumes pieces in job order.

@@ -187,7 +187,15 @@ impl Executor<'_> {
             .filter_map(|(path, rev)| {
                 let meta = self.remote_meta(&path, rev)?;
                 let expect_local = self.seen(&path);
-                Some(DownloadJob { path, rev, meta, expect_local })
+                // What the scan found at the path: the old chunk at a new chunk's place is
+                // offered to the server as the base of a delta (read back and checked first).
+                let previous = match self.scanned.entries.get(&path) {
+                    Some(e) if e.meta.kind == EntryKind::File && !self.moved_away.contains(&path) => {
+                        e.meta.chunks.clone()
+                    }
+                    _ => Vec::new(),
+                };
+                Some(DownloadJob { path, rev, meta, expect_local, previous })
             })
             .collect();
         if jobs.is_empty() {
@@ -267,7 +275,11 @@ impl Executor<'_> {
             .into_iter()
             .filter_map(|(path, base_rev)| {
                 let e = self.scanned.entries.get(&path)?;
-                Some(UploadJob { path, base_rev, meta: e.meta.clone(), stat: e.stat, racy: e.racy })
+                let previous = match self.bases.get(&path) {
+                    Some(b) if b.meta.kind == EntryKind::File => b.meta.chunks.clone(),
+                    _ => Vec::new(),
+                };
+                Some(UploadJob { path, base_rev, meta: e.meta.clone(), stat: e.stat, racy: e.racy, previous })
             })
             .collect();
         if uploads.is_empty() && deletes.is_empty() {

@@ -153,6 +153,41 @@ pub(crate) fn chunk_offsets(chunks: &[ChunkRef]) -> impl Iterator<Item = (u64, &
     })
 }
 
+/// Where each chunk of a version of a file lies, to find the chunk of an older version most
+/// likely to resemble a new one: the one overlapping its place most (an edit shifts what follows
+/// it by its own size at most). That chunk is the base of a sub-chunk delta.
+pub(crate) struct ChunkLayout<'a> {
+    chunks: &'a [ChunkRef],
+    /// The offset where each chunk ends.
+    ends: Vec<u64>,
+}
+
+impl<'a> ChunkLayout<'a> {
+    pub(crate) fn new(chunks: &'a [ChunkRef]) -> ChunkLayout<'a> {
+        let ends = chunk_offsets(chunks).map(|(o, c)| o + c.len as u64).collect();
+        ChunkLayout { chunks, ends }
+    }
+
+    /// The chunk overlapping bytes `off..off + len` most, with its offset.
+    pub(crate) fn most_overlapping(&self, off: u64, len: u32) -> Option<(u64, &'a ChunkRef)> {
+        let end = off + len as u64;
+        let first = self.ends.partition_point(|&e| e <= off);
+        let mut best: Option<(u64, u64, &'a ChunkRef)> = None;
+        for i in first..self.chunks.len() {
+            let c = &self.chunks[i];
+            let start = self.ends[i] - c.len as u64;
+            if start >= end {
+                break;
+            }
+            let overlap = self.ends[i].min(end) - start.max(off);
+            if best.is_none_or(|(b, _, _)| overlap > b) {
+                best = Some((overlap, start, c));
+            }
+        }
+        best.map(|(_, start, c)| (start, c))
+    }
+}
+
 /// True when what is on disk now is what a scan saw (both absent, or same kind, size and mtime).
 pub(crate) fn stat_matches(now: Option<&Stat>, seen: Option<&Stat>) -> bool {
     match (now, seen) {

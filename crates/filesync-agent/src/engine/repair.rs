@@ -10,7 +10,7 @@
 //! file is read unless the server lacks one of its chunks.
 
 use super::input::Views;
-use super::server::ServerApi;
+use super::server::{ChunkUpload, ServerApi};
 use super::{SyncError, connection_lost, download, upload};
 use crate::fs::Filesystem;
 use filesync_core::{EntryKind, FileMeta, Hash, RelPath};
@@ -61,7 +61,7 @@ pub(super) async fn resend_lost_chunks(
     }
     let sources = download::local_chunk_index(held_in_sync(views), &lost);
     let mut sent = 0;
-    let mut batch: Vec<(Hash, bytes::Bytes)> = Vec::new();
+    let mut batch: Vec<ChunkUpload> = Vec::new();
     let mut batch_bytes = 0usize;
     let mut sources: Vec<_> = sources.into_iter().collect();
     sources.sort_by(|a, b| (&a.1.path, a.1.offset).cmp(&(&b.1.path, b.1.offset)));
@@ -76,7 +76,7 @@ pub(super) async fn resend_lost_chunks(
         match read {
             Ok(data) => {
                 batch_bytes += data.len();
-                batch.push((hash, data.into()));
+                batch.push(ChunkUpload { hash, data: data.into(), similar: None });
             }
             Err(e) => warn!(folder, "cannot re-send chunk {hash} that the server lost: {e}"),
         }

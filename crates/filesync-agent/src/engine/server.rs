@@ -9,6 +9,7 @@
 use super::SyncError;
 use bytes::Bytes;
 use filesync_client::Connection;
+pub use filesync_client::{ChunkRequest, ChunkUpload};
 use filesync_core::{EntryState, FileMeta, Hash, RelPath};
 use filesync_proto::convert::{entry_from_wire, meta_into_wire};
 use filesync_proto::{CommitChange, WireEntry, limits};
@@ -53,10 +54,12 @@ pub trait ServerApi: Send + Sync {
     fn changes(&self, folder_id: u64, since: u64) -> BoxFuture<'_, Result<ChangesPage, SyncError>>;
     /// Which of `hashes` (at most `limits::MAX_HASHES_PER_REQUEST`) the server lacks.
     fn missing_chunks(&self, hashes: Vec<Hash>) -> BoxFuture<'_, Result<Vec<Hash>, SyncError>>;
-    /// Stores chunks (one message's worth).
-    fn put_chunks(&self, chunks: Vec<(Hash, Bytes)>) -> BoxFuture<'_, Result<(), SyncError>>;
-    /// Fetches chunks (one message's worth), each verified against its hash.
-    fn get_chunks(&self, hashes: Vec<Hash>) -> BoxFuture<'_, Result<Vec<Bytes>, SyncError>>;
+    /// Stores chunks (one message's worth). A chunk naming a `similar` chunk may travel as a
+    /// delta from it; that is the implementation's business.
+    fn put_chunks(&self, chunks: Vec<ChunkUpload>) -> BoxFuture<'_, Result<(), SyncError>>;
+    /// Fetches chunks (one message's worth), each verified against its hash, in order. A
+    /// request offering a `similar` local chunk may be answered with a delta from it.
+    fn get_chunks(&self, wanted: Vec<ChunkRequest>) -> BoxFuture<'_, Result<Vec<Bytes>, SyncError>>;
     /// Commits `changes`, in as many requests as the protocol needs; one answer per change.
     fn commit(&self, folder_id: u64, changes: Vec<Change>) -> BoxFuture<'_, Result<Vec<Committed>, SyncError>>;
 }
@@ -88,12 +91,12 @@ impl ServerApi for Connection {
         })
     }
 
-    fn put_chunks(&self, chunks: Vec<(Hash, Bytes)>) -> BoxFuture<'_, Result<(), SyncError>> {
+    fn put_chunks(&self, chunks: Vec<ChunkUpload>) -> BoxFuture<'_, Result<(), SyncError>> {
         Box::pin(async move { Ok(Connection::put_chunks(self, chunks).await?) })
     }
 
-    fn get_chunks(&self, hashes: Vec<Hash>) -> BoxFuture<'_, Result<Vec<Bytes>, SyncError>> {
-        Box::pin(async move { Ok(Connection::get_chunks(self, &hashes).await?) })
+    fn get_chunks(&self, wanted: Vec<ChunkRequest>) -> BoxFuture<'_, Result<Vec<Bytes>, SyncError>> {
+        Box::pin(async move { Ok(Connection::get_chunks(self, &wanted).await?) })
     }
 
     fn commit(&self, folder_id: u64, changes: Vec<Change>) -> BoxFuture<'_, Result<Vec<Committed>, SyncError>> {

@@ -2,12 +2,12 @@
 //! straight from the local files and re-verified, many requests in flight), then commit the
 //! changes in batches, each based on the rev this computer last synced.
 
-use super::server::{Change, Committed, ServerApi};
+use super::server::{Change, ChunkUpload, Committed, ServerApi};
 use super::{SyncError, chunk_offsets};
 use crate::fs::{Filesystem, Stat};
 use crate::status::Progress;
 use bytes::Bytes;
-use filesync_core::{EntryKind, EntryState, FileMeta, Hash, RelPath};
+use filesync_core::{ChunkRef, EntryKind, EntryState, FileMeta, Hash, RelPath};
 use filesync_proto::limits;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{HashMap, HashSet};
@@ -20,26 +20,23 @@ const QUERY_CONCURRENCY: usize = 4;
 /// Sends one batch of chunks: the bytes sent, and the chunks the server refused with its
 /// reason. When it refuses the batch, each chunk is sent alone, so that one it will not take
 /// costs only the files that need it. Fails only when the connection is lost.
-pub(super) async fn put_batch(
-    conn: &dyn ServerApi,
-    batch: Vec<(Hash, Bytes)>,
-) -> Result<(u64, Vec<Refused>), SyncError> {
-    let bytes: u64 = batch.iter().map(|(_, d)| d.len() as u64).sum();
+pub(super) async fn put_batch(conn: &dyn ServerApi, batch: Vec<ChunkUpload>) -> Result<(u64, Vec<Refused>), SyncError> {
+    let bytes: u64 = batch.iter().map(|c| c.data.len() as u64).sum();
     match conn.put_chunks(batch.clone()).await {
         Ok(()) => Ok((bytes, Vec::new())),
         Err(e) if super::connection_lost(&e) => Err(e),
         // Over the quota, every chunk would be refused alike: do not send them one by one.
         Err(e) if over_quota(&e) => {
             let why = Refusal { why: e.to_string(), over_quota: true };
-            Ok((0, batch.iter().map(|(h, _)| (*h, why.clone())).collect()))
+            Ok((0, batch.iter().map(|c| (c.hash, why.clone())).collect()))
         }
-        Err(e) if batch.len() == 1 => Ok((0, vec![(batch[0].0, Refusal::other(&e))])),
+        Err(e) if batch.len() == 1 => Ok((0, vec![(batch[0].hash, Refusal::other(&e))])),
         Err(e) => {
             tracing::warn!("the server refused a batch of {} chunks ({e}); sending each alone", batch.len());
             let (mut sent, mut refused) = (0, Vec::new());
-            for (h, d) in batch {
-                let n = d.len() as u64;
-                match conn.put_chunks(vec![(h, d)]).await {
+            for c in batch {
+                let (h, n) = (c.hash, c.data.len() as u64);
+                match conn.put_chunks(vec![c]).await {
                     Ok(()) => sent += n,
                     Err(e) if super::connection_lost(&e) => return Err(e),
                     Err(e) => refused.push((h, Refusal::other(&e))),
@@ -83,6 +80,9 @@ pub struct UploadJob {
     pub stat: Stat,
     /// The scan found the file racy (see [`crate::scan::is_racy`]).
     pub racy: bool,
+    /// The chunks of the version this one replaces (empty if none): a changed chunk may
+    /// travel as a delta from the old chunk at its place.
+    pub previous: Vec<ChunkRef>,
 }
 
 #[derive(Clone, Debug)]
@@ -144,6 +144,7 @@ pub async fn run(
     .await?;
     let missing_bytes: u64 = missing.iter().map(|h| first_source[h].2 as u64).sum();
     progress.bytes_total.fetch_add(missing_bytes, Ordering::Relaxed);
+    let similar = Arc::new(similar_chunks(uploads, &missing, &first_source));
 
     // 3. Read them on a blocking thread, send them in batches.
     let mut failed: HashMap<usize, String> = HashMap::new();
@@ -167,12 +168,16 @@ pub async fn run(
                     let conn = conn2.clone();
                     let throttle = throttle.clone();
                     let quota_refusal = quota_refusal.clone();
+                    let b: Vec<ChunkUpload> = b
+                        .into_iter()
+                        .map(|(hash, data)| ChunkUpload { hash, data, similar: similar.get(&hash).copied() })
+                        .collect();
                     async move {
                         let known = quota_refusal.lock().expect("quota lock").clone();
                         if let Some(why) = known {
-                            return Ok((0, b.iter().map(|(h, _)| (*h, why.clone())).collect()));
+                            return Ok((0, b.iter().map(|c| (c.hash, why.clone())).collect()));
                         }
-                        let bytes: u64 = b.iter().map(|(_, d)| d.len() as u64).sum();
+                        let bytes: u64 = b.iter().map(|c| c.data.len() as u64).sum();
                         throttle.acquire(bytes).await;
                         let r = put_batch(&*conn, b).await.map(|(n, refused)| (n.min(bytes), refused));
                         if let Ok((_, refused)) = &r
@@ -243,6 +248,28 @@ pub async fn run(
     }
     let over_quota = quota_refusal.lock().expect("quota lock").is_some();
     Ok((outcomes.into_iter().map(|o| o.expect("every change has an outcome")).collect(), bytes_sent, over_quota))
+}
+
+/// For each missing chunk, the chunk of the replaced version at its place (see
+/// [`super::ChunkLayout`]), when there is one the server should have.
+fn similar_chunks(
+    uploads: &[UploadJob],
+    missing: &[Hash],
+    first_source: &HashMap<Hash, (usize, u64, u32)>,
+) -> HashMap<Hash, Hash> {
+    let mut layouts: HashMap<usize, super::ChunkLayout<'_>> = HashMap::new();
+    let mut out = HashMap::new();
+    for h in missing {
+        let (i, off, len) = first_source[h];
+        if uploads[i].previous.is_empty() {
+            continue;
+        }
+        let layout = layouts.entry(i).or_insert_with(|| super::ChunkLayout::new(&uploads[i].previous));
+        if let Some((_, c)) = layout.most_overlapping(off, len) {
+            out.insert(*h, c.hash);
+        }
+    }
+    out
 }
 
 /// Groups the reader's chunks into `PutChunks`-sized batches, noting failed reads.

@@ -72,10 +72,11 @@ pub fn folder_info() -> impl Strategy<Value = FolderInfo> {
 }
 
 pub fn chunk_data() -> impl Strategy<Value = ChunkData> {
-    (hash_bytes(), blob(64), 0u32..3).prop_map(|(hash, data, encoding)| ChunkData {
+    (hash_bytes(), blob(64), 0u32..3, hash_bytes()).prop_map(|(hash, data, encoding, base)| ChunkData {
         hash,
         data: Bytes::from(data),
         encoding,
+        base,
     })
 }
 
@@ -146,7 +147,19 @@ pub fn message_strategies() -> Vec<BoxedStrategy<Message>> {
         hash_list().prop_map(|hashes| Message::QueryChunks(QueryChunks { hashes })).boxed(),
         vec(any::<u32>(), 0..8).prop_map(|missing| Message::ChunkPresence(ChunkPresence { missing })).boxed(),
         vec(chunk_data(), 0..4).prop_map(|chunks| Message::PutChunks(PutChunks { chunks })).boxed(),
-        hash_list().prop_map(|hashes| Message::GetChunks(GetChunks { hashes })).boxed(),
+        (hash_list(), vec((any::<u32>(), hash_bytes(), blob(64)), 0..3))
+            .prop_map(|(hashes, similar)| {
+                let similar = similar
+                    .into_iter()
+                    .map(|(index, base, signature)| SimilarChunk { index, base, signature: Bytes::from(signature) })
+                    .collect();
+                Message::GetChunks(GetChunks { hashes, similar })
+            })
+            .boxed(),
+        hash_list().prop_map(|hashes| Message::GetSignatures(GetSignatures { hashes })).boxed(),
+        vec(blob(64), 0..4)
+            .prop_map(|s| Message::Signatures(Signatures { signatures: s.into_iter().map(Bytes::from).collect() }))
+            .boxed(),
         vec(chunk_data(), 0..4).prop_map(|chunks| Message::Chunks(Chunks { chunks })).boxed(),
         (any::<u64>(), vec((any::<u64>(), option::of(wire_entry())), 0..4))
             .prop_map(|(folder_id, changes)| {

@@ -3,6 +3,7 @@
 //! from the configuration plus the agent's live status; never contains the device token.
 
 use crate::AppState;
+use crate::summary::{self, Summary};
 use filesync_agent::config::{Config, FolderSettings};
 use filesync_agent::status::{AgentStatus, FolderState, FolderStatus, ProgressSnapshot, SkippedItem};
 use serde::Serialize;
@@ -26,8 +27,16 @@ pub struct StatusView {
     pub updated_at: i64,
     /// Every folder is paused (`filesync pause` without a name).
     pub paused_all: bool,
+    /// While not online: since when (Unix seconds), and when the agent tries again.
+    pub offline_since: Option<i64>,
+    pub next_retry_at: Option<i64>,
     pub folders: Vec<FolderView>,
     pub totals: Totals,
+    /// The one line that sums up everything (see [`crate::summary`]).
+    pub summary: Summary,
+    /// The state in a few characters for the browser tab ("⟳ 45 %", "2 conflicts");
+    /// `None` when nobody is logged in.
+    pub title: Option<String>,
 }
 
 #[derive(Serialize, Default)]
@@ -39,7 +48,7 @@ pub struct Totals {
     pub pending: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct FolderView {
     pub name: String,
     pub path: String,
@@ -58,6 +67,8 @@ pub struct FolderView {
     pub over_quota: bool,
     pub hint: Option<String>,
     pub skipped: Vec<SkippedItem>,
+    /// Files that failed to sync, and why.
+    pub errors: Vec<SkippedItem>,
     pub progress: Option<ProgressView>,
     pub settings: FolderSettings,
     /// Nothing is queued, running, due, behind the server, held back or failing; otherwise
@@ -67,9 +78,13 @@ pub struct FolderView {
     /// The server revision this computer has pulled up to, and the newest one announced.
     pub local_rev: u64,
     pub server_rev: u64,
+    /// Unix seconds of the next scheduled sync (a folder synced on an interval).
+    pub next_sync_at: Option<i64>,
+    /// The folder's one line: "Up to date" only when nothing needs the person.
+    pub summary: Summary,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct ProgressView {
     pub phase: String,
     pub files_done: u64,
@@ -100,6 +115,10 @@ fn folder_hint(f: &FolderStatus) -> Option<String> {
         FolderState::Offline => Some("Waiting for the server; syncing resumes by itself once it is reachable.".into()),
         _ => None,
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// How far back the transfer rate looks.
@@ -184,6 +203,7 @@ impl AppState {
                                 folder_hint(f)
                             },
                             skipped: f.skipped.clone(),
+                            errors: f.errors.clone(),
                             progress: f.progress.as_ref().filter(|_| f.state == FolderState::Syncing).map(|p| {
                                 ProgressView {
                                     rate_bps: self.rate(&fc.name, p),
@@ -201,29 +221,17 @@ impl AppState {
                             waiting: f.waiting.clone(),
                             local_rev: f.local_rev,
                             server_rev: f.server_rev,
+                            next_sync_at: f.next_sync_at_ms.map(|ms| ms.div_euclid(1000)),
+                            summary: Summary::default(),
                         }
                     }
                     None => FolderView {
                         name: fc.name.clone(),
                         path: fc.path.display().to_string(),
                         state: "starting".into(),
-                        files: 0,
-                        bytes: 0,
-                        pending: 0,
-                        conflicts: 0,
-                        last_sync: None,
-                        last_error: None,
-                        paused_reason: None,
-                        guard_tripped: false,
-                        over_quota: false,
-                        hint: None,
-                        skipped: vec![],
-                        progress: None,
                         settings: fc.settings.clone(),
-                        in_sync: false,
                         waiting: vec!["starting".into()],
-                        local_rev: 0,
-                        server_rev: 0,
+                        ..FolderView::default()
                     },
                 };
                 totals.files += v.files;
@@ -234,6 +242,20 @@ impl AppState {
             })
             .collect();
         totals.folders = folders.len();
+        let conn = summary::Connection {
+            state: &connection,
+            offline_since: live.as_ref().and_then(|s| s.offline_since_ms).map(|ms| ms.div_euclid(1000)),
+            next_retry_at: live.as_ref().and_then(|s| s.next_retry_at_ms).map(|ms| ms.div_euclid(1000)),
+            paused_all: config.paused,
+        };
+        let now = unix_now();
+        let mut folders = folders;
+        for f in &mut folders {
+            f.summary = summary::folder_summary(f, &conn, now);
+        }
+        let overall = summary::overall_summary(&folders, &conn, now);
+        let title = summary::tab_title(&overall, &folders, &conn);
+        let (offline_since, next_retry_at) = (conn.offline_since, conn.next_retry_at);
         StatusView {
             logged_in,
             server: config.server.clone(),
@@ -247,8 +269,12 @@ impl AppState {
             hint,
             updated_at: live.as_ref().map(|s| s.updated_at).unwrap_or(0),
             paused_all: config.paused,
+            offline_since,
+            next_retry_at,
             folders,
             totals,
+            summary: overall,
+            title,
         }
     }
 }

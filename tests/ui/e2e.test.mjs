@@ -261,6 +261,9 @@ step('a conflict is listed with both versions and resolved from the UI', async (
   await page.getByRole('link', { name: /^Conflicts\W+1 open$/ }).waitFor();
   await waitFor('the tab title to carry the conflict', async () => (await page.title()) === '1 conflict · FileSync');
   assert.match(await page.locator('#favicon').getAttribute('href'), /icon-warn\.svg$/);
+  // Screen readers hear the one line that changed, not the dashboard.
+  await waitFor('the change to be announced', async () =>
+    (await page.locator('#announce').textContent()) === 'Documents: 1 conflict needs you');
   await screenshot(page, '12a-dashboard-conflict.png');
 
   await page.getByRole('link', { name: 'Conflicts' }).first().click();
@@ -380,6 +383,40 @@ step('activity is listed and searchable', async () => {
     return shown.length >= 1 && shown.length < all && shown.every((t) => t.includes('report.txt'));
   });
   await screenshot(page, '14-activity.png');
+});
+
+step('the server goes away: offline, with the next try and Retry now, never "Up to date"', async () => {
+  await page.getByRole('link', { name: 'Dashboard' }).click();
+  const docs = card(page, 'Documents');
+  await docs.getByText('Up to date', { exact: true }).waitFor({ timeout: 20000 });
+  await server.stopAndWait();
+  await docs.getByText(/^Offline · retrying (in \d+ s|now)$/).waitFor({ timeout: 20000 });
+  assert.equal(await docs.getByText('Up to date').count(), 0, 'regression: up to date while the server was gone');
+  await waitFor('the tab title to say offline', async () => (await page.title()) === 'Offline · FileSync');
+  assert.match(await page.locator('#favicon').getAttribute('href'), /icon-warn\.svg$/);
+  const retry = page.locator('.glance.overall').getByRole('button', { name: 'Retry now' });
+  await retry.waitFor();
+  await screenshot(page, '14a-dashboard-offline.png');
+  await page.setViewportSize({ width: 390, height: 844 });
+  await screenshot(page, '14b-dashboard-offline-phone.png');
+  await page.setViewportSize({ width: 1280, height: 860 });
+
+  // The agent backs off; once its next try is far enough away, the server comes back and
+  // Retry now connects long before that try.
+  const status = () => page.evaluate(() => fetch('/api/status').then((r) => r.json()));
+  const far = await waitFor('a long wait before the next try', async () => {
+    const s = await status();
+    return s.next_retry_at && s.next_retry_at - Date.now() / 1000 > 10 && s;
+  }, 40000);
+  assert.ok(far.offline_since <= Date.now() / 1000, 'the status says since when');
+  server = await TestServer.start(dir, server.addr);
+  await retry.click();
+  await waitFor('the laptop to reconnect', async () => (await status()).connection === 'online', 8000);
+  assert.ok(Date.now() / 1000 < far.next_retry_at, 'Retry now reconnected before the scheduled try');
+  await docs.getByText('Up to date', { exact: true }).waitFor({ timeout: 20000 });
+  // The other computer's agent is asked the same through its API, as a script would.
+  await desktop.api('POST', '/reconnect');
+  await waitFor('the desktop to reconnect', async () => (await desktop.api('GET', '/status')).connection === 'online', 40000);
 });
 
 step('revoke the other computer: it goes offline', async () => {

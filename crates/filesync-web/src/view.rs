@@ -19,7 +19,8 @@ pub struct StatusView {
     pub device_id: Option<u64>,
     /// Suggested name for this computer on the first-run screen.
     pub default_device_name: String,
-    /// `online`, `offline`, `error`, `logged-out`, or `starting` (no report from the agent yet).
+    /// `online`, `offline`, `error`, `logged-out`, or `starting` (no report from the agent yet,
+    /// or its first try to reach the server is under way).
     pub connection: String,
     pub message: Option<String>,
     /// What to do about the connection, when it is not online.
@@ -153,6 +154,10 @@ impl AppState {
         let live: Option<AgentStatus> = self.live.current();
         let (connection, message) = match (&live, logged_in) {
             (_, false) => ("logged-out".to_string(), None),
+            // Not connected yet, but nothing failed either: the first try is under way.
+            (Some(s), true) if s.connection == "offline" && s.offline_since_ms.is_none() && s.message.is_none() => {
+                ("starting".to_string(), None)
+            }
             (Some(s), true) if s.connection != "logged-out" => (s.connection.clone(), s.message.clone()),
             _ => ("starting".to_string(), None),
         };
@@ -276,5 +281,76 @@ impl AppState {
             summary: overall,
             title,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use filesync_agent::config::{FolderConfig, Home};
+    use filesync_agent::live::LiveStatus;
+    use filesync_agent::status::{AgentStatus, FolderState, FolderStatus};
+
+    /// A logged-in home with one folder, and the live status the agent would publish.
+    fn app(dir: &std::path::Path) -> AppState {
+        let home = Home::new(dir.join("home"));
+        home.ensure().unwrap();
+        let config = Config {
+            server: Some("192.0.2.1:7443".into()),
+            fingerprint: Some("SHA256:00".into()),
+            folders: vec![FolderConfig::new("Docs", "/docs")],
+            ..Config::default()
+        };
+        home.save(&config).unwrap();
+        home.set_token("token").unwrap();
+        AppState::new(home, LiveStatus::default(), "127.0.0.1:7780".parse().unwrap()).unwrap()
+    }
+
+    fn agent(connection: &str, folder: FolderStatus) -> AgentStatus {
+        AgentStatus {
+            pid: None,
+            updated_at: 0,
+            updated_at_ms: 0,
+            connection: connection.into(),
+            message: None,
+            folders: vec![folder],
+            traffic: Default::default(),
+            offline_since_ms: None,
+            next_retry_at_ms: None,
+        }
+    }
+
+    /// Regression: the dashboard said "Up to date" while conflicts were open or the server was
+    /// gone; the view now carries the agent's facts into each line and the tab's title.
+    #[test]
+    fn the_view_sums_up_each_folder_from_the_agents_facts() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let idle = FolderStatus { in_sync: true, ..FolderStatus::new("Docs", "/docs", FolderState::Idle) };
+        app.live.publish(&agent("online", idle.clone()));
+        let v = app.status_view();
+        assert_eq!((v.folders[0].summary.text.as_str(), v.title.as_deref()), ("Up to date", Some("Up to date")));
+
+        app.live.publish(&agent("online", FolderStatus { conflicts: 2, ..idle.clone() }));
+        let v = app.status_view();
+        assert_eq!(v.folders[0].summary.text, "2 conflicts need you");
+        assert_eq!((v.summary.kind, v.title.as_deref()), (summary::Kind::Conflicts, Some("2 conflicts")));
+
+        // Offline before any try failed is the first connection under way, not an outage.
+        app.live.publish(&agent("offline", idle.clone()));
+        assert_eq!(app.status_view().connection, "starting");
+        let now_ms = unix_now() * 1000;
+        let gone = AgentStatus {
+            offline_since_ms: Some(now_ms - 5_000),
+            next_retry_at_ms: Some(now_ms + 8_000),
+            message: Some("the connection to the server was lost".into()),
+            ..agent("offline", idle)
+        };
+        app.live.publish(&gone);
+        let v = app.status_view();
+        assert_eq!((v.connection.as_str(), v.offline_since), ("offline", Some(now_ms / 1000 - 5)));
+        assert_eq!(v.folders[0].summary.kind, summary::Kind::Offline);
+        assert!(v.folders[0].summary.text.starts_with("Offline · retrying in "), "{:?}", v.folders[0].summary);
+        assert_eq!(v.title.as_deref(), Some("Offline"));
     }
 }

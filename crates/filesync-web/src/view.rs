@@ -112,7 +112,7 @@ fn folder_hint(f: &FolderStatus) -> Option<String> {
              (permissions, a full disk, a missing folder), fix that first."
                 .into(),
         ),
-        FolderState::Paused => Some("Nothing syncs while the folder is paused; resume it from its settings.".into()),
+        FolderState::Paused => Some("Nothing syncs while the folder is paused; resume it when you are ready.".into()),
         FolderState::Offline => Some("Waiting for the server; syncing resumes by itself once it is reachable.".into()),
         _ => None,
     }

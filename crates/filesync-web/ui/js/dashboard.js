@@ -91,7 +91,9 @@ function fact(key, label, value, attrs = {}) {
 }
 
 function folderCard(f) {
-  const problem = f.state === 'error' || f.state === 'paused' || f.state === 'offline';
+  // A folder paused by the person says so in its line, with Resume beside it: no notice.
+  const byPerson = f.summary && (f.summary.action === 'resume' || f.summary.action === 'resume-all');
+  const problem = (f.state === 'error' || f.state === 'paused' || f.state === 'offline') && !byPerson;
   const reason = f.state === 'paused' ? (f.paused_reason || 'Paused.') : f.last_error;
   const st = f.settings || {};
   const limits = limitsText(st);

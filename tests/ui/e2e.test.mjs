@@ -4,7 +4,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, readFileSync, existsSync, readdirSync, rmSync, mkdirSync, unlinkSync, statSync } from 'node:fs';
+import { writeFileSync, readFileSync, existsSync, readdirSync, rmSync, mkdirSync, unlinkSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestServer, Computer, launchBrowser, openPage, screenshot, tempDir, waitFor, PASSWORD } from './support.mjs';
 
@@ -152,7 +152,8 @@ step('change settings: validation next to the field, pause obeyed, a subfolder e
   await page.getByRole('button', { name: 'Pause syncing' }).click();
   await page.getByRole('button', { name: 'Resume syncing' }).waitFor();
   await page.getByRole('link', { name: 'Dashboard' }).click();
-  await card(page, 'Documents').getByText('Paused', { exact: true }).waitFor({ timeout: 20000 });
+  await card(page, 'Documents').getByText('Paused by you', { exact: true }).waitFor({ timeout: 20000 });
+  await card(page, 'Documents').getByRole('button', { name: 'Resume' }).waitFor();
   writeFileSync(join(desktop.docs, 'while-paused.txt'), 'made while the laptop was paused\n');
   await waitFor('the desktop to upload it', () => {
     try { desktop.run(['history', join(desktop.docs, 'while-paused.txt')]); return true; } catch { return false; }
@@ -188,7 +189,8 @@ step('a download limit is obeyed; the dashboard shows live progress, what remain
   const started = Date.now();
   writeFileSync(join(desktop.docs, 'video.bin'), big);
   const docs = card(page, 'Documents');
-  await docs.getByText('Syncing', { exact: true }).waitFor({ timeout: 20000 });
+  await docs.getByText(/^Syncing/).waitFor({ timeout: 20000 });
+  await waitFor('the tab title to show the share done', async () => /^⟳ \d+ % · FileSync$/.test(await page.title()));
   await waitFor('the progress to show what remains and the rate', async () => {
     const t = (await docs.locator('.progress').textContent({ timeout: 200 }).catch(() => '')) || '';
     return /remaining/.test(t) && /\/s/.test(t);
@@ -218,7 +220,7 @@ step('the mass-delete guard holds a big deletion until it is confirmed in the UI
 
   await page.getByRole('link', { name: 'Dashboard' }).click();
   const docs = card(page, 'Documents');
-  await docs.getByText('Paused', { exact: true }).waitFor({ timeout: 20000 });
+  await docs.getByText('Deletions wait for you to confirm them', { exact: true }).waitFor({ timeout: 20000 });
   await docs.getByRole('button', { name: 'Confirm the deletions…' }).waitFor();
   assert.ok(scratch.every((n) => existsSync(join(desktop.docs, n))), 'nothing was deleted elsewhere meanwhile');
   await screenshot(page, '11-mass-delete-guard.png');
@@ -249,7 +251,22 @@ step('a conflict is listed with both versions and resolved from the UI', async (
   await waitFor('the conflict copy to reach the laptop', () =>
     readdirSync(laptop.docs).some((n) => n.includes('conflicted copy')), 30000);
 
-  await page.getByRole('link', { name: 'Conflicts' }).click();
+  // Regression: "Up to date" showed while conflicts were open. The card, the dashboard's
+  // line, the nav and the tab all say what needs the person.
+  const docs = card(page, 'Documents');
+  await docs.getByText('1 conflict needs you', { exact: true }).waitFor({ timeout: 20000 });
+  assert.equal(await docs.getByText('Up to date').count(), 0, 'the card does not say up to date');
+  assert.equal(await page.locator('.glance.overall .badge').textContent(), '1 conflict needs you');
+  assert.equal(await page.locator('#nav-conflicts .count').textContent(), ': 1 open');
+  await page.getByRole('link', { name: /^Conflicts\W+1 open$/ }).waitFor();
+  await waitFor('the tab title to carry the conflict', async () => (await page.title()) === '1 conflict · FileSync');
+  assert.match(await page.locator('#favicon').getAttribute('href'), /icon-warn\.svg$/);
+  // Screen readers hear the one line that changed, not the dashboard.
+  await waitFor('the change to be announced', async () =>
+    (await page.locator('#announce').textContent()) === 'Documents: 1 conflict needs you');
+  await screenshot(page, '12a-dashboard-conflict.png');
+
+  await page.getByRole('link', { name: 'Conflicts' }).first().click();
   await page.getByRole('heading', { name: 'Conflicts' }).waitFor();
   const item = page.locator('li.conflict').first();
   await item.waitFor();
@@ -265,6 +282,70 @@ step('a conflict is listed with both versions and resolved from the UI', async (
   await waitFor('the resolution to reach the desktop', () =>
     readFileSync(join(desktop.docs, 'report.txt'), 'utf8') === 'desktop version\n' &&
     !readdirSync(desktop.docs).some((n) => n.includes('conflicted copy')), 20000);
+  await waitFor('the nav count to go', async () => (await page.locator('#nav-conflicts .count').count()) === 0);
+  await waitFor('the tab title to say up to date', async () => (await page.title()) === 'Up to date · Conflicts · FileSync');
+});
+
+step('live updates patch the dashboard in place: focus and an opened details box stay', async () => {
+  // A symbolic link is skipped on this computer, so the card has a "skipped" details box.
+  symlinkSync('report.txt', join(laptop.docs, 'link-to-report'));
+  await page.getByRole('link', { name: 'Dashboard' }).click();
+  const docs = card(page, 'Documents');
+  const details = docs.locator('details.skipped');
+  await details.waitFor({ timeout: 20000 });
+  assert.equal(await page.locator('main [aria-live]').count(), 0, 'the dashboard itself is not a live region');
+  await details.locator('summary').click();
+  assert.equal(await details.evaluate((d) => d.open), true);
+  // The keyboard reaches the folder's link; both nodes are marked to prove they are the same later.
+  const link = docs.getByRole('link', { name: 'Documents', exact: true });
+  await link.focus();
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Shift+Tab');
+  await page.evaluate(() => { document.activeElement.probe = 'focused'; document.querySelector('details.skipped').probe = 'opened'; });
+  const renders = async () => Number(await page.locator('.dashboard').getAttribute('data-renders'));
+  const before = await renders();
+  // Something changes: the other computer adds a file, the laptop syncs it.
+  writeFileSync(join(desktop.docs, 'live.txt'), 'made during the live update\n');
+  await waitFor('live.txt to reach the laptop', () => existsSync(join(laptop.docs, 'live.txt')), 20000);
+  await waitFor('several live updates', async () => (await renders()) >= before + 3, 20000);
+  assert.equal(await page.evaluate(() => document.activeElement.probe), 'focused', 'the focus stayed on the same link');
+  assert.equal(await page.evaluate(() => document.querySelector('details.skipped').probe), 'opened', 'the same details box');
+  assert.equal(await details.evaluate((d) => d.open), true, 'and it is still open');
+  // The announcer speaks a line, never the whole dashboard.
+  const said = await page.locator('#announce').textContent();
+  assert.ok(said.length < 120 && !said.includes('skipped'), `announced: ${said}`);
+  // Each card shows how the folder syncs.
+  const facts = await docs.locator('.facts').textContent();
+  assert.match(facts, /DirectionTwo-way/);
+  assert.match(facts, /SyncsOn every change/);
+  assert.match(facts, /Not synced hereProjects/);
+  await screenshot(page, '12b-dashboard-skipped-open.png');
+  unlinkSync(join(laptop.docs, 'link-to-report'));
+  await waitFor('the skipped box to go', async () => (await details.count()) === 0, 20000);
+});
+
+step('a scheduled folder says when it syncs next, and Sync now syncs it', async () => {
+  const pictures = join(laptop.userDir, 'Pictures');
+  laptop.run(['folder', 'add', pictures, '--name', 'Pictures']);
+  laptop.run(['folder', 'set', 'Pictures', 'schedule', 'every 5m']);
+  const pics = card(page, 'Pictures');
+  await pics.getByText('Up to date', { exact: true }).waitFor({ timeout: 20000 });
+  await pics.getByText(/^Next sync in [45] min$/).waitFor({ timeout: 20000 });
+  assert.match(await pics.locator('.facts').textContent(), /SyncsEvery 5 min/);
+
+  // A change here waits for the schedule: the card says when, not "Up to date".
+  writeFileSync(join(pictures, 'holiday.txt'), 'sunny\n');
+  await pics.getByText(/^Next sync in [45] min$/).first().waitFor();
+  await waitFor('the card to say a change waits', async () => (await pics.textContent()).includes('Changes waiting for the next scheduled sync'), 20000);
+  assert.equal(await pics.getByText('Up to date').count(), 0, 'not up to date while a change waits');
+  await screenshot(page, '12c-dashboard-scheduled.png');
+  await pics.getByRole('button', { name: 'Sync now' }).click();
+  await waitFor('Sync now to upload the change', () => {
+    try { laptop.run(['history', join(pictures, 'holiday.txt')]); return true; } catch { return false; }
+  }, 20000);
+  await pics.getByText('Up to date', { exact: true }).waitFor({ timeout: 20000 });
+  laptop.run(['folder', 'remove', 'Pictures']);
+  await waitFor('the Pictures card to go', async () => (await pics.count()) === 0, 20000);
 });
 
 step('a deleted file is restored from the trash; older versions are listed', async () => {
@@ -302,6 +383,40 @@ step('activity is listed and searchable', async () => {
     return shown.length >= 1 && shown.length < all && shown.every((t) => t.includes('report.txt'));
   });
   await screenshot(page, '14-activity.png');
+});
+
+step('the server goes away: offline, with the next try and Retry now, never "Up to date"', async () => {
+  await page.getByRole('link', { name: 'Dashboard' }).click();
+  const docs = card(page, 'Documents');
+  await docs.getByText('Up to date', { exact: true }).waitFor({ timeout: 20000 });
+  await server.stopAndWait();
+  await docs.getByText(/^Offline · retrying (in \d+ s|now)$/).waitFor({ timeout: 20000 });
+  assert.equal(await docs.getByText('Up to date').count(), 0, 'regression: up to date while the server was gone');
+  await waitFor('the tab title to say offline', async () => (await page.title()) === 'Offline · FileSync');
+  assert.match(await page.locator('#favicon').getAttribute('href'), /icon-warn\.svg$/);
+  const retry = page.locator('.glance.overall').getByRole('button', { name: 'Retry now' });
+  await retry.waitFor();
+  await screenshot(page, '14a-dashboard-offline.png');
+  await page.setViewportSize({ width: 390, height: 844 });
+  await screenshot(page, '14b-dashboard-offline-phone.png');
+  await page.setViewportSize({ width: 1280, height: 860 });
+
+  // The agent backs off; once its next try is far enough away, the server comes back and
+  // Retry now connects long before that try.
+  const status = () => page.evaluate(() => fetch('/api/status').then((r) => r.json()));
+  const far = await waitFor('a long wait before the next try', async () => {
+    const s = await status();
+    return s.next_retry_at && s.next_retry_at - Date.now() / 1000 > 10 && s;
+  }, 40000);
+  assert.ok(far.offline_since <= Date.now() / 1000, 'the status says since when');
+  server = await TestServer.start(dir, server.addr);
+  await retry.click();
+  await waitFor('the laptop to reconnect', async () => (await status()).connection === 'online', 8000);
+  assert.ok(Date.now() / 1000 < far.next_retry_at, 'Retry now reconnected before the scheduled try');
+  await docs.getByText('Up to date', { exact: true }).waitFor({ timeout: 20000 });
+  // The other computer's agent is asked the same through its API, as a script would.
+  await desktop.api('POST', '/reconnect');
+  await waitFor('the desktop to reconnect', async () => (await desktop.api('GET', '/status')).connection === 'online', 40000);
 });
 
 step('revoke the other computer: it goes offline', async () => {

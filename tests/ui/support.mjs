@@ -47,9 +47,10 @@ function track(child) {
 }
 
 export class TestServer {
-  static async start(dir) {
+  /// Starts a server on a free port, or on `listen` (a restart keeps its address and data).
+  static async start(dir, listen = '127.0.0.1:0') {
     const data = join(dir, 'server');
-    const child = track(spawn(filesyncBin(), ['server', '--data', data, '--listen', '127.0.0.1:0'], {
+    const child = track(spawn(filesyncBin(), ['server', '--data', data, '--listen', listen], {
       env: { ...process.env, FILESYNC_LOG: 'warn' }, stdio: ['ignore', 'pipe', 'inherit'],
     }));
     const lines = createInterface({ input: child.stdout });
@@ -69,6 +70,13 @@ export class TestServer {
   }
 
   stop() { this.child.kill('SIGTERM'); }
+
+  /// Stops the server and waits until it has exited.
+  async stopAndWait() {
+    const c = this.child;
+    if (c.exitCode !== null || c.signalCode !== null) return;
+    await new Promise((r) => { c.once('exit', r); c.kill('SIGTERM'); });
+  }
 }
 
 /// One computer: a FileSync home, a user directory (what the folder picker shows) and an agent.
@@ -105,6 +113,19 @@ export class Computer {
     this.url = this.run(['ui', '--print-url']).trim();
     if (!this.url.startsWith(`http://${addr}/#key=`)) throw new Error(`unexpected UI URL ${this.url}`);
     return this.url;
+  }
+
+  /// Calls the agent's local API as a script would, with the UI secret from the home.
+  async api(method, path, body) {
+    const base = new URL(this.url).origin;
+    const secret = readFileSync(join(this.home, 'ui-secret'), 'utf8').trim();
+    const r = await fetch(`${base}/api${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${secret}`, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${await r.text()}`);
+    return r.status === 204 ? null : r.json();
   }
 
   /// Stops the agent the way a service manager does (SIGTERM) and waits for it to exit.

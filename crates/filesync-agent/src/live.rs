@@ -56,6 +56,8 @@ struct Inner {
     nudges: broadcast::Sender<String>,
     /// Set when the configuration on disk changed in this process (see [`LiveStatus::reload`]).
     reload: tokio::sync::Notify,
+    /// Woken when a person asks to try the server again now (see [`LiveStatus::retry_connection`]).
+    retry: tokio::sync::Notify,
     next_id: AtomicU64,
 }
 
@@ -68,6 +70,7 @@ impl Default for LiveStatus {
                 feed: broadcast::channel(64).0,
                 nudges: broadcast::channel(16).0,
                 reload: tokio::sync::Notify::new(),
+                retry: tokio::sync::Notify::new(),
                 next_id: AtomicU64::new(1),
             }),
         }
@@ -141,6 +144,8 @@ impl LiveStatus {
             folders: vec![],
             updated_at_ms: crate::agent::unix_now_ms(),
             traffic: Default::default(),
+            offline_since_ms: None,
+            next_retry_at_ms: None,
         }));
     }
 
@@ -235,6 +240,18 @@ impl LiveStatus {
         self.inner.reload.notified().await;
     }
 
+    /// Tells the running agent's connection manager, waiting to try the server again, to try
+    /// now. Only a manager waiting right now hears it: a request made while it is connected or
+    /// connecting is not kept for a later wait.
+    pub fn retry_connection(&self) {
+        self.inner.retry.notify_waiters();
+    }
+
+    /// Completes at the next [`LiveStatus::retry_connection`].
+    pub async fn retry_requested(&self) {
+        self.inner.retry.notified().await;
+    }
+
     /// New activity entries as they are recorded.
     pub fn subscribe_activity(&self) -> broadcast::Receiver<Activity> {
         self.inner.feed.subscribe()
@@ -254,6 +271,8 @@ mod tests {
             message: None,
             folders: vec![],
             traffic: Default::default(),
+            offline_since_ms: None,
+            next_retry_at_ms: None,
         }
     }
 

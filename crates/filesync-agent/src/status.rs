@@ -80,6 +80,10 @@ pub struct FolderStatus {
     /// quota on the server (`last_error` has the server's figures).
     #[serde(default)]
     pub over_quota: bool,
+    /// Unix milliseconds when the next scheduled pass is due, for a folder synced on an
+    /// interval (`every 5m`, `hourly`…); `None` for a continuous or paused folder.
+    #[serde(default)]
+    pub next_sync_at_ms: Option<i64>,
 }
 
 impl FolderStatus {
@@ -105,6 +109,7 @@ impl FolderStatus {
             server_rev: 0,
             last_sync_ms: None,
             over_quota: false,
+            next_sync_at_ms: None,
         }
     }
 }
@@ -154,6 +159,13 @@ pub struct AgentStatus {
     pub updated_at_ms: i64,
     #[serde(default)]
     pub traffic: Traffic,
+    /// While not online: Unix milliseconds since the server could not be reached (the first
+    /// failed attempt, or the moment the connection was lost).
+    #[serde(default)]
+    pub offline_since_ms: Option<i64>,
+    /// While not online: Unix milliseconds of the next connection attempt.
+    #[serde(default)]
+    pub next_retry_at_ms: Option<i64>,
 }
 
 impl AgentStatus {

@@ -12,6 +12,10 @@ use axum::routing::get;
 const FILES: &[(&str, &str, &str)] = &[
     ("app.css", include_str!("../ui/app.css"), "text/css; charset=utf-8"),
     ("icon.svg", include_str!("../ui/icon.svg"), "image/svg+xml"),
+    // The tab's icon with a dot of the state's colour (syncing, needs a look, failing).
+    ("icon-busy.svg", include_str!("../ui/icon-busy.svg"), "image/svg+xml"),
+    ("icon-warn.svg", include_str!("../ui/icon-warn.svg"), "image/svg+xml"),
+    ("icon-bad.svg", include_str!("../ui/icon-bad.svg"), "image/svg+xml"),
     ("js/app.js", include_str!("../ui/js/app.js"), "text/javascript; charset=utf-8"),
     ("js/api.js", include_str!("../ui/js/api.js"), "text/javascript; charset=utf-8"),
     ("js/dom.js", include_str!("../ui/js/dom.js"), "text/javascript; charset=utf-8"),

@@ -12,6 +12,7 @@ pub mod api;
 mod assets;
 mod events;
 pub mod security;
+mod summary;
 mod view;
 
 use axum::Router;

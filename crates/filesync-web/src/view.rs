@@ -3,6 +3,7 @@
 //! from the configuration plus the agent's live status; never contains the device token.
 
 use crate::AppState;
+use crate::summary::{self, Summary};
 use filesync_agent::config::{Config, FolderSettings};
 use filesync_agent::status::{AgentStatus, FolderState, FolderStatus, ProgressSnapshot, SkippedItem};
 use serde::Serialize;
@@ -18,7 +19,8 @@ pub struct StatusView {
     pub device_id: Option<u64>,
     /// Suggested name for this computer on the first-run screen.
     pub default_device_name: String,
-    /// `online`, `offline`, `error`, `logged-out`, or `starting` (no report from the agent yet).
+    /// `online`, `offline`, `error`, `logged-out`, or `starting` (no report from the agent yet,
+    /// or its first try to reach the server is under way).
     pub connection: String,
     pub message: Option<String>,
     /// What to do about the connection, when it is not online.
@@ -26,8 +28,16 @@ pub struct StatusView {
     pub updated_at: i64,
     /// Every folder is paused (`filesync pause` without a name).
     pub paused_all: bool,
+    /// While not online: since when (Unix seconds), and when the agent tries again.
+    pub offline_since: Option<i64>,
+    pub next_retry_at: Option<i64>,
     pub folders: Vec<FolderView>,
     pub totals: Totals,
+    /// The one line that sums up everything (see [`crate::summary`]).
+    pub summary: Summary,
+    /// The state in a few characters for the browser tab ("⟳ 45 %", "2 conflicts");
+    /// `None` when nobody is logged in.
+    pub title: Option<String>,
 }
 
 #[derive(Serialize, Default)]
@@ -39,7 +49,7 @@ pub struct Totals {
     pub pending: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct FolderView {
     pub name: String,
     pub path: String,
@@ -58,6 +68,8 @@ pub struct FolderView {
     pub over_quota: bool,
     pub hint: Option<String>,
     pub skipped: Vec<SkippedItem>,
+    /// Files that failed to sync, and why.
+    pub errors: Vec<SkippedItem>,
     pub progress: Option<ProgressView>,
     pub settings: FolderSettings,
     /// Nothing is queued, running, due, behind the server, held back or failing; otherwise
@@ -67,9 +79,13 @@ pub struct FolderView {
     /// The server revision this computer has pulled up to, and the newest one announced.
     pub local_rev: u64,
     pub server_rev: u64,
+    /// Unix seconds of the next scheduled sync (a folder synced on an interval).
+    pub next_sync_at: Option<i64>,
+    /// The folder's one line: "Up to date" only when nothing needs the person.
+    pub summary: Summary,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct ProgressView {
     pub phase: String,
     pub files_done: u64,
@@ -96,10 +112,14 @@ fn folder_hint(f: &FolderStatus) -> Option<String> {
              (permissions, a full disk, a missing folder), fix that first."
                 .into(),
         ),
-        FolderState::Paused => Some("Nothing syncs while the folder is paused; resume it from its settings.".into()),
+        FolderState::Paused => Some("Nothing syncs while the folder is paused; resume it when you are ready.".into()),
         FolderState::Offline => Some("Waiting for the server; syncing resumes by itself once it is reachable.".into()),
         _ => None,
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// How far back the transfer rate looks.
@@ -134,6 +154,10 @@ impl AppState {
         let live: Option<AgentStatus> = self.live.current();
         let (connection, message) = match (&live, logged_in) {
             (_, false) => ("logged-out".to_string(), None),
+            // Not connected yet, but nothing failed either: the first try is under way.
+            (Some(s), true) if s.connection == "offline" && s.offline_since_ms.is_none() && s.message.is_none() => {
+                ("starting".to_string(), None)
+            }
             (Some(s), true) if s.connection != "logged-out" => (s.connection.clone(), s.message.clone()),
             _ => ("starting".to_string(), None),
         };
@@ -184,6 +208,7 @@ impl AppState {
                                 folder_hint(f)
                             },
                             skipped: f.skipped.clone(),
+                            errors: f.errors.clone(),
                             progress: f.progress.as_ref().filter(|_| f.state == FolderState::Syncing).map(|p| {
                                 ProgressView {
                                     rate_bps: self.rate(&fc.name, p),
@@ -201,29 +226,17 @@ impl AppState {
                             waiting: f.waiting.clone(),
                             local_rev: f.local_rev,
                             server_rev: f.server_rev,
+                            next_sync_at: f.next_sync_at_ms.map(|ms| ms.div_euclid(1000)),
+                            summary: Summary::default(),
                         }
                     }
                     None => FolderView {
                         name: fc.name.clone(),
                         path: fc.path.display().to_string(),
                         state: "starting".into(),
-                        files: 0,
-                        bytes: 0,
-                        pending: 0,
-                        conflicts: 0,
-                        last_sync: None,
-                        last_error: None,
-                        paused_reason: None,
-                        guard_tripped: false,
-                        over_quota: false,
-                        hint: None,
-                        skipped: vec![],
-                        progress: None,
                         settings: fc.settings.clone(),
-                        in_sync: false,
                         waiting: vec!["starting".into()],
-                        local_rev: 0,
-                        server_rev: 0,
+                        ..FolderView::default()
                     },
                 };
                 totals.files += v.files;
@@ -234,6 +247,20 @@ impl AppState {
             })
             .collect();
         totals.folders = folders.len();
+        let conn = summary::Connection {
+            state: &connection,
+            offline_since: live.as_ref().and_then(|s| s.offline_since_ms).map(|ms| ms.div_euclid(1000)),
+            next_retry_at: live.as_ref().and_then(|s| s.next_retry_at_ms).map(|ms| ms.div_euclid(1000)),
+            paused_all: config.paused,
+        };
+        let now = unix_now();
+        let mut folders = folders;
+        for f in &mut folders {
+            f.summary = summary::folder_summary(f, &conn, now);
+        }
+        let overall = summary::overall_summary(&folders, &conn, now);
+        let title = summary::tab_title(&overall, &folders, &conn);
+        let (offline_since, next_retry_at) = (conn.offline_since, conn.next_retry_at);
         StatusView {
             logged_in,
             server: config.server.clone(),
@@ -247,8 +274,83 @@ impl AppState {
             hint,
             updated_at: live.as_ref().map(|s| s.updated_at).unwrap_or(0),
             paused_all: config.paused,
+            offline_since,
+            next_retry_at,
             folders,
             totals,
+            summary: overall,
+            title,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use filesync_agent::config::{FolderConfig, Home};
+    use filesync_agent::live::LiveStatus;
+    use filesync_agent::status::{AgentStatus, FolderState, FolderStatus};
+
+    /// A logged-in home with one folder, and the live status the agent would publish.
+    fn app(dir: &std::path::Path) -> AppState {
+        let home = Home::new(dir.join("home"));
+        home.ensure().unwrap();
+        let config = Config {
+            server: Some("192.0.2.1:7443".into()),
+            fingerprint: Some("SHA256:00".into()),
+            folders: vec![FolderConfig::new("Docs", "/docs")],
+            ..Config::default()
+        };
+        home.save(&config).unwrap();
+        home.set_token("token").unwrap();
+        AppState::new(home, LiveStatus::default(), "127.0.0.1:7780".parse().unwrap()).unwrap()
+    }
+
+    fn agent(connection: &str, folder: FolderStatus) -> AgentStatus {
+        AgentStatus {
+            pid: None,
+            updated_at: 0,
+            updated_at_ms: 0,
+            connection: connection.into(),
+            message: None,
+            folders: vec![folder],
+            traffic: Default::default(),
+            offline_since_ms: None,
+            next_retry_at_ms: None,
+        }
+    }
+
+    /// Regression: the dashboard said "Up to date" while conflicts were open or the server was
+    /// gone; the view now carries the agent's facts into each line and the tab's title.
+    #[test]
+    fn the_view_sums_up_each_folder_from_the_agents_facts() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let idle = FolderStatus { in_sync: true, ..FolderStatus::new("Docs", "/docs", FolderState::Idle) };
+        app.live.publish(&agent("online", idle.clone()));
+        let v = app.status_view();
+        assert_eq!((v.folders[0].summary.text.as_str(), v.title.as_deref()), ("Up to date", Some("Up to date")));
+
+        app.live.publish(&agent("online", FolderStatus { conflicts: 2, ..idle.clone() }));
+        let v = app.status_view();
+        assert_eq!(v.folders[0].summary.text, "2 conflicts need you");
+        assert_eq!((v.summary.kind, v.title.as_deref()), (summary::Kind::Conflicts, Some("2 conflicts")));
+
+        // Offline before any try failed is the first connection under way, not an outage.
+        app.live.publish(&agent("offline", idle.clone()));
+        assert_eq!(app.status_view().connection, "starting");
+        let now_ms = unix_now() * 1000;
+        let gone = AgentStatus {
+            offline_since_ms: Some(now_ms - 5_000),
+            next_retry_at_ms: Some(now_ms + 8_000),
+            message: Some("the connection to the server was lost".into()),
+            ..agent("offline", idle)
+        };
+        app.live.publish(&gone);
+        let v = app.status_view();
+        assert_eq!((v.connection.as_str(), v.offline_since), ("offline", Some(now_ms / 1000 - 5)));
+        assert_eq!(v.folders[0].summary.kind, summary::Kind::Offline);
+        assert!(v.folders[0].summary.text.starts_with("Offline · retrying in "), "{:?}", v.folders[0].summary);
+        assert_eq!(v.title.as_deref(), Some("Offline"));
     }
 }

@@ -108,6 +108,8 @@ async fn every_api_call_requires_the_secret_or_its_cookie() {
         ("POST", "/api/trash/restore"),
         ("POST", "/api/pause"),
         ("POST", "/api/folders/a/pause"),
+        ("POST", "/api/folders/a/sync"),
+        ("POST", "/api/reconnect"),
         ("POST", "/api/folders/a/ignore/preview"),
         ("PUT", "/api/folders/a/settings"),
         ("PUT", "/api/folders/a/ignore"),

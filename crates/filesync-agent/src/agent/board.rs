@@ -44,6 +44,8 @@ impl StatusBoard {
             message: None,
             folders: Vec::new(),
             traffic: Traffic::default(),
+            offline_since_ms: None,
+            next_retry_at_ms: None,
         };
         let inner = Inner { status, conn: None, wire_before: (0, 0) };
         let board =

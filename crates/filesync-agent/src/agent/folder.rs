@@ -66,6 +66,8 @@ pub(super) struct FolderTask {
     pull: bool,
     /// Interval schedule: a pass is allowed (the interval elapsed, or a request came).
     due: bool,
+    /// When the next periodic walk (continuous schedule) or scheduled pass (interval) is due.
+    next_due: Instant,
     /// What the engine wrote lately: path → what it left there, and when.
     own: HashMap<RelPath, (Option<Stat>, Instant)>,
     folder_id: Option<u64>,
@@ -77,7 +79,7 @@ pub(super) struct FolderTask {
     held_back: usize,
     failing: bool,
     /// What `publish` last put on the board, so that an unchanged status is not re-sent.
-    published: Option<(Vec<String>, u64, u64)>,
+    published: Option<(Vec<String>, u64, u64, Option<Instant>)>,
 }
 
 impl FolderTask {
@@ -96,6 +98,7 @@ impl FolderTask {
             retry_at: None,
             pull: true,
             due: true,
+            next_due: Instant::now(),
             own: HashMap::new(),
             folder_id: None,
             cursor: 0,
@@ -166,9 +169,7 @@ impl FolderTask {
                 f.paused_reason = Some(reason);
             });
         }
-        let period = self.period();
-        let mut due_tick = tokio::time::interval_at(Instant::now() + period, period);
-        due_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.next_due = Instant::now() + self.period();
         let mut engine = self.deps.engine.clone();
         loop {
             self.publish();
@@ -178,7 +179,7 @@ impl FolderTask {
                 }
                 self.pass().await;
                 // The next periodic walk (or scheduled pass) is one period after this one.
-                due_tick.reset();
+                self.next_due = Instant::now() + self.period();
                 continue;
             }
             let retry = async {
@@ -191,13 +192,13 @@ impl FolderTask {
                 ev = events.recv() => match ev {
                     Some(ev) => {
                         if self.handle(ev) {
-                            let period = self.period();
-                            due_tick = tokio::time::interval_at(Instant::now() + period, period);
+                            self.next_due = Instant::now() + self.period();
                         }
                     }
                     None => return,
                 },
-                _ = due_tick.tick() => {
+                _ = tokio::time::sleep_until(self.next_due) => {
+                    self.next_due = Instant::now() + self.period();
                     self.scope = Scope::Full;
                     self.pull = true;
                     self.due = true;
@@ -418,7 +419,10 @@ impl FolderTask {
             waiting.push("some files could not be synced; retrying".to_string());
         }
         let (cursor, server_rev) = (self.cursor, self.server_rev.max(self.cursor));
-        let now = Some((waiting.clone(), cursor, server_rev));
+        // A scheduled folder says when it syncs next; one whose pass is already due (waiting
+        // for the connection, say) has no time to give.
+        let next_due = (!self.continuous() && !self.paused() && !self.running && !self.due).then_some(self.next_due);
+        let now = Some((waiting.clone(), cursor, server_rev, next_due));
         if self.published == now {
             return;
         }
@@ -431,6 +435,8 @@ impl FolderTask {
             f.waiting = waiting;
             f.local_rev = cursor;
             f.server_rev = server_rev;
+            f.next_sync_at_ms = next_due
+                .map(|at| super::unix_now_ms() + at.saturating_duration_since(Instant::now()).as_millis() as i64);
         });
     }
 }

@@ -487,7 +487,10 @@ async fn manage_connection(
             let _ = tx.try_send(ev.clone());
         }
     };
+    let live = board.live().cloned();
     let mut backoff = Duration::from_secs(1);
+    // Since when the server could not be reached (kept across failed attempts).
+    let mut offline_since: Option<i64> = None;
     loop {
         let config = match home.load() {
             Ok(c) => c,
@@ -502,9 +505,12 @@ async fn manage_connection(
                 backoff = Duration::from_secs(1);
                 info!("connected to {}", config.server.as_deref().unwrap_or(""));
                 board.set_connection(Some(conn.clone()));
+                offline_since = None;
                 board.update(|s| {
                     s.connection = "online".into();
                     s.message = None;
+                    s.offline_since_ms = None;
+                    s.next_retry_at_ms = None;
                 });
                 let mut pushes = conn.take_pushes().expect("fresh connection");
                 engine_tx.send_replace(Some(Engine::new(conn.clone(), db.clone(), device_name.clone())));
@@ -517,9 +523,11 @@ async fn manage_connection(
                             warn!("disconnected: {reason}");
                             // The person reads what happened and what to do, not the library's text.
                             let plain = filesync_client::ClientError::Disconnected(reason).to_string();
+                            offline_since = Some(unix_now_ms());
                             board.update(|s| {
                                 s.connection = "offline".into();
                                 s.message = Some(plain);
+                                s.offline_since_ms = offline_since;
                             });
                             break;
                         }
@@ -531,9 +539,11 @@ async fn manage_connection(
             Err(e) => {
                 let auth = matches!(&e, SyncError::Client(c) if c.is_auth_failure());
                 warn!(detail = e.detail().unwrap_or_default(), "cannot connect: {e}");
+                let since = *offline_since.get_or_insert_with(unix_now_ms);
                 board.update(|s| {
                     s.connection = if auth { "error".into() } else { "offline".into() };
                     s.message = Some(e.to_string());
+                    s.offline_since_ms = Some(since);
                     for f in &mut s.folders {
                         f.state = if auth { FolderState::Error } else { FolderState::Offline };
                     }
@@ -543,7 +553,18 @@ async fn manage_connection(
                 }
             }
         }
-        tokio::time::sleep(backoff).await;
+        board.update(|s| s.next_retry_at_ms = Some(unix_now_ms() + backoff.as_millis() as i64));
+        // A person's "Retry now" (in the local UI) ends the wait at once.
+        let retry = async {
+            match &live {
+                Some(live) => live.retry_requested().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = retry => info!("trying the server again now, as asked"),
+        }
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
@@ -565,6 +586,60 @@ mod tests {
         assert!(matches!(ev, Some(Event::Request)), "{ev:?}");
         assert!(rx.try_recv().is_err(), "only the folder named");
         forward.abort();
+    }
+
+    /// The status says since when the server is unreachable and when the next try is; a
+    /// person's "Retry now" ends the wait at once.
+    #[tokio::test]
+    async fn retry_now_ends_the_wait_for_the_server_and_the_status_says_since_when() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        home.ensure().unwrap();
+        // Nothing listens on port 1: every attempt fails at once.
+        let config = Config {
+            server: Some("127.0.0.1:1".into()),
+            fingerprint: Some(format!("SHA256:{}", "00".repeat(32))),
+            ..Config::default()
+        };
+        home.save(&config).unwrap();
+        home.set_token("token").unwrap();
+        let db = StateDb::open(&home.state_path()).await.unwrap();
+        let live = crate::live::LiveStatus::default();
+        let board = StatusBoard::new(&[], None).with_live(live.clone());
+        let manager = tokio::spawn(manage_connection(
+            home,
+            db,
+            "laptop".into(),
+            board.clone(),
+            wch::Sender::new(None),
+            Routes::default(),
+        ));
+        // The backoff doubles (1 s, 2 s, 4 s): wait for a wait of more than 2.5 s.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let (since, next) = loop {
+            let s = board.snapshot();
+            if let (Some(since), Some(next)) = (s.offline_since_ms, s.next_retry_at_ms)
+                && next - unix_now_ms() > 2500
+            {
+                assert_eq!(s.connection, "offline");
+                break (since, next);
+            }
+            assert!(std::time::Instant::now() < deadline, "no long wait: {s:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        // Well before that wait ends, "Retry now" makes the agent try again.
+        let asked = std::time::Instant::now();
+        loop {
+            live.retry_connection();
+            let s = board.snapshot();
+            if s.next_retry_at_ms != Some(next) {
+                assert_eq!(s.offline_since_ms, Some(since), "still offline since the first failure");
+                break;
+            }
+            assert!(asked.elapsed() < Duration::from_millis(2000), "retry now was not heard: {s:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        manager.abort();
     }
 
     #[tokio::test(start_paused = true)]

@@ -177,3 +177,10 @@ pub(super) async fn confirm_deletes(State(app): State<AppState>, Path(name): Pat
     }
     Ok(Json(json!({ "confirmed": held.is_some(), "reason": held })))
 }
+
+/// "Sync now": the folder's task runs a pass at once, whatever its schedule.
+pub(super) async fn sync_now(State(app): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    let folder = folder_named(&app, &name)?;
+    app.live.nudge(&folder.name);
+    Ok(Json(json!({ "folder": folder.name })))
+}

@@ -48,6 +48,8 @@ pub fn routes() -> Router<AppState> {
         .route("/folders/{name}/settings", put(linked::folder_settings))
         .route("/folders/{name}/pause", post(linked::folder_pause))
         .route("/folders/{name}/confirm-deletes", post(linked::confirm_deletes))
+        .route("/folders/{name}/sync", post(linked::sync_now))
+        .route("/reconnect", post(session::reconnect))
         .route("/folders/{name}/ignore", get(linked::ignore_get).put(linked::ignore_put))
         .route("/folders/{name}/ignore/preview", post(linked::ignore_preview))
         .route("/folders/{name}/subfolders", get(linked::subfolders))

@@ -91,6 +91,12 @@ pub(super) async fn status(State(app): State<AppState>) -> Json<Value> {
     to_json(app.status_view())
 }
 
+/// "Retry now": the agent, waiting to try the server again, tries at once.
+pub(super) async fn reconnect(State(app): State<AppState>) -> StatusCode {
+    app.live.retry_connection();
+    StatusCode::NO_CONTENT
+}
+
 pub(super) async fn activity(State(app): State<AppState>, Query(q): Query<SearchQuery>) -> Json<Value> {
     let mut v = app.live.activity(q.q.as_deref().unwrap_or(""));
     v.reverse();

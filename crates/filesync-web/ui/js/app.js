@@ -1,6 +1,8 @@
 // The application shell: signs in (exchanging the key from the `filesync ui` link for a
 // cookie), follows the agent's live status, and shows the screen the address names
-// (#/, #/add, #/folder/NAME, #/conflicts, #/devices, #/activity, #/account).
+// (#/, #/add, #/folder/NAME, #/conflicts, #/devices, #/activity, #/account). The state also
+// shows outside the page: in the tab's title and icon, and as a count on Conflicts; and a
+// change of a folder's line is announced once to screen readers.
 
 import { h, mount, heading, field, formError, clearErrors, showError } from './dom.js';
 import { get, post, follow } from './api.js';
@@ -22,8 +24,11 @@ export const store = {
   activityListeners: new Set(),
   set(s) {
     const wasLoggedIn = this.status && this.status.logged_in;
+    const before = this.status;
     this.status = s;
     renderConnection(s);
+    renderGlance(s);
+    announceChanges(before, s);
     for (const l of this.listeners) l(s);
     if (wasLoggedIn !== undefined && wasLoggedIn !== null && wasLoggedIn !== s.logged_in) route();
   },
@@ -44,6 +49,46 @@ function renderConnection(s) {
   const where = s.server ? ` · ${s.server}` : '';
   mount(el, h('span', { class: 'dot', 'aria-hidden': 'true' }), `${labels[s.connection] || s.connection}${s.connection === 'online' ? where : ''}`);
   document.getElementById('nav').hidden = !s.logged_in;
+}
+
+/// The screen's name, for the tab's title.
+let screenName = 'Dashboard';
+
+const ICONS = { ok: 'icon.svg', muted: 'icon.svg', busy: 'icon-busy.svg', warn: 'icon-warn.svg', bad: 'icon-bad.svg' };
+
+function setTitle() {
+  const s = store.status;
+  const state = s && s.logged_in ? s.title : null;
+  document.title = [state, screenName === 'Dashboard' && state ? null : screenName, 'FileSync'].filter(Boolean).join(' · ');
+}
+
+/// The state outside the page: the tab's title and icon, and the count on Conflicts.
+function renderGlance(s) {
+  setTitle();
+  const tone = s.logged_in && s.summary ? s.summary.tone : 'ok';
+  const icon = document.getElementById('favicon');
+  const href = `/assets/${ICONS[tone] || ICONS.ok}`;
+  if (icon.getAttribute('href') !== href) icon.setAttribute('href', href);
+  const n = (s.totals && s.totals.conflicts) || 0;
+  const link = document.getElementById('nav-conflicts');
+  if (link.dataset.count !== String(n)) {
+    link.dataset.count = String(n);
+    mount(link, 'Conflicts', n ? h('span', { class: 'count' }, h('span', { class: 'sr-only' }, ': '), String(n),
+      h('span', { class: 'sr-only' }, ' open')) : null);
+  }
+}
+
+/// Says, once, what changed: a folder's line turned from one kind to another ("Documents: 2
+/// conflicts need you"), or the connection's. Countdowns and progress are not news.
+function announceChanges(before, s) {
+  if (!before || !before.logged_in || !s.logged_in) return;
+  const said = [];
+  const was = new Map((before.folders || []).map((f) => [f.name, f.summary && f.summary.kind]));
+  for (const f of s.folders || []) {
+    if (f.summary && was.has(f.name) && was.get(f.name) !== f.summary.kind) said.push(`${f.name}: ${f.summary.text}`);
+  }
+  if (!said.length && before.summary && s.summary && before.summary.kind !== s.summary.kind) said.push(s.summary.text);
+  if (said.length) document.getElementById('announce').textContent = said.join('. ');
 }
 
 function markNav(path) {
@@ -76,7 +121,8 @@ export function route() {
   const title = m.querySelector('.screen-title');
   if (title) {
     title.focus({ preventScroll: true });
-    document.title = `${title.textContent} · FileSync`;
+    screenName = title.textContent;
+    setTitle();
   }
 }
 

@@ -1,70 +1,131 @@
-// The dashboard: every folder with its state — up to date, syncing with live progress (files
-// and bytes remaining, transfer rate), paused or in error with the reason and what to do —
-// its last sync and totals. Re-rendered on every status event; nothing reloads.
+// The dashboard: one line that sums everything up, then every folder with its own line —
+// "Up to date" only when nothing needs the person, otherwise what does, with the one action
+// that helps (Sync now, Retry now, Resume, the conflicts) — live progress, what is wrong and
+// what to do, and its direction, schedule, limits and excluded subfolders. Live updates are
+// patched in place (`patch`), so the keyboard focus and an opened details box stay put; what
+// changed is announced once by the app's announcer, not the whole dashboard.
 
-import { h, mount, heading, fmtBytes, fmtCount, fmtAgo, fmtTime, toast, confirmDialog } from './dom.js';
+import { h, mount, patch, heading, fmtBytes, fmtCount, fmtAgo, fmtTime, toast, confirmDialog } from './dom.js';
 import { post } from './api.js';
 
-const STATE = {
-  idle: ['Up to date', 'ok'],
-  syncing: ['Syncing', 'busy'],
-  paused: ['Paused', 'warn'],
-  error: ['Needs attention', 'bad'],
-  offline: ['Offline', 'muted'],
-  starting: ['Starting', 'muted'],
-};
+/// The line the agent chose for a folder or the whole dashboard (`summary` in /api/status),
+/// as a badge with its action beside it and the detail below.
+export function summaryLine(sum, folder, key = 'glance') {
+  if (!sum) return null;
+  return h('div', { class: 'glance', 'data-key': key },
+    h('span', { class: `badge badge-${sum.tone}`, 'data-kind': sum.kind },
+      h('span', { class: 'dot', 'aria-hidden': 'true' }), sum.text),
+    actionFor(sum, folder || sum.folder),
+    sum.detail ? h('span', { class: 'detail', 'data-key': 'detail' }, sum.detail) : null);
+}
 
-export function stateBadge(state) {
-  const [label, kind] = STATE[state] || [state, 'muted'];
-  return h('span', { class: `badge badge-${kind}` }, h('span', { class: 'dot', 'aria-hidden': 'true' }), label);
+function actionFor(sum, folder) {
+  const button = (action, label) => h('button', {
+    type: 'button', class: 'button small secondary', 'data-action': action, 'data-folder': folder, 'data-key': `act-${action}`,
+  }, label);
+  switch (sum.action) {
+    case 'conflicts': return h('a', { class: 'button small secondary', href: '#/conflicts', 'data-key': 'act-conflicts' }, 'Resolve…');
+    case 'sync-now': return button('sync-now', 'Sync now');
+    case 'retry-now': return button('retry-now', 'Retry now');
+    case 'resume': return button('resume', 'Resume');
+    case 'resume-all': return button('resume-all', 'Resume all');
+    default: return null;
+  }
+}
+
+/// Carries out a summary line's action; `el` is the button, with `data-action` and `data-folder`.
+export async function runAction(el) {
+  const folder = el.dataset.folder;
+  const enc = encodeURIComponent(folder || '');
+  try {
+    switch (el.dataset.action) {
+      case 'sync-now': await post(`/folders/${enc}/sync`); toast(`Syncing ${folder} now.`); break;
+      case 'retry-now': await post('/reconnect'); toast('Trying the server again now.'); break;
+      case 'resume': await post(`/folders/${enc}/pause`, { paused: false }); toast(`Resumed ${folder}.`); break;
+      case 'resume-all': await post('/pause', { paused: false }); toast('Resumed every folder.'); break;
+      case 'confirm-deletes': await confirmDeletes(folder); break;
+      default: break;
+    }
+  } catch (err) { toast(err.message, 'bad'); }
 }
 
 function progress(p) {
   if (!p) return null;
   const pct = p.bytes_total > 0 ? Math.round((100 * p.bytes_done) / p.bytes_total) : 0;
   const rate = p.rate_bps > 0 ? ` · ${fmtBytes(p.rate_bps)}/s` : '';
-  return h('div', { class: 'progress' },
+  return h('div', { class: 'progress', 'data-key': 'progress' },
     h('progress', { max: 100, value: pct, 'aria-label': `Sync progress ${pct}%` }),
     h('p', { class: 'muted' },
       `${p.phase ? p.phase + ': ' : ''}${fmtCount(p.files_remaining, 'file', 'files')} and ${fmtBytes(p.bytes_remaining)} remaining${rate}`));
 }
 
 /// The mass-delete guard held a pass back: let the deletions through, after asking.
-export async function confirmDeletes(name) {
+async function confirmDeletes(name) {
   const ok = await confirmDialog({ title: 'Delete these files everywhere?', danger: true, confirm: 'Confirm the deletions',
     message: `The files deleted on this computer are then deleted on the server and your other computers too. The server keeps them in ${name}'s history and trash for its retention period.` });
   if (!ok) return;
   try { await post(`/folders/${encodeURIComponent(name)}/confirm-deletes`); toast('Confirmed; the agent propagates the deletions now.'); } catch (err) { toast(err.message, 'bad'); }
 }
 
+const DIRECTION = { 'two-way': 'Two-way', 'upload-only': 'Upload only', 'download-only': 'Download only' };
+const UNIT = { s: 's', m: 'min', h: 'h', d: 'days' };
+
+/// "continuous", "hourly", "every 5m" in words.
+export function scheduleText(schedule) {
+  const s = (schedule || 'continuous').trim().toLowerCase();
+  if (s === 'continuous') return 'On every change';
+  if (s === 'hourly') return 'Hourly';
+  if (s === 'daily') return 'Daily';
+  const m = s.match(/^every\s*(\d+)\s*([smhd])/);
+  return m ? `Every ${m[1]} ${UNIT[m[2]]}` : schedule;
+}
+
+function limitsText(st) {
+  if (!st.upload_limit && !st.download_limit) return null;
+  const one = (n) => (n ? `${fmtBytes(n)}/s` : 'unlimited');
+  return `up ${one(st.upload_limit)} · down ${one(st.download_limit)}`;
+}
+
+function fact(key, label, value, attrs = {}) {
+  return h('div', { 'data-key': key }, h('dt', {}, label), h('dd', attrs, value));
+}
+
 function folderCard(f) {
-  const problem = f.state === 'error' || f.state === 'paused' || f.state === 'offline';
+  // A folder paused by the person says so in its line, with Resume beside it: no notice.
+  const byPerson = f.summary && (f.summary.action === 'resume' || f.summary.action === 'resume-all');
+  const problem = (f.state === 'error' || f.state === 'paused' || f.state === 'offline') && !byPerson;
   const reason = f.state === 'paused' ? (f.paused_reason || 'Paused.') : f.last_error;
-  return h('li', { class: `folder folder-${f.state}`, 'data-folder': f.name },
+  const st = f.settings || {};
+  const limits = limitsText(st);
+  return h('li', { class: `folder folder-${f.summary ? f.summary.tone : f.state}`, 'data-folder': f.name, 'data-key': `folder:${f.name}` },
     h('div', { class: 'folder-head' },
       h('h2', {}, h('a', { href: `#/folder/${encodeURIComponent(f.name)}` }, f.name)),
-      stateBadge(f.state)),
+      summaryLine(f.summary, f.name)),
     h('p', { class: 'path' }, f.path),
     f.state === 'syncing' ? progress(f.progress) : null,
-    problem && (reason || f.hint) ? h('div', { class: `notice notice-${f.state === 'error' ? 'bad' : 'warn'}`, role: f.state === 'error' ? 'alert' : null },
+    problem && (reason || f.hint) ? h('div', { class: `notice notice-${f.state === 'error' ? 'bad' : 'warn'}`, role: f.state === 'error' ? 'alert' : null, 'data-key': 'notice' },
       reason ? h('p', { class: 'reason' }, reason) : null,
       f.hint ? h('p', { class: 'hint' }, h('strong', {}, 'What to do: '), f.hint) : null,
-      f.guard_tripped ? h('div', { class: 'actions' },
-        h('button', { type: 'button', class: 'button danger', onclick: () => confirmDeletes(f.name) }, 'Confirm the deletions…')) : null) : null,
+      f.guard_tripped ? h('div', { class: 'actions', 'data-key': 'guard' },
+        h('button', { type: 'button', class: 'button danger', 'data-action': 'confirm-deletes', 'data-folder': f.name }, 'Confirm the deletions…')) : null) : null,
     h('dl', { class: 'facts' },
-      h('div', {}, h('dt', {}, 'Files'), h('dd', {}, f.files.toLocaleString())),
-      h('div', {}, h('dt', {}, 'Size'), h('dd', {}, fmtBytes(f.bytes))),
-      h('div', {}, h('dt', {}, 'Last sync'), h('dd', { title: f.last_sync ? fmtTime(f.last_sync) : null }, fmtAgo(f.last_sync))),
-      f.pending ? h('div', {}, h('dt', {}, 'Pending'), h('dd', {}, f.pending.toLocaleString())) : null,
-      f.conflicts ? h('div', {}, h('dt', {}, 'Conflicts'), h('dd', {}, h('a', { href: '#/conflicts' }, f.conflicts.toLocaleString()))) : null),
-    f.skipped && f.skipped.length ? h('details', { class: 'skipped' },
+      fact('files', 'Files', f.files.toLocaleString()),
+      fact('size', 'Size', fmtBytes(f.bytes)),
+      fact('last', 'Last sync', fmtAgo(f.last_sync), { title: f.last_sync ? fmtTime(f.last_sync) : null }),
+      f.pending ? fact('pending', 'Pending', f.pending.toLocaleString()) : null,
+      f.conflicts ? fact('conflicts', 'Conflicts', h('a', { href: '#/conflicts' }, f.conflicts.toLocaleString())) : null,
+      fact('direction', 'Direction', DIRECTION[st.direction] || st.direction),
+      fact('schedule', 'Syncs', scheduleText(st.schedule)),
+      limits ? fact('limits', 'Speed limits', limits) : null,
+      st.excluded && st.excluded.length ? fact('excluded', 'Not synced here', st.excluded.join(', ')) : null),
+    f.skipped && f.skipped.length ? h('details', { class: 'skipped', 'data-key': 'skipped' },
       h('summary', {}, `${fmtCount(f.skipped.length, 'item', 'items')} skipped on this computer`),
-      h('ul', {}, f.skipped.slice(0, 20).map((s) => h('li', {}, h('code', {}, s.path), ` — ${s.reason}`)))) : null);
+      h('ul', {}, f.skipped.slice(0, 20).map((s) => h('li', { 'data-key': s.path }, h('code', {}, s.path), ` — ${s.reason}`)))) : null);
 }
 
 export function dashboardScreen(main, store) {
   const title = heading('Dashboard');
-  const body = h('div', { 'aria-live': 'polite' });
+  const body = h('div', { class: 'dashboard' });
   const pauseAll = h('button', { type: 'button', class: 'button secondary', id: 'pause-all' });
   pauseAll.addEventListener('click', async () => {
     const paused = !store.status.paused_all;
@@ -73,31 +134,37 @@ export function dashboardScreen(main, store) {
       toast(paused ? 'Paused every folder.' : 'Resumed every folder.');
     } catch (err) { toast(err.message, 'bad'); }
   });
+  // The parts are patched in place, so their buttons are handled here, by what they say.
+  body.addEventListener('click', (e) => {
+    const b = e.target.closest('button[data-action]');
+    if (b) runAction(b);
+  });
   mount(main, h('div', { class: 'screen-head' }, title,
     h('div', { class: 'row' }, pauseAll, h('a', { class: 'button', href: '#/add' }, 'Add folder'))), body);
+  let renders = 0;
   const render = (s) => {
     pauseAll.textContent = s.paused_all ? 'Resume all' : 'Pause all';
     pauseAll.hidden = !s.folders.length;
     const banner = s.connection !== 'online' && s.connection !== 'starting'
-      ? h('div', { class: `notice notice-${s.connection === 'error' ? 'bad' : 'warn'}`, role: 'alert' },
+      ? h('div', { class: `notice notice-${s.connection === 'error' ? 'bad' : 'warn'}`, role: 'alert', 'data-key': 'banner' },
         h('p', { class: 'reason' }, s.message || 'Not connected to the server.'),
         s.hint ? h('p', { class: 'hint' }, h('strong', {}, 'What to do: '), s.hint) : null)
       : null;
     const t = s.totals;
-    const summary = h('p', { class: 'totals' },
+    const summary = h('p', { class: 'totals', 'data-key': 'totals' },
       `${fmtCount(t.folders, 'folder', 'folders')} · ${fmtCount(t.files, 'file', 'files')} · ${fmtBytes(t.bytes)}`,
-      t.conflicts ? [' · ', h('a', { href: '#/conflicts' }, fmtCount(t.conflicts, 'conflict', 'conflicts'))] : null,
+      t.conflicts ? [' · ', h('a', { href: '#/conflicts', 'data-key': 'conflicts' }, fmtCount(t.conflicts, 'conflict', 'conflicts'))] : null,
       s.user ? ` · ${s.user} on ${s.device_name}` : null);
     const list = s.folders.length
-      ? h('ul', { class: 'folders' }, s.folders.map(folderCard))
-      : h('div', { class: 'card empty' },
+      ? h('ul', { class: 'folders', 'data-key': 'folders' }, s.folders.map(folderCard))
+      : h('div', { class: 'card empty', 'data-key': 'empty' },
         h('h2', {}, 'No folders yet'),
         h('p', {}, 'Choose a folder on this computer to keep in sync with your other computers.'),
         h('a', { class: 'button', href: '#/add' }, 'Add your first folder'));
-    // Keep the keyboard focus on the same link across live updates.
-    const focused = body.contains(document.activeElement) ? document.activeElement.getAttribute('href') : null;
-    mount(body, banner, summary, list);
-    if (focused) { const again = body.querySelector(`a[href="${CSS.escape(focused)}"]`); if (again) again.focus(); }
+    const overall = s.folders.length ? summaryLine(s.summary, null, 'overall') : null;
+    if (overall) overall.classList.add('overall');
+    patch(body, overall, banner, summary, list);
+    body.dataset.renders = String(++renders);
   };
   render(store.status);
   return store.onStatus(render);

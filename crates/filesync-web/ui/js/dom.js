@@ -159,3 +159,51 @@ export function promptDialog({ title, message, label, value = '', confirm }) {
     input.select();
   });
 }
+
+/// Makes the children of `el` look like `children` (built with `h`) while keeping the nodes
+/// that stay: a focused button keeps the focus, an opened <details> stays open, and
+/// assistive technology sees only what changed. Elements are matched by tag and position, or
+/// by `data-key` (give one to each element that comes and goes, and to list items). Event
+/// handlers are not carried over, so live parts use `data-action` and one delegated handler.
+export function patch(el, ...children) {
+  const next = [];
+  append({ appendChild: (n) => next.push(n) }, children);
+  patchChildren(el, next);
+  return el;
+}
+
+const keyOf = (n) => (n.nodeType === 1 && n.getAttribute('data-key')) || null;
+const sameKind = (a, b) => a.nodeType === b.nodeType && (a.nodeType !== 1 || a.tagName === b.tagName);
+
+function patchChildren(parent, next) {
+  const keyed = new Map();
+  for (const c of parent.childNodes) if (keyOf(c)) keyed.set(`${c.tagName}|${keyOf(c)}`, c);
+  let i = 0;
+  for (const n of next) {
+    const cur = parent.childNodes[i] || null;
+    const key = keyOf(n);
+    let match = null;
+    if (key) match = keyed.get(`${n.tagName}|${key}`) || null;
+    else if (cur && !keyOf(cur) && sameKind(cur, n)) match = cur;
+    if (match) {
+      if (match !== cur) parent.insertBefore(match, cur);
+      patchNode(match, n);
+    } else {
+      parent.insertBefore(n, cur);
+    }
+    i++;
+  }
+  while (parent.childNodes.length > i) parent.lastChild.remove();
+}
+
+function patchNode(old, next) {
+  if (old.nodeType !== 1) {
+    if (old.nodeValue !== next.nodeValue) old.nodeValue = next.nodeValue;
+    return;
+  }
+  // Whether a <details> is open is the person's choice, not the data's.
+  const own = (name) => name === 'open' && old.tagName === 'DETAILS';
+  for (const { name } of [...old.attributes]) if (!next.hasAttribute(name) && !own(name)) old.removeAttribute(name);
+  for (const { name, value } of [...next.attributes]) if (old.getAttribute(name) !== value && !own(name)) old.setAttribute(name, value);
+  patchChildren(old, [...next.childNodes]);
+}

@@ -2,10 +2,10 @@
 // (an existing one or a new one), the direction, and a summary before confirming — and one
 // folder's page (state, settings, unlink).
 
-import { h, mount, heading, field, formError, clearErrors, showError, toast, confirmDialog, fmtBytes, fmtAgo } from './dom.js';
+import { h, mount, patch, heading, field, formError, clearErrors, showError, toast, confirmDialog, fmtBytes, fmtAgo } from './dom.js';
 import { get, post, del, api } from './api.js';
 import { route } from './app.js';
-import { stateBadge, confirmDeletes } from './dashboard.js';
+import { summaryLine, runAction } from './dashboard.js';
 import { settingsForm } from './settings.js';
 
 export function addFolderScreen(main) {
@@ -128,23 +128,27 @@ export function addFolderScreen(main) {
 export function folderScreen(main, store, name) {
   let alive = true;
   const enc = encodeURIComponent(name);
-  const live = h('div', { class: 'live', 'aria-live': 'polite' });
+  // Patched in place on every status; the app's announcer says what changed.
+  const live = h('div', { class: 'live' });
+  live.addEventListener('click', (e) => {
+    const b = e.target.closest('button[data-action]');
+    if (b) runAction(b);
+  });
   const pauseButton = h('button', { type: 'button', class: 'button secondary', id: 'pause-toggle' });
   const render = (s) => {
     const f = s.folders.find((x) => x.name === name);
     if (!f) { mount(live, h('p', {}, `There is no folder named ${name} on this computer. `, h('a', { href: '#/' }, 'Back to the dashboard'))); return; }
-    mount(live,
-      h('p', {}, stateBadge(f.state), ' ', h('code', { class: 'wrap' }, f.path)),
-      f.state === 'error' && f.last_error ? h('p', { class: 'notice notice-bad' }, f.last_error) : null,
-      f.paused_reason ? h('p', { class: 'notice notice-warn' }, f.paused_reason) : null,
-      h('p', { class: 'muted' }, `${f.files.toLocaleString()} files · ${fmtBytes(f.bytes)} · last sync ${fmtAgo(f.last_sync)}`));
+    patch(live,
+      summaryLine(f.summary, f.name),
+      h('p', { 'data-key': 'path' }, h('code', { class: 'wrap' }, f.path)),
+      f.state === 'error' && f.last_error ? h('p', { class: 'notice notice-bad', 'data-key': 'error' }, f.last_error) : null,
+      f.paused_reason ? h('p', { class: 'notice notice-warn', 'data-key': 'paused' }, f.paused_reason) : null,
+      h('p', { class: 'muted', 'data-key': 'counts' }, `${f.files.toLocaleString()} files · ${fmtBytes(f.bytes)} · last sync ${fmtAgo(f.last_sync)}`),
+      f.guard_tripped ? h('div', { class: 'actions', 'data-key': 'guard' },
+        h('button', { type: 'button', class: 'button danger', 'data-action': 'confirm-deletes', 'data-folder': name }, 'Confirm the deletions…')) : null);
     const paused = !!f.settings.paused;
     pauseButton.textContent = paused ? 'Resume syncing' : 'Pause syncing';
     pauseButton.dataset.paused = paused ? '1' : '';
-    if (f.guard_tripped) {
-      live.appendChild(h('div', { class: 'actions' },
-        h('button', { type: 'button', class: 'button danger', onclick: () => confirmDeletes(name) }, 'Confirm the deletions…')));
-    }
   };
   pauseButton.addEventListener('click', async () => {
     const paused = !pauseButton.dataset.paused;

@@ -194,6 +194,9 @@ fn pause_and_resume_on_a_running_agent() {
     wait_until(30, "a to report paused", || a.folder_status()["state"] == "paused");
     let reason = a.folder_status()["paused_reason"].as_str().unwrap_or_default().to_string();
     assert_eq!(reason, "paused by you", "the reason speaks to every surface, without command syntax");
+    // Regression: a paused folder said "the server has newer changes (revision 1 of 1)".
+    let waiting = a.folder_status()["waiting"].to_string();
+    assert!(!waiting.contains("newer"), "nothing is newer on the server: {waiting}");
     assert!(a.ok(&["status"], None).contains("to resume: `filesync resume docs`"));
     let shown = a.ok(&["folder", "show", "docs"], None);
     assert!(shown.contains("paused           yes"), "{shown}");

@@ -409,8 +409,12 @@ impl FolderTask {
                 "changes waiting for the next scheduled sync".to_string()
             });
         }
-        if self.pull || self.server_rev > self.cursor {
+        // Only a revision the server announced beyond the cursor is "newer changes"; a pull
+        // asked for without one (a reconnect, a push merged away) is only a check.
+        if self.server_rev > self.cursor {
             waiting.push(format!("the server has newer changes (revision {} of {})", self.cursor, self.server_rev));
+        } else if self.pull && !self.paused() {
+            waiting.push("checking the server for changes".to_string());
         }
         if self.held_back > 0 {
             waiting.push(format!("{} change(s) held back by the folder's direction", self.held_back));

@@ -25,6 +25,7 @@ use filesync_core::{EntryState, FileMeta, Hash, RelPath};
 pub mod conformance;
 pub mod decide;
 pub mod localfs;
+pub mod pg;
 pub mod retention;
 pub mod s3;
 mod sql;
@@ -194,6 +195,10 @@ pub enum StoreError {
     /// The object store (S3) failed or could not be reached; the message names the store.
     #[error("{0}")]
     Remote(String),
+    /// The database server (PostgreSQL) could not be reached or refused the connection; the
+    /// message names it (never with its password) and says what to check.
+    #[error("{0}")]
+    Connect(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -12,12 +12,16 @@
 //! (`sqlite/schema.rs`); the shared column encodings are in `src/sql.rs`.
 
 #[path = "sqlstore/accounts.rs"]
+#[allow(clippy::duplicate_mod, reason = "compiled once per SQL backend, by design")]
 mod accounts;
 #[path = "sqlstore/history.rs"]
+#[allow(clippy::duplicate_mod, reason = "compiled once per SQL backend, by design")]
 mod history;
 #[path = "sqlstore/meta.rs"]
+#[allow(clippy::duplicate_mod, reason = "compiled once per SQL backend, by design")]
 mod meta;
 #[path = "sqlstore/rows.rs"]
+#[allow(clippy::duplicate_mod, reason = "compiled once per SQL backend, by design")]
 mod rows;
 mod schema;
 #[cfg(test)]

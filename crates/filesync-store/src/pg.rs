@@ -1,0 +1,183 @@
+//! [`PgMeta`]: the [`MetaStore`] on PostgreSQL, for a deployment whose server instances share
+//! one database.
+//!
+//! The queries and the [`MetaStore`] implementation are SQLite's ([`crate::sqlite`]): the files
+//! of `src/sqlstore/` are compiled here as this module's children, against the aliases and the
+//! two transaction starters below. The schema is PostgreSQL's own (`pg/schema.rs`: `BIGINT`
+//! identities, `BYTEA`, byte-ordered `COLLATE "C"` text), applied by its own migrations under
+//! an advisory lock, so that instances starting together migrate once.
+//!
+//! Concurrency: several instances (and admin commands) write at once, where SQLite has one
+//! writer. Write transactions run at `READ COMMITTED` and take row locks where SQLite's single
+//! writer made them safe: a commit or a restore locks its folder's row (`SELECT … FOR UPDATE`)
+//! before it reads the paths it decides, so two commits to one folder take turns and never
+//! hand out the same rev; a prune batch locks its folder, and a chunk sweep locks every folder
+//! of its user, so no commit runs between their read and their delete. Every other write is a
+//! single statement, or an `UPDATE … WHERE` that PostgreSQL re-checks against the row a
+//! concurrent writer left (an invite is used up once). Reads that must see one moment (usage,
+//! the mark of a garbage collection) run in a `REPEATABLE READ` snapshot. Row locks were chosen
+//! over `SERIALIZABLE`: commits to different folders never wait for each other nor fail, and
+//! there is no retry loop to get wrong.
+
+#[path = "sqlstore/accounts.rs"]
+#[allow(clippy::duplicate_mod, reason = "compiled once per SQL backend, by design")]
+mod accounts;
+#[path = "sqlstore/history.rs"]
+#[allow(clippy::duplicate_mod, reason = "compiled once per SQL backend, by design")]
+mod history;
+#[path = "sqlstore/meta.rs"]
+#[allow(clippy::duplicate_mod, reason = "compiled once per SQL backend, by design")]
+mod meta;
+#[path = "sqlstore/rows.rs"]
+#[allow(clippy::duplicate_mod, reason = "compiled once per SQL backend, by design")]
+mod rows;
+mod schema;
+pub mod testing;
+
+use crate::{Result, StoreError};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+// What the shared SQL code (`src/sqlstore/`) is compiled against.
+type Store = PgMeta;
+type Db = Postgres;
+type DbPool = PgPool;
+type DbConn = sqlx::PgConnection;
+type DbRow = sqlx::postgres::PgRow;
+/// Appended to a `SELECT` of rows a write transaction must hold still until it ends.
+const FOR_UPDATE: &str = " FOR UPDATE";
+
+/// A write transaction, at PostgreSQL's default `READ COMMITTED`: what must not change under it
+/// is locked by row (see the module doc).
+async fn begin_write(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {
+    Ok(pool.begin().await?)
+}
+
+/// A read transaction whose statements all see one snapshot.
+async fn begin_snapshot(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {
+    Ok(pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?)
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// Connections one store (one server instance) opens to PostgreSQL at most.
+const MAX_CONNECTIONS: u32 = 16;
+/// How long a request waits for a free connection, or for PostgreSQL to answer a connect.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Metadata in PostgreSQL. Cheap to clone (the pool is shared).
+#[derive(Clone, Debug)]
+pub struct PgMeta {
+    /// Both fields are the same pool; the shared code names the pool by what it does.
+    write: PgPool,
+    read: PgPool,
+}
+
+impl PgMeta {
+    /// Connects to the database at `url` (`postgres://USER@HOST[:PORT]/DB[?sslmode=require]`)
+    /// and brings its schema up to date. The password comes from the URL, else `password`, else
+    /// the `PGPASSWORD` environment variable (or `~/.pgpass`), as with `psql`. TLS is used as
+    /// `sslmode` asks (rustls; `verify-full` checks the server's certificate and name).
+    pub async fn connect(url: &str, password: Option<&str>) -> Result<PgMeta> {
+        let mut options = PgConnectOptions::from_str(url).map_err(|e| {
+            StoreError::Connect(format!(
+                "the database address {} is not a valid PostgreSQL URL ({e}); write it as \
+                 postgres://USER@HOST/DATABASE",
+                redact(url)
+            ))
+        })?;
+        if let Some(password) = password.filter(|_| url_password(url).is_none()) {
+            options = options.password(password);
+        }
+        PgMeta::open(options).await
+    }
+
+    /// Connects with `options` and brings the schema up to date.
+    pub async fn open(options: PgConnectOptions) -> Result<PgMeta> {
+        let shown = describe(&options);
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                StoreError::Connect(format!(
+                    "cannot connect to the metadata database at {shown}: {e}; check that PostgreSQL \
+                     runs there and that the user, password and database are right"
+                ))
+            })?;
+        schema::migrate(&pool).await?;
+        Ok(PgMeta { write: pool.clone(), read: pool })
+    }
+
+    /// The schema version of the open database.
+    pub async fn schema_version(&self) -> Result<i64> {
+        schema::version(&self.read).await
+    }
+
+    /// Latest schema version this build knows (what [`PgMeta::open`] migrates to).
+    pub fn latest_schema_version() -> i64 {
+        schema::MIGRATIONS.len() as i64
+    }
+
+    /// Closes the pool, waiting for in-flight queries.
+    pub async fn close(&self) {
+        self.write.close().await;
+    }
+}
+
+/// `postgres://USER@HOST:PORT/DB`: where a store connects, without its password, for messages.
+fn describe(options: &PgConnectOptions) -> String {
+    format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or(options.get_username())
+    )
+}
+
+/// The URL's parts around its password: (`scheme://user`, password, `@host…`), if it has one.
+fn url_password(url: &str) -> Option<(&str, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (user, password) = userinfo.split_once(':')?;
+    let user_end = scheme.len() + 3 + user.len();
+    Some((&url[..user_end], password, &url[user_end + 1 + password.len()..]))
+}
+
+/// `url` with its password, if any, replaced by `***`: fit for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url_password(url) {
+        Some((before, _, after)) => format!("{before}:***{after}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{redact, url_password};
+
+    #[test]
+    fn passwords_are_redacted_from_urls_in_messages() {
+        assert_eq!(
+            redact("postgres://u:s3cr3t@db:5432/fs?sslmode=require"),
+            "postgres://u:***@db:5432/fs?sslmode=require"
+        );
+        assert_eq!(redact("postgres://u@db/fs"), "postgres://u@db/fs");
+        assert_eq!(redact("postgres://db/fs"), "postgres://db/fs");
+        assert_eq!(redact("not a url"), "not a url");
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_found() {
+        assert_eq!(url_password("postgres://u:p@ss@db/fs").map(|p| p.1), Some("p@ss"));
+        assert_eq!(url_password("postgres://u@db/fs"), None);
+        assert_eq!(url_password("postgres://db/fs?user=a:b@c"), None);
+    }
+}

@@ -1,8 +1,9 @@
 //! Server-side storage behind two traits: [`MetaStore`] (accounts, devices, folders, the
 //! per-folder journal and which chunks each user has) and [`ChunkStore`] (chunk bytes,
 //! content-addressed per user). SQLite ([`sqlite::SqliteMeta`]) and a local directory
-//! ([`localfs::LocalChunks`]) are the embedded defaults; [`conformance`] is the test suite
-//! every implementation must pass.
+//! ([`localfs::LocalChunks`]) are the embedded defaults; PostgreSQL ([`pg::PgMeta`]) and an
+//! S3-compatible bucket ([`s3::S3Chunks`]) serve deployments of several server instances;
+//! [`conformance`] is the test suite every implementation must pass.
 //!
 //! This crate refuses to know about the network protocol or TLS: it speaks domain types
 //! from `filesync-core`. The rule that decides whether a commit is accepted lives here, as a
@@ -204,10 +205,19 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Opens the embedded stores in a server data directory, creating what is missing: metadata in
-/// `<data_dir>/meta.db` (with SQLite's `meta.db-wal` and `meta.db-shm` beside it) and chunks
-/// under `<data_dir>/chunks/`. On Unix, what it creates is readable by the owner only
-/// (directories 0700, files 0600): it holds every user's files and password hashes.
+/// `<data_dir>/meta.db` ([`open_sqlite`]) and chunks under `<data_dir>/chunks/`
+/// ([`open_local_chunks`]).
 pub async fn open_embedded(data_dir: &std::path::Path) -> Result<(sqlite::SqliteMeta, localfs::LocalChunks)> {
+    let meta = open_sqlite(data_dir).await?;
+    let chunks = open_local_chunks(data_dir)?;
+    Ok((meta, chunks))
+}
+
+/// Opens (creating it) the SQLite metadata of a server data directory: `<data_dir>/meta.db`,
+/// with SQLite's `meta.db-wal` and `meta.db-shm` beside it. On Unix, what it creates is
+/// readable by the owner only (directories 0700, files 0600): it holds every user's password
+/// hashes.
+pub async fn open_sqlite(data_dir: &std::path::Path) -> Result<sqlite::SqliteMeta> {
     localfs::private_dir_all(data_dir)
         .map_err(|source| StoreError::Io { path: data_dir.display().to_string(), source })?;
     let db = data_dir.join("meta.db");
@@ -218,9 +228,15 @@ pub async fn open_embedded(data_dir: &std::path::Path) -> Result<(sqlite::Sqlite
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(source) => return Err(StoreError::Io { path: db.display().to_string(), source }),
     }
-    let meta = sqlite::SqliteMeta::open(&db).await?;
-    let chunks = localfs::LocalChunks::open(data_dir.join("chunks"))?;
-    Ok((meta, chunks))
+    sqlite::SqliteMeta::open(&db).await
+}
+
+/// Opens (creating it, owner-only) the chunk directory of a server data directory:
+/// `<data_dir>/chunks/`.
+pub fn open_local_chunks(data_dir: &std::path::Path) -> Result<localfs::LocalChunks> {
+    localfs::private_dir_all(data_dir)
+        .map_err(|source| StoreError::Io { path: data_dir.display().to_string(), source })?;
+    localfs::LocalChunks::open(data_dir.join("chunks"))
 }
 
 /// Accounts, devices, folders and their journals.

@@ -64,6 +64,48 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// Where a server's metadata lives in PostgreSQL: the URL, and a password given apart from it
+/// (read from a file) for when the URL has none. Its `Debug` never shows a password.
+#[derive(Clone)]
+pub struct PgConfig {
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=…]`.
+    pub url: String,
+    pub password: Option<String>,
+}
+
+impl PgConfig {
+    /// Connects and migrates ([`PgMeta::connect`]).
+    pub async fn connect(&self) -> Result<PgMeta> {
+        PgMeta::connect(&self.url, self.password.as_deref()).await
+    }
+
+    /// The URL without its password, for messages.
+    pub fn display_url(&self) -> String {
+        redact(&self.url)
+    }
+
+    /// Reads a password file: its first line, without the line ending. The message of an
+    /// error names the file.
+    pub fn read_password_file(path: &std::path::Path) -> std::result::Result<String, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the database password from {}: {e}", path.display()))?;
+        let line = text.lines().next().unwrap_or_default();
+        if line.is_empty() {
+            return Err(format!("{} is empty: write the database password on its first line", path.display()));
+        }
+        Ok(line.to_owned())
+    }
+}
+
+impl std::fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConfig")
+            .field("url", &redact(&self.url))
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
 /// Connections one store (one server instance) opens to PostgreSQL at most.
 const MAX_CONNECTIONS: u32 = 16;
 /// How long a request waits for a free connection, or for PostgreSQL to answer a connect.
@@ -172,6 +214,24 @@ mod tests {
         assert_eq!(redact("postgres://u@db/fs"), "postgres://u@db/fs");
         assert_eq!(redact("postgres://db/fs"), "postgres://db/fs");
         assert_eq!(redact("not a url"), "not a url");
+    }
+
+    #[test]
+    fn debug_output_hides_passwords() {
+        let c = super::PgConfig { url: "postgres://u:s3cr3t@db/fs".into(), password: Some("hunter2".into()) };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cr3t") && !shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn the_password_file_gives_its_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "correct horse \r\nsecond line\n").unwrap();
+        assert_eq!(super::PgConfig::read_password_file(&f).unwrap(), "correct horse ");
+        std::fs::write(&f, "\n").unwrap();
+        assert!(super::PgConfig::read_password_file(&f).unwrap_err().contains("is empty"));
+        assert!(super::PgConfig::read_password_file(&dir.path().join("nope")).unwrap_err().contains("nope"));
     }
 
     #[test]

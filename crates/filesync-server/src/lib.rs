@@ -192,11 +192,16 @@ impl Server {
         let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config()?);
         let chunk_gate = Arc::new(tokio::sync::RwLock::new(()));
         let maintenance = Maintenance::with_gate(meta.clone(), chunks.clone(), config.retention, chunk_gate.clone());
+        // A store that other instances write too tells of their commits.
+        let hub = match meta.commit_notices().await? {
+            Some(notices) => hub::Hub::new(Box::new(hub::SharedChanges::follow(notices))),
+            None => hub::Hub::default(),
+        };
         Ok(Server {
             shared: Arc::new(Shared {
                 meta,
                 chunks,
-                hub: hub::Hub::default(),
+                hub,
                 throttle: auth::LoginThrottle::default(),
                 passwords: Arc::new(passwords::PasswordWork::new(config.password_concurrency, config.password_queue)),
                 registration: config.registration,

@@ -381,6 +381,25 @@ pub trait MetaStore: Send + Sync + 'static {
     /// before the sweep's cutoff; returns them, so the caller deletes their bytes. One
     /// transaction.
     async fn delete_chunks(&self, sweep: &ChunkSweep, hashes: &[Hash]) -> Result<Vec<(Hash, u32)>>;
+
+    /// The commits (and restores) made through any handle on this store from now on, this
+    /// one's included: for a store that several server instances share, so that each pushes
+    /// the others' commits to its devices. One notice per transaction, sent only if it
+    /// commits. A hint, like the push it feeds: a notice may be lost (while the connection
+    /// behind the stream is re-established) or come late; the journal stays the truth. `None`:
+    /// the store has one writing server, whose own commits are all there is to push.
+    async fn commit_notices(&self) -> Result<Option<futures::stream::BoxStream<'static, CommitNotice>>> {
+        Ok(None)
+    }
+}
+
+/// A commit some writer of a shared store made: `folder` of `user` reached `seq`
+/// ([`MetaStore::commit_notices`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitNotice {
+    pub user: UserId,
+    pub folder: FolderId,
+    pub seq: u64,
 }
 
 /// Chunk bytes, addressed by (user, BLAKE3 hash). Chunks are stored once per user.

@@ -18,6 +18,10 @@
 //! the mark of a garbage collection) run in a `REPEATABLE READ` snapshot. Row locks were chosen
 //! over `SERIALIZABLE`: commits to different folders never wait for each other nor fail, and
 //! there is no retry loop to get wrong.
+//!
+//! Every commit transaction also sends one `NOTIFY` ([`COMMIT_CHANNEL`]), delivered when it
+//! commits; [`crate::MetaStore::commit_notices`] listens for them, so that each instance pushes
+//! the commits of the others to its devices.
 
 #[path = "sqlstore/accounts.rs"]
 #[allow(clippy::duplicate_mod, reason = "compiled once per SQL backend, by design")]
@@ -34,8 +38,9 @@ mod rows;
 mod schema;
 pub mod testing;
 
-use crate::{Result, StoreError};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use crate::{CommitNotice, Result, StoreError};
+use futures::stream::BoxStream;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
@@ -58,6 +63,51 @@ async fn begin_write(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {
 /// A read transaction whose statements all see one snapshot.
 async fn begin_snapshot(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {
     Ok(pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?)
+}
+
+/// The channel on which every commit transaction notifies the instances sharing the database.
+pub const COMMIT_CHANNEL: &str = "filesync_commits";
+
+/// Notifies [`COMMIT_CHANNEL`] of a commit, inside its transaction: PostgreSQL delivers it to
+/// every listener when, and only if, the transaction commits. The payload is small:
+/// `USER FOLDER SEQ` in decimal.
+async fn notify_commit(conn: &mut DbConn, user: i64, folder: i64, seq: u64) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(COMMIT_CHANNEL)
+        .bind(format!("{user} {folder} {seq}"))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Listens on [`COMMIT_CHANNEL`] on a connection of its own. If that connection drops, the
+/// stream logs it and listens again a second later; notices sent meanwhile are lost (devices
+/// still find those commits at their next pull).
+async fn commit_notices(store: &PgMeta) -> Result<Option<BoxStream<'static, CommitNotice>>> {
+    let mut listener = PgListener::connect_with(&store.read).await?;
+    listener.listen(COMMIT_CHANNEL).await?;
+    let notices = futures::stream::unfold(listener, |mut listener| async move {
+        loop {
+            match listener.recv().await {
+                Ok(n) => match parse_notice(n.payload()) {
+                    Some(notice) => return Some((notice, listener)),
+                    None => tracing::warn!(payload = n.payload(), "ignoring a malformed commit notification"),
+                },
+                Err(e) => {
+                    tracing::warn!("lost the connection that listens for other instances' commits ({e}); retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    Ok(Some(Box::pin(notices)))
+}
+
+/// `USER FOLDER SEQ`, as [`notify_commit`] writes it.
+fn parse_notice(payload: &str) -> Option<CommitNotice> {
+    let mut parts = payload.split(' ').map(str::parse::<u64>);
+    let notice = CommitNotice { user: parts.next()?.ok()?, folder: parts.next()?.ok()?, seq: parts.next()?.ok()? };
+    parts.next().is_none().then_some(notice)
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -214,6 +264,15 @@ mod tests {
         assert_eq!(redact("postgres://u@db/fs"), "postgres://u@db/fs");
         assert_eq!(redact("postgres://db/fs"), "postgres://db/fs");
         assert_eq!(redact("not a url"), "not a url");
+    }
+
+    #[test]
+    fn commit_notices_are_parsed_strictly() {
+        let n = super::parse_notice("7 42 1000").unwrap();
+        assert_eq!((n.user, n.folder, n.seq), (7, 42, 1000));
+        for bad in ["", "7 42", "7 42 1000 9", "7 x 1", "-1 2 3"] {
+            assert_eq!(super::parse_notice(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

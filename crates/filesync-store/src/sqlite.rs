@@ -48,6 +48,19 @@ async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> 
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
 }
 
+/// Tells a store's other writers of a commit, in its transaction: there are none, one server
+/// process writes a SQLite file (an admin command commits no files).
+async fn notify_commit(_conn: &mut DbConn, _user: i64, _folder: i64, _seq: u64) -> Result<()> {
+    Ok(())
+}
+
+/// No notices: the server's own hub sees every commit ([`crate::MetaStore::commit_notices`]).
+async fn commit_notices(
+    _store: &SqliteMeta,
+) -> Result<Option<futures::stream::BoxStream<'static, crate::CommitNotice>>> {
+    Ok(None)
+}
+
 /// A read transaction; WAL gives it one snapshot for all its statements.
 async fn begin_snapshot(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
     Ok(pool.begin().await?)

@@ -7,7 +7,7 @@ use filesync_core::{ChunkRef, EntryKind, FileMeta, Hash, RelPath};
 use filesync_store::conformance::run_meta_suite;
 use filesync_store::pg::PgMeta;
 use filesync_store::pg::testing::TempDatabase;
-use filesync_store::{Device, Folder, MetaStore, ProposedChange, StoreError, UserId};
+use filesync_store::{CommitNotice, Device, Folder, MetaStore, ProposedChange, StoreError, UserId};
 
 #[tokio::test]
 async fn postgres_conforms() {
@@ -168,6 +168,41 @@ async fn overlapping_uploads_and_folder_creation_on_two_instances() {
     let all: Vec<Hash> = hashes.iter().map(|(h, _)| *h).collect();
     assert!(second.missing_chunks(user, &all).await.unwrap().is_empty());
     assert_eq!(second.stored_bytes(user).await.unwrap(), 4000, "each chunk counted once");
+}
+
+/// Each commit transaction notifies every instance once, when it commits: a commit refused as a
+/// whole (a missing chunk) and a commit that changes nothing send nothing.
+#[tokio::test]
+async fn commits_on_one_instance_are_noticed_by_another() {
+    let Some(db) = TempDatabase::create() else { return };
+    let first = db.open().await;
+    let second = db.open().await;
+    let mut notices = second.commit_notices().await.unwrap().expect("PostgreSQL tells of commits");
+    let (user, device, folder, metas) = account(&first, "dan", 3).await;
+    first.commit(user, folder.id, &device, &[put("a", &metas[0]), put("b", &metas[1])], 0).await.unwrap();
+    assert_eq!(next(&mut notices).await, Some(CommitNotice { user, folder: folder.id, seq: 2 }), "one per transaction");
+
+    let mut unknown = metas[2].clone();
+    unknown.chunks[0].hash = Hash::of(b"never uploaded");
+    assert!(first.commit(user, folder.id, &device, &[put("c", &unknown)], 0).await.is_err());
+    first.commit(user, folder.id, &device, &[put("a", &metas[0])], 0).await.unwrap(); // already current
+    second.commit(user, folder.id, &device, &[put("c", &metas[2])], 0).await.unwrap();
+    assert_eq!(
+        next(&mut notices).await,
+        Some(CommitNotice { user, folder: folder.id, seq: 3 }),
+        "nothing for a rolled-back or empty commit; a commit of this instance is noticed too"
+    );
+    first
+        .restore(user, folder.id, &device, &RelPath::new("a").unwrap(), 1, Some(&RelPath::new("copy").unwrap()), 0)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut notices).await, Some(CommitNotice { user, folder: folder.id, seq: 4 }), "restores too");
+}
+
+/// The next notice, waiting at most ten seconds.
+async fn next(notices: &mut futures::stream::BoxStream<'static, CommitNotice>) -> Option<CommitNotice> {
+    use futures::StreamExt;
+    tokio::time::timeout(std::time::Duration::from_secs(10), notices.next()).await.expect("a notice in time")
 }
 
 /// A user with a device and a folder, and `n` stored one-chunk files ready to commit.

@@ -109,6 +109,38 @@ fn a_server_on_postgres_and_s3_syncs_two_computers_both_ways() {
     assert_eq!(server.chunk_files(), 0, "no chunk is kept on the server's disk");
 }
 
+/// Two server instances on one database and one chunk store (a data directory both use, so
+/// also one certificate): a device connected to one gets, by push, the commits a device
+/// connected to the other makes — each commit's `NOTIFY` reaches the other instance, which
+/// pushes it to its connections. Both agents are in sync before the edits, so nothing but a
+/// push can bring them (the agents' own rescan is hourly).
+#[test]
+fn two_server_instances_on_one_database_push_each_others_commits() {
+    let Some(db) = TempDatabase::create() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("shared");
+    let one = TestServer::start_at(&data, "127.0.0.1:0", &["--database", &db.url]);
+    let two = TestServer::start_at(&data, "127.0.0.1:0", &["--database", &db.url]);
+    assert_eq!(one.fingerprint, two.fingerprint, "one certificate");
+    let a = TestClient::register(&one, "ann", "laptop");
+    let b = TestClient::login(&two, "ann", "desktop");
+    let _ga = a.agent();
+    let _gb = b.agent();
+    for c in [&a, &b] {
+        c.ok(&["status", "--wait", "--timeout", "30"], None);
+    }
+    a.write("pushed.txt", "from the laptop, through instance one");
+    wait_until(20, "pushed.txt on the desktop", || {
+        b.exists("pushed.txt") && b.read("pushed.txt") == b"from the laptop, through instance one"
+    });
+    b.write("reply/back.txt", "from the desktop, through instance two");
+    wait_until(20, "the reply on the laptop", || {
+        a.exists("reply/back.txt") && a.read("reply/back.txt") == b"from the desktop, through instance two"
+    });
+    std::fs::remove_file(a.path("pushed.txt")).unwrap();
+    wait_until(20, "the deletion on the desktop", || !b.exists("pushed.txt"));
+}
+
 #[test]
 fn a_database_that_refuses_the_password_stops_the_server_with_a_clear_message() {
     let Some(db) = TempDatabase::create() else { return };

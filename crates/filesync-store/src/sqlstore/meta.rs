@@ -8,15 +8,16 @@ use super::rows::{
     ENTRY_COLS, current_entries, device_from_row, entry_cols, entry_from_row, folder_from_row, folder_seq,
     known_chunks, user_from_row, write_applied,
 };
-use super::{Store, accounts, begin_write, history};
+use super::{Store, accounts, begin_write, commit_notices, history};
 use crate::decide::{Decision, decide};
 use crate::sql::{self, key};
 use crate::{
-    ChunkSweep, CommitOutput, Device, DeviceId, Folder, FolderId, MetaStore, NewAccount, Outcome, ProposedChange,
-    PruneStats, Result, RetentionPolicy, TrashEntry, Usage, User, UserId,
+    ChunkSweep, CommitNotice, CommitOutput, Device, DeviceId, Folder, FolderId, MetaStore, NewAccount, Outcome,
+    ProposedChange, PruneStats, Result, RetentionPolicy, TrashEntry, Usage, User, UserId,
 };
 use async_trait::async_trait;
 use filesync_core::{EntryState, Hash, RelPath};
+use futures::stream::BoxStream;
 use sqlx::{AssertSqlSafe, Row};
 
 #[async_trait]
@@ -427,5 +428,9 @@ impl MetaStore for Store {
 
     async fn delete_chunks(&self, sweep: &ChunkSweep, hashes: &[Hash]) -> Result<Vec<(Hash, u32)>> {
         history::delete_chunks(&self.write, sweep, hashes).await
+    }
+
+    async fn commit_notices(&self) -> Result<Option<BoxStream<'static, CommitNotice>>> {
+        commit_notices(self).await
     }
 }

@@ -2,7 +2,7 @@
 //! commit and the chunk queries are made of (bounded `IN` lists and multi-row `VALUES`), so
 //! that a batch of thousands costs a handful of round trips rather than thousands.
 
-use super::{DbConn, DbRow, FOR_UPDATE};
+use super::{DbConn, DbRow, FOR_UPDATE, notify_commit};
 use crate::sql::{self, IN_LIST, key, signed, unsigned};
 use crate::{Device, Folder, Result, StoreError, User};
 use filesync_core::{EntryState, FileMeta, Hash, RelPath};
@@ -243,8 +243,9 @@ pub(super) async fn folder_seq(conn: &mut DbConn, user: u64, folder: u64) -> Res
 
 /// Writes new versions (ascending rev, the last of them `seq`) in an open write transaction:
 /// checks that the user has every chunk they name ([`StoreError::MissingChunks`] otherwise),
-/// inserts them, points `current` at the last version of each path and advances the folder's
-/// seq. Shared by commits and restores.
+/// inserts them, points `current` at the last version of each path, advances the folder's
+/// seq, and tells the store's other writers (if it has any) once the transaction commits.
+/// Shared by commits and restores.
 pub(super) async fn write_applied(
     conn: &mut DbConn,
     user: i64,
@@ -276,5 +277,5 @@ pub(super) async fn write_applied(
     revs.sort_unstable_by_key(|&(_, rev)| rev);
     upsert_current(&mut *conn, folder, &revs).await?;
     sqlx::query("UPDATE folders SET seq = $1 WHERE id = $2").bind(key(seq)).bind(folder).execute(&mut *conn).await?;
-    Ok(())
+    notify_commit(&mut *conn, user, folder, seq).await
 }

@@ -1,7 +1,7 @@
-//! [`PgMeta`]: the [`MetaStore`] on PostgreSQL, for a deployment whose server instances share
+//! [`PgMeta`]: the [`MetaStore`](crate::MetaStore) on PostgreSQL, for a deployment whose server instances share
 //! one database.
 //!
-//! The queries and the [`MetaStore`] implementation are SQLite's ([`crate::sqlite`]): the files
+//! The queries and the [`MetaStore`](crate::MetaStore) implementation are SQLite's ([`crate::sqlite`]): the files
 //! of `src/sqlstore/` are compiled here as this module's children, against the aliases and the
 //! two transaction starters below. The schema is PostgreSQL's own (`pg/schema.rs`: `BIGINT`
 //! identities, `BYTEA`, byte-ordered `COLLATE "C"` text), applied by its own migrations under

@@ -1,4 +1,4 @@
-//! [`SqliteMeta`]: the embedded [`MetaStore`], one SQLite file in WAL mode.
+//! [`SqliteMeta`]: the embedded [`MetaStore`](crate::MetaStore), one SQLite file in WAL mode.
 //!
 //! Writes go through a single connection (SQLite has one writer anyway, and one connection
 //! means our own writers queue in the pool instead of spinning on `SQLITE_BUSY`); reads use a
@@ -6,7 +6,7 @@
 //! transaction starts with `BEGIN IMMEDIATE` so that a transaction that reads before it writes
 //! cannot fail half-way when another process (an admin command) writes the same file.
 //!
-//! The queries and the [`MetaStore`] implementation are shared with PostgreSQL
+//! The queries and the [`MetaStore`](crate::MetaStore) implementation are shared with PostgreSQL
 //! ([`crate::pg`]): the files of `src/sqlstore/` are compiled here as this module's children,
 //! against the aliases and the two transaction starters below. The schema is SQLite's own
 //! (`sqlite/schema.rs`); the shared column encodings are in `src/sql.rs`.

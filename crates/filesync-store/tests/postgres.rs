@@ -88,6 +88,36 @@ async fn a_password_given_apart_from_the_url_is_used() {
     assert!(err.contains("cannot connect") && !err.contains("wrong"), "{err}");
 }
 
+/// `?sslmode=require` makes the store talk TLS (rustls) to PostgreSQL. Skipped when the test
+/// server has TLS off.
+#[tokio::test]
+async fn tls_is_used_when_the_url_asks_for_it() {
+    use sqlx::Connection;
+    let Some(db) = TempDatabase::create() else { return };
+    let with = |mode: &str| format!("{}{}sslmode={mode}", db.url, if db.url.contains('?') { '&' } else { '?' });
+    let mut plain = sqlx::PgConnection::connect(&with("disable")).await.unwrap();
+    let ssl: String = sqlx::query_scalar("SHOW ssl").fetch_one(&mut plain).await.unwrap();
+    if ssl != "on" {
+        eprintln!("skipped: the test PostgreSQL has TLS off");
+        return;
+    }
+    let url = with("require");
+    let store = PgMeta::connect(&url, None).await.expect("a TLS connection");
+    store.create_user("erin", "h", 1).await.unwrap();
+    store.close().await;
+    let mut tls = sqlx::PgConnection::connect(&url).await.unwrap();
+    let on: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&mut tls)
+        .await
+        .unwrap();
+    assert!(on, "sslmode=require gives a TLS connection");
+    let off: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&mut plain)
+        .await
+        .unwrap();
+    assert!(!off, "and sslmode=disable does not (so the check above means something)");
+}
+
 /// Two server instances (two pools) committing to one folder at once take turns: every rev is
 /// handed out once and none is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

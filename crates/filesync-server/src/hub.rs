@@ -2,15 +2,25 @@
 //! user they concern, and closes connections — of one device when it is revoked, of every
 //! device of a user when the user is disabled or logs out other devices.
 //!
+//! Where changes come from is the [`ChangeHub`] trait: [`LocalChanges`], in process, when this
+//! server is the store's only writer (SQLite); [`SharedChanges`] when several instances share
+//! the store (PostgreSQL): it also follows the store's commit notices
+//! ([`filesync_store::MetaStore::commit_notices`], one `NOTIFY` per commit transaction), so a
+//! commit accepted by another instance reaches this one's devices. Either way a push is a
+//! hint: a device's cursor is the truth, and a lost notice delays a change only until the
+//! device's next pull. A folder's event is passed on only if its seq is above the last one
+//! passed on, so this instance's own commits, echoed back by the store, are pushed once.
+//!
 //! Closing does not travel on the event channel: a connection whose read loop is blocked (a
 //! full reply queue, a peer that does not read) would never see it. Each connection registers
 //! a [`Kick`] receiver that its session selects on beside the whole read loop, so a close
 //! reaches it whatever it is doing.
 
-use filesync_store::{DeviceId, UserId};
+use filesync_store::{CommitNotice, DeviceId, FolderId, UserId};
+use futures::stream::{BoxStream, StreamExt};
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,13 +44,104 @@ struct Conn {
     kick: watch::Sender<Option<Kick>>,
 }
 
-/// Per-user broadcast channels and the registry of authenticated connections. Std mutexes:
-/// they guard map lookups, never an await.
+/// Where a server's connections learn that a folder of their user changed.
+pub trait ChangeHub: Send + Sync + 'static {
+    /// Events for `user`'s folders from now on.
+    fn subscribe(&self, user: UserId) -> broadcast::Receiver<HubEvent>;
+    /// A commit of this server: tells the user's connections.
+    fn publish(&self, user: UserId, event: HubEvent);
+}
+
+/// One user's channel, and the highest seq passed on per folder.
+struct UserChannel {
+    tx: broadcast::Sender<HubEvent>,
+    latest: HashMap<FolderId, u64>,
+}
+
+/// In-process fan-out: per-user broadcast channels. A std mutex: it guards map lookups, never
+/// an await.
 #[derive(Default)]
+pub struct LocalChanges {
+    users: Mutex<HashMap<UserId, UserChannel>>,
+}
+
+impl ChangeHub for LocalChanges {
+    fn subscribe(&self, user: UserId) -> broadcast::Receiver<HubEvent> {
+        let mut users = self.users.lock().expect("hub lock");
+        users.retain(|_, c| c.tx.receiver_count() > 0);
+        users
+            .entry(user)
+            .or_insert_with(|| UserChannel { tx: broadcast::channel(256).0, latest: HashMap::new() })
+            .tx
+            .subscribe()
+    }
+
+    fn publish(&self, user: UserId, event: HubEvent) {
+        let mut users = self.users.lock().expect("hub lock");
+        let Some(channel) = users.get_mut(&user) else { return };
+        let HubEvent::FolderChanged { folder_id, seq } = event;
+        let latest = channel.latest.entry(folder_id).or_default();
+        // An older seq says nothing a device pulling up to the newer one would miss.
+        if seq > *latest {
+            *latest = seq;
+            let _ = channel.tx.send(event);
+        }
+    }
+}
+
+/// Fan-out for a store shared by several instances: [`LocalChanges`], fed also by the store's
+/// notices of every instance's commits. Stops following them when dropped.
+pub struct SharedChanges {
+    local: Arc<LocalChanges>,
+    follower: tokio::task::JoinHandle<()>,
+}
+
+impl SharedChanges {
+    /// Follows `notices` on a task of the current runtime.
+    pub fn follow(notices: BoxStream<'static, CommitNotice>) -> SharedChanges {
+        let local = Arc::new(LocalChanges::default());
+        let target = local.clone();
+        let follower = tokio::spawn(async move {
+            let mut notices = notices;
+            while let Some(n) = notices.next().await {
+                target.publish(n.user, HubEvent::FolderChanged { folder_id: n.folder, seq: n.seq });
+            }
+        });
+        SharedChanges { local, follower }
+    }
+}
+
+impl Drop for SharedChanges {
+    fn drop(&mut self) {
+        self.follower.abort();
+    }
+}
+
+impl ChangeHub for SharedChanges {
+    fn subscribe(&self, user: UserId) -> broadcast::Receiver<HubEvent> {
+        self.local.subscribe(user)
+    }
+
+    /// At once to this instance's connections; the other instances hear of the commit from
+    /// the store, which notified them in the commit's transaction.
+    fn publish(&self, user: UserId, event: HubEvent) {
+        self.local.publish(user, event);
+    }
+}
+
+/// The change fan-out and the registry of authenticated connections. A std mutex: it guards
+/// map lookups, never an await.
 pub struct Hub {
-    users: Mutex<HashMap<UserId, broadcast::Sender<HubEvent>>>,
+    changes: Box<dyn ChangeHub>,
     conns: Mutex<HashMap<UserId, Vec<Conn>>>,
     next_id: AtomicU64,
+}
+
+impl Default for Hub {
+    /// A hub for a single instance: changes in process.
+    fn default() -> Hub {
+        Hub::new(Box::new(LocalChanges::default()))
+    }
 }
 
 /// A connection's place in the registry; dropping it unregisters the connection.
@@ -63,16 +164,16 @@ impl Drop for Registration<'_> {
 }
 
 impl Hub {
+    pub fn new(changes: Box<dyn ChangeHub>) -> Hub {
+        Hub { changes, conns: Mutex::default(), next_id: AtomicU64::new(0) }
+    }
+
     pub fn subscribe(&self, user: UserId) -> broadcast::Receiver<HubEvent> {
-        let mut users = self.users.lock().expect("hub lock");
-        users.retain(|_, tx| tx.receiver_count() > 0);
-        users.entry(user).or_insert_with(|| broadcast::channel(256).0).subscribe()
+        self.changes.subscribe(user)
     }
 
     pub fn publish(&self, user: UserId, event: HubEvent) {
-        if let Some(tx) = self.users.lock().expect("hub lock").get(&user) {
-            let _ = tx.send(event);
-        }
+        self.changes.publish(user, event);
     }
 
     /// Registers an authenticated connection of `device`; `kick` is told when it must close.
@@ -126,6 +227,46 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn changed(folder_id: u64, seq: u64) -> HubEvent {
+        HubEvent::FolderChanged { folder_id, seq }
+    }
+
+    #[test]
+    fn a_folder_event_is_passed_on_once_per_new_seq_and_only_to_its_user() {
+        let hub = Hub::default();
+        let mut ann = hub.subscribe(1);
+        let mut bob = hub.subscribe(2);
+        hub.publish(1, changed(10, 5));
+        hub.publish(1, changed(10, 5)); // the store's echo of the same commit
+        hub.publish(1, changed(10, 4)); // an older commit, published late
+        hub.publish(1, changed(11, 1));
+        hub.publish(1, changed(10, 6));
+        let got: Vec<HubEvent> = std::iter::from_fn(|| ann.try_recv().ok()).collect();
+        assert_eq!(got, vec![changed(10, 5), changed(11, 1), changed(10, 6)]);
+        assert!(bob.try_recv().is_err(), "other users hear nothing");
+    }
+
+    #[tokio::test]
+    async fn shared_changes_pass_on_the_stores_notices_and_dedup_the_echo_of_their_own() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let notices = tokio_stream_from(rx);
+        let hub = Hub::new(Box::new(SharedChanges::follow(notices)));
+        let mut ann = hub.subscribe(1);
+        hub.publish(1, changed(10, 1)); // committed here
+        tx.send(CommitNotice { user: 1, folder: 10, seq: 1 }).unwrap(); // its echo
+        tx.send(CommitNotice { user: 1, folder: 10, seq: 2 }).unwrap(); // another instance's
+        tx.send(CommitNotice { user: 2, folder: 20, seq: 1 }).unwrap(); // another user's
+        assert_eq!(ann.recv().await.unwrap(), changed(10, 1));
+        assert_eq!(ann.recv().await.unwrap(), changed(10, 2));
+        drop(tx);
+        tokio::task::yield_now().await;
+        assert!(ann.try_recv().is_err(), "the echo was not pushed again: {:?}", ann.try_recv());
+    }
+
+    fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::UnboundedReceiver<T>) -> BoxStream<'static, T> {
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+    }
 
     #[test]
     fn closing_a_device_kicks_only_its_connections_and_a_dropped_registration_is_forgotten() {

@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub retention: RetentionPolicy,
     /// Keep chunks in this S3-compatible bucket instead of `<data dir>/chunks`.
     pub s3: Option<filesync_store::s3::S3Config>,
+    /// Keep metadata in this PostgreSQL database instead of `<data dir>/meta.db`.
+    pub database: Option<filesync_store::pg::PgConfig>,
     /// When pruning and chunk garbage collection run.
     pub maintenance: MaintenanceSchedule,
     /// How many Argon2 hashes or verifications may run at once, server-wide.
@@ -93,6 +95,7 @@ impl ServerConfig {
             limits: Limits::default(),
             retention: RetentionPolicy::default(),
             s3: None,
+            database: None,
             maintenance: MaintenanceSchedule::default(),
             password_concurrency: passwords::default_concurrency(),
             password_queue: passwords::DEFAULT_QUEUE,
@@ -152,20 +155,28 @@ pub fn load_identity(config: &ServerConfig) -> Result<TlsIdentity, ServerError> 
 }
 
 impl Server {
-    /// Opens the embedded default stores (SQLite + local chunk directory) in the data dir, or
-    /// SQLite + the S3 bucket of `config.s3`.
+    /// Opens the stores `config` names: metadata in SQLite (`<data dir>/meta.db`) or the
+    /// PostgreSQL database of `config.database`; chunks in `<data dir>/chunks` or the S3 bucket
+    /// of `config.s3`. Any combination.
     pub async fn open(config: ServerConfig) -> Result<Server, ServerError> {
         let identity = load_identity(&config)?;
-        let (meta, local) = filesync_store::open_embedded(&config.data_dir).await?;
+        let meta: Arc<dyn MetaStore> = match &config.database {
+            Some(db) => {
+                let store = db.connect().await?;
+                info!("metadata is kept in PostgreSQL at {}", db.display_url());
+                Arc::new(store)
+            }
+            None => Arc::new(filesync_store::open_sqlite(&config.data_dir).await?),
+        };
         let chunks: Arc<dyn ChunkStore> = match &config.s3 {
             Some(s3) => {
                 let store = filesync_store::s3::S3Chunks::open(s3).await?;
                 info!("chunks are kept in s3://{}/{}", s3.bucket, s3.prefix);
                 Arc::new(store)
             }
-            None => Arc::new(local),
+            None => Arc::new(filesync_store::open_local_chunks(&config.data_dir)?),
         };
-        Server::with_stores(config, identity, Arc::new(meta), chunks).await
+        Server::with_stores(config, identity, meta, chunks).await
     }
 
     pub async fn with_stores(
@@ -181,11 +192,16 @@ impl Server {
         let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config()?);
         let chunk_gate = Arc::new(tokio::sync::RwLock::new(()));
         let maintenance = Maintenance::with_gate(meta.clone(), chunks.clone(), config.retention, chunk_gate.clone());
+        // A store that other instances write too tells of their commits.
+        let hub = match meta.commit_notices().await? {
+            Some(notices) => hub::Hub::new(Box::new(hub::SharedChanges::follow(notices))),
+            None => hub::Hub::default(),
+        };
         Ok(Server {
             shared: Arc::new(Shared {
                 meta,
                 chunks,
-                hub: hub::Hub::default(),
+                hub,
                 throttle: auth::LoginThrottle::default(),
                 passwords: Arc::new(passwords::PasswordWork::new(config.password_concurrency, config.password_queue)),
                 registration: config.registration,

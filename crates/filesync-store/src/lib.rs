@@ -1,8 +1,9 @@
 //! Server-side storage behind two traits: [`MetaStore`] (accounts, devices, folders, the
 //! per-folder journal and which chunks each user has) and [`ChunkStore`] (chunk bytes,
 //! content-addressed per user). SQLite ([`sqlite::SqliteMeta`]) and a local directory
-//! ([`localfs::LocalChunks`]) are the embedded defaults; [`conformance`] is the test suite
-//! every implementation must pass.
+//! ([`localfs::LocalChunks`]) are the embedded defaults; PostgreSQL ([`pg::PgMeta`]) and an
+//! S3-compatible bucket ([`s3::S3Chunks`]) serve deployments of several server instances;
+//! [`conformance`] is the test suite every implementation must pass.
 //!
 //! This crate refuses to know about the network protocol or TLS: it speaks domain types
 //! from `filesync-core`. The rule that decides whether a commit is accepted lives here, as a
@@ -25,6 +26,7 @@ use filesync_core::{EntryState, FileMeta, Hash, RelPath};
 pub mod conformance;
 pub mod decide;
 pub mod localfs;
+pub mod pg;
 pub mod retention;
 pub mod s3;
 mod sql;
@@ -194,15 +196,28 @@ pub enum StoreError {
     /// The object store (S3) failed or could not be reached; the message names the store.
     #[error("{0}")]
     Remote(String),
+    /// The database server (PostgreSQL) could not be reached or refused the connection; the
+    /// message names it (never with its password) and says what to check.
+    #[error("{0}")]
+    Connect(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Opens the embedded stores in a server data directory, creating what is missing: metadata in
-/// `<data_dir>/meta.db` (with SQLite's `meta.db-wal` and `meta.db-shm` beside it) and chunks
-/// under `<data_dir>/chunks/`. On Unix, what it creates is readable by the owner only
-/// (directories 0700, files 0600): it holds every user's files and password hashes.
+/// `<data_dir>/meta.db` ([`open_sqlite`]) and chunks under `<data_dir>/chunks/`
+/// ([`open_local_chunks`]).
 pub async fn open_embedded(data_dir: &std::path::Path) -> Result<(sqlite::SqliteMeta, localfs::LocalChunks)> {
+    let meta = open_sqlite(data_dir).await?;
+    let chunks = open_local_chunks(data_dir)?;
+    Ok((meta, chunks))
+}
+
+/// Opens (creating it) the SQLite metadata of a server data directory: `<data_dir>/meta.db`,
+/// with SQLite's `meta.db-wal` and `meta.db-shm` beside it. On Unix, what it creates is
+/// readable by the owner only (directories 0700, files 0600): it holds every user's password
+/// hashes.
+pub async fn open_sqlite(data_dir: &std::path::Path) -> Result<sqlite::SqliteMeta> {
     localfs::private_dir_all(data_dir)
         .map_err(|source| StoreError::Io { path: data_dir.display().to_string(), source })?;
     let db = data_dir.join("meta.db");
@@ -213,9 +228,15 @@ pub async fn open_embedded(data_dir: &std::path::Path) -> Result<(sqlite::Sqlite
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(source) => return Err(StoreError::Io { path: db.display().to_string(), source }),
     }
-    let meta = sqlite::SqliteMeta::open(&db).await?;
-    let chunks = localfs::LocalChunks::open(data_dir.join("chunks"))?;
-    Ok((meta, chunks))
+    sqlite::SqliteMeta::open(&db).await
+}
+
+/// Opens (creating it, owner-only) the chunk directory of a server data directory:
+/// `<data_dir>/chunks/`.
+pub fn open_local_chunks(data_dir: &std::path::Path) -> Result<localfs::LocalChunks> {
+    localfs::private_dir_all(data_dir)
+        .map_err(|source| StoreError::Io { path: data_dir.display().to_string(), source })?;
+    localfs::LocalChunks::open(data_dir.join("chunks"))
 }
 
 /// Accounts, devices, folders and their journals.
@@ -360,6 +381,25 @@ pub trait MetaStore: Send + Sync + 'static {
     /// before the sweep's cutoff; returns them, so the caller deletes their bytes. One
     /// transaction.
     async fn delete_chunks(&self, sweep: &ChunkSweep, hashes: &[Hash]) -> Result<Vec<(Hash, u32)>>;
+
+    /// The commits (and restores) made through any handle on this store from now on, this
+    /// one's included: for a store that several server instances share, so that each pushes
+    /// the others' commits to its devices. One notice per transaction, sent only if it
+    /// commits. A hint, like the push it feeds: a notice may be lost (while the connection
+    /// behind the stream is re-established) or come late; the journal stays the truth. `None`:
+    /// the store has one writing server, whose own commits are all there is to push.
+    async fn commit_notices(&self) -> Result<Option<futures::stream::BoxStream<'static, CommitNotice>>> {
+        Ok(None)
+    }
+}
+
+/// A commit some writer of a shared store made: `folder` of `user` reached `seq`
+/// ([`MetaStore::commit_notices`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitNotice {
+    pub user: UserId,
+    pub folder: FolderId,
+    pub seq: u64,
 }
 
 /// Chunk bytes, addressed by (user, BLAKE3 hash). Chunks are stored once per user.

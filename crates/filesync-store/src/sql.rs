@@ -113,6 +113,11 @@ pub(crate) fn signed(v: u64, what: &str) -> Result<i64> {
     i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} does not fit in a 64-bit signed integer")))
 }
 
+/// Seconds since the Unix epoch, by the system clock (0 before 1970).
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

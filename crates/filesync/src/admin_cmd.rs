@@ -58,11 +58,22 @@ pub fn describe_registration(r: filesync_server::Registration, quota: Option<u64
     format!("registration: {who}; storage quota of new accounts: {}", show_quota(quota))
 }
 
-pub async fn run(data: PathBuf, cmd: AdminCmd) -> Result<ExitCode> {
-    if !data.join("meta.db").is_file() {
-        bail!("{} holds no FileSync server data (no meta.db); pass the server's --data directory", data.display());
+/// Runs an admin command on the server's metadata: in PostgreSQL when `database` is given,
+/// otherwise in `<data>/meta.db`.
+pub async fn run(data: PathBuf, database: Option<filesync_store::pg::PgConfig>, cmd: AdminCmd) -> Result<ExitCode> {
+    if let Some(db) = database {
+        let meta = db.connect().await.with_context(|| format!("opening the server data in {}", db.display_url()))?;
+        let result = run_on(&Admin::new(Arc::new(meta.clone())), cmd).await;
+        meta.close().await;
+        return result;
     }
-    let (meta, _) = filesync_store::open_embedded(&data)
+    if !data.join("meta.db").is_file() {
+        bail!(
+            "{} holds no FileSync server data (no meta.db); pass the server's --data directory (or its --database)",
+            data.display()
+        );
+    }
+    let meta = filesync_store::open_sqlite(&data)
         .await
         .with_context(|| format!("opening the server data in {}", data.display()))?;
     let admin = Admin::new(Arc::new(meta.clone()));

@@ -186,6 +186,15 @@ pub struct ServerArgs {
     /// An AWS shared-credentials file ([default] aws_access_key_id, aws_secret_access_key).
     #[arg(long, value_name = "FILE", requires = "store")]
     pub s3_credentials: Option<PathBuf>,
+    /// Keep metadata (accounts, devices, folders, history) in PostgreSQL instead of
+    /// DATA/meta.db, so that several server instances can share it:
+    /// postgres://USER@HOST[:PORT]/DATABASE; add ?sslmode=require (or verify-full) for TLS.
+    /// Password: in the URL, --database-password-file, or PGPASSWORD.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+    /// A file whose first line is the PostgreSQL password.
+    #[arg(long, value_name = "FILE", requires = "database")]
+    pub database_password_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -221,6 +230,13 @@ pub struct AdminArgs {
     /// The server's data directory. Default: the platform data dir.
     #[arg(long, global = true)]
     pub data: Option<PathBuf>,
+    /// The server's PostgreSQL database, when it keeps its metadata there (as given to
+    /// `filesync server --database`).
+    #[arg(long, value_name = "URL", global = true)]
+    pub database: Option<String>,
+    /// A file whose first line is the PostgreSQL password.
+    #[arg(long, value_name = "FILE", global = true, requires = "database")]
+    pub database_password_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: AdminCmd,
 }

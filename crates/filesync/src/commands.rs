@@ -79,7 +79,8 @@ async fn server(args: ServerArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(ServerCmd::Admin(admin)) = args.command {
-        return crate::admin_cmd::run(server_data_dir(admin.data)?, admin.command).await;
+        let database = database_config(admin.database, admin.database_password_file.as_deref())?;
+        return crate::admin_cmd::run(server_data_dir(admin.data)?, database, admin.command).await;
     }
     let registration = match args.registration {
         Some(Registration::Open) => filesync_server::Registration::Open,
@@ -120,13 +121,18 @@ async fn server(args: ServerArgs) -> Result<ExitCode> {
         }
         config.s3 = Some(s3);
     }
+    config.database = database_config(args.database, args.database_password_file.as_deref())?;
     let data_dir = config.data_dir.clone();
     let config_quota = config.default_quota;
+    let database_shown = config.database.as_ref().map(|d| d.display_url());
     let server = filesync_server::Server::open(config).await?;
     let addr = server.local_addr();
     let shown = if addr.ip().is_unspecified() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() };
     println!("FileSync server listening on {addr}");
     println!("data directory: {}", data_dir.display());
+    if let Some(db) = &database_shown {
+        println!("metadata: PostgreSQL at {db}");
+    }
     println!("certificate fingerprint: {}", server.fingerprint());
     println!("{}", crate::admin_cmd::describe_registration(registration, config_quota));
     println!();
@@ -514,4 +520,23 @@ async fn run_agent(home: &Home, args: crate::ui_cmd::AgentArgs) -> Result<ExitCo
     agent::run_with_ready(home.clone(), opts, shutdown, ready).await?;
     drop(ui);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--database URL` and `--database-password-file FILE` as a store configuration. A password
+/// in the URL wins; without either, PostgreSQL's own `PGPASSWORD` (or `~/.pgpass`) is used.
+fn database_config(
+    url: Option<String>,
+    password_file: Option<&std::path::Path>,
+) -> Result<Option<filesync_store::pg::PgConfig>> {
+    let Some(url) = url else { return Ok(None) };
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        bail!(
+            "--database {}: give a PostgreSQL URL, postgres://USER@HOST/DATABASE (without --database the \
+             server keeps its metadata in the data directory)",
+            filesync_store::pg::redact(&url)
+        );
+    }
+    let password =
+        password_file.map(filesync_store::pg::PgConfig::read_password_file).transpose().map_err(anyhow::Error::msg)?;
+    Ok(Some(filesync_store::pg::PgConfig { url, password }))
 }

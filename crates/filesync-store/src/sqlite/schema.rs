@@ -172,7 +172,7 @@ pub(super) async fn migrate(pool: &SqlitePool) -> Result<()> {
         );
         return Err(StoreError::Migrate(MigrateError::VersionMissing(applied)));
     }
-    let now = unix_now();
+    let now = crate::sql::unix_now();
     for (version, statements) in (1..).zip(MIGRATIONS).skip(applied as usize) {
         for statement in *statements {
             if *statement == RECOMPUTE_FILE_HASHES {
@@ -196,8 +196,4 @@ pub(super) async fn migrate(pool: &SqlitePool) -> Result<()> {
 pub(super) async fn version(pool: &SqlitePool) -> Result<i64> {
     let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version").fetch_one(pool).await?;
     Ok(v.unwrap_or(0))
-}
-
-pub(super) fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

@@ -3,8 +3,9 @@
 //! shares is in [`crate::conformance`].
 
 use super::*;
-use crate::Outcome;
-use filesync_core::{ChunkRef, EntryKind, FileMeta};
+use crate::{Device, Folder, MetaStore, Outcome, ProposedChange, UserId};
+use filesync_core::{ChunkRef, EntryKind, EntryState, FileMeta, Hash, RelPath};
+use sqlx::AssertSqlSafe;
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -1,21 +1,22 @@
-//! What an operator controls, in SQLite: creating accounts (with a quota, using up an invite),
+//! What an operator controls, in SQL (compiled once per backend, see `super`): creating accounts (with a quota, using up an invite),
 //! disabling users, quotas and the bytes they measure, revoking devices in bulk, invite codes,
 //! and the admin generation a running server polls.
 
 use super::is_unique_violation;
 use super::rows::user_from_row;
+use super::{Db, DbPool, begin_write};
 use crate::sql::{key, unsigned};
 use crate::{DeviceId, NewAccount, Result, StoreError, User, UserId};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::Transaction;
 
 /// Increases the admin generation, inside the caller's write transaction.
-pub(super) async fn bump_generation(tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+pub(super) async fn bump_generation(tx: &mut Transaction<'_, Db>) -> Result<()> {
     sqlx::query("UPDATE admin_state SET generation = generation + 1 WHERE id = 1").execute(&mut **tx).await?;
     Ok(())
 }
 
-pub(super) async fn create_account(write: &SqlitePool, a: &NewAccount<'_>, now: i64) -> Result<User> {
-    let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
+pub(super) async fn create_account(write: &DbPool, a: &NewAccount<'_>, now: i64) -> Result<User> {
+    let mut tx = begin_write(write).await?;
     let row = sqlx::query(
         "INSERT INTO users (name, password_hash, created_at, disabled, quota_bytes) VALUES ($1, $2, $3, FALSE, $4) \
          RETURNING id, name, password_hash, created_at, disabled, quota_bytes",
@@ -46,8 +47,8 @@ pub(super) async fn create_account(write: &SqlitePool, a: &NewAccount<'_>, now: 
     Ok(user)
 }
 
-pub(super) async fn set_user_disabled(write: &SqlitePool, user: UserId, disabled: bool) -> Result<bool> {
-    let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
+pub(super) async fn set_user_disabled(write: &DbPool, user: UserId, disabled: bool) -> Result<bool> {
+    let mut tx = begin_write(write).await?;
     let done = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
         .bind(disabled)
         .bind(key(user))
@@ -58,7 +59,7 @@ pub(super) async fn set_user_disabled(write: &SqlitePool, user: UserId, disabled
     Ok(done.rows_affected() > 0)
 }
 
-pub(super) async fn set_quota(write: &SqlitePool, user: UserId, quota: Option<u64>) -> Result<bool> {
+pub(super) async fn set_quota(write: &DbPool, user: UserId, quota: Option<u64>) -> Result<bool> {
     let done = sqlx::query("UPDATE users SET quota_bytes = $1 WHERE id = $2")
         .bind(quota.map(|q| i64::try_from(q).unwrap_or(i64::MAX)))
         .bind(key(user))
@@ -67,8 +68,8 @@ pub(super) async fn set_quota(write: &SqlitePool, user: UserId, quota: Option<u6
     Ok(done.rows_affected() > 0)
 }
 
-pub(super) async fn stored_bytes(read: &SqlitePool, user: UserId) -> Result<u64> {
-    let total: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(size), 0) FROM chunks WHERE user_id = $1")
+pub(super) async fn stored_bytes(read: &DbPool, user: UserId) -> Result<u64> {
+    let total: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM chunks WHERE user_id = $1")
         .bind(key(user))
         .fetch_one(read)
         .await?;
@@ -76,11 +77,11 @@ pub(super) async fn stored_bytes(read: &SqlitePool, user: UserId) -> Result<u64>
 }
 
 pub(super) async fn revoke_devices_except(
-    write: &SqlitePool,
+    write: &DbPool,
     user: UserId,
     keep: Option<DeviceId>,
 ) -> Result<Vec<DeviceId>> {
-    let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = begin_write(write).await?;
     let ids: Vec<i64> = sqlx::query_scalar(
         "UPDATE devices SET revoked = TRUE WHERE user_id = $1 AND id <> $2 AND NOT revoked RETURNING id",
     )
@@ -97,7 +98,7 @@ pub(super) async fn revoke_devices_except(
     Ok(ids)
 }
 
-pub(super) async fn create_invite(write: &SqlitePool, code_hash: &[u8; 32], expires_at: i64, now: i64) -> Result<()> {
+pub(super) async fn create_invite(write: &DbPool, code_hash: &[u8; 32], expires_at: i64, now: i64) -> Result<()> {
     sqlx::query("INSERT INTO invites (code_hash, created_at, expires_at) VALUES ($1, $2, $3)")
         .bind(code_hash.as_slice())
         .bind(now)
@@ -107,7 +108,7 @@ pub(super) async fn create_invite(write: &SqlitePool, code_hash: &[u8; 32], expi
     Ok(())
 }
 
-pub(super) async fn admin_generation(read: &SqlitePool) -> Result<u64> {
+pub(super) async fn admin_generation(read: &DbPool) -> Result<u64> {
     let g: i64 = sqlx::query_scalar("SELECT generation FROM admin_state WHERE id = 1").fetch_one(read).await?;
     unsigned(g, "admin generation")
 }

@@ -1,4 +1,4 @@
-//! The history side of [`super::SqliteMeta`]: reading old versions and the trash, restoring a
+//! The history side of the SQL stores (compiled once per backend, see `super`): reading old versions and the trash, restoring a
 //! version, storage usage, pruning by the retention schedule, and the two halves of chunk
 //! garbage collection. The decisions are the pure functions of [`crate::decide`] and
 //! [`crate::retention`]; this file only reads and writes rows.
@@ -6,6 +6,7 @@
 use super::rows::{
     ENTRY_COLS, current_entries, entry_at, entry_cols, entry_cols_of, entry_from_row, folder_seq, write_applied,
 };
+use super::{DbConn, DbPool, DbRow, FOR_UPDATE, begin_snapshot, begin_write};
 use crate::decide::{RestorePlan, plan_restore};
 use crate::retention::{PathVersion, prune_path};
 use crate::sql::{self, IN_LIST, key, unsigned};
@@ -14,7 +15,7 @@ use crate::{
     Usage, UserId,
 };
 use filesync_core::{EntryState, FileMeta, Hash, RelPath};
-use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
+use sqlx::{AssertSqlSafe, Row};
 use std::collections::{HashMap, HashSet};
 
 /// Paths whose versions one prune transaction decides and deletes: small enough that commits
@@ -28,7 +29,7 @@ fn below(before_rev: u64) -> i64 {
     if before_rev == 0 { i64::MAX } else { i64::try_from(before_rev).unwrap_or(i64::MAX) }
 }
 
-pub(super) async fn version(pool: &SqlitePool, folder: FolderId, rev: u64) -> Result<Option<EntryState>> {
+pub(super) async fn version(pool: &DbPool, folder: FolderId, rev: u64) -> Result<Option<EntryState>> {
     let row = sqlx::query(concat!("SELECT ", entry_cols!(), " FROM versions v WHERE v.folder_id = $1 AND v.rev = $2"))
         .bind(key(folder))
         .bind(key(rev))
@@ -38,7 +39,7 @@ pub(super) async fn version(pool: &SqlitePool, folder: FolderId, rev: u64) -> Re
 }
 
 pub(super) async fn version_history(
-    pool: &SqlitePool,
+    pool: &DbPool,
     folder: FolderId,
     path: &RelPath,
     before_rev: u64,
@@ -59,7 +60,7 @@ pub(super) async fn version_history(
 }
 
 pub(super) async fn trash(
-    pool: &SqlitePool,
+    pool: &DbPool,
     folder: FolderId,
     prefix: Option<&RelPath>,
     before_rev: u64,
@@ -91,7 +92,7 @@ pub(super) async fn trash(
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn restore(
-    pool: &SqlitePool,
+    pool: &DbPool,
     user: UserId,
     folder: FolderId,
     device: &Device,
@@ -102,7 +103,7 @@ pub(super) async fn restore(
 ) -> Result<CommitOutput> {
     let folder_key = key(folder);
     // Dropping `tx` on any early return rolls everything back.
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = begin_write(pool).await?;
     let start_seq = folder_seq(&mut tx, user, folder).await?;
     let row = sqlx::query(concat!("SELECT ", entry_cols!(), " FROM versions v WHERE v.folder_id = $1 AND v.rev = $2"))
         .bind(folder_key)
@@ -145,14 +146,14 @@ pub(super) async fn restore(
     Ok(CommitOutput { outcomes: vec![Outcome::Accepted(Some(entry))], folder_seq: seq })
 }
 
-pub(super) async fn usage(pool: &SqlitePool, user: UserId) -> Result<Usage> {
+pub(super) async fn usage(pool: &DbPool, user: UserId) -> Result<Usage> {
     // One read transaction: the three sums describe the same moment.
-    let mut tx = pool.begin().await?;
-    let pair = |row: sqlx::sqlite::SqliteRow, what: &str| -> Result<(u64, u64)> {
+    let mut tx = begin_snapshot(pool).await?;
+    let pair = |row: DbRow, what: &str| -> Result<(u64, u64)> {
         Ok((unsigned(row.try_get(0)?, what)?, unsigned(row.try_get(1)?, what)?))
     };
     let current = sqlx::query(
-        "SELECT COUNT(*), COALESCE(SUM(v.size), 0) FROM current c \
+        "SELECT COUNT(*), CAST(COALESCE(SUM(v.size), 0) AS BIGINT) FROM current c \
          JOIN folders f ON f.id = c.folder_id \
          JOIN versions v ON v.folder_id = c.folder_id AND v.rev = c.rev \
          WHERE f.user_id = $1 AND NOT v.deleted AND v.kind = $2",
@@ -163,7 +164,7 @@ pub(super) async fn usage(pool: &SqlitePool, user: UserId) -> Result<Usage> {
     .await?;
     let (files_current, bytes_current) = pair(current, "current usage")?;
     let all = sqlx::query(
-        "SELECT COUNT(*), COALESCE(SUM(v.size), 0) FROM versions v JOIN folders f ON f.id = v.folder_id \
+        "SELECT COUNT(*), CAST(COALESCE(SUM(v.size), 0) AS BIGINT) FROM versions v JOIN folders f ON f.id = v.folder_id \
          WHERE f.user_id = $1 AND NOT v.deleted AND v.kind = $2",
     )
     .bind(key(user))
@@ -171,7 +172,7 @@ pub(super) async fn usage(pool: &SqlitePool, user: UserId) -> Result<Usage> {
     .fetch_one(&mut *tx)
     .await?;
     let (files_all, bytes_all) = pair(all, "history usage")?;
-    let chunks = sqlx::query("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM chunks WHERE user_id = $1")
+    let chunks = sqlx::query("SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM chunks WHERE user_id = $1")
         .bind(key(user))
         .fetch_one(&mut *tx)
         .await?;
@@ -188,8 +189,8 @@ pub(super) async fn usage(pool: &SqlitePool, user: UserId) -> Result<Usage> {
 }
 
 pub(super) async fn prune_history(
-    read: &SqlitePool,
-    write: &SqlitePool,
+    read: &DbPool,
+    write: &DbPool,
     now: i64,
     policy: &RetentionPolicy,
 ) -> Result<PruneStats> {
@@ -206,7 +207,13 @@ pub(super) async fn prune_history(
         stats.paths += paths.len() as u64;
         for batch in paths.chunks(PRUNE_BATCH) {
             // Decided inside the write transaction, against the versions as they are now.
-            let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
+            let mut tx = begin_write(write).await?;
+            // Commits to the folder wait (on a backend with several writers) until the batch
+            // is decided and deleted.
+            sqlx::query(AssertSqlSafe(format!("SELECT seq FROM folders WHERE id = $1{FOR_UPDATE}")))
+                .bind(folder)
+                .fetch_optional(&mut *tx)
+                .await?;
             let (revs, bytes) = prune_batch(&mut tx, folder, batch, now, policy).await?;
             delete_versions(&mut tx, folder, &revs).await?;
             tx.commit().await?;
@@ -222,7 +229,7 @@ pub(super) async fn prune_history(
 
 /// The revs of `paths` that the retention policy drops, and their sizes added up.
 async fn prune_batch(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     folder: i64,
     paths: &[String],
     now: i64,
@@ -262,7 +269,7 @@ async fn prune_batch(
     Ok((revs, bytes))
 }
 
-async fn delete_versions(conn: &mut SqliteConnection, folder: i64, revs: &[i64]) -> Result<()> {
+async fn delete_versions(conn: &mut DbConn, folder: i64, revs: &[i64]) -> Result<()> {
     for batch in revs.chunks(IN_LIST) {
         let sql = format!("DELETE FROM versions WHERE folder_id = $1 AND rev IN ({})", sql::params(2, batch.len()));
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(folder);
@@ -274,23 +281,18 @@ async fn delete_versions(conn: &mut SqliteConnection, folder: i64, revs: &[i64])
     Ok(())
 }
 
-/// The user's folders and their seqs.
-async fn folder_seqs(conn: &mut SqliteConnection, user: UserId) -> Result<Vec<(FolderId, u64)>> {
-    let rows = sqlx::query("SELECT id, seq FROM folders WHERE user_id = $1 ORDER BY id")
-        .bind(key(user))
-        .fetch_all(&mut *conn)
-        .await?;
+/// The user's folders and their seqs; with `lock`, inside a write transaction, their rows stay
+/// locked until it ends ([`FOR_UPDATE`]), so no commit to them runs meanwhile.
+async fn folder_seqs(conn: &mut DbConn, user: UserId, lock: bool) -> Result<Vec<(FolderId, u64)>> {
+    let sql =
+        format!("SELECT id, seq FROM folders WHERE user_id = $1 ORDER BY id{}", if lock { FOR_UPDATE } else { "" });
+    let rows = sqlx::query(AssertSqlSafe(sql)).bind(key(user)).fetch_all(&mut *conn).await?;
     rows.iter().map(|r| Ok((unsigned(r.try_get(0)?, "folder id")?, unsigned(r.try_get(1)?, "folder seq")?))).collect()
 }
 
 /// Calls `f` with every chunk named by a live version of `folder` whose rev is above `since`,
 /// reading a page of versions at a time.
-async fn chunks_in_use(
-    conn: &mut SqliteConnection,
-    folder: FolderId,
-    since: u64,
-    mut f: impl FnMut(Hash),
-) -> Result<()> {
+async fn chunks_in_use(conn: &mut DbConn, folder: FolderId, since: u64, mut f: impl FnMut(Hash)) -> Result<()> {
     let mut after = key(since);
     loop {
         let rows = sqlx::query(
@@ -315,11 +317,11 @@ async fn chunks_in_use(
     }
 }
 
-pub(super) async fn unreferenced_chunks(pool: &SqlitePool, user: UserId, added_before: i64) -> Result<ChunkSweep> {
+pub(super) async fn unreferenced_chunks(pool: &DbPool, user: UserId, added_before: i64) -> Result<ChunkSweep> {
     // One read transaction: the seqs and the versions are the same snapshot, so every version
     // committed later has a rev above its folder's marked seq.
-    let mut tx = pool.begin().await?;
-    let marked_seqs = folder_seqs(&mut tx, user).await?;
+    let mut tx = begin_snapshot(pool).await?;
+    let marked_seqs = folder_seqs(&mut tx, user, false).await?;
     let mut used = HashSet::new();
     for (folder, _) in &marked_seqs {
         chunks_in_use(&mut tx, *folder, 0, |h| {
@@ -348,16 +350,16 @@ pub(super) async fn unreferenced_chunks(pool: &SqlitePool, user: UserId, added_b
     Ok(ChunkSweep { user, added_before, candidates, marked_seqs })
 }
 
-pub(super) async fn delete_chunks(pool: &SqlitePool, sweep: &ChunkSweep, hashes: &[Hash]) -> Result<Vec<(Hash, u32)>> {
+pub(super) async fn delete_chunks(pool: &DbPool, sweep: &ChunkSweep, hashes: &[Hash]) -> Result<Vec<(Hash, u32)>> {
     let candidates: HashSet<&Hash> = sweep.candidates.iter().map(|(h, _)| h).collect();
     // Only chunks the mark found unreferenced: the re-check below looks at new versions only.
     let mut doomed: HashSet<Hash> = hashes.iter().filter(|h| candidates.contains(h)).copied().collect();
     if doomed.is_empty() {
         return Ok(Vec::new());
     }
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = begin_write(pool).await?;
     let marked: HashMap<FolderId, u64> = sweep.marked_seqs.iter().copied().collect();
-    for (folder, seq) in folder_seqs(&mut tx, sweep.user).await? {
+    for (folder, seq) in folder_seqs(&mut tx, sweep.user, true).await? {
         let since = marked.get(&folder).copied().unwrap_or(0);
         if seq > since {
             chunks_in_use(&mut tx, folder, since, |h| {

@@ -1,12 +1,12 @@
-//! How [`super::SqliteMeta`] turns rows into domain values, and the batched statements a
+//! How the SQL stores (compiled once per backend, see `super`) turn rows into domain values, and the batched statements a
 //! commit and the chunk queries are made of (bounded `IN` lists and multi-row `VALUES`), so
 //! that a batch of thousands costs a handful of round trips rather than thousands.
 
+use super::{DbConn, DbRow, FOR_UPDATE, notify_commit};
 use crate::sql::{self, IN_LIST, key, signed, unsigned};
 use crate::{Device, Folder, Result, StoreError, User};
 use filesync_core::{EntryState, FileMeta, Hash, RelPath};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, Row, SqliteConnection};
+use sqlx::{AssertSqlSafe, Row};
 use std::collections::{HashMap, HashSet};
 
 /// The columns of `versions v` that make an [`EntryState`], in the order [`entry_from_row`]
@@ -58,7 +58,7 @@ pub(super) const ENTRY_COLS: usize = 12;
 /// Columns per row when inserting into `versions`.
 const VERSION_COLS: usize = 13;
 
-pub(super) fn user_from_row(row: &SqliteRow) -> Result<User> {
+pub(super) fn user_from_row(row: &DbRow) -> Result<User> {
     Ok(User {
         id: unsigned(row.try_get("id")?, "user id")?,
         name: row.try_get("name")?,
@@ -69,7 +69,7 @@ pub(super) fn user_from_row(row: &SqliteRow) -> Result<User> {
     })
 }
 
-pub(super) fn device_from_row(row: &SqliteRow) -> Result<Device> {
+pub(super) fn device_from_row(row: &DbRow) -> Result<Device> {
     Ok(Device {
         id: unsigned(row.try_get("id")?, "device id")?,
         user_id: unsigned(row.try_get("user_id")?, "device user id")?,
@@ -80,7 +80,7 @@ pub(super) fn device_from_row(row: &SqliteRow) -> Result<Device> {
     })
 }
 
-pub(super) fn folder_from_row(row: &SqliteRow) -> Result<Folder> {
+pub(super) fn folder_from_row(row: &DbRow) -> Result<Folder> {
     Ok(Folder {
         id: unsigned(row.try_get("id")?, "folder id")?,
         user_id: unsigned(row.try_get("user_id")?, "folder user id")?,
@@ -90,12 +90,12 @@ pub(super) fn folder_from_row(row: &SqliteRow) -> Result<Folder> {
 }
 
 /// Reads the columns of [`entry_cols!`].
-pub(super) fn entry_from_row(row: &SqliteRow) -> Result<EntryState> {
+pub(super) fn entry_from_row(row: &DbRow) -> Result<EntryState> {
     entry_at(row, 0)
 }
 
 /// Reads the columns of [`entry_cols_of!`] starting at column `at`.
-pub(super) fn entry_at(row: &SqliteRow, at: usize) -> Result<EntryState> {
+pub(super) fn entry_at(row: &DbRow, at: usize) -> Result<EntryState> {
     let path: String = row.try_get(at)?;
     let path =
         RelPath::new(path.clone()).map_err(|e| StoreError::Corrupt(format!("stored path {path:?} is invalid: {e}")))?;
@@ -128,7 +128,7 @@ pub(super) fn entry_at(row: &SqliteRow, at: usize) -> Result<EntryState> {
 
 /// Current entries of `paths` in `folder`, keyed by path.
 pub(super) async fn current_entries(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     folder: i64,
     paths: &[&str],
 ) -> Result<HashMap<String, EntryState>> {
@@ -156,11 +156,7 @@ pub(super) async fn current_entries(
 }
 
 /// Sizes of those of `hashes` the user has.
-pub(super) async fn known_chunks(
-    conn: &mut SqliteConnection,
-    user: i64,
-    hashes: &[&Hash],
-) -> Result<HashMap<Hash, u32>> {
+pub(super) async fn known_chunks(conn: &mut DbConn, user: i64, hashes: &[&Hash]) -> Result<HashMap<Hash, u32>> {
     let mut out = HashMap::with_capacity(hashes.len());
     for batch in hashes.chunks(IN_LIST) {
         let sql =
@@ -181,7 +177,7 @@ pub(super) async fn known_chunks(
 }
 
 /// Writes `entries` (new versions, ascending rev) to `versions`.
-async fn insert_versions(conn: &mut SqliteConnection, folder: i64, entries: &[EntryState]) -> Result<()> {
+async fn insert_versions(conn: &mut DbConn, folder: i64, entries: &[EntryState]) -> Result<()> {
     for batch in entries.chunks(sql::rows_per_statement(VERSION_COLS)) {
         let sql = format!(
             "INSERT INTO versions (folder_id, rev, path, deleted, kind, size, mtime_ns, executable, hash, chunks, \
@@ -215,7 +211,7 @@ async fn insert_versions(conn: &mut SqliteConnection, folder: i64, entries: &[En
 }
 
 /// Points `current` at the given revs (one per path).
-async fn upsert_current(conn: &mut SqliteConnection, folder: i64, revs: &[(&str, u64)]) -> Result<()> {
+async fn upsert_current(conn: &mut DbConn, folder: i64, revs: &[(&str, u64)]) -> Result<()> {
     for batch in revs.chunks(sql::rows_per_statement(3)) {
         let sql = format!(
             "INSERT INTO current (folder_id, path, rev) VALUES {} \
@@ -231,14 +227,14 @@ async fn upsert_current(conn: &mut SqliteConnection, folder: i64, revs: &[(&str,
     Ok(())
 }
 
-/// The seq of the user's `folder`, read inside a transaction ([`StoreError::FolderNotFound`]
-/// if the user has no such folder).
-pub(super) async fn folder_seq(conn: &mut SqliteConnection, user: u64, folder: u64) -> Result<u64> {
-    let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM folders WHERE id = $1 AND user_id = $2")
-        .bind(key(folder))
-        .bind(key(user))
-        .fetch_optional(&mut *conn)
-        .await?;
+/// The seq of the user's `folder`, read inside a write transaction ([`StoreError::FolderNotFound`]
+/// if the user has no such folder). On a backend with several writers the folder's row stays
+/// locked until the transaction ends ([`FOR_UPDATE`]): the writers of one folder take turns, as
+/// SQLite's single writer makes them.
+pub(super) async fn folder_seq(conn: &mut DbConn, user: u64, folder: u64) -> Result<u64> {
+    let sql = format!("SELECT seq FROM folders WHERE id = $1 AND user_id = $2{FOR_UPDATE}");
+    let seq: Option<i64> =
+        sqlx::query_scalar(AssertSqlSafe(sql)).bind(key(folder)).bind(key(user)).fetch_optional(&mut *conn).await?;
     let Some(seq) = seq else {
         return Err(StoreError::FolderNotFound(folder));
     };
@@ -247,10 +243,11 @@ pub(super) async fn folder_seq(conn: &mut SqliteConnection, user: u64, folder: u
 
 /// Writes new versions (ascending rev, the last of them `seq`) in an open write transaction:
 /// checks that the user has every chunk they name ([`StoreError::MissingChunks`] otherwise),
-/// inserts them, points `current` at the last version of each path and advances the folder's
-/// seq. Shared by commits and restores.
+/// inserts them, points `current` at the last version of each path, advances the folder's
+/// seq, and tells the store's other writers (if it has any) once the transaction commits.
+/// Shared by commits and restores.
 pub(super) async fn write_applied(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     user: i64,
     folder: i64,
     applied: &[EntryState],
@@ -280,5 +277,5 @@ pub(super) async fn write_applied(
     revs.sort_unstable_by_key(|&(_, rev)| rev);
     upsert_current(&mut *conn, folder, &revs).await?;
     sqlx::query("UPDATE folders SET seq = $1 WHERE id = $2").bind(key(seq)).bind(folder).execute(&mut *conn).await?;
-    Ok(())
+    notify_commit(&mut *conn, user, folder, seq).await
 }

@@ -1,0 +1,272 @@
+//! Runs the metadata conformance suite against [`PgMeta`] on a real PostgreSQL, each test in a
+//! database of its own ([`TempDatabase`]), and checks what only a shared database can get
+//! wrong: several instances migrating at once, and writing one folder at once. Skipped when
+//! PostgreSQL cannot be reached, unless `FILESYNC_REQUIRE_PG` is set (as CI does).
+
+use filesync_core::{ChunkRef, EntryKind, FileMeta, Hash, RelPath};
+use filesync_store::conformance::run_meta_suite;
+use filesync_store::pg::PgMeta;
+use filesync_store::pg::testing::TempDatabase;
+use filesync_store::{CommitNotice, Device, Folder, MetaStore, ProposedChange, StoreError, UserId};
+
+#[tokio::test]
+async fn postgres_conforms() {
+    let Some(db) = TempDatabase::create() else { return };
+    let store = db.open().await;
+    run_meta_suite(&store).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_together_migrate_once() {
+    let Some(db) = TempDatabase::create() else { return };
+    let opens: Vec<_> = (0..6)
+        .map(|_| {
+            let url = db.url.clone();
+            tokio::spawn(async move { PgMeta::connect(&url, None).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for open in opens {
+        stores.push(open.await.unwrap().expect("every instance starts"));
+    }
+    for s in &stores {
+        assert_eq!(s.schema_version().await.unwrap(), PgMeta::latest_schema_version());
+    }
+    // Each migration was applied once: its row is there once, and its `CREATE TABLE`s did not
+    // fail for the instances that came second.
+    let s = &stores[0];
+    let user = s.create_user("alice", "h", 1).await.unwrap();
+    assert_eq!(s.list_users().await.unwrap(), vec![user]);
+    assert_eq!(s.admin_generation().await.unwrap(), 0, "admin_state was seeded once");
+    for s in &stores {
+        s.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_filesync_is_refused() {
+    let Some(db) = TempDatabase::create() else { return };
+    let s = db.open().await;
+    s.close().await;
+    let newer = PgMeta::latest_schema_version() + 1;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+    sqlx::query("INSERT INTO schema_version (version, applied_at) VALUES ($1, 0)")
+        .bind(newer)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    match PgMeta::connect(&db.url, None).await {
+        Err(StoreError::Migrate(sqlx::migrate::MigrateError::VersionMissing(v))) if v == newer => {}
+        other => panic!("a schema newer than this build must be refused, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_named_without_its_password() {
+    // Port 1 on loopback: nothing listens there.
+    let err = PgMeta::connect("postgres://filesync:hunter2@127.0.0.1:1/meta", None).await.unwrap_err().to_string();
+    assert!(err.contains("postgres://filesync@127.0.0.1:1/meta") && err.contains("check that PostgreSQL"), "{err}");
+    assert!(!err.contains("hunter2"), "the password must not be shown: {err}");
+    let err = PgMeta::connect("postgres://u:hunter2@[::1/db", None).await.unwrap_err().to_string();
+    assert!(err.contains("not a valid PostgreSQL URL") && !err.contains("hunter2"), "{err}");
+}
+
+#[tokio::test]
+async fn a_password_given_apart_from_the_url_is_used() {
+    let Some(db) = TempDatabase::create() else { return };
+    let Some((without, password)) = split_password(&db.url) else {
+        eprintln!("skipped: the test server's URL has no password to move");
+        return;
+    };
+    let s = PgMeta::connect(&without, Some(&password)).await.expect("the password is taken from the argument");
+    s.close().await;
+    // A password in the URL wins over one given apart.
+    let s = PgMeta::connect(&db.url, Some("wrong")).await.expect("the URL's password is used");
+    s.close().await;
+    let err = PgMeta::connect(&without, Some("wrong")).await.unwrap_err().to_string();
+    assert!(err.contains("cannot connect") && !err.contains("wrong"), "{err}");
+}
+
+/// `?sslmode=require` makes the store talk TLS (rustls) to PostgreSQL. Skipped when the test
+/// server has TLS off.
+#[tokio::test]
+async fn tls_is_used_when_the_url_asks_for_it() {
+    use sqlx::Connection;
+    let Some(db) = TempDatabase::create() else { return };
+    let with = |mode: &str| format!("{}{}sslmode={mode}", db.url, if db.url.contains('?') { '&' } else { '?' });
+    let mut plain = sqlx::PgConnection::connect(&with("disable")).await.unwrap();
+    let ssl: String = sqlx::query_scalar("SHOW ssl").fetch_one(&mut plain).await.unwrap();
+    if ssl != "on" {
+        eprintln!("skipped: the test PostgreSQL has TLS off");
+        return;
+    }
+    let url = with("require");
+    let store = PgMeta::connect(&url, None).await.expect("a TLS connection");
+    store.create_user("erin", "h", 1).await.unwrap();
+    store.close().await;
+    let mut tls = sqlx::PgConnection::connect(&url).await.unwrap();
+    let on: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&mut tls)
+        .await
+        .unwrap();
+    assert!(on, "sslmode=require gives a TLS connection");
+    let off: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&mut plain)
+        .await
+        .unwrap();
+    assert!(!off, "and sslmode=disable does not (so the check above means something)");
+}
+
+/// Two server instances (two pools) committing to one folder at once take turns: every rev is
+/// handed out once and none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_committing_to_one_folder_get_distinct_revs() {
+    let Some(db) = TempDatabase::create() else { return };
+    let first = db.open().await;
+    let second = db.open().await;
+    let (user, device, folder, metas) = account(&first, "alice", 120).await;
+    let mut tasks = Vec::new();
+    for (k, s) in [first.clone(), second.clone(), first.clone(), second.clone()].into_iter().enumerate() {
+        let (device, metas) = (device.clone(), metas.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..30 {
+                let n = k * 30 + i;
+                s.commit(user, folder.id, &device, &[put(&format!("{n}"), &metas[n])], 0).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let revs: Vec<u64> = second.changes_since(folder.id, 0, 1000).await.unwrap().iter().map(|e| e.rev).collect();
+    assert_eq!(revs, (1..=120).collect::<Vec<_>>(), "every commit got its own rev, none lost");
+    assert_eq!(first.folder(user, folder.id).await.unwrap().unwrap().seq, 120);
+}
+
+/// Two instances editing the same path from the same base: exactly one wins, the other is told
+/// of the conflict — never two versions both based on the same rev.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_edits_of_one_path_on_two_instances_conflict_once() {
+    let Some(db) = TempDatabase::create() else { return };
+    let first = db.open().await;
+    let second = db.open().await;
+    let (user, device, folder, metas) = account(&first, "bob", 41).await;
+    let base = first.commit(user, folder.id, &device, &[put("doc", &metas[0])], 0).await.unwrap().folder_seq;
+    for round in 0..20 {
+        let current = first.current(folder.id, &RelPath::new("doc").unwrap()).await.unwrap().unwrap().rev;
+        let edit = |m: &FileMeta| ProposedChange { base_rev: current, ..put("doc", m) };
+        let (a, b) = (edit(&metas[1 + 2 * round]), edit(&metas[2 + 2 * round]));
+        let (s1, s2, d1, d2) = (first.clone(), second.clone(), device.clone(), device.clone());
+        let one = tokio::spawn(async move { s1.commit(user, folder.id, &d1, &[a], 0).await.unwrap() });
+        let two = tokio::spawn(async move { s2.commit(user, folder.id, &d2, &[b], 0).await.unwrap() });
+        let (one, two) = (one.await.unwrap(), two.await.unwrap());
+        let accepted =
+            [&one, &two].iter().filter(|o| matches!(o.outcomes[0], filesync_store::Outcome::Accepted(_))).count();
+        assert_eq!(accepted, 1, "round {round}: exactly one edit wins: {one:?} {two:?}");
+    }
+    let seq = first.folder(user, folder.id).await.unwrap().unwrap().seq;
+    assert_eq!(seq, base + 20, "one new version per round");
+}
+
+/// Uploads of overlapping chunk sets from two instances at once neither deadlock nor fail, and
+/// two instances creating one folder at once get the same folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_uploads_and_folder_creation_on_two_instances() {
+    let Some(db) = TempDatabase::create() else { return };
+    let first = db.open().await;
+    let second = db.open().await;
+    let user = first.create_user("carol", "h", 1).await.unwrap().id;
+    let hashes: Vec<(Hash, u32)> = (0..400).map(|i: u32| (Hash::of(&i.to_le_bytes()), 10)).collect();
+    let mut tasks = Vec::new();
+    for (k, s) in [first.clone(), second.clone(), first.clone(), second.clone()].into_iter().enumerate() {
+        let mut mine = hashes.clone();
+        mine.rotate_left(k * 97);
+        if k % 2 == 1 {
+            mine.reverse();
+        }
+        tasks.push(tokio::spawn(async move {
+            s.add_chunks(user, &mine).await.unwrap();
+            s.folder_by_name(user, "shared", true).await.unwrap().unwrap()
+        }));
+    }
+    let mut folders = Vec::new();
+    for t in tasks {
+        folders.push(t.await.unwrap());
+    }
+    assert!(folders.windows(2).all(|w| w[0] == w[1]), "one folder: {folders:?}");
+    let all: Vec<Hash> = hashes.iter().map(|(h, _)| *h).collect();
+    assert!(second.missing_chunks(user, &all).await.unwrap().is_empty());
+    assert_eq!(second.stored_bytes(user).await.unwrap(), 4000, "each chunk counted once");
+}
+
+/// Each commit transaction notifies every instance once, when it commits: a commit refused as a
+/// whole (a missing chunk) and a commit that changes nothing send nothing.
+#[tokio::test]
+async fn commits_on_one_instance_are_noticed_by_another() {
+    let Some(db) = TempDatabase::create() else { return };
+    let first = db.open().await;
+    let second = db.open().await;
+    let mut notices = second.commit_notices().await.unwrap().expect("PostgreSQL tells of commits");
+    let (user, device, folder, metas) = account(&first, "dan", 3).await;
+    first.commit(user, folder.id, &device, &[put("a", &metas[0]), put("b", &metas[1])], 0).await.unwrap();
+    assert_eq!(next(&mut notices).await, Some(CommitNotice { user, folder: folder.id, seq: 2 }), "one per transaction");
+
+    let mut unknown = metas[2].clone();
+    unknown.chunks[0].hash = Hash::of(b"never uploaded");
+    assert!(first.commit(user, folder.id, &device, &[put("c", &unknown)], 0).await.is_err());
+    first.commit(user, folder.id, &device, &[put("a", &metas[0])], 0).await.unwrap(); // already current
+    second.commit(user, folder.id, &device, &[put("c", &metas[2])], 0).await.unwrap();
+    assert_eq!(
+        next(&mut notices).await,
+        Some(CommitNotice { user, folder: folder.id, seq: 3 }),
+        "nothing for a rolled-back or empty commit; a commit of this instance is noticed too"
+    );
+    first
+        .restore(user, folder.id, &device, &RelPath::new("a").unwrap(), 1, Some(&RelPath::new("copy").unwrap()), 0)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut notices).await, Some(CommitNotice { user, folder: folder.id, seq: 4 }), "restores too");
+}
+
+/// The next notice, waiting at most ten seconds.
+async fn next(notices: &mut futures::stream::BoxStream<'static, CommitNotice>) -> Option<CommitNotice> {
+    use futures::StreamExt;
+    tokio::time::timeout(std::time::Duration::from_secs(10), notices.next()).await.expect("a notice in time")
+}
+
+/// A user with a device and a folder, and `n` stored one-chunk files ready to commit.
+async fn account(s: &PgMeta, name: &str, n: usize) -> (UserId, Device, Folder, Vec<FileMeta>) {
+    let user = s.create_user(name, "h", 1).await.unwrap();
+    let device = s.create_device(user.id, "d", &Hash::of(name.as_bytes()).0, 1).await.unwrap();
+    let folder = s.folder_by_name(user.id, "f", true).await.unwrap().unwrap();
+    let metas: Vec<FileMeta> = (0..n)
+        .map(|i| {
+            let chunk = Hash::of(format!("{name} {i}").as_bytes());
+            let chunks = vec![ChunkRef { hash: chunk, len: 10 }];
+            FileMeta {
+                kind: EntryKind::File,
+                size: 10,
+                mtime_ns: i as i64,
+                executable: false,
+                hash: filesync_core::file_hash(&chunks),
+                chunks,
+            }
+        })
+        .collect();
+    let chunks: Vec<(Hash, u32)> = metas.iter().map(|m| (m.chunks[0].hash, 10)).collect();
+    s.add_chunks(user.id, &chunks).await.unwrap();
+    (user.id, device, folder, metas)
+}
+
+fn put(path: &str, meta: &FileMeta) -> ProposedChange {
+    ProposedChange { path: RelPath::new(path).unwrap(), base_rev: 0, meta: Some(meta.clone()) }
+}
+
+/// `postgres://user:password@rest` → (`postgres://user@rest`, password).
+fn split_password(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let (userinfo, host) = rest.split_once('@')?;
+    let (user, password) = userinfo.split_once(':')?;
+    Some((format!("{scheme}://{user}@{host}"), password.to_owned()))
+}

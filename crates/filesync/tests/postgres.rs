@@ -1,0 +1,161 @@
+//! A real `filesync server` keeping its metadata in PostgreSQL (a database of its own on the
+//! test server, see `filesync_store::pg::testing`), with file contents on its disk or in an
+//! S3-compatible bucket (a real `moto_server`), and two real clients syncing both ways.
+//! Skipped when PostgreSQL cannot be reached, unless `FILESYNC_REQUIRE_PG` is set (as CI
+//! does); the S3 case also needs moto (`FILESYNC_REQUIRE_S3`).
+#![cfg(unix)]
+
+mod support;
+
+use filesync_store::pg::testing::TempDatabase;
+use filesync_store::s3::testing::Moto;
+use std::process::Command;
+use support::*;
+
+fn arg(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `postgres://user:password@rest` → (`postgres://user@rest`, password).
+fn split_password(url: &str) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (userinfo, host) = rest.split_once('@').expect("the test server's URL names a user");
+    let (user, password) = userinfo.split_once(':').expect("the test server's URL has a password");
+    (format!("{scheme}://{user}@{host}"), password.to_owned())
+}
+
+/// Two computers edit one file in turn, each sees the other's edit, and the file's history on
+/// the server holds both versions; a restore reaches the other computer too.
+fn two_computers_sync_both_ways_and_keep_history(server: &TestServer) {
+    let laptop = TestClient::register(server, "ann", "laptop");
+    let desktop = TestClient::login(server, "ann", "desktop");
+    let first = random_bytes(2 << 20, 11);
+    laptop.write("report.bin", &first);
+    laptop.write("docs/notes.txt", "from the laptop");
+    laptop.sync();
+    desktop.sync();
+    assert_eq!(laptop.tree(), desktop.tree());
+    assert_eq!(desktop.read("report.bin"), first);
+
+    desktop.write("docs/notes.txt", "edited on the desktop");
+    std::fs::remove_file(desktop.path("report.bin")).unwrap();
+    desktop.sync();
+    laptop.sync();
+    assert_eq!(laptop.read("docs/notes.txt"), b"edited on the desktop");
+    assert!(!laptop.exists("report.bin"), "the deletion reached the laptop");
+    assert_eq!(laptop.tree(), desktop.tree());
+
+    let history = laptop.json(&["history", arg(&laptop.path("docs/notes.txt")), "--json"]);
+    let devices: Vec<&str> =
+        history["versions"].as_array().unwrap().iter().map(|v| v["device"].as_str().unwrap()).collect();
+    assert_eq!(devices, vec!["desktop", "laptop"], "both versions are kept, newest first: {history}");
+
+    // The deleted file comes back from the trash, byte for byte, on both computers.
+    let out = laptop.ok(&["restore", arg(&laptop.path("report.bin"))], None);
+    assert!(out.contains("Restored report.bin"), "{out}");
+    desktop.sync();
+    assert_eq!(desktop.read("report.bin"), first);
+    assert_eq!(laptop.tree(), desktop.tree());
+    assert!(conflict_copies(&laptop.tree()).is_empty());
+}
+
+#[test]
+fn a_server_on_postgres_and_its_disk_syncs_two_computers_both_ways() {
+    let Some(db) = TempDatabase::create() else { return };
+    let (url, password) = split_password(&db.url);
+    let tmp = tempfile::tempdir().unwrap();
+    let password_file = tmp.path().join("db-password");
+    std::fs::write(&password_file, format!("{password}\n")).unwrap();
+    let server = TestServer::start_with(&["--database", &url, "--database-password-file", arg(&password_file)]);
+    two_computers_sync_both_ways_and_keep_history(&server);
+    assert!(!server.data.join("meta.db").exists(), "no SQLite database beside PostgreSQL");
+    assert!(server.chunk_files() > 0, "contents are on the server's disk");
+
+    // `filesync server admin` reaches the same metadata, with the password from PGPASSWORD.
+    let out = Command::new(bin())
+        .args(["server", "admin", "--database", &url, "users", "--json"])
+        .env("PGPASSWORD", &password)
+        .env("FILESYNC_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let users: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(users[0]["name"], "ann");
+    assert_eq!(users[0]["devices"], 2);
+}
+
+#[test]
+fn a_server_on_postgres_and_s3_syncs_two_computers_both_ways() {
+    let Some(db) = TempDatabase::create() else { return };
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("filesync");
+    let tmp = tempfile::tempdir().unwrap();
+    let credentials = tmp.path().join("credentials");
+    std::fs::write(&credentials, "[default]\naws_access_key_id = ann\naws_secret_access_key = not-checked-by-moto\n")
+        .unwrap();
+    let server = TestServer::start_with(&[
+        "--database",
+        &db.url,
+        "--store",
+        "s3://filesync/acme",
+        "--s3-endpoint",
+        &moto.endpoint,
+        "--s3-path-style",
+        "--s3-credentials",
+        arg(&credentials),
+    ]);
+    two_computers_sync_both_ways_and_keep_history(&server);
+    assert!(!server.data.join("meta.db").exists(), "no SQLite database beside PostgreSQL");
+    assert_eq!(server.chunk_files(), 0, "no chunk is kept on the server's disk");
+}
+
+/// Two server instances on one database and one chunk store (a data directory both use, so
+/// also one certificate): a device connected to one gets, by push, the commits a device
+/// connected to the other makes — each commit's `NOTIFY` reaches the other instance, which
+/// pushes it to its connections. Both agents are in sync before the edits, so nothing but a
+/// push can bring them (the agents' own rescan is hourly).
+#[test]
+fn two_server_instances_on_one_database_push_each_others_commits() {
+    let Some(db) = TempDatabase::create() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("shared");
+    let one = TestServer::start_at(&data, "127.0.0.1:0", &["--database", &db.url]);
+    let two = TestServer::start_at(&data, "127.0.0.1:0", &["--database", &db.url]);
+    assert_eq!(one.fingerprint, two.fingerprint, "one certificate");
+    let a = TestClient::register(&one, "ann", "laptop");
+    let b = TestClient::login(&two, "ann", "desktop");
+    let _ga = a.agent();
+    let _gb = b.agent();
+    for c in [&a, &b] {
+        c.ok(&["status", "--wait", "--timeout", "30"], None);
+    }
+    a.write("pushed.txt", "from the laptop, through instance one");
+    wait_until(20, "pushed.txt on the desktop", || {
+        b.exists("pushed.txt") && b.read("pushed.txt") == b"from the laptop, through instance one"
+    });
+    b.write("reply/back.txt", "from the desktop, through instance two");
+    wait_until(20, "the reply on the laptop", || {
+        a.exists("reply/back.txt") && a.read("reply/back.txt") == b"from the desktop, through instance two"
+    });
+    std::fs::remove_file(a.path("pushed.txt")).unwrap();
+    wait_until(20, "the deletion on the desktop", || !b.exists("pushed.txt"));
+}
+
+#[test]
+fn a_database_that_refuses_the_password_stops_the_server_with_a_clear_message() {
+    let Some(db) = TempDatabase::create() else { return };
+    let (url, _) = split_password(&db.url);
+    let with_wrong = url.replacen('@', ":not-the-password@", 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args(["server", "--listen", "127.0.0.1:0", "--data"])
+        .arg(tmp.path().join("data"))
+        .args(["--database", &with_wrong])
+        .env_remove("PGPASSWORD")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot connect to the metadata database at postgres://"), "{err}");
+    assert!(!err.contains("not-the-password"), "the password must not be shown: {err}");
+}

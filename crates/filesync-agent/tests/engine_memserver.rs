@@ -44,6 +44,8 @@ struct Inner {
     similar_up: Vec<(Hash, Option<Hash>)>,
     /// Each chunk asked for, with the local chunk offered as similar.
     similar_down: Vec<(Hash, Option<Hash>)>,
+    /// "put" and "commit", in the order the server got them.
+    calls: Vec<&'static str>,
 }
 
 impl ServerApi for MemServer {
@@ -73,6 +75,7 @@ impl ServerApi for MemServer {
     fn put_chunks(&self, chunks: Vec<ChunkUpload>) -> BoxFuture<'_, Result<(), SyncError>> {
         let mut s = self.inner.lock().unwrap();
         s.puts += 1;
+        s.calls.push("put");
         s.similar_up.extend(chunks.iter().map(|c| (c.hash, c.similar)));
         let chunks: Vec<(Hash, Bytes)> = chunks.into_iter().map(|c| (c.hash, c.data)).collect();
         let stored: u64 = s.chunks.values().map(|d| d.len() as u64).sum();
@@ -115,6 +118,7 @@ impl ServerApi for MemServer {
 
     fn commit(&self, folder_id: u64, changes: Vec<Change>) -> BoxFuture<'_, Result<Vec<Committed>, SyncError>> {
         let mut s = self.inner.lock().unwrap();
+        s.calls.push("commit");
         let mut out = Vec::new();
         for c in changes {
             let key = (folder_id, c.path.clone());
@@ -371,4 +375,23 @@ async fn a_changed_chunk_names_the_old_chunk_at_its_place_both_ways() {
             assert!(old_chunks.contains(&sim), "{what} chunk {h} names {sim}, not a chunk of the old version");
         }
     }
+}
+
+/// Files are committed as soon as their chunks are on the server, in batches, not all at the
+/// end of the pass: the other computers start downloading while the rest is still being sent.
+#[tokio::test]
+async fn a_big_upload_commits_files_while_the_rest_is_still_being_sent() {
+    let server = Arc::new(MemServer::default());
+    let a = Computer::new(&server, "laptop").await;
+    let b = Computer::new(&server, "desktop").await;
+    for i in 0..1500u64 {
+        a.fs.write(&format!("d{}/f{i:04}.bin", i % 10), noise(8192, i + 100));
+    }
+    assert_eq!(a.sync().await.uploaded, 1510, "1,500 files and 10 directories");
+    let calls = server.inner.lock().unwrap().calls.clone();
+    let first_commit = calls.iter().position(|c| *c == "commit").unwrap();
+    let last_put = calls.iter().rposition(|c| *c == "put").unwrap();
+    assert!(first_commit < last_put, "the first commit waited for every chunk: {calls:?}");
+    assert_eq!(b.sync().await.downloaded, 1510);
+    assert_eq!(b.fs.read("d7/f1497.bin").unwrap(), noise(8192, 1597));
 }

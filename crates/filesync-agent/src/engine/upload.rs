@@ -101,8 +101,8 @@ pub enum CommitOutcome {
     Failed(String),
 }
 
-/// Sends the uploads' missing chunks (paced by `throttle`), then commits uploads and
-/// deletions. Returns one outcome per upload, then one per deletion, in the order given, the
+/// Sends the uploads' missing chunks (paced by `throttle`), committing uploads in batches as
+/// their chunks are stored, then the deletions. Returns one outcome per upload, then one per deletion, in the order given, the
 /// chunk bytes sent, and whether the server refused chunks because the account is over its
 /// storage quota (then no more batches are sent: files needing unsent chunks fail with the
 /// server's explanation, which says how much is used of how much).
@@ -146,7 +146,12 @@ pub async fn run(
     progress.bytes_total.fetch_add(missing_bytes, Ordering::Relaxed);
     let similar = Arc::new(similar_chunks(uploads, &missing, &first_source));
 
-    // 3. Read them on a blocking thread, send them in batches.
+    // Files are committed as soon as their chunks are on the server, in batches, so the
+    // other computers start downloading while the rest is still being sent.
+    let missing_set: HashSet<Hash> = missing.iter().copied().collect();
+    let mut commits = Commits::new(uploads, deletes, &missing_set);
+
+    // 3. Read them on a blocking thread, send them in batches; commit what is complete.
     let mut failed: HashMap<usize, String> = HashMap::new();
     if !missing.is_empty() {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<ChunkRead>(64);
@@ -173,14 +178,15 @@ pub async fn run(
                         .map(|(hash, data)| ChunkUpload { hash, data, similar: similar.get(&hash).copied() })
                         .collect();
                     async move {
+                        let hashes: Vec<Hash> = b.iter().map(|c| c.hash).collect();
                         let known = quota_refusal.lock().expect("quota lock").clone();
                         if let Some(why) = known {
-                            return Ok((0, b.iter().map(|c| (c.hash, why.clone())).collect()));
+                            return Ok((0, b.iter().map(|c| (c.hash, why.clone())).collect(), hashes));
                         }
                         let bytes: u64 = b.iter().map(|c| c.data.len() as u64).sum();
                         throttle.acquire(bytes).await;
-                        let r = put_batch(&*conn, b).await.map(|(n, refused)| (n.min(bytes), refused));
-                        if let Ok((_, refused)) = &r
+                        let r = put_batch(&*conn, b).await.map(|(n, refused)| (n.min(bytes), refused, hashes));
+                        if let Ok((_, refused, _)) = &r
                             && let Some((_, why)) = refused.iter().find(|(_, why)| why.over_quota)
                         {
                             quota_refusal.lock().expect("quota lock").get_or_insert_with(|| why.clone());
@@ -193,10 +199,15 @@ pub async fn run(
         // A chunk the server refuses costs only the files that need it.
         let mut refused: HashMap<Hash, Refusal> = HashMap::new();
         while let Some(r) = put.next().await {
-            let (n, no) = r?;
+            let (n, no, hashes) = r?;
             bytes_sent += n;
             progress.bytes_done.fetch_add(n, Ordering::Relaxed);
+            let no_set: HashSet<Hash> = no.iter().map(|(h, _)| *h).collect();
+            commits.stored(hashes.iter().filter(|h| !no_set.contains(h)));
             refused.extend(no);
+            if commits.ready_len() >= COMMIT_BATCH {
+                commits.commit_ready(&**conn, folder_id, progress).await?;
+            }
         }
         drop(put);
         sent.retain(|h| !refused.contains_key(h));
@@ -218,36 +229,128 @@ pub async fn run(
         }
     }
 
-    // 4. Commit, in batches, everything whose chunks are on the server.
-    let mut outcomes: Vec<Option<CommitOutcome>> = Vec::with_capacity(uploads.len() + deletes.len());
-    let mut changes: Vec<(usize, Change)> = Vec::new();
-    for (i, u) in uploads.iter().enumerate() {
-        if let Some(reason) = failed.get(&i) {
-            outcomes.push(Some(CommitOutcome::Failed(reason.clone())));
-            continue;
-        }
-        outcomes.push(None);
-        changes.push((i, Change { path: u.path.clone(), base_rev: u.base_rev, meta: Some(u.meta.clone()) }));
+    // 4. Commit the rest: every upload whose chunks are on the server, then the deletions.
+    for (i, reason) in failed {
+        commits.outcomes[i] = Some(CommitOutcome::Failed(reason));
     }
-    for (j, d) in deletes.iter().enumerate() {
-        outcomes.push(None);
-        changes.push((uploads.len() + j, Change { path: d.path.clone(), base_rev: d.base_rev, meta: None }));
-    }
-    let (idx, cs): (Vec<usize>, Vec<Change>) = changes.into_iter().unzip();
-    let n = cs.len();
-    let answers = if cs.is_empty() { Vec::new() } else { conn.commit(folder_id, cs).await? };
-    if answers.len() != n {
-        return Err(SyncError::Protocol(format!("a commit of {n} changes got {} answers", answers.len())));
-    }
-    for (i, a) in idx.into_iter().zip(answers) {
-        outcomes[i] = Some(match a {
-            Committed::Accepted(current) => CommitOutcome::Accepted(current),
-            Committed::Conflict(current) => CommitOutcome::Conflict(current),
-        });
-        progress.files_done.fetch_add(1, Ordering::Relaxed);
-    }
+    commits.commit_ready(&**conn, folder_id, progress).await?;
+    commits.commit_deletes(&**conn, folder_id, progress).await?;
     let over_quota = quota_refusal.lock().expect("quota lock").is_some();
-    Ok((outcomes.into_iter().map(|o| o.expect("every change has an outcome")).collect(), bytes_sent, over_quota))
+    let outcomes = commits.outcomes.into_iter().map(|o| o.expect("every change has an outcome")).collect();
+    Ok((outcomes, bytes_sent, over_quota))
+}
+
+/// Files committed together once their chunks are on the server: big enough that commits
+/// stay few, small enough that the other computers start early.
+const COMMIT_BATCH: usize = 500;
+
+/// Which uploads wait for which chunks, which are complete, and the outcome of each change.
+struct Commits<'a> {
+    uploads: &'a [UploadJob],
+    deletes: &'a [DeleteJob],
+    /// For each missing chunk, the uploads that need it.
+    needed_by: HashMap<Hash, Vec<usize>>,
+    /// Per upload, how many of its distinct missing chunks are not stored yet.
+    waiting: Vec<usize>,
+    /// Uploads whose chunks are all stored and that are not committed yet, in order.
+    ready: Vec<usize>,
+    /// One per upload, then one per deletion.
+    outcomes: Vec<Option<CommitOutcome>>,
+}
+
+impl<'a> Commits<'a> {
+    fn new(uploads: &'a [UploadJob], deletes: &'a [DeleteJob], missing: &HashSet<Hash>) -> Commits<'a> {
+        let mut needed_by: HashMap<Hash, Vec<usize>> = HashMap::new();
+        let mut waiting = vec![0; uploads.len()];
+        for (i, u) in uploads.iter().enumerate() {
+            if u.meta.kind != EntryKind::File {
+                continue;
+            }
+            let distinct: HashSet<Hash> =
+                u.meta.chunks.iter().map(|c| c.hash).filter(|h| missing.contains(h)).collect();
+            waiting[i] = distinct.len();
+            for h in distinct {
+                needed_by.entry(h).or_default().push(i);
+            }
+        }
+        let ready = (0..uploads.len()).filter(|&i| waiting[i] == 0).collect();
+        let outcomes = (0..uploads.len() + deletes.len()).map(|_| None).collect();
+        Commits { uploads, deletes, needed_by, waiting, ready, outcomes }
+    }
+
+    /// These chunks are on the server now.
+    fn stored<'h>(&mut self, hashes: impl Iterator<Item = &'h Hash>) {
+        for h in hashes {
+            for i in self.needed_by.remove(h).unwrap_or_default() {
+                self.waiting[i] -= 1;
+                if self.waiting[i] == 0 {
+                    self.ready.push(i);
+                }
+            }
+        }
+    }
+
+    fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Commits the complete uploads not committed yet (and not failed).
+    async fn commit_ready(
+        &mut self,
+        conn: &dyn ServerApi,
+        folder_id: u64,
+        progress: &Progress,
+    ) -> Result<(), SyncError> {
+        let ready: Vec<usize> =
+            std::mem::take(&mut self.ready).into_iter().filter(|&i| self.outcomes[i].is_none()).collect();
+        let changes = ready
+            .iter()
+            .map(|&i| {
+                let u = &self.uploads[i];
+                Change { path: u.path.clone(), base_rev: u.base_rev, meta: Some(u.meta.clone()) }
+            })
+            .collect();
+        self.commit(conn, folder_id, ready, changes, progress).await
+    }
+
+    async fn commit_deletes(
+        &mut self,
+        conn: &dyn ServerApi,
+        folder_id: u64,
+        progress: &Progress,
+    ) -> Result<(), SyncError> {
+        let n = self.uploads.len();
+        let idx = (n..n + self.deletes.len()).collect();
+        let changes =
+            self.deletes.iter().map(|d| Change { path: d.path.clone(), base_rev: d.base_rev, meta: None }).collect();
+        self.commit(conn, folder_id, idx, changes, progress).await
+    }
+
+    async fn commit(
+        &mut self,
+        conn: &dyn ServerApi,
+        folder_id: u64,
+        idx: Vec<usize>,
+        changes: Vec<Change>,
+        progress: &Progress,
+    ) -> Result<(), SyncError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let n = changes.len();
+        let answers = conn.commit(folder_id, changes).await?;
+        if answers.len() != n {
+            return Err(SyncError::Protocol(format!("a commit of {n} changes got {} answers", answers.len())));
+        }
+        for (i, a) in idx.into_iter().zip(answers) {
+            self.outcomes[i] = Some(match a {
+                Committed::Accepted(current) => CommitOutcome::Accepted(current),
+                Committed::Conflict(current) => CommitOutcome::Conflict(current),
+            });
+            progress.files_done.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
 }
 
 /// For each missing chunk, the chunk of the replaced version at its place (see

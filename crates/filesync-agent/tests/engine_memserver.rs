@@ -3,146 +3,18 @@
 //! through it; a concurrent edit makes one conflict copy; a moved file is rebuilt from the
 //! local copy without fetching a byte; a chunk the server lost is sent again.
 
-use bytes::Bytes;
+mod memserver;
+
 use filesync_agent::config::FolderConfig;
-use filesync_agent::engine::server::{Change, ChangesPage, ChunkRequest, ChunkUpload, Committed, ServerApi};
-use filesync_agent::engine::{Engine, PassReport, SyncError};
+use filesync_agent::engine::server::ServerApi;
+use filesync_agent::engine::{Engine, PassReport};
 use filesync_agent::fs::Filesystem;
 use filesync_agent::memfs::MemFs;
 use filesync_agent::state::StateDb;
 use filesync_agent::status::Progress;
-use filesync_client::{ClientError, ErrorCode};
-use filesync_core::{EntryState, Hash, RelPath};
-use futures::future::BoxFuture;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-/// One user's folders, journals and chunks, in memory. The commit rule is the server's: a
-/// change is accepted only if it is based on the path's current rev.
-#[derive(Default)]
-struct MemServer {
-    /// A std mutex: every method holds it for a few map operations, never across an await.
-    inner: Mutex<Inner>,
-}
-
-#[derive(Default)]
-struct Inner {
-    folders: HashMap<String, u64>,
-    seq: HashMap<u64, u64>,
-    current: HashMap<(u64, RelPath), EntryState>,
-    chunks: HashMap<Hash, Bytes>,
-    /// Chunks the server cannot read back (a damaged disk): a request for one fails whole.
-    damaged: std::collections::HashSet<Hash>,
-    /// Chunks the server will not take: a batch holding one is refused whole.
-    refused: std::collections::HashSet<Hash>,
-    /// The user's storage quota in bytes: a batch that would pass it is refused whole.
-    quota: Option<u64>,
-    /// `put_chunks` calls received.
-    puts: usize,
-    /// Each chunk received, with the chunk the engine named as similar (the base a delta
-    /// would apply to).
-    similar_up: Vec<(Hash, Option<Hash>)>,
-    /// Each chunk asked for, with the local chunk offered as similar.
-    similar_down: Vec<(Hash, Option<Hash>)>,
-    /// "put" and "commit", in the order the server got them.
-    calls: Vec<&'static str>,
-}
-
-impl ServerApi for MemServer {
-    fn open_folder<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<u64, SyncError>> {
-        let mut s = self.inner.lock().unwrap();
-        let next = s.folders.len() as u64 + 1;
-        let id = *s.folders.entry(name.to_string()).or_insert(next);
-        Box::pin(async move { Ok(id) })
-    }
-
-    fn changes(&self, folder_id: u64, since: u64) -> BoxFuture<'_, Result<ChangesPage, SyncError>> {
-        let s = self.inner.lock().unwrap();
-        let mut entries: Vec<EntryState> =
-            s.current.iter().filter(|((f, _), e)| *f == folder_id && e.rev > since).map(|(_, e)| e.clone()).collect();
-        entries.sort_by_key(|e| e.rev);
-        let last_rev = entries.last().map_or(0, |e| e.rev);
-        let folder_seq = s.seq.get(&folder_id).copied().unwrap_or(0);
-        Box::pin(async move { Ok(ChangesPage { entries, invalid: vec![], last_rev, more: false, folder_seq }) })
-    }
-
-    fn missing_chunks(&self, hashes: Vec<Hash>) -> BoxFuture<'_, Result<Vec<Hash>, SyncError>> {
-        let s = self.inner.lock().unwrap();
-        let missing = hashes.into_iter().filter(|h| !s.chunks.contains_key(h)).collect();
-        Box::pin(async move { Ok(missing) })
-    }
-
-    fn put_chunks(&self, chunks: Vec<ChunkUpload>) -> BoxFuture<'_, Result<(), SyncError>> {
-        let mut s = self.inner.lock().unwrap();
-        s.puts += 1;
-        s.calls.push("put");
-        s.similar_up.extend(chunks.iter().map(|c| (c.hash, c.similar)));
-        let chunks: Vec<(Hash, Bytes)> = chunks.into_iter().map(|c| (c.hash, c.data)).collect();
-        let stored: u64 = s.chunks.values().map(|d| d.len() as u64).sum();
-        let new: u64 = chunks.iter().filter(|(h, _)| !s.chunks.contains_key(h)).map(|(_, d)| d.len() as u64).sum();
-        if let Some(quota) = s.quota.filter(|q| stored + new > *q) {
-            let message = format!("Your account is over its storage quota ({stored} B of {quota} B used)");
-            let e = SyncError::Client(ClientError::Server { code: Some(ErrorCode::QuotaExceeded), message });
-            return Box::pin(async move { Err(e) });
-        }
-        if let Some((h, _)) = chunks.iter().find(|(h, _)| s.refused.contains(h)) {
-            let e = SyncError::Protocol(format!("chunk {h} refused"));
-            return Box::pin(async move { Err(e) });
-        }
-        for (h, data) in chunks {
-            assert_eq!(Hash::of(&data), h, "a chunk arrived corrupted");
-            s.chunks.insert(h, data);
-        }
-        Box::pin(async { Ok(()) })
-    }
-
-    fn get_chunks(&self, wanted: Vec<ChunkRequest>) -> BoxFuture<'_, Result<Vec<Bytes>, SyncError>> {
-        let mut s = self.inner.lock().unwrap();
-        for w in &wanted {
-            if let Some((h, d)) = &w.similar {
-                assert_eq!(Hash::of(d), *h, "a similar chunk offered with other bytes than its hash says");
-            }
-        }
-        s.similar_down.extend(wanted.iter().map(|w| (w.hash, w.similar.as_ref().map(|(h, _)| *h))));
-        let hashes: Vec<Hash> = wanted.into_iter().map(|w| w.hash).collect();
-        let got: Result<Vec<Bytes>, SyncError> = hashes
-            .iter()
-            .map(|h| match s.chunks.get(h) {
-                Some(_) if s.damaged.contains(h) => Err(SyncError::Protocol(format!("chunk {h} is damaged"))),
-                Some(d) => Ok(d.clone()),
-                None => Err(SyncError::Protocol(format!("no chunk {h}"))),
-            })
-            .collect();
-        Box::pin(async move { got })
-    }
-
-    fn commit(&self, folder_id: u64, changes: Vec<Change>) -> BoxFuture<'_, Result<Vec<Committed>, SyncError>> {
-        let mut s = self.inner.lock().unwrap();
-        s.calls.push("commit");
-        let mut out = Vec::new();
-        for c in changes {
-            let key = (folder_id, c.path.clone());
-            let current = s.current.get(&key).cloned();
-            if current.as_ref().map_or(0, |e| e.rev) != c.base_rev {
-                out.push(Committed::Conflict(current));
-                continue;
-            }
-            let seq = s.seq.entry(folder_id).or_insert(0);
-            *seq += 1;
-            let e = EntryState {
-                path: c.path,
-                rev: *seq,
-                meta: c.meta,
-                device_id: 1,
-                device_name: "memory".into(),
-                committed_at: 0,
-            };
-            s.current.insert(key, e.clone());
-            out.push(Committed::Accepted(Some(e)));
-        }
-        Box::pin(async move { Ok(out) })
-    }
-}
+use filesync_core::Hash;
+use memserver::MemServer;
+use std::sync::Arc;
 
 struct Computer {
     engine: Engine,

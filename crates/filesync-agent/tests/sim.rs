@@ -7,16 +7,19 @@
 //! - quiescence within a bounded number of rounds, and no pass reporting a failed file;
 //! - every computer holds the same tree, and it is the server's current state;
 //! - **no lost version**: every content a person wrote that their computer's engine saw (it
-//!   was on disk when a pass started) is the current content of some file, or a version in the
-//!   server's history.
+//!   was on disk when a pass started that then finished) is the current content of some file,
+//!   or a version in the server's history;
+//! - **nothing half-written**: a computer may crash in the middle of a sync (its disk takes a
+//!   random number of changes, then no more) and restart; right after, every file under its
+//!   real name holds a content someone wrote or the server has.
 //!
 //! Every choice comes from the seed. A failure names the seed and the command that runs it
 //! alone: `FILESYNC_SIM_SEED=S cargo test -p filesync-agent --test sim`. `FILESYNC_SIM_SEEDS=N`
 //! runs N seeds from `FILESYNC_SIM_FIRST` (default 300 from 0); `scripts/soak` runs any number
 //! on every core.
 //!
-//! This is the first layer of the whole-system simulation: the network, crashes and the
-//! server's own stores are not simulated here yet.
+//! This is the first layer of the whole-system simulation: the network, the server's crashes
+//! and its own stores are not simulated here yet.
 
 mod memserver;
 
@@ -92,11 +95,13 @@ impl Computer {
     }
 }
 
-/// What a run saw: contents its engines observed, for the "no lost version" check.
+/// What a run saw: contents its engines observed, for the "no lost version" check, and every
+/// content people wrote, for the "nothing half-written" check.
 #[derive(Default)]
 struct Observed {
     /// Content hash → where and when it was first seen.
     versions: HashMap<Hash, String>,
+    written: BTreeSet<Hash>,
 }
 
 fn content(rng: &mut StdRng, seed: u64, step: usize) -> Vec<u8> {
@@ -120,21 +125,33 @@ async fn run(seed: u64) -> Result<(), String> {
     }
     let mut observed = Observed::default();
     let steps = rng.random_range(10..40);
+    let trace = std::env::var_os("FILESYNC_SIM_TRACE").is_some();
     for step in 0..steps {
         let c = &computers[rng.random_range(0..n)];
         let existing = c.files();
-        match rng.random_range(0..10) {
+        let action = rng.random_range(0..10);
+        if trace {
+            eprintln!(
+                "step {step}: {} action {action}; files {:?}",
+                c.name,
+                c.tree().0.iter().map(|(p, d)| (p, d.len())).collect::<Vec<_>>()
+            );
+        }
+        match action {
             // Write a new file or replace one.
             0..=2 => {
                 let path =
                     format!("{}{}", DIRS[rng.random_range(0..DIRS.len())], NAMES[rng.random_range(0..NAMES.len())]);
-                c.fs.write(&path, content(&mut rng, seed, step));
+                let data = content(&mut rng, seed, step);
+                observed.written.insert(Hash::of(&data));
+                c.fs.write(&path, data);
             }
             // Append to a file.
             3 if !existing.is_empty() => {
                 let path = &existing[rng.random_range(0..existing.len())];
                 let mut data = c.fs.read(path).unwrap();
                 data.extend(content(&mut rng, seed, step));
+                observed.written.insert(Hash::of(&data));
                 c.fs.write(path, data);
             }
             // Delete a file.
@@ -160,6 +177,28 @@ async fn run(seed: u64) -> Result<(), String> {
                     c.fs.remove(dir);
                 } else {
                     c.fs.mkdir(dir);
+                }
+            }
+            // The computer crashes in the middle of a sync, after a random number of changes
+            // to its disk, and restarts: no file under its real name may be half-written.
+            // (What was on disk is not counted as seen: the pass that saw it did not finish,
+            // and a person may still change it before the next one.)
+            7 => {
+                c.fs.crash_after(rng.random_range(0..12));
+                let fs: Arc<dyn Filesystem> = Arc::new(c.fs.clone());
+                let _ = c.engine.sync_folder(&c.folder, fs, &Progress::default()).await;
+                c.fs.restart();
+                let from_server = server_contents(&server);
+                for (path, data) in c.tree().0 {
+                    let h = Hash::of(&data);
+                    if !observed.written.contains(&h) && !from_server.contains(&h) {
+                        let head = String::from_utf8_lossy(&data[..data.len().min(24)]).to_string();
+                        return Err(format!(
+                            "step {step}: after a crash {path} on {} holds content nobody wrote ({} bytes, {head:?})",
+                            c.name,
+                            data.len()
+                        ));
+                    }
                 }
             }
             // Sync.
@@ -227,18 +266,25 @@ async fn run(seed: u64) -> Result<(), String> {
     }
 
     // No lost version.
+    drop(s);
     let mut kept: BTreeSet<Hash> = files.values().map(|d| Hash::of(d)).collect();
-    for e in &s.history {
-        if let Some(m) = e.meta.as_ref().filter(|m| m.kind == EntryKind::File) {
-            kept.insert(Hash::of(&rebuild(m)));
-        }
-    }
+    kept.extend(server_contents(&server));
     for (h, seen) in &observed.versions {
         if !kept.contains(h) {
             return Err(format!("lost a version: the content {seen} is neither a current file nor in the history"));
         }
     }
     Ok(())
+}
+
+/// Every file content the server has a version of.
+fn server_contents(server: &MemServer) -> BTreeSet<Hash> {
+    let s = server.inner.lock().unwrap();
+    s.history
+        .iter()
+        .filter_map(|e| e.meta.as_ref().filter(|m| m.kind == EntryKind::File))
+        .map(|m| Hash::of(&m.chunks.iter().flat_map(|c| s.chunks[&c.hash].to_vec()).collect::<Vec<u8>>()))
+        .collect()
 }
 
 /// Records every file on `c` before its engine looks: those contents must never be lost.

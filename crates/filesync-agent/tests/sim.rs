@@ -1,25 +1,27 @@
 //! Seeded, randomized histories of the whole sync loop in one process: two or three computers,
 //! each a real engine with its own state database on its own `MemFs`, write, append to, move
-//! and delete files, and make and remove whole directories, in a random order and sync through the in-memory server (`memserver`) in a
-//! random order. After the workload every computer syncs until a whole round does nothing, and
-//! the run checks:
+//! and delete files, make and remove whole directories, and sync through the in-memory server
+//! (`memserver`), in a random order. Faults come in the same order: a computer may crash in the
+//! middle of a sync (its disk takes a random number of changes, then no more) and restart, and
+//! a connection may drop in the middle of a sync (a commit may be applied with its answer
+//! lost). After the workload every computer syncs until a whole round does nothing, and the
+//! run checks:
 //!
 //! - quiescence within a bounded number of rounds, and no pass reporting a failed file;
 //! - every computer holds the same tree, and it is the server's current state;
 //! - **no lost version**: every content a person wrote that their computer's engine saw (it
 //!   was on disk when a pass started that then finished) is the current content of some file,
 //!   or a version in the server's history;
-//! - **nothing half-written**: a computer may crash in the middle of a sync (its disk takes a
-//!   random number of changes, then no more) and restart; right after, every file under its
-//!   real name holds a content someone wrote or the server has.
+//! - **nothing half-written**: right after a crash, every file under its real name holds a
+//!   content someone wrote or the server has.
 //!
 //! Every choice comes from the seed. A failure names the seed and the command that runs it
 //! alone: `FILESYNC_SIM_SEED=S cargo test -p filesync-agent --test sim`. `FILESYNC_SIM_SEEDS=N`
 //! runs N seeds from `FILESYNC_SIM_FIRST` (default 300 from 0); `scripts/soak` runs any number
 //! on every core.
 //!
-//! This is the first layer of the whole-system simulation: the network, the server's crashes
-//! and its own stores are not simulated here yet.
+//! This is the first layer of the whole-system simulation: network delays and reordering, the
+//! server's crashes and its own stores are not simulated here yet.
 
 mod memserver;
 
@@ -200,6 +202,14 @@ async fn run(seed: u64) -> Result<(), String> {
                         ));
                     }
                 }
+            }
+            // A sync whose connection drops after a few requests (a commit may be applied with
+            // its answer lost); the next sync resumes. (Not counted as seen either.)
+            8 => {
+                server.inner.lock().unwrap().drop_after = Some(rng.random_range(0..12));
+                let fs: Arc<dyn Filesystem> = Arc::new(c.fs.clone());
+                let _ = c.engine.sync_folder(&c.folder, fs, &Progress::default()).await;
+                server.inner.lock().unwrap().drop_after = None;
             }
             // Sync.
             _ => {

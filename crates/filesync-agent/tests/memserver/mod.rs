@@ -44,18 +44,46 @@ pub struct Inner {
     pub calls: Vec<&'static str>,
     /// Every entry the server accepted, in order: its history.
     pub history: Vec<EntryState>,
+    /// The connection drops after this many more requests: every later one fails as a lost
+    /// connection until it is set to `None`. A commit that is the last request through is
+    /// applied and its answer lost, as when a connection breaks after the server committed.
+    pub drop_after: Option<usize>,
+}
+
+impl Inner {
+    /// Whether this request gets through (`Ok`), or the connection is gone.
+    fn connected(&mut self) -> Result<(), SyncError> {
+        match &mut self.drop_after {
+            Some(0) => Err(SyncError::Client(ClientError::Disconnected("the simulated connection dropped".into()))),
+            Some(n) => {
+                *n -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+fn fail<T: Send + 'static>(e: SyncError) -> BoxFuture<'static, Result<T, SyncError>> {
+    Box::pin(async move { Err(e) })
 }
 
 impl ServerApi for MemServer {
     fn open_folder<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<u64, SyncError>> {
         let mut s = self.inner.lock().unwrap();
+        if let Err(e) = s.connected() {
+            return fail(e);
+        }
         let next = s.folders.len() as u64 + 1;
         let id = *s.folders.entry(name.to_string()).or_insert(next);
         Box::pin(async move { Ok(id) })
     }
 
     fn changes(&self, folder_id: u64, since: u64) -> BoxFuture<'_, Result<ChangesPage, SyncError>> {
-        let s = self.inner.lock().unwrap();
+        let mut s = self.inner.lock().unwrap();
+        if let Err(e) = s.connected() {
+            return fail(e);
+        }
         let mut entries: Vec<EntryState> =
             s.current.iter().filter(|((f, _), e)| *f == folder_id && e.rev > since).map(|(_, e)| e.clone()).collect();
         entries.sort_by_key(|e| e.rev);
@@ -65,13 +93,19 @@ impl ServerApi for MemServer {
     }
 
     fn missing_chunks(&self, hashes: Vec<Hash>) -> BoxFuture<'_, Result<Vec<Hash>, SyncError>> {
-        let s = self.inner.lock().unwrap();
+        let mut s = self.inner.lock().unwrap();
+        if let Err(e) = s.connected() {
+            return fail(e);
+        }
         let missing = hashes.into_iter().filter(|h| !s.chunks.contains_key(h)).collect();
         Box::pin(async move { Ok(missing) })
     }
 
     fn put_chunks(&self, chunks: Vec<ChunkUpload>) -> BoxFuture<'_, Result<(), SyncError>> {
         let mut s = self.inner.lock().unwrap();
+        if let Err(e) = s.connected() {
+            return fail(e);
+        }
         s.puts += 1;
         s.calls.push("put");
         s.similar_up.extend(chunks.iter().map(|c| (c.hash, c.similar)));
@@ -96,6 +130,9 @@ impl ServerApi for MemServer {
 
     fn get_chunks(&self, wanted: Vec<ChunkRequest>) -> BoxFuture<'_, Result<Vec<Bytes>, SyncError>> {
         let mut s = self.inner.lock().unwrap();
+        if let Err(e) = s.connected() {
+            return fail(e);
+        }
         for w in &wanted {
             if let Some((h, d)) = &w.similar {
                 assert_eq!(Hash::of(d), *h, "a similar chunk offered with other bytes than its hash says");
@@ -117,6 +154,11 @@ impl ServerApi for MemServer {
     fn commit(&self, folder_id: u64, changes: Vec<Change>) -> BoxFuture<'_, Result<Vec<Committed>, SyncError>> {
         let mut s = self.inner.lock().unwrap();
         s.calls.push("commit");
+        if let Err(e) = s.connected() {
+            return fail(e);
+        }
+        // The last request before the drop: applied, and its answer lost.
+        let answer_lost = s.drop_after == Some(0);
         let mut out = Vec::new();
         for c in changes {
             let key = (folder_id, c.path.clone());
@@ -138,6 +180,11 @@ impl ServerApi for MemServer {
             s.current.insert(key, e.clone());
             s.history.push(e.clone());
             out.push(Committed::Accepted(Some(e)));
+        }
+        if answer_lost {
+            return fail(SyncError::Client(ClientError::Disconnected(
+                "the answer was lost with the connection".into(),
+            )));
         }
         Box::pin(async move { Ok(out) })
     }

@@ -35,6 +35,11 @@ impl Computer {
         r
     }
 
+    async fn sync_result(&self) -> Result<PassReport, filesync_agent::engine::SyncError> {
+        let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
+        self.engine.sync_folder(&self.folder, fs, &Progress::default()).await
+    }
+
     async fn sync_with_errors(&self) -> PassReport {
         let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
         self.engine.sync_folder(&self.folder, fs, &Progress::default()).await.unwrap()
@@ -266,4 +271,42 @@ async fn a_big_upload_commits_files_while_the_rest_is_still_being_sent() {
     assert!(first_commit < last_put, "the first commit waited for every chunk: {calls:?}");
     assert_eq!(b.sync().await.downloaded, 1510);
     assert_eq!(b.fs.read("d7/f1497.bin").unwrap(), noise(8192, 1597));
+}
+
+/// Found by the simulation (seed 172, case-insensitive disks): a commit applied on the server
+/// whose answer was lost with the connection, then a case-only rename of that file by delete
+/// and write (as a "save as" does) on a disk that ignores case, left both spellings on the
+/// server, and the other computers held the old one.
+#[tokio::test]
+async fn a_case_only_rename_after_a_lost_commit_answer_replaces_the_old_spelling() {
+    for drop_after in 1..20 {
+        let server = Arc::new(MemServer::default());
+        let a = Computer::new(&server, "laptop").await;
+        let a = Computer { fs: MemFs::case_insensitive(), ..a };
+        let b = Computer::new(&server, "desktop").await;
+        a.fs.write("d/x.txt", "content");
+        server.inner.lock().unwrap().drop_after = Some(drop_after);
+        let lost_answer = a.sync_result().await.is_err();
+        server.inner.lock().unwrap().drop_after = None;
+        let committed = server.inner.lock().unwrap().history.iter().any(|e| e.path.as_str() == "d/x.txt");
+        if !(lost_answer && committed) {
+            continue;
+        }
+        assert!(a.fs.remove("d/x.txt"));
+        a.fs.write("d/X.TXT", "content");
+        a.sync().await;
+        let live: Vec<String> = {
+            let s = server.inner.lock().unwrap();
+            let mut v: Vec<String> =
+                s.current.values().filter(|e| e.meta.is_some()).map(|e| e.path.as_str().to_string()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(live, ["d", "d/X.TXT"], "the connection dropped after {drop_after} requests");
+        b.sync().await;
+        assert_eq!(b.fs.read("d/X.TXT").unwrap(), b"content");
+        assert!(!b.fs.exists("d/x.txt"), "{:?}", b.fs.list_all());
+        return;
+    }
+    panic!("no drop point lost the answer of an applied commit");
 }

@@ -1,14 +1,17 @@
 //! Seeded, randomized histories of the whole sync loop in one process: two or three computers,
 //! each a real engine with its own state database on its own `MemFs`, write, append to, move
 //! and delete files, make and remove whole directories, and sync through the in-memory server
-//! (`memserver`), in a random order. Faults come in the same order: a computer may crash in the
+//! (`memserver`), in a random order; in some histories every disk ignores case (as NTFS and
+//! APFS do) and moves include case-only renames. Faults come in the same order: a computer may crash in the
 //! middle of a sync (its disk takes a random number of changes, then no more) and restart, and
 //! a connection may drop in the middle of a sync (a commit may be applied with its answer
 //! lost). After the workload every computer syncs until a whole round does nothing, and the
 //! run checks:
 //!
 //! - quiescence within a bounded number of rounds, and no pass reporting a failed file;
-//! - every computer holds the same tree, and it is the server's current state;
+//! - every computer holds the same tree, and it is the server's current state (on disks that
+//!   ignore case, but for names the server holds in two spellings: each computer keeps its
+//!   own and reports the other as skipped);
 //! - **no lost version**: every content a person wrote that their computer's engine saw (it
 //!   was on disk when a pass started that then finished) is the current content of some file,
 //!   or a version in the server's history;
@@ -54,10 +57,11 @@ struct Computer {
 }
 
 impl Computer {
-    async fn new(server: &Arc<MemServer>, name: &str) -> Computer {
+    async fn new(server: &Arc<MemServer>, name: &str, case_insensitive: bool) -> Computer {
         let api: Arc<dyn ServerApi> = server.clone();
         let engine = Engine::with_server(api, StateDb::memory().await.unwrap(), name.into());
-        Computer { name: name.into(), engine, fs: MemFs::new(), folder: FolderConfig::new("docs", format!("/{name}")) }
+        let fs = if case_insensitive { MemFs::case_insensitive() } else { MemFs::new() };
+        Computer { name: name.into(), engine, fs, folder: FolderConfig::new("docs", format!("/{name}")) }
     }
 
     async fn sync(&self) -> Result<PassReport, String> {
@@ -121,9 +125,12 @@ async fn run(seed: u64) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let server = Arc::new(MemServer::default());
     let n = rng.random_range(2..=3);
+    // Some histories run on disks that ignore case (as NTFS and APFS do), with case-only
+    // renames among their moves.
+    let case_insensitive = rng.random_bool(0.3);
     let mut computers = Vec::new();
     for i in 0..n {
-        computers.push(Computer::new(&server, &format!("pc{i}")).await);
+        computers.push(Computer::new(&server, &format!("pc{i}"), case_insensitive).await);
     }
     let mut observed = Observed::default();
     let steps = rng.random_range(10..40);
@@ -164,9 +171,22 @@ async fn run(seed: u64) -> Result<(), String> {
             // Move a file to a free name (another directory, or renamed).
             5 if !existing.is_empty() => {
                 let from = &existing[rng.random_range(0..existing.len())];
-                let to =
-                    format!("{}{}", DIRS[rng.random_range(0..DIRS.len())], NAMES[rng.random_range(0..NAMES.len())]);
-                if !c.fs.exists(&to) {
+                let to = if case_insensitive && rng.random_bool(0.4) {
+                    // Only the case of the name changes: the disk keeps the new spelling.
+                    let (dir, name) = from.rsplit_once('/').map_or(("", from.as_str()), |(d, n)| (d, n));
+                    let flipped: String = name
+                        .chars()
+                        .map(|ch| if ch.is_lowercase() { ch.to_ascii_uppercase() } else { ch.to_ascii_lowercase() })
+                        .collect();
+                    if dir.is_empty() { flipped } else { format!("{dir}/{flipped}") }
+                } else {
+                    format!("{}{}", DIRS[rng.random_range(0..DIRS.len())], NAMES[rng.random_range(0..NAMES.len())])
+                };
+                if to.to_lowercase() == from.to_lowercase() && to != *from {
+                    let data = c.fs.read(from).unwrap();
+                    c.fs.remove(from);
+                    c.fs.write(&to, data);
+                } else if !c.fs.exists(&to) {
                     let data = c.fs.read(from).unwrap();
                     c.fs.remove(from);
                     c.fs.write(&to, data);
@@ -238,17 +258,14 @@ async fn run(seed: u64) -> Result<(), String> {
     }
 
     // The same tree everywhere, and it is the server's.
-    let (files, dirs) = computers[0].tree();
-    for c in &computers[1..] {
-        let (f, d) = c.tree();
-        if f != files || d != dirs {
-            return Err(format!(
-                "{} and {} differ: files {:?} vs {:?}, dirs {dirs:?} vs {d:?}",
-                computers[0].name,
-                c.name,
-                files.keys().collect::<Vec<_>>(),
-                f.keys().collect::<Vec<_>>()
-            ));
+    if trace {
+        let s = server.inner.lock().unwrap();
+        let mut cur: Vec<_> =
+            s.current.values().filter(|e| e.meta.is_some()).map(|e| (e.path.as_str(), e.rev)).collect();
+        cur.sort();
+        eprintln!("server: {cur:?}");
+        for c in &computers {
+            eprintln!("{}: {:?}", c.name, c.tree().0.keys().collect::<Vec<_>>());
         }
     }
     let s = server.inner.lock().unwrap();
@@ -267,6 +284,43 @@ async fn run(seed: u64) -> Result<(), String> {
             _ => {}
         }
     }
+    drop(s);
+    // On disks that ignore case, names the server holds in two spellings clash: each computer
+    // keeps the spelling it has and reports the other as skipped (the product's rule), so
+    // those names are left out of the comparison (their contents are still in the "no lost
+    // version" check below).
+    let clashes: BTreeSet<String> = if case_insensitive {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for p in server_files.keys().chain(&server_dirs) {
+            *seen.entry(p.to_lowercase()).or_default() += 1;
+        }
+        seen.into_iter().filter(|(_, n)| *n > 1).map(|(p, _)| p).collect()
+    } else {
+        BTreeSet::new()
+    };
+    let clear = |p: &String| {
+        let folded = p.to_lowercase();
+        !clashes.iter().any(|c| folded == *c || folded.starts_with(&format!("{c}/")))
+    };
+    let compared = |(files, dirs): (BTreeMap<String, Vec<u8>>, BTreeSet<String>)| {
+        let files: BTreeMap<String, Vec<u8>> = files.into_iter().filter(|(p, _)| clear(p)).collect();
+        let dirs: BTreeSet<String> = dirs.into_iter().filter(|p| clear(p)).collect();
+        (files, dirs)
+    };
+    let (files, dirs) = compared(computers[0].tree());
+    for c in &computers[1..] {
+        let (f, d) = compared(c.tree());
+        if f != files || d != dirs {
+            return Err(format!(
+                "{} and {} differ: files {:?} vs {:?}, dirs {dirs:?} vs {d:?}",
+                computers[0].name,
+                c.name,
+                files.keys().collect::<Vec<_>>(),
+                f.keys().collect::<Vec<_>>()
+            ));
+        }
+    }
+    let (server_files, server_dirs) = compared((server_files, server_dirs));
     if server_files != files || server_dirs != dirs {
         return Err(format!(
             "the computers hold {:?} {dirs:?}, the server {:?} {server_dirs:?}",
@@ -276,7 +330,6 @@ async fn run(seed: u64) -> Result<(), String> {
     }
 
     // No lost version.
-    drop(s);
     let mut kept: BTreeSet<Hash> = files.values().map(|d| Hash::of(d)).collect();
     kept.extend(server_contents(&server));
     for (h, seen) in &observed.versions {

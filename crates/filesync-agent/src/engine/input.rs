@@ -90,6 +90,9 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
         }
         state.entry(p.clone()).or_default().remote = Some(Remote { rev: r.rev, meta: r.meta.clone() });
     }
+    if fs.case_insensitive() {
+        adopt_other_spellings(views, state, &mut input.promoted);
+    }
     // Remote names this computer cannot hold (case clashes, forbidden names) are left alone
     // on both sides and reported; everything else syncs.
     for (p, why) in unholdable_names(fs, state) {
@@ -115,6 +118,36 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
     // Ignored paths are left alone on both sides; excluded subfolders are only evicted.
     input.excluded = crate::filter::split_views(state, &views.rules, excluded);
     input
+}
+
+/// On a disk that ignores case: a remote file with no base here that the disk holds, with the
+/// same content, under another spelling only (no base there either) is taken as synced under
+/// the remote spelling and renamed since. That is what happened when this computer's own
+/// commit was applied but its answer lost, and the file was then renamed by case (a "save as"
+/// deletes and writes): the planner then deletes the old spelling on the server and uploads
+/// the new one, where it would otherwise keep both (one of them a clash here). Found by the
+/// simulation (`tests/sim.rs`).
+fn adopt_other_spellings(views: &Views, state: &mut FolderState, promoted: &mut Vec<(RelPath, BaseRow)>) {
+    let mut by_fold: HashMap<String, Vec<&RelPath>> = HashMap::new();
+    for p in views.scanned.entries.keys() {
+        by_fold.entry(crate::names::fold(p.as_str())).or_default().push(p);
+    }
+    let mut adopted = Vec::new();
+    for (p, s) in state.iter() {
+        let (Some(r), None, None) = (&s.remote, &s.base, &s.local) else { continue };
+        let Some(meta) = r.meta.as_ref().filter(|m| m.kind == EntryKind::File) else { continue };
+        let Some(spellings) = by_fold.get(&crate::names::fold(p.as_str())) else { continue };
+        let [other] = spellings.as_slice() else { continue };
+        let Some(local) = views.scanned.entries.get(*other) else { continue };
+        let untouched = state.get(*other).is_some_and(|o| o.base.is_none() && o.remote.is_none());
+        if untouched && local.meta.same_content(meta) {
+            adopted.push((p.clone(), r.rev, meta.clone(), local.stat, local.racy));
+        }
+    }
+    for (p, rev, meta, stat, racy) in adopted {
+        state.entry(p.clone()).or_default().base = Some(Base { rev, meta: meta.clone() });
+        promoted.push((p, BaseRow::with_stat(rev, meta, &stat, racy)));
+    }
 }
 
 /// Remote paths that cannot exist on this computer's file system, with the reason.

@@ -182,11 +182,10 @@ async fn run(seed: u64) -> Result<(), String> {
                 } else {
                     format!("{}{}", DIRS[rng.random_range(0..DIRS.len())], NAMES[rng.random_range(0..NAMES.len())])
                 };
-                if to.to_lowercase() == from.to_lowercase() && to != *from {
-                    let data = c.fs.read(from).unwrap();
-                    c.fs.remove(from);
-                    c.fs.write(&to, data);
-                } else if !c.fs.exists(&to) {
+                // A case-only rename's target "exists" on a disk that ignores case: it is the
+                // file itself.
+                let case_only = to.to_lowercase() == from.to_lowercase() && to != *from;
+                if case_only || !c.fs.exists(&to) {
                     let data = c.fs.read(from).unwrap();
                     c.fs.remove(from);
                     c.fs.write(&to, data);

@@ -1,9 +1,10 @@
-//! Measures a real `filesync server` process under hostile load (issue "Hardening"): its
-//! memory while one address holds 2,000 idle TLS connections and a real client syncs, its
-//! memory while one client floods chunk requests without reading, and how long a real user's
-//! login takes during a 40-way parallel password guess.
+//! Measures a real `filesync server` process under load: its memory while one address holds
+//! 2,000 idle TLS connections and a real client syncs (`idle`), its memory while one client
+//! floods chunk requests without reading (`flood`), how long a real user's login takes during a
+//! 40-way parallel password guess (`guess`), and its memory per connected device with 10,000
+//! authenticated idle devices while a real client syncs (`devices`, issue "Scale-out").
 //!
-//! `cargo build --release -p filesync && cargo run --release -p filesync-server --example hostile -- target/release/filesync`
+//! `cargo build --release -p filesync && cargo run --release -p filesync-server --example hostile -- target/release/filesync [idle|flood|guess|devices]`
 //!
 //! Linux only: connections come from several 127.x.y.z addresses and memory is read from /proc.
 
@@ -15,8 +16,9 @@ fn main() {
 #[cfg(target_os = "linux")]
 fn main() {
     let bin = std::env::args().nth(1).unwrap_or_else(|| "target/release/filesync".into());
+    let only = std::env::args().nth(2);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    rt.block_on(bench::run(std::path::PathBuf::from(bin)));
+    rt.block_on(bench::run(std::path::PathBuf::from(bin), only.as_deref()));
 }
 
 #[cfg(target_os = "linux")]
@@ -57,10 +59,15 @@ mod bench {
     }
 
     fn start(bin: &Path) -> Server {
+        start_with(bin, &[])
+    }
+
+    fn start_with(bin: &Path, args: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(bin)
             .args(["server", "--listen", "127.0.0.1:0", "--data"])
             .arg(dir.path().join("server"))
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -217,10 +224,90 @@ mod bench {
         v[((v.len() - 1) as f64 * p).round() as usize]
     }
 
-    pub async fn run(bin: PathBuf) {
-        idle_connections(&bin).await;
-        flood_without_reading(&bin).await;
-        password_guessing(&bin).await;
+    pub async fn run(bin: PathBuf, only: Option<&str>) {
+        let wanted = |name: &str| only.is_none_or(|o| o == name);
+        if wanted("idle") {
+            idle_connections(&bin).await;
+        }
+        if wanted("flood") {
+            flood_without_reading(&bin).await;
+        }
+        if wanted("guess") {
+            password_guessing(&bin).await;
+        }
+        if wanted("devices") {
+            connected_devices(&bin, 10_000).await;
+        }
+    }
+
+    /// `n` authenticated devices of one user, connected and idle (each its own TLS connection
+    /// that said `Auth` with the user's token), from 16 loopback addresses: the server's memory
+    /// per connection, and a real client's sync meanwhile.
+    async fn connected_devices(bin: &Path, n: usize) {
+        raise_fd_limit(n as u64 + 1024);
+        let limit = (n + 1000).to_string();
+        let s = Arc::new(start_with(
+            bin,
+            &["--max-connections", &limit, "--max-connections-per-address", &limit, "--max-unauthenticated", "1024"],
+        ));
+        let mut c = Raw::new(&s, "127.0.9.1").await;
+        let r = Register {
+            user: "ann".into(),
+            password: PASSWORD.into(),
+            device_name: "desk".into(),
+            invite: String::new(),
+        };
+        let Message::Session(session) = c.request(Message::Register(r)).await else { panic!("register failed") };
+        let before = s.rss_mib();
+        let t = Instant::now();
+        let mut open = Vec::with_capacity(n);
+        // A few hundred handshakes in flight at a time.
+        for batch in (0..n).collect::<Vec<_>>().chunks(200) {
+            let mut tasks = Vec::new();
+            for &i in batch {
+                let (s, token) = (s.clone(), session.token.clone());
+                tasks.push(tokio::spawn(async move {
+                    let ip = format!("127.0.10.{}", i % 16 + 1);
+                    let mut d = Raw::new(&s, &ip).await;
+                    let reply = d.request(Message::Auth(filesync_proto::Auth { token })).await;
+                    assert!(matches!(reply, Message::Session(_)), "device {i}: {reply:?}");
+                    d
+                }));
+            }
+            for t in tasks {
+                open.push(t.await.unwrap());
+            }
+        }
+        let connect = t.elapsed();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let held = s.rss_mib();
+        let sync = tokio::task::spawn_blocking({
+            let s = s.clone();
+            move || s.real_sync("laptop", "ann", false, 20)
+        })
+        .await
+        .unwrap();
+        println!(
+            "{n} authenticated idle devices of one user (connected in {:.1} s): server RSS {before:.1} MiB before, \
+             {held:.1} MiB with them connected: {:.1} KiB per connection; a real `filesync sync` of 20 files took \
+             {:.2} s meanwhile (its commit pushed to all {n})",
+            connect.as_secs_f64(),
+            (held - before) * 1024.0 / n as f64,
+            sync.as_secs_f64()
+        );
+        drop(open);
+    }
+
+    /// This process holds one socket per device.
+    fn raise_fd_limit(want: u64) {
+        let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: `l` is a valid rlimit for getrlimit/setrlimit to read and write.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < want {
+                l.rlim_cur = want.min(l.rlim_max);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+            }
+        }
     }
 
     async fn idle_connections(bin: &Path) {

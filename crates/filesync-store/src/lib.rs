@@ -25,6 +25,7 @@ use bytes::Bytes;
 use filesync_core::{EntryState, FileMeta, Hash, RelPath};
 
 pub mod conformance;
+pub mod copy;
 pub mod decide;
 pub mod localfs;
 pub mod locks;

@@ -232,6 +232,11 @@ impl PgMeta {
         schema::MIGRATIONS.len() as i64
     }
 
+    /// The query pool (a copy from another store writes through it).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.write
+    }
+
     /// Closes the pools, waiting for in-flight queries (and releasing the locks still held).
     pub async fn close(&self) {
         self.locks.close().await;

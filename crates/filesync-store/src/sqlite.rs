@@ -144,6 +144,11 @@ impl SqliteMeta {
         schema::MIGRATIONS.len() as i64
     }
 
+    /// The pool for reads (a copy to another store reads through it).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.read
+    }
+
     /// Closes the pools, waiting for in-flight queries (and checkpointing the WAL).
     pub async fn close(&self) {
         self.read.close().await;

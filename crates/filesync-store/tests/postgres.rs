@@ -400,3 +400,104 @@ async fn pg(db: &TempDatabase) -> sqlx::PgConnection {
     use sqlx::Connection;
     sqlx::PgConnection::connect(&db.url).await.unwrap()
 }
+
+/// `copy::copy_server` (what `filesync server migrate` runs): everything a SQLite server holds
+/// arrives in PostgreSQL with its ids, new rows get new ids, a second run writes nothing, and
+/// a database used since is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_server_is_copied_into_postgres_and_a_second_copy_changes_nothing() {
+    use filesync_store::ChunkStore;
+    use filesync_store::copy::copy_server;
+    use filesync_store::localfs::LocalChunks;
+    use filesync_store::sqlite::SqliteMeta;
+    let Some(db) = TempDatabase::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteMeta::open(&dir.path().join("meta.db")).await.unwrap();
+    let from_chunks = LocalChunks::open(dir.path().join("chunks")).unwrap();
+    // Two accounts, one with a second device, a revoked device, a quota, an invite, history.
+    let (ann, ann_device, folder, metas) = sqlite_account(&sqlite, &from_chunks, "ann", 3).await;
+    let (bob, _, _, _) = sqlite_account(&sqlite, &from_chunks, "bob", 1).await;
+    let second = sqlite.create_device(ann, "desktop", &[9; 32], 5).await.unwrap();
+    sqlite.revoke_device(ann, second.id).await.unwrap();
+    sqlite.set_quota(bob, Some(1 << 30)).await.unwrap();
+    sqlite.create_invite(&[3; 32], 99, 1).await.unwrap();
+    for (i, m) in metas.iter().enumerate() {
+        let base = sqlite.current(folder.id, &RelPath::new("doc").unwrap()).await.unwrap().map_or(0, |e| e.rev);
+        let change = ProposedChange { base_rev: base, ..put("doc", m) };
+        sqlite.commit(ann, folder.id, &ann_device, &[change, put(&format!("f{i}"), m)], 10 + i as i64).await.unwrap();
+    }
+    let pg = db.open().await;
+    let to_chunks = LocalChunks::open(dir.path().join("copied")).unwrap();
+    let report = copy_server(&sqlite, &from_chunks, &pg, Some(&to_chunks), &|_| {}).await.unwrap();
+    assert!(!report.already_copied);
+    assert_eq!(report.chunks_copied, 4);
+    assert_eq!(report.chunks_verified, 4);
+    assert!(report.tables.contains(&("versions", 6)), "{report:?}");
+
+    let ann_pg = pg.user_by_name("ann").await.unwrap().unwrap();
+    assert_eq!(ann_pg, sqlite.user_by_id(ann).await.unwrap().unwrap(), "same id, password hash, flags");
+    assert_eq!(pg.user_by_id(bob).await.unwrap().unwrap().quota, Some(1 << 30));
+    let token = Hash::of(b"ann").0;
+    assert_eq!(pg.device_by_token_hash(&token).await.unwrap(), Some(ann_device.clone()), "the token still works");
+    assert!(pg.device(ann, second.id).await.unwrap().unwrap().revoked);
+    assert_eq!(pg.admin_generation().await.unwrap(), sqlite.admin_generation().await.unwrap());
+    assert_eq!(
+        pg.changes_since(folder.id, 0, 100).await.unwrap(),
+        sqlite.changes_since(folder.id, 0, 100).await.unwrap()
+    );
+    let doc = RelPath::new("doc").unwrap();
+    assert_eq!(pg.versions(folder.id, &doc).await.unwrap().len(), 3, "history too");
+    assert_eq!(pg.usage(ann).await.unwrap(), sqlite.usage(ann).await.unwrap());
+    for m in &metas {
+        assert!(to_chunks.get(ann, &m.chunks[0].hash).await.unwrap().is_some(), "chunk bytes copied");
+    }
+    // The next commit continues the folder's revs; new rows get ids past the copied ones.
+    let next = pg.commit(ann, folder.id, &ann_device, &[put("new", &metas[0])], 99).await.unwrap();
+    assert_eq!(next.folder_seq, 7);
+    let carol = pg.create_user("carol", "h", 1).await.unwrap();
+    assert!(carol.id > bob, "identity sequences were moved past the copied ids");
+
+    // Once a server has used the database, a second copy refuses and changes nothing.
+    let again = copy_server(&sqlite, &from_chunks, &pg, Some(&to_chunks), &|_| {}).await.unwrap_err().to_string();
+    assert!(again.contains("migrate into an empty database"), "{again}");
+    assert!(pg.user_by_name("carol").await.unwrap().is_some());
+
+    // Into a fresh database: copy, then a second run only verifies.
+    let Some(db2) = TempDatabase::create() else { return };
+    let pg2 = db2.open().await;
+    copy_server(&sqlite, &from_chunks, &pg2, None, &|_| {}).await.unwrap();
+    let second = copy_server(&sqlite, &from_chunks, &pg2, None, &|_| {}).await.unwrap();
+    assert!(second.already_copied && second.chunks_copied == 0, "{second:?}");
+    assert_eq!(second.tables, report.tables);
+}
+
+/// A user on a SQLite store with a device (token hash = `Hash::of(name)`), a folder, and `n`
+/// one-chunk files whose chunks are stored in `chunks`.
+async fn sqlite_account(
+    s: &filesync_store::sqlite::SqliteMeta,
+    chunks: &filesync_store::localfs::LocalChunks,
+    name: &str,
+    n: usize,
+) -> (UserId, Device, Folder, Vec<FileMeta>) {
+    use filesync_store::ChunkStore;
+    let user = s.create_user(name, "$argon2id$fake", 1).await.unwrap();
+    let device = s.create_device(user.id, "laptop", &Hash::of(name.as_bytes()).0, 1).await.unwrap();
+    let folder = s.folder_by_name(user.id, "docs", true).await.unwrap().unwrap();
+    let mut metas = Vec::new();
+    for i in 0..n {
+        let data = bytes::Bytes::from(format!("{name} file {i}"));
+        let chunk = ChunkRef { hash: Hash::of(&data), len: data.len() as u32 };
+        chunks.put_many(user.id, &[(chunk.hash, data.clone())]).await.unwrap();
+        s.add_chunks(user.id, &[(chunk.hash, chunk.len)]).await.unwrap();
+        let list = vec![chunk];
+        metas.push(FileMeta {
+            kind: EntryKind::File,
+            size: data.len() as u64,
+            mtime_ns: i as i64,
+            executable: false,
+            hash: filesync_core::file_hash(&list),
+            chunks: list,
+        });
+    }
+    (user.id, device, folder, metas)
+}

@@ -159,3 +159,87 @@ fn a_database_that_refuses_the_password_stops_the_server_with_a_clear_message() 
     assert!(err.contains("cannot connect to the metadata database at postgres://"), "{err}");
     assert!(!err.contains("not-the-password"), "the password must not be shown: {err}");
 }
+
+/// `filesync server migrate` with the given destination options; its stdout and stderr.
+fn migrate(from: &std::path::Path, db: &TempDatabase, extra: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(["server", "migrate", "--from"])
+        .arg(from)
+        .args(["--database", &db.url])
+        .args(extra)
+        .env("FILESYNC_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// A single-machine server (SQLite and its chunk directory) with two computers syncing is
+/// stopped, migrated to PostgreSQL with its chunks in a new directory, and started there on a
+/// new data directory that holds only its certificate: both computers keep syncing, with their
+/// logins and their history, and never log in again. A second `migrate` changes nothing; once
+/// the new server has been used, a `migrate` is refused and changes nothing either.
+#[test]
+fn a_migrated_server_keeps_both_computers_syncing_without_logging_in_again() {
+    let Some(db) = TempDatabase::create() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let old_data = tmp.path().join("old");
+    let mut old = TestServer::start_at(&old_data, "127.0.0.1:0", &[]);
+    let laptop = TestClient::register(&old, "ann", "laptop");
+    let desktop = TestClient::login(&old, "ann", "desktop");
+    let big = random_bytes(3 << 20, 5);
+    laptop.write("big.bin", &big);
+    laptop.write("notes.txt", "first");
+    laptop.sync();
+    desktop.sync();
+    desktop.write("notes.txt", "second, from the desktop");
+    desktop.sync();
+    laptop.sync();
+    assert_eq!(laptop.tree(), desktop.tree());
+    let addr = old.addr.clone();
+    old.kill();
+
+    let new_data = tmp.path().join("new");
+    let chunks = new_data.join("chunks");
+    let out = migrate(&old_data, &db, &["--chunks", arg(&chunks)]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("Migrated and verified") && stdout.contains("devices: 2 row(s)"), "{stdout}");
+    assert!(!walk_files(&chunks).is_empty(), "the chunks were copied into the new directory");
+    let again = migrate(&old_data, &db, &["--chunks", arg(&chunks)]);
+    let again_out = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "{again_out}{}", String::from_utf8_lossy(&again.stderr));
+    assert!(again_out.contains("Already migrated") && again_out.contains("0 copied"), "{again_out}");
+
+    // The certificate goes with the server, as docs/deploy.md says.
+    std::fs::create_dir_all(&new_data).unwrap();
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::copy(old_data.join(f), new_data.join(f)).unwrap();
+    }
+    let new = TestServer::start_at(&new_data, &addr, &["--database", &db.url]);
+    assert_eq!(new.fingerprint, old.fingerprint, "the same certificate");
+
+    laptop.write("after.txt", "written after the move");
+    laptop.sync();
+    desktop.sync();
+    assert_eq!(desktop.read("after.txt"), b"written after the move");
+    desktop.write("notes.txt", "third, after the move");
+    desktop.sync();
+    laptop.sync();
+    assert_eq!(laptop.read("notes.txt"), b"third, after the move");
+    assert_eq!(laptop.read("big.bin"), big);
+    assert_eq!(laptop.tree(), desktop.tree());
+    let history = laptop.json(&["history", arg(&laptop.path("notes.txt")), "--json"]);
+    assert_eq!(history["versions"].as_array().unwrap().len(), 3, "history came along: {history}");
+
+    // The new server wrote to the database since: migrating again is refused, and harmless.
+    let refused = migrate(&old_data, &db, &["--chunks", arg(&chunks)]);
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && text.contains("migrate into an empty database"), "{text}");
+    let out = Command::new(bin())
+        .args(["server", "admin", "--database", &db.url, "devices", "ann", "--json"])
+        .env("FILESYNC_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let devices: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(devices.as_array().unwrap().len(), 2, "the same two devices: {devices}");
+}

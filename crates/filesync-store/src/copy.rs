@@ -355,8 +355,10 @@ async fn copy_rows(
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<()> {
     let mut tx = dest.pool().begin().await?;
+    // Every table read from one snapshot of the source, so that its rows agree with each other.
+    let mut snapshot = source.pool().begin().await?;
     for t in TABLES {
-        let mut rows = sqlx::query(AssertSqlSafe(select(t))).fetch(source.pool());
+        let mut rows = sqlx::query(AssertSqlSafe(select(t))).fetch(&mut *snapshot);
         let per_statement = crate::sql::rows_per_statement(t.cols.len());
         let mut pending: Vec<Vec<Value>> = Vec::new();
         let mut copied = 0u64;

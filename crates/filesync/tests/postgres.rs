@@ -1,6 +1,7 @@
 //! A real `filesync server` keeping its metadata in PostgreSQL (a database of its own on the
 //! test server, see `filesync_store::pg::testing`), with file contents on its disk or in an
-//! S3-compatible bucket (a real `moto_server`), and two real clients syncing both ways.
+//! S3-compatible bucket (a real `moto_server`), and two real clients syncing both ways; and a
+//! single-machine server moved there by `filesync server migrate`, its clients syncing on.
 //! Skipped when PostgreSQL cannot be reached, unless `FILESYNC_REQUIRE_PG` is set (as CI
 //! does); the S3 case also needs moto (`FILESYNC_REQUIRE_S3`).
 #![cfg(unix)]
@@ -181,6 +182,38 @@ fn migrate(from: &std::path::Path, db: &TempDatabase, extra: &[&str]) -> std::pr
 fn a_migrated_server_keeps_both_computers_syncing_without_logging_in_again() {
     let Some(db) = TempDatabase::create() else { return };
     let tmp = tempfile::tempdir().unwrap();
+    let chunks = tmp.path().join("new").join("chunks");
+    let chunks_arg = ["--chunks", arg(&chunks)];
+    migrate_and_keep_syncing(&db, &tmp, &chunks_arg, &[]);
+    assert!(!walk_files(&chunks).is_empty(), "the chunks were copied into the new directory");
+}
+
+/// The same, with the chunks moved into an S3-compatible bucket (a real `moto_server`).
+#[test]
+fn a_server_migrated_to_postgres_and_s3_keeps_both_computers_syncing() {
+    let Some(db) = TempDatabase::create() else { return };
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("moved");
+    let tmp = tempfile::tempdir().unwrap();
+    let credentials = tmp.path().join("credentials");
+    std::fs::write(&credentials, "[default]\naws_access_key_id = ann\naws_secret_access_key = not-checked-by-moto\n")
+        .unwrap();
+    let s3 = [
+        "--store",
+        "s3://moved/prod",
+        "--s3-endpoint",
+        &moto.endpoint,
+        "--s3-path-style",
+        "--s3-credentials",
+        arg(&credentials),
+    ];
+    migrate_and_keep_syncing(&db, &tmp, &s3, &s3);
+    assert!(walk_files(&tmp.path().join("new").join("chunks")).is_empty(), "no chunk on the new server's disk");
+}
+
+/// The scenario of the two tests above: `to` says where `migrate` puts the chunks, `serve` how
+/// the new server (on `tmp/new`, holding only the old certificate) finds them.
+fn migrate_and_keep_syncing(db: &TempDatabase, tmp: &tempfile::TempDir, to: &[&str], serve: &[&str]) {
     let old_data = tmp.path().join("old");
     let mut old = TestServer::start_at(&old_data, "127.0.0.1:0", &[]);
     let laptop = TestClient::register(&old, "ann", "laptop");
@@ -197,24 +230,24 @@ fn a_migrated_server_keeps_both_computers_syncing_without_logging_in_again() {
     let addr = old.addr.clone();
     old.kill();
 
-    let new_data = tmp.path().join("new");
-    let chunks = new_data.join("chunks");
-    let out = migrate(&old_data, &db, &["--chunks", arg(&chunks)]);
+    let out = migrate(&old_data, db, to);
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("Migrated and verified") && stdout.contains("devices: 2 row(s)"), "{stdout}");
-    assert!(!walk_files(&chunks).is_empty(), "the chunks were copied into the new directory");
-    let again = migrate(&old_data, &db, &["--chunks", arg(&chunks)]);
+    let again = migrate(&old_data, db, to);
     let again_out = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success(), "{again_out}{}", String::from_utf8_lossy(&again.stderr));
     assert!(again_out.contains("Already migrated") && again_out.contains("0 copied"), "{again_out}");
 
     // The certificate goes with the server, as docs/deploy.md says.
+    let new_data = tmp.path().join("new");
     std::fs::create_dir_all(&new_data).unwrap();
     for f in ["cert.pem", "key.pem"] {
         std::fs::copy(old_data.join(f), new_data.join(f)).unwrap();
     }
-    let new = TestServer::start_at(&new_data, &addr, &["--database", &db.url]);
+    let mut args = vec!["--database", db.url.as_str()];
+    args.extend_from_slice(serve);
+    let new = TestServer::start_at(&new_data, &addr, &args);
     assert_eq!(new.fingerprint, old.fingerprint, "the same certificate");
 
     laptop.write("after.txt", "written after the move");
@@ -231,7 +264,7 @@ fn a_migrated_server_keeps_both_computers_syncing_without_logging_in_again() {
     assert_eq!(history["versions"].as_array().unwrap().len(), 3, "history came along: {history}");
 
     // The new server wrote to the database since: migrating again is refused, and harmless.
-    let refused = migrate(&old_data, &db, &["--chunks", arg(&chunks)]);
+    let refused = migrate(&old_data, db, to);
     let text = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && text.contains("migrate into an empty database"), "{text}");
     let out = Command::new(bin())

@@ -15,7 +15,7 @@ use filesync_proto::{
     FolderInfo, Folders, Message, Session, Signatures, limits,
 };
 use filesync_proto::{compression, delta};
-use filesync_store::{Device, Folder, NewAccount, Outcome, ProposedChange, StoreError, UserId};
+use filesync_store::{ChunkLock, Device, Folder, NewAccount, Outcome, ProposedChange, StoreError, UserId};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -433,12 +433,14 @@ async fn put_chunks(shared: &Shared, a: &Authed, p: filesync_proto::PutChunks) -
     .await
     .map_err(|_| err(ErrorCode::Internal, "hashing failed"))??;
     crate::admin::check_quota(shared, a.user_id, &chunks).await?;
-    // Garbage collection must not delete a chunk's bytes between this put finding them present
-    // and the record below: hold the gate for both (see `maintenance.rs`).
-    let _gate = shared.chunk_gate.read().await;
+    // Garbage collection — on this instance or any other sharing the store — must not delete a
+    // chunk's bytes between this put finding them present and the record below: hold the
+    // user's chunk lock for both (see `maintenance.rs`). Dropped on an error: released too.
+    let lock = shared.meta.lock_chunks(a.user_id, ChunkLock::Upload).await.map_err(store_err)?;
     shared.chunks.put_many(a.user_id, &chunks).await.map_err(store_err)?;
     let sizes: Vec<(Hash, u32)> = chunks.iter().map(|(h, d)| (*h, d.len() as u32)).collect();
     shared.meta.add_chunks(a.user_id, &sizes).await.map_err(store_err)?;
+    lock.release().await.map_err(store_err)?;
     Ok(Message::Ok(Default::default()))
 }
 

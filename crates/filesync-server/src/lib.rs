@@ -127,8 +127,6 @@ pub(crate) struct Shared {
     pub default_quota: Option<u64>,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
-    /// Held shared by chunk uploads, exclusively by the garbage collector (`maintenance.rs`).
-    pub chunk_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// A server whose stores and TLS identity are open and whose socket is bound.
@@ -190,8 +188,7 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr: config.listen.clone(), source })?;
         admission::raise_open_file_limit(&config.limits);
         let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config()?);
-        let chunk_gate = Arc::new(tokio::sync::RwLock::new(()));
-        let maintenance = Maintenance::with_gate(meta.clone(), chunks.clone(), config.retention, chunk_gate.clone());
+        let maintenance = Maintenance::new(meta.clone(), chunks.clone(), config.retention);
         // A store that other instances write too tells of their commits.
         let hub = match meta.commit_notices().await? {
             Some(notices) => hub::Hub::new(Box::new(hub::SharedChanges::follow(notices))),
@@ -208,7 +205,6 @@ impl Server {
                 default_quota: config.default_quota,
                 handshake_timeout: config.handshake_timeout,
                 idle_timeout: config.idle_timeout,
-                chunk_gate,
             }),
             listener,
             acceptor,
@@ -239,7 +235,7 @@ impl Server {
     }
 
     /// This server's pruning and garbage collection, to run on demand (`run` also runs it on
-    /// its schedule). It shares the server's chunk gate, so it is safe beside live uploads.
+    /// its schedule). It meets uploads at the store's chunk lock, so it is safe beside them.
     pub fn maintenance(&self) -> Maintenance {
         self.maintenance.clone()
     }

@@ -2,28 +2,32 @@
 //! chunks no remaining version uses. Runs once shortly after start, then every hour, and can
 //! be run on demand ([`Maintenance::run_once`], with the time passed in).
 //!
+//! Several instances may share one store (PostgreSQL): a run first takes the store's
+//! maintenance lease ([`MetaStore::try_lock_maintenance`]) and does nothing if another instance
+//! holds it, so one instance at a time does the work.
+//!
 //! Chunk deletion is a mark and a sweep (`MetaStore::unreferenced_chunks`, then
 //! `MetaStore::delete_chunks`, whose transaction spares chunks that commits began to use in
 //! between). Two more things keep it from ever deleting bytes a version needs:
 //!
 //! - a **grace period**: only chunks added more than [`GC_GRACE`] before `now` are candidates,
 //!   so an upload in progress keeps its chunks until its commit (a re-upload refreshes the time);
-//! - the **chunk gate**: a `PutChunks` holds it shared from "are the bytes there?" until the
-//!   chunk is recorded, and the sweep holds it exclusively from forgetting a chunk until its
-//!   bytes are deleted. Otherwise a put could find the bytes present, the sweep delete them,
-//!   and the put then record a chunk that is gone. A tokio lock: it is held across awaits.
+//! - the user's **chunk lock** ([`MetaStore::lock_chunks`], seen by every instance on the
+//!   store): a `PutChunks` holds it shared from "are the bytes there?" until the chunk is
+//!   recorded, and the sweep holds it exclusively from forgetting a chunk until its bytes are
+//!   deleted. Otherwise a put — on this instance or another — could find the bytes present,
+//!   the sweep delete them, and the put then record a chunk that is gone.
 
 use filesync_core::Hash;
-use filesync_store::{ChunkStore, MetaStore, PruneStats, RetentionPolicy, StoreError};
+use filesync_store::{ChunkLock, ChunkStore, MetaStore, PruneStats, RetentionPolicy, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::RwLock;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 /// Chunks younger than this are never collected (seconds): longer than any upload takes
 /// between its first chunk and its commit.
 pub const GC_GRACE: i64 = 24 * 3600;
-/// Chunks forgotten and deleted per hold of the gate, so uploads wait only briefly.
+/// Chunks forgotten and deleted per hold of the chunk lock, so uploads wait only briefly.
 const GC_BATCH: usize = 1000;
 
 /// When maintenance runs.
@@ -44,6 +48,8 @@ impl Default for MaintenanceSchedule {
 /// What one run did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MaintenanceReport {
+    /// Another instance sharing the store held the maintenance lease: this run did nothing.
+    pub skipped: bool,
     pub prune: PruneStats,
     /// Users whose chunks were examined.
     pub users: u64,
@@ -59,23 +65,14 @@ pub struct Maintenance {
     meta: Arc<dyn MetaStore>,
     chunks: Arc<dyn ChunkStore>,
     policy: RetentionPolicy,
-    gate: Arc<RwLock<()>>,
 }
 
 impl Maintenance {
-    /// Maintenance of stores no running server is using (for tools and tests); a running
-    /// server has its own, see `Server::maintenance`.
+    /// Maintenance of these stores. It is safe beside uploads through the same store handle,
+    /// and — on a shared store (PostgreSQL) — beside other instances; a running server has its
+    /// own, see `Server::maintenance`.
     pub fn new(meta: Arc<dyn MetaStore>, chunks: Arc<dyn ChunkStore>, policy: RetentionPolicy) -> Maintenance {
-        Maintenance::with_gate(meta, chunks, policy, Arc::default())
-    }
-
-    pub(crate) fn with_gate(
-        meta: Arc<dyn MetaStore>,
-        chunks: Arc<dyn ChunkStore>,
-        policy: RetentionPolicy,
-        gate: Arc<RwLock<()>>,
-    ) -> Maintenance {
-        Maintenance { meta, chunks, policy, gate }
+        Maintenance { meta, chunks, policy }
     }
 
     pub fn policy(&self) -> &RetentionPolicy {
@@ -83,8 +80,23 @@ impl Maintenance {
     }
 
     /// Prunes every folder's history as of `now` (Unix seconds), then deletes every user's
-    /// chunks that no remaining version uses and that were added before `now - GC_GRACE`.
+    /// chunks that no remaining version uses and that were added before `now - GC_GRACE` —
+    /// unless another instance sharing the store is running maintenance now: then it does
+    /// nothing and reports `skipped`.
     pub async fn run_once(&self, now: i64) -> Result<MaintenanceReport, StoreError> {
+        let Some(lease) = self.meta.try_lock_maintenance().await? else {
+            debug!("maintenance: another instance is running it");
+            return Ok(MaintenanceReport { skipped: true, ..Default::default() });
+        };
+        let report = self.run_leased(now).await;
+        if let Err(e) = lease.release().await {
+            // Released anyway, with the connection that held it.
+            warn!("could not release the maintenance lease cleanly: {e}");
+        }
+        report
+    }
+
+    async fn run_leased(&self, now: i64) -> Result<MaintenanceReport, StoreError> {
         let mut report =
             MaintenanceReport { prune: self.meta.prune_history(now, &self.policy).await?, ..Default::default() };
         for user in self.meta.list_users().await? {
@@ -92,7 +104,7 @@ impl Maintenance {
             let sweep = self.meta.unreferenced_chunks(user.id, now.saturating_sub(GC_GRACE)).await?;
             for batch in sweep.candidates.chunks(GC_BATCH) {
                 let hashes: Vec<Hash> = batch.iter().map(|(h, _)| *h).collect();
-                let _gate = self.gate.write().await;
+                let lock = self.meta.lock_chunks(user.id, ChunkLock::Sweep).await?;
                 for (hash, size) in self.meta.delete_chunks(&sweep, &hashes).await? {
                     match self.chunks.delete(user.id, &hash).await {
                         Ok(()) => {
@@ -106,6 +118,7 @@ impl Maintenance {
                         }
                     }
                 }
+                lock.release().await?;
             }
         }
         let p = &report.prune;

@@ -18,6 +18,7 @@ use crate::{ChunkStore, MetaStore};
 
 mod chunks;
 mod history;
+mod locks;
 mod meta;
 mod operators;
 
@@ -74,6 +75,13 @@ pub async fn run_meta_suite<S: MetaStore>(store: &S) {
         other_devices_are_revoked_and_this_one_kept,
         invites_are_used_once_and_expire,
     );
+    macro_rules! run_locks {
+        ($($check:ident),* $(,)?) => {$(
+            eprintln!("meta store conformance: {}", stringify!($check));
+            locks::$check(store).await;
+        )*};
+    }
+    run_locks!(a_sweep_waits_for_uploads_and_uploads_for_a_sweep, the_maintenance_lease_has_one_holder);
     macro_rules! run_history {
         ($($check:ident),* $(,)?) => {$(
             eprintln!("meta store conformance: {}", stringify!($check));

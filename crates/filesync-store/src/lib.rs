@@ -17,21 +17,25 @@
 //! [`MetaStore::prune_history`] thins it by the [`retention`] schedule, and a chunk is deleted
 //! only by the mark-and-sweep of [`MetaStore::unreferenced_chunks`] and
 //! [`MetaStore::delete_chunks`] (see [`ChunkSweep`] for why that is safe against concurrent
-//! uploads and commits).
+//! uploads and commits), under the store's chunk lock ([`MetaStore::lock_chunks`]), which every
+//! server instance sharing the store sees.
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use filesync_core::{EntryState, FileMeta, Hash, RelPath};
 
 pub mod conformance;
+pub mod copy;
 pub mod decide;
 pub mod localfs;
+pub mod locks;
 pub mod pg;
 pub mod retention;
 pub mod s3;
 mod sql;
 pub mod sqlite;
 
+pub use locks::{ChunkLock, StoreLock};
 pub use retention::RetentionPolicy;
 
 pub type UserId = u64;
@@ -157,7 +161,9 @@ pub struct PruneStats {
 /// [`StoreError::MissingChunks`] (the client uploads again) — never referencing a deleted chunk.
 /// Chunks uploaded but not yet committed are younger than the cutoff if the caller leaves a
 /// grace period. The caller deletes the chunk *bytes* only for the chunks `delete_chunks`
-/// returns, and must keep uploads of those chunks from racing the byte deletion.
+/// returns, and keeps uploads of those chunks from racing the byte deletion by holding the
+/// user's chunk lock ([`MetaStore::lock_chunks`], [`ChunkLock::Sweep`]) from `delete_chunks`
+/// until the bytes are deleted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChunkSweep {
     pub user: UserId,
@@ -381,6 +387,21 @@ pub trait MetaStore: Send + Sync + 'static {
     /// before the sweep's cutoff; returns them, so the caller deletes their bytes. One
     /// transaction.
     async fn delete_chunks(&self, sweep: &ChunkSweep, hashes: &[Hash]) -> Result<Vec<(Hash, u32)>>;
+
+    /// Takes `user`'s chunk lock ([`ChunkLock`]), waiting for it, and holds it until the
+    /// returned lock is released or dropped. Every handle on the store sees it — on a shared
+    /// store (PostgreSQL), every server instance — so that a sweep on one instance never
+    /// deletes the bytes of a chunk an upload on another has written (or found present) but
+    /// not yet recorded: the upload holds it [`ChunkLock::Upload`] from writing the bytes until
+    /// [`MetaStore::add_chunks`] returns, the sweep [`ChunkLock::Sweep`] from
+    /// [`MetaStore::delete_chunks`] until the bytes are gone.
+    async fn lock_chunks(&self, user: UserId, mode: ChunkLock) -> Result<StoreLock>;
+    /// The maintenance lease: held by one handle on the store at a time — on a shared store, by
+    /// one server instance — while it prunes history and collects chunks. `None` when another
+    /// holds it now (that one is doing the work). Maintenance is safe without it (every step is
+    /// a transaction, and the chunk lock guards uploads); the lease keeps the instances from
+    /// doing the same work N times over.
+    async fn try_lock_maintenance(&self) -> Result<Option<StoreLock>>;
 
     /// The commits (and restores) made through any handle on this store from now on, this
     /// one's included: for a store that several server instances share, so that each pushes

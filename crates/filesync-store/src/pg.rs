@@ -19,6 +19,9 @@
 //! over `SERIALIZABLE`: commits to different folders never wait for each other nor fail, and
 //! there is no retry loop to get wrong.
 //!
+//! Garbage collection and uploads meet at a per-user advisory lock, and maintenance runs under
+//! an advisory lease, so that several instances are as safe as one (`pg/locks.rs`).
+//!
 //! Every commit transaction also sends one `NOTIFY` ([`COMMIT_CHANNEL`]), delivered when it
 //! commits; [`crate::MetaStore::commit_notices`] listens for them, so that each instance pushes
 //! the commits of the others to its devices.
@@ -29,6 +32,7 @@ mod accounts;
 #[path = "sqlstore/history.rs"]
 #[allow(clippy::duplicate_mod, reason = "compiled once per SQL backend, by design")]
 mod history;
+mod locks;
 #[path = "sqlstore/meta.rs"]
 #[allow(clippy::duplicate_mod, reason = "compiled once per SQL backend, by design")]
 mod meta;
@@ -103,6 +107,16 @@ async fn commit_notices(store: &PgMeta) -> Result<Option<BoxStream<'static, Comm
     Ok(Some(Box::pin(notices)))
 }
 
+/// Takes `user`'s chunk lock: an advisory lock every instance sees (`pg/locks.rs`).
+async fn lock_chunks(store: &PgMeta, user: crate::UserId, mode: crate::ChunkLock) -> Result<crate::StoreLock> {
+    store.locks.lock_chunks(user, mode).await
+}
+
+/// The maintenance lease: an advisory lock every instance sees (`pg/locks.rs`).
+async fn try_lock_maintenance(store: &PgMeta) -> Result<Option<crate::StoreLock>> {
+    store.locks.try_lock_maintenance().await
+}
+
 /// `USER FOLDER SEQ`, as [`notify_commit`] writes it.
 fn parse_notice(payload: &str) -> Option<CommitNotice> {
     let mut parts = payload.split(' ').map(str::parse::<u64>);
@@ -167,6 +181,8 @@ pub struct PgMeta {
     /// Both fields are the same pool; the shared code names the pool by what it does.
     write: PgPool,
     read: PgPool,
+    /// Connections that hold advisory locks, apart from the query pool.
+    locks: locks::PgLocks,
 }
 
 impl PgMeta {
@@ -194,7 +210,7 @@ impl PgMeta {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| {
                 StoreError::Connect(format!(
@@ -203,7 +219,7 @@ impl PgMeta {
                 ))
             })?;
         schema::migrate(&pool).await?;
-        Ok(PgMeta { write: pool.clone(), read: pool })
+        Ok(PgMeta { write: pool.clone(), read: pool, locks: locks::PgLocks::new(options) })
     }
 
     /// The schema version of the open database.
@@ -216,8 +232,14 @@ impl PgMeta {
         schema::MIGRATIONS.len() as i64
     }
 
-    /// Closes the pool, waiting for in-flight queries.
+    /// The query pool (a copy from another store writes through it).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.write
+    }
+
+    /// Closes the pools, waiting for in-flight queries (and releasing the locks still held).
     pub async fn close(&self) {
+        self.locks.close().await;
         self.write.close().await;
     }
 }

@@ -61,6 +61,16 @@ async fn commit_notices(
     Ok(None)
 }
 
+/// The chunk lock, in this process: one server process writes a SQLite file.
+async fn lock_chunks(store: &SqliteMeta, _user: crate::UserId, mode: crate::ChunkLock) -> Result<crate::StoreLock> {
+    Ok(store.locks.lock_chunks(mode).await)
+}
+
+/// The maintenance lease, in this process.
+async fn try_lock_maintenance(store: &SqliteMeta) -> Result<Option<crate::StoreLock>> {
+    Ok(store.locks.try_lock_maintenance())
+}
+
 /// A read transaction; WAL gives it one snapshot for all its statements.
 async fn begin_snapshot(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
     Ok(pool.begin().await?)
@@ -79,6 +89,8 @@ pub struct SqliteMeta {
     write: SqlitePool,
     /// Reads. For an in-memory database this is the same pool as `write`.
     read: SqlitePool,
+    /// The chunk lock and the maintenance lease ([`crate::locks`]).
+    locks: crate::locks::InProcessLocks,
 }
 
 impl SqliteMeta {
@@ -108,7 +120,7 @@ impl SqliteMeta {
             .connect_with(options.pragma("query_only", "ON"))
             .await
             .map_err(open_error)?;
-        Ok(SqliteMeta { write, read })
+        Ok(SqliteMeta { write, read, locks: Default::default() })
     }
 
     /// A private, empty in-memory database (for tests). It lives as long as this value and its
@@ -119,7 +131,7 @@ impl SqliteMeta {
         let pool =
             pool_options(1).min_connections(1).idle_timeout(None).max_lifetime(None).connect_with(options).await?;
         schema::migrate(&pool).await?;
-        Ok(SqliteMeta { write: pool.clone(), read: pool })
+        Ok(SqliteMeta { write: pool.clone(), read: pool, locks: Default::default() })
     }
 
     /// The schema version of the open database.
@@ -130,6 +142,11 @@ impl SqliteMeta {
     /// Latest schema version this build knows (what [`SqliteMeta::open`] migrates to).
     pub fn latest_schema_version() -> i64 {
         schema::MIGRATIONS.len() as i64
+    }
+
+    /// The pool for reads (a copy to another store reads through it).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.read
     }
 
     /// Closes the pools, waiting for in-flight queries (and checkpointing the WAL).

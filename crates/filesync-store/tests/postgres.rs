@@ -1,7 +1,8 @@
 //! Runs the metadata conformance suite against [`PgMeta`] on a real PostgreSQL, each test in a
 //! database of its own ([`TempDatabase`]), and checks what only a shared database can get
-//! wrong: several instances migrating at once, and writing one folder at once. Skipped when
-//! PostgreSQL cannot be reached, unless `FILESYNC_REQUIRE_PG` is set (as CI does).
+//! wrong: several instances migrating at once, writing one folder at once, and meeting at the
+//! chunk lock and the maintenance lease. Skipped when PostgreSQL cannot be reached, unless
+//! `FILESYNC_REQUIRE_PG` is set (as CI does).
 
 use filesync_core::{ChunkRef, EntryKind, FileMeta, Hash, RelPath};
 use filesync_store::conformance::run_meta_suite;
@@ -269,4 +270,234 @@ fn split_password(url: &str) -> Option<(String, String)> {
     let (userinfo, host) = rest.split_once('@')?;
     let (user, password) = userinfo.split_once(':')?;
     Some((format!("{scheme}://{user}@{host}"), password.to_owned()))
+}
+
+/// Advisory locks waiting to be granted in the database: how a test knows that a session
+/// waits for a lock another holds.
+async fn waiting_locks(db: &TempDatabase) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let name: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&mut conn).await.unwrap();
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+         WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = $1",
+    )
+    .bind(name)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// Waits (at most ten seconds) until a session waits for an advisory lock.
+async fn until_a_lock_is_awaited(db: &TempDatabase, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while waiting_locks(db).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// The race the chunk lock closes (issue 10): instance A has found a chunk's bytes present for
+/// an upload and is about to record it, while instance B sweeps that chunk (old and
+/// unreferenced until A's commit). B's sweep must wait for A's record, then spare the chunk,
+/// and A's commit succeeds with the bytes still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_on_one_instance_spares_a_chunk_another_instance_is_uploading() {
+    use filesync_store::localfs::LocalChunks;
+    use filesync_store::{ChunkLock, ChunkStore};
+    use std::sync::Arc;
+    let Some(db) = TempDatabase::create() else { return };
+    let (a, b) = (db.open().await, db.open().await);
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = Arc::new(LocalChunks::open(dir.path().join("chunks")).unwrap());
+    let (user, device, folder, metas) = account(&a, "eve", 1).await;
+    let chunk = metas[0].chunks[0].hash;
+    let bytes = bytes::Bytes::from_static(b"eve 0"); // what `account` hashed for it
+    chunks.put_many(user, &[(chunk, bytes.clone())]).await.unwrap();
+    // Uploaded long ago and never committed: garbage to any sweep.
+    sqlx::query("UPDATE chunks SET added_at = 0").execute(&mut pg(&db).await).await.unwrap();
+    let cutoff = 1_000;
+    let sweep = b.unreferenced_chunks(user, cutoff).await.unwrap();
+    assert_eq!(sweep.candidates, vec![(chunk, 10)], "marked as garbage");
+
+    // A: the upload takes the lock and finds (or writes) the bytes…
+    let upload = a.lock_chunks(user, ChunkLock::Upload).await.unwrap();
+    chunks.put_many(user, &[(chunk, bytes)]).await.unwrap();
+    // …while B sweeps, as maintenance does.
+    let swept = {
+        let (b, chunks) = (b.clone(), chunks.clone());
+        tokio::spawn(async move {
+            let lock = b.lock_chunks(user, ChunkLock::Sweep).await.unwrap();
+            let gone = b.delete_chunks(&sweep, &[chunk]).await.unwrap();
+            for (h, _) in &gone {
+                chunks.delete(user, h).await.unwrap();
+            }
+            lock.release().await.unwrap();
+            gone
+        })
+    };
+    until_a_lock_is_awaited(&db, "the sweep on B waits for the upload on A").await;
+    a.add_chunks(user, &[(chunk, 10)]).await.unwrap();
+    upload.release().await.unwrap();
+    assert_eq!(swept.await.unwrap(), vec![], "the chunk A just recorded is spared");
+    assert!(chunks.get(user, &chunk).await.unwrap().is_some(), "its bytes are still there");
+    let out = a.commit(user, folder.id, &device, &[put("f", &metas[0])], 0).await.unwrap();
+    assert!(matches!(out.outcomes[0], filesync_store::Outcome::Accepted(_)), "A's commit succeeds: {out:?}");
+}
+
+/// An upload waits while a sweep on another instance holds the user's chunk lock; an upload
+/// that gives up waiting (a cancelled request) leaves nothing held behind, and other users'
+/// uploads never wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_wait_for_a_sweep_on_another_instance_and_a_cancelled_wait_holds_nothing() {
+    use filesync_store::ChunkLock;
+    use std::time::Duration;
+    let Some(db) = TempDatabase::create() else { return };
+    let (a, b) = (db.open().await, db.open().await);
+    let sweep = b.lock_chunks(1, ChunkLock::Sweep).await.unwrap();
+    let other_user = tokio::time::timeout(Duration::from_secs(10), a.lock_chunks(2, ChunkLock::Upload)).await;
+    other_user.expect("another user's upload does not wait").unwrap().release().await.unwrap();
+    let cancelled = tokio::time::timeout(Duration::from_millis(300), a.lock_chunks(1, ChunkLock::Upload)).await;
+    assert!(cancelled.is_err(), "the upload waits for the sweep");
+    sweep.release().await.unwrap();
+    // The cancelled wait's session is closed, not pooled with a lock: a sweep gets it again.
+    let again = tokio::time::timeout(Duration::from_secs(10), b.lock_chunks(1, ChunkLock::Sweep)).await;
+    again.expect("no lock is left behind by the cancelled upload").unwrap().release().await.unwrap();
+    for _ in 0..20 {
+        // Uploads through A reuse its pooled lock connections: none of them holds a lock.
+        let up = tokio::time::timeout(Duration::from_secs(10), a.lock_chunks(1, ChunkLock::Upload)).await;
+        up.expect("uploads proceed").unwrap().release().await.unwrap();
+    }
+    let sweep = tokio::time::timeout(Duration::from_secs(10), b.lock_chunks(1, ChunkLock::Sweep)).await;
+    sweep.expect("released uploads hold nothing").unwrap().release().await.unwrap();
+}
+
+/// The maintenance lease is held by one instance at a time, and an instance that dies holding
+/// it (its connection gone) leaves it to the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_at_a_time_holds_the_maintenance_lease() {
+    let Some(db) = TempDatabase::create() else { return };
+    let (a, b) = (db.open().await, db.open().await);
+    let lease = a.try_lock_maintenance().await.unwrap().expect("free at first");
+    assert!(b.try_lock_maintenance().await.unwrap().is_none(), "B may not run while A does");
+    assert!(a.try_lock_maintenance().await.unwrap().is_none(), "nor a second run on A");
+    lease.release().await.unwrap();
+    let lease = b.try_lock_maintenance().await.unwrap().expect("B's turn once A is done");
+    drop(lease); // as if B's run were cancelled mid-way
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(lease) = a.try_lock_maintenance().await.unwrap() {
+            lease.release().await.unwrap();
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "a dropped lease is released with its connection");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// A connection of its own to the test database.
+async fn pg(db: &TempDatabase) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(&db.url).await.unwrap()
+}
+
+/// `copy::copy_server` (what `filesync server migrate` runs): everything a SQLite server holds
+/// arrives in PostgreSQL with its ids, new rows get new ids, a second run writes nothing, and
+/// a database used since is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_server_is_copied_into_postgres_and_a_second_copy_changes_nothing() {
+    use filesync_store::ChunkStore;
+    use filesync_store::copy::copy_server;
+    use filesync_store::localfs::LocalChunks;
+    use filesync_store::sqlite::SqliteMeta;
+    let Some(db) = TempDatabase::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteMeta::open(&dir.path().join("meta.db")).await.unwrap();
+    let from_chunks = LocalChunks::open(dir.path().join("chunks")).unwrap();
+    // Two accounts, one with a second device, a revoked device, a quota, an invite, history.
+    let (ann, ann_device, folder, metas) = sqlite_account(&sqlite, &from_chunks, "ann", 3).await;
+    let (bob, _, _, _) = sqlite_account(&sqlite, &from_chunks, "bob", 1).await;
+    let second = sqlite.create_device(ann, "desktop", &[9; 32], 5).await.unwrap();
+    sqlite.revoke_device(ann, second.id).await.unwrap();
+    sqlite.set_quota(bob, Some(1 << 30)).await.unwrap();
+    sqlite.create_invite(&[3; 32], 99, 1).await.unwrap();
+    for (i, m) in metas.iter().enumerate() {
+        let base = sqlite.current(folder.id, &RelPath::new("doc").unwrap()).await.unwrap().map_or(0, |e| e.rev);
+        let change = ProposedChange { base_rev: base, ..put("doc", m) };
+        sqlite.commit(ann, folder.id, &ann_device, &[change, put(&format!("f{i}"), m)], 10 + i as i64).await.unwrap();
+    }
+    let pg = db.open().await;
+    let to_chunks = LocalChunks::open(dir.path().join("copied")).unwrap();
+    let report = copy_server(&sqlite, &from_chunks, &pg, Some(&to_chunks), &|_| {}).await.unwrap();
+    assert!(!report.already_copied);
+    assert_eq!(report.chunks_copied, 4);
+    assert_eq!(report.chunks_verified, 4);
+    assert!(report.tables.contains(&("versions", 6)), "{report:?}");
+
+    let ann_pg = pg.user_by_name("ann").await.unwrap().unwrap();
+    assert_eq!(ann_pg, sqlite.user_by_id(ann).await.unwrap().unwrap(), "same id, password hash, flags");
+    assert_eq!(pg.user_by_id(bob).await.unwrap().unwrap().quota, Some(1 << 30));
+    let token = Hash::of(b"ann").0;
+    assert_eq!(pg.device_by_token_hash(&token).await.unwrap(), Some(ann_device.clone()), "the token still works");
+    assert!(pg.device(ann, second.id).await.unwrap().unwrap().revoked);
+    assert_eq!(pg.admin_generation().await.unwrap(), sqlite.admin_generation().await.unwrap());
+    assert_eq!(
+        pg.changes_since(folder.id, 0, 100).await.unwrap(),
+        sqlite.changes_since(folder.id, 0, 100).await.unwrap()
+    );
+    let doc = RelPath::new("doc").unwrap();
+    assert_eq!(pg.versions(folder.id, &doc).await.unwrap().len(), 3, "history too");
+    assert_eq!(pg.usage(ann).await.unwrap(), sqlite.usage(ann).await.unwrap());
+    for m in &metas {
+        assert!(to_chunks.get(ann, &m.chunks[0].hash).await.unwrap().is_some(), "chunk bytes copied");
+    }
+    // The next commit continues the folder's revs; new rows get ids past the copied ones.
+    let next = pg.commit(ann, folder.id, &ann_device, &[put("new", &metas[0])], 99).await.unwrap();
+    assert_eq!(next.folder_seq, 7);
+    let carol = pg.create_user("carol", "h", 1).await.unwrap();
+    assert!(carol.id > bob, "identity sequences were moved past the copied ids");
+
+    // Once a server has used the database, a second copy refuses and changes nothing.
+    let again = copy_server(&sqlite, &from_chunks, &pg, Some(&to_chunks), &|_| {}).await.unwrap_err().to_string();
+    assert!(again.contains("migrate into an empty database"), "{again}");
+    assert!(pg.user_by_name("carol").await.unwrap().is_some());
+
+    // Into a fresh database: copy, then a second run only verifies.
+    let Some(db2) = TempDatabase::create() else { return };
+    let pg2 = db2.open().await;
+    copy_server(&sqlite, &from_chunks, &pg2, None, &|_| {}).await.unwrap();
+    let second = copy_server(&sqlite, &from_chunks, &pg2, None, &|_| {}).await.unwrap();
+    assert!(second.already_copied && second.chunks_copied == 0, "{second:?}");
+    assert_eq!(second.tables, report.tables);
+}
+
+/// A user on a SQLite store with a device (token hash = `Hash::of(name)`), a folder, and `n`
+/// one-chunk files whose chunks are stored in `chunks`.
+async fn sqlite_account(
+    s: &filesync_store::sqlite::SqliteMeta,
+    chunks: &filesync_store::localfs::LocalChunks,
+    name: &str,
+    n: usize,
+) -> (UserId, Device, Folder, Vec<FileMeta>) {
+    use filesync_store::ChunkStore;
+    let user = s.create_user(name, "$argon2id$fake", 1).await.unwrap();
+    let device = s.create_device(user.id, "laptop", &Hash::of(name.as_bytes()).0, 1).await.unwrap();
+    let folder = s.folder_by_name(user.id, "docs", true).await.unwrap().unwrap();
+    let mut metas = Vec::new();
+    for i in 0..n {
+        let data = bytes::Bytes::from(format!("{name} file {i}"));
+        let chunk = ChunkRef { hash: Hash::of(&data), len: data.len() as u32 };
+        chunks.put_many(user.id, &[(chunk.hash, data.clone())]).await.unwrap();
+        s.add_chunks(user.id, &[(chunk.hash, chunk.len)]).await.unwrap();
+        let list = vec![chunk];
+        metas.push(FileMeta {
+            kind: EntryKind::File,
+            size: data.len() as u64,
+            mtime_ns: i as i64,
+            executable: false,
+            hash: filesync_core::file_hash(&list),
+            chunks: list,
+        });
+    }
+    (user.id, device, folder, metas)
 }

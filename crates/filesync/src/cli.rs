@@ -168,6 +168,22 @@ pub struct ServerArgs {
     /// The same, for all connections of one address, in MiB. [default: 64]
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(16..))]
     pub buffer_memory_per_address: Option<u32>,
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Keep metadata (accounts, devices, folders, history) in PostgreSQL instead of
+    /// DATA/meta.db, so that several server instances can share it:
+    /// postgres://USER@HOST[:PORT]/DATABASE; add ?sslmode=require (or verify-full) for TLS.
+    /// Password: in the URL, --database-password-file, or PGPASSWORD.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+    /// A file whose first line is the PostgreSQL password.
+    #[arg(long, value_name = "FILE", requires = "database")]
+    pub database_password_file: Option<PathBuf>,
+}
+
+/// Where chunks go in an S3-compatible bucket (`filesync server`, `filesync server migrate`).
+#[derive(Args, Debug, Default)]
+pub struct S3Args {
     /// Keep file contents (chunks) in an S3-compatible bucket instead of DATA/chunks:
     /// s3://BUCKET or s3://BUCKET/PREFIX. Credentials: AWS_ACCESS_KEY_ID and
     /// AWS_SECRET_ACCESS_KEY, or --s3-credentials.
@@ -186,15 +202,29 @@ pub struct ServerArgs {
     /// An AWS shared-credentials file ([default] aws_access_key_id, aws_secret_access_key).
     #[arg(long, value_name = "FILE", requires = "store")]
     pub s3_credentials: Option<PathBuf>,
-    /// Keep metadata (accounts, devices, folders, history) in PostgreSQL instead of
-    /// DATA/meta.db, so that several server instances can share it:
-    /// postgres://USER@HOST[:PORT]/DATABASE; add ?sslmode=require (or verify-full) for TLS.
-    /// Password: in the URL, --database-password-file, or PGPASSWORD.
+}
+
+/// `filesync server migrate`.
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    /// The data directory of the server to move (its meta.db, chunks/ and certificate). Stop
+    /// that server first.
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// The PostgreSQL database to copy the metadata into (as for `filesync server --database`):
+    /// an empty database, or one an earlier `migrate` of the same server filled.
     #[arg(long, value_name = "URL")]
-    pub database: Option<String>,
+    pub database: String,
     /// A file whose first line is the PostgreSQL password.
-    #[arg(long, value_name = "FILE", requires = "database")]
+    #[arg(long, value_name = "FILE")]
     pub database_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Copy the chunks into this directory (the new server's DATA/chunks) instead of a bucket.
+    /// Without --store or --chunks the chunks stay in DIR/chunks, for a server started with
+    /// --data DIR.
+    #[arg(long, value_name = "DIR", conflicts_with = "store")]
+    pub chunks: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -212,6 +242,10 @@ pub enum ServerCmd {
     /// on the data directory, with or without the server running (a running server acts on a
     /// change within a second).
     Admin(AdminArgs),
+    /// Move this machine's server (DATA/meta.db and DATA/chunks) to PostgreSQL, and its chunks to
+    /// an S3 bucket or another directory; then verify the copy (rows and their hashes, every
+    /// chunk read back). Devices keep their logins. Safe to run again.
+    Migrate(MigrateArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

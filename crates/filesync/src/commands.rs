@@ -1,6 +1,6 @@
 //! What each subcommand does: thin glue between the command line and the library crates.
 
-use crate::cli::{Cli, Command, DevicesCmd, FolderCmd, LoginArgs, Registration, ServerArgs, ServerCmd};
+use crate::cli::{Cli, Command, DevicesCmd, FolderCmd, LoginArgs, Registration, S3Args, ServerArgs, ServerCmd};
 use crate::output::{human_bytes, human_time};
 use anyhow::{Context, Result, bail};
 use filesync_agent::agent::{self, AgentOptions, HomeLock, StatusBoard};
@@ -82,6 +82,11 @@ async fn server(args: ServerArgs) -> Result<ExitCode> {
         let database = database_config(admin.database, admin.database_password_file.as_deref())?;
         return crate::admin_cmd::run(server_data_dir(admin.data)?, database, admin.command).await;
     }
+    if let Some(ServerCmd::Migrate(m)) = args.command {
+        let database =
+            database_config(Some(m.database), m.database_password_file.as_deref())?.expect("a URL was given");
+        return crate::migrate_cmd::run(&m.from, database, s3_config(&m.s3)?, m.chunks).await;
+    }
     let registration = match args.registration {
         Some(Registration::Open) => filesync_server::Registration::Open,
         Some(Registration::Closed) => filesync_server::Registration::Closed,
@@ -110,17 +115,7 @@ async fn server(args: ServerArgs) -> Result<ExitCode> {
     limits.max_unauthenticated = args.max_unauthenticated.map_or(limits.max_unauthenticated, |n| n as usize);
     limits.memory = args.buffer_memory.map_or(limits.memory, mib);
     limits.memory_per_address = args.buffer_memory_per_address.map_or(limits.memory_per_address, mib);
-    if let Some(url) = &args.store {
-        let mut s3 = filesync_store::s3::S3Config::from_url(url)
-            .with_context(|| format!("--store {url:?}: give the bucket as s3://BUCKET or s3://BUCKET/PREFIX"))?;
-        s3.endpoint = args.s3_endpoint.clone();
-        s3.region = args.s3_region.clone();
-        s3.path_style = args.s3_path_style;
-        if let Some(file) = &args.s3_credentials {
-            s3.credentials = Some(filesync_store::s3::S3Config::read_credentials(file).map_err(anyhow::Error::msg)?);
-        }
-        config.s3 = Some(s3);
-    }
+    config.s3 = s3_config(&args.s3)?;
     config.database = database_config(args.database, args.database_password_file.as_deref())?;
     let data_dir = config.data_dir.clone();
     let config_quota = config.default_quota;
@@ -520,6 +515,20 @@ async fn run_agent(home: &Home, args: crate::ui_cmd::AgentArgs) -> Result<ExitCo
     agent::run_with_ready(home.clone(), opts, shutdown, ready).await?;
     drop(ui);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--store s3://…` and the `--s3-…` options as a chunk store configuration.
+pub(crate) fn s3_config(args: &S3Args) -> Result<Option<filesync_store::s3::S3Config>> {
+    let Some(url) = &args.store else { return Ok(None) };
+    let mut s3 = filesync_store::s3::S3Config::from_url(url)
+        .with_context(|| format!("--store {url:?}: give the bucket as s3://BUCKET or s3://BUCKET/PREFIX"))?;
+    s3.endpoint = args.s3_endpoint.clone();
+    s3.region = args.s3_region.clone();
+    s3.path_style = args.s3_path_style;
+    if let Some(file) = &args.s3_credentials {
+        s3.credentials = Some(filesync_store::s3::S3Config::read_credentials(file).map_err(anyhow::Error::msg)?);
+    }
+    Ok(Some(s3))
 }
 
 /// `--database URL` and `--database-password-file FILE` as a store configuration. A password

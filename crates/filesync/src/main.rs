@@ -8,6 +8,7 @@ mod commands;
 mod conflicts_cmd;
 mod history_cmd;
 mod local;
+mod migrate_cmd;
 mod output;
 mod service_cmd;
 mod settings_cmd;

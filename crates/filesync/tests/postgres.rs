@@ -1,6 +1,7 @@
 //! A real `filesync server` keeping its metadata in PostgreSQL (a database of its own on the
 //! test server, see `filesync_store::pg::testing`), with file contents on its disk or in an
-//! S3-compatible bucket (a real `moto_server`), and two real clients syncing both ways.
+//! S3-compatible bucket (a real `moto_server`), and two real clients syncing both ways; and a
+//! single-machine server moved there by `filesync server migrate`, its clients syncing on.
 //! Skipped when PostgreSQL cannot be reached, unless `FILESYNC_REQUIRE_PG` is set (as CI
 //! does); the S3 case also needs moto (`FILESYNC_REQUIRE_S3`).
 #![cfg(unix)]
@@ -158,4 +159,120 @@ fn a_database_that_refuses_the_password_stops_the_server_with_a_clear_message() 
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot connect to the metadata database at postgres://"), "{err}");
     assert!(!err.contains("not-the-password"), "the password must not be shown: {err}");
+}
+
+/// `filesync server migrate` with the given destination options; its stdout and stderr.
+fn migrate(from: &std::path::Path, db: &TempDatabase, extra: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(["server", "migrate", "--from"])
+        .arg(from)
+        .args(["--database", &db.url])
+        .args(extra)
+        .env("FILESYNC_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// A single-machine server (SQLite and its chunk directory) with two computers syncing is
+/// stopped, migrated to PostgreSQL with its chunks in a new directory, and started there on a
+/// new data directory that holds only its certificate: both computers keep syncing, with their
+/// logins and their history, and never log in again. A second `migrate` changes nothing; once
+/// the new server has been used, a `migrate` is refused and changes nothing either.
+#[test]
+fn a_migrated_server_keeps_both_computers_syncing_without_logging_in_again() {
+    let Some(db) = TempDatabase::create() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let chunks = tmp.path().join("new").join("chunks");
+    let chunks_arg = ["--chunks", arg(&chunks)];
+    migrate_and_keep_syncing(&db, &tmp, &chunks_arg, &[]);
+    assert!(!walk_files(&chunks).is_empty(), "the chunks were copied into the new directory");
+}
+
+/// The same, with the chunks moved into an S3-compatible bucket (a real `moto_server`).
+#[test]
+fn a_server_migrated_to_postgres_and_s3_keeps_both_computers_syncing() {
+    let Some(db) = TempDatabase::create() else { return };
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("moved");
+    let tmp = tempfile::tempdir().unwrap();
+    let credentials = tmp.path().join("credentials");
+    std::fs::write(&credentials, "[default]\naws_access_key_id = ann\naws_secret_access_key = not-checked-by-moto\n")
+        .unwrap();
+    let s3 = [
+        "--store",
+        "s3://moved/prod",
+        "--s3-endpoint",
+        &moto.endpoint,
+        "--s3-path-style",
+        "--s3-credentials",
+        arg(&credentials),
+    ];
+    migrate_and_keep_syncing(&db, &tmp, &s3, &s3);
+    assert!(walk_files(&tmp.path().join("new").join("chunks")).is_empty(), "no chunk on the new server's disk");
+}
+
+/// The scenario of the two tests above: `to` says where `migrate` puts the chunks, `serve` how
+/// the new server (on `tmp/new`, holding only the old certificate) finds them.
+fn migrate_and_keep_syncing(db: &TempDatabase, tmp: &tempfile::TempDir, to: &[&str], serve: &[&str]) {
+    let old_data = tmp.path().join("old");
+    let mut old = TestServer::start_at(&old_data, "127.0.0.1:0", &[]);
+    let laptop = TestClient::register(&old, "ann", "laptop");
+    let desktop = TestClient::login(&old, "ann", "desktop");
+    let big = random_bytes(3 << 20, 5);
+    laptop.write("big.bin", &big);
+    laptop.write("notes.txt", "first");
+    laptop.sync();
+    desktop.sync();
+    desktop.write("notes.txt", "second, from the desktop");
+    desktop.sync();
+    laptop.sync();
+    assert_eq!(laptop.tree(), desktop.tree());
+    let addr = old.addr.clone();
+    old.kill();
+
+    let out = migrate(&old_data, db, to);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("Migrated and verified") && stdout.contains("devices: 2 row(s)"), "{stdout}");
+    let again = migrate(&old_data, db, to);
+    let again_out = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "{again_out}{}", String::from_utf8_lossy(&again.stderr));
+    assert!(again_out.contains("Already migrated") && again_out.contains("0 copied"), "{again_out}");
+
+    // The certificate goes with the server, as docs/deploy.md says.
+    let new_data = tmp.path().join("new");
+    std::fs::create_dir_all(&new_data).unwrap();
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::copy(old_data.join(f), new_data.join(f)).unwrap();
+    }
+    let mut args = vec!["--database", db.url.as_str()];
+    args.extend_from_slice(serve);
+    let new = TestServer::start_at(&new_data, &addr, &args);
+    assert_eq!(new.fingerprint, old.fingerprint, "the same certificate");
+
+    laptop.write("after.txt", "written after the move");
+    laptop.sync();
+    desktop.sync();
+    assert_eq!(desktop.read("after.txt"), b"written after the move");
+    desktop.write("notes.txt", "third, after the move");
+    desktop.sync();
+    laptop.sync();
+    assert_eq!(laptop.read("notes.txt"), b"third, after the move");
+    assert_eq!(laptop.read("big.bin"), big);
+    assert_eq!(laptop.tree(), desktop.tree());
+    let history = laptop.json(&["history", arg(&laptop.path("notes.txt")), "--json"]);
+    assert_eq!(history["versions"].as_array().unwrap().len(), 3, "history came along: {history}");
+
+    // The new server wrote to the database since: migrating again is refused, and harmless.
+    let refused = migrate(&old_data, db, to);
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && text.contains("migrate into an empty database"), "{text}");
+    let out = Command::new(bin())
+        .args(["server", "admin", "--database", &db.url, "devices", "ann", "--json"])
+        .env("FILESYNC_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let devices: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(devices.as_array().unwrap().len(), 2, "the same two devices: {devices}");
 }

@@ -8,12 +8,12 @@ use super::rows::{
     ENTRY_COLS, current_entries, device_from_row, entry_cols, entry_from_row, folder_from_row, folder_seq,
     known_chunks, user_from_row, write_applied,
 };
-use super::{Store, accounts, begin_write, commit_notices, history};
+use super::{Store, accounts, begin_write, commit_notices, history, lock_chunks, try_lock_maintenance};
 use crate::decide::{Decision, decide};
 use crate::sql::{self, key};
 use crate::{
-    ChunkSweep, CommitNotice, CommitOutput, Device, DeviceId, Folder, FolderId, MetaStore, NewAccount, Outcome,
-    ProposedChange, PruneStats, Result, RetentionPolicy, TrashEntry, Usage, User, UserId,
+    ChunkLock, ChunkSweep, CommitNotice, CommitOutput, Device, DeviceId, Folder, FolderId, MetaStore, NewAccount,
+    Outcome, ProposedChange, PruneStats, Result, RetentionPolicy, StoreLock, TrashEntry, Usage, User, UserId,
 };
 use async_trait::async_trait;
 use filesync_core::{EntryState, Hash, RelPath};
@@ -428,6 +428,14 @@ impl MetaStore for Store {
 
     async fn delete_chunks(&self, sweep: &ChunkSweep, hashes: &[Hash]) -> Result<Vec<(Hash, u32)>> {
         history::delete_chunks(&self.write, sweep, hashes).await
+    }
+
+    async fn lock_chunks(&self, user: UserId, mode: ChunkLock) -> Result<StoreLock> {
+        lock_chunks(self, user, mode).await
+    }
+
+    async fn try_lock_maintenance(&self) -> Result<Option<StoreLock>> {
+        try_lock_maintenance(self).await
     }
 
     async fn commit_notices(&self) -> Result<Option<BoxStream<'static, CommitNotice>>> {

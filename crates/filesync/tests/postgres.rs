@@ -142,6 +142,43 @@ fn two_server_instances_on_one_database_push_each_others_commits() {
     wait_until(20, "the deletion on the desktop", || !b.exists("pushed.txt"));
 }
 
+/// Two instances behind a TCP load balancer; the one a computer uploads a big file through is
+/// killed (SIGKILL) in the middle of the upload. The computer reconnects through the load
+/// balancer to the other instance and the upload completes there; the other computer gets the
+/// whole file.
+#[test]
+fn an_instance_killed_mid_upload_leaves_the_upload_to_the_other() {
+    let Some(db) = TempDatabase::create() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("shared");
+    let mut one = TestServer::start_at(&data, "127.0.0.1:0", &["--database", &db.url]);
+    let two = TestServer::start_at(&data, "127.0.0.1:0", &["--database", &db.url]);
+    let lb = Failover::new(vec![one.addr.clone(), two.addr.clone()]);
+    let a = TestClient::register(&one.reached_at(&lb.addr), "ann", "laptop");
+    let b = TestClient::login(&two, "ann", "desktop");
+    // Slow enough that the upload is still going when the instance dies.
+    a.set("upload-limit", "4M");
+    let _ga = a.agent();
+    let _gb = b.agent();
+    for c in [&a, &b] {
+        c.ok(&["status", "--wait", "--timeout", "30"], None);
+    }
+    let mut x = 0x9E3779B97F4A7C15u64;
+    let big: Vec<u8> = (0..24 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    a.write("big.bin", &big);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(!b.exists("big.bin"), "the upload was meant to be still going");
+    one.kill();
+    wait_until(120, "the whole file on the desktop", || b.exists("big.bin") && b.read("big.bin") == big);
+}
+
 #[test]
 fn a_database_that_refuses_the_password_stops_the_server_with_a_clear_message() {
     let Some(db) = TempDatabase::create() else { return };

@@ -103,6 +103,53 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// The same server reached at another address (a proxy, a load balancer in front of
+    /// several instances): clients made with it connect there. Stops nothing when dropped.
+    pub fn reached_at(&self, addr: &str) -> TestServer {
+        TestServer {
+            child: None,
+            addr: addr.to_string(),
+            fingerprint: self.fingerprint.clone(),
+            data: self.data.clone(),
+            _tmp: None,
+        }
+    }
+}
+
+/// A TCP load balancer in front of server instances, as an operator would put one: each new
+/// connection goes to the first instance that accepts it, so when one dies, clients that
+/// reconnect reach the next.
+pub struct Failover {
+    pub addr: String,
+}
+
+impl Failover {
+    pub fn new(backends: Vec<String>) -> Failover {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let upstream = backends.iter().find_map(|b| {
+                    std::net::TcpStream::connect_timeout(&b.parse().unwrap(), Duration::from_secs(1)).ok()
+                });
+                let Some(upstream) = upstream else { continue };
+                for (mut from, mut to) in
+                    [(client.try_clone().unwrap(), upstream.try_clone().unwrap()), (upstream, client)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Failover { addr }
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill();

@@ -16,7 +16,7 @@
 //! a [`Kick`] receiver that its session selects on beside the whole read loop, so a close
 //! reaches it whatever it is doing.
 
-use filesync_store::{CommitNotice, DeviceId, FolderId, UserId};
+use filesync_store::{DeviceId, FolderId, Notice, UserId};
 use futures::stream::{BoxStream, StreamExt};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +25,13 @@ use tokio::sync::{broadcast, watch};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HubEvent {
-    FolderChanged { folder_id: u64, seq: u64 },
+    FolderChanged {
+        folder_id: u64,
+        seq: u64,
+    },
+    /// Changes may have been missed (the store's notices were interrupted): every folder may
+    /// have changed.
+    EverythingChanged,
 }
 
 /// Why a connection is being closed from outside.
@@ -79,12 +85,24 @@ impl ChangeHub for LocalChanges {
     fn publish(&self, user: UserId, event: HubEvent) {
         let mut users = self.users.lock().expect("hub lock");
         let Some(channel) = users.get_mut(&user) else { return };
-        let HubEvent::FolderChanged { folder_id, seq } = event;
+        let HubEvent::FolderChanged { folder_id, seq } = event else {
+            let _ = channel.tx.send(event);
+            return;
+        };
         let latest = channel.latest.entry(folder_id).or_default();
         // An older seq says nothing a device pulling up to the newer one would miss.
         if seq > *latest {
             *latest = seq;
             let _ = channel.tx.send(event);
+        }
+    }
+}
+
+impl LocalChanges {
+    /// `event` to every connection of every user.
+    fn tell_everyone(&self, event: HubEvent) {
+        for channel in self.users.lock().expect("hub lock").values() {
+            let _ = channel.tx.send(event.clone());
         }
     }
 }
@@ -98,13 +116,19 @@ pub struct SharedChanges {
 
 impl SharedChanges {
     /// Follows `notices` on a task of the current runtime.
-    pub fn follow(notices: BoxStream<'static, CommitNotice>) -> SharedChanges {
+    pub fn follow(notices: BoxStream<'static, Notice>) -> SharedChanges {
         let local = Arc::new(LocalChanges::default());
         let target = local.clone();
         let follower = tokio::spawn(async move {
             let mut notices = notices;
             while let Some(n) = notices.next().await {
-                target.publish(n.user, HubEvent::FolderChanged { folder_id: n.folder, seq: n.seq });
+                match n {
+                    Notice::Commit(n) => {
+                        target.publish(n.user, HubEvent::FolderChanged { folder_id: n.folder, seq: n.seq })
+                    }
+                    // Every connected device pulls: what was committed meanwhile waits no longer.
+                    Notice::MayHaveMissed => target.tell_everyone(HubEvent::EverythingChanged),
+                }
             }
         });
         SharedChanges { local, follower }
@@ -247,6 +271,8 @@ mod tests {
         assert!(bob.try_recv().is_err(), "other users hear nothing");
     }
 
+    use filesync_store::CommitNotice;
+
     #[tokio::test]
     async fn shared_changes_pass_on_the_stores_notices_and_dedup_the_echo_of_their_own() {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -254,14 +280,28 @@ mod tests {
         let hub = Hub::new(Box::new(SharedChanges::follow(notices)));
         let mut ann = hub.subscribe(1);
         hub.publish(1, changed(10, 1)); // committed here
-        tx.send(CommitNotice { user: 1, folder: 10, seq: 1 }).unwrap(); // its echo
-        tx.send(CommitNotice { user: 1, folder: 10, seq: 2 }).unwrap(); // another instance's
-        tx.send(CommitNotice { user: 2, folder: 20, seq: 1 }).unwrap(); // another user's
+        let commit = |user, folder, seq| Notice::Commit(CommitNotice { user, folder, seq });
+        tx.send(commit(1, 10, 1)).unwrap(); // its echo
+        tx.send(commit(1, 10, 2)).unwrap(); // another instance's
+        tx.send(commit(2, 20, 1)).unwrap(); // another user's
         assert_eq!(ann.recv().await.unwrap(), changed(10, 1));
         assert_eq!(ann.recv().await.unwrap(), changed(10, 2));
         drop(tx);
         tokio::task::yield_now().await;
         assert!(ann.try_recv().is_err(), "the echo was not pushed again: {:?}", ann.try_recv());
+    }
+
+    /// When the store's notices were interrupted, every connection of every user is told that
+    /// anything may have changed, so each device pulls at once instead of waiting for a push
+    /// that was lost.
+    #[tokio::test]
+    async fn interrupted_notices_make_every_device_pull() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let hub = Hub::new(Box::new(SharedChanges::follow(tokio_stream_from(rx))));
+        let (mut ann, mut bob) = (hub.subscribe(1), hub.subscribe(2));
+        tx.send(Notice::MayHaveMissed).unwrap();
+        assert_eq!(ann.recv().await.unwrap(), HubEvent::EverythingChanged);
+        assert_eq!(bob.recv().await.unwrap(), HubEvent::EverythingChanged);
     }
 
     fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::UnboundedReceiver<T>) -> BoxStream<'static, T> {

@@ -390,8 +390,10 @@ async fn watch_events(mut events: broadcast::Receiver<HubEvent>, pushes: &Pushes
     loop {
         match events.recv().await {
             Ok(HubEvent::FolderChanged { folder_id, seq }) => pushes.folder_changed(folder_id, seq),
-            // Missed events: the client re-checks every folder.
-            Err(broadcast::error::RecvError::Lagged(_)) => pushes.everything_changed(),
+            // Missed events, here or in the store's notices: the client re-checks every folder.
+            Ok(HubEvent::EverythingChanged) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                pushes.everything_changed()
+            }
             Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
         }
     }

@@ -406,12 +406,23 @@ pub trait MetaStore: Send + Sync + 'static {
     /// The commits (and restores) made through any handle on this store from now on, this
     /// one's included: for a store that several server instances share, so that each pushes
     /// the others' commits to its devices. One notice per transaction, sent only if it
-    /// commits. A hint, like the push it feeds: a notice may be lost (while the connection
-    /// behind the stream is re-established) or come late; the journal stays the truth. `None`:
+    /// commits. A hint, like the push it feeds: notices may be lost while the connection
+    /// behind the stream is re-established, and then the stream says so
+    /// ([`Notice::MayHaveMissed`]) once it listens again; the journal stays the truth. `None`:
     /// the store has one writing server, whose own commits are all there is to push.
-    async fn commit_notices(&self) -> Result<Option<futures::stream::BoxStream<'static, CommitNotice>>> {
+    async fn commit_notices(&self) -> Result<Option<futures::stream::BoxStream<'static, Notice>>> {
         Ok(None)
     }
+}
+
+/// What a shared store tells the server instances that share it
+/// ([`MetaStore::commit_notices`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    Commit(CommitNotice),
+    /// Notices may have been lost (the connection that listens for them dropped, and listens
+    /// again from now on): any folder may have changed meanwhile.
+    MayHaveMissed,
 }
 
 /// A commit some writer of a shared store made: `folder` of `user` reached `seq`

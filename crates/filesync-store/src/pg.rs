@@ -42,7 +42,7 @@ mod rows;
 mod schema;
 pub mod testing;
 
-use crate::{CommitNotice, Result, StoreError};
+use crate::{CommitNotice, Notice, Result, StoreError};
 use futures::stream::BoxStream;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -85,26 +85,43 @@ async fn notify_commit(conn: &mut DbConn, user: i64, folder: i64, seq: u64) -> R
 }
 
 /// Listens on [`COMMIT_CHANNEL`] on a connection of its own. If that connection drops, the
-/// stream logs it and listens again a second later; notices sent meanwhile are lost (devices
-/// still find those commits at their next pull).
-async fn commit_notices(store: &PgMeta) -> Result<Option<BoxStream<'static, CommitNotice>>> {
-    let mut listener = PgListener::connect_with(&store.read).await?;
-    listener.listen(COMMIT_CHANNEL).await?;
-    let notices = futures::stream::unfold(listener, |mut listener| async move {
+/// stream logs it and connects and listens again (every second until it can); notices sent
+/// meanwhile are lost, so once it listens again it yields [`Notice::MayHaveMissed`]: the
+/// server then has every device pull, and nothing committed in the gap waits longer.
+async fn commit_notices(store: &PgMeta) -> Result<Option<BoxStream<'static, Notice>>> {
+    let first = listen(store.read.clone()).await?;
+    let notices = futures::stream::unfold((first, store.read.clone()), |(mut listener, pool)| async move {
         loop {
-            match listener.recv().await {
-                Ok(n) => match parse_notice(n.payload()) {
-                    Some(notice) => return Some((notice, listener)),
+            match listener.try_recv().await {
+                Ok(Some(n)) => match parse_notice(n.payload()) {
+                    Some(notice) => return Some((Notice::Commit(notice), (listener, pool))),
                     None => tracing::warn!(payload = n.payload(), "ignoring a malformed commit notification"),
                 },
-                Err(e) => {
-                    tracing::warn!("lost the connection that listens for other instances' commits ({e}); retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                // `Ok(None)`: the connection was lost (and would be re-established silently).
+                Ok(None) | Err(_) => {
+                    tracing::warn!("lost the connection that listens for other instances' commits; listening again");
+                    drop(listener);
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        match listen(pool.clone()).await {
+                            Ok(l) => return Some((Notice::MayHaveMissed, (l, pool))),
+                            Err(e) => {
+                                tracing::warn!("cannot listen for other instances' commits yet ({e}); retrying")
+                            }
+                        }
+                    }
                 }
             }
         }
     });
     Ok(Some(Box::pin(notices)))
+}
+
+/// A connection of its own (with `pool`'s options) listening on [`COMMIT_CHANNEL`].
+async fn listen(pool: PgPool) -> Result<PgListener> {
+    let mut listener = PgListener::connect_with(&pool).await?;
+    listener.listen(COMMIT_CHANNEL).await?;
+    Ok(listener)
 }
 
 /// Takes `user`'s chunk lock: an advisory lock every instance sees (`pg/locks.rs`).

@@ -55,9 +55,7 @@ async fn notify_commit(_conn: &mut DbConn, _user: i64, _folder: i64, _seq: u64) 
 }
 
 /// No notices: the server's own hub sees every commit ([`crate::MetaStore::commit_notices`]).
-async fn commit_notices(
-    _store: &SqliteMeta,
-) -> Result<Option<futures::stream::BoxStream<'static, crate::CommitNotice>>> {
+async fn commit_notices(_store: &SqliteMeta) -> Result<Option<futures::stream::BoxStream<'static, crate::Notice>>> {
     Ok(None)
 }
 

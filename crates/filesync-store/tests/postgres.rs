@@ -8,7 +8,7 @@ use filesync_core::{ChunkRef, EntryKind, FileMeta, Hash, RelPath};
 use filesync_store::conformance::run_meta_suite;
 use filesync_store::pg::PgMeta;
 use filesync_store::pg::testing::TempDatabase;
-use filesync_store::{CommitNotice, Device, Folder, MetaStore, ProposedChange, StoreError, UserId};
+use filesync_store::{CommitNotice, Device, Folder, MetaStore, Notice, ProposedChange, StoreError, UserId};
 
 #[tokio::test]
 async fn postgres_conforms() {
@@ -230,10 +230,45 @@ async fn commits_on_one_instance_are_noticed_by_another() {
     assert_eq!(next(&mut notices).await, Some(CommitNotice { user, folder: folder.id, seq: 4 }), "restores too");
 }
 
-/// The next notice, waiting at most ten seconds.
-async fn next(notices: &mut futures::stream::BoxStream<'static, CommitNotice>) -> Option<CommitNotice> {
+/// The next commit notice, waiting at most ten seconds.
+async fn next(notices: &mut futures::stream::BoxStream<'static, Notice>) -> Option<CommitNotice> {
+    match next_notice(notices).await {
+        Some(Notice::Commit(c)) => Some(c),
+        other => panic!("expected a commit notice, got {other:?}"),
+    }
+}
+
+async fn next_notice(notices: &mut futures::stream::BoxStream<'static, Notice>) -> Option<Notice> {
     use futures::StreamExt;
     tokio::time::timeout(std::time::Duration::from_secs(10), notices.next()).await.expect("a notice in time")
+}
+
+/// The connection that listens for commits dies (terminated by the database, as a restart or
+/// a network cut would): the stream listens again on a new connection and says notices may
+/// have been missed — the server then has every device pull — and later commits are noticed.
+#[tokio::test]
+async fn a_lost_listening_connection_says_notices_may_be_missed_and_listens_again() {
+    let Some(db) = TempDatabase::create() else { return };
+    let first = db.open().await;
+    let second = db.open().await;
+    let mut notices = second.commit_notices().await.unwrap().expect("PostgreSQL tells of commits");
+    let (user, device, folder, metas) = account(&first, "eve", 3).await;
+    first.commit(user, folder.id, &device, &[put("a", &metas[0])], 0).await.unwrap();
+    assert_eq!(next(&mut notices).await, Some(CommitNotice { user, folder: folder.id, seq: 1 }));
+
+    let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database()",
+    )
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(killed, [true], "one listening connection");
+    // Committed while nobody listens: this notice is lost, and the stream says so instead.
+    first.commit(user, folder.id, &device, &[put("b", &metas[1])], 0).await.unwrap();
+    assert_eq!(next_notice(&mut notices).await, Some(Notice::MayHaveMissed));
+    first.commit(user, folder.id, &device, &[put("c", &metas[2])], 0).await.unwrap();
+    assert_eq!(next(&mut notices).await, Some(CommitNotice { user, folder: folder.id, seq: 3 }));
 }
 
 /// A user with a device and a folder, and `n` stored one-chunk files ready to commit.

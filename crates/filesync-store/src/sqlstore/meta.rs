@@ -12,8 +12,8 @@ use super::{Store, accounts, begin_write, commit_notices, history, lock_chunks, 
 use crate::decide::{Decision, decide};
 use crate::sql::{self, key};
 use crate::{
-    ChunkLock, ChunkSweep, CommitNotice, CommitOutput, Device, DeviceId, Folder, FolderId, MetaStore, NewAccount,
-    Outcome, ProposedChange, PruneStats, Result, RetentionPolicy, StoreLock, TrashEntry, Usage, User, UserId,
+    ChunkLock, ChunkSweep, CommitOutput, Device, DeviceId, Folder, FolderId, MetaStore, NewAccount, Notice, Outcome,
+    ProposedChange, PruneStats, Result, RetentionPolicy, StoreLock, TrashEntry, Usage, User, UserId,
 };
 use async_trait::async_trait;
 use filesync_core::{EntryState, Hash, RelPath};
@@ -438,7 +438,7 @@ impl MetaStore for Store {
         try_lock_maintenance(self).await
     }
 
-    async fn commit_notices(&self) -> Result<Option<BoxStream<'static, CommitNotice>>> {
+    async fn commit_notices(&self) -> Result<Option<BoxStream<'static, Notice>>> {
         commit_notices(self).await
     }
 }

@@ -8,7 +8,7 @@ import { writeFileSync, readFileSync, existsSync, readdirSync, rmSync, mkdirSync
 import { join } from 'node:path';
 import { TestServer, Computer, launchBrowser, openPage, screenshot, tempDir, waitFor, PASSWORD } from './support.mjs';
 
-let dir, server, laptop, desktop, browser, page;
+let dir, server, laptop, desktop, browser, page, revokedPage;
 
 before(async () => {
   dir = tempDir();
@@ -385,6 +385,32 @@ step('activity is listed and searchable', async () => {
   await screenshot(page, '14-activity.png');
 });
 
+step('a download-only folder is reverted from its page, as the CLI can; the message names that button', async () => {
+  const before = await lastApplied();
+  const set = await laptop.api('PUT', '/folders/Documents/settings', { changes: [['direction', 'download-only']] });
+  assert.match(set.messages[0], /^Direction: download-only .*Revert on the folder's page/, 'the UI is pointed to its own button');
+  assert.doesNotMatch(set.messages.join(' '), /`|filesync folder/, 'no command-line syntax in the UI');
+  await appliedAfter(before);
+  const theirs = readFileSync(join(desktop.docs, 'report.txt'), 'utf8');
+  writeFileSync(join(laptop.docs, 'report.txt'), 'an edit that stays here\n');
+  writeFileSync(join(laptop.docs, 'only-here.txt'), 'never uploaded\n');
+  await page.getByRole('link', { name: 'Dashboard' }).click();
+  await card(page, 'Documents').getByText('Download only', { exact: true }).waitFor();
+  await card(page, 'Documents').getByRole('link', { name: 'Documents' }).click();
+  await page.getByRole('heading', { name: 'Revert' }).waitFor();
+  await page.getByRole('button', { name: 'Revert…' }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.getByText(/make this computer equal to the server: .*local file\(s\) replaced/).waitFor();
+  await screenshot(page, '14c-revert-confirm.png');
+  await dialog.getByRole('button', { name: 'Revert' }).click();
+  await waitFor('the revert to restore the server copy and remove the local-only file', () =>
+    readFileSync(join(laptop.docs, 'report.txt'), 'utf8') === theirs && !existsSync(join(laptop.docs, 'only-here.txt')), 20000);
+  assert.ok(!existsSync(join(desktop.docs, 'only-here.txt')), 'nothing was uploaded');
+  const back = await lastApplied();
+  await laptop.api('PUT', '/folders/Documents/settings', { changes: [['direction', 'two-way']] });
+  await appliedAfter(back);
+});
+
 step('the server goes away: offline, with the next try and Retry now, never "Up to date"', async () => {
   await page.getByRole('link', { name: 'Dashboard' }).click();
   const docs = card(page, 'Documents');
@@ -459,15 +485,90 @@ step('revoke the other computer: it goes offline', async () => {
   await waitFor('the desktop to show it is no longer accepted', async () =>
     (await other.locator('#conn').textContent()).includes('Not accepted'), 20000);
   await other.getByText('What to do:').first().waitFor();
+  // Regression: the card promised that syncing "resumes by itself"; only logging in again helps.
+  const revokedCard = card(other, 'Documents');
+  await revokedCard.getByRole('link', { name: 'Log in again…' }).waitFor();
+  assert.doesNotMatch(await other.locator('main').textContent(), /by itself/, 'no false promise on the revoked computer');
+  assert.match(await revokedCard.textContent(), /logs in again/);
   await screenshot(other, '17-revoked-computer.png');
+  await other.setViewportSize({ width: 390, height: 844 });
+  await screenshot(other, '17a-revoked-computer-phone.png');
+  await other.setViewportSize({ width: 1280, height: 860 });
 
   // A device can be renamed, revoked or not.
   await row.getByRole('button', { name: 'Rename desktop' }).click();
   await page.getByLabel('New name').fill('old desktop');
   await page.getByRole('dialog').getByRole('button', { name: 'Rename' }).click();
   await page.locator('li.device[data-device="old desktop"]').getByText('Revoked').waitFor();
+  revokedPage = other;
+});
+
+step('the revoked computer logs in again with its password only: one row for it, and it syncs again', async () => {
+  const other = revokedPage;
+  await other.locator('.glance.overall').getByRole('link', { name: 'Log in again…' }).click();
+  await other.getByRole('heading', { name: 'Log in again' }).waitFor();
+  const form = other.locator('form[aria-labelledby="again-title"]');
+  const kept = await form.textContent();
+  for (const want of ['ann', server.addr, 'desktop']) assert.ok(kept.includes(want), `${want} is kept: ${kept}`);
+  await other.getByLabel('Password', { exact: true }).fill('not the password');
+  await other.getByRole('button', { name: 'Log in again' }).click();
+  await other.locator('#password-error').getByText('the password is wrong').waitFor();
+  await screenshot(other, '17b-log-in-again.png');
+  await other.setViewportSize({ width: 390, height: 844 });
+  await screenshot(other, '17c-log-in-again-phone.png');
+  await other.setViewportSize({ width: 1280, height: 860 });
+  await other.getByLabel('Password', { exact: true }).fill(PASSWORD);
+  await other.getByRole('button', { name: 'Log in again' }).click();
+  await other.getByRole('heading', { name: 'Dashboard' }).waitFor();
+  await waitFor('the desktop to be connected again', async () => (await other.locator('#conn').textContent()).includes('Connected'), 20000);
+  await card(other, 'Documents').getByText('Up to date', { exact: true }).waitFor({ timeout: 20000 });
+
+  // Its folder syncs again, both ways.
+  writeFileSync(join(laptop.docs, 'after-revoke.txt'), 'back in\n');
+  await waitFor('a new file to reach the desktop', () => existsSync(join(desktop.docs, 'after-revoke.txt')), 20000);
+  writeFileSync(join(desktop.docs, 'from-desktop.txt'), 'hello again\n');
+  await waitFor('a new file to reach the laptop', () => existsSync(join(laptop.docs, 'from-desktop.txt')), 20000);
+
+  // The laptop's Devices list has one row for it, live again (the server reused its row).
+  await page.getByRole('link', { name: 'Dashboard' }).click();
+  await page.getByRole('link', { name: 'Devices' }).click();
+  await page.locator('li.device[data-device="desktop"]').waitFor();
+  const rows = await page.locator('li.device').allTextContents();
+  assert.equal(rows.length, 2, `one row per computer: ${rows.join(' | ')}`);
+  assert.doesNotMatch(rows.join(' '), /Revoked|old desktop/);
   assert.deepEqual(other.problems.filter((p) => !p.includes('Failed to load resource')), []);
   await other.close();
+
+  // From the command line: a revoked computer logs in again with `login-again`, and a revoked
+  // computer can be removed from the list (in the UI here, with `devices remove` there).
+  const spare = new Computer(dir, 'spare');
+  spare.run(['login', '--server', server.addr, '--user', 'ann', '--password-stdin', '--device-name', 'spare',
+    '--fingerprint', server.fingerprint], `${PASSWORD}\n`);
+  const spareId = () => JSON.parse(spare.run(['devices', 'list', '--json'])).find((d) => d.current).id;
+  const id = spareId();
+  await laptop.api('POST', `/devices/${id}/revoke`, {});
+  assert.throws(() => spare.run(['devices', 'list']), /log in again/);
+  spare.run(['login-again', '--password-stdin'], `${PASSWORD}\n`);
+  assert.equal(spareId(), id, 'the same device, not a new one');
+  const twice = new Computer(dir, 'twice');
+  twice.run(['login', '--server', server.addr, '--user', 'ann', '--password-stdin', '--device-name', 'twice',
+    '--fingerprint', server.fingerprint], `${PASSWORD}\n`);
+  const twiceId = JSON.parse(twice.run(['devices', 'list', '--json'])).find((d) => d.current).id;
+  spare.run(['devices', 'revoke', String(twiceId)]);
+  assert.throws(() => spare.run(['devices', 'remove', String(id)]), /computer you are using/, 'never the computer in use');
+  spare.run(['devices', 'remove', String(twiceId)]);
+  assert.ok(!JSON.parse(spare.run(['devices', 'list', '--json'])).some((d) => d.id === twiceId), 'removed with the CLI');
+  spare.run(['logout']);
+
+  await page.getByRole('link', { name: 'Dashboard' }).click();
+  await page.getByRole('link', { name: 'Devices' }).click();
+  const spareRow = page.locator('li.device[data-device="spare"]');
+  await spareRow.getByText('Revoked').waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Remove desktop' }).count(), 0, 'only revoked devices can be removed');
+  await spareRow.getByRole('button', { name: 'Remove spare' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Remove' }).click();
+  await waitFor('the revoked device to leave the list', async () => (await spareRow.count()) === 0);
+  await screenshot(page, '17d-devices-after-log-in-again.png');
 });
 
 step('the account screen shows the pinned server and logs out', async () => {

@@ -146,6 +146,7 @@ impl LiveStatus {
             traffic: Default::default(),
             offline_since_ms: None,
             next_retry_at_ms: None,
+            token_refused: false,
         }));
     }
 
@@ -273,6 +274,7 @@ mod tests {
             traffic: Default::default(),
             offline_since_ms: None,
             next_retry_at_ms: None,
+            token_refused: false,
         }
     }
 

@@ -1,6 +1,6 @@
 // The dashboard: one line that sums everything up, then every folder with its own line —
 // "Up to date" only when nothing needs the person, otherwise what does, with the one action
-// that helps (Sync now, Retry now, Resume, the conflicts) — live progress, what is wrong and
+// that helps (Sync now, Retry now, Resume, the conflicts, Log in again) — live progress, what is wrong and
 // what to do, and its direction, schedule, limits and excluded subfolders. Live updates are
 // patched in place (`patch`), so the keyboard focus and an opened details box stay put; what
 // changed is announced once by the app's announcer, not the whole dashboard.
@@ -25,6 +25,7 @@ function actionFor(sum, folder) {
   }, label);
   switch (sum.action) {
     case 'conflicts': return h('a', { class: 'button small secondary', href: '#/conflicts', 'data-key': 'act-conflicts' }, 'Resolve…');
+    case 'log-in-again': return h('a', { class: 'button small', href: '#/login-again', 'data-key': 'act-log-in-again' }, 'Log in again…');
     case 'sync-now': return button('sync-now', 'Sync now');
     case 'retry-now': return button('retry-now', 'Retry now');
     case 'resume': return button('resume', 'Resume');

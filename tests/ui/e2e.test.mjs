@@ -274,7 +274,17 @@ step('a conflict is listed with both versions and resolved from the UI', async (
   const text = await item.textContent();
   assert.match(text, /desktop/);
   assert.match(text, /laptop/);
+  // Both files by their real names, and times in local time (never the copy name's UTC).
+  const copyName = readdirSync(laptop.docs).find((n) => n.includes('conflicted copy'));
+  assert.deepEqual(await item.locator('code.file-name').allTextContents(), ['report.txt', copyName]);
+  assert.doesNotMatch(text, /UTC/);
+  const [c] = await page.evaluate(() => fetch('/api/conflicts').then((r) => r.json()));
+  const local = await page.evaluate((t) => new Date(t * 1000).toLocaleString(), c.original_time);
+  assert.ok(text.includes(local), `the original's time ${local} is shown in local time: ${text}`);
   await screenshot(page, '12-conflicts.png');
+  await page.setViewportSize({ width: 390, height: 844 });
+  await screenshot(page, '12b-conflicts-phone.png');
+  await page.setViewportSize({ width: 1280, height: 860 });
   await item.getByRole('button', { name: 'Keep theirs' }).click();
   await page.getByText('No conflicts').waitFor();
   assert.equal(readFileSync(join(laptop.docs, 'report.txt'), 'utf8'), 'desktop version\n', "the desktop's version won");
@@ -364,6 +374,12 @@ step('a deleted file is restored from the trash; older versions are listed', asy
   await page.getByRole('button', { name: /report\.txt/ }).click();
   await page.getByRole('heading', { name: 'Versions of report.txt' }).waitFor();
   assert.ok(await page.locator('#versions li.row-item').count() >= 3, 'every version is listed');
+  // Versions are named by their local time, not by the server's revision numbers.
+  const hist = await page.evaluate(() => fetch('/api/history?folder=Documents&path=report.txt').then((r) => r.json()));
+  const labels = await page.locator('#versions .version-time').allTextContents();
+  const times = await page.evaluate((vs) => vs.map((v) => new Date(v.committed_at * 1000).toLocaleString()), hist.versions);
+  assert.deepEqual(labels.map((l) => l.replace(/(Current|Deleted)$/, '')), times);
+  assert.doesNotMatch(await page.locator('#versions').textContent(), /Version \d|rev/i);
   await screenshot(page, '13-history-and-trash.png');
   await item.getByRole('button', { name: 'Restore notes.md', exact: true }).click();
   await waitFor('notes.md to come back on both computers', () =>
@@ -379,10 +395,21 @@ step('activity is listed and searchable', async () => {
   const all = await page.locator('.entry').count();
   await page.getByLabel('Search the activity').fill('report.txt');
   await waitFor('the search to filter', async () => {
-    const shown = await page.locator('.entry .message').allTextContents();
+    const shown = await page.locator('.entry').allTextContents();
     return shown.length >= 1 && shown.length < all && shown.every((t) => t.includes('report.txt'));
   });
+  // Regression: entries said "synced: 1 downloaded" and a search by file name found nothing.
+  await page.getByLabel('Search the activity').fill('plan.txt');
+  await waitFor('a sync entry naming its files to be found by the name', async () => {
+    const found = await page.locator('.entry').evaluateAll((es) => es.map((e) => [e.className, e.textContent]));
+    return found.length >= 1 && found.every(([c]) => c.includes('entry-sync')) &&
+      found.some(([, t]) => /downloaded \(/.test(t) && /plan\.txt/.test(t));
+  });
+  await page.getByLabel('Search the activity').fill('report.txt');
   await screenshot(page, '14-activity.png');
+  await page.setViewportSize({ width: 390, height: 844 });
+  await screenshot(page, '14d-activity-phone.png');
+  await page.setViewportSize({ width: 1280, height: 860 });
 });
 
 step('a download-only folder is reverted from its page, as the CLI can; the message names that button', async () => {

@@ -80,7 +80,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.message, "code": self.code });
+        // Whatever a handler wrote, the page shows no command-line syntax.
+        let mut body = json!({ "error": ops::plain::for_ui(&self.message), "code": self.code });
         if let Some(f) = self.field {
             body["field"] = json!(f);
         }

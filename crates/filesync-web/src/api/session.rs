@@ -47,7 +47,7 @@ pub(super) async fn session_start(State(app): State<AppState>, Json(req): Json<S
         let message = if req.password.is_some() {
             "wrong password"
         } else {
-            "this link is not valid for this computer; open the UI with `filesync ui`"
+            "this link is not valid for this computer; run filesync ui on this computer for a new one"
         };
         let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
         e.field = req.password.is_some().then_some("password");

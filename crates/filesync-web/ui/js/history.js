@@ -17,7 +17,8 @@ export function historyScreen(main, store, params) {
   const fileList = h('div', { 'aria-live': 'polite' });
   const versionsBox = h('div', { id: 'versions', 'aria-live': 'polite' });
 
-  const done = (r) => toast(`${r.message} ${r.sync === 'synced' ? '' : `(${r.sync})`}`.trim());
+  const done = (r) => toast([r.message, r.version_time ? `That version is from ${fmtTime(r.version_time)}.` : '',
+    r.sync === 'synced' ? '' : `(${r.sync})`].filter(Boolean).join(' '));
 
   const restoreAs = async (path, doRestore) => {
     const dot = path.lastIndexOf('.');

@@ -595,6 +595,8 @@ step('the revoked computer logs in again with its password only: one row for it,
   spare.run(['devices', 'revoke', String(twiceId)]);
   assert.throws(() => spare.run(['devices', 'remove', String(id)]), /computer you are using/, 'never the computer in use');
   spare.run(['devices', 'remove', String(twiceId)]);
+  // A revoked computer logs out without a detour: its token is already dead on the server.
+  assert.match(twice.run(['logout']), /Logged out/);
   assert.ok(!JSON.parse(spare.run(['devices', 'list', '--json'])).some((d) => d.id === twiceId), 'removed with the CLI');
   spare.run(['logout']);
 

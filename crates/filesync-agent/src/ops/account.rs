@@ -234,8 +234,8 @@ pub enum LoggedOut {
     ForgottenOnly(String),
 }
 
-/// Revokes this computer's token on the server and forgets it here. With `force`, forgets it
-/// even when the server cannot be reached.
+/// Revokes this computer's token on the server and forgets it here (a token the server already
+/// refuses is just forgotten). With `force`, forgets it even when the server cannot be reached.
 pub async fn log_out(home: &Home, force: bool) -> Result<LoggedOut, OpsError> {
     if home.token()?.is_none() {
         return Ok(LoggedOut::NotLoggedIn);
@@ -243,6 +243,12 @@ pub async fn log_out(home: &Home, force: bool) -> Result<LoggedOut, OpsError> {
     let outcome = match connect(home).await {
         Ok((_, conn)) => {
             conn.logout().await?;
+            LoggedOut::Revoked
+        }
+        // Revoked already (from another computer): there is nothing left to revoke.
+        Err(OpsError::Sync(crate::engine::SyncError::Client(e)) | OpsError::Client(e))
+            if e.code() == Some(ErrorCode::InvalidToken) =>
+        {
             LoggedOut::Revoked
         }
         Err(e) if force => LoggedOut::ForgottenOnly(e.to_string()),

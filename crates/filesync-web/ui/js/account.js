@@ -72,13 +72,9 @@ export function accountScreen(main, store) {
       await post('/logout', { force: false });
       toast('Logged out.');
     } catch (err) {
-      const refused = err.code === 'server_refused';
-      const force = await confirmDialog({
-        title: refused ? 'The server no longer accepts this computer' : 'The server could not be reached',
-        confirm: 'Log out anyway', danger: true,
-        message: refused
-          ? 'Its access is already revoked on the server. Log out anyway? This forgets the account on this computer; to sync again, use Log in again instead.'
-          : `${err.message} Log out anyway? This forgets the access on this computer only; revoke it later from another computer's Devices screen.` });
+      // Honest whatever went wrong: the message says what it was.
+      const force = await confirmDialog({ title: 'Log out on this computer only?', confirm: 'Log out anyway', danger: true,
+        message: `${err.message} Its access can be revoked later from another computer's Devices screen.` });
       if (force) { try { await post('/logout', { force: true }); toast('Logged out on this computer.'); } catch (e) { toast(e.message, 'bad'); } }
     }
   };

@@ -121,6 +121,11 @@ step('add a folder with the directory browser; a file made on the other computer
   await waitFor('the dashboard to show 3 synced files, up to date', async () =>
     (await docs.locator('dd').first().textContent()) === '3' && (await docs.textContent()).includes('Up to date'));
   assert.match(await page.locator('.totals').textContent(), /1 folder · 3 files/);
+  // The dashboard names the files that changed lately.
+  await waitFor('the recently changed files to be listed', async () => {
+    const names = await page.locator('.recent-files code').allTextContents();
+    return ['report.txt', 'notes.md', 'Projects/plan.txt'].every((n) => names.includes(n));
+  });
   await screenshot(page, '06-dashboard.png');
 
   await page.setViewportSize({ width: 390, height: 844 });

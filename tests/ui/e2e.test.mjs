@@ -8,7 +8,7 @@ import { writeFileSync, readFileSync, existsSync, readdirSync, rmSync, mkdirSync
 import { join } from 'node:path';
 import { TestServer, Computer, launchBrowser, openPage, screenshot, tempDir, waitFor, PASSWORD } from './support.mjs';
 
-let dir, server, laptop, desktop, browser, page;
+let dir, server, laptop, desktop, browser, page, revokedPage;
 
 before(async () => {
   dir = tempDir();
@@ -121,6 +121,11 @@ step('add a folder with the directory browser; a file made on the other computer
   await waitFor('the dashboard to show 3 synced files, up to date', async () =>
     (await docs.locator('dd').first().textContent()) === '3' && (await docs.textContent()).includes('Up to date'));
   assert.match(await page.locator('.totals').textContent(), /1 folder · 3 files/);
+  // The dashboard names the files that changed lately.
+  await waitFor('the recently changed files to be listed', async () => {
+    const names = await page.locator('.recent-files code').allTextContents();
+    return ['report.txt', 'notes.md', 'Projects/plan.txt'].every((n) => names.includes(n));
+  });
   await screenshot(page, '06-dashboard.png');
 
   await page.setViewportSize({ width: 390, height: 844 });
@@ -216,7 +221,12 @@ step('the mass-delete guard holds a big deletion until it is confirmed in the UI
   const scratch = ['draft-1.txt', 'draft-2.txt', 'draft-3.txt'];
   for (const n of scratch) writeFileSync(join(laptop.docs, n), `${n}\n`);
   await waitFor('the drafts to reach the desktop', () => scratch.every((n) => existsSync(join(desktop.docs, n))), 20000);
+  // Deleted while the folder is paused, so that one pass sees all three even when a busy
+  // machine delivers the watcher's events more than its settle time apart (a burst spread
+  // over passes trips the guard too, but only after its first deletions went through).
+  await laptop.api('POST', '/folders/Documents/pause', { paused: true });
   for (const n of scratch) unlinkSync(join(laptop.docs, n));
+  await laptop.api('POST', '/folders/Documents/pause', { paused: false });
 
   await page.getByRole('link', { name: 'Dashboard' }).click();
   const docs = card(page, 'Documents');
@@ -274,7 +284,17 @@ step('a conflict is listed with both versions and resolved from the UI', async (
   const text = await item.textContent();
   assert.match(text, /desktop/);
   assert.match(text, /laptop/);
+  // Both files by their real names, and times in local time (never the copy name's UTC).
+  const copyName = readdirSync(laptop.docs).find((n) => n.includes('conflicted copy'));
+  assert.deepEqual(await item.locator('code.file-name').allTextContents(), ['report.txt', copyName]);
+  assert.doesNotMatch(text, /UTC/);
+  const [c] = await page.evaluate(() => fetch('/api/conflicts').then((r) => r.json()));
+  const local = await page.evaluate((t) => new Date(t * 1000).toLocaleString(), c.original_time);
+  assert.ok(text.includes(local), `the original's time ${local} is shown in local time: ${text}`);
   await screenshot(page, '12-conflicts.png');
+  await page.setViewportSize({ width: 390, height: 844 });
+  await screenshot(page, '12b-conflicts-phone.png');
+  await page.setViewportSize({ width: 1280, height: 860 });
   await item.getByRole('button', { name: 'Keep theirs' }).click();
   await page.getByText('No conflicts').waitFor();
   assert.equal(readFileSync(join(laptop.docs, 'report.txt'), 'utf8'), 'desktop version\n', "the desktop's version won");
@@ -364,8 +384,20 @@ step('a deleted file is restored from the trash; older versions are listed', asy
   await page.getByRole('button', { name: /report\.txt/ }).click();
   await page.getByRole('heading', { name: 'Versions of report.txt' }).waitFor();
   assert.ok(await page.locator('#versions li.row-item').count() >= 3, 'every version is listed');
+  // Versions are named by their local time, not by the server's revision numbers.
+  const hist = await page.evaluate(() => fetch('/api/history?folder=Documents&path=report.txt').then((r) => r.json()));
+  const labels = await page.locator('#versions .version-time').allTextContents();
+  const times = await page.evaluate((vs) => vs.map((v) => new Date(v.committed_at * 1000).toLocaleString()), hist.versions);
+  assert.deepEqual(labels.map((l) => l.replace(/(Current|Deleted)$/, '')), times);
+  assert.doesNotMatch(await page.locator('#versions').textContent(), /Version \d|rev/i);
   await screenshot(page, '13-history-and-trash.png');
   await item.getByRole('button', { name: 'Restore notes.md', exact: true }).click();
+  // The toast names the version by who saved it and when, in local time.
+  const toastText = await waitFor('the restore to be confirmed', async () => {
+    const t = await page.locator('#toast').textContent();
+    return /^Restored notes\.md to its version from desktop\. That version is from /.test(t) && t;
+  });
+  assert.doesNotMatch(toastText, /version \d|UTC/);
   await waitFor('notes.md to come back on both computers', () =>
     existsSync(join(laptop.docs, 'notes.md')) && existsSync(join(desktop.docs, 'notes.md')), 20000);
   assert.equal(readFileSync(join(laptop.docs, 'notes.md'), 'utf8'), '# notes\n');
@@ -379,10 +411,47 @@ step('activity is listed and searchable', async () => {
   const all = await page.locator('.entry').count();
   await page.getByLabel('Search the activity').fill('report.txt');
   await waitFor('the search to filter', async () => {
-    const shown = await page.locator('.entry .message').allTextContents();
+    const shown = await page.locator('.entry').allTextContents();
     return shown.length >= 1 && shown.length < all && shown.every((t) => t.includes('report.txt'));
   });
+  // Regression: entries said "synced: 1 downloaded" and a search by file name found nothing.
+  await page.getByLabel('Search the activity').fill('plan.txt');
+  await waitFor('a sync entry naming its files to be found by the name', async () => {
+    const found = await page.locator('.entry').evaluateAll((es) => es.map((e) => [e.className, e.textContent]));
+    return found.length >= 1 && found.every(([c]) => c.includes('entry-sync')) &&
+      found.some(([, t]) => /downloaded \(/.test(t) && /plan\.txt/.test(t));
+  });
+  await page.getByLabel('Search the activity').fill('report.txt');
   await screenshot(page, '14-activity.png');
+  await page.setViewportSize({ width: 390, height: 844 });
+  await screenshot(page, '14d-activity-phone.png');
+  await page.setViewportSize({ width: 1280, height: 860 });
+});
+
+step('a download-only folder is reverted from its page, as the CLI can; the message names that button', async () => {
+  const before = await lastApplied();
+  const set = await laptop.api('PUT', '/folders/Documents/settings', { changes: [['direction', 'download-only']] });
+  assert.match(set.messages[0], /^Direction: download-only .*Revert on the folder's page/, 'the UI is pointed to its own button');
+  assert.doesNotMatch(set.messages.join(' '), /`|filesync folder/, 'no command-line syntax in the UI');
+  await appliedAfter(before);
+  const theirs = readFileSync(join(desktop.docs, 'report.txt'), 'utf8');
+  writeFileSync(join(laptop.docs, 'report.txt'), 'an edit that stays here\n');
+  writeFileSync(join(laptop.docs, 'only-here.txt'), 'never uploaded\n');
+  await page.getByRole('link', { name: 'Dashboard' }).click();
+  await card(page, 'Documents').getByText('Download only', { exact: true }).waitFor();
+  await card(page, 'Documents').getByRole('link', { name: 'Documents' }).click();
+  await page.getByRole('heading', { name: 'Revert' }).waitFor();
+  await page.getByRole('button', { name: 'Revert…' }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.getByText(/make this computer equal to the server: .*local file\(s\) replaced/).waitFor();
+  await screenshot(page, '14c-revert-confirm.png');
+  await dialog.getByRole('button', { name: 'Revert' }).click();
+  await waitFor('the revert to restore the server copy and remove the local-only file', () =>
+    readFileSync(join(laptop.docs, 'report.txt'), 'utf8') === theirs && !existsSync(join(laptop.docs, 'only-here.txt')), 20000);
+  assert.ok(!existsSync(join(desktop.docs, 'only-here.txt')), 'nothing was uploaded');
+  const back = await lastApplied();
+  await laptop.api('PUT', '/folders/Documents/settings', { changes: [['direction', 'two-way']] });
+  await appliedAfter(back);
 });
 
 step('the server goes away: offline, with the next try and Retry now, never "Up to date"', async () => {
@@ -459,15 +528,92 @@ step('revoke the other computer: it goes offline', async () => {
   await waitFor('the desktop to show it is no longer accepted', async () =>
     (await other.locator('#conn').textContent()).includes('Not accepted'), 20000);
   await other.getByText('What to do:').first().waitFor();
+  // Regression: the card promised that syncing "resumes by itself"; only logging in again helps.
+  const revokedCard = card(other, 'Documents');
+  await revokedCard.getByRole('link', { name: 'Log in again…' }).waitFor();
+  assert.doesNotMatch(await other.locator('main').textContent(), /by itself/, 'no false promise on the revoked computer');
+  assert.match(await revokedCard.textContent(), /logs in again/);
   await screenshot(other, '17-revoked-computer.png');
+  await other.setViewportSize({ width: 390, height: 844 });
+  await screenshot(other, '17a-revoked-computer-phone.png');
+  await other.setViewportSize({ width: 1280, height: 860 });
 
   // A device can be renamed, revoked or not.
   await row.getByRole('button', { name: 'Rename desktop' }).click();
   await page.getByLabel('New name').fill('old desktop');
   await page.getByRole('dialog').getByRole('button', { name: 'Rename' }).click();
   await page.locator('li.device[data-device="old desktop"]').getByText('Revoked').waitFor();
+  revokedPage = other;
+});
+
+step('the revoked computer logs in again with its password only: one row for it, and it syncs again', async () => {
+  const other = revokedPage;
+  await other.locator('.glance.overall').getByRole('link', { name: 'Log in again…' }).click();
+  await other.getByRole('heading', { name: 'Log in again' }).waitFor();
+  const form = other.locator('form[aria-labelledby="again-title"]');
+  const kept = await form.textContent();
+  for (const want of ['ann', server.addr, 'desktop']) assert.ok(kept.includes(want), `${want} is kept: ${kept}`);
+  await other.getByLabel('Password', { exact: true }).fill('not the password');
+  await other.getByRole('button', { name: 'Log in again' }).click();
+  await other.locator('#password-error').getByText('the password is wrong').waitFor();
+  await screenshot(other, '17b-log-in-again.png');
+  await other.setViewportSize({ width: 390, height: 844 });
+  await screenshot(other, '17c-log-in-again-phone.png');
+  await other.setViewportSize({ width: 1280, height: 860 });
+  await other.getByLabel('Password', { exact: true }).fill(PASSWORD);
+  await other.getByRole('button', { name: 'Log in again' }).click();
+  await other.getByRole('heading', { name: 'Dashboard' }).waitFor();
+  await waitFor('the desktop to be connected again', async () => (await other.locator('#conn').textContent()).includes('Connected'), 20000);
+  await card(other, 'Documents').getByText('Up to date', { exact: true }).waitFor({ timeout: 20000 });
+
+  // Its folder syncs again, both ways.
+  writeFileSync(join(laptop.docs, 'after-revoke.txt'), 'back in\n');
+  await waitFor('a new file to reach the desktop', () => existsSync(join(desktop.docs, 'after-revoke.txt')), 20000);
+  writeFileSync(join(desktop.docs, 'from-desktop.txt'), 'hello again\n');
+  await waitFor('a new file to reach the laptop', () => existsSync(join(laptop.docs, 'from-desktop.txt')), 20000);
+
+  // The laptop's Devices list has one row for it, live again (the server reused its row).
+  await page.getByRole('link', { name: 'Dashboard' }).click();
+  await page.getByRole('link', { name: 'Devices' }).click();
+  await page.locator('li.device[data-device="desktop"]').waitFor();
+  const rows = await page.locator('li.device').allTextContents();
+  assert.equal(rows.length, 2, `one row per computer: ${rows.join(' | ')}`);
+  assert.doesNotMatch(rows.join(' '), /Revoked|old desktop/);
   assert.deepEqual(other.problems.filter((p) => !p.includes('Failed to load resource')), []);
   await other.close();
+
+  // From the command line: a revoked computer logs in again with `login-again`, and a revoked
+  // computer can be removed from the list (in the UI here, with `devices remove` there).
+  const spare = new Computer(dir, 'spare');
+  spare.run(['login', '--server', server.addr, '--user', 'ann', '--password-stdin', '--device-name', 'spare',
+    '--fingerprint', server.fingerprint], `${PASSWORD}\n`);
+  const spareId = () => JSON.parse(spare.run(['devices', 'list', '--json'])).find((d) => d.current).id;
+  const id = spareId();
+  await laptop.api('POST', `/devices/${id}/revoke`, {});
+  assert.throws(() => spare.run(['devices', 'list']), /log in again/);
+  spare.run(['login-again', '--password-stdin'], `${PASSWORD}\n`);
+  assert.equal(spareId(), id, 'the same device, not a new one');
+  const twice = new Computer(dir, 'twice');
+  twice.run(['login', '--server', server.addr, '--user', 'ann', '--password-stdin', '--device-name', 'twice',
+    '--fingerprint', server.fingerprint], `${PASSWORD}\n`);
+  const twiceId = JSON.parse(twice.run(['devices', 'list', '--json'])).find((d) => d.current).id;
+  spare.run(['devices', 'revoke', String(twiceId)]);
+  assert.throws(() => spare.run(['devices', 'remove', String(id)]), /computer you are using/, 'never the computer in use');
+  spare.run(['devices', 'remove', String(twiceId)]);
+  // A revoked computer logs out without a detour: its token is already dead on the server.
+  assert.match(twice.run(['logout']), /Logged out/);
+  assert.ok(!JSON.parse(spare.run(['devices', 'list', '--json'])).some((d) => d.id === twiceId), 'removed with the CLI');
+  spare.run(['logout']);
+
+  await page.getByRole('link', { name: 'Dashboard' }).click();
+  await page.getByRole('link', { name: 'Devices' }).click();
+  const spareRow = page.locator('li.device[data-device="spare"]');
+  await spareRow.getByText('Revoked').waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Remove desktop' }).count(), 0, 'only revoked devices can be removed');
+  await spareRow.getByRole('button', { name: 'Remove spare' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Remove' }).click();
+  await waitFor('the revoked device to leave the list', async () => (await spareRow.count()) === 0);
+  await screenshot(page, '17d-devices-after-log-in-again.png');
 });
 
 step('the account screen shows the pinned server and logs out', async () => {

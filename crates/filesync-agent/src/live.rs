@@ -1,10 +1,11 @@
 //! The running agent's live view for the local UI: the latest [`AgentStatus`] on a watch
 //! channel (so a page can follow it without polling a file) and a bounded, searchable log of
-//! recent activity — passes that changed something, errors, connection changes.
+//! recent activity — passes that changed something (naming their files, so that a search by
+//! file name finds them), errors, connection changes.
 //!
 //! Invariant: publishing never blocks and never fails; nobody listening is fine.
 
-use crate::engine::{PassReport, SyncError};
+use crate::engine::{Change, PassReport, SyncError};
 use crate::status::{AgentStatus, FolderState};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -39,7 +40,13 @@ pub struct Activity {
     pub kind: ActivityKind,
     pub folder: Option<String>,
     pub message: String,
+    /// The files a sync entry is about (the first [`crate::engine::NAMED_MAX`]); the message
+    /// names the first few of each kind.
+    pub files: Vec<String>,
 }
+
+/// How many file names a sync entry's message gives per kind of change.
+const NAMES_IN_MESSAGE: usize = 3;
 
 /// A cheap, cloneable handle shared by the agent (writer) and the UI server (readers).
 #[derive(Clone)]
@@ -146,6 +153,7 @@ impl LiveStatus {
             traffic: Default::default(),
             offline_since_ms: None,
             next_retry_at_ms: None,
+            token_refused: false,
         }));
     }
 
@@ -161,12 +169,18 @@ impl LiveStatus {
 
     /// Adds an entry to the activity log.
     pub fn record(&self, kind: ActivityKind, folder: Option<&str>, message: impl Into<String>) {
+        self.record_files(kind, folder, message, Vec::new());
+    }
+
+    /// Adds an entry about some files to the activity log.
+    fn record_files(&self, kind: ActivityKind, folder: Option<&str>, message: impl Into<String>, files: Vec<String>) {
         let a = Activity {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
             at: crate::agent::unix_now(),
             kind,
             folder: folder.map(str::to_string),
             message: message.into(),
+            files,
         };
         {
             let mut log = self.inner.log.lock().expect("activity lock");
@@ -182,19 +196,9 @@ impl LiveStatus {
     pub fn pass_done(&self, folder: &str, r: &Result<PassReport, SyncError>) {
         // Folder-level failures reach the log through `publish` (state change to error).
         if let Ok(rep) = r {
-            let mut parts = Vec::new();
-            let mut add = |n: u64, what: &str| {
-                if n > 0 {
-                    parts.push(format!("{n} {what}"));
-                }
-            };
-            add(rep.uploaded, "uploaded");
-            add(rep.downloaded, "downloaded");
-            add(rep.deleted_local, "deleted here");
-            add(rep.deleted_remote, "deleted on the server");
-            add(rep.conflicts, "conflict copies made");
-            if !parts.is_empty() {
-                self.record(ActivityKind::Sync, Some(folder), format!("synced: {}", parts.join(", ")));
+            let (message, files) = pass_message(rep);
+            if let Some(message) = message {
+                self.record_files(ActivityKind::Sync, Some(folder), message, files);
             }
             for e in rep.errors.iter().take(20) {
                 self.record(ActivityKind::Error, Some(folder), format!("{}: {}", e.path, e.reason));
@@ -202,8 +206,8 @@ impl LiveStatus {
         }
     }
 
-    /// The activity log, oldest first; entries whose text contains `query` (case-insensitive)
-    /// when it is not empty.
+    /// The activity log, oldest first; entries whose text or files contain `query`
+    /// (case-insensitive) when it is not empty.
     pub fn activity(&self, query: &str) -> Vec<Activity> {
         let q = query.trim().to_lowercase();
         let log = self.inner.log.lock().expect("activity lock");
@@ -212,6 +216,7 @@ impl LiveStatus {
                 q.is_empty()
                     || a.message.to_lowercase().contains(&q)
                     || a.folder.as_deref().is_some_and(|f| f.to_lowercase().contains(&q))
+                    || a.files.iter().any(|f| f.to_lowercase().contains(&q))
             })
             .cloned()
             .collect()
@@ -258,6 +263,39 @@ impl LiveStatus {
     }
 }
 
+/// What a pass did, as one line that names its files ("synced: 2 uploaded (report.txt,
+/// notes.md), 1 downloaded (plan.txt)"), and every file it named; `None` when it did nothing.
+fn pass_message(rep: &PassReport) -> (Option<String>, Vec<String>) {
+    let mut parts = Vec::new();
+    for (n, what, change) in [
+        (rep.uploaded, "uploaded", Change::Uploaded),
+        (rep.downloaded, "downloaded", Change::Downloaded),
+        (rep.deleted_local, "deleted here", Change::DeletedHere),
+        (rep.deleted_remote, "deleted on the server", Change::DeletedOnServer),
+        (rep.conflicts, "conflict copies made", Change::ConflictCopy),
+    ] {
+        if n == 0 {
+            continue;
+        }
+        let names: Vec<&str> = rep.named.iter().filter(|(c, _)| *c == change).map(|(_, p)| p.as_str()).collect();
+        let mut part = format!("{n} {what}");
+        if !names.is_empty() {
+            let shown = names[..names.len().min(NAMES_IN_MESSAGE)].join(", ");
+            match n.saturating_sub(names.len().min(NAMES_IN_MESSAGE) as u64) {
+                0 => part.push_str(&format!(" ({shown})")),
+                more => part.push_str(&format!(" ({shown} and {more} more)")),
+            }
+        }
+        parts.push(part);
+    }
+    if parts.is_empty() {
+        return (None, Vec::new());
+    }
+    let mut files: Vec<String> = rep.named.iter().map(|(_, p)| p.to_string()).collect();
+    files.dedup();
+    (Some(format!("synced: {}", parts.join(", "))), files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +311,7 @@ mod tests {
             traffic: Default::default(),
             offline_since_ms: None,
             next_retry_at_ms: None,
+            token_refused: false,
         }
     }
 
@@ -307,6 +346,37 @@ mod tests {
         assert_eq!((now.folders[0].files, now.folders[0].last_sync), (3, Some(100)));
         live.publish(&AgentStatus { folders: vec![folder(5, Some(200))], ..status("online") });
         assert_eq!(live.current().unwrap().folders[0].files, 5);
+    }
+
+    /// Regression: activity said "synced: 1 uploaded" and its search for a file name found
+    /// nothing.
+    #[test]
+    fn a_pass_names_its_files_and_the_search_finds_them() {
+        let p = |s: &str| filesync_core::RelPath::new(s).unwrap();
+        let rep = PassReport {
+            uploaded: 5,
+            downloaded: 1,
+            named: vec![
+                (Change::Uploaded, p("report.txt")),
+                (Change::Uploaded, p("notes.md")),
+                (Change::Uploaded, p("a.txt")),
+                (Change::Uploaded, p("b.txt")),
+                (Change::Downloaded, p("Projects/plan.txt")),
+            ],
+            ..PassReport::default()
+        };
+        let live = LiveStatus::default();
+        live.pass_done("Docs", &Ok(rep));
+        let all = live.activity("");
+        assert_eq!(
+            all[0].message,
+            "synced: 5 uploaded (report.txt, notes.md, a.txt and 2 more), 1 downloaded (Projects/plan.txt)"
+        );
+        assert_eq!(live.activity("b.txt").len(), 1, "a file named only in the list is found too");
+        assert_eq!(live.activity("PLAN").len(), 1);
+        assert!(live.activity("other.txt").is_empty());
+        live.pass_done("Docs", &Ok(PassReport::default()));
+        assert_eq!(live.activity("").len(), 1, "a pass that did nothing is not logged");
     }
 
     #[test]

@@ -166,6 +166,12 @@ pub struct AgentStatus {
     /// While not online: Unix milliseconds of the next connection attempt.
     #[serde(default)]
     pub next_retry_at_ms: Option<i64>,
+    /// With `connection` `error`: the server no longer accepts this computer's token (its
+    /// device was revoked, or logged out from elsewhere). Retrying cannot help; logging in
+    /// again does (`ops::account::log_in_again`). False for a disabled account, which comes
+    /// back by itself once the operator enables it.
+    #[serde(default)]
+    pub token_refused: bool,
 }
 
 impl AgentStatus {

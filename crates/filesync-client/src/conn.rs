@@ -225,7 +225,25 @@ impl Connection {
     }
 
     pub async fn login(&self, user: &str, password: &str, device_name: &str) -> Result<Session, ClientError> {
-        let m = Login { user: user.into(), password: password.into(), device_name: device_name.into() };
+        self.login_replacing(user, password, device_name, 0).await
+    }
+
+    /// Logs in as the revoked device `replaces` (0: none), which the server then gives a new
+    /// token instead of creating another device. The `Session` says which device it is: a
+    /// server that predates `replaces_device` creates a new one.
+    pub async fn login_replacing(
+        &self,
+        user: &str,
+        password: &str,
+        device_name: &str,
+        replaces: u64,
+    ) -> Result<Session, ClientError> {
+        let m = Login {
+            user: user.into(),
+            password: password.into(),
+            device_name: device_name.into(),
+            replaces_device: replaces,
+        };
         match self.request(Message::Login(m)).await? {
             Message::Session(s) => Ok(s),
             other => Err(unexpected("Session", &other)),
@@ -259,7 +277,13 @@ impl Connection {
     }
 
     pub async fn revoke_device(&self, device_id: u64) -> Result<(), ClientError> {
-        expect_ok(self.request(Message::RevokeDevice(RevokeDevice { device_id })).await?)
+        expect_ok(self.request(Message::RevokeDevice(RevokeDevice { device_id, remove: false })).await?)
+    }
+
+    /// Revokes a device (if it is not yet) and deletes it from the device list. A server
+    /// that predates removal only revokes it: list the devices to know.
+    pub async fn remove_device(&self, device_id: u64) -> Result<(), ClientError> {
+        expect_ok(self.request(Message::RevokeDevice(RevokeDevice { device_id, remove: true })).await?)
     }
 
     pub async fn rename_device(&self, device_id: u64, name: &str) -> Result<(), ClientError> {

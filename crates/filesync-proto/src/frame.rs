@@ -242,7 +242,15 @@ mod tests {
     use super::*;
 
     fn sample() -> Frame {
-        Frame::new(7, Message::Login(Login { user: "ann".into(), password: "pw".into(), device_name: "laptop".into() }))
+        Frame::new(
+            7,
+            Message::Login(Login {
+                user: "ann".into(),
+                password: "pw".into(),
+                device_name: "laptop".into(),
+                replaces_device: 0,
+            }),
+        )
     }
 
     #[test]

@@ -47,6 +47,12 @@ pub struct Login {
     pub password: String,
     #[prost(string, tag = "3")]
     pub device_name: String,
+    /// The id of this computer's own device when it was revoked (0: none). When it names a
+    /// revoked device of this user, the server gives that device a new token instead of
+    /// creating another one, so a computer logging in again keeps its one row. Servers
+    /// before this field ignore it and create a new device.
+    #[prost(uint64, tag = "4")]
+    pub replaces_device: u64,
 }
 
 /// Presents a device token issued by `Login`/`Register`.
@@ -113,6 +119,10 @@ pub struct Devices {
 pub struct RevokeDevice {
     #[prost(uint64, tag = "1")]
     pub device_id: u64,
+    /// Also delete the device, so that it is no longer listed. Servers before this field
+    /// ignore it and only revoke.
+    #[prost(bool, tag = "2")]
+    pub remove: bool,
 }
 
 /// Gives one of the user's devices a new name (any device of the user, revoked ones too).

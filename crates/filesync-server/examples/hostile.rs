@@ -412,8 +412,12 @@ mod bench {
                 while !stop.load(Ordering::Relaxed) {
                     let mut c = Raw::new(&s, &ip).await;
                     for n in 0..5 {
-                        let l =
-                            Login { user: "ann".into(), password: format!("guess {i} {n}"), device_name: "x".into() };
+                        let l = Login {
+                            user: "ann".into(),
+                            password: format!("guess {i} {n}"),
+                            device_name: "x".into(),
+                            ..Default::default()
+                        };
                         c.request(Message::Login(l)).await;
                         guesses.fetch_add(1, Ordering::Relaxed);
                     }

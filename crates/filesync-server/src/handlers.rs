@@ -182,6 +182,24 @@ pub(crate) async fn login(shared: &Shared, l: filesync_proto::Login, peer: Socke
         info!(%peer, user = %user.name, "login of a disabled user refused");
         return Err(disabled());
     }
+    if l.replaces_device != 0 {
+        // A computer whose device was revoked logs in again as that device: same row, new
+        // token. Anything else (a live device, another user's, an unknown id) gets a new one.
+        let token = auth::new_token();
+        let hash = auth::token_hash(&token);
+        let again = shared.meta.reissue_device(user.id, l.replaces_device, &device_name, &hash, now());
+        if let Some(device) = again.await.map_err(store_err)? {
+            info!(%peer, user = %user.name, device = device.id, "revoked device logged in again");
+            let session = Session {
+                user_id: user.id,
+                user: user.name.clone(),
+                device_id: device.id,
+                device_name: device.name.clone(),
+                token,
+            };
+            return Ok((Authed { user_id: user.id, user_name: user.name, device }, session));
+        }
+    }
     issue_device(shared, user.id, &user.name, &device_name).await
 }
 
@@ -230,7 +248,7 @@ pub(crate) async fn request(shared: &Shared, a: &Authed, msg: Message) -> Messag
     let name = msg.name();
     let r = match msg {
         Message::ListDevices(_) => list_devices(shared, a).await,
-        Message::RevokeDevice(r) => revoke_device(shared, a, r.device_id).await,
+        Message::RevokeDevice(r) => revoke_device(shared, a, r).await,
         Message::RenameDevice(r) => rename_device(shared, a, r).await,
         Message::ChangePassword(c) => change_password(shared, a, c).await,
         Message::ListFolders(_) => list_folders(shared, a).await,
@@ -267,11 +285,16 @@ async fn list_devices(shared: &Shared, a: &Authed) -> Reply<Message> {
     }))
 }
 
-async fn revoke_device(shared: &Shared, a: &Authed, device_id: u64) -> Reply<Message> {
+/// Revokes a device (closing its connections) and, when asked, deletes its row as well.
+async fn revoke_device(shared: &Shared, a: &Authed, r: filesync_proto::RevokeDevice) -> Reply<Message> {
+    let device_id = r.device_id;
     if !shared.meta.revoke_device(a.user_id, device_id).await.map_err(store_err)? {
         return Err(err(ErrorCode::NotFound, format!("you have no device with id {device_id}")));
     }
     shared.hub.close_device(a.user_id, device_id);
+    if r.remove {
+        shared.meta.remove_device(a.user_id, device_id).await.map_err(store_err)?;
+    }
     Ok(Message::Ok(Default::default()))
 }
 

@@ -315,7 +315,7 @@ async fn a_revoked_device_that_stops_reading_is_closed_at_once() {
     }
     let mut phone = s.raw_from("127.0.6.2").await;
     assert!(matches!(phone.login("ann", "password123").await, Message::Session(_)));
-    let revoke = Message::RevokeDevice(RevokeDevice { device_id: session.device_id });
+    let revoke = Message::RevokeDevice(RevokeDevice { device_id: session.device_id, remove: false });
     assert!(matches!(phone.request(revoke).await, Message::Ok(_)));
     // Closed now, not after the ten-minute idle timeout.
     write_until_closed(laptop.stream, Duration::from_millis(100), || pings(1)).await;

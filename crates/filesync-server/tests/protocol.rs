@@ -81,6 +81,37 @@ async fn tokens_authenticate_until_revoked() {
     assert_eq!(devices.iter().filter(|d| d.current).count(), 1);
 }
 
+/// Regression: a revoked computer that logged in again became a second row under its name.
+#[tokio::test]
+async fn a_revoked_device_logs_in_again_as_itself_and_can_be_removed() {
+    let s = start(true).await;
+    let (ann, _) = user(&s, "ann").await;
+    let desktop = s.connect().await.login("ann", "password123", "desktop").await.unwrap();
+    // Only a revoked device is replaced: a live one stays, and the login gets a new device.
+    let other = s.connect().await.login_replacing("ann", "password123", "other", desktop.device_id).await.unwrap();
+    assert_ne!(other.device_id, desktop.device_id, "a live device is never taken over");
+    ann.revoke_device(desktop.device_id).await.unwrap();
+    let (bob, _) = user(&s, "bob").await;
+    let theft = s.connect().await.login_replacing("bob", "password123", "x", desktop.device_id).await.unwrap();
+    assert_ne!(theft.device_id, desktop.device_id, "another user's revoked device is not taken over");
+
+    let again = s.connect().await.login_replacing("ann", "password123", "desktop", desktop.device_id).await.unwrap();
+    assert_eq!(again.device_id, desktop.device_id, "the revoked device is reused");
+    let old = s.connect().await;
+    assert_eq!(code(old.auth(&desktop.token).await), Some(ErrorCode::InvalidToken), "the old token stays dead");
+    s.connect().await.auth(&again.token).await.expect("the new token works");
+    let desktops: Vec<_> = ann.list_devices().await.unwrap().into_iter().filter(|d| d.name == "desktop").collect();
+    assert_eq!(desktops.len(), 1, "one row for the desktop: {desktops:?}");
+    assert!(!desktops[0].revoked);
+
+    // Removing revokes first and then deletes the row; only the user's own devices.
+    assert_eq!(code(bob.remove_device(other.device_id).await), Some(ErrorCode::NotFound));
+    ann.remove_device(other.device_id).await.unwrap();
+    let ids: Vec<_> = ann.list_devices().await.unwrap().into_iter().map(|d| d.id).collect();
+    assert!(!ids.contains(&other.device_id), "{ids:?}");
+    assert_eq!(code(ann.remove_device(other.device_id).await), Some(ErrorCode::NotFound));
+}
+
 #[tokio::test]
 async fn devices_are_renamed_and_the_password_changed_only_with_the_current_one() {
     let s = start(true).await;

@@ -36,6 +36,7 @@ pub async fn run_meta_suite<S: MetaStore>(store: &S) {
         password_hash_can_be_replaced,
         devices_are_found_by_token_hash,
         devices_are_revoked_renamed_and_touched,
+        revoked_devices_are_reissued_or_removed_and_live_ones_never,
         devices_are_scoped_to_their_user,
         folders_are_created_on_first_use_only,
         folders_are_isolated_between_users,

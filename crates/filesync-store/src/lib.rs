@@ -274,6 +274,21 @@ pub trait MetaStore: Send + Sync + 'static {
     /// [`MetaStore::admin_generation`].
     async fn revoke_device(&self, user: UserId, device: DeviceId) -> Result<bool>;
     async fn rename_device(&self, user: UserId, device: DeviceId, name: &str) -> Result<bool>;
+    /// Gives a *revoked* device of the user a new token, name and `last_seen`, and takes the
+    /// revocation back: a computer logging in again keeps its row (no second one under its
+    /// name). `None`, and nothing changed, when the user has no such revoked device.
+    async fn reissue_device(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        name: &str,
+        token_hash: &[u8; 32],
+        now: i64,
+    ) -> Result<Option<Device>>;
+    /// Deletes a *revoked* device of the user. Returns false, and deletes nothing, when the
+    /// user has no such device or it is not revoked. History keeps its own copy of device
+    /// names, so nothing else refers to the row.
+    async fn remove_device(&self, user: UserId, device: DeviceId) -> Result<bool>;
     async fn touch_device(&self, device: DeviceId, now: i64) -> Result<()>;
 
     /// The user's folder called `name`; created (seq 0) when absent and `create` is set.

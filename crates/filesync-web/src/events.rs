@@ -54,7 +54,10 @@ pub async fn events(State(app): State<AppState>) -> Sse<impl Stream<Item = Resul
                 None
             }
             a = f.activity.recv() => match a {
-                Ok(a) => Some(Event::default().event("activity").json_data(a).expect("activity serializes")),
+                Ok(mut a) => {
+                    a.message = filesync_agent::ops::plain::for_ui(&a.message);
+                    Some(Event::default().event("activity").json_data(a).expect("activity serializes"))
+                }
                 Err(RecvError::Lagged(_)) => Some(Event::default().event("activity-lagged").data("reload the log")),
                 Err(RecvError::Closed) => return None,
             },

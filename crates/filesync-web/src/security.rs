@@ -251,7 +251,7 @@ pub async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Res
         refuse(
             StatusCode::MISDIRECTED_REQUEST,
             "unknown_host",
-            "this FileSync agent answers only to its own address; open the UI with `filesync ui`",
+            "this FileSync agent answers only to its own address; run filesync ui on this computer to open it",
         )
     } else if let Some(origin) = headers.get(header::ORIGIN)
         && !origin.to_str().is_ok_and(|o| app.hosts.allows_origin(o))
@@ -311,7 +311,7 @@ pub async fn require_auth(State(app): State<AppState>, req: Request, next: Next)
     refuse(
         StatusCode::UNAUTHORIZED,
         "unauthorized",
-        "open the UI with `filesync ui` on this computer (or sign in with the UI password)",
+        "run filesync ui on this computer to open the UI (or sign in with the UI password)",
     )
 }
 

@@ -61,6 +61,9 @@ pub enum Action {
     ResumeAll,
     /// Open the conflicts screen.
     Conflicts,
+    /// Log this computer in again with the password (`POST /api/login-again`): the server
+    /// no longer accepts its token.
+    LogInAgain,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -109,6 +112,9 @@ pub struct Connection<'a> {
     pub next_retry_at: Option<i64>,
     /// Every folder is paused at once.
     pub paused_all: bool,
+    /// With `state` `error`: the token was refused (revoked), so only logging in again helps;
+    /// otherwise the account is disabled and comes back by itself when it is enabled.
+    pub token_refused: bool,
 }
 
 /// The line for one folder's card. The order of the checks is the order of urgency: a
@@ -116,7 +122,7 @@ pub struct Connection<'a> {
 /// connection that is down.
 pub fn folder_summary(f: &FolderView, conn: &Connection, now: i64) -> Summary {
     if conn.state == "error" {
-        return Summary::new(Kind::Refused, "Not syncing: the server no longer accepts this computer");
+        return refused(conn, "Not syncing: the server no longer accepts this computer");
     }
     if f.guard_tripped {
         return Summary::new(Kind::Guard, "Deletions wait for you to confirm them");
@@ -168,7 +174,7 @@ pub fn folder_summary(f: &FolderView, conn: &Connection, now: i64) -> Summary {
 /// (conflicts and progress added up over every folder).
 pub fn overall_summary(folders: &[FolderView], conn: &Connection, now: i64) -> Summary {
     match conn.state {
-        "error" => return Summary::new(Kind::Refused, "The server no longer accepts this computer"),
+        "error" => return refused(conn, "The server no longer accepts this computer"),
         "offline" => return offline(conn, now),
         "starting" => return Summary::new(Kind::Starting, "Connecting to the server"),
         _ => {}
@@ -212,6 +218,18 @@ pub fn tab_title(overall: &Summary, folders: &[FolderView], conn: &Connection) -
         Kind::Guard => "Deletions held".into(),
         Kind::Refused => "Not accepted".into(),
     })
+}
+
+/// The server refuses this computer: a revoked one is told to log in again (and nothing else
+/// helps); a disabled account resumes by itself once the operator enables it.
+fn refused(conn: &Connection, text: &str) -> Summary {
+    let s = Summary::new(Kind::Refused, text);
+    if conn.token_refused {
+        s.detail(Some("Its access was revoked; log in again with your password to sync again".into()))
+            .action(Action::LogInAgain)
+    } else {
+        s.detail(Some("The account is disabled; syncing resumes once the server's operator enables it".into()))
+    }
 }
 
 fn conflicts(n: u64) -> Summary {
@@ -408,6 +426,22 @@ mod tests {
         let conn = Connection { state: "error", ..Connection::default() };
         assert_eq!(folder_summary(&up_to_date(), &conn, NOW).kind, Kind::Refused);
         assert_eq!(overall_summary(&[up_to_date()], &conn, NOW).tone, Tone::Bad);
+    }
+
+    /// Regression: a revoked computer's card said syncing "resumes by itself"; only logging
+    /// in again helps it, and that is the one action offered. A disabled account does come
+    /// back by itself, and is offered nothing.
+    #[test]
+    fn a_revoked_computer_is_offered_log_in_again_and_a_disabled_account_nothing() {
+        let revoked = Connection { state: "error", token_refused: true, ..Connection::default() };
+        for s in [folder_summary(&up_to_date(), &revoked, NOW), overall_summary(&[up_to_date()], &revoked, NOW)] {
+            assert_eq!((s.kind, s.action), (Kind::Refused, Some(Action::LogInAgain)), "{s:?}");
+            assert!(s.detail.as_deref().is_some_and(|d| d.contains("log in again")), "{s:?}");
+        }
+        let disabled = Connection { state: "error", ..Connection::default() };
+        let s = folder_summary(&up_to_date(), &disabled, NOW);
+        assert_eq!((s.kind, s.action), (Kind::Refused, None));
+        assert!(s.detail.as_deref().is_some_and(|d| d.contains("enables it")), "{s:?}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use crate::AppState;
 use crate::summary::{self, Summary};
 use filesync_agent::config::{Config, FolderSettings};
+use filesync_agent::ops::plain::for_ui;
 use filesync_agent::status::{AgentStatus, FolderState, FolderStatus, ProgressSnapshot, SkippedItem};
 use serde::Serialize;
 use std::time::Instant;
@@ -118,6 +119,11 @@ fn folder_hint(f: &FolderStatus) -> Option<String> {
     }
 }
 
+/// A skipped or failed file with its reason in the UI's words.
+fn plain_item(item: &SkippedItem) -> SkippedItem {
+    SkippedItem { path: item.path.clone(), reason: for_ui(&item.reason) }
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
@@ -158,15 +164,23 @@ impl AppState {
             (Some(s), true) if s.connection == "offline" && s.offline_since_ms.is_none() && s.message.is_none() => {
                 ("starting".to_string(), None)
             }
-            (Some(s), true) if s.connection != "logged-out" => (s.connection.clone(), s.message.clone()),
+            (Some(s), true) if s.connection != "logged-out" => (s.connection.clone(), s.message.as_deref().map(for_ui)),
             _ => ("starting".to_string(), None),
         };
+        let token_refused = connection == "error" && live.as_ref().is_some_and(|s| s.token_refused);
+        // The server's own words ("token … not valid") are for the log; say what happened.
+        let message =
+            if token_refused { Some("This computer's access was revoked on the server.".to_string()) } else { message };
         let hint = match connection.as_str() {
+            "error" if token_refused => Some(
+                "This computer's access was revoked on the server (from another computer, or by a password change \
+                 that logged the others out). Log in again with the account's password: the server, the certificate, \
+                 this computer's name and its folders stay as they are."
+                    .to_string(),
+            ),
             "error" => Some(
-                "The server no longer accepts this computer: its access was revoked, the account changed, or the \
-                 server's operator disabled the account (the message says which). If the account is disabled, ask \
-                 the operator to enable it: this computer reconnects by itself. Otherwise, to sync again, log out on \
-                 the Account screen, then log in anew."
+                "The server's operator disabled this account. Ask them to enable it: this computer reconnects by \
+                 itself, and nothing is lost meanwhile."
                     .to_string(),
             ),
             "offline" => Some(format!(
@@ -193,8 +207,8 @@ impl AppState {
                             pending: f.pending,
                             conflicts: f.conflicts,
                             last_sync: f.last_sync,
-                            last_error: f.last_error.clone(),
-                            paused_reason: f.paused_reason.clone(),
+                            last_error: f.last_error.as_deref().map(for_ui),
+                            paused_reason: f.paused_reason.as_deref().map(for_ui),
                             guard_tripped,
                             over_quota: f.over_quota,
                             hint: if guard_tripped {
@@ -207,8 +221,8 @@ impl AppState {
                             } else {
                                 folder_hint(f)
                             },
-                            skipped: f.skipped.clone(),
-                            errors: f.errors.clone(),
+                            skipped: f.skipped.iter().map(plain_item).collect(),
+                            errors: f.errors.iter().map(plain_item).collect(),
                             progress: f.progress.as_ref().filter(|_| f.state == FolderState::Syncing).map(|p| {
                                 ProgressView {
                                     rate_bps: self.rate(&fc.name, p),
@@ -252,11 +266,22 @@ impl AppState {
             offline_since: live.as_ref().and_then(|s| s.offline_since_ms).map(|ms| ms.div_euclid(1000)),
             next_retry_at: live.as_ref().and_then(|s| s.next_retry_at_ms).map(|ms| ms.div_euclid(1000)),
             paused_all: config.paused,
+            token_refused,
         };
         let now = unix_now();
         let mut folders = folders;
         for f in &mut folders {
             f.summary = summary::folder_summary(f, &conn, now);
+            if connection == "error" {
+                // Never "resumes by itself" when it will not: say what brings the folder back.
+                f.hint = Some(if token_refused {
+                    "Nothing syncs until this computer logs in again; the folder stays linked and syncs as soon \
+                     as it does."
+                        .into()
+                } else {
+                    "Nothing syncs while the account is disabled; syncing resumes once the operator enables it.".into()
+                });
+            }
         }
         let overall = summary::overall_summary(&folders, &conn, now);
         let title = summary::tab_title(&overall, &folders, &conn);
@@ -317,6 +342,7 @@ mod tests {
             traffic: Default::default(),
             offline_since_ms: None,
             next_retry_at_ms: None,
+            token_refused: false,
         }
     }
 
@@ -352,5 +378,54 @@ mod tests {
         assert_eq!(v.folders[0].summary.kind, summary::Kind::Offline);
         assert!(v.folders[0].summary.text.starts_with("Offline · retrying in "), "{:?}", v.folders[0].summary);
         assert_eq!(v.title.as_deref(), Some("Offline"));
+    }
+
+    /// Regression: a revoked computer's card promised that syncing "resumes by itself".
+    #[test]
+    fn a_revoked_computer_is_told_to_log_in_again_and_never_that_it_resumes_by_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let refused =
+            FolderStatus { state: FolderState::Error, ..FolderStatus::new("Docs", "/docs", FolderState::Error) };
+        let revoked = AgentStatus {
+            token_refused: true,
+            message: Some("this device's token is not valid (revoked or unknown); log in again".into()),
+            ..agent("error", refused.clone())
+        };
+        app.live.publish(&revoked);
+        let v = app.status_view();
+        let f = &v.folders[0];
+        assert_eq!(
+            (f.summary.action, v.summary.action),
+            (Some(summary::Action::LogInAgain), Some(summary::Action::LogInAgain))
+        );
+        for text in [f.hint.as_deref(), v.hint.as_deref(), v.message.as_deref()] {
+            let text = text.expect("a hint and a message");
+            assert!(!text.contains("by itself") && !text.contains("token"), "{text}");
+        }
+        assert!(f.hint.as_deref().unwrap().contains("logs in again"), "{:?}", f.hint);
+
+        // A disabled account does come back by itself, and says so.
+        app.live.publish(&AgentStatus { token_refused: false, ..agent("error", refused) });
+        let v = app.status_view();
+        assert_eq!(v.folders[0].summary.action, None);
+        assert!(v.folders[0].hint.as_deref().unwrap().contains("resumes once the operator enables it"));
+    }
+
+    /// The agent's texts reach the page in the UI's words: no command in backticks.
+    #[test]
+    fn folder_errors_are_shown_in_the_ui_s_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let missing = FolderStatus {
+            last_error: Some("the folder /docs is missing; remove it with `filesync folder remove`".into()),
+            ..FolderStatus::new("Docs", "/docs", FolderState::Error)
+        };
+        app.live.publish(&agent("online", missing));
+        let f = &app.status_view().folders[0];
+        assert_eq!(
+            f.last_error.as_deref(),
+            Some("the folder /docs is missing; remove it with Unlink on the folder's page")
+        );
     }
 }

@@ -28,13 +28,20 @@ pub enum Command {
     Register(LoginArgs),
     /// Log this computer in to a server; it gets a device token.
     Login(LoginArgs),
+    /// Log this computer in again after its access was revoked: asks only for the password and
+    /// keeps the server, its certificate, this computer's name, its device entry and its folders.
+    LoginAgain {
+        /// Read the password from the first line of standard input (for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// Revoke this computer's token on the server and forget it here.
     Logout {
         /// Forget the token locally even if the server cannot be reached.
         #[arg(long)]
         force: bool,
     },
-    /// List or revoke this account's computers.
+    /// List, rename, revoke or remove this account's computers.
     #[command(subcommand)]
     Devices(DevicesCmd),
     /// Link local folders to server folders.
@@ -356,6 +363,8 @@ pub enum DevicesCmd {
     },
     /// Revoke a device: its token stops working at once.
     Revoke { id: u64 },
+    /// Remove a revoked device from the list (it can still log in again later).
+    Remove { id: u64 },
     /// Give a device a new name (the name other computers see).
     Rename { id: u64, name: String },
 }

@@ -40,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Server(args) => server(*args).await,
         Command::Register(args) => login(&home?, args, true).await,
         Command::Login(args) => login(&home?, args, false).await,
+        Command::LoginAgain { password_stdin } => login_again(&home?, password_stdin).await,
         Command::Logout { force } => logout(&home?, force).await,
         Command::Devices(cmd) => devices(&home?, cmd).await,
         Command::Folder(cmd) => folder(&home?, cmd).await,
@@ -239,6 +240,27 @@ async fn login(home: &Home, args: LoginArgs, register: bool) -> Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+async fn login_again(home: &Home, password_stdin: bool) -> Result<ExitCode> {
+    let config = home.load()?;
+    let (Some(server), Some(user)) = (&config.server, &config.user) else {
+        bail!("this computer was never logged in; use `filesync login --server HOST --user NAME` first");
+    };
+    if !password_stdin {
+        println!(
+            "Logging {} in again as {user} on {server}.",
+            config.device_name.as_deref().unwrap_or("this computer")
+        );
+    }
+    let password = read_password(password_stdin, "Password: ", false)?;
+    let done = ops::account::log_in_again(home, &password).await?;
+    ops::configuration_changed(home).await;
+    println!(
+        "Logged in again as {} on {}; this computer is device {} ({}) and syncs its folders again.",
+        done.user, done.server, done.device_id, done.device_name
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn change_password(home: &Home, from_stdin: bool, log_out: bool, keep: bool) -> Result<ExitCode> {
     let (current, new) = if from_stdin {
         let mut lines = std::io::stdin().lock().lines();
@@ -329,6 +351,10 @@ async fn devices(home: &Home, cmd: DevicesCmd) -> Result<ExitCode> {
         DevicesCmd::Revoke { id } => {
             ops::account::revoke_device(home, id).await?;
             println!("Device {id} is revoked; it can no longer connect.");
+        }
+        DevicesCmd::Remove { id } => {
+            ops::account::remove_device(home, id).await?;
+            println!("Device {id} is removed from the list.");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -48,7 +48,17 @@ fn main() -> std::process::ExitCode {
     match rt.block_on(commands::run(args)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // An action's error reads as one plain sentence; the raw text only with -v.
+            match e.downcast_ref::<filesync_agent::ops::OpsError>() {
+                Some(ops) => {
+                    eprintln!(
+                        "error: {}",
+                        filesync_agent::ops::plain::error_message(ops, filesync_agent::ops::plain::Audience::Cli)
+                    );
+                    tracing::info!("error detail: {e:#}");
+                }
+                None => eprintln!("error: {e:#}"),
+            }
             std::process::ExitCode::FAILURE
         }
     }

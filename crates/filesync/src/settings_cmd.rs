@@ -6,9 +6,9 @@
 use anyhow::{Result, bail};
 use filesync_agent::agent::control::ControlRequest;
 use filesync_agent::agent::{self, HomeLock, StatusBoard};
-use filesync_agent::config::{Config, Direction, FolderConfig, Home, format_rate};
+use filesync_agent::config::{Config, FolderConfig, Home, format_rate};
 use filesync_agent::engine::Engine;
-use filesync_agent::engine::policy::{self, PlanSummary};
+use filesync_agent::engine::policy;
 use filesync_agent::fs::RealFs;
 use filesync_agent::ops;
 use filesync_agent::state::StateDb;
@@ -158,40 +158,17 @@ async fn wait_for_agent(home: &Home, db: &StateDb, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// `filesync folder revert NAME [--yes]`.
+/// `filesync folder revert NAME [--yes]`: the preview and the request are `ops::revert`'s;
+/// without a running agent, this command carries the revert out itself.
 pub async fn revert(home: &Home, name: &str, yes: bool) -> Result<ExitCode> {
-    let mut config = home.load()?;
-    let f = find(&mut config, name)?.clone();
-    let (what, question) = match f.settings.direction {
-        Direction::TwoWay => bail!(
-            "{} syncs both ways, so there is nothing to revert; revert applies to a one-way folder \
-             (`filesync folder set {} direction upload-only` or `download-only`)",
-            f.name,
-            f.name
-        ),
-        Direction::UploadOnly => ("revert remote", "make the server equal to this computer"),
-        Direction::DownloadOnly => ("revert local", "make this computer equal to the server"),
-    };
-    if f.settings.paused || config.paused {
-        bail!("{} is paused; `filesync resume {}` first", f.name, f.name);
-    }
-    let agent_running = HomeLock::is_held(home);
-    let _lock = if agent_running { None } else { Some(HomeLock::acquire(home)?) };
-    let conn = agent::connect(home, &config).await?;
-    let db = StateDb::open(&home.state_path()).await?;
-    let engine = Engine::new(conn, db.clone(), config.device_name.clone().unwrap_or_default());
-    if !agent_running {
-        engine.pull(&f.name).await?;
-    }
-    let fs = Arc::new(RealFs::new(f.path.clone()));
-    let preview = engine.preview(&f, fs.clone(), true).await?;
-    let changes = describe(f.settings.direction, &preview);
-    if changes.is_empty() {
-        println!("{} already matches; nothing to {what}.", f.name);
+    let preview = ops::revert::preview(home, name).await?;
+    let (what, folder) = (preview.what, preview.folder.clone());
+    if preview.changes.is_empty() {
+        println!("{folder} already matches; nothing to {what}.");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}: {what} will {question}:", f.name);
-    for line in &changes {
+    println!("{folder}: {what} will {}:", preview.effect);
+    for line in &preview.changes {
         println!("  {line}");
     }
     if !yes {
@@ -207,12 +184,19 @@ pub async fn revert(home: &Home, name: &str, yes: bool) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    policy::request_revert(&db, &f.name).await?;
+    let agent_running = ops::revert::request(home, &folder).await?;
+    let _lock = if agent_running { None } else { Some(HomeLock::acquire(home)?) };
+    let db = StateDb::open(&home.state_path()).await?;
     if agent_running {
-        wait_for_agent(home, &db, &f.name).await?;
-        println!("Done: the agent carried out the {what} of {}.", f.name);
+        wait_for_agent(home, &db, &folder).await?;
+        println!("Done: the agent carried out the {what} of {folder}.");
         return Ok(ExitCode::SUCCESS);
     }
+    let mut config = home.load()?;
+    let f = find(&mut config, &folder)?.clone();
+    let conn = agent::connect(home, &config).await?;
+    let engine = Engine::new(conn, db, config.device_name.clone().unwrap_or_default());
+    let fs = Arc::new(RealFs::new(f.path.clone()));
     let board = StatusBoard::new(&config.folders, None);
     let r = engine.sync_folder(&f, fs, &Progress::default()).await;
     agent::report_pass(&board, &f.name, &r);
@@ -234,26 +218,4 @@ pub async fn revert(home: &Home, name: &str, yes: bool) -> Result<ExitCode> {
         }
         Err(e) => Err(anyhow::Error::from(e).context(format!("the {what} of {} failed", f.name))),
     }
-}
-
-/// The lines of a revert's confirmation question.
-fn describe(direction: Direction, p: &PlanSummary) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut add = |n: u64, text: &str| {
-        if n > 0 {
-            lines.push(format!("{n} {text}"));
-        }
-    };
-    match direction {
-        Direction::UploadOnly => {
-            add(p.uploads, "file(s) or folder(s) uploaded over the server's version");
-            add(p.deletes_remote, "file(s) or folder(s) deleted on the server (its history keeps them)");
-        }
-        _ => {
-            add(p.downloads_replacing, "local file(s) replaced by the server's version (your edits are lost)");
-            add(p.deletes_local, "local-only file(s) or folder(s) removed from this computer");
-            add(p.downloads_new, "file(s) or folder(s) restored from the server");
-        }
-    }
-    lines
 }

@@ -46,6 +46,7 @@ impl StatusBoard {
             traffic: Traffic::default(),
             offline_since_ms: None,
             next_retry_at_ms: None,
+            token_refused: false,
         };
         let inner = Inner { status, conn: None, wire_before: (0, 0) };
         let board =

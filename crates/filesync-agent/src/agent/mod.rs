@@ -20,7 +20,7 @@ use crate::config::{Config, FolderConfig, Home};
 use crate::engine::{Engine, SyncError};
 use crate::state::StateDb;
 use crate::status::FolderState;
-use filesync_client::{Connection, Push, Trust};
+use filesync_client::{Connection, ErrorCode, Push, Trust};
 use folder::{Deps, FolderTask};
 use futures::FutureExt;
 use std::collections::HashMap;
@@ -508,6 +508,7 @@ async fn manage_connection(
                 offline_since = None;
                 board.update(|s| {
                     s.connection = "online".into();
+                    s.token_refused = false;
                     s.message = None;
                     s.offline_since_ms = None;
                     s.next_retry_at_ms = None;
@@ -538,10 +539,12 @@ async fn manage_connection(
             }
             Err(e) => {
                 let auth = matches!(&e, SyncError::Client(c) if c.is_auth_failure());
+                let token_refused = matches!(&e, SyncError::Client(c) if c.code() == Some(ErrorCode::InvalidToken));
                 warn!(detail = e.detail().unwrap_or_default(), "cannot connect: {e}");
                 let since = *offline_since.get_or_insert_with(unix_now_ms);
                 board.update(|s| {
                     s.connection = if auth { "error".into() } else { "offline".into() };
+                    s.token_refused = token_refused;
                     s.message = Some(e.to_string());
                     s.offline_since_ms = Some(since);
                     for f in &mut s.folders {

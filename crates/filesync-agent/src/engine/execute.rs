@@ -127,6 +127,7 @@ impl Executor<'_> {
             Ok(()) => {
                 info!(folder = self.name, "conflict: kept the local version of {path} as {copy}");
                 self.report.conflicts += 1;
+                self.report.name(super::Change::ConflictCopy, &copy);
                 self.moved_away.insert(path);
             }
             Err(e) => self.failed(&path, format!("moving aside for a conflict copy: {}", super::describe_io(&e))),
@@ -164,6 +165,7 @@ impl Executor<'_> {
             match r {
                 Ok(st) => {
                     self.report.downloaded += 1;
+                    self.report.name(super::Change::Downloaded, &path);
                     self.report.written.push((path.clone(), Some(st)));
                     rec.bases.push((path, BaseRow::with_stat(rev, meta, &st, false)));
                 }
@@ -223,9 +225,11 @@ impl Executor<'_> {
                 DownloadResult::Done { stat, conflict } => {
                     if let Some(copy) = conflict {
                         self.report.conflicts += 1;
+                        self.report.name(super::Change::ConflictCopy, &copy);
                         self.report.retry.push(copy); // a new local file, for the next pass
                     }
                     self.report.downloaded += 1;
+                    self.report.name(super::Change::Downloaded, &job.path);
                     self.report.written.push((job.path.clone(), Some(stat)));
                     // Written with the server's mtime: racy if that is recent (a write here in
                     // the same clock tick would keep the stat).
@@ -306,12 +310,14 @@ impl Executor<'_> {
                     match (up, &current) {
                         (Some(u), Some(cur)) if cur.meta.is_some() => {
                             self.report.uploaded += 1;
+                            self.report.name(super::Change::Uploaded, path);
                             rec.bases
                                 .push((path.clone(), BaseRow::with_stat(cur.rev, u.meta.clone(), &u.stat, u.racy)));
                         }
                         (Some(_), _) => {}
                         (None, _) => {
                             self.report.deleted_remote += 1;
+                            self.report.name(super::Change::DeletedOnServer, path);
                             rec.forget.push(path.clone());
                         }
                     }
@@ -352,6 +358,7 @@ impl Executor<'_> {
             match r {
                 Ok(true) => {
                     self.report.deleted_local += 1;
+                    self.report.name(super::Change::DeletedHere, &path);
                     self.report.written.push((path.clone(), None));
                     rec.forget.push(path);
                 }

@@ -120,6 +120,22 @@ pub struct PassReport {
     /// The server folder and the journal revision this computer has pulled up to.
     pub folder_id: u64,
     pub cursor: u64,
+    /// Which files the counts above are, for the activity log: the first [`NAMED_MAX`].
+    pub named: Vec<(Change, RelPath)>,
+}
+
+/// How many changed paths a report names (the counts cover the rest).
+pub const NAMED_MAX: usize = 100;
+
+/// What a pass did to one path, for [`PassReport::named`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Uploaded,
+    Downloaded,
+    DeletedHere,
+    DeletedOnServer,
+    /// The local version was kept under a conflict copy's name.
+    ConflictCopy,
 }
 
 impl PassReport {
@@ -132,6 +148,15 @@ impl PassReport {
         self.conflicts += other.conflicts;
         self.bytes_up += other.bytes_up;
         self.bytes_down += other.bytes_down;
+        let room = NAMED_MAX.saturating_sub(self.named.len());
+        self.named.extend(other.named.iter().take(room).cloned());
+    }
+
+    /// Names `path` among the changes, while fewer than [`NAMED_MAX`] are.
+    pub(crate) fn name(&mut self, change: Change, path: &RelPath) {
+        if self.named.len() < NAMED_MAX {
+            self.named.push((change, path.clone()));
+        }
     }
 }
 

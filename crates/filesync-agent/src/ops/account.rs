@@ -128,11 +128,17 @@ pub async fn log_in(home: &Home, c: &Credentials) -> Result<LoggedIn, OpsError> 
     };
     let conn = Connection::connect(&server, Trust::Pinned(fingerprint)).await?;
     let user = user.as_str();
+    // The device this computer was, when it logs in again to the same account: a revoked one
+    // is given a new token on the server instead of a second row under the same name.
+    let replaces = config
+        .device_id
+        .filter(|_| config.server.as_deref() == Some(server.as_str()) && config.user.as_deref() == Some(user))
+        .unwrap_or(0);
     let session = if c.register {
         let invite = c.invite.as_deref().map(str::trim).unwrap_or("");
         conn.register_with_invite(user, &c.password, device_name, invite).await
     } else {
-        conn.login(user, &c.password, device_name).await
+        conn.login_replacing(user, &c.password, device_name, replaces).await
     };
     let session = session.map_err(|e| match e.code() {
         Some(ErrorCode::BadCredentials) => OpsError::invalid("password", "the user name or password is wrong"),
@@ -180,6 +186,45 @@ pub async fn log_in(home: &Home, c: &Credentials) -> Result<LoggedIn, OpsError> 
     })
 }
 
+/// "Log in again": a computer the server no longer accepts (its device was revoked, or logged
+/// out from elsewhere) logs in with only the password. The server address, the pinned
+/// certificate, the user, the computer's name and its folder links stay; on the server the
+/// revoked device gets a new token, so the device list keeps one row for this computer.
+/// Refused while the server still accepts this computer.
+pub async fn log_in_again(home: &Home, password: &str) -> Result<LoggedIn, OpsError> {
+    check_password(password, false, "password")?;
+    let config = home.load()?;
+    let (Some(server), Some(user)) = (config.server.clone(), config.user.clone()) else {
+        return Err(OpsError::NotLoggedIn);
+    };
+    if home.token()?.is_some() {
+        match connect(home).await {
+            Ok(_) => {
+                return Err(OpsError::Refused(
+                    "the server still accepts this computer; there is no need to log in again".into(),
+                ));
+            }
+            Err(OpsError::Sync(crate::engine::SyncError::Client(e)) | OpsError::Client(e))
+                if e.code() == Some(ErrorCode::InvalidToken) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let credentials = Credentials {
+        server,
+        fingerprint: None,
+        user,
+        password: password.to_string(),
+        device_name: config.device_name.clone().unwrap_or_else(default_device_name),
+        register: false,
+        invite: None,
+    };
+    log_in(home, &credentials).await.map_err(|e| match e {
+        // Only the password was asked for.
+        OpsError::Invalid { field: "password", .. } => OpsError::invalid("password", "the password is wrong"),
+        e => e,
+    })
+}
+
 /// What `log_out` did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LoggedOut {
@@ -189,8 +234,8 @@ pub enum LoggedOut {
     ForgottenOnly(String),
 }
 
-/// Revokes this computer's token on the server and forgets it here. With `force`, forgets it
-/// even when the server cannot be reached.
+/// Revokes this computer's token on the server and forgets it here (a token the server already
+/// refuses is just forgotten). With `force`, forgets it even when the server cannot be reached.
 pub async fn log_out(home: &Home, force: bool) -> Result<LoggedOut, OpsError> {
     if home.token()?.is_none() {
         return Ok(LoggedOut::NotLoggedIn);
@@ -198,6 +243,12 @@ pub async fn log_out(home: &Home, force: bool) -> Result<LoggedOut, OpsError> {
     let outcome = match connect(home).await {
         Ok((_, conn)) => {
             conn.logout().await?;
+            LoggedOut::Revoked
+        }
+        // Revoked already (from another computer): there is nothing left to revoke.
+        Err(OpsError::Sync(crate::engine::SyncError::Client(e)) | OpsError::Client(e))
+            if e.code() == Some(ErrorCode::InvalidToken) =>
+        {
             LoggedOut::Revoked
         }
         Err(e) if force => LoggedOut::ForgottenOnly(e.to_string()),
@@ -294,6 +345,35 @@ pub async fn revoke_device(home: &Home, id: u64) -> Result<(), OpsError> {
         }
         _ => e.into(),
     })
+}
+
+/// Removes a revoked device from the account's device list. A device still in use is refused
+/// (revoke it first), and so is this computer.
+pub async fn remove_device(home: &Home, id: u64) -> Result<(), OpsError> {
+    let (config, conn) = connect(home).await?;
+    let not_found = || OpsError::NotFound(format!("no device {id} in this account; see the device list"));
+    let devices = conn.list_devices().await?;
+    let device = devices.iter().find(|d| d.id == id).ok_or_else(not_found)?;
+    if device.current || config.device_id == Some(id) {
+        return Err(OpsError::Refused("this is the computer you are using; log out instead".into()));
+    }
+    if !device.revoked {
+        return Err(OpsError::Refused(format!(
+            "{:?} is not revoked; revoke it first (it stops syncing), then remove it",
+            device.name
+        )));
+    }
+    conn.remove_device(id).await.map_err(|e| match e.code() {
+        Some(ErrorCode::NotFound | ErrorCode::Forbidden) => not_found(),
+        _ => e.into(),
+    })?;
+    // A server older than removal only revokes, and the device stays listed.
+    if conn.list_devices().await?.iter().any(|d| d.id == id) {
+        return Err(OpsError::Refused(
+            "this server keeps revoked devices in the list; update the server to remove them".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Renames one of this user's computers. Renaming this computer also updates its name here

@@ -9,6 +9,8 @@ pub mod account;
 pub mod conflicts;
 pub mod folders;
 pub mod history;
+pub mod plain;
+pub mod revert;
 pub mod settings;
 
 use crate::agent::control::{ControlError, ControlRequest};

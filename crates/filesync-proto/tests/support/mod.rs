@@ -107,7 +107,9 @@ pub fn message_strategies() -> Vec<BoxedStrategy<Message>> {
             })
             .boxed(),
         (text(), text(), text())
-            .prop_map(|(user, password, device_name)| Message::Login(Login { user, password, device_name }))
+            .prop_map(|(user, password, device_name)| {
+                Message::Login(Login { user, password, device_name, replaces_device: 0 })
+            })
             .boxed(),
         text().prop_map(|token| Message::Auth(Auth { token })).boxed(),
         (any::<u64>(), text(), any::<u64>(), text(), text())
@@ -122,7 +124,9 @@ pub fn message_strategies() -> Vec<BoxedStrategy<Message>> {
         empty(Message::Pong),
         empty(Message::ListDevices),
         vec(device_info(), 0..4).prop_map(|devices| Message::Devices(Devices { devices })).boxed(),
-        any::<u64>().prop_map(|device_id| Message::RevokeDevice(RevokeDevice { device_id })).boxed(),
+        (any::<u64>(), any::<bool>())
+            .prop_map(|(device_id, remove)| Message::RevokeDevice(RevokeDevice { device_id, remove }))
+            .boxed(),
         (any::<u64>(), text())
             .prop_map(|(device_id, name)| Message::RenameDevice(RenameDevice { device_id, name }))
             .boxed(),

@@ -132,8 +132,13 @@ impl RawClient {
     }
 
     pub async fn login(&mut self, user: &str, password: &str) -> Message {
-        self.request(Message::Login(Login { user: user.into(), password: password.into(), device_name: "raw".into() }))
-            .await
+        self.request(Message::Login(Login {
+            user: user.into(),
+            password: password.into(),
+            device_name: "raw".into(),
+            ..Default::default()
+        }))
+        .await
     }
 
     pub async fn register(&mut self, user: &str, password: &str) -> Message {

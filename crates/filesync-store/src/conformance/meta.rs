@@ -162,6 +162,34 @@ pub(super) async fn devices_are_revoked_renamed_and_touched<S: MetaStore>(s: &S)
     assert!(!s.rename_device(u, d + 1000, "x").await.unwrap(), "renaming an unknown device returns false");
 }
 
+pub(super) async fn revoked_devices_are_reissued_or_removed_and_live_ones_never<S: MetaStore>(s: &S) {
+    let a = account(s, "devagain").await;
+    let (u, d) = (a.user.id, a.device.id);
+    let fresh = token("devagain", "laptop again");
+    assert_eq!(s.reissue_device(u, d, "laptop", &fresh, NOW + 5).await.unwrap(), None, "a live device is not reissued");
+    assert_eq!(s.device_by_token_hash(&fresh).await.unwrap(), None, "and keeps its token");
+    assert!(!s.remove_device(u, d).await.unwrap(), "a live device is not removed");
+    assert!(s.revoke_device(u, d).await.unwrap());
+    let back =
+        s.reissue_device(u, d, "laptop 2", &fresh, NOW + 5).await.unwrap().expect("a revoked device is reissued");
+    assert_eq!((back.id, back.name.as_str(), back.last_seen, back.revoked), (d, "laptop 2", NOW + 5, false));
+    assert_eq!(s.device_by_token_hash(&fresh).await.unwrap(), Some(back), "the new token finds the same row");
+    assert_eq!(s.device_by_token_hash(&token("devagain", "laptop")).await.unwrap(), None, "the old token is gone");
+    assert_eq!(s.list_devices(u).await.unwrap().len(), 1, "no second row");
+
+    let phone = s.create_device(u, "phone", &token("devagain", "phone"), NOW).await.unwrap();
+    let b = account(s, "devagain-b").await;
+    assert!(s.revoke_device(u, phone.id).await.unwrap());
+    assert!(!s.remove_device(b.user.id, phone.id).await.unwrap(), "another user cannot remove it");
+    let other = s.reissue_device(b.user.id, phone.id, "x", &token("devagain-b", "x"), NOW).await.unwrap();
+    assert_eq!(other, None, "nor take it over");
+    assert!(s.remove_device(u, phone.id).await.unwrap(), "a revoked device is removed");
+    assert_eq!(s.device(u, phone.id).await.unwrap(), None);
+    let ids: Vec<_> = s.list_devices(u).await.unwrap().into_iter().map(|d| d.id).collect();
+    assert_eq!(ids, vec![d], "the removed device is no longer listed");
+    assert!(!s.remove_device(u, phone.id).await.unwrap(), "removing it twice returns false");
+}
+
 pub(super) async fn devices_are_scoped_to_their_user<S: MetaStore>(s: &S) {
     let a = account(s, "devscope-a").await;
     let b = account(s, "devscope-b").await;

@@ -120,6 +120,38 @@ impl MetaStore for Store {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn reissue_device(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        name: &str,
+        token_hash: &[u8; 32],
+        now: i64,
+    ) -> Result<Option<Device>> {
+        let row = sqlx::query(
+            "UPDATE devices SET token_hash = $1, name = $2, last_seen = $3, revoked = FALSE \
+             WHERE id = $4 AND user_id = $5 AND revoked = TRUE \
+             RETURNING id, user_id, name, created_at, last_seen, revoked",
+        )
+        .bind(token_hash.as_slice())
+        .bind(name)
+        .bind(now)
+        .bind(key(device))
+        .bind(key(user))
+        .fetch_optional(&self.write)
+        .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn remove_device(&self, user: UserId, device: DeviceId) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM devices WHERE id = $1 AND user_id = $2 AND revoked = TRUE")
+            .bind(key(device))
+            .bind(key(user))
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn touch_device(&self, device: DeviceId, now: i64) -> Result<()> {
         sqlx::query("UPDATE devices SET last_seen = $1 WHERE id = $2")
             .bind(now)

@@ -118,16 +118,16 @@ pub(super) async fn restored(
     to: Option<&filesync_core::RelPath>,
     (chosen, done): (filesync_core::EntryState, history::Restored),
 ) -> ApiResult {
+    // Versions are named by who saved them and when (the page shows `version_time` in local
+    // time), never by the server's revision numbers.
     let target = to.unwrap_or(rel);
-    let when = history::utc(chosen.committed_at);
+    let from = &chosen.device_name;
     let message = match done {
         history::Restored::AlreadyThere => {
-            format!("{target} already holds the content of version {} ({when}); nothing to restore.", chosen.rev)
+            format!("{target} already holds that version's content; nothing to restore.")
         }
-        history::Restored::NewVersion(rev) => format!(
-            "Restored {rel} as of version {} ({when}, from {}) to {target}: it is now version {rev}.",
-            chosen.rev, chosen.device_name
-        ),
+        history::Restored::NewVersion(_) if target == rel => format!("Restored {rel} to its version from {from}."),
+        history::Restored::NewVersion(_) => format!("Restored the version of {rel} from {from} as {target}."),
     };
     let sync = match ops::sync_now(&app.home, folder).await? {
         ops::SyncNow::AgentRunning => "the running agent brings it here and to your other computers".to_string(),
@@ -135,7 +135,7 @@ pub(super) async fn restored(
         ops::SyncNow::Done(r) => format!("synced with {} error(s)", r.errors.len()),
     };
     app.live.record(ActivityKind::Action, Some(&folder.name), message.clone());
-    Ok(Json(json!({ "message": message, "sync": sync })))
+    Ok(Json(json!({ "message": message, "version_time": chosen.committed_at, "sync": sync })))
 }
 
 fn optional_rel(field: &'static str, p: &Option<String>) -> Result<Option<filesync_core::RelPath>, ApiError> {

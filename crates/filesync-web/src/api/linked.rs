@@ -73,6 +73,7 @@ pub(super) async fn folder_settings(
     Json(req): Json<SettingsReq>,
 ) -> ApiResult {
     let (folder, said) = settings::set(&app.home, &name, &req.changes)?;
+    let said: Vec<String> = said.iter().map(|m| ops::plain::for_ui(m)).collect();
     filesync_agent::ops::configuration_changed(&app.home).await;
     for m in &said {
         app.live.record(ActivityKind::Action, Some(&folder.name), m.clone());
@@ -176,6 +177,20 @@ pub(super) async fn confirm_deletes(State(app): State<AppState>, Path(name): Pat
         app.live.record(ActivityKind::Action, Some(&name), "confirmed the deletions the mass-delete guard held back");
     }
     Ok(Json(json!({ "confirmed": held.is_some(), "reason": held })))
+}
+
+/// What reverting a one-way folder would change, for the person to confirm.
+pub(super) async fn revert_preview(State(app): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    Ok(to_json(filesync_agent::ops::revert::preview(&app.home, &name).await?))
+}
+
+/// Reverts a one-way folder: the running agent carries it out at once.
+pub(super) async fn revert(State(app): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    let folder = folder_named(&app, &name)?;
+    filesync_agent::ops::revert::request(&app.home, &folder.name).await?;
+    app.live.nudge(&folder.name);
+    app.live.record(ActivityKind::Action, Some(&folder.name), "asked to revert the folder");
+    Ok(Json(json!({ "folder": folder.name })))
 }
 
 /// "Sync now": the folder's task runs a pass at once, whatever its schedule.

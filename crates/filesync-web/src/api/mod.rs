@@ -39,6 +39,8 @@ pub fn routes() -> Router<AppState> {
         .route("/devices", get(session::device_list))
         .route("/devices/{id}/revoke", post(session::device_revoke))
         .route("/devices/{id}/rename", post(session::device_rename))
+        .route("/devices/{id}/remove", post(session::device_remove))
+        .route("/login-again", post(session::login_again))
         .route("/account/password", post(session::change_password))
         .route("/logout", post(session::logout))
         .route("/conflicts", get(files::conflict_list))
@@ -49,6 +51,7 @@ pub fn routes() -> Router<AppState> {
         .route("/folders/{name}/pause", post(linked::folder_pause))
         .route("/folders/{name}/confirm-deletes", post(linked::confirm_deletes))
         .route("/folders/{name}/sync", post(linked::sync_now))
+        .route("/folders/{name}/revert", get(linked::revert_preview).post(linked::revert))
         .route("/reconnect", post(session::reconnect))
         .route("/folders/{name}/ignore", get(linked::ignore_get).put(linked::ignore_put))
         .route("/folders/{name}/ignore/preview", post(linked::ignore_preview))
@@ -77,7 +80,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.message, "code": self.code });
+        // Whatever a handler wrote, the page shows no command-line syntax.
+        let mut body = json!({ "error": ops::plain::for_ui(&self.message), "code": self.code });
         if let Some(f) = self.field {
             body["field"] = json!(f);
         }
@@ -87,7 +91,11 @@ impl IntoResponse for ApiError {
 
 impl From<OpsError> for ApiError {
     fn from(e: OpsError) -> ApiError {
-        let message = e.to_string();
+        // One plain sentence in the UI's words; the raw text goes to the log.
+        let message = ops::plain::error_message(&e, ops::plain::Audience::Ui);
+        if let Some(source) = std::error::Error::source(&e) {
+            tracing::debug!("{message} ({source})");
+        }
         let (status, code, field) = match &e {
             OpsError::Invalid { field, .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", Some(*field)),
             OpsError::NotLoggedIn => (StatusCode::CONFLICT, "not_logged_in", None),

@@ -47,7 +47,7 @@ pub(super) async fn session_start(State(app): State<AppState>, Json(req): Json<S
         let message = if req.password.is_some() {
             "wrong password"
         } else {
-            "this link is not valid for this computer; open the UI with `filesync ui`"
+            "this link is not valid for this computer; run filesync ui on this computer for a new one"
         };
         let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
         e.field = req.password.is_some().then_some("password");
@@ -100,6 +100,9 @@ pub(super) async fn reconnect(State(app): State<AppState>) -> StatusCode {
 pub(super) async fn activity(State(app): State<AppState>, Query(q): Query<SearchQuery>) -> Json<Value> {
     let mut v = app.live.activity(q.q.as_deref().unwrap_or(""));
     v.reverse();
+    for a in &mut v {
+        a.message = ops::plain::for_ui(&a.message);
+    }
     to_json(v)
 }
 
@@ -162,6 +165,23 @@ pub(super) async fn setup_account(State(app): State<AppState>, Json(req): Json<A
 }
 
 #[derive(Deserialize)]
+pub(super) struct LoginAgainReq {
+    password: String,
+}
+
+/// "Log in again": the server no longer accepts this computer; only the password is asked.
+pub(super) async fn login_again(State(app): State<AppState>, Json(req): Json<LoginAgainReq>) -> ApiResult {
+    let done = account::log_in_again(&app.home, &req.password).await?;
+    filesync_agent::ops::configuration_changed(&app.home).await;
+    app.live.record(
+        ActivityKind::Action,
+        None,
+        format!("logged in again as {} on {} (this computer: {})", done.user, done.server, done.device_name),
+    );
+    Ok(to_json(done))
+}
+
+#[derive(Deserialize)]
 pub(super) struct LogoutReq {
     #[serde(default)]
     force: bool,
@@ -196,6 +216,12 @@ pub(super) async fn device_revoke(State(app): State<AppState>, Path(id): Path<u6
     account::revoke_device(&app.home, id).await?;
     app.live.record(ActivityKind::Action, None, format!("revoked device {id}; it can no longer connect"));
     Ok(Json(json!({ "revoked": id })))
+}
+
+pub(super) async fn device_remove(State(app): State<AppState>, Path(id): Path<u64>) -> ApiResult {
+    account::remove_device(&app.home, id).await?;
+    app.live.record(ActivityKind::Action, None, format!("removed revoked device {id} from the list"));
+    Ok(Json(json!({ "removed": id })))
 }
 
 #[derive(Deserialize)]

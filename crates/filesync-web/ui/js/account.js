@@ -1,7 +1,41 @@
-// The account: who and where this computer is logged in, the pinned certificate, and log out.
+// The account: who and where this computer is logged in, the pinned certificate, the
+// password, log out — and "Log in again" for a computer whose access was revoked, which asks
+// only for the password and keeps the server, the certificate, the name and the folders.
 
 import { h, mount, heading, toast, confirmDialog, field, formError, clearErrors, showError } from './dom.js';
 import { post } from './api.js';
+
+/// Whether the server refuses this computer's token, so that only logging in again helps.
+export const needsLogInAgain = (s) => Boolean(s && s.summary && s.summary.action === 'log-in-again');
+
+/// "Log in again": the password only; everything else stays as it is.
+export function loginAgainScreen(main, store) {
+  const s = store.status;
+  const form = h('form', { class: 'card', novalidate: true, 'aria-labelledby': 'again-title' },
+    h('h2', { id: 'again-title' }, 'Your password'),
+    h('dl', { class: 'summary' },
+      h('dt', {}, 'User'), h('dd', {}, s.user || '—'),
+      h('dt', {}, 'Server'), h('dd', {}, s.server || '—'),
+      h('dt', {}, 'This computer'), h('dd', {}, s.device_name || '—')),
+    field({ id: 'password', label: 'Password', type: 'password', attrs: { autocomplete: 'current-password' } }),
+    formError(),
+    h('div', { class: 'actions' }, h('button', { class: 'button', type: 'submit' }, 'Log in again')));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearErrors(form);
+    try {
+      await post('/login-again', { password: form.password.value });
+      toast('Logged in again; syncing resumes now.');
+      location.hash = '#/';
+    } catch (err) { showError(form, err.field || 'password', err.message); }
+  });
+  mount(main, heading('Log in again'),
+    h('p', {}, needsLogInAgain(s)
+      ? "This computer's access was revoked on the server. Enter the account's password to sync again: the server, its certificate, this computer's name and its folders stay as they are, and the server's device list keeps one entry for it."
+      : 'The server still accepts this computer; there is nothing to do here.'),
+    form);
+  return null;
+}
 
 function passwordForm() {
   const form = h('form', { class: 'card', novalidate: true, 'aria-labelledby': 'pw-title' },
@@ -38,12 +72,17 @@ export function accountScreen(main, store) {
       await post('/logout', { force: false });
       toast('Logged out.');
     } catch (err) {
-      const force = await confirmDialog({ title: 'The server could not be reached', confirm: 'Log out anyway', danger: true,
-        message: `${err.message} Log out anyway? This forgets the access on this computer only; revoke it later from another computer's Devices screen.` });
+      // Honest whatever went wrong: the message says what it was.
+      const force = await confirmDialog({ title: 'Log out on this computer only?', confirm: 'Log out anyway', danger: true,
+        message: `${err.message} Its access can be revoked later from another computer's Devices screen.` });
       if (force) { try { await post('/logout', { force: true }); toast('Logged out on this computer.'); } catch (e) { toast(e.message, 'bad'); } }
     }
   };
   mount(main, heading('Account'),
+    needsLogInAgain(s) ? h('section', { class: 'notice notice-bad', role: 'alert' },
+      h('p', { class: 'reason' }, "This computer's access was revoked on the server."),
+      h('p', { class: 'hint' }, h('strong', {}, 'What to do: '), 'Log in again with your password; nothing else changes.'),
+      h('div', { class: 'actions' }, h('a', { class: 'button', href: '#/login-again' }, 'Log in again…'))) : null,
     h('section', { class: 'card' },
       h('dl', { class: 'summary' },
         h('dt', {}, 'User'), h('dd', {}, s.user || '—'),

@@ -1,6 +1,6 @@
 // The application shell: signs in (exchanging the key from the `filesync ui` link for a
 // cookie), follows the agent's live status, and shows the screen the address names
-// (#/, #/add, #/folder/NAME, #/conflicts, #/devices, #/activity, #/account). The state also
+// (#/, #/add, #/folder/NAME, #/conflicts, #/devices, #/activity, #/account, #/login-again). The state also
 // shows outside the page: in the tab's title and icon, and as a count on Conflicts; and a
 // change of a folder's line is announced once to screen readers.
 
@@ -12,7 +12,7 @@ import { addFolderScreen, folderScreen } from './folders.js';
 import { devicesScreen } from './devices.js';
 import { conflictsScreen } from './conflicts.js';
 import { activityScreen } from './activity.js';
-import { accountScreen } from './account.js';
+import { accountScreen, loginAgainScreen } from './account.js';
 import { historyScreen } from './history.js';
 
 const main = () => document.getElementById('main');
@@ -114,6 +114,7 @@ export function route() {
     const screens = {
       '/': dashboardScreen, '/add': addFolderScreen, '/conflicts': conflictsScreen,
       '/devices': devicesScreen, '/activity': activityScreen, '/account': accountScreen, '/history': historyScreen,
+      '/login-again': loginAgainScreen,
     };
     cleanup = (screens[path] || dashboardScreen)(m, store, params);
   }

@@ -1,22 +1,23 @@
-// Conflict copies, each with both versions' device, time and size; keep mine, theirs, or both.
+// Conflict copies, each with both versions' real file names, device, local time and size;
+// keep mine, theirs, or both.
 
-import { h, mount, heading, toast, fmtBytes } from './dom.js';
+import { h, mount, heading, toast, fmtBytes, fmtTime } from './dom.js';
 import { get, post } from './api.js';
 
-function version(title, device, when, size, tag) {
+function version(what, name, device, when, size, tag) {
   return h('div', { class: 'version' },
-    h('h3', {}, title, tag ? h('span', { class: 'badge badge-ok' }, tag) : null),
+    h('p', { class: 'muted small' }, what),
+    h('h3', {}, h('code', { class: 'wrap file-name' }, name), tag ? h('span', { class: 'badge badge-ok' }, tag) : null),
     h('dl', { class: 'facts' },
       h('div', {}, h('dt', {}, 'From'), h('dd', {}, device || 'unknown')),
       h('div', {}, h('dt', {}, 'When'), h('dd', {}, when || 'unknown')),
       h('div', {}, h('dt', {}, 'Size'), h('dd', {}, size === null ? 'not here yet' : fmtBytes(size)))));
 }
 
-const pad = (n) => String(n).padStart(2, '0');
-/// The same UTC style as the time in a conflict copy's name.
-function fmtUtc(unix) {
-  const d = new Date(unix * 1000);
-  return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())} UTC`;
+/// A conflict copy's time ("2026-11-24 23:52:06 UTC", as in its name) in local time.
+function localFromUtc(text) {
+  const m = /^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d) UTC$/.exec(text || '');
+  return m ? fmtTime(Date.UTC(+m[1], m[2] - 1, +m[3], +m[4], +m[5], +m[6]) / 1000) : text;
 }
 
 export function conflictsScreen(main, store) {
@@ -41,8 +42,8 @@ export function conflictsScreen(main, store) {
       mount(body, h('ul', { class: 'conflicts' }, list.map((c) => {
         const copyMine = c.mine === 'copy';
         const origMine = c.mine === 'original';
-        const orig = version(`${c.original}`, c.original_device, c.original_time ? fmtUtc(c.original_time) : null, c.original_size, origMine ? 'Mine' : (copyMine ? 'Theirs' : null));
-        const copy = version(`Conflict copy`, c.copy_device, c.copy_time, c.copy_size, copyMine ? 'Mine' : (origMine ? 'Theirs' : null));
+        const orig = version('The file', c.original, c.original_device, c.original_time ? fmtTime(c.original_time) : null, c.original_size, origMine ? 'Mine' : (copyMine ? 'Theirs' : null));
+        const copy = version('The conflict copy beside it', c.copy, c.copy_device, localFromUtc(c.copy_time), c.copy_size, copyMine ? 'Mine' : (origMine ? 'Theirs' : null));
         const buttons = c.mine
           ? [
             h('button', { type: 'button', class: 'button', onclick: () => resolve(c, 'mine') }, 'Keep mine'),

@@ -1,12 +1,13 @@
 // The dashboard: one line that sums everything up, then every folder with its own line —
 // "Up to date" only when nothing needs the person, otherwise what does, with the one action
-// that helps (Sync now, Retry now, Resume, the conflicts) — live progress, what is wrong and
+// that helps (Sync now, Retry now, Resume, the conflicts, Log in again) — live progress, what is wrong and
 // what to do, and its direction, schedule, limits and excluded subfolders. Live updates are
 // patched in place (`patch`), so the keyboard focus and an opened details box stay put; what
-// changed is announced once by the app's announcer, not the whole dashboard.
+// changed is announced once by the app's announcer, not the whole dashboard. Below, the files
+// that changed lately, from the activity log.
 
 import { h, mount, patch, heading, fmtBytes, fmtCount, fmtAgo, fmtTime, toast, confirmDialog } from './dom.js';
-import { post } from './api.js';
+import { get, post } from './api.js';
 
 /// The line the agent chose for a folder or the whole dashboard (`summary` in /api/status),
 /// as a badge with its action beside it and the detail below.
@@ -25,6 +26,7 @@ function actionFor(sum, folder) {
   }, label);
   switch (sum.action) {
     case 'conflicts': return h('a', { class: 'button small secondary', href: '#/conflicts', 'data-key': 'act-conflicts' }, 'Resolve…');
+    case 'log-in-again': return h('a', { class: 'button small', href: '#/login-again', 'data-key': 'act-log-in-again' }, 'Log in again…');
     case 'sync-now': return button('sync-now', 'Sync now');
     case 'retry-now': return button('retry-now', 'Retry now');
     case 'resume': return button('resume', 'Resume');
@@ -167,5 +169,37 @@ export function dashboardScreen(main, store) {
     body.dataset.renders = String(++renders);
   };
   render(store.status);
-  return store.onStatus(render);
+  const recent = recentFiles(main, store);
+  const off = store.onStatus(render);
+  return () => { off(); recent(); };
+}
+
+/// How many recently changed files the dashboard lists.
+const RECENT = 8;
+
+/// "Recently changed": the newest files of the activity log's sync entries, newest first. Text
+/// only (nothing to focus), so replacing it on a new entry disturbs no one.
+function recentFiles(main, store) {
+  let alive = true;
+  let entries = [];
+  const box = h('section', { class: 'card recent', 'aria-labelledby': 'recent-title', hidden: true });
+  const show = () => {
+    const seen = new Set();
+    const rows = [];
+    for (const a of entries) {
+      if (a.kind !== 'sync') continue;
+      for (const f of a.files || []) {
+        const key = `${a.folder}/${f}`;
+        if (rows.length < RECENT && !seen.has(key)) { seen.add(key); rows.push({ f, a }); }
+      }
+    }
+    box.hidden = !rows.length;
+    mount(box, h('h2', { id: 'recent-title' }, 'Recently changed'),
+      h('ul', { class: 'files recent-files' }, rows.map(({ f, a }) => h('li', {},
+        h('code', {}, f), h('span', { class: 'muted small' }, ` ${a.folder ? `${a.folder} · ` : ''}${fmtAgo(a.at)}`)))));
+  };
+  main.appendChild(box);
+  get('/activity').then((v) => { if (alive) { entries = v; show(); } }).catch(() => {});
+  const off = store.onActivity((a) => { entries.unshift(a); show(); });
+  return () => { alive = false; off(); };
 }

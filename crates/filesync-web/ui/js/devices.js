@@ -1,5 +1,6 @@
 // This account's computers with their last-seen time; revoke one (after a confirmation):
-// its token stops working at once and its connection is closed.
+// its token stops working at once and its connection is closed. A revoked one can be removed
+// from the list; a revoked computer that logs in again takes its old place.
 
 import { h, mount, heading, toast, confirmDialog, promptDialog, fmtAgo, fmtTime } from './dom.js';
 import { get, post } from './api.js';
@@ -32,11 +33,21 @@ export function devicesScreen(main) {
           onclick: async () => {
             const ok = await confirmDialog({
               title: `Revoke ${d.name}?`, danger: true, confirm: 'Revoke',
-              message: `${d.name} is disconnected at once and can no longer sync. Its files stay on it. To use it again, log in on it anew.`,
+              message: `${d.name} is disconnected at once and can no longer sync. Its files stay on it. To use it again, choose Log in again on it.`,
             });
             if (!ok) return;
             try { await post(`/devices/${d.id}/revoke`); toast(`${d.name} is revoked.`); load(); } catch (err) { toast(err.message, 'bad'); }
-          } }, 'Revoke…') : null)))));
+          } }, 'Revoke…') : null,
+        d.revoked ? h('button', { type: 'button', class: 'button danger secondary',
+          'aria-label': `Remove ${d.name}`,
+          onclick: async () => {
+            const ok = await confirmDialog({
+              title: `Remove ${d.name} from the list?`, danger: true, confirm: 'Remove',
+              message: `${d.name} is already revoked. Removing it only tidies this list; its files stay on it, and it can still log in again later.`,
+            });
+            if (!ok) return;
+            try { await post(`/devices/${d.id}/remove`); toast(`${d.name} is removed from the list.`); load(); } catch (err) { toast(err.message, 'bad'); }
+          } }, 'Remove…') : null)))));
     } catch (err) {
       mount(body, h('p', { class: 'notice notice-bad', role: 'alert' }, err.message));
     }

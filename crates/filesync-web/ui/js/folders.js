@@ -1,6 +1,6 @@
 // Adding a folder — a local folder picked with the agent's directory browser, a server folder
 // (an existing one or a new one), the direction, and a summary before confirming — and one
-// folder's page (state, settings, unlink).
+// folder's page (state, settings, revert for a one-way folder, unlink).
 
 import { h, mount, patch, heading, field, formError, clearErrors, showError, toast, confirmDialog, fmtBytes, fmtAgo } from './dom.js';
 import { get, post, del, api } from './api.js';
@@ -262,6 +262,25 @@ export function folderScreen(main, store, name) {
   });
   get(`/folders/${enc}/ignore`).then((r) => { if (alive) rules.value = r.text; }).catch(() => {});
 
+  // Revert, for a one-way folder: make the receiving side equal to the sending one, after a
+  // preview of what changes (the CLI's `folder revert`).
+  const direction = f ? f.settings.direction : 'two-way';
+  const revert = async () => {
+    let p;
+    try { p = await get(`/folders/${enc}/revert`); } catch (err) { toast(err.message, 'bad'); return; }
+    if (!p.changes.length) { toast(`${name} already matches; there is nothing to revert.`); return; }
+    const ok = await confirmDialog({ title: `Revert ${name}?`, danger: true, confirm: 'Revert',
+      message: `This will ${p.effect}: ${p.changes.join('; ')}.` });
+    if (!ok) return;
+    try { await post(`/folders/${enc}/revert`); toast(`Reverting ${name} now.`); } catch (err) { toast(err.message, 'bad'); }
+  };
+  const revertCard = direction === 'two-way' ? null : h('section', { class: 'card', 'aria-labelledby': 'revert-title' },
+    h('h2', { id: 'revert-title' }, 'Revert'),
+    h('p', {}, direction === 'download-only'
+      ? "This computer only receives. Revert makes it equal to the server: your edits here are replaced by the server's version, and files that are only here are removed."
+      : 'This computer only sends. Revert makes the server equal to this computer: changes made elsewhere are overwritten, and files not here are deleted on the server (its history keeps them).'),
+    h('button', { type: 'button', class: 'button danger', onclick: revert }, 'Revert…'));
+
   const unlink = async () => {
     const ok = await confirmDialog({ title: `Unlink ${name}?`, danger: true, confirm: 'Unlink',
       message: 'The folder stops syncing on this computer. Its files stay here and on the server; nothing is deleted.' });
@@ -271,7 +290,7 @@ export function folderScreen(main, store, name) {
   mount(main,
     h('div', { class: 'screen-head' }, heading(name), h('div', { class: 'row' }, pauseButton,
       h('a', { class: 'button secondary', href: `#/history?folder=${enc}` }, 'History and trash'))),
-    live, settingsCard, selectiveCard, ignoreCard,
+    live, settingsCard, revertCard, selectiveCard, ignoreCard,
     h('section', { class: 'card', 'aria-labelledby': 'unlink-title' }, h('h2', { id: 'unlink-title' }, 'Unlink'),
       h('p', {}, 'Stop syncing this folder on this computer. Files stay where they are.'),
       h('button', { type: 'button', class: 'button danger', onclick: unlink }, 'Unlink folder…')));

@@ -1,7 +1,8 @@
 // History and trash: the deleted files the server still keeps (restore in place or under a
-// new name), and the versions of any file (restore one, in place or as a new file).
+// new name), and the versions of any file, each named by its local time (restore one, in
+// place or as a new file). The server's revision numbers stay out of sight.
 
-import { h, mount, heading, toast, fmtBytes, fmtTime, promptDialog } from './dom.js';
+import { h, mount, heading, toast, fmtBytes, fmtTime, fmtAgo, promptDialog } from './dom.js';
 import { get, post } from './api.js';
 
 export function historyScreen(main, store, params) {
@@ -16,7 +17,8 @@ export function historyScreen(main, store, params) {
   const fileList = h('div', { 'aria-live': 'polite' });
   const versionsBox = h('div', { id: 'versions', 'aria-live': 'polite' });
 
-  const done = (r) => toast(`${r.message} ${r.sync === 'synced' ? '' : `(${r.sync})`}`.trim());
+  const done = (r) => toast([r.message, r.version_time ? `That version is from ${fmtTime(r.version_time)}.` : '',
+    r.sync === 'synced' ? '' : `(${r.sync})`].filter(Boolean).join(' '));
 
   const restoreAs = async (path, doRestore) => {
     const dot = path.lastIndexOf('.');
@@ -57,16 +59,19 @@ export function historyScreen(main, store, params) {
       };
       mount(versionsBox, h('section', { class: 'card', 'aria-labelledby': 'versions-title' },
         h('h2', { id: 'versions-title' }, `Versions of ${path}`),
-        h('ol', { class: 'rows' }, r.versions.map((v) => h('li', { class: 'row-item', 'data-rev': v.rev },
-          h('div', { class: 'grow' },
-            h('p', { class: 'strong' }, `Version ${v.rev}`,
-              v.current ? h('span', { class: 'badge badge-ok' }, 'Current') : null,
-              v.deleted ? h('span', { class: 'badge badge-bad' }, 'Deleted') : null),
-            h('p', { class: 'muted small' }, `${fmtTime(v.committed_at)} · ${v.device}${v.size !== null && v.kind === 'file' ? ` · ${fmtBytes(v.size)}` : ''}`)),
-          !v.current && !v.deleted ? h('div', { class: 'row' },
-            h('button', { type: 'button', class: 'button', 'aria-label': `Restore version ${v.rev}`, onclick: () => restore(v) }, 'Restore'),
-            h('button', { type: 'button', class: 'button secondary', 'aria-label': `Restore version ${v.rev} under a new name`,
-              onclick: () => restoreAs(path, (to) => restore(v, to)) }, 'Restore as…')) : null)))));
+        h('ol', { class: 'rows' }, r.versions.map((v) => {
+          const when = fmtTime(v.committed_at);
+          return h('li', { class: 'row-item', 'data-rev': v.rev },
+            h('div', { class: 'grow' },
+              h('p', { class: 'strong version-time' }, when,
+                v.current ? h('span', { class: 'badge badge-ok' }, 'Current') : null,
+                v.deleted ? h('span', { class: 'badge badge-bad' }, 'Deleted') : null),
+              h('p', { class: 'muted small' }, `${fmtAgo(v.committed_at)} · from ${v.device}${v.size !== null && v.kind === 'file' ? ` · ${fmtBytes(v.size)}` : ''}`)),
+            !v.current && !v.deleted ? h('div', { class: 'row' },
+              h('button', { type: 'button', class: 'button', 'aria-label': `Restore the version of ${when}`, onclick: () => restore(v) }, 'Restore'),
+              h('button', { type: 'button', class: 'button secondary', 'aria-label': `Restore the version of ${when} under a new name`,
+                onclick: () => restoreAs(path, (to) => restore(v, to)) }, 'Restore as…')) : null);
+        }))));
       versionsBox.querySelector('h2').scrollIntoView({ block: 'nearest' });
     } catch (err) { mount(versionsBox, h('p', { class: 'notice notice-bad', role: 'alert' }, err.message)); }
   };

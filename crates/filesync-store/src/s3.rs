@@ -235,6 +235,17 @@ pub mod testing {
             assert!(reply.starts_with("HTTP/1.1 200"), "creating bucket {name}: {reply}");
         }
 
+        /// How many objects `bucket` holds (up to 1,000: one page of a listing).
+        pub fn count_objects(&self, bucket: &str) -> usize {
+            let addr = self.endpoint.trim_start_matches("http://");
+            let mut s = TcpStream::connect(addr).unwrap();
+            write!(s, "GET /{bucket}?list-type=2 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+            let mut reply = String::new();
+            s.read_to_string(&mut reply).unwrap();
+            assert!(reply.starts_with("HTTP/1.1 200"), "listing bucket {bucket}: {reply}");
+            reply.matches("<Key>").count()
+        }
+
         /// A configuration for `bucket`/`prefix` on this server, with the (any) credentials
         /// moto takes.
         pub fn config(&self, bucket: &str, prefix: &str) -> S3Config {

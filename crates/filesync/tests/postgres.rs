@@ -142,17 +142,33 @@ fn two_server_instances_on_one_database_push_each_others_commits() {
     wait_until(20, "the deletion on the desktop", || !b.exists("pushed.txt"));
 }
 
-/// Two instances behind a TCP load balancer; the one a computer uploads a big file through is
-/// killed (SIGKILL) in the middle of the upload. The computer reconnects through the load
-/// balancer to the other instance and the upload completes there; the other computer gets the
-/// whole file.
+/// Two instances on PostgreSQL and S3 behind a TCP load balancer; the one a computer uploads a
+/// big file through is killed (SIGKILL) in the middle of the upload. The computer reconnects
+/// through the load balancer to the other instance and the upload completes there; the other
+/// computer gets the whole file.
 #[test]
 fn an_instance_killed_mid_upload_leaves_the_upload_to_the_other() {
     let Some(db) = TempDatabase::create() else { return };
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("filesync");
     let tmp = tempfile::tempdir().unwrap();
+    let credentials = tmp.path().join("credentials");
+    std::fs::write(&credentials, "[default]\naws_access_key_id = ann\naws_secret_access_key = not-checked-by-moto\n")
+        .unwrap();
+    let args = [
+        "--database",
+        &db.url,
+        "--store",
+        "s3://filesync/acme",
+        "--s3-endpoint",
+        &moto.endpoint,
+        "--s3-path-style",
+        "--s3-credentials",
+        arg(&credentials),
+    ];
     let data = tmp.path().join("shared");
-    let mut one = TestServer::start_at(&data, "127.0.0.1:0", &["--database", &db.url]);
-    let two = TestServer::start_at(&data, "127.0.0.1:0", &["--database", &db.url]);
+    let mut one = TestServer::start_at(&data, "127.0.0.1:0", &args);
+    let two = TestServer::start_at(&data, "127.0.0.1:0", &args);
     let lb = Failover::new(vec![one.addr.clone(), two.addr.clone()]);
     let a = TestClient::register(&one.reached_at(&lb.addr), "ann", "laptop");
     let b = TestClient::login(&two, "ann", "desktop");

@@ -31,10 +31,29 @@ pub struct TestServer {
     pub fingerprint: String,
     pub data: PathBuf,
     _tmp: Option<tempfile::TempDir>,
+    /// The options it was started with, to restart it alike.
+    extra: Vec<String>,
+    /// With `FILESYNC_TEST_TOPOLOGY=two-instances`: the instances behind `addr` (a load
+    /// balancer), and the bucket holding the chunks.
+    instances: Vec<TestServer>,
+    bucket: Option<std::sync::Arc<filesync_store::s3::testing::Moto>>,
+    /// What must live as long as the server: the database, the load balancer.
+    _keep: Vec<Box<dyn std::any::Any>>,
+}
+
+/// `FILESYNC_TEST_TOPOLOGY=two-instances` runs every test that starts a server with
+/// [`TestServer::start`] against two instances sharing one PostgreSQL database and one S3
+/// bucket (moto), behind a round-robin TCP load balancer: each connection of each computer may
+/// reach either instance. `scripts/check` runs `tests/sync.rs` so in CI.
+fn two_instances_wanted() -> bool {
+    std::env::var("FILESYNC_TEST_TOPOLOGY").is_ok_and(|t| t == "two-instances")
 }
 
 impl TestServer {
     pub fn start() -> TestServer {
+        if two_instances_wanted() {
+            return TestServer::two_instances();
+        }
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("server");
         let mut s = TestServer::start_at(&data, "127.0.0.1:0", &[]);
@@ -79,27 +98,92 @@ impl TestServer {
         }
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in out.lines() {});
-        TestServer { child: Some(child), addr, fingerprint, data: data.to_path_buf(), _tmp: None }
+        TestServer {
+            child: Some(child),
+            addr,
+            fingerprint,
+            data: data.to_path_buf(),
+            _tmp: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            instances: Vec::new(),
+            bucket: None,
+            _keep: Vec::new(),
+        }
     }
 
-    /// SIGKILL: no chance to clean up, like a power cut.
+    /// Two instances on one PostgreSQL database and one S3 bucket, behind a round-robin load
+    /// balancer (see [`two_instances_wanted`]).
+    fn two_instances() -> TestServer {
+        let db = filesync_store::pg::testing::TempDatabase::create()
+            .expect("FILESYNC_TEST_TOPOLOGY=two-instances needs PostgreSQL (scripts/setup starts it)");
+        let moto = filesync_store::s3::testing::Moto::start()
+            .expect("FILESYNC_TEST_TOPOLOGY=two-instances needs moto_server (scripts/setup installs it)");
+        moto.create_bucket("filesync");
+        let tmp = tempfile::tempdir().unwrap();
+        let credentials = tmp.path().join("credentials");
+        std::fs::write(&credentials, "[default]\naws_access_key_id = t\naws_secret_access_key = not-checked\n")
+            .unwrap();
+        let args: Vec<String> = [
+            "--database",
+            &db.url,
+            "--store",
+            "s3://filesync/test",
+            "--s3-endpoint",
+            &moto.endpoint,
+            "--s3-path-style",
+            "--s3-credentials",
+            credentials.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let data = tmp.path().join("server");
+        let one = TestServer::start_at(&data, "127.0.0.1:0", &arg_refs);
+        let two = TestServer::start_at(&data, "127.0.0.1:0", &arg_refs);
+        assert_eq!(one.fingerprint, two.fingerprint, "the instances share one certificate");
+        let lb = Failover::round_robin(vec![one.addr.clone(), two.addr.clone()]);
+        TestServer {
+            child: None,
+            addr: lb.addr.clone(),
+            fingerprint: one.fingerprint.clone(),
+            data,
+            _tmp: Some(tmp),
+            extra: args,
+            instances: vec![one, two],
+            bucket: Some(std::sync::Arc::new(moto)),
+            _keep: vec![Box::new(lb), Box::new(db)],
+        }
+    }
+
+    /// SIGKILL: no chance to clean up, like a power cut (every instance).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.instances.iter_mut().for_each(TestServer::kill);
     }
 
-    /// Starts again on the same data directory and port.
+    /// Starts again on the same data directory and port, with the same options.
     pub fn restart(&mut self) {
         self.kill();
-        let mut s = TestServer::start_at(&self.data.clone(), &self.addr.clone(), &[]);
+        if !self.instances.is_empty() {
+            self.instances.iter_mut().for_each(TestServer::restart);
+            return;
+        }
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let mut s = TestServer::start_at(&self.data.clone(), &self.addr.clone(), &extra);
         self.child = s.child.take();
         assert_eq!(s.fingerprint, self.fingerprint, "certificate must survive restarts");
     }
 
+    /// Chunks the server stores: files in its chunk directory, or objects in its bucket.
     pub fn chunk_files(&self) -> usize {
-        walk_files(&self.data.join("chunks")).len()
+        match &self.bucket {
+            Some(moto) => moto.count_objects("filesync"),
+            None => walk_files(&self.data.join("chunks")).len(),
+        }
     }
 }
 
@@ -113,25 +197,53 @@ impl TestServer {
             fingerprint: self.fingerprint.clone(),
             data: self.data.clone(),
             _tmp: None,
+            extra: self.extra.clone(),
+            instances: Vec::new(),
+            bucket: None,
+            _keep: Vec::new(),
         }
     }
 }
 
 /// A TCP load balancer in front of server instances, as an operator would put one: each new
-/// connection goes to the first instance that accepts it, so when one dies, clients that
-/// reconnect reach the next.
+/// connection goes to the first instance that accepts it (in order, or taking turns), so when
+/// one dies, clients that reconnect reach another. Stops listening when dropped.
 pub struct Failover {
     pub addr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Failover {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = std::net::TcpStream::connect(&self.addr); // wakes the accept loop
+    }
 }
 
 impl Failover {
+    /// The first live instance of `backends`, in order.
     pub fn new(backends: Vec<String>) -> Failover {
+        Failover::start(backends, false)
+    }
+
+    /// Each new connection starts with the next instance of `backends`.
+    pub fn round_robin(backends: Vec<String>) -> Failover {
+        Failover::start(backends, true)
+    }
+
+    fn start(backends: Vec<String>, take_turns: bool) -> Failover {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
         std::thread::spawn(move || {
-            for client in listener.incoming() {
+            for (n, client) in listener.incoming().enumerate() {
+                if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
                 let Ok(client) = client else { continue };
-                let upstream = backends.iter().find_map(|b| {
+                let first = if take_turns { n % backends.len() } else { 0 };
+                let upstream = backends.iter().cycle().skip(first).take(backends.len()).find_map(|b| {
                     std::net::TcpStream::connect_timeout(&b.parse().unwrap(), Duration::from_secs(1)).ok()
                 });
                 let Some(upstream) = upstream else { continue };
@@ -146,7 +258,7 @@ impl Failover {
                 }
             }
         });
-        Failover { addr }
+        Failover { addr, stop }
     }
 }
 

@@ -13,6 +13,7 @@ use filesync_agent::memfs::MemFs;
 use filesync_agent::state::StateDb;
 use filesync_agent::status::Progress;
 use filesync_core::Hash;
+use filesync_core::testdata::random_bytes as noise;
 use memserver::MemServer;
 use std::sync::Arc;
 
@@ -175,19 +176,6 @@ async fn two_computers_sync_through_an_in_memory_server() {
     assert_eq!(r.bytes_down, 0, "{r:?}");
     assert_eq!(b.fs.read("archive/big.bin").unwrap(), data);
     assert!(!b.fs.exists("big.bin"));
-}
-
-/// Bytes that chunk like real data (a constant fill would be one repeated chunk).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// The file B downloaded moments ago has a stat that cannot vouch for it yet (git's racy

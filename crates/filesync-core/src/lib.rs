@@ -11,6 +11,7 @@ pub mod entry;
 pub mod hash;
 pub mod names;
 pub mod path;
+pub mod testdata;
 
 pub use chunking::{ChunkRef, Chunker, FileDigest, file_hash};
 pub use entry::{EntryKind, EntryState, FileMeta};

@@ -63,16 +63,7 @@ mod tests {
     use super::*;
 
     fn noise(n: usize) -> Bytes {
-        let mut x = 0x9E3779B97F4A7C15u64;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect::<Vec<_>>()
-            .into()
+        filesync_core::testdata::random_bytes(n, 1).into()
     }
 
     #[test]

@@ -75,18 +75,7 @@ pub fn pays(delta_len: usize, whole_len: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn noise(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use filesync_core::testdata::random_bytes as noise;
 
     #[test]
     fn a_small_insert_in_a_big_chunk_costs_about_its_own_size() {

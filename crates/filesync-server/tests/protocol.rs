@@ -6,6 +6,7 @@ mod support;
 use bytes::Bytes;
 use filesync_client::{ClientError, Connection, ErrorCode, Trust};
 use filesync_core::Hash;
+use filesync_core::testdata::random_bytes as noise;
 use filesync_proto::{CommitChange, Frame, FrameDecoder, Hello, Message};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -324,19 +325,6 @@ async fn malformed_frames_close_the_connection_and_the_server_carries_on() {
     // The server still serves everyone else.
     let (ann, _) = user(&s, "ann").await;
     ann.ping().await.unwrap();
-}
-
-/// Bytes that do not compress, so that a delta is the only way to send less.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Sub-chunk deltas (version 3) rebuild exactly the chunk they name or are refused: a delta

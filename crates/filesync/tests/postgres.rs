@@ -179,15 +179,7 @@ fn an_instance_killed_mid_upload_leaves_the_upload_to_the_other() {
     for c in [&a, &b] {
         c.ok(&["status", "--wait", "--timeout", "30"], None);
     }
-    let mut x = 0x9E3779B97F4A7C15u64;
-    let big: Vec<u8> = (0..24 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let big = random_bytes(24 << 20, 3);
     a.write("big.bin", &big);
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert!(!b.exists("big.bin"), "the upload was meant to be still going");

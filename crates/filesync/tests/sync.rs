@@ -521,19 +521,6 @@ fn compressible_files_cross_the_wire_compressed() {
     assert_eq!(b.read("notes/log.txt"), text.as_bytes());
 }
 
-/// Bytes that chunk like real data and do not compress.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// A 4 KiB insert in the middle of a 24 MiB file costs kilobytes on the wire each way, not
 /// the whole chunks around it: the changed chunks travel as deltas from the old chunks at
 /// their place (protocol version 3), up against the server's copy and down against the
@@ -549,12 +536,12 @@ fn a_small_edit_in_a_big_file_travels_as_a_delta_both_ways() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         (v["wire"]["sent"].as_u64().unwrap(), v["wire"]["received"].as_u64().unwrap())
     };
-    let old = noise(24 << 20, 1);
+    let old = random_bytes(24 << 20, 1);
     a.write("vm.img", &old);
     wire(&a);
     wire(&b);
     let mut new = old[..12 << 20].to_vec();
-    new.extend_from_slice(&noise(4096, 2));
+    new.extend_from_slice(&random_bytes(4096, 2));
     new.extend_from_slice(&old[12 << 20..]);
     a.write("vm.img", &new);
     let (sent, _) = wire(&a);

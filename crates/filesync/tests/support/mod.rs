@@ -468,19 +468,9 @@ pub fn walk_files(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Deterministic pseudo-random bytes (xorshift), fast enough for hundreds of MiB.
-pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-    let mut v = Vec::with_capacity(n + 8);
-    while v.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(n);
-    v
-}
+// Not every test file that includes this module uses it.
+#[allow(unused_imports)]
+pub use filesync_core::testdata::random_bytes;
 
 /// Names of conflict copies in a tree.
 pub fn conflict_copies(t: &BTreeMap<String, Node>) -> Vec<String> {

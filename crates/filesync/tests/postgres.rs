@@ -91,20 +91,8 @@ fn a_server_on_postgres_and_s3_syncs_two_computers_both_ways() {
     let Some(moto) = Moto::start() else { return };
     moto.create_bucket("filesync");
     let tmp = tempfile::tempdir().unwrap();
-    let credentials = tmp.path().join("credentials");
-    std::fs::write(&credentials, "[default]\naws_access_key_id = ann\naws_secret_access_key = not-checked-by-moto\n")
-        .unwrap();
-    let server = TestServer::start_with(&[
-        "--database",
-        &db.url,
-        "--store",
-        "s3://filesync/acme",
-        "--s3-endpoint",
-        &moto.endpoint,
-        "--s3-path-style",
-        "--s3-credentials",
-        arg(&credentials),
-    ]);
+    let s3 = s3_options(&moto, "s3://filesync/acme", tmp.path());
+    let server = TestServer::start_with(&[&["--database", &db.url][..], &strs(&s3)].concat());
     two_computers_sync_both_ways_and_keep_history(&server);
     assert!(!server.data.join("meta.db").exists(), "no SQLite database beside PostgreSQL");
     assert_eq!(server.chunk_files(), 0, "no chunk is kept on the server's disk");
@@ -152,20 +140,8 @@ fn an_instance_killed_mid_upload_leaves_the_upload_to_the_other() {
     let Some(moto) = Moto::start() else { return };
     moto.create_bucket("filesync");
     let tmp = tempfile::tempdir().unwrap();
-    let credentials = tmp.path().join("credentials");
-    std::fs::write(&credentials, "[default]\naws_access_key_id = ann\naws_secret_access_key = not-checked-by-moto\n")
-        .unwrap();
-    let args = [
-        "--database",
-        &db.url,
-        "--store",
-        "s3://filesync/acme",
-        "--s3-endpoint",
-        &moto.endpoint,
-        "--s3-path-style",
-        "--s3-credentials",
-        arg(&credentials),
-    ];
+    let s3 = s3_options(&moto, "s3://filesync/acme", tmp.path());
+    let args = [&["--database", &db.url][..], &strs(&s3)].concat();
     let data = tmp.path().join("shared");
     let mut one = TestServer::start_at(&data, "127.0.0.1:0", &args);
     let two = TestServer::start_at(&data, "127.0.0.1:0", &args);
@@ -240,19 +216,8 @@ fn a_server_migrated_to_postgres_and_s3_keeps_both_computers_syncing() {
     let Some(moto) = Moto::start() else { return };
     moto.create_bucket("moved");
     let tmp = tempfile::tempdir().unwrap();
-    let credentials = tmp.path().join("credentials");
-    std::fs::write(&credentials, "[default]\naws_access_key_id = ann\naws_secret_access_key = not-checked-by-moto\n")
-        .unwrap();
-    let s3 = [
-        "--store",
-        "s3://moved/prod",
-        "--s3-endpoint",
-        &moto.endpoint,
-        "--s3-path-style",
-        "--s3-credentials",
-        arg(&credentials),
-    ];
-    migrate_and_keep_syncing(&db, &tmp, &s3, &s3);
+    let s3 = s3_options(&moto, "s3://moved/prod", tmp.path());
+    migrate_and_keep_syncing(&db, &tmp, &strs(&s3), &strs(&s3));
     assert!(walk_files(&tmp.path().join("new").join("chunks")).is_empty(), "no chunk on the new server's disk");
 }
 

@@ -13,18 +13,7 @@ fn a_server_that_keeps_contents_in_s3_syncs_two_computers_and_stores_nothing_on_
     let Some(moto) = Moto::start() else { return };
     moto.create_bucket("filesync");
     let tmp = tempfile::tempdir().unwrap();
-    let credentials = tmp.path().join("credentials");
-    std::fs::write(&credentials, "[default]\naws_access_key_id = ann\naws_secret_access_key = not-checked-by-moto\n")
-        .unwrap();
-    let server = TestServer::start_with(&[
-        "--store",
-        "s3://filesync/acme",
-        "--s3-endpoint",
-        &moto.endpoint,
-        "--s3-path-style",
-        "--s3-credentials",
-        credentials.to_str().unwrap(),
-    ]);
+    let server = TestServer::start_with(&strs(&s3_options(&moto, "s3://filesync/acme", tmp.path())));
     let a = TestClient::register(&server, "ann", "laptop");
     let b = TestClient::login(&server, "ann", "desktop");
     let big = random_bytes(5 << 20, 7);

@@ -41,6 +41,23 @@ pub struct TestServer {
     _keep: Vec<Box<dyn std::any::Any>>,
 }
 
+/// The options that keep a server's chunks at `url` (`s3://BUCKET/PREFIX`) on `moto`, with the
+/// credentials moto takes written to a file in `dir`.
+pub fn s3_options(moto: &filesync_store::s3::testing::Moto, url: &str, dir: &Path) -> Vec<String> {
+    let credentials = dir.join("s3-credentials");
+    std::fs::write(&credentials, "[default]\naws_access_key_id = ann\naws_secret_access_key = not-checked-by-moto\n")
+        .unwrap();
+    let credentials = credentials.to_str().unwrap();
+    ["--store", url, "--s3-endpoint", &moto.endpoint, "--s3-path-style", "--s3-credentials", credentials]
+        .map(String::from)
+        .to_vec()
+}
+
+/// `&str`s of `args`, for the functions that take options.
+pub fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 /// `FILESYNC_TEST_TOPOLOGY=two-instances` runs every test that starts a server with
 /// [`TestServer::start`] against two instances sharing one PostgreSQL database and one S3
 /// bucket (moto), behind a round-robin TCP load balancer: each connection of each computer may
@@ -120,24 +137,10 @@ impl TestServer {
             .expect("FILESYNC_TEST_TOPOLOGY=two-instances needs moto_server (scripts/setup installs it)");
         moto.create_bucket("filesync");
         let tmp = tempfile::tempdir().unwrap();
-        let credentials = tmp.path().join("credentials");
-        std::fs::write(&credentials, "[default]\naws_access_key_id = t\naws_secret_access_key = not-checked\n")
-            .unwrap();
-        let args: Vec<String> = [
-            "--database",
-            &db.url,
-            "--store",
-            "s3://filesync/test",
-            "--s3-endpoint",
-            &moto.endpoint,
-            "--s3-path-style",
-            "--s3-credentials",
-            credentials.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let args =
+            [vec!["--database".to_string(), db.url.clone()], s3_options(&moto, "s3://filesync/test", tmp.path())]
+                .concat();
+        let arg_refs = strs(&args);
         let data = tmp.path().join("server");
         let one = TestServer::start_at(&data, "127.0.0.1:0", &arg_refs);
         let two = TestServer::start_at(&data, "127.0.0.1:0", &arg_refs);

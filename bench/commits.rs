@@ -13,19 +13,20 @@
 //! cargo run --release -p filesync-server --example commits -- --devices 32 --seconds 10
 //! ```
 
+#[path = "support.rs"]
+mod support;
+
 use bytes::Bytes;
 use filesync_client::{Connection, Trust};
 use filesync_core::Chunker;
 use filesync_proto::convert::{KIND_FILE, chunks_to_wire};
 use filesync_proto::{CommitChange, WireEntry};
-use filesync_server::{Registration, Server, ServerConfig};
-use filesync_store::pg::PgConfig;
 use filesync_store::pg::testing::TempDatabase;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+use support::{Error, instance};
 
 const DEVICES_PER_USER: usize = 4;
 
@@ -49,30 +50,6 @@ fn args() -> Result<Args, Error> {
         return Err(format!("--devices must be at least {DEVICES_PER_USER} and --seconds at least 1").into());
     }
     Ok(a)
-}
-
-/// Starts an instance on `data` (and on PostgreSQL when `db` is given); its address, its
-/// fingerprint, and the sender that stops it.
-async fn instance(
-    data: &std::path::Path,
-    db: Option<&TempDatabase>,
-    devices: usize,
-) -> Result<(String, String, tokio::sync::oneshot::Sender<()>), Error> {
-    let mut config = ServerConfig::new(data);
-    config.listen = "127.0.0.1:0".into();
-    config.registration = Registration::Open;
-    config.database = db.map(|db| PgConfig { url: db.url.clone(), password: None });
-    let room = devices + 64;
-    config.limits.max_connections = room;
-    config.limits.max_connections_per_address = room;
-    config.limits.max_unauthenticated = room;
-    let server = Server::open(config).await?;
-    let (addr, fingerprint) = (server.local_addr().to_string(), server.fingerprint().to_string());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
-    Ok((addr, fingerprint, stop))
 }
 
 /// One small file's entry and chunk.

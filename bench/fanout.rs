@@ -17,18 +17,19 @@
 //! to a device receiving `FolderChanged`) at the median and the maximum, for the devices of
 //! each instance; then the medians over the rounds.
 
+#[path = "support.rs"]
+mod support;
+
 use filesync_client::{Connection, Push, Trust};
 use filesync_proto::convert::KIND_DIR;
 use filesync_proto::{CommitChange, WireEntry};
-use filesync_server::{Registration, Server, ServerConfig};
 use filesync_store::MetaStore;
-use filesync_store::pg::PgConfig;
 use filesync_store::pg::testing::TempDatabase;
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+use support::{Error, instance};
 
 struct Args {
     devices: usize,
@@ -52,30 +53,6 @@ fn args() -> Result<Args, Error> {
     Ok(a)
 }
 
-/// A server instance on `db`, its address, and the sender that stops it.
-async fn instance(
-    db: &TempDatabase,
-    data: &std::path::Path,
-    devices: usize,
-) -> Result<(String, String, tokio::sync::oneshot::Sender<()>), Error> {
-    let mut config = ServerConfig::new(data);
-    config.listen = "127.0.0.1:0".into();
-    config.registration = Registration::Open;
-    config.database = Some(PgConfig { url: db.url.clone(), password: None });
-    // Every device comes from 127.0.0.1: lift the per-address limits over the whole load.
-    let room = devices + 64;
-    config.limits.max_connections = room;
-    config.limits.max_connections_per_address = room;
-    config.limits.max_unauthenticated = room;
-    let server = Server::open(config).await?;
-    let (addr, fingerprint) = (server.local_addr().to_string(), server.fingerprint().to_string());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
-    Ok((addr, fingerprint, stop))
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -92,8 +69,8 @@ async fn main() -> Result<(), Error> {
     };
     let tmp = tempfile::tempdir()?;
     let data = tmp.path().join("server");
-    let (addr_a, fingerprint, stop_a) = instance(&db, &data, args.devices).await?;
-    let (addr_b, _, stop_b) = instance(&db, &data, args.devices).await?;
+    let (addr_a, fingerprint, stop_a) = instance(&data, Some(&db), args.devices).await?;
+    let (addr_b, _, stop_b) = instance(&data, Some(&db), args.devices).await?;
     let trust = || Trust::Pinned(fingerprint.clone());
 
     let committer = Connection::connect(&addr_a, trust()).await?;

@@ -374,7 +374,7 @@ fn seeded_histories_converge_and_lose_no_version() {
     };
     let mut failed = Vec::new();
     for (done, &seed) in seeds.iter().enumerate() {
-        if done % 500 == 0 {
+        if done % 100 == 0 {
             // Read by `scripts/soak` for its progress line.
             eprintln!("sim progress: {done} of {} seeds, {} failed", seeds.len(), failed.len());
         }

@@ -15,8 +15,13 @@
 //! - **no lost version**: every content a person wrote that their computer's engine saw (it
 //!   was on disk when a pass started that then finished) is the current content of some file,
 //!   or a version in the server's history;
-//! - **nothing half-written**: right after a crash, every file under its real name holds a
-//!   content someone wrote or the server has.
+//! - **nothing half-written**: right after a crash — the process's, or a power loss that
+//!   undoes every write and rename the disk had not made durable (`MemFs::power_loss`) —
+//!   every file under its real name holds a content someone wrote or the server has;
+//! - **determinism**: one seed is one history; `the_same_seed_replays_the_same_history`
+//!   runs seeds twice and compares their traces line by line. Each computer's clock is its
+//!   disk's (`MemFs` implements the engine's `Clock`), and time passes by a seeded amount
+//!   at every step, so racy timestamps and conflict-copy names follow the seed too.
 //!
 //! Every choice comes from the seed. A failure names the seed and the command that runs it
 //! alone: `FILESYNC_SIM_SEED=S cargo test -p filesync-agent --test sim`. `FILESYNC_SIM_SEEDS=N`
@@ -59,18 +64,26 @@ struct Computer {
 impl Computer {
     async fn new(server: &Arc<MemServer>, name: &str, case_insensitive: bool) -> Computer {
         let api: Arc<dyn ServerApi> = server.clone();
-        let engine = Engine::with_server(api, StateDb::memory().await.unwrap(), name.into());
         let fs = if case_insensitive { MemFs::case_insensitive() } else { MemFs::new() };
+        // The computer's clock is its disk's: conflict-copy names and racy timestamps follow
+        // the seed, not the real time.
+        let engine =
+            Engine::with_server(api, StateDb::memory().await.unwrap(), name.into()).with_clock(Arc::new(fs.clone()));
         Computer { name: name.into(), engine, fs, folder: FolderConfig::new("docs", format!("/{name}")) }
     }
 
-    async fn sync(&self) -> Result<PassReport, String> {
+    /// A pass that may fail (a crash or a dropped connection in the middle).
+    async fn try_sync(&self, trace: &mut Trace) {
         let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
-        let r = self
-            .engine
-            .sync_folder(&self.folder, fs, &Progress::default())
-            .await
-            .map_err(|e| format!("{}: sync failed: {e}", self.name))?;
+        let r = self.engine.sync_folder(&self.folder, fs, &Progress::default()).await;
+        trace.pass(&self.name, &r);
+    }
+
+    async fn sync(&self, trace: &mut Trace) -> Result<PassReport, String> {
+        let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
+        let r = self.engine.sync_folder(&self.folder, fs, &Progress::default()).await;
+        trace.pass(&self.name, &r);
+        let r = r.map_err(|e| format!("{}: sync failed: {e}", self.name))?;
         if !r.errors.is_empty() {
             return Err(format!("{}: files failed: {:?}", self.name, r.errors));
         }
@@ -110,6 +123,46 @@ struct Observed {
     written: BTreeSet<Hash>,
 }
 
+/// What a run did, line by line: the steps, every pass's outcome and the final state. Two runs
+/// of one seed must write the same trace (`the_same_seed_replays_the_same_history`);
+/// `FILESYNC_SIM_TRACE=1` also prints it as it goes.
+struct Trace {
+    lines: Vec<String>,
+    echo: bool,
+}
+
+impl Trace {
+    fn new() -> Trace {
+        Trace { lines: Vec::new(), echo: std::env::var_os("FILESYNC_SIM_TRACE").is_some() }
+    }
+
+    fn log(&mut self, line: String) {
+        if self.echo {
+            eprintln!("{line}");
+        }
+        self.lines.push(line);
+    }
+
+    /// One line for a pass's outcome (or its error).
+    fn pass(&mut self, who: &str, r: &Result<PassReport, impl std::fmt::Display>) {
+        let line = match r {
+            Ok(r) => format!(
+                "  {who}: up {} down {} del-local {} del-remote {} conflicts {} errors {} cursor {} named {:?}",
+                r.uploaded,
+                r.downloaded,
+                r.deleted_local,
+                r.deleted_remote,
+                r.conflicts,
+                r.errors.len(),
+                r.cursor,
+                r.named.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>()
+            ),
+            Err(e) => format!("  {who}: failed: {e}"),
+        };
+        self.log(line);
+    }
+}
+
 fn content(rng: &mut StdRng, seed: u64, step: usize) -> Vec<u8> {
     let mut data = format!("seed {seed} step {step}\n").into_bytes();
     let len = match rng.random_range(0..10) {
@@ -121,7 +174,7 @@ fn content(rng: &mut StdRng, seed: u64, step: usize) -> Vec<u8> {
     data
 }
 
-async fn run(seed: u64) -> Result<(), String> {
+async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let server = Arc::new(MemServer::default());
     let n = rng.random_range(2..=3);
@@ -134,18 +187,21 @@ async fn run(seed: u64) -> Result<(), String> {
     }
     let mut observed = Observed::default();
     let steps = rng.random_range(10..40);
-    let trace = std::env::var_os("FILESYNC_SIM_TRACE").is_some();
+    trace.log(format!("seed {seed}: {n} computers, case-insensitive {case_insensitive}, {steps} steps"));
     for step in 0..steps {
+        // Time passes, sometimes less than a timestamp's racy window, sometimes more.
+        let elapsed = rng.random_range(0..3_000_000_000);
+        for c in &computers {
+            c.fs.advance_clock(elapsed);
+        }
         let c = &computers[rng.random_range(0..n)];
         let existing = c.files();
         let action = rng.random_range(0..10);
-        if trace {
-            eprintln!(
-                "step {step}: {} action {action}; files {:?}",
-                c.name,
-                c.tree().0.iter().map(|(p, d)| (p, d.len())).collect::<Vec<_>>()
-            );
-        }
+        trace.log(format!(
+            "step {step}: {} action {action}; files {:?}",
+            c.name,
+            c.tree().0.iter().map(|(p, d)| (p.clone(), d.len())).collect::<Vec<_>>()
+        ));
         match action {
             // Write a new file or replace one.
             0..=2 => {
@@ -206,9 +262,14 @@ async fn run(seed: u64) -> Result<(), String> {
             // and a person may still change it before the next one.)
             7 => {
                 c.fs.crash_after(rng.random_range(0..12));
-                let fs: Arc<dyn Filesystem> = Arc::new(c.fs.clone());
-                let _ = c.engine.sync_folder(&c.folder, fs, &Progress::default()).await;
-                c.fs.restart();
+                c.try_sync(trace).await;
+                // The process died, or the power went and the disk lost what was not durable.
+                if rng.random_bool(0.5) {
+                    trace.log(format!("  {}: power loss (volatile changes: {})", c.name, c.fs.has_volatile_changes()));
+                    c.fs.power_loss();
+                } else {
+                    c.fs.restart();
+                }
                 let from_server = server_contents(&server);
                 for (path, data) in c.tree().0 {
                     let h = Hash::of(&data);
@@ -226,14 +287,13 @@ async fn run(seed: u64) -> Result<(), String> {
             // its answer lost); the next sync resumes. (Not counted as seen either.)
             8 => {
                 server.inner.lock().unwrap().drop_after = Some(rng.random_range(0..12));
-                let fs: Arc<dyn Filesystem> = Arc::new(c.fs.clone());
-                let _ = c.engine.sync_folder(&c.folder, fs, &Progress::default()).await;
+                c.try_sync(trace).await;
                 server.inner.lock().unwrap().drop_after = None;
             }
             // Sync.
             _ => {
                 observe(c, &mut observed, step);
-                c.sync().await.map_err(|e| format!("step {step}: {e}"))?;
+                c.sync(trace).await.map_err(|e| format!("step {step}: {e}"))?;
             }
         }
     }
@@ -244,7 +304,7 @@ async fn run(seed: u64) -> Result<(), String> {
         let mut work = 0;
         for c in &computers {
             observe(c, &mut observed, steps);
-            let r = c.sync().await?;
+            let r = c.sync(trace).await?;
             work += r.uploaded + r.downloaded + r.deleted_local + r.deleted_remote + r.conflicts;
         }
         if work == 0 {
@@ -257,14 +317,20 @@ async fn run(seed: u64) -> Result<(), String> {
     }
 
     // The same tree everywhere, and it is the server's.
-    if trace {
+    {
         let s = server.inner.lock().unwrap();
-        let mut cur: Vec<_> =
-            s.current.values().filter(|e| e.meta.is_some()).map(|e| (e.path.as_str(), e.rev)).collect();
+        let mut cur: Vec<_> = s
+            .current
+            .values()
+            .filter_map(|e| e.meta.as_ref().map(|m| (e.path.as_str().to_string(), e.rev, m.hash)))
+            .collect();
         cur.sort();
-        eprintln!("server: {cur:?}");
+        let history: Vec<_> = s.history.iter().map(|e| (e.path.as_str().to_string(), e.rev)).collect();
+        drop(s);
+        trace.log(format!("server: {cur:?}"));
+        trace.log(format!("server history: {history:?}"));
         for c in &computers {
-            eprintln!("{}: {:?}", c.name, c.tree().0.keys().collect::<Vec<_>>());
+            trace.log(format!("{}: {:?}", c.name, c.tree().0.keys().collect::<Vec<_>>()));
         }
     }
     let s = server.inner.lock().unwrap();
@@ -356,9 +422,12 @@ fn observe(c: &Computer, observed: &mut Observed, step: usize) {
     }
 }
 
-fn run_seed(seed: u64) -> Result<(), String> {
+/// Runs one seed; its trace comes back either way.
+fn run_seed(seed: u64) -> (Result<(), String>, Vec<String>) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(run(seed))
+    let mut trace = Trace::new();
+    let result = rt.block_on(run(seed, &mut trace));
+    (result, trace.lines)
 }
 
 #[test]
@@ -378,7 +447,7 @@ fn seeded_histories_converge_and_lose_no_version() {
             // Read by `scripts/soak` for its progress line.
             eprintln!("sim progress: {done} of {} seeds, {} failed", seeds.len(), failed.len());
         }
-        if let Err(e) = run_seed(seed) {
+        if let (Err(e), _) = run_seed(seed) {
             eprintln!(
                 "seed {seed} failed: {e}\n  replay: FILESYNC_SIM_SEED={seed} cargo test -p filesync-agent --test sim"
             );
@@ -386,4 +455,23 @@ fn seeded_histories_converge_and_lose_no_version() {
         }
     }
     assert!(failed.is_empty(), "{} of {} seeds failed: {failed:?}", failed.len(), seeds.len());
+}
+
+/// The simulation is only worth its seeds if a seed is a history: running one twice must do
+/// the same things in the same order and end in the same state, line for line.
+#[test]
+fn the_same_seed_replays_the_same_history() {
+    let first = std::env::var("FILESYNC_SIM_FIRST").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    for seed in first..first + 25 {
+        let (a, trace_a) = run_seed(seed);
+        let (b, trace_b) = run_seed(seed);
+        assert_eq!(a, b, "seed {seed}: two runs ended differently");
+        if let Some(i) = (0..trace_a.len().max(trace_b.len())).find(|&i| trace_a.get(i) != trace_b.get(i)) {
+            panic!(
+                "seed {seed}: two runs differ from line {i}:\n  first:  {:?}\n  second: {:?}\n  replay: FILESYNC_SIM_SEED={seed} FILESYNC_SIM_TRACE=1 cargo test -p filesync-agent --test sim",
+                trace_a.get(i),
+                trace_b.get(i)
+            );
+        }
+    }
 }

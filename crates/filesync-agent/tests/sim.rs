@@ -1,23 +1,31 @@
-//! Seeded, randomized histories of the whole sync loop in one process: two or three computers,
-//! each a real engine with its own state database on its own `MemFs`, write, append to, move
-//! and delete files, make and remove whole directories, and sync through the in-memory server
-//! (`memserver`), in a random order; in some histories every disk ignores case (as NTFS and
-//! APFS do) and moves include case-only renames. Faults come in the same order: a computer may crash in the
-//! middle of a sync (its disk takes a random number of changes, then no more) and restart, and
-//! a connection may drop in the middle of a sync (a commit may be applied with its answer
-//! lost). After the workload every computer syncs until a whole round does nothing, and the
-//! run checks:
+//! Seeded, randomized histories of the whole sync loop in one process: two or three
+//! computers, each a real engine with its own state database on its own `MemFs`, write,
+//! append to, move and delete files, make and remove whole directories, change the folder's
+//! settings (direction, excluded subfolders, pause), restore old versions from the server's
+//! history, and sync through the in-memory server (`memserver`), in a random order; in some
+//! histories every disk ignores case (as NTFS and APFS do) and moves include case-only
+//! renames. Faults come in the same order: a computer may crash in the middle of a sync (its
+//! disk takes a random number of changes, then no more) and restart, or lose power; a
+//! connection may drop in the middle of a sync (a commit may be applied with its answer
+//! lost); a chunk on the server may be damaged while a computer syncs. After the workload the
+//! settings go back to their defaults, every computer syncs until a whole round does nothing,
+//! and the run checks:
 //!
 //! - quiescence within a bounded number of rounds, and no pass reporting a failed file;
 //! - every computer holds the same tree, and it is the server's current state (on disks that
 //!   ignore case, but for names the server holds in two spellings: each computer keeps its
 //!   own and reports the other as skipped);
 //! - **no lost version**: every content a person wrote that their computer's engine saw (it
-//!   was on disk when a pass started that then finished) is the current content of some file,
-//!   or a version in the server's history;
-//! - **nothing half-written**: right after a crash — the process's, or a power loss that
-//!   undoes every write and rename the disk had not made durable (`MemFs::power_loss`) —
-//!   every file under its real name holds a content someone wrote or the server has;
+//!   was on disk when a pass started that then finished, while the folder sent local changes
+//!   and outside excluded subfolders) is the current content of some file, or a version in
+//!   the server's history;
+//! - **no resurrection**: a file deleted on one computer, once the deletion reached the server
+//!   and every computer pulled it, stays deleted unless someone writes it again (`Deletions`
+//!   follows only deletions nothing could rightly undo: edits beat deletes);
+//! - **nothing half-written**: after every step — a crash of the process, a power loss that
+//!   undoes every write and rename the disk had not made durable (`MemFs::power_loss`), a
+//!   damaged chunk — every file under its real name holds a content someone wrote or the
+//!   server has;
 //! - **determinism**: one seed is one history; `the_same_seed_replays_the_same_history`
 //!   runs seeds twice and compares their traces line by line. Each computer's clock is its
 //!   disk's (`MemFs` implements the engine's `Clock`), and time passes by a seeded amount
@@ -33,7 +41,7 @@
 
 mod memserver;
 
-use filesync_agent::config::FolderConfig;
+use filesync_agent::config::{Direction, FolderConfig, FolderSettings};
 use filesync_agent::engine::server::ServerApi;
 use filesync_agent::engine::{Engine, PassReport};
 use filesync_agent::fs::Filesystem;
@@ -44,6 +52,7 @@ use filesync_core::{EntryKind, Hash};
 use memserver::MemServer;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -58,7 +67,8 @@ struct Computer {
     name: String,
     engine: Engine,
     fs: MemFs,
-    folder: FolderConfig,
+    /// The folder and its settings, which the workload changes.
+    folder: RefCell<FolderConfig>,
 }
 
 impl Computer {
@@ -69,19 +79,21 @@ impl Computer {
         // the seed, not the real time.
         let engine =
             Engine::with_server(api, StateDb::memory().await.unwrap(), name.into()).with_clock(Arc::new(fs.clone()));
-        Computer { name: name.into(), engine, fs, folder: FolderConfig::new("docs", format!("/{name}")) }
+        Computer { name: name.into(), engine, fs, folder: RefCell::new(FolderConfig::new("docs", format!("/{name}"))) }
     }
 
     /// A pass that may fail (a crash or a dropped connection in the middle).
     async fn try_sync(&self, trace: &mut Trace) {
         let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
-        let r = self.engine.sync_folder(&self.folder, fs, &Progress::default()).await;
+        let folder = self.folder.borrow().clone();
+        let r = self.engine.sync_folder(&folder, fs, &Progress::default()).await;
         trace.pass(&self.name, &r);
     }
 
     async fn sync(&self, trace: &mut Trace) -> Result<PassReport, String> {
         let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
-        let r = self.engine.sync_folder(&self.folder, fs, &Progress::default()).await;
+        let folder = self.folder.borrow().clone();
+        let r = self.engine.sync_folder(&folder, fs, &Progress::default()).await;
         trace.pass(&self.name, &r);
         let r = r.map_err(|e| format!("{}: sync failed: {e}", self.name))?;
         if !r.errors.is_empty() {
@@ -163,6 +175,120 @@ impl Trace {
     }
 }
 
+/// The "no resurrection" check: a file deleted on one computer, when that deletion reached
+/// the server and every computer then pulled it, must stay deleted unless someone writes it
+/// again. A deletion is followed only when nothing could rightly undo it ("edits beat
+/// deletes"): no other computer holds an unsent edit of the path, and the deleting computer
+/// had pulled every version of it that may have reached the server. Any later write to the
+/// path, or a restore of it, ends the following.
+struct Deletions {
+    /// Paths compare folded on disks that ignore case.
+    fold: bool,
+    /// Per computer: paths written there and not surely uploaded since.
+    dirty: Vec<BTreeSet<String>>,
+    /// Per path: the latest step a version of it may have reached the server, and the
+    /// computer that surely knows it (it sent it in a finished pass); `None`: a partial pass
+    /// or a restore.
+    reached_server: BTreeMap<String, (usize, Option<usize>)>,
+    /// Per computer: the step of its last finished pass that applied remote changes.
+    last_pull: Vec<Option<usize>>,
+    followed: BTreeMap<String, Deletion>,
+}
+
+struct Deletion {
+    by: usize,
+    /// A finished pass of `by` sent it.
+    sent: bool,
+    /// Computers that have pulled it since.
+    seen: BTreeSet<usize>,
+}
+
+impl Deletions {
+    fn new(computers: usize, fold: bool) -> Deletions {
+        Deletions {
+            fold,
+            dirty: vec![BTreeSet::new(); computers],
+            reached_server: BTreeMap::new(),
+            last_pull: vec![None; computers],
+            followed: BTreeMap::new(),
+        }
+    }
+
+    fn key(&self, path: &str) -> String {
+        if self.fold { path.to_lowercase() } else { path.to_string() }
+    }
+
+    fn wrote(&mut self, c: usize, path: &str) {
+        let k = self.key(path);
+        self.followed.remove(&k);
+        self.dirty[c].insert(k);
+    }
+
+    fn deleted(&mut self, c: usize, path: &str) {
+        let k = self.key(path);
+        let others_dirty = (0..self.dirty.len()).any(|o| o != c && self.dirty[o].contains(&k));
+        let up_to_date = self.last_pull[c].is_some_and(|pulled| match self.reached_server.get(&k) {
+            None => true,
+            Some(&(step, by)) => step < pulled || by == Some(c),
+        });
+        self.dirty[c].remove(&k);
+        if !others_dirty && up_to_date {
+            self.followed.insert(k, Deletion { by: c, sent: false, seen: BTreeSet::new() });
+        } else {
+            self.followed.remove(&k);
+        }
+    }
+
+    fn restored(&mut self, path: &str, step: usize) {
+        let k = self.key(path);
+        self.followed.remove(&k);
+        self.reached_server.insert(k, (step, None));
+    }
+
+    /// A pass of `c` that may have sent anything of its own, but did not finish.
+    fn partial(&mut self, c: usize, step: usize) {
+        for k in &self.dirty[c] {
+            self.reached_server.insert(k.clone(), (step, None));
+        }
+    }
+
+    /// A finished pass of `c` with `settings`.
+    fn finished(&mut self, c: usize, step: usize, settings: &FolderSettings) {
+        let prefixes: Vec<String> = settings.excluded.iter().map(|e| format!("{}/", self.key(e))).collect();
+        let excluded = |k: &str| prefixes.iter().any(|p| k.starts_with(p));
+        let (sends, pulls) = (
+            !settings.paused && settings.direction != Direction::DownloadOnly,
+            !settings.paused && settings.direction != Direction::UploadOnly,
+        );
+        if pulls {
+            self.last_pull[c] = Some(step);
+            for (k, d) in &mut self.followed {
+                if d.sent && !excluded(k) {
+                    d.seen.insert(c);
+                }
+            }
+        }
+        if sends {
+            let sent: Vec<String> = self.dirty[c].iter().filter(|k| !excluded(k)).cloned().collect();
+            for k in sent {
+                self.dirty[c].remove(&k);
+                self.reached_server.insert(k, (step, Some(c)));
+            }
+            for (k, d) in &mut self.followed {
+                if d.by == c && !excluded(k) {
+                    d.sent = true;
+                    d.seen.insert(c);
+                }
+            }
+        }
+    }
+
+    /// Paths deleted, sent and pulled by every one of `computers`.
+    fn settled(&self, computers: usize) -> Vec<&String> {
+        self.followed.iter().filter(|(_, d)| d.sent && d.seen.len() == computers).map(|(k, _)| k).collect()
+    }
+}
+
 fn content(rng: &mut StdRng, seed: u64, step: usize) -> Vec<u8> {
     let mut data = format!("seed {seed} step {step}\n").into_bytes();
     let len = match rng.random_range(0..10) {
@@ -186,6 +312,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
         computers.push(Computer::new(&server, &format!("pc{i}"), case_insensitive).await);
     }
     let mut observed = Observed::default();
+    let mut deletions = Deletions::new(n, case_insensitive);
     let steps = rng.random_range(10..40);
     trace.log(format!("seed {seed}: {n} computers, case-insensitive {case_insensitive}, {steps} steps"));
     for step in 0..steps {
@@ -194,9 +321,10 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
         for c in &computers {
             c.fs.advance_clock(elapsed);
         }
-        let c = &computers[rng.random_range(0..n)];
+        let ci = rng.random_range(0..n);
+        let c = &computers[ci];
         let existing = c.files();
-        let action = rng.random_range(0..10);
+        let action = rng.random_range(0..14);
         trace.log(format!(
             "step {step}: {} action {action}; files {:?}",
             c.name,
@@ -210,6 +338,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 let data = content(&mut rng, seed, step);
                 observed.written.insert(Hash::of(&data));
                 c.fs.write(&path, data);
+                deletions.wrote(ci, &path);
             }
             // Append to a file.
             3 if !existing.is_empty() => {
@@ -218,11 +347,13 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 data.extend(content(&mut rng, seed, step));
                 observed.written.insert(Hash::of(&data));
                 c.fs.write(path, data);
+                deletions.wrote(ci, path);
             }
             // Delete a file.
             4 if !existing.is_empty() => {
                 let path = &existing[rng.random_range(0..existing.len())];
                 c.fs.remove(path);
+                deletions.deleted(ci, path);
             }
             // Move a file to a free name (another directory, or renamed).
             5 if !existing.is_empty() => {
@@ -245,12 +376,21 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                     let data = c.fs.read(from).unwrap();
                     c.fs.remove(from);
                     c.fs.write(&to, data);
+                    if case_only {
+                        deletions.wrote(ci, &to);
+                    } else {
+                        deletions.deleted(ci, from);
+                        deletions.wrote(ci, &to);
+                    }
                 }
             }
             // Remove a whole directory, or make an empty one.
             6 => {
                 let dir = DIRS[rng.random_range(1..DIRS.len())].trim_end_matches('/');
                 if rng.random_bool(0.5) {
+                    for f in existing.iter().filter(|f| f.starts_with(&format!("{dir}/"))) {
+                        deletions.deleted(ci, f);
+                    }
                     c.fs.remove(dir);
                 } else {
                     c.fs.mkdir(dir);
@@ -263,6 +403,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
             7 => {
                 c.fs.crash_after(rng.random_range(0..12));
                 c.try_sync(trace).await;
+                deletions.partial(ci, step);
                 // The process died, or the power went and the disk lost what was not durable.
                 if rng.random_bool(0.5) {
                     trace.log(format!("  {}: power loss (volatile changes: {})", c.name, c.fs.has_volatile_changes()));
@@ -270,41 +411,125 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 } else {
                     c.fs.restart();
                 }
-                let from_server = server_contents(&server);
-                for (path, data) in c.tree().0 {
-                    let h = Hash::of(&data);
-                    if !observed.written.contains(&h) && !from_server.contains(&h) {
-                        let head = String::from_utf8_lossy(&data[..data.len().min(24)]).to_string();
-                        return Err(format!(
-                            "step {step}: after a crash {path} on {} holds content nobody wrote ({} bytes, {head:?})",
-                            c.name,
-                            data.len()
-                        ));
-                    }
-                }
             }
             // A sync whose connection drops after a few requests (a commit may be applied with
             // its answer lost); the next sync resumes. (Not counted as seen either.)
             8 => {
                 server.inner.lock().unwrap().drop_after = Some(rng.random_range(0..12));
                 c.try_sync(trace).await;
+                deletions.partial(ci, step);
                 server.inner.lock().unwrap().drop_after = None;
+            }
+            // A setting changes: the direction, a subfolder excluded or included again, or
+            // the folder paused or resumed. (All go back to the defaults before the end.)
+            9 => {
+                let mut folder = c.folder.borrow_mut();
+                let settings = &mut folder.settings;
+                match rng.random_range(0..3) {
+                    0 => {
+                        settings.direction = match rng.random_range(0..5) {
+                            0 => Direction::UploadOnly,
+                            1 => Direction::DownloadOnly,
+                            _ => Direction::TwoWay,
+                        }
+                    }
+                    1 => {
+                        let sub = ["a", "a/b", "c"][rng.random_range(0..3)].to_string();
+                        if !settings.excluded.contains(&sub) {
+                            settings.excluded.push(sub);
+                        } else {
+                            settings.excluded.retain(|e| *e != sub);
+                        }
+                    }
+                    _ => settings.paused = !settings.paused,
+                }
+                trace.log(format!(
+                    "  {}: direction {:?}, excluded {:?}, paused {}",
+                    c.name, settings.direction, settings.excluded, settings.paused
+                ));
+            }
+            // Someone restores an old version from the server's history (the server makes it
+            // the current version again, under a new rev).
+            10 => {
+                let mut s = server.inner.lock().unwrap();
+                let versions: Vec<_> = s
+                    .history
+                    .iter()
+                    .filter(|e| e.meta.as_ref().is_some_and(|m| m.kind == EntryKind::File))
+                    .cloned()
+                    .collect();
+                if !versions.is_empty() {
+                    let old = &versions[rng.random_range(0..versions.len())];
+                    let blocked = |p: &str| {
+                        s.current
+                            .values()
+                            .any(|e| e.meta.as_ref().is_some_and(|m| m.kind == EntryKind::Dir) && e.path.as_str() == p)
+                    };
+                    if !blocked(old.path.as_str()) {
+                        let rev = s.restore(1, old.path.clone(), old.meta.clone().unwrap());
+                        deletions.restored(old.path.as_str(), step);
+                        trace.log(format!("  server: restored {} from rev {} as rev {rev}", old.path, old.rev));
+                    }
+                }
+            }
+            // A chunk the server stores is damaged on its disk while this computer syncs: the
+            // pass may fail for the files that need it, but must install nothing wrong; the
+            // chunk is repaired afterwards (as an upload of the same bytes would).
+            11 => {
+                let hashes: Vec<Hash> = {
+                    let s = server.inner.lock().unwrap();
+                    let mut h: Vec<Hash> = s.chunks.keys().copied().collect();
+                    h.sort();
+                    h
+                };
+                if !hashes.is_empty() {
+                    let h = hashes[rng.random_range(0..hashes.len())];
+                    server.inner.lock().unwrap().damaged.insert(h);
+                    c.try_sync(trace).await;
+                    deletions.partial(ci, step);
+                    server.inner.lock().unwrap().damaged.clear();
+                }
             }
             // Sync.
             _ => {
                 observe(c, &mut observed, step);
                 c.sync(trace).await.map_err(|e| format!("step {step}: {e}"))?;
+                deletions.finished(ci, step, &c.folder.borrow().settings);
+            }
+        }
+        // Nothing half-written, ever: after every step (a crash, a power loss, a damaged
+        // chunk…) each file under its real name holds a content someone wrote or the server
+        // has.
+        let from_server = server_contents(&server);
+        for c in &computers {
+            for (path, data) in c.tree().0 {
+                let h = Hash::of(&data);
+                if !observed.written.contains(&h) && !from_server.contains(&h) {
+                    let head = String::from_utf8_lossy(&data[..data.len().min(24)]).to_string();
+                    return Err(format!(
+                        "step {step}: {path} on {} holds content nobody wrote ({} bytes, {head:?})",
+                        c.name,
+                        data.len()
+                    ));
+                }
             }
         }
     }
 
+    // The workload stops and the settings go back to the defaults: changes flow both ways
+    // again, nothing excluded, nothing paused.
+    for c in &computers {
+        c.folder.borrow_mut().settings = FolderSettings::default();
+    }
+
     // Quiet: everyone syncs until a whole round does nothing.
     let mut quiet = false;
-    for _ in 0..MAX_QUIET_ROUNDS {
+    for round in 0..MAX_QUIET_ROUNDS {
         let mut work = 0;
-        for c in &computers {
+        for (ci, c) in computers.iter().enumerate() {
             observe(c, &mut observed, steps);
             let r = c.sync(trace).await?;
+            deletions.finished(ci, steps + round, &FolderSettings::default());
             work += r.uploaded + r.downloaded + r.deleted_local + r.deleted_remote + r.conflicts;
         }
         if work == 0 {
@@ -394,6 +619,16 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
         ));
     }
 
+    // No resurrection: what every computer saw deleted stays deleted.
+    let folded = |p: &String| if case_insensitive { p.to_lowercase() } else { p.clone() };
+    let present: BTreeSet<String> = files.keys().chain(server_files.keys()).map(folded).collect();
+    trace.log(format!("deletions every computer pulled: {:?}", deletions.settled(n)));
+    for path in deletions.settled(n) {
+        if present.contains(path) {
+            return Err(format!("{path} came back after a deletion every computer had pulled"));
+        }
+    }
+
     // No lost version.
     let mut kept: BTreeSet<Hash> = files.values().map(|d| Hash::of(d)).collect();
     kept.extend(server_contents(&server));
@@ -416,8 +651,16 @@ fn server_contents(server: &MemServer) -> BTreeSet<Hash> {
 }
 
 /// Records every file on `c` before its engine looks: those contents must never be lost.
+/// Only what the engine is to upload counts: not while the folder is paused or
+/// download-only (local edits then stay local, and a person may overwrite them before the
+/// engine ever sends them), nor in excluded subfolders.
 fn observe(c: &Computer, observed: &mut Observed, step: usize) {
-    for (path, data) in c.tree().0 {
+    let settings = c.folder.borrow().settings.clone();
+    if settings.paused || settings.direction == Direction::DownloadOnly {
+        return;
+    }
+    let excluded = |p: &str| settings.excluded.iter().any(|e| p.starts_with(&format!("{e}/")));
+    for (path, data) in c.tree().0.into_iter().filter(|(p, _)| !excluded(p)) {
         observed.versions.entry(Hash::of(&data)).or_insert_with(|| format!("of {path} on {} at step {step}", c.name));
     }
 }

@@ -490,4 +490,27 @@ mod tests {
             Some("the folder /docs is missing; remove it with Unlink on the folder's page")
         );
     }
+
+    /// `filesync status --json` builds the same view from the report a stopped agent left: it
+    /// must not pass that report off as live ("Up to date", "syncing").
+    #[test]
+    fn without_a_running_agent_the_view_says_nothing_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let idle = FolderStatus { in_sync: true, files: 3, ..FolderStatus::new("Docs", "/docs", FolderState::Idle) };
+        let v = StatusView::build(&app.home, Some(agent("online", idle.clone())), false, |_, _| 0);
+        assert!(!v.agent_running && !v.in_sync);
+        assert_eq!((v.connection.as_str(), v.summary.text.as_str()), ("stopped", "FileSync is not running"));
+        let f = &v.folders[0];
+        assert_eq!((f.state.as_str(), f.in_sync, f.files), ("idle", false, 3), "what the last sync left");
+        assert_eq!(f.summary.text, "Not syncing: FileSync is not running");
+        assert!(v.hint.as_deref().unwrap().contains("filesync agent"));
+        let busy = FolderStatus { state: FolderState::Syncing, ..idle.clone() };
+        let v = StatusView::build(&app.home, Some(agent("online", busy)), false, |_, _| 0);
+        assert_eq!(v.folders[0].state, "stopped", "a pass the agent did not finish is not running");
+        // The same report from a running agent is live.
+        let v = StatusView::build(&app.home, Some(agent("online", idle)), true, |_, _| 0);
+        assert!(v.agent_running && v.in_sync);
+        assert_eq!((v.connection.as_str(), v.summary.text.as_str()), ("online", "Up to date"));
+    }
 }

@@ -303,3 +303,43 @@ pub fn resolve(config: &Config, c: &Conflict, keep: Keep) -> Result<Resolved, Op
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conflict(original_by: Option<&str>) -> Conflict {
+        Conflict {
+            folder: FolderConfig::new("Docs", "/docs"),
+            copy: RelPath::new("a (conflicted copy from desktop 2026-11-24 235206).txt").unwrap(),
+            original: RelPath::new("a.txt").unwrap(),
+            copy_device: "desktop".into(),
+            copy_when: "2026-11-24 23:52:06 UTC".into(),
+            copy_size: Some(16),
+            // A current entry is known (`meta` only matters to `find`, which keeps live ones).
+            original_entry: original_by.map(|d| EntryState {
+                path: RelPath::new("a.txt").unwrap(),
+                rev: 7,
+                meta: None,
+                device_id: 1,
+                device_name: d.into(),
+                committed_at: 1_795_561_926,
+            }),
+            original_size: Some(15),
+            copy_here: true,
+        }
+    }
+
+    #[test]
+    fn the_view_says_which_version_was_made_here() {
+        let c = conflict(Some("laptop"));
+        assert_eq!(c.view("desktop").mine, Some(Side::Copy));
+        assert_eq!(c.view("laptop").mine, Some(Side::Original));
+        assert_eq!(c.view("phone").mine, None);
+        let v = c.view("laptop");
+        assert_eq!((v.original_device.as_deref(), v.original_time), (Some("laptop"), Some(1_795_561_926)));
+        assert_eq!(serde_json::to_value(&v).unwrap()["mine"], "original");
+        let unknown = conflict(None).view("laptop");
+        assert_eq!((unknown.original_device, unknown.original_time, unknown.mine), (None, None, None));
+    }
+}

@@ -6,7 +6,8 @@
 //! format the results; nothing here prints or prompts.
 //!
 //! Invariant: the CLI and the UI never re-implement an action; they call these functions.
-//! Invariant: the views hold domain values, never `filesync_proto` messages.
+//! Invariant: the views hold domain values, never `filesync_proto` messages (one is left to
+//! convert: `history::usage` returns the wire `UsageInfo`).
 
 pub mod account;
 pub mod conflicts;

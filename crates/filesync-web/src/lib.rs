@@ -13,7 +13,7 @@ mod assets;
 mod events;
 pub mod security;
 mod summary;
-mod view;
+pub mod view;
 
 use axum::Router;
 use filesync_agent::config::Home;

@@ -44,8 +44,7 @@ fn log_in(server: &TestServer, user: &str, device: &str, password: &str) -> (Tes
 
 /// The agent's connection state as `filesync status --json` reports it.
 fn connection(c: &TestClient) -> (String, String) {
-    let s = c.json(&["status", "--json"]);
-    let st = &s["status"];
+    let st = c.json(&["status", "--json"]);
     (st["connection"].as_str().unwrap_or("").to_string(), st["message"].as_str().unwrap_or("").to_string())
 }
 

@@ -7,35 +7,7 @@ use super::*;
 
 pub(super) async fn conflict_list(State(app): State<AppState>) -> ApiResult {
     let config = app.home.load().map_err(OpsError::from)?;
-    let me = config.device_name.clone().unwrap_or_default();
-    let list = conflicts::find(&app.home, &config).await?;
-    let v: Vec<Value> = list
-        .iter()
-        .map(|c| {
-            let original_device = c.original_entry.as_ref().map(|e| e.device_name.clone());
-            let mine = if c.copy_device == me {
-                Some("copy")
-            } else if original_device.as_deref() == Some(me.as_str()) {
-                Some("original")
-            } else {
-                None
-            };
-            json!({
-                "folder": c.folder.name,
-                "copy": c.copy.as_str(),
-                "original": c.original.as_str(),
-                "copy_device": c.copy_device,
-                "copy_time": c.copy_when,
-                "copy_size": c.copy_size,
-                "copy_here": c.copy_here,
-                "original_device": original_device,
-                "original_time": c.original_entry.as_ref().map(|e| e.committed_at),
-                "original_size": c.original_size,
-                "mine": mine,
-            })
-        })
-        .collect();
-    Ok(Json(Value::Array(v)))
+    Ok(to_json(conflicts::list(&app.home, &config).await?))
 }
 
 #[derive(Deserialize)]

@@ -12,6 +12,7 @@ pub mod history;
 pub mod plain;
 pub mod revert;
 pub mod settings;
+pub mod trash;
 
 use crate::agent::control::{ControlError, ControlRequest};
 use crate::config::{Config, FolderConfig, Home};

@@ -1,12 +1,14 @@
 //! Every action a person can take, as one library call shared by the command line and the
 //! local web UI: log in or register, log out, list and revoke devices, link and unlink
-//! folders, change folder settings, list and resolve conflicts. Callers format the results; nothing here prints or
-//! prompts.
+//! folders, change folder settings, list and resolve conflicts, browse history and the trash
+//! and restore, read a file's bytes for a preview or a download. Callers format the results;
+//! nothing here prints or prompts.
 //!
 //! Invariant: the CLI and the UI never re-implement an action; they call these functions.
 
 pub mod account;
 pub mod conflicts;
+pub mod content;
 pub mod folders;
 pub mod history;
 pub mod plain;

@@ -70,7 +70,7 @@ async fn list(home: &Home, config: &Config, json: bool) -> Result<ExitCode> {
                     "copy_time": c.copy_when,
                     "copy_size": c.copy_size,
                     "original_device": c.original_entry.as_ref().map(|e| e.device_name.clone()),
-                    "original_time": c.original_entry.as_ref().map(|e| human_time(e.committed_at)),
+                    "original_time": c.original_entry.as_ref().map(|e| filesync_agent::ops::history::utc(e.committed_at)),
                     "original_size": c.original_size,
                 })
             })

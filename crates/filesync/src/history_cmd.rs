@@ -232,7 +232,7 @@ pub async fn trash(home: &Home, cmd: TrashCmd) -> Result<ExitCode> {
         }
         TrashCmd::RestoreGroup { group, folder } => {
             let config = home.load()?;
-            let scope = trash_scope(&config, folder.as_deref())?;
+            let (scope, _) = whole_folders(trash_scope(&config, folder.as_deref())?);
             let groups = trash::group(history::trash(home, &scope).await?);
             let Some(g) = group.checked_sub(1).and_then(|i| groups.get(i)) else {
                 bail!(
@@ -260,6 +260,17 @@ fn print_failures(m: &trash::RestoredMany) {
     }
 }
 
+/// The folders of `scope` whole, and the one part of a folder it named, if any.
+fn whole_folders(
+    scope: Vec<(FolderConfig, Option<RelPath>)>,
+) -> (Vec<(FolderConfig, Option<RelPath>)>, Option<RelPath>) {
+    let prefix = match scope.as_slice() {
+        [(_, Some(p))] => Some(p.clone()),
+        _ => None,
+    };
+    (scope.into_iter().map(|(f, _)| (f, None)).collect(), prefix)
+}
+
 /// Which folders (and which part of each) `trash list` shows.
 fn trash_scope(config: &Config, which: Option<&str>) -> Result<Vec<(FolderConfig, Option<RelPath>)>> {
     match which {
@@ -282,12 +293,22 @@ async fn trash_list(home: &Home, which: Option<&str>, json: bool) -> Result<Exit
         println!("No folders yet; add one with `filesync folder add PATH`.");
         return Ok(ExitCode::SUCCESS);
     }
-    let groups = trash::group(history::trash(home, &scope).await?);
+    // Groups are numbered over whole folders, so that `restore-group N` names the same one
+    // whatever part of the folder the list showed; only the items below `prefix` are shown.
+    let (scope, prefix) = whole_folders(scope);
+    let shown = |t: &history::TrashItem| {
+        prefix.as_ref().is_none_or(|p| *p == t.deleted.path || p.is_ancestor_of(&t.deleted.path))
+    };
+    let mut groups: Vec<(usize, trash::TrashGroup)> =
+        trash::group(history::trash(home, &scope).await?).into_iter().enumerate().map(|(i, g)| (i + 1, g)).collect();
+    for (_, g) in &mut groups {
+        g.items.retain(shown);
+    }
+    groups.retain(|(_, g)| !g.items.is_empty());
     if json {
         let v: Vec<_> = groups
             .iter()
-            .enumerate()
-            .flat_map(|(i, g)| g.items.iter().map(move |t| (i + 1, t)))
+            .flat_map(|(n, g)| g.items.iter().map(move |t| (*n, t)))
             .map(|(n, t)| {
                 let (f, d, l) = (&t.folder, &t.deleted, &t.last);
                 serde_json::json!({
@@ -307,11 +328,10 @@ async fn trash_list(home: &Home, which: Option<&str>, json: bool) -> Result<Exit
         return Ok(ExitCode::SUCCESS);
     }
     println!("Deleted together, most recent first; times are local.");
-    for (i, g) in groups.iter().enumerate() {
+    for (number, g) in &groups {
         let n = g.items.len();
         println!(
-            "\n{}. {} item{} deleted in {} on {} at {}",
-            i + 1,
+            "\n{number}. {} item{} deleted in {} on {} at {}",
             n,
             if n == 1 { "" } else { "s" },
             g.folder.name,
@@ -336,7 +356,10 @@ async fn trash_list(home: &Home, which: Option<&str>, json: bool) -> Result<Exit
     println!(
         "\nRestore one with `filesync trash restore PATH` (PATH as it was on this computer; a folder brings back \
          what was deleted with it), or a whole group with `filesync trash restore-group N{}`.",
-        which.map(|w| format!(" {w}")).unwrap_or_default()
+        match scope.as_slice() {
+            [(f, _)] => format!(" {}", f.name),
+            _ => String::new(),
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -151,6 +151,10 @@ fn a_deleted_folder_comes_back_with_its_files_and_deletions_made_together_restor
     assert!(text.contains("1. 5 items deleted in docs on desktop"), "{text}");
     assert!(text.contains("docs/box  (folder, 4 item(s) in it"), "{text}");
     assert!(!text.contains("docs/box/a.txt"), "the folder stands for its files: {text}");
+    // Part of the folder: its items only, the groups numbered as for the whole folder.
+    let below = laptop.ok(&["trash", "list", arg(&laptop.path("box"))], None);
+    assert!(below.contains("2. 1 item deleted in docs on laptop") && below.contains("docs/box/early.txt"), "{below}");
+    assert!(!below.contains("loose.txt") && below.contains("restore-group N docs"), "{below}");
 
     let out = laptop.ok(&["trash", "restore", arg(&laptop.path("box"))], None);
     assert!(out.contains("Restored the folder box and the 4 item(s) that were in it"), "{out}");

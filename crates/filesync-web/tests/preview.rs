@@ -63,7 +63,7 @@ impl Ui {
     }
 }
 
-fn header_of<'a>(h: &'a axum::http::HeaderMap, name: header::HeaderName) -> &'a str {
+fn header_of(h: &axum::http::HeaderMap, name: header::HeaderName) -> &str {
     h.get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
 }
 

@@ -212,6 +212,20 @@ step('a picture is previewed as a thumbnail', async () => {
   await shots('r06-version-preview-image.png', 'r07-version-preview-image-phone.png');
 });
 
+step('a deleted file is previewed from the trash as it was when deleted', async () => {
+  const last = readFileSync(join(desktop.docs, 'report.txt'), 'utf8');
+  rmSync(join(desktop.docs, 'report.txt'));
+  await waitFor('the deletion to reach the laptop', () => !existsSync(join(laptop.docs, 'report.txt')), 20000);
+  await openHistory();
+  const row = page.locator('li.row-item[data-path="report.txt"]');
+  await row.getByRole('button', { name: 'Preview report.txt as it was deleted' }).click();
+  const text = page.locator('#trash-preview pre.preview-text');
+  await text.waitFor();
+  assert.equal(await text.textContent(), last, 'its last version, as text');
+  await page.locator('#trash-preview').getByRole('link', { name: /^Download report\.txt as it was deleted/ }).waitFor();
+  await shots('r12-trash-preview.png', 'r13-trash-preview-phone.png');
+});
+
 step('both sides of a conflict are previewed beside each other, and its clean-up is no deletion', async () => {
   await desktop.stopAgent();
   writeFileSync(join(laptop.docs, 'plan.md'), '# Plan\n\n- buy milk\n- call Ann\n');

@@ -28,7 +28,7 @@ export function groupTrash(list) {
   return groups;
 }
 
-function trashRow(t, restore, restoreAs) {
+function trashRow(t, restore, restoreAs, preview) {
   const n = t.inside.length;
   return h('li', { class: 'row-item', 'data-path': t.path },
     h('div', { class: 'grow' },
@@ -38,7 +38,8 @@ function trashRow(t, restore, restoreAs) {
       n ? h('details', { class: 'inside' }, h('summary', {}, n === 1 ? 'What was in it' : `The ${n} items that were in it`),
         h('ul', { class: 'plain small' }, t.inside.map((c) => h('li', {}, h('code', { class: 'wrap' }, c.path.slice(t.path.length + 1)),
           c.kind === 'folder' ? ' (folder)' : c.size !== null ? ` · ${fmtBytes(c.size)}` : '')))) : null),
-    h('div', { class: 'row' },
+    h('div', { class: 'row wrap-row' },
+      t.kind === 'file' ? h('button', { type: 'button', class: 'button secondary', 'aria-label': `Preview ${t.path} as it was deleted`, onclick: () => preview(t) }, 'Preview') : null,
       h('button', { type: 'button', class: 'button', 'aria-label': `Restore ${t.path}`, onclick: () => restore(t) }, 'Restore'),
       h('button', { type: 'button', class: 'button secondary', 'aria-label': `Restore ${t.path} under a new name`,
         onclick: () => restoreAs(t.path, (to) => restore(t, to)) }, 'Restore as…')));
@@ -80,8 +81,12 @@ export function historyScreen(main, store, params) {
       const restoreAll = async (g) => {
         try { done(await post('/trash/restore-group', { folder: g.folder, group: g.key })); loadTrash(); } catch (err) { toast(err.message, 'bad'); }
       };
+      // A deleted file's last version, shown below the list.
+      const trashPreview = h('div', { class: 'preview', id: 'trash-preview', 'aria-live': 'polite' });
+      const preview = (t) => showPreview(trashPreview, t.folder, { path: t.path, rev: t.last_rev, label: `${t.path} as it was deleted (${fmtTime(t.last_at)})` })
+        .then(() => trashPreview.scrollIntoView({ block: 'nearest' }));
       mount(trashBox, h('ul', { class: 'rows trash' }, groupTrash(list).map((g) => {
-        const rows = g.tops.map((t) => trashRow(t, restore, restoreAs));
+        const rows = g.tops.map((t) => trashRow(t, restore, restoreAs, preview));
         if (g.items.length === 1) return rows;
         const what = `${g.items.length} items deleted on ${g.device} at ${fmtTime(g.at)}`;
         return h('li', { class: 'trash-group', 'data-group': g.key },
@@ -89,7 +94,7 @@ export function historyScreen(main, store, params) {
             h('p', { class: 'strong' }, what),
             h('button', { type: 'button', class: 'button secondary', 'aria-label': `Restore all ${what}`, onclick: () => restoreAll(g) }, 'Restore all')),
           h('ul', { class: 'rows' }, rows));
-      })));
+      })), trashPreview);
     } catch (err) { mount(trashBox, h('p', { class: 'notice notice-bad', role: 'alert' }, err.message)); }
   };
 

@@ -82,6 +82,7 @@ pub(crate) async fn restore(shared: &Shared, a: &Authed, r: filesync_proto::Rest
 
 pub(crate) async fn usage(shared: &Shared, a: &Authed) -> Reply<Message> {
     let u = shared.meta.usage(a.user_id).await.map_err(store_err)?;
+    let quota = shared.meta.user_by_id(a.user_id).await.map_err(store_err)?.and_then(|u| u.quota);
     Ok(Message::UsageInfo(UsageInfo {
         bytes_current: u.bytes_current,
         bytes_history: u.bytes_history,
@@ -89,5 +90,6 @@ pub(crate) async fn usage(shared: &Shared, a: &Authed) -> Reply<Message> {
         bytes_stored: u.bytes_stored,
         files_current: u.files_current,
         versions_history: u.versions_history,
+        quota,
     }))
 }

@@ -11,6 +11,7 @@
 pub mod api;
 mod assets;
 mod events;
+pub mod preview;
 pub mod security;
 mod summary;
 pub mod view;

@@ -1,9 +1,10 @@
 //! Every action a person can take, as one library call shared by the command line and the
 //! local web UI: log in or register, log out, list and revoke devices, link and unlink
-//! folders, change folder settings, list and resolve conflicts, revert, sync now. Each runs in
-//! a [`Session`] (configuration, state database, connection). What an action returns is a
-//! typed, serialisable view — the same value `--json` prints and the HTTP API sends. Callers
-//! format the results; nothing here prints or prompts.
+//! folders, change folder settings, list and resolve conflicts, revert, sync now, browse
+//! history and the trash and restore, read a file's bytes for a preview or a download. Each
+//! runs in a [`Session`] (configuration, state database, connection). What an action returns
+//! is a typed, serialisable view — the same value `--json` prints and the HTTP API sends.
+//! Callers format the results; nothing here prints or prompts.
 //!
 //! Invariant: the CLI and the UI never re-implement an action; they call these functions.
 //! Invariant: the views hold domain values, never `filesync_proto` messages (one is left to
@@ -11,6 +12,7 @@
 
 pub mod account;
 pub mod conflicts;
+pub mod content;
 pub mod folders;
 pub mod history;
 pub mod plain;
@@ -18,6 +20,7 @@ pub mod revert;
 pub mod session;
 pub mod settings;
 pub mod sync;
+pub mod trash;
 
 use crate::agent::control::{ControlError, ControlRequest};
 use crate::config::{Config, Home};

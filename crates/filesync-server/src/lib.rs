@@ -322,7 +322,7 @@ struct RefusedLog {
 impl RefusedLog {
     fn note(&mut self, peer: SocketAddr, why: admission::Refused) {
         self.count += 1;
-        let now = std::time::Instant::now();
+        let now = tokio::time::Instant::now().into_std();
         if self.since.is_some_and(|t| now.duration_since(t) < Duration::from_secs(60)) {
             return;
         }

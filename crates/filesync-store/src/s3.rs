@@ -183,7 +183,7 @@ pub mod testing {
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
     use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     pub struct Moto {
         child: Child,
@@ -216,9 +216,9 @@ pub mod testing {
                 Err(e) => panic!("FILESYNC_REQUIRE_S3 is set but moto_server cannot run: {e}"),
             };
             let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
-            let deadline = Instant::now() + Duration::from_secs(60);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "moto_server did not start listening within a minute");
+                assert!(tokio::time::Instant::now() < deadline, "moto_server did not start listening within a minute");
                 std::thread::sleep(Duration::from_millis(100));
             }
             Some(moto)

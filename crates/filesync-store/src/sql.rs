@@ -113,9 +113,12 @@ pub(crate) fn signed(v: u64, what: &str) -> Result<i64> {
     i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} does not fit in a 64-bit signed integer")))
 }
 
-/// Seconds since the Unix epoch, by the system clock (0 before 1970).
+/// Seconds since the Unix epoch, by the system clock: when a chunk row was added or the schema
+/// migrated. (The SQL stores run only in real servers, never in the simulation; the garbage
+/// collection cutoff they are compared with comes from the server's clock, the same system
+/// clock there.)
 pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    filesync_core::clock::Clock::now_unix(&filesync_core::clock::SystemClock)
 }
 
 #[cfg(test)]

@@ -120,7 +120,7 @@ struct SessionRecord {
 }
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    filesync_core::clock::Clock::now_unix(&filesync_core::clock::SystemClock)
 }
 
 fn session_hash(id: &str) -> String {

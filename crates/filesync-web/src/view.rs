@@ -12,7 +12,6 @@ use filesync_agent::config::{Config, FolderSettings, Home};
 use filesync_agent::ops::plain::for_ui;
 use filesync_agent::status::{AgentStatus, FolderState, FolderStatus, ProgressSnapshot, SkippedItem, Traffic};
 use serde::Serialize;
-use std::time::Instant;
 
 #[derive(Serialize)]
 pub struct StatusView {
@@ -137,7 +136,7 @@ fn plain_item(item: &SkippedItem) -> SkippedItem {
 }
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    filesync_core::clock::Clock::now_unix(&filesync_core::clock::SystemClock)
 }
 
 /// How far back the transfer rate looks.
@@ -147,7 +146,7 @@ impl AppState {
     /// Bytes per second over the last [`RATE_WINDOW`] of this folder's pass (transfers advance
     /// a chunk at a time, so single samples would jump between zero and bursts).
     fn rate(&self, folder: &str, p: &ProgressSnapshot) -> u64 {
-        let now = Instant::now();
+        let now = tokio::time::Instant::now().into_std();
         let mut rates = self.rates_lock();
         let samples = rates.entry(folder.to_string()).or_default();
         if samples.back().is_some_and(|&(_, b)| b > p.bytes_done) {

@@ -15,7 +15,8 @@ pub(crate) fn unix_now() -> i64 {
 }
 
 pub(crate) fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    // The agent's runtime shows real times: it reads the real clock.
+    filesync_core::clock::Clock::now_ns(&filesync_core::clock::SystemClock) / 1_000_000
 }
 
 /// Shared status, written to `status.json` whenever it changes.

@@ -58,7 +58,7 @@ impl Engine {
         rows: Option<Rows>,
     ) -> Result<Views, SyncError> {
         let name = folder.name.as_str();
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let (bases, remote) = match rows {
             Some(rows) => rows,
             None => self.rows(name, scope).await?,
@@ -211,7 +211,7 @@ impl Engine {
         if !fs.root_exists() {
             return Err(SyncError::FolderMissing { path: folder.path.display().to_string() });
         }
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let mut input = input::build(&views, &Excluded::new(&folder.settings.excluded), &*fs);
         let built = started.elapsed();
         if !run.preview && !input.promoted.is_empty() {

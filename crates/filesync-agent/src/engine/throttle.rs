@@ -4,7 +4,8 @@
 //! driver around it that reads the clock and sleeps.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// A token bucket of `rate` bytes per second holding at most a quarter second's worth.
 /// Taking more than is there puts the bucket in debt, and the caller waits until the debt is

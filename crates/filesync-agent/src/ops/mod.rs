@@ -26,7 +26,7 @@ use crate::agent::control::{ControlError, ControlRequest};
 use crate::config::{Config, Home};
 use filesync_client::{ClientError, Connection};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use session::{LocalSync, Session};
 pub use sync::{SyncNow, sync_now};
@@ -96,9 +96,9 @@ pub async fn agent_carries_out(home: &Home, name: &str, timeout: Duration) -> Re
     }
     let session = Session::open(home)?;
     let db = session.db().await?;
-    let deadline = Instant::now() + timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
     while crate::engine::policy::request_pending(db, name).await? {
-        if Instant::now() > deadline {
+        if tokio::time::Instant::now() > deadline {
             return Err(OpsError::Refused(format!(
                 "the agent has not carried it out after {} s; see `filesync status` (it will still do it)",
                 timeout.as_secs()

@@ -29,7 +29,7 @@ impl TempDatabase {
     pub fn create() -> Option<TempDatabase> {
         let server = std::env::var("FILESYNC_TEST_PG").unwrap_or_else(|_| DEFAULT_SERVER.to_owned());
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let nanos = filesync_core::clock::Clock::now_ns(&filesync_core::clock::SystemClock);
         let name = format!(
             "filesync_test_{}_{}_{:x}",
             std::process::id(),

@@ -25,7 +25,7 @@ use filesync_client::ClientError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

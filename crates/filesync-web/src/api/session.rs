@@ -81,7 +81,7 @@ impl AppState {
 
     fn password_attempt(&self, good: bool) {
         let mut f = self.failures.lock().expect("failures lock");
-        *f = if good { (0, None) } else { (f.0 + 1, Some(Instant::now())) };
+        *f = if good { (0, None) } else { (f.0 + 1, Some(tokio::time::Instant::now().into_std())) };
     }
 }
 

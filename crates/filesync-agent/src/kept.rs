@@ -15,7 +15,8 @@ use filesync_core::RelPath;
 /// Entries looked at per folder at most: the counts say "at least" beyond it.
 pub const WALK_LIMIT: usize = 20_000;
 
-/// Files found in one excluded subtree, by why they keep it here.
+/// Files found in one excluded subtree, by why they keep it here. An ignored file is left
+/// alone on both sides, so whether the server has it is never looked at: it is never evicted.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Found {
     /// Files the ignore rules leave out: never uploaded, so never evicted.
@@ -87,8 +88,8 @@ fn explain(found: &Found, download_only: bool) -> Option<String> {
     if found.ignored > 0 {
         why.push(say(
             found.ignored,
-            "is ignored by your rules and so is not on the server",
-            "are ignored by your rules and so are not on the server",
+            "is ignored by your rules, so FileSync cannot tell it is safely on the server",
+            "are ignored by your rules, so FileSync cannot tell they are safely on the server",
         ));
     }
     if found.others > 0 {
@@ -132,7 +133,8 @@ mod tests {
             kept(&fs, "*.log\ncache/\n", &["Projects/old"], false),
             vec![(
                 "Projects/old".to_string(),
-                "4 files in it are ignored by your rules and so are not on the server".to_string()
+                "4 files in it are ignored by your rules, so FileSync cannot tell they are safely on the server"
+                    .to_string()
             )]
         );
     }
@@ -144,8 +146,8 @@ mod tests {
         fs.write("Old/skip.tmp", "x");
         assert_eq!(
             kept(&fs, "*.tmp", &["Old"], false)[0].1,
-            "1 file in it is ignored by your rules and so is not on the server; 1 file in it is waiting to be \
-             uploaded first"
+            "1 file in it is ignored by your rules, so FileSync cannot tell it is safely on the server; 1 file in \
+             it is waiting to be uploaded first"
         );
         assert_eq!(
             kept(&fs, "", &["Old"], true)[0].1,

@@ -98,7 +98,8 @@ pub struct FolderStatus {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct KeptSubfolder {
     pub path: String,
-    /// "3 files in it are ignored by your rules and so are not on the server".
+    /// "3 files in it are ignored by your rules, so FileSync cannot tell they are safely on the
+    /// server".
     pub reason: String,
 }
 

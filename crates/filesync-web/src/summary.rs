@@ -164,7 +164,7 @@ pub fn folder_summary(f: &FolderView, conn: &Connection, now: i64) -> Summary {
     // folder from being up to date.
     if !f.changing.is_empty() {
         let n = f.changing.len() as u64;
-        let detail = (n == 1).then(|| format!("{} changes as it is read; it syncs once it stops", f.changing[0]));
+        let detail = (n == 1).then(|| format!("{} is still changing; it syncs once it stops", f.changing[0]));
         return Summary::new(Kind::Waiting, format!("{} waiting (still being written)", count(n, "file", "files")))
             .detail(detail);
     }
@@ -412,7 +412,7 @@ mod tests {
         };
         let s = folder_summary(&f, &online(), NOW);
         assert_eq!((s.kind, s.text.as_str(), s.tone), (Kind::Waiting, "1 file waiting (still being written)", Tone::Busy));
-        assert_eq!(s.detail.as_deref(), Some("log.txt changes as it is read; it syncs once it stops"));
+        assert_eq!(s.detail.as_deref(), Some("log.txt is still changing; it syncs once it stops"));
         // Said while the rest of the folder syncs too.
         let two = FolderView { state: "syncing".into(), changing: vec!["a".into(), "b".into()], ..f.clone() };
         assert_eq!(line(&two).1, "2 files waiting (still being written)");

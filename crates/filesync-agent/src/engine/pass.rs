@@ -286,9 +286,7 @@ impl Engine {
             .iter()
             .filter_map(|a| match a {
                 Action::MoveLocalAside { copy, .. } => Some(copy.clone()),
-                Action::DeleteLocal { path } | Action::DeleteRemote { path, .. } | Action::ForgetBase { path } => {
-                    path.parent()
-                }
+                Action::DeleteRemote { path, .. } | Action::ForgetBase { path } => path.parent(),
                 _ => None,
             })
             .collect();
@@ -316,6 +314,9 @@ impl Engine {
         }
         followup.append(&mut report.retry);
         followup.extend(evict_next);
+        // Only where a child was deleted here: a directory whose children stay (new files, or
+        // ignored ones in an excluded subfolder) would otherwise be looked at pass after pass.
+        followup.extend(report.written.iter().filter(|(_, left)| left.is_none()).filter_map(|(p, _)| p.parent()));
         followup.extend(report.errors.iter().filter_map(|e| RelPath::new(e.path.as_str()).ok()));
         Ok(PassOutcome { report, actions, followup })
     }

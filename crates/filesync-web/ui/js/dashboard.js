@@ -70,6 +70,11 @@ const PHASE = { downloading: 'Downloading', uploading: 'Uploading', scanning: 'L
 /// time left at that rate.
 function progress(p) {
   if (!p) return null;
+  // Still looking: nothing to count yet.
+  if (!p.files_total && !p.bytes_total) {
+    return h('div', { class: 'progress', 'data-key': 'progress' },
+      h('p', { class: 'progress-now', 'data-key': 'now' }, `${PHASE[p.phase] || p.phase || 'Syncing'}…`));
+  }
   const pct = p.bytes_total > 0 ? Math.min(99, Math.floor((100 * p.bytes_done) / p.bytes_total)) : 0;
   const rate = p.rate_bps > 0 ? ` · ${fmtBytes(p.rate_bps)}/s` : '';
   const eta = p.eta_secs != null && p.bytes_remaining > 0 ? ` · about ${fmtWait(p.eta_secs)} left` : '';

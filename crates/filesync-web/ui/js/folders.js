@@ -36,7 +36,7 @@ export function addFolderScreen(main) {
         h('div', { class: 'browser-bar' },
           h('button', { type: 'button', class: 'button secondary small', disabled: !l.parent, onclick: () => browse(l.parent) }, '↑ Up'),
           h('button', { type: 'button', class: 'button secondary small', onclick: () => browse(l.home) }, 'Home'),
-          h('span', { class: 'muted' }, l.entries.length ? `${l.entries.length} folders inside` : 'No folders inside')),
+          h('span', { class: 'muted browser-where' }, l.entries.length ? `${l.entries.length} folders in ` : 'No folders in ', h('code', {}, l.path))),
         pick && l.inside_synced ? h('p', { class: 'notice notice-warn browser-note' },
           `This folder is already synced, as ${l.inside_synced} or inside it: choose another one.`) : null,
         h('ul', { class: 'dirs', 'aria-label': `Folders in ${l.path}` }, l.entries.map((e) =>
@@ -76,7 +76,10 @@ export function addFolderScreen(main) {
       const nameInput = document.getElementById('new-name');
       nameInput.value = (choice.path || '').split(/[\\/]/).filter(Boolean).pop() || '';
       nameInput.addEventListener('input', () => { nameInput.dataset.touched = '1'; });
-      const syncName = () => { nameInput.disabled = !document.getElementById('target-new').checked; };
+      const syncName = () => {
+        nameInput.disabled = !document.getElementById('target-new').checked;
+        nameInput.closest('.field').hidden = nameInput.disabled;
+      };
       for (const r of serverList.querySelectorAll('input[name=target]')) r.addEventListener('change', syncName);
       syncName();
     } catch (err) {
@@ -130,7 +133,7 @@ export function addFolderScreen(main) {
         h('dt', {}, 'Folder on this computer'), h('dd', {}, h('code', {}, choice.path)),
         h('dt', {}, 'Server folder'), h('dd', {}, choice.name, choice.existing ? ' (existing — its files will be downloaded here)' : ' (new)'),
         settings.describe(choice.settings).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
-      problem ? h('p', { class: 'notice notice-bad', role: 'alert', id: 'review-problem' }, h('strong', {}, 'This folder cannot be added: '), problem)
+      problem ? h('p', { class: 'notice notice-bad', role: 'alert', id: 'review-problem' }, h('strong', {}, 'This folder cannot be added: '), /[.!?]$/.test(problem) ? problem : `${problem}.`)
         : h('p', { class: 'muted' }, 'Files already in the folder stay and are uploaded; files on the server are added here. Nothing is deleted.'),
       formError(),
       h('div', { class: 'actions' },

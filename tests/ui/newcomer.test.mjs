@@ -65,6 +65,8 @@ async function both(name) {
   await screenshot(page, `${name}.png`);
   await page.setViewportSize(PHONE);
   await screenshot(page, `${name}-phone.png`);
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(wide <= PHONE.width, `${name}: nothing wider than the phone (${wide} px)`);
   await page.setViewportSize(DESKTOP);
 }
 
@@ -290,6 +292,9 @@ step('an excluded subfolder that cannot be removed says why, on the card and the
   const why = 'Projects is kept on this computer: 3 files in it are ignored by your rules, so FileSync cannot tell they are safely on the server.';
   const kept = card('Documents').locator('.kept');
   await waitFor('the card to say why', async () => ((await kept.textContent({ timeout: 200 }).catch(() => '')) || '').includes(why), 20000);
+  // Nothing fails: the folder is in sync, and the notice says what stays and why.
+  await card('Documents').getByText('Up to date', { exact: true }).waitFor({ timeout: 20000 });
+  assert.equal(await card('Documents').getByText(/could not be synced/).count(), 0, 'regression: retried forever');
   await both('n11-kept-subfolder-card');
   await card('Documents').getByRole('link', { name: 'Documents' }).click();
   await page.getByRole('heading', { name: 'Documents', level: 1 }).waitFor();

@@ -411,7 +411,10 @@ mod tests {
             ..up_to_date()
         };
         let s = folder_summary(&f, &online(), NOW);
-        assert_eq!((s.kind, s.text.as_str(), s.tone), (Kind::Waiting, "1 file waiting (still being written)", Tone::Busy));
+        assert_eq!(
+            (s.kind, s.text.as_str(), s.tone),
+            (Kind::Waiting, "1 file waiting (still being written)", Tone::Busy)
+        );
         assert_eq!(s.detail.as_deref(), Some("log.txt is still changing; it syncs once it stops"));
         // Said while the rest of the folder syncs too.
         let two = FolderView { state: "syncing".into(), changing: vec!["a".into(), "b".into()], ..f.clone() };

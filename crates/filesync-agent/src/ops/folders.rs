@@ -309,9 +309,13 @@ mod tests {
         let root = std::fs::canonicalize(tmp.path()).unwrap();
         std::fs::create_dir_all(root.join("Documents")).unwrap();
         std::fs::create_dir_all(root.join("Work/Reports")).unwrap();
-        let linked = [FolderConfig::new("Documents", root.join("Documents")), FolderConfig::new("Reports", root.join("Work/Reports"))];
+        let linked = [
+            FolderConfig::new("Documents", root.join("Documents")),
+            FolderConfig::new("Reports", root.join("Work/Reports")),
+        ];
         let l = browse(Some(&root), &linked).unwrap();
-        let marks: Vec<_> = l.entries.iter().map(|e| (e.name.as_str(), e.synced_as.as_deref(), e.contains_synced.clone())).collect();
+        let marks: Vec<_> =
+            l.entries.iter().map(|e| (e.name.as_str(), e.synced_as.as_deref(), e.contains_synced.clone())).collect();
         assert_eq!(marks, [("Documents", Some("Documents"), vec![]), ("Work", None, vec!["Reports".to_string()])]);
         assert_eq!(l.inside_synced, None);
         let inside = browse(Some(&root.join("Work/Reports")), &linked).unwrap();

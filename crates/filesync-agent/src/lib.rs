@@ -6,6 +6,7 @@
 //! the wire format beyond the client crate's API.
 
 pub mod agent;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod filter;

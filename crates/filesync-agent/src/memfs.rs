@@ -50,6 +50,20 @@ struct State {
     /// Changes left before the "computer crashes" ([`MemFs::crash_after`]): `Some(0)` fails
     /// every change from then on, as if the process had died; `None`: no crash planned.
     crash_budget: Option<usize>,
+    /// What a power loss would undo (see [`MemFs::power_loss`]): the contents of temporary
+    /// files written since their last fsync (inode → the bytes that are durable)…
+    volatile_contents: BTreeMap<u64, Arc<Vec<u8>>>,
+    /// …and renames whose directory was not fsynced yet, oldest first.
+    volatile_renames: Vec<VolatileRename>,
+}
+
+/// A rename a power loss may undo: the entry `ino` moved from `from` to `to`, replacing
+/// `replaced`.
+struct VolatileRename {
+    ino: u64,
+    from: Vec<String>,
+    to: Vec<String>,
+    replaced: Option<Entry>,
 }
 
 impl Default for State {
@@ -72,6 +86,8 @@ impl Default for State {
             hooks: HashMap::new(),
             opens: HashMap::new(),
             crash_budget: None,
+            volatile_contents: BTreeMap::new(),
+            volatile_renames: Vec::new(),
         }
     }
 }
@@ -157,6 +173,43 @@ impl State {
     fn tick(&mut self) -> i64 {
         self.clock += TICK_NS;
         self.clock
+    }
+
+    /// The entry with inode `ino`, wherever it is in the tree.
+    fn find_ino(&mut self, ino: u64) -> Option<&mut Entry> {
+        let mut stack: Vec<&mut Entry> = vec![&mut self.root];
+        while let Some(e) = stack.pop() {
+            if e.ino == ino {
+                return Some(e);
+            }
+            if let Node::Dir(children) = &mut e.node {
+                stack.extend(children.values_mut());
+            }
+        }
+        None
+    }
+
+    /// Puts a rename back as it was, if the tree still holds the moved entry where it went
+    /// (a later durable change that moved it again wins).
+    fn undo_rename(&mut self, r: VolatileRename) {
+        let to: Vec<&str> = r.to.iter().map(String::as_str).collect();
+        let from: Vec<&str> = r.from.iter().map(String::as_str).collect();
+        if self.get(&to).is_none_or(|e| e.ino != r.ino) {
+            return;
+        }
+        let Ok(mut moved) = self.take(&to) else { return };
+        moved.name = from.last().map_or_else(String::new, |n| n.to_string());
+        if self.insert(&from[..from.len() - 1], moved).is_err() {
+            return;
+        }
+        if let Some(replaced) = r.replaced {
+            let _ = self.insert(&to[..to.len() - 1], replaced);
+        }
+    }
+
+    /// Notes that the contents of `ino` are about to change without being durable.
+    fn volatile_content(&mut self, ino: u64, durable: &Arc<Vec<u8>>) {
+        self.volatile_contents.entry(ino).or_insert_with(|| durable.clone());
     }
 
     fn new_entry(&mut self, name: &str, node: Node) -> Entry {
@@ -352,9 +405,36 @@ impl MemFs {
         self.lock().crash_budget == Some(0)
     }
 
-    /// The computer is back after a crash: changes work again.
+    /// The computer is back after a crash: changes work again. A process crash: what the
+    /// process wrote is kept (the kernel has it); see [`MemFs::power_loss`] for the harsher kind.
     pub fn restart(&self) {
         self.lock().crash_budget = None;
+    }
+
+    /// The computer is back after losing power: everything the disk had not made durable is
+    /// undone, the worst a real disk may do. Renames of temporary files over their
+    /// destination whose directory was not fsynced are rolled back (the temporary file
+    /// reappears, the replaced file with it), and temporary files' contents written since
+    /// their last fsync are lost (the durable bytes come back, none for a new file). Changes
+    /// work again afterwards. (A person's own writes through [`MemFs::write`] count as
+    /// durable.)
+    pub fn power_loss(&self) {
+        let mut st = self.lock();
+        st.crash_budget = None;
+        for r in std::mem::take(&mut st.volatile_renames).into_iter().rev() {
+            st.undo_rename(r);
+        }
+        for (ino, durable) in std::mem::take(&mut st.volatile_contents) {
+            if let Some(e) = st.find_ino(ino) {
+                e.node = Node::File(durable);
+            }
+        }
+    }
+
+    /// Whether a power loss now would undo something.
+    pub fn has_volatile_changes(&self) -> bool {
+        let st = self.lock();
+        !st.volatile_contents.is_empty() || !st.volatile_renames.is_empty()
     }
 
     /// Removes a file, link or whole directory tree; false if nothing was there.
@@ -631,6 +711,18 @@ impl Filesystem for MemFs {
         }
         Ok(removed)
     }
+
+    fn sync_renames(&self, dirs: &[Option<RelPath>]) -> io::Result<()> {
+        let mut st = self.lock();
+        let ci = st.case_insensitive;
+        let fold = |comps: &[&str]| comps.iter().map(|c| key(ci, c)).collect::<Vec<_>>();
+        let synced: Vec<Vec<String>> = dirs.iter().map(|d| fold(&rel_comps(d.as_ref()))).collect();
+        st.volatile_renames.retain(|r| {
+            let to: Vec<&str> = r.to.iter().map(String::as_str).collect();
+            !synced.contains(&fold(&to[..to.len() - 1]))
+        });
+        Ok(())
+    }
 }
 
 /// A temporary file of [`MemFs`]: an ordinary entry of the tree under a temp name, so that
@@ -664,12 +756,19 @@ impl MemTemp {
 
 impl Write for MemTemp {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.with_entry(|e, now| {
-            if let Node::File(d) = &mut e.node {
-                Arc::make_mut(d).extend_from_slice(buf);
-            }
+        let (ino, before) = self.with_entry(|e, now| {
+            let before = match &mut e.node {
+                Node::File(d) => {
+                    let before = d.clone();
+                    Arc::make_mut(d).extend_from_slice(buf);
+                    before
+                }
+                _ => Arc::default(),
+            };
             e.mtime_ns = now;
+            (e.ino, before)
         })?;
+        self.fs.lock().volatile_content(ino, &before);
         self.written_after_times = self.times.is_some();
         Ok(buf.len())
     }
@@ -691,29 +790,50 @@ impl TempFile for MemTemp {
     }
 
     fn sync_all(&mut self) -> io::Result<()> {
-        self.with_entry(|_, _| ())
+        let ino = self.with_entry(|e, _| e.ino)?;
+        self.fs.lock().volatile_contents.remove(&ino);
+        Ok(())
     }
 
     fn persist(mut self: Box<Self>, dest: &RelPath) -> io::Result<()> {
+        self.rename_into_place(dest, false)
+    }
+
+    fn persist_deferred(mut self: Box<Self>, dest: &RelPath) -> io::Result<()> {
+        self.rename_into_place(dest, true)
+    }
+}
+
+impl MemTemp {
+    /// Makes the contents durable, as the real one does, and renames the file over `dest`;
+    /// the rename is durable at once unless `deferred` (then [`Filesystem::sync_renames`]
+    /// of its directory makes it so, and a power loss before that undoes it).
+    fn rename_into_place(&mut self, dest: &RelPath, deferred: bool) -> io::Result<()> {
         if let (Some((mtime_ns, executable)), true) = (self.times, self.written_after_times) {
             self.set_times_and_mode(mtime_ns, executable)?;
         }
-        self.with_entry(|_, _| ())?;
+        self.sync_all()?;
         let mut st = self.fs.lock();
         st.change()?;
         let t = rel_comps(Some(dest));
         let dest_dir = &t[..t.len() - 1];
         st.dir_mut(dest_dir)?;
-        match st.get(&t) {
+        let replaced = match st.get(&t) {
             Some(Entry { node: Node::Dir(_), .. }) => {
                 return Err(err(io::ErrorKind::IsADirectory, format!("'{dest}' is a directory")));
             }
-            Some(_) => drop(st.take(&t)?),
-            None => {}
-        }
+            Some(_) => Some(st.take(&t)?),
+            None => None,
+        };
         let mut e = st.take(&self.comps())?;
         e.name = dest.file_name().to_string();
+        let ino = e.ino;
         st.insert(dest_dir, e)?;
+        if deferred {
+            let from = self.comps().into_iter().map(String::from).collect();
+            let to = t.iter().map(|c| c.to_string()).collect();
+            st.volatile_renames.push(VolatileRename { ino, from, to, replaced });
+        }
         self.persisted = true;
         Ok(())
     }
@@ -729,6 +849,14 @@ impl Drop for MemTemp {
                 let _ = st.take(&comps);
             }
         }
+    }
+}
+
+/// A simulated computer's clock is its disk's: "now" is the mtime the next change would get,
+/// so racy timestamps and conflict-copy names follow the simulation, never the real time.
+impl crate::clock::Clock for MemFs {
+    fn now_ns(&self) -> i64 {
+        self.now()
     }
 }
 
@@ -808,6 +936,51 @@ mod tests {
         assert!(!fs.exists("d/dest"));
         assert_eq!(fs.clean_temp_files().unwrap(), 1);
         assert_eq!(fs.list_all(), ["d/"]);
+    }
+
+    #[test]
+    fn a_power_loss_undoes_what_was_not_made_durable() {
+        let fs = MemFs::new();
+        fs.write("d/old.txt", "old");
+        // Written, never fsynced, never renamed: its bytes are lost.
+        let mut lost = fs.create_temp(Some(&p("d"))).unwrap();
+        lost.write_all(b"unsynced").unwrap();
+        std::mem::forget(lost);
+        // Renamed over old.txt with the rename's directory not yet fsynced: rolled back.
+        let mut deferred = fs.create_temp(Some(&p("d"))).unwrap();
+        deferred.write_all(b"new").unwrap();
+        deferred.persist_deferred(&p("d/old.txt")).unwrap();
+        // Renamed and made durable at once: kept.
+        let mut kept = fs.create_temp(None).unwrap();
+        kept.write_all(b"kept").unwrap();
+        kept.persist(&p("kept.txt")).unwrap();
+        assert!(fs.has_volatile_changes());
+
+        fs.power_loss();
+        assert!(!fs.has_volatile_changes());
+        assert_eq!(fs.read("d/old.txt").unwrap(), b"old");
+        assert_eq!(fs.read("kept.txt").unwrap(), b"kept");
+        let temps: Vec<Vec<u8>> =
+            fs.list_all().iter().filter(|p| p.contains(TEMP_PREFIX)).map(|p| fs.read(p).unwrap()).collect();
+        // The rolled-back file is back under its temporary name, whole (its contents were
+        // fsynced before the rename); the unsynced one is empty.
+        assert_eq!(temps.len(), 2, "{:?}", fs.list_all());
+        assert!(temps.contains(&b"new".to_vec()) && temps.contains(&Vec::new()));
+    }
+
+    #[test]
+    fn syncing_a_directory_makes_its_deferred_renames_durable() {
+        let fs = MemFs::new();
+        fs.mkdir("d");
+        for (dir, dest) in [(Some(p("d")), "d/a.txt"), (None, "b.txt")] {
+            let mut t = fs.create_temp(dir.as_ref()).unwrap();
+            t.write_all(b"x").unwrap();
+            t.persist_deferred(&p(dest)).unwrap();
+        }
+        fs.sync_renames(&[Some(p("d"))]).unwrap();
+        fs.power_loss();
+        assert_eq!(fs.read("d/a.txt").unwrap(), b"x");
+        assert_eq!(fs.read("b.txt"), None, "the root was not synced");
     }
 
     #[test]

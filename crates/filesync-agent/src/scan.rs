@@ -7,6 +7,7 @@
 //! ([`Scanner::scan_ignoring`]) an ignored path is not reported, and an ignored directory is
 //! not even listed.
 
+use crate::clock::{Clock, SystemClock};
 use crate::filter::IgnoreRules;
 use crate::fs::{DirEntry, Filesystem, Stat, StatKind};
 use filesync_core::path::TEMP_PREFIX;
@@ -46,13 +47,6 @@ pub const RACY_WINDOW_NS: i64 = 2_000_000_000;
 /// Whether a file with `mtime_ns`, read (or written) at `at_ns`, is racy; a future mtime is.
 pub fn is_racy(mtime_ns: i64, at_ns: i64) -> bool {
     at_ns.saturating_sub(mtime_ns) < RACY_WINDOW_NS
-}
-
-/// The wall clock in nanoseconds since the Unix epoch, as file times count.
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// A path the scanner did not report, and why (shown to the user).
@@ -102,7 +96,7 @@ impl SkippedPaths {
 /// Fails only when the folder root cannot be listed (a missing root must never look like a
 /// folder whose files were all deleted).
 pub fn scan(fs: &dyn Filesystem, known: &HashMap<RelPath, KnownFile>, chunker: &Chunker) -> io::Result<ScanOutput> {
-    Scanner { fs, rename: true, known, chunker }.scan()
+    Scanner { fs, rename: true, known, chunker, clock: &SystemClock }.scan()
 }
 
 /// Examines only `paths` (and the trees below those that are directories): the file
@@ -114,7 +108,7 @@ pub fn scan_paths(
     known: &HashMap<RelPath, KnownFile>,
     chunker: &Chunker,
 ) -> io::Result<ScanOutput> {
-    Scanner { fs, rename: true, known, chunker }.scan_paths(paths)
+    Scanner { fs, rename: true, known, chunker, clock: &SystemClock }.scan_paths(paths)
 }
 
 /// On a case-insensitive file system, the first of `paths` (or of their ancestors) that the
@@ -158,6 +152,8 @@ pub struct Scanner<'a> {
     pub rename: bool,
     pub known: &'a HashMap<RelPath, KnownFile>,
     pub chunker: &'a Chunker,
+    /// What "now" is when judging whether a file's mtime is racy.
+    pub clock: &'a dyn Clock,
 }
 
 impl Scanner<'_> {
@@ -421,7 +417,7 @@ impl<'s, 'a> Walk<'s, 'a> {
 
     fn finish(mut self) -> ScanOutput {
         let work = std::mem::take(&mut self.to_hash);
-        for (path, result) in hash_all(self.s.fs, self.s.chunker, &work) {
+        for (path, result) in hash_all(self.s.fs, self.s.clock, self.s.chunker, &work) {
             match result {
                 Ok(e) => {
                     self.entries.insert(path, e);
@@ -447,10 +443,15 @@ fn reuse(known: &KnownFile, stat: &Stat) -> Option<FileMeta> {
 }
 
 /// Hashes `work` on up to `available_parallelism` threads.
-fn hash_all(fs: &dyn Filesystem, chunker: &Chunker, work: &[RelPath]) -> Vec<(RelPath, Result<LocalEntry, String>)> {
+fn hash_all(
+    fs: &dyn Filesystem,
+    clock: &dyn Clock,
+    chunker: &Chunker,
+    work: &[RelPath],
+) -> Vec<(RelPath, Result<LocalEntry, String>)> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(work.len());
     if threads <= 1 {
-        return work.iter().map(|p| (p.clone(), hash_one(fs, p, chunker))).collect();
+        return work.iter().map(|p| (p.clone(), hash_one(fs, clock, p, chunker))).collect();
     }
     let next = AtomicUsize::new(0);
     let worker = || {
@@ -458,7 +459,7 @@ fn hash_all(fs: &dyn Filesystem, chunker: &Chunker, work: &[RelPath]) -> Vec<(Re
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(p) = work.get(i) else { break out };
-            out.push((p.clone(), hash_one(fs, p, chunker)));
+            out.push((p.clone(), hash_one(fs, clock, p, chunker)));
         }
     };
     std::thread::scope(|s| {
@@ -486,7 +487,7 @@ fn digest(chunker: &Chunker, mut r: impl io::Read, expected_size: u64) -> io::Re
 
 /// Reads and digests one file. The stat before and after must agree (else the file changed
 /// while it was read: one more try, then it is skipped as changing).
-fn hash_one(fs: &dyn Filesystem, path: &RelPath, chunker: &Chunker) -> Result<LocalEntry, String> {
+fn hash_one(fs: &dyn Filesystem, clock: &dyn Clock, path: &RelPath, chunker: &Chunker) -> Result<LocalEntry, String> {
     let stat_file = |fs: &dyn Filesystem| match fs.stat(path) {
         Ok(Some(st)) if st.kind == StatKind::File => Ok(st),
         Ok(Some(st)) if st.kind == StatKind::Symlink => Err(SYMLINK_REASON.to_string()),
@@ -495,7 +496,7 @@ fn hash_one(fs: &dyn Filesystem, path: &RelPath, chunker: &Chunker) -> Result<Lo
         Err(e) => Err(describe(&e)),
     };
     for _ in 0..2 {
-        let read_at = now_ns();
+        let read_at = clock.now_ns();
         let before = stat_file(fs)?;
         let digest = fs.open(path).and_then(|r| digest(chunker, r, before.size)).map_err(|e| describe(&e))?;
         let after = stat_file(fs)?;
@@ -524,7 +525,7 @@ mod tests {
     }
 
     fn scan_mem(fs: &MemFs, known: &HashMap<RelPath, KnownFile>) -> ScanOutput {
-        Scanner { fs, rename: true, known, chunker: &Chunker::tiny() }.scan().unwrap()
+        Scanner { fs, rename: true, known, chunker: &Chunker::tiny(), clock: &SystemClock }.scan().unwrap()
     }
 
     fn known_from(out: &ScanOutput) -> HashMap<RelPath, KnownFile> {
@@ -616,7 +617,9 @@ mod tests {
         let fs = MemFs::new();
         fs.write("cafe\u{301}", "x");
         let known = HashMap::new();
-        let out = Scanner { fs: &fs, rename: false, known: &known, chunker: &Chunker::tiny() }.scan().unwrap();
+        let out = Scanner { fs: &fs, rename: false, known: &known, chunker: &Chunker::tiny(), clock: &SystemClock }
+            .scan()
+            .unwrap();
         assert!(out.entries.is_empty());
         assert!(out.skipped[0].reason.contains("NFC"));
         assert!(fs.exists("cafe\u{301}"));
@@ -687,8 +690,9 @@ mod tests {
         fs.symlink("build/link");
         let rules = IgnoreRules::load(&fs);
         let known = HashMap::new();
-        let out =
-            Scanner { fs: &fs, rename: true, known: &known, chunker: &Chunker::tiny() }.scan_ignoring(&rules).unwrap();
+        let out = Scanner { fs: &fs, rename: true, known: &known, chunker: &Chunker::tiny(), clock: &SystemClock }
+            .scan_ignoring(&rules)
+            .unwrap();
         let paths: Vec<_> = out.entries.keys().map(RelPath::as_str).collect();
         assert_eq!(paths, [".filesyncignore", "keep.txt", "sub"]);
         assert!(out.skipped.is_empty(), "nothing under an ignored directory is even looked at: {:?}", out.skipped);

@@ -179,7 +179,7 @@ async fn deletions_that_arrive_in_several_passes_are_weighed_together() {
 #[tokio::test]
 async fn a_same_size_rewrite_in_the_clock_tick_of_the_last_sync_is_not_lost() {
     let (_s, a, b) = pair(3).await;
-    let tick = filesync_agent::scan::now_ns();
+    let tick = filesync_agent::clock::Clock::now_ns(&filesync_agent::clock::SystemClock);
     a.fs.write("d0/f0.txt", "version 2");
     a.fs.set_mtime("d0/f0.txt", tick);
     assert_eq!(a.sync().await.uploaded, 1);

@@ -189,7 +189,7 @@ async fn an_edit_right_after_a_download_fetches_only_the_changed_chunks() {
     let old = noise(16 << 20, 1);
     a.fs.write("vm.img", &old);
     // Written just now, by the real clock the racy rule reads.
-    a.fs.set_mtime("vm.img", filesync_agent::scan::now_ns());
+    a.fs.set_mtime("vm.img", filesync_agent::clock::Clock::now_ns(&filesync_agent::clock::SystemClock));
     a.sync().await;
     b.sync().await;
     let mut new = old[..8 << 20].to_vec();

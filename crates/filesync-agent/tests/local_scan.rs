@@ -1,6 +1,7 @@
 //! The scanner against a real directory ([`RealFs`] on a tempdir) and the in-memory fake
 //! ([`MemFs`]): the same scenarios run on both, so the fake stays honest.
 
+use filesync_agent::clock::SystemClock;
 use filesync_agent::fs::{Filesystem, RealFs, StatKind};
 use filesync_agent::memfs::MemFs;
 use filesync_agent::scan::{KnownFile, ScanOutput, Scanner, scan, scan_paths};
@@ -76,7 +77,7 @@ impl Folder {
     }
 
     fn scan_chunked(&self, known: &HashMap<RelPath, KnownFile>, chunker: &Chunker) -> ScanOutput {
-        Scanner { fs: self.fs(), rename: true, known, chunker }.scan().unwrap()
+        Scanner { fs: self.fs(), rename: true, known, chunker, clock: &SystemClock }.scan().unwrap()
     }
 
     fn scan(&self) -> ScanOutput {
@@ -163,7 +164,9 @@ fn scan_with_renaming_off_skips_nfd_names() {
     for f in Folder::both() {
         f.write("cafe\u{301}", b"x");
         let known = HashMap::new();
-        let out = Scanner { fs: f.fs(), rename: false, known: &known, chunker: &Chunker::tiny() }.scan().unwrap();
+        let out = Scanner { fs: f.fs(), rename: false, known: &known, chunker: &Chunker::tiny(), clock: &SystemClock }
+            .scan()
+            .unwrap();
         assert!(out.entries.is_empty(), "{}", f.name());
         assert!(out.skipped[0].reason.contains("NFC"));
         assert!(f.exists("cafe\u{301}"), "{}: not renamed", f.name());
@@ -326,8 +329,9 @@ fn scan_paths_sees_only_the_given_paths_and_their_subtrees() {
         f.write("c", b"4");
         let chunker = Chunker::tiny();
         let asked = [p("a"), p("c"), p("deleted"), p("b/missing")];
-        let out =
-            Scanner { fs: f.fs(), rename: true, known: &HashMap::new(), chunker: &chunker }.scan_paths(&asked).unwrap();
+        let out = Scanner { fs: f.fs(), rename: true, known: &HashMap::new(), chunker: &chunker, clock: &SystemClock }
+            .scan_paths(&asked)
+            .unwrap();
         assert_eq!(paths(&out), ["a", "a/one", "a/sub", "a/sub/two", "c"], "{}", f.name());
         assert!(out.skipped.is_empty());
         let plain = scan_paths(f.fs(), &[p("b/three")], &HashMap::new(), &chunker).unwrap();

@@ -1,22 +1,35 @@
-//! Seeded, randomized histories of the whole sync loop in one process: two or three computers,
-//! each a real engine with its own state database on its own `MemFs`, write, append to, move
-//! and delete files, make and remove whole directories, and sync through the in-memory server
-//! (`memserver`), in a random order; in some histories every disk ignores case (as NTFS and
-//! APFS do) and moves include case-only renames. Faults come in the same order: a computer may crash in the
-//! middle of a sync (its disk takes a random number of changes, then no more) and restart, and
-//! a connection may drop in the middle of a sync (a commit may be applied with its answer
-//! lost). After the workload every computer syncs until a whole round does nothing, and the
-//! run checks:
+//! Seeded, randomized histories of the whole sync loop in one process: two or three
+//! computers, each a real engine with its own state database on its own `MemFs`, write,
+//! append to, move and delete files, make and remove whole directories, change the folder's
+//! settings (direction, excluded subfolders, pause), restore old versions from the server's
+//! history, and sync through the in-memory server (`memserver`), in a random order; in some
+//! histories every disk ignores case (as NTFS and APFS do) and moves include case-only
+//! renames. Faults come in the same order: a computer may crash in the middle of a sync (its
+//! disk takes a random number of changes, then no more) and restart, or lose power; a
+//! connection may drop in the middle of a sync (a commit may be applied with its answer
+//! lost); a chunk on the server may be damaged while a computer syncs. After the workload the
+//! settings go back to their defaults, every computer syncs until a whole round does nothing,
+//! and the run checks:
 //!
 //! - quiescence within a bounded number of rounds, and no pass reporting a failed file;
 //! - every computer holds the same tree, and it is the server's current state (on disks that
 //!   ignore case, but for names the server holds in two spellings: each computer keeps its
 //!   own and reports the other as skipped);
 //! - **no lost version**: every content a person wrote that their computer's engine saw (it
-//!   was on disk when a pass started that then finished) is the current content of some file,
-//!   or a version in the server's history;
-//! - **nothing half-written**: right after a crash, every file under its real name holds a
-//!   content someone wrote or the server has.
+//!   was on disk when a pass started that then finished, while the folder sent local changes
+//!   and outside excluded subfolders) is the current content of some file, or a version in
+//!   the server's history;
+//! - **no resurrection**: a file deleted on one computer, once the deletion reached the server
+//!   and every computer pulled it, stays deleted unless someone writes it again (`Deletions`
+//!   follows only deletions nothing could rightly undo: edits beat deletes);
+//! - **nothing half-written**: after every step — a crash of the process, a power loss that
+//!   undoes every write and rename the disk had not made durable (`MemFs::power_loss`), a
+//!   damaged chunk — every file under its real name holds a content someone wrote or the
+//!   server has;
+//! - **determinism**: one seed is one history; `the_same_seed_replays_the_same_history`
+//!   runs seeds twice and compares their traces line by line. Each computer's clock is its
+//!   disk's (`MemFs` implements the engine's `Clock`), and time passes by a seeded amount
+//!   at every step, so racy timestamps and conflict-copy names follow the seed too.
 //!
 //! Every choice comes from the seed. A failure names the seed and the command that runs it
 //! alone: `FILESYNC_SIM_SEED=S cargo test -p filesync-agent --test sim`. `FILESYNC_SIM_SEEDS=N`
@@ -28,7 +41,7 @@
 
 mod memserver;
 
-use filesync_agent::config::FolderConfig;
+use filesync_agent::config::{Direction, FolderConfig, FolderSettings};
 use filesync_agent::engine::server::ServerApi;
 use filesync_agent::engine::{Engine, PassReport};
 use filesync_agent::fs::Filesystem;
@@ -39,6 +52,7 @@ use filesync_core::{EntryKind, Hash};
 use memserver::MemServer;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -53,24 +67,35 @@ struct Computer {
     name: String,
     engine: Engine,
     fs: MemFs,
-    folder: FolderConfig,
+    /// The folder and its settings, which the workload changes.
+    folder: RefCell<FolderConfig>,
 }
 
 impl Computer {
     async fn new(server: &Arc<MemServer>, name: &str, case_insensitive: bool) -> Computer {
         let api: Arc<dyn ServerApi> = server.clone();
-        let engine = Engine::with_server(api, StateDb::memory().await.unwrap(), name.into());
         let fs = if case_insensitive { MemFs::case_insensitive() } else { MemFs::new() };
-        Computer { name: name.into(), engine, fs, folder: FolderConfig::new("docs", format!("/{name}")) }
+        // The computer's clock is its disk's: conflict-copy names and racy timestamps follow
+        // the seed, not the real time.
+        let engine =
+            Engine::with_server(api, StateDb::memory().await.unwrap(), name.into()).with_clock(Arc::new(fs.clone()));
+        Computer { name: name.into(), engine, fs, folder: RefCell::new(FolderConfig::new("docs", format!("/{name}"))) }
     }
 
-    async fn sync(&self) -> Result<PassReport, String> {
+    /// A pass that may fail (a crash or a dropped connection in the middle).
+    async fn try_sync(&self, trace: &mut Trace) {
         let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
-        let r = self
-            .engine
-            .sync_folder(&self.folder, fs, &Progress::default())
-            .await
-            .map_err(|e| format!("{}: sync failed: {e}", self.name))?;
+        let folder = self.folder.borrow().clone();
+        let r = self.engine.sync_folder(&folder, fs, &Progress::default()).await;
+        trace.pass(&self.name, &r);
+    }
+
+    async fn sync(&self, trace: &mut Trace) -> Result<PassReport, String> {
+        let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
+        let folder = self.folder.borrow().clone();
+        let r = self.engine.sync_folder(&folder, fs, &Progress::default()).await;
+        trace.pass(&self.name, &r);
+        let r = r.map_err(|e| format!("{}: sync failed: {e}", self.name))?;
         if !r.errors.is_empty() {
             return Err(format!("{}: files failed: {:?}", self.name, r.errors));
         }
@@ -110,6 +135,160 @@ struct Observed {
     written: BTreeSet<Hash>,
 }
 
+/// What a run did, line by line: the steps, every pass's outcome and the final state. Two runs
+/// of one seed must write the same trace (`the_same_seed_replays_the_same_history`);
+/// `FILESYNC_SIM_TRACE=1` also prints it as it goes.
+struct Trace {
+    lines: Vec<String>,
+    echo: bool,
+}
+
+impl Trace {
+    fn new() -> Trace {
+        Trace { lines: Vec::new(), echo: std::env::var_os("FILESYNC_SIM_TRACE").is_some() }
+    }
+
+    fn log(&mut self, line: String) {
+        if self.echo {
+            eprintln!("{line}");
+        }
+        self.lines.push(line);
+    }
+
+    /// One line for a pass's outcome (or its error).
+    fn pass(&mut self, who: &str, r: &Result<PassReport, impl std::fmt::Display>) {
+        let line = match r {
+            Ok(r) => format!(
+                "  {who}: up {} down {} del-local {} del-remote {} conflicts {} errors {} cursor {} named {:?}",
+                r.uploaded,
+                r.downloaded,
+                r.deleted_local,
+                r.deleted_remote,
+                r.conflicts,
+                r.errors.len(),
+                r.cursor,
+                r.named.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>()
+            ),
+            Err(e) => format!("  {who}: failed: {e}"),
+        };
+        self.log(line);
+    }
+}
+
+/// The "no resurrection" check: a file deleted on one computer, when that deletion reached
+/// the server and every computer then pulled it, must stay deleted unless someone writes it
+/// again. A deletion is followed only when nothing could rightly undo it ("edits beat
+/// deletes"): no other computer holds an unsent edit of the path, and the deleting computer
+/// had pulled every version of it that may have reached the server. Any later write to the
+/// path, or a restore of it, ends the following.
+struct Deletions {
+    /// Paths compare folded on disks that ignore case.
+    fold: bool,
+    /// Per computer: paths written there and not surely uploaded since.
+    dirty: Vec<BTreeSet<String>>,
+    /// Per path: the latest step a version of it may have reached the server, and the
+    /// computer that surely knows it (it sent it in a finished pass); `None`: a partial pass
+    /// or a restore.
+    reached_server: BTreeMap<String, (usize, Option<usize>)>,
+    /// Per computer: the step of its last finished pass that applied remote changes.
+    last_pull: Vec<Option<usize>>,
+    followed: BTreeMap<String, Deletion>,
+}
+
+struct Deletion {
+    by: usize,
+    /// A finished pass of `by` sent it.
+    sent: bool,
+    /// Computers that have pulled it since.
+    seen: BTreeSet<usize>,
+}
+
+impl Deletions {
+    fn new(computers: usize, fold: bool) -> Deletions {
+        Deletions {
+            fold,
+            dirty: vec![BTreeSet::new(); computers],
+            reached_server: BTreeMap::new(),
+            last_pull: vec![None; computers],
+            followed: BTreeMap::new(),
+        }
+    }
+
+    fn key(&self, path: &str) -> String {
+        if self.fold { path.to_lowercase() } else { path.to_string() }
+    }
+
+    fn wrote(&mut self, c: usize, path: &str) {
+        let k = self.key(path);
+        self.followed.remove(&k);
+        self.dirty[c].insert(k);
+    }
+
+    fn deleted(&mut self, c: usize, path: &str) {
+        let k = self.key(path);
+        let others_dirty = (0..self.dirty.len()).any(|o| o != c && self.dirty[o].contains(&k));
+        let up_to_date = self.last_pull[c].is_some_and(|pulled| match self.reached_server.get(&k) {
+            None => true,
+            Some(&(step, by)) => step < pulled || by == Some(c),
+        });
+        self.dirty[c].remove(&k);
+        if !others_dirty && up_to_date {
+            self.followed.insert(k, Deletion { by: c, sent: false, seen: BTreeSet::new() });
+        } else {
+            self.followed.remove(&k);
+        }
+    }
+
+    fn restored(&mut self, path: &str, step: usize) {
+        let k = self.key(path);
+        self.followed.remove(&k);
+        self.reached_server.insert(k, (step, None));
+    }
+
+    /// A pass of `c` that may have sent anything of its own, but did not finish.
+    fn partial(&mut self, c: usize, step: usize) {
+        for k in &self.dirty[c] {
+            self.reached_server.insert(k.clone(), (step, None));
+        }
+    }
+
+    /// A finished pass of `c` with `settings`.
+    fn finished(&mut self, c: usize, step: usize, settings: &FolderSettings) {
+        let prefixes: Vec<String> = settings.excluded.iter().map(|e| format!("{}/", self.key(e))).collect();
+        let excluded = |k: &str| prefixes.iter().any(|p| k.starts_with(p));
+        let (sends, pulls) = (
+            !settings.paused && settings.direction != Direction::DownloadOnly,
+            !settings.paused && settings.direction != Direction::UploadOnly,
+        );
+        if pulls {
+            self.last_pull[c] = Some(step);
+            for (k, d) in &mut self.followed {
+                if d.sent && !excluded(k) {
+                    d.seen.insert(c);
+                }
+            }
+        }
+        if sends {
+            let sent: Vec<String> = self.dirty[c].iter().filter(|k| !excluded(k)).cloned().collect();
+            for k in sent {
+                self.dirty[c].remove(&k);
+                self.reached_server.insert(k, (step, Some(c)));
+            }
+            for (k, d) in &mut self.followed {
+                if d.by == c && !excluded(k) {
+                    d.sent = true;
+                    d.seen.insert(c);
+                }
+            }
+        }
+    }
+
+    /// Paths deleted, sent and pulled by every one of `computers`.
+    fn settled(&self, computers: usize) -> Vec<&String> {
+        self.followed.iter().filter(|(_, d)| d.sent && d.seen.len() == computers).map(|(k, _)| k).collect()
+    }
+}
+
 fn content(rng: &mut StdRng, seed: u64, step: usize) -> Vec<u8> {
     let mut data = format!("seed {seed} step {step}\n").into_bytes();
     let len = match rng.random_range(0..10) {
@@ -121,7 +300,7 @@ fn content(rng: &mut StdRng, seed: u64, step: usize) -> Vec<u8> {
     data
 }
 
-async fn run(seed: u64) -> Result<(), String> {
+async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let server = Arc::new(MemServer::default());
     let n = rng.random_range(2..=3);
@@ -133,19 +312,24 @@ async fn run(seed: u64) -> Result<(), String> {
         computers.push(Computer::new(&server, &format!("pc{i}"), case_insensitive).await);
     }
     let mut observed = Observed::default();
+    let mut deletions = Deletions::new(n, case_insensitive);
     let steps = rng.random_range(10..40);
-    let trace = std::env::var_os("FILESYNC_SIM_TRACE").is_some();
+    trace.log(format!("seed {seed}: {n} computers, case-insensitive {case_insensitive}, {steps} steps"));
     for step in 0..steps {
-        let c = &computers[rng.random_range(0..n)];
-        let existing = c.files();
-        let action = rng.random_range(0..10);
-        if trace {
-            eprintln!(
-                "step {step}: {} action {action}; files {:?}",
-                c.name,
-                c.tree().0.iter().map(|(p, d)| (p, d.len())).collect::<Vec<_>>()
-            );
+        // Time passes, sometimes less than a timestamp's racy window, sometimes more.
+        let elapsed = rng.random_range(0..3_000_000_000);
+        for c in &computers {
+            c.fs.advance_clock(elapsed);
         }
+        let ci = rng.random_range(0..n);
+        let c = &computers[ci];
+        let existing = c.files();
+        let action = rng.random_range(0..14);
+        trace.log(format!(
+            "step {step}: {} action {action}; files {:?}",
+            c.name,
+            c.tree().0.iter().map(|(p, d)| (p.clone(), d.len())).collect::<Vec<_>>()
+        ));
         match action {
             // Write a new file or replace one.
             0..=2 => {
@@ -154,6 +338,7 @@ async fn run(seed: u64) -> Result<(), String> {
                 let data = content(&mut rng, seed, step);
                 observed.written.insert(Hash::of(&data));
                 c.fs.write(&path, data);
+                deletions.wrote(ci, &path);
             }
             // Append to a file.
             3 if !existing.is_empty() => {
@@ -162,11 +347,13 @@ async fn run(seed: u64) -> Result<(), String> {
                 data.extend(content(&mut rng, seed, step));
                 observed.written.insert(Hash::of(&data));
                 c.fs.write(path, data);
+                deletions.wrote(ci, path);
             }
             // Delete a file.
             4 if !existing.is_empty() => {
                 let path = &existing[rng.random_range(0..existing.len())];
                 c.fs.remove(path);
+                deletions.deleted(ci, path);
             }
             // Move a file to a free name (another directory, or renamed).
             5 if !existing.is_empty() => {
@@ -189,12 +376,21 @@ async fn run(seed: u64) -> Result<(), String> {
                     let data = c.fs.read(from).unwrap();
                     c.fs.remove(from);
                     c.fs.write(&to, data);
+                    if case_only {
+                        deletions.wrote(ci, &to);
+                    } else {
+                        deletions.deleted(ci, from);
+                        deletions.wrote(ci, &to);
+                    }
                 }
             }
             // Remove a whole directory, or make an empty one.
             6 => {
                 let dir = DIRS[rng.random_range(1..DIRS.len())].trim_end_matches('/');
                 if rng.random_bool(0.5) {
+                    for f in existing.iter().filter(|f| f.starts_with(&format!("{dir}/"))) {
+                        deletions.deleted(ci, f);
+                    }
                     c.fs.remove(dir);
                 } else {
                     c.fs.mkdir(dir);
@@ -206,45 +402,134 @@ async fn run(seed: u64) -> Result<(), String> {
             // and a person may still change it before the next one.)
             7 => {
                 c.fs.crash_after(rng.random_range(0..12));
-                let fs: Arc<dyn Filesystem> = Arc::new(c.fs.clone());
-                let _ = c.engine.sync_folder(&c.folder, fs, &Progress::default()).await;
-                c.fs.restart();
-                let from_server = server_contents(&server);
-                for (path, data) in c.tree().0 {
-                    let h = Hash::of(&data);
-                    if !observed.written.contains(&h) && !from_server.contains(&h) {
-                        let head = String::from_utf8_lossy(&data[..data.len().min(24)]).to_string();
-                        return Err(format!(
-                            "step {step}: after a crash {path} on {} holds content nobody wrote ({} bytes, {head:?})",
-                            c.name,
-                            data.len()
-                        ));
-                    }
+                c.try_sync(trace).await;
+                deletions.partial(ci, step);
+                // The process died, or the power went and the disk lost what was not durable.
+                if rng.random_bool(0.5) {
+                    trace.log(format!("  {}: power loss (volatile changes: {})", c.name, c.fs.has_volatile_changes()));
+                    c.fs.power_loss();
+                } else {
+                    c.fs.restart();
                 }
             }
             // A sync whose connection drops after a few requests (a commit may be applied with
             // its answer lost); the next sync resumes. (Not counted as seen either.)
             8 => {
                 server.inner.lock().unwrap().drop_after = Some(rng.random_range(0..12));
-                let fs: Arc<dyn Filesystem> = Arc::new(c.fs.clone());
-                let _ = c.engine.sync_folder(&c.folder, fs, &Progress::default()).await;
+                c.try_sync(trace).await;
+                deletions.partial(ci, step);
                 server.inner.lock().unwrap().drop_after = None;
+            }
+            // A setting changes: the direction, a subfolder excluded or included again, or
+            // the folder paused or resumed. (All go back to the defaults before the end.)
+            9 => {
+                let mut folder = c.folder.borrow_mut();
+                let settings = &mut folder.settings;
+                match rng.random_range(0..3) {
+                    0 => {
+                        settings.direction = match rng.random_range(0..5) {
+                            0 => Direction::UploadOnly,
+                            1 => Direction::DownloadOnly,
+                            _ => Direction::TwoWay,
+                        }
+                    }
+                    1 => {
+                        let sub = ["a", "a/b", "c"][rng.random_range(0..3)].to_string();
+                        if !settings.excluded.contains(&sub) {
+                            settings.excluded.push(sub);
+                        } else {
+                            settings.excluded.retain(|e| *e != sub);
+                        }
+                    }
+                    _ => settings.paused = !settings.paused,
+                }
+                trace.log(format!(
+                    "  {}: direction {:?}, excluded {:?}, paused {}",
+                    c.name, settings.direction, settings.excluded, settings.paused
+                ));
+            }
+            // Someone restores an old version from the server's history (the server makes it
+            // the current version again, under a new rev).
+            10 => {
+                let mut s = server.inner.lock().unwrap();
+                let versions: Vec<_> = s
+                    .history
+                    .iter()
+                    .filter(|e| e.meta.as_ref().is_some_and(|m| m.kind == EntryKind::File))
+                    .cloned()
+                    .collect();
+                if !versions.is_empty() {
+                    let old = &versions[rng.random_range(0..versions.len())];
+                    let blocked = |p: &str| {
+                        s.current
+                            .values()
+                            .any(|e| e.meta.as_ref().is_some_and(|m| m.kind == EntryKind::Dir) && e.path.as_str() == p)
+                    };
+                    if !blocked(old.path.as_str()) {
+                        let rev = s.restore(1, old.path.clone(), old.meta.clone().unwrap());
+                        deletions.restored(old.path.as_str(), step);
+                        trace.log(format!("  server: restored {} from rev {} as rev {rev}", old.path, old.rev));
+                    }
+                }
+            }
+            // A chunk the server stores is damaged on its disk while this computer syncs: the
+            // pass may fail for the files that need it, but must install nothing wrong; the
+            // chunk is repaired afterwards (as an upload of the same bytes would).
+            11 => {
+                let hashes: Vec<Hash> = {
+                    let s = server.inner.lock().unwrap();
+                    let mut h: Vec<Hash> = s.chunks.keys().copied().collect();
+                    h.sort();
+                    h
+                };
+                if !hashes.is_empty() {
+                    let h = hashes[rng.random_range(0..hashes.len())];
+                    server.inner.lock().unwrap().damaged.insert(h);
+                    c.try_sync(trace).await;
+                    deletions.partial(ci, step);
+                    server.inner.lock().unwrap().damaged.clear();
+                }
             }
             // Sync.
             _ => {
                 observe(c, &mut observed, step);
-                c.sync().await.map_err(|e| format!("step {step}: {e}"))?;
+                c.sync(trace).await.map_err(|e| format!("step {step}: {e}"))?;
+                deletions.finished(ci, step, &c.folder.borrow().settings);
+            }
+        }
+        // Nothing half-written, ever: after every step (a crash, a power loss, a damaged
+        // chunk…) each file under its real name holds a content someone wrote or the server
+        // has.
+        let from_server = server_contents(&server);
+        for c in &computers {
+            for (path, data) in c.tree().0 {
+                let h = Hash::of(&data);
+                if !observed.written.contains(&h) && !from_server.contains(&h) {
+                    let head = String::from_utf8_lossy(&data[..data.len().min(24)]).to_string();
+                    return Err(format!(
+                        "step {step}: {path} on {} holds content nobody wrote ({} bytes, {head:?})",
+                        c.name,
+                        data.len()
+                    ));
+                }
             }
         }
     }
 
+    // The workload stops and the settings go back to the defaults: changes flow both ways
+    // again, nothing excluded, nothing paused.
+    for c in &computers {
+        c.folder.borrow_mut().settings = FolderSettings::default();
+    }
+
     // Quiet: everyone syncs until a whole round does nothing.
     let mut quiet = false;
-    for _ in 0..MAX_QUIET_ROUNDS {
+    for round in 0..MAX_QUIET_ROUNDS {
         let mut work = 0;
-        for c in &computers {
+        for (ci, c) in computers.iter().enumerate() {
             observe(c, &mut observed, steps);
-            let r = c.sync().await?;
+            let r = c.sync(trace).await?;
+            deletions.finished(ci, steps + round, &FolderSettings::default());
             work += r.uploaded + r.downloaded + r.deleted_local + r.deleted_remote + r.conflicts;
         }
         if work == 0 {
@@ -257,14 +542,20 @@ async fn run(seed: u64) -> Result<(), String> {
     }
 
     // The same tree everywhere, and it is the server's.
-    if trace {
+    {
         let s = server.inner.lock().unwrap();
-        let mut cur: Vec<_> =
-            s.current.values().filter(|e| e.meta.is_some()).map(|e| (e.path.as_str(), e.rev)).collect();
+        let mut cur: Vec<_> = s
+            .current
+            .values()
+            .filter_map(|e| e.meta.as_ref().map(|m| (e.path.as_str().to_string(), e.rev, m.hash)))
+            .collect();
         cur.sort();
-        eprintln!("server: {cur:?}");
+        let history: Vec<_> = s.history.iter().map(|e| (e.path.as_str().to_string(), e.rev)).collect();
+        drop(s);
+        trace.log(format!("server: {cur:?}"));
+        trace.log(format!("server history: {history:?}"));
         for c in &computers {
-            eprintln!("{}: {:?}", c.name, c.tree().0.keys().collect::<Vec<_>>());
+            trace.log(format!("{}: {:?}", c.name, c.tree().0.keys().collect::<Vec<_>>()));
         }
     }
     let s = server.inner.lock().unwrap();
@@ -328,6 +619,16 @@ async fn run(seed: u64) -> Result<(), String> {
         ));
     }
 
+    // No resurrection: what every computer saw deleted stays deleted.
+    let folded = |p: &String| if case_insensitive { p.to_lowercase() } else { p.clone() };
+    let present: BTreeSet<String> = files.keys().chain(server_files.keys()).map(folded).collect();
+    trace.log(format!("deletions every computer pulled: {:?}", deletions.settled(n)));
+    for path in deletions.settled(n) {
+        if present.contains(path) {
+            return Err(format!("{path} came back after a deletion every computer had pulled"));
+        }
+    }
+
     // No lost version.
     let mut kept: BTreeSet<Hash> = files.values().map(|d| Hash::of(d)).collect();
     kept.extend(server_contents(&server));
@@ -350,15 +651,26 @@ fn server_contents(server: &MemServer) -> BTreeSet<Hash> {
 }
 
 /// Records every file on `c` before its engine looks: those contents must never be lost.
+/// Only what the engine is to upload counts: not while the folder is paused or
+/// download-only (local edits then stay local, and a person may overwrite them before the
+/// engine ever sends them), nor in excluded subfolders.
 fn observe(c: &Computer, observed: &mut Observed, step: usize) {
-    for (path, data) in c.tree().0 {
+    let settings = c.folder.borrow().settings.clone();
+    if settings.paused || settings.direction == Direction::DownloadOnly {
+        return;
+    }
+    let excluded = |p: &str| settings.excluded.iter().any(|e| p.starts_with(&format!("{e}/")));
+    for (path, data) in c.tree().0.into_iter().filter(|(p, _)| !excluded(p)) {
         observed.versions.entry(Hash::of(&data)).or_insert_with(|| format!("of {path} on {} at step {step}", c.name));
     }
 }
 
-fn run_seed(seed: u64) -> Result<(), String> {
+/// Runs one seed; its trace comes back either way.
+fn run_seed(seed: u64) -> (Result<(), String>, Vec<String>) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(run(seed))
+    let mut trace = Trace::new();
+    let result = rt.block_on(run(seed, &mut trace));
+    (result, trace.lines)
 }
 
 #[test]
@@ -378,7 +690,7 @@ fn seeded_histories_converge_and_lose_no_version() {
             // Read by `scripts/soak` for its progress line.
             eprintln!("sim progress: {done} of {} seeds, {} failed", seeds.len(), failed.len());
         }
-        if let Err(e) = run_seed(seed) {
+        if let (Err(e), _) = run_seed(seed) {
             eprintln!(
                 "seed {seed} failed: {e}\n  replay: FILESYNC_SIM_SEED={seed} cargo test -p filesync-agent --test sim"
             );
@@ -386,4 +698,23 @@ fn seeded_histories_converge_and_lose_no_version() {
         }
     }
     assert!(failed.is_empty(), "{} of {} seeds failed: {failed:?}", failed.len(), seeds.len());
+}
+
+/// The simulation is only worth its seeds if a seed is a history: running one twice must do
+/// the same things in the same order and end in the same state, line for line.
+#[test]
+fn the_same_seed_replays_the_same_history() {
+    let first = std::env::var("FILESYNC_SIM_FIRST").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    for seed in first..first + 25 {
+        let (a, trace_a) = run_seed(seed);
+        let (b, trace_b) = run_seed(seed);
+        assert_eq!(a, b, "seed {seed}: two runs ended differently");
+        if let Some(i) = (0..trace_a.len().max(trace_b.len())).find(|&i| trace_a.get(i) != trace_b.get(i)) {
+            panic!(
+                "seed {seed}: two runs differ from line {i}:\n  first:  {:?}\n  second: {:?}\n  replay: FILESYNC_SIM_SEED={seed} FILESYNC_SIM_TRACE=1 cargo test -p filesync-agent --test sim",
+                trace_a.get(i),
+                trace_b.get(i)
+            );
+        }
+    }
 }

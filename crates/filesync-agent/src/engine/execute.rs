@@ -233,7 +233,7 @@ impl Executor<'_> {
                     self.report.written.push((job.path.clone(), Some(stat)));
                     // Written with the server's mtime: racy if that is recent (a write here in
                     // the same clock tick would keep the stat).
-                    let racy = crate::scan::is_racy(stat.mtime_ns, crate::scan::now_ns());
+                    let racy = crate::scan::is_racy(stat.mtime_ns, self.engine.clock.now_ns());
                     rec.bases.push((job.path, BaseRow::with_stat(job.rev, job.meta, &stat, racy)));
                 }
                 DownloadResult::Failed(e) => self.failed(&job.path, e),

@@ -16,6 +16,7 @@ pub mod server;
 pub mod throttle;
 mod upload;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::FolderConfig;
 use crate::fs::{Filesystem, Stat, StatKind};
 use crate::state::{StateDb, StateError};
@@ -28,7 +29,6 @@ pub use scope::Scope;
 use server::ServerApi;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use throttle::Throttle;
 use tracing::{debug, info, warn};
 
@@ -266,10 +266,6 @@ pub(crate) fn free_conflict_name(
     Err(format!("{path}: no free conflict-copy name"))
 }
 
-fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
-
 /// Drives sync passes for folders against one server and one state database.
 #[derive(Clone)]
 pub struct Engine {
@@ -277,6 +273,9 @@ pub struct Engine {
     pub db: StateDb,
     pub device_name: String,
     pub chunker: Chunker,
+    /// Names conflict copies and judges racy timestamps; the system's clock but in a
+    /// simulation.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Engine {
@@ -287,7 +286,12 @@ impl Engine {
 
     /// An engine talking to any server (a test double, say).
     pub fn with_server(server: Arc<dyn ServerApi>, db: StateDb, device_name: String) -> Engine {
-        Engine { server, db, device_name, chunker: Chunker::default() }
+        Engine { server, db, device_name, chunker: Chunker::default(), clock: Arc::new(SystemClock) }
+    }
+
+    /// The same engine reading time from `clock`.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Engine {
+        Engine { clock, ..self }
     }
 
     /// Syncs the whole folder until nothing is left to do (or `MAX_PASSES` passes).

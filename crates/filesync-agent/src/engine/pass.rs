@@ -6,7 +6,7 @@
 use super::execute::{Executor, Steps};
 use super::input::{self, Views};
 use super::policy::{self, PlanSummary};
-use super::{Engine, PassReport, Run, Scope, SyncError, now_unix, scope};
+use super::{Engine, PassReport, Run, Scope, SyncError, scope};
 use crate::config::FolderConfig;
 use crate::filter::{Excluded, IgnoreRules};
 use crate::fs::Filesystem;
@@ -70,11 +70,11 @@ impl Engine {
                 (p.clone(), KnownFile { size: b.size, mtime_ns: b.mtime_ns, ino: b.ino, meta: b.meta.clone() })
             })
             .collect();
-        let (chunker, full, roots) = (self.chunker, scope.is_full(), scope.roots());
+        let (chunker, clock, full, roots) = (self.chunker, self.clock.clone(), scope.is_full(), scope.roots());
         let root_count = roots.len();
         let (scanned, rules) = tokio::task::spawn_blocking(move || {
             let rules = IgnoreRules::load(&*fs);
-            let scanner = scan::Scanner { fs: &*fs, rename: true, known: &known, chunker: &chunker };
+            let scanner = scan::Scanner { fs: &*fs, rename: true, known: &known, chunker: &chunker, clock: &*clock };
             let scanned =
                 if full { scanner.scan_ignoring(&rules) } else { scanner.scan_paths_ignoring(&roots, &rules) };
             scanned.map(|s| (s, rules))
@@ -217,7 +217,7 @@ impl Engine {
         if !run.preview && !input.promoted.is_empty() {
             self.db.set_bases(name, &input.promoted).await?;
         }
-        let now = now_unix();
+        let now = self.clock.now_unix();
         let direction = folder.settings.planner_direction();
         let ctx = PlanContext {
             device_name: self.device_name.clone(),

@@ -51,6 +51,26 @@ pub struct Inner {
 }
 
 impl Inner {
+    /// Makes `meta` the current version of `path` again, as a restore from history does on
+    /// the real server: a new rev, the version it replaces kept in the history. Returns the
+    /// new rev.
+    pub fn restore(&mut self, folder_id: u64, path: RelPath, meta: filesync_core::FileMeta) -> u64 {
+        let seq = self.seq.entry(folder_id).or_insert(0);
+        *seq += 1;
+        let rev = *seq;
+        let e = EntryState {
+            path: path.clone(),
+            rev,
+            meta: Some(meta),
+            device_id: 2,
+            device_name: "restore".into(),
+            committed_at: 0,
+        };
+        self.current.insert((folder_id, path), e.clone());
+        self.history.push(e);
+        rev
+    }
+
     /// Whether this request gets through (`Ok`), or the connection is gone.
     fn connected(&mut self) -> Result<(), SyncError> {
         match &mut self.drop_after {

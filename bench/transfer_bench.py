@@ -247,7 +247,7 @@ class FileSync:
         total = 0
         for k in "ab":
             out = cb.run(["status", "--json"], home=self.homes[k], env=self.env)
-            t = json.loads(out).get("status", {}).get("traffic", {})
+            t = json.loads(out).get("traffic", {})
             total += t.get("wire_sent", 0) + t.get("wire_received", 0)
         return total
 

@@ -6,7 +6,8 @@
 //! the wire format beyond the client crate's API.
 
 pub mod agent;
-pub mod clock;
+/// The clock the engine reads (defined in `filesync-core`).
+pub use filesync_core::clock;
 pub mod config;
 pub mod engine;
 pub mod filter;

@@ -854,7 +854,13 @@ impl Drop for MemTemp {
 
 /// A simulated computer's clock is its disk's: "now" is the mtime the next change would get,
 /// so racy timestamps and conflict-copy names follow the simulation, never the real time.
-impl crate::clock::Clock for MemFs {
+impl std::fmt::Debug for MemFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemFs").field("clock", &self.now()).finish_non_exhaustive()
+    }
+}
+
+impl filesync_core::clock::Clock for MemFs {
     fn now_ns(&self) -> i64 {
         self.now()
     }

@@ -7,9 +7,9 @@
 //! ([`Scanner::scan_ignoring`]) an ignored path is not reported, and an ignored directory is
 //! not even listed.
 
-use crate::clock::{Clock, SystemClock};
 use crate::filter::IgnoreRules;
 use crate::fs::{DirEntry, Filesystem, Stat, StatKind};
+use filesync_core::clock::{Clock, SystemClock};
 use filesync_core::path::TEMP_PREFIX;
 use filesync_core::{ChunkRef, Chunker, EntryKind, FileDigest, FileMeta, Hash, RelPath};
 use std::collections::{BTreeMap, HashMap, HashSet};

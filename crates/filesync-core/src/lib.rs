@@ -3,9 +3,12 @@
 //! the names people type (users, devices, folders).
 //!
 //! This crate is pure: it refuses to know about sockets, async runtimes, databases, the wall
-//! clock or the wire format. It reads bytes only through `std::io::Read` handed to it.
+//! clock or the wire format. It reads bytes only through `std::io::Read` handed to it, and
+//! time only through a [`clock::Clock`] handed to its callers (it defines the trait and the
+//! real clock the runtimes create, and never reads one itself).
 
 pub mod chunking;
+pub mod clock;
 pub mod conflict;
 pub mod entry;
 pub mod hash;

@@ -457,6 +457,10 @@ pub struct UsageInfo {
     pub files_current: u64,
     #[prost(uint64, tag = "6")]
     pub versions_history: u64,
+    /// The user's storage quota in bytes (what `bytes_stored` may reach); absent: unlimited.
+    /// Added in version 3's lifetime; older servers never send it.
+    #[prost(uint64, optional, tag = "7")]
+    pub quota: Option<u64>,
 }
 
 /// Numeric error codes carried in [`ErrorMsg::code`].

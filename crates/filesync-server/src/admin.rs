@@ -14,6 +14,7 @@ use crate::handlers::{Reply, err, store_err};
 use base64::Engine;
 use bytes::Bytes;
 use filesync_core::Hash;
+use filesync_core::clock::{Clock, SystemClock};
 use filesync_proto::{ErrorCode, ErrorMsg, limits};
 use filesync_store::{Device, DeviceId, MetaStore, NewAccount, StoreError, UserId};
 use std::sync::Arc;
@@ -166,8 +167,9 @@ pub struct Admin {
     meta: Arc<dyn MetaStore>,
 }
 
+/// The operator's commands run outside the server, on the real clock.
 fn now() -> i64 {
-    crate::handlers::now()
+    SystemClock.now_unix()
 }
 
 impl Admin {

@@ -18,7 +18,6 @@ use filesync_proto::{compression, delta};
 use filesync_store::{ChunkLock, Device, Folder, NewAccount, Outcome, ProposedChange, StoreError, UserId};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tracing::{error, info};
 
 /// The identity of an authenticated connection.
@@ -29,10 +28,6 @@ pub(crate) struct Authed {
 }
 
 pub(crate) type Reply<T> = Result<T, ErrorMsg>;
-
-pub(crate) fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
 
 pub(crate) fn err(code: ErrorCode, msg: impl Into<String>) -> ErrorMsg {
     ErrorMsg::new(code, msg)
@@ -77,8 +72,11 @@ async fn issue_device(
     device_name: &str,
 ) -> Reply<(Authed, Session)> {
     let token = auth::new_token();
-    let device =
-        shared.meta.create_device(user_id, device_name, &auth::token_hash(&token), now()).await.map_err(store_err)?;
+    let device = shared
+        .meta
+        .create_device(user_id, device_name, &auth::token_hash(&token), shared.clock.now_unix())
+        .await
+        .map_err(store_err)?;
     let session =
         Session { user_id, user: user_name.to_string(), device_id: device.id, device_name: device.name.clone(), token };
     Ok((Authed { user_id, user_name: user_name.to_string(), device }, session))
@@ -114,7 +112,9 @@ pub(crate) async fn register(
     // Every registration costs an Argon2 hash and creates an account: count each one per
     // address (successes too), before hashing.
     let keys = [format!("register:{}", source_key(peer.ip()))];
-    if let Err(wait) = shared.throttle.reserve(&keys, auth::REGISTER_FREE_ATTEMPTS, Instant::now()) {
+    if let Err(wait) =
+        shared.throttle.reserve(&keys, auth::REGISTER_FREE_ATTEMPTS, tokio::time::Instant::now().into_std())
+    {
         return Err(err(
             ErrorCode::RateLimited,
             format!("too many registrations from your address; retry in {} s", wait.as_secs() + 1),
@@ -122,7 +122,7 @@ pub(crate) async fn register(
     }
     let hash = shared.passwords.hash(r.password.clone()).await?;
     let account = NewAccount { name: &user_name, password_hash: &hash, quota: shared.default_quota, invite };
-    let user = match shared.meta.create_account(&account, now()).await {
+    let user = match shared.meta.create_account(&account, shared.clock.now_unix()).await {
         Ok(u) => u,
         Err(StoreError::UserExists(_)) => {
             return Err(err(ErrorCode::UserExists, format!("the user name {user_name:?} is taken")));
@@ -164,7 +164,8 @@ pub(crate) async fn login(shared: &Shared, l: filesync_proto::Login, peer: Socke
     let device_name = name("device name", &l.device_name)?;
     let addr = source_key(peer.ip());
     let keys = [format!("user:{user_name}@{addr}"), format!("ip:{addr}")];
-    if let Err(wait) = shared.throttle.reserve(&keys, auth::LOGIN_FREE_ATTEMPTS, Instant::now()) {
+    if let Err(wait) = shared.throttle.reserve(&keys, auth::LOGIN_FREE_ATTEMPTS, tokio::time::Instant::now().into_std())
+    {
         return Err(err(ErrorCode::RateLimited, format!("too many failed logins; retry in {} s", wait.as_secs() + 1)));
     }
     let user = shared.meta.user_by_name(&user_name).await.map_err(store_err)?;
@@ -187,7 +188,8 @@ pub(crate) async fn login(shared: &Shared, l: filesync_proto::Login, peer: Socke
         // token. Anything else (a live device, another user's, an unknown id) gets a new one.
         let token = auth::new_token();
         let hash = auth::token_hash(&token);
-        let again = shared.meta.reissue_device(user.id, l.replaces_device, &device_name, &hash, now());
+        let again =
+            shared.meta.reissue_device(user.id, l.replaces_device, &device_name, &hash, shared.clock.now_unix());
         if let Some(device) = again.await.map_err(store_err)? {
             info!(%peer, user = %user.name, device = device.id, "revoked device logged in again");
             let session = Session {
@@ -218,7 +220,7 @@ pub(crate) async fn auth(shared: &Shared, a: filesync_proto::Auth) -> Reply<(Aut
     if user.disabled {
         return Err(disabled());
     }
-    shared.meta.touch_device(device.id, now()).await.map_err(store_err)?;
+    shared.meta.touch_device(device.id, shared.clock.now_unix()).await.map_err(store_err)?;
     let session = Session {
         user_id: user.id,
         user: user.name.clone(),
@@ -316,7 +318,8 @@ async fn change_password(shared: &Shared, a: &Authed, c: filesync_proto::ChangeP
     }
     // Counted before the check, like a login (see `login`).
     let keys = [format!("password:{}", a.user_id)];
-    if let Err(wait) = shared.throttle.reserve(&keys, auth::LOGIN_FREE_ATTEMPTS, Instant::now()) {
+    if let Err(wait) = shared.throttle.reserve(&keys, auth::LOGIN_FREE_ATTEMPTS, tokio::time::Instant::now().into_std())
+    {
         return Err(err(
             ErrorCode::RateLimited,
             format!("too many wrong passwords; retry in {} s", wait.as_secs() + 1),
@@ -640,7 +643,11 @@ async fn commit(shared: &Shared, a: &Authed, c: filesync_proto::Commit) -> Reply
         changes.push(ProposedChange { path, base_rev: ch.base_rev, meta });
     }
     check_chunk_lengths(shared, a, &changes).await?;
-    let out = shared.meta.commit(a.user_id, folder.id, &a.device, &changes, now()).await.map_err(store_err)?;
+    let out = shared
+        .meta
+        .commit(a.user_id, folder.id, &a.device, &changes, shared.clock.now_unix())
+        .await
+        .map_err(store_err)?;
     if out.folder_seq > folder.seq {
         shared.hub.publish(a.user_id, HubEvent::FolderChanged { folder_id: folder.id, seq: out.folder_seq });
     }

@@ -3,7 +3,7 @@
 //! for the authenticated user only (the folder is looked up as the user's first), and encode.
 
 use crate::Shared;
-use crate::handlers::{Authed, Reply, commit_result, err, now, owned_folder, store_err};
+use crate::handlers::{Authed, Reply, commit_result, err, owned_folder, store_err};
 use crate::hub::HubEvent;
 use filesync_core::RelPath;
 use filesync_proto::convert::{entry_to_wire, path_from_wire};
@@ -70,7 +70,7 @@ pub(crate) async fn restore(shared: &Shared, a: &Authed, r: filesync_proto::Rest
     }
     let out = shared
         .meta
-        .restore(a.user_id, folder.id, &a.device, &path, r.rev, to_path.as_ref(), now())
+        .restore(a.user_id, folder.id, &a.device, &path, r.rev, to_path.as_ref(), shared.clock.now_unix())
         .await
         .map_err(store_err)?;
     if out.folder_seq > folder.seq {
@@ -82,6 +82,7 @@ pub(crate) async fn restore(shared: &Shared, a: &Authed, r: filesync_proto::Rest
 
 pub(crate) async fn usage(shared: &Shared, a: &Authed) -> Reply<Message> {
     let u = shared.meta.usage(a.user_id).await.map_err(store_err)?;
+    let quota = shared.meta.user_by_id(a.user_id).await.map_err(store_err)?.and_then(|u| u.quota);
     Ok(Message::UsageInfo(UsageInfo {
         bytes_current: u.bytes_current,
         bytes_history: u.bytes_history,
@@ -89,5 +90,6 @@ pub(crate) async fn usage(shared: &Shared, a: &Authed) -> Reply<Message> {
         bytes_stored: u.bytes_stored,
         files_current: u.files_current,
         versions_history: u.versions_history,
+        quota,
     }))
 }

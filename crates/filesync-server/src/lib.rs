@@ -18,6 +18,7 @@ pub mod passwords;
 mod session;
 pub mod tls;
 
+use filesync_core::clock::{Clock, SystemClock};
 use filesync_store::{ChunkStore, MetaStore, RetentionPolicy};
 use maintenance::{Maintenance, MaintenanceSchedule};
 use std::net::SocketAddr;
@@ -80,6 +81,9 @@ pub struct ServerConfig {
     /// large one) for this long, or does not take the server's replies for this long, is
     /// closed.
     pub idle_timeout: Duration,
+    /// The wall clock that stamps versions, devices and accounts and that retention counts
+    /// against: the system's, but in a simulation.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl ServerConfig {
@@ -101,6 +105,7 @@ impl ServerConfig {
             password_queue: passwords::DEFAULT_QUEUE,
             handshake_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -127,6 +132,7 @@ pub(crate) struct Shared {
     pub default_quota: Option<u64>,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// A server whose stores and TLS identity are open and whose socket is bound.
@@ -205,6 +211,7 @@ impl Server {
                 default_quota: config.default_quota,
                 handshake_timeout: config.handshake_timeout,
                 idle_timeout: config.idle_timeout,
+                clock: config.clock,
             }),
             listener,
             acceptor,
@@ -250,7 +257,8 @@ impl Server {
             "old versions are kept for the retention period, thinned after a day and a week; maintenance runs every {:?}",
             self.schedule.every
         );
-        let housekeeping = tokio::spawn(self.maintenance.clone().run_forever(self.schedule.clone()));
+        let housekeeping =
+            tokio::spawn(self.maintenance.clone().run_forever(self.schedule.clone(), self.shared.clock.clone()));
         // Stops the maintenance task however `run` ends.
         let _housekeeping = AbortOnDrop(housekeeping);
         let _admin_watch = AbortOnDrop(tokio::spawn(admin::watch_admin_changes(self.shared.clone(), self.admin_poll)));

@@ -19,6 +19,7 @@
 //!   the sweep delete them, and the put then record a chunk that is gone.
 
 use filesync_core::Hash;
+use filesync_core::clock::Clock;
 use filesync_store::{ChunkLock, ChunkStore, MetaStore, PruneStats, RetentionPolicy, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,13 +138,13 @@ impl Maintenance {
     /// Runs on `schedule` until the task is dropped or aborted. Aborting mid-run is safe: every
     /// step is a transaction, and a chunk forgotten before its bytes were deleted is only an
     /// orphan file.
-    pub async fn run_forever(self, schedule: MaintenanceSchedule) {
+    pub async fn run_forever(self, schedule: MaintenanceSchedule, clock: Arc<dyn Clock>) {
         tokio::time::sleep(schedule.first_after).await;
         let mut tick = tokio::time::interval(schedule.every.max(Duration::from_secs(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let now = crate::handlers::now();
+            let now = clock.now_unix();
             if let Err(e) = self.run_once(now).await {
                 error!("maintenance failed (it will run again in {:?}): {e}", schedule.every);
             }

@@ -207,6 +207,7 @@ async fn usage_counts_current_files_history_and_stored_bytes() {
     assert_eq!((u.files_current, u.bytes_current), (1, 10));
     assert_eq!((u.versions_history, u.bytes_history), (1, 5));
     assert_eq!((u.chunks, u.bytes_stored), (2, 15));
+    assert_eq!(u.quota, None, "no quota: unlimited");
 }
 
 #[tokio::test]

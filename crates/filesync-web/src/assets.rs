@@ -28,6 +28,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("js/activity.js", include_str!("../ui/js/activity.js"), "text/javascript; charset=utf-8"),
     ("js/account.js", include_str!("../ui/js/account.js"), "text/javascript; charset=utf-8"),
     ("js/history.js", include_str!("../ui/js/history.js"), "text/javascript; charset=utf-8"),
+    ("js/preview.js", include_str!("../ui/js/preview.js"), "text/javascript; charset=utf-8"),
 ];
 
 const INDEX: &str = include_str!("../ui/index.html");

@@ -11,9 +11,10 @@
 pub mod api;
 mod assets;
 mod events;
+pub mod preview;
 pub mod security;
 mod summary;
-mod view;
+pub mod view;
 
 use axum::Router;
 use filesync_agent::config::Home;

@@ -1,17 +1,27 @@
 //! What the dashboard shows, as JSON: the account, the connection, and per folder its state,
 //! progress with transfer rate, and — when something is wrong — what to do about it. Built
-//! from the configuration plus the agent's live status; never contains the device token.
+//! from the configuration plus the agent's status; never contains the device token.
+//!
+//! One view, two readers: `GET /api/status` (and its live events) sends it, built from the
+//! running agent's live status, and `filesync status --json` prints it, built by
+//! [`StatusView::build`] from the `status.json` the agent writes.
 
 use crate::AppState;
-use crate::summary::{self, Summary};
-use filesync_agent::config::{Config, FolderSettings};
+use crate::summary::{self, Kind, Summary, Tone};
+use filesync_agent::config::{Config, FolderSettings, Home};
 use filesync_agent::ops::plain::for_ui;
-use filesync_agent::status::{AgentStatus, FolderState, FolderStatus, KeptSubfolder, ProgressSnapshot, SkippedItem};
+use filesync_agent::status::{
+    AgentStatus, FolderState, FolderStatus, KeptSubfolder, ProgressSnapshot, SkippedItem, Traffic,
+};
 use serde::Serialize;
 use std::time::Instant;
 
 #[derive(Serialize)]
 pub struct StatusView {
+    /// An agent runs for this home (always, when the UI asks: the agent serves it).
+    pub agent_running: bool,
+    /// The agent runs and reports every folder in sync (see each folder's `waiting`).
+    pub in_sync: bool,
     pub logged_in: bool,
     pub server: Option<String>,
     pub fingerprint: Option<String>,
@@ -21,7 +31,8 @@ pub struct StatusView {
     /// Suggested name for this computer on the first-run screen.
     pub default_device_name: String,
     /// `online`, `offline`, `error`, `logged-out`, or `starting` (no report from the agent yet,
-    /// or its first try to reach the server is under way).
+    /// or its first try to reach the server is under way); `stopped` when no agent runs (only
+    /// `filesync status --json` can say so).
     pub connection: String,
     pub message: Option<String>,
     /// What to do about the connection, when it is not online.
@@ -39,6 +50,8 @@ pub struct StatusView {
     /// The state in a few characters for the browser tab ("⟳ 45 %", "2 conflicts");
     /// `None` when nobody is logged in.
     pub title: Option<String>,
+    /// Bytes moved since the agent started: on the wire, and of file contents.
+    pub traffic: Traffic,
 }
 
 #[derive(Serialize, Default)]
@@ -54,7 +67,8 @@ pub struct Totals {
 pub struct FolderView {
     pub name: String,
     pub path: String,
-    /// `idle` (up to date), `syncing`, `paused`, `error`, `offline`, or `starting`.
+    /// `idle` (up to date), `syncing`, `paused`, `error`, `offline`, or `starting`. When no
+    /// agent runs: what the last sync left (`idle`, `paused`, `error`), otherwise `stopped`.
     pub state: String,
     pub files: u64,
     pub bytes: u64,
@@ -183,11 +197,25 @@ impl AppState {
 
     /// The dashboard's view of everything, now.
     pub fn status_view(&self) -> StatusView {
-        let config: Config = self.home.load().unwrap_or_default();
-        let logged_in = config.server.is_some() && self.home.token().ok().flatten().is_some();
-        let live: Option<AgentStatus> = self.live.current();
+        StatusView::build(&self.home, self.live.current(), true, |folder, p| self.rate(folder, p))
+    }
+}
+
+impl StatusView {
+    /// The view of `home` from the agent's status `live` (`None`: no report yet). With
+    /// `agent_running` false, `live` is the last report of an agent that stopped (or of
+    /// `filesync sync`) and the view says nothing syncs. `rate` gives a folder's transfer rate.
+    pub fn build(
+        home: &Home,
+        live: Option<AgentStatus>,
+        agent_running: bool,
+        mut rate: impl FnMut(&str, &ProgressSnapshot) -> u64,
+    ) -> StatusView {
+        let config: Config = home.load().unwrap_or_default();
+        let logged_in = config.server.is_some() && home.token().ok().flatten().is_some();
         let (connection, message) = match (&live, logged_in) {
             (_, false) => ("logged-out".to_string(), None),
+            _ if !agent_running => ("stopped".to_string(), None),
             // Not connected yet, but nothing failed either: the first try is under way.
             (Some(s), true) if s.connection == "offline" && s.offline_since_ms.is_none() && s.message.is_none() => {
                 ("starting".to_string(), None)
@@ -215,6 +243,11 @@ impl AppState {
                 "FileSync retries by itself. Check that the server at {} is running and reachable from here.",
                 config.server.as_deref().unwrap_or("?")
             )),
+            "stopped" => Some(
+                "FileSync's agent is not running on this computer, so nothing syncs; start it with `filesync agent` \
+                 (or start the FileSync service)."
+                    .to_string(),
+            ),
             _ => None,
         };
         let mut totals = Totals::default();
@@ -255,7 +288,7 @@ impl AppState {
                                 .progress
                                 .as_ref()
                                 .filter(|_| f.state == FolderState::Syncing)
-                                .map(|p| ProgressView::new(p, self.rate(&fc.name, p))),
+                                .map(|p| ProgressView::new(p, rate(&fc.name, p))),
                             settings: fc.settings.clone(),
                             in_sync: f.in_sync,
                             waiting: f.waiting.clone(),
@@ -306,10 +339,28 @@ impl AppState {
                 });
             }
         }
-        let overall = summary::overall_summary(&folders, &conn, now);
-        let title = summary::tab_title(&overall, &folders, &conn);
+        let mut overall = summary::overall_summary(&folders, &conn, now);
+        let mut title = summary::tab_title(&overall, &folders, &conn);
+        if connection == "stopped" {
+            // What the agent last said is history: nothing syncs until it runs again. A folder
+            // keeps the state its last sync left (`idle`, `paused`, `error`); one that was in
+            // the middle of something is `stopped`.
+            for f in &mut folders {
+                if !matches!(f.state.as_str(), "idle" | "error" | "paused") {
+                    f.state = "stopped".into();
+                }
+                f.progress = None;
+                f.in_sync = false;
+                f.waiting = vec!["the agent is not running".into()];
+                f.summary = stopped("Not syncing: FileSync is not running");
+            }
+            overall = stopped("FileSync is not running");
+            title = Some("Not running".into());
+        }
         let (offline_since, next_retry_at) = (conn.offline_since, conn.next_retry_at);
         StatusView {
+            agent_running,
+            in_sync: agent_running && live.as_ref().is_some_and(|s| s.all_in_sync()),
             logged_in,
             server: config.server.clone(),
             fingerprint: config.fingerprint.clone(),
@@ -328,7 +379,22 @@ impl AppState {
             totals,
             summary: overall,
             title,
+            traffic: live.as_ref().map(|s| s.traffic).unwrap_or_default(),
         }
+    }
+}
+
+/// The line when no agent runs.
+fn stopped(text: &str) -> Summary {
+    Summary {
+        kind: Kind::Offline,
+        tone: Tone::Muted,
+        text: text.into(),
+        detail: Some("Start FileSync (`filesync agent`, or its service) to sync again".into()),
+        action: None,
+        folder: None,
+        since: None,
+        retry_at: None,
     }
 }
 
@@ -486,5 +552,28 @@ mod tests {
             f.last_error.as_deref(),
             Some("the folder /docs is missing; remove it with Unlink on the folder's page")
         );
+    }
+
+    /// `filesync status --json` builds the same view from the report a stopped agent left: it
+    /// must not pass that report off as live ("Up to date", "syncing").
+    #[test]
+    fn without_a_running_agent_the_view_says_nothing_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let idle = FolderStatus { in_sync: true, files: 3, ..FolderStatus::new("Docs", "/docs", FolderState::Idle) };
+        let v = StatusView::build(&app.home, Some(agent("online", idle.clone())), false, |_, _| 0);
+        assert!(!v.agent_running && !v.in_sync);
+        assert_eq!((v.connection.as_str(), v.summary.text.as_str()), ("stopped", "FileSync is not running"));
+        let f = &v.folders[0];
+        assert_eq!((f.state.as_str(), f.in_sync, f.files), ("idle", false, 3), "what the last sync left");
+        assert_eq!(f.summary.text, "Not syncing: FileSync is not running");
+        assert!(v.hint.as_deref().unwrap().contains("filesync agent"));
+        let busy = FolderStatus { state: FolderState::Syncing, ..idle.clone() };
+        let v = StatusView::build(&app.home, Some(agent("online", busy)), false, |_, _| 0);
+        assert_eq!(v.folders[0].state, "stopped", "a pass the agent did not finish is not running");
+        // The same report from a running agent is live.
+        let v = StatusView::build(&app.home, Some(agent("online", idle)), true, |_, _| 0);
+        assert!(v.agent_running && v.in_sync);
+        assert_eq!((v.connection.as_str(), v.summary.text.as_str()), ("online", "Up to date"));
     }
 }

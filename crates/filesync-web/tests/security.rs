@@ -89,6 +89,8 @@ async fn every_api_call_requires_the_secret_or_its_cookie() {
         "/api/folders/a/ignore",
         "/api/folders/a/subfolders",
         "/api/folders/a/files",
+        "/api/file?folder=a&path=b",
+        "/api/compare?folder=a&a=b",
     ];
     for path in gets {
         let (status, _, body) = ui.send(Ui::get(path).body(Body::empty()).unwrap()).await;
@@ -106,6 +108,7 @@ async fn every_api_call_requires_the_secret_or_its_cookie() {
         ("POST", "/api/account/password"),
         ("POST", "/api/restore"),
         ("POST", "/api/trash/restore"),
+        ("POST", "/api/trash/restore-group"),
         ("POST", "/api/pause"),
         ("POST", "/api/folders/a/pause"),
         ("POST", "/api/folders/a/sync"),

@@ -108,10 +108,10 @@ pub enum Command {
     Restore {
         /// A file inside a linked folder (it may be deleted).
         path: PathBuf,
-        /// The version to bring back (see `filesync history`). Default: undo the last change, or
-        /// the last version before a deletion.
-        #[arg(long, value_name = "REV")]
-        version: Option<u64>,
+        /// The version to bring back: its number in `filesync history` (1 = the newest).
+        /// Default: undo the last change, or the last version before a deletion.
+        #[arg(long, value_name = "N")]
+        version: Option<usize>,
         /// Restore under this name instead, in the same folder (it must not exist).
         #[arg(long, value_name = "NEWPATH")]
         to: Option<PathBuf>,

@@ -3,14 +3,10 @@
 use crate::cli::{Cli, Command, DevicesCmd, FolderCmd, LoginArgs, Registration, S3Args, ServerArgs, ServerCmd};
 use crate::output::{human_bytes, human_time};
 use anyhow::{Context, Result, bail};
-use filesync_agent::agent::{self, AgentOptions, HomeLock, StatusBoard};
-use filesync_agent::config::{Config, Home};
-use filesync_agent::engine::Engine;
-use filesync_agent::fs::RealFs;
+use filesync_agent::agent::{self, AgentOptions};
+use filesync_agent::config::Home;
 use filesync_agent::ops;
-use filesync_agent::state::StateDb;
 use filesync_agent::status::Progress;
-use filesync_client::Connection;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -296,12 +292,6 @@ async fn change_password(home: &Home, from_stdin: bool, log_out: bool, keep: boo
     Ok(ExitCode::SUCCESS)
 }
 
-async fn connect(home: &Home) -> Result<(Config, Connection)> {
-    let config = home.load()?;
-    let conn = agent::connect(home, &config).await?;
-    Ok((config, conn))
-}
-
 async fn logout(home: &Home, force: bool) -> Result<ExitCode> {
     let out = ops::account::log_out(home, force).await?;
     ops::configuration_changed(home).await;
@@ -321,16 +311,8 @@ async fn devices(home: &Home, cmd: DevicesCmd) -> Result<ExitCode> {
         DevicesCmd::List { json } => {
             let list = ops::account::list_devices(home).await?;
             if json {
-                let v: Vec<_> = list
-                    .iter()
-                    .map(|d| {
-                        serde_json::json!({
-                            "id": d.id, "name": d.name, "created_at": d.created_at,
-                            "last_seen": d.last_seen, "revoked": d.revoked, "current": d.current,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                // The same view as the UI's `GET /api/devices`.
+                println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for d in list {
                     let mut flags = String::new();
@@ -374,9 +356,8 @@ async fn folder(home: &Home, cmd: FolderCmd) -> Result<ExitCode> {
         }
         FolderCmd::List { json } => {
             if json {
-                let v: Vec<_> =
-                    config.folders.iter().map(|f| serde_json::json!({"name": f.name, "path": f.path})).collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                // The same view as the UI's `GET /api/folders`.
+                println!("{}", serde_json::to_string_pretty(&config.folders)?);
             } else if config.folders.is_empty() {
                 println!("No folders yet; add one with `filesync folder add PATH`.");
             } else {
@@ -395,24 +376,18 @@ async fn folder(home: &Home, cmd: FolderCmd) -> Result<ExitCode> {
 }
 
 async fn sync(home: &Home, quiet: bool, json: bool) -> Result<ExitCode> {
-    let _lock = HomeLock::acquire(home).map_err(|e| match e {
-        agent::AgentError::AlreadyRunning(_) => {
-            anyhow::anyhow!("the FileSync agent is running for this home and syncs continuously; see `filesync status`")
-        }
-        e => e.into(),
-    })?;
-    let (config, conn) = connect(home).await?;
+    let Some(local) = ops::LocalSync::start(home)? else {
+        bail!("the FileSync agent is running for this home and syncs continuously; see `filesync status`");
+    };
+    local.connect().await?;
+    let config = local.session().config().clone();
     if config.folders.is_empty() {
         println!("No folders to sync; add one with `filesync folder add PATH`.");
         return Ok(ExitCode::SUCCESS);
     }
-    let db = StateDb::open(&home.state_path()).await?;
-    let engine = Engine::new(conn.clone(), db, config.device_name.clone().unwrap_or_default());
-    let board = StatusBoard::new(&config.folders, None);
-    board.update(|s| s.connection = "online".into());
     let show = !quiet && std::io::stderr().is_terminal();
+    let mut report = ops::sync::SyncReport::default();
     let mut failed = false;
-    let mut reports = Vec::new();
     for f in &config.folders {
         let progress = Arc::new(Progress::default());
         let bar = show.then(|| {
@@ -439,36 +414,19 @@ async fn sync(home: &Home, quiet: bool, json: bool) -> Result<ExitCode> {
                 }
             })
         });
-        let fs = Arc::new(RealFs::new(f.path.clone()));
-        let r = match config.paused {
-            true => Ok(filesync_agent::engine::PassReport {
-                paused: Some(filesync_agent::engine::policy::Paused::by_user(true)),
-                ..Default::default()
-            }),
-            false => engine.sync_folder(f, fs, &progress).await,
-        };
+        let r = local.sync_folder(f, &progress).await;
         if let Some(t) = ticker {
             t.abort();
         }
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        agent::report_pass(&board, &f.name, &r);
+        failed |= ops::sync::failed(&r);
+        if json {
+            report.folders.push(ops::sync::FolderSyncReport::new(&f.name, &r));
+            continue;
+        }
         match r {
-            Ok(rep) if json => {
-                failed |= !rep.errors.is_empty() || rep.paused.as_ref().is_some_and(|p| p.by_guard);
-                reports.push(serde_json::json!({
-                    "name": f.name, "ok": rep.errors.is_empty(), "uploaded": rep.uploaded, "downloaded": rep.downloaded,
-                    "deleted_local": rep.deleted_local, "deleted_remote": rep.deleted_remote, "conflicts": rep.conflicts,
-                    "bytes_up": rep.bytes_up, "bytes_down": rep.bytes_down, "files": rep.files, "bytes": rep.bytes,
-                    "errors": rep.errors, "skipped": rep.skipped,
-                    "paused": rep.paused.as_ref().map(|p| &p.reason),
-                }));
-            }
-            Err(e) if json => {
-                failed = true;
-                reports.push(serde_json::json!({"name": f.name, "ok": false, "error": e.to_string()}));
-            }
             Ok(rep) => {
                 println!(
                     "{}: {} uploaded, {} downloaded, {} deleted here, {} deleted on the server, {} conflict(s); \
@@ -488,33 +446,24 @@ async fn sync(home: &Home, quiet: bool, json: bool) -> Result<ExitCode> {
                     // The guard needs attention (a failure for scripts); a pause by the user does not.
                     eprintln!("  paused: {}", p.reason);
                     eprintln!("  {}", crate::status_cmd::paused_action(&f.name, config.paused, !p.by_guard));
-                    failed |= p.by_guard;
                 }
                 for s in &rep.skipped {
                     println!("  skipped {}: {}", s.path, s.reason);
                 }
                 for e in &rep.errors {
                     eprintln!("  error {}: {}", e.path, e.reason);
-                    failed = true;
                 }
             }
-            Err(e) => {
-                eprintln!("{}: {e}", f.name);
-                failed = true;
-            }
+            Err(e) => eprintln!("{}: {e}", f.name),
         }
     }
     if json {
-        let (sent, received) = conn.wire_stats();
-        let report = serde_json::json!({
-            "ok": !failed,
-            "folders": reports,
-            "wire": {"sent": sent, "received": received},
-        });
+        let (sent, received) = local.wire_stats();
+        report.ok = !failed;
+        report.wire = ops::sync::Wire { sent, received };
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
-    let status = serde_json::to_vec_pretty(&board.snapshot())?;
-    filesync_agent::config::write_atomic(&home.status_path(), &status, false)?;
+    local.finish()?;
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 

@@ -57,27 +57,12 @@ pub async fn run(home: &Home, cmd: Option<ConflictsCmd>) -> Result<ExitCode> {
 }
 
 async fn list(home: &Home, config: &Config, json: bool) -> Result<ExitCode> {
-    let conflicts = conflicts::find(home, config).await?;
     if json {
-        let v: Vec<_> = conflicts
-            .iter()
-            .map(|c| {
-                serde_json::json!({
-                    "folder": c.folder.name,
-                    "copy": c.copy.as_str(),
-                    "original": c.original.as_str(),
-                    "copy_device": c.copy_device,
-                    "copy_time": c.copy_when,
-                    "copy_size": c.copy_size,
-                    "original_device": c.original_entry.as_ref().map(|e| e.device_name.clone()),
-                    "original_time": c.original_entry.as_ref().map(|e| human_time(e.committed_at)),
-                    "original_size": c.original_size,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        // The same view as the UI's `GET /api/conflicts`.
+        println!("{}", serde_json::to_string_pretty(&conflicts::list(home, config).await?)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let conflicts = conflicts::find(home, config).await?;
     if conflicts.is_empty() {
         println!("No conflicts.");
         return Ok(ExitCode::SUCCESS);

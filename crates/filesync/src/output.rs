@@ -11,13 +11,23 @@ pub fn human_bytes(n: u64) -> String {
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
-/// Local time is not knowable without the tz database; show UTC, explicitly.
+/// A time as this computer's clock shows it (its time zone, from `TZ` or the system's setting).
 pub fn human_time(unix: i64) -> String {
+    time_in(unix, &chrono::Local)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in the time zone `tz`; "never" for no time.
+fn time_in<Tz: chrono::TimeZone>(unix: i64, tz: &Tz) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
     if unix <= 0 {
         return "never".into();
     }
-    let t = filesync_core::conflict::CivilTime::from_unix(unix);
-    format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC", t.year, t.month, t.day, t.hour, t.minute, t.second)
+    match chrono::DateTime::from_timestamp(unix, 0) {
+        Some(t) => t.with_timezone(tz).format("%Y-%m-%d %H:%M:%S").to_string(),
+        None => "never".into(),
+    }
 }
 
 #[cfg(test)]
@@ -30,6 +40,9 @@ mod tests {
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(3 << 30), "3.0 GiB");
         assert_eq!(human_time(0), "never");
-        assert_eq!(human_time(1_795_561_265), "2026-11-24 23:01:05 UTC");
+        assert_eq!(time_in(1_795_561_265, &chrono::Utc), "2026-11-24 23:01:05");
+        // Local time, never UTC: an hour east of Greenwich is an hour later.
+        let cet = chrono::FixedOffset::east_opt(3600).unwrap();
+        assert_eq!(time_in(1_795_561_265, &cet), "2026-11-25 00:01:05");
     }
 }

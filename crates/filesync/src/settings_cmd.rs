@@ -4,24 +4,18 @@
 //! the running agent is told at once over its control endpoint (`agent::control`).
 
 use anyhow::{Result, bail};
+use filesync_agent::agent::HomeLock;
 use filesync_agent::agent::control::ControlRequest;
-use filesync_agent::agent::{self, HomeLock, StatusBoard};
-use filesync_agent::config::{Config, FolderConfig, Home, format_rate};
-use filesync_agent::engine::Engine;
-use filesync_agent::engine::policy;
-use filesync_agent::fs::RealFs;
+use filesync_agent::config::{Home, format_rate};
+use filesync_agent::filter::IGNORE_FILE;
 use filesync_agent::ops;
-use filesync_agent::state::StateDb;
-use filesync_agent::status::Progress;
+use filesync_agent::ops::revert::Reverted;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn find<'a>(config: &'a mut Config, name: &str) -> Result<&'a mut FolderConfig> {
-    let i = ops::settings::find(config, name)?;
-    Ok(&mut config.folders[i])
-}
+/// How long a command waits for the running agent to carry out a request.
+const AGENT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Tells the running agent about a saved change; what it does with it, for the confirmation
 /// line.
@@ -46,36 +40,13 @@ pub async fn set(home: &Home, name: &str, key: &str, value: &str) -> Result<Exit
 
 /// `filesync folder show NAME [--json]`.
 pub async fn show(home: &Home, name: &str, json: bool) -> Result<ExitCode> {
-    let mut config = home.load()?;
-    let all_paused = config.paused;
-    let f = find(&mut config, name)?.clone();
-    let s = &f.settings;
-    let tripped = match StateDb::open(&home.state_path()).await {
-        Ok(db) => policy::tripped(&db, &f.name).await?,
-        Err(_) => None,
-    };
-    let paused = if s.paused {
-        Some(policy::Paused::by_user(false).reason)
-    } else if all_paused {
-        Some(policy::Paused::by_user(true).reason)
-    } else {
-        tripped.clone()
-    };
-    let ignore_file = f.path.join(filesync_agent::filter::IGNORE_FILE);
+    let v = ops::settings::show(home, name).await?;
     if json {
-        let v = serde_json::json!({
-            "name": f.name,
-            "path": f.path,
-            "settings": s,
-            "paused": paused.is_some(),
-            "paused_reason": paused,
-            "guard_tripped": tripped.is_some(),
-            "ignore_file": ignore_file.exists(),
-        });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{} ({})", f.name, f.path.display());
+    let s = &v.settings;
+    println!("{} ({})", v.name, v.path.display());
     println!("  direction        {}", s.direction);
     println!("  schedule         {}", s.schedule());
     println!("  rescan           every {} s", s.rescan_secs);
@@ -88,9 +59,9 @@ pub async fn show(home: &Home, name: &str, json: bool) -> Result<ExitCode> {
     );
     println!(
         "  ignore rules     built-in defaults{}",
-        if ignore_file.exists() { format!(" + {}", ignore_file.display()) } else { String::new() }
+        if v.ignore_file { format!(" + {}", v.path.join(IGNORE_FILE).display()) } else { String::new() }
     );
-    match paused {
+    match &v.paused_reason {
         Some(r) => println!("  paused           yes: {r}"),
         None => println!("  paused           no"),
     }
@@ -122,44 +93,26 @@ pub async fn pause(home: &Home, name: Option<String>, pause: bool) -> Result<Exi
 
 /// `filesync folder confirm-deletes NAME`.
 pub async fn confirm_deletes(home: &Home, name: &str) -> Result<ExitCode> {
-    let mut config = home.load()?;
-    let f = find(&mut config, name)?.clone();
-    if ops::settings::confirm_deletes(home, &f.name).await?.is_none() {
-        println!("The mass-delete guard holds nothing back in {}; there is nothing to confirm.", f.name);
+    let config = home.load()?;
+    let folder = config.folders[ops::settings::find(&config, name)?].name.clone();
+    if ops::settings::confirm_deletes(home, &folder).await?.is_none() {
+        println!("The mass-delete guard holds nothing back in {folder}; there is nothing to confirm.");
         return Ok(ExitCode::SUCCESS);
     }
     if !HomeLock::is_held(home) {
         println!(
-            "Confirmed: the next sync of {} propagates the deletions (run `filesync sync`, or start the agent). \
-             The server keeps the deleted versions in its history.",
-            f.name
+            "Confirmed: the next sync of {folder} propagates the deletions (run `filesync sync`, or start the agent). \
+             The server keeps the deleted versions in its history."
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let db = StateDb::open(&home.state_path()).await?;
-    wait_for_agent(home, &db, &f.name).await?;
-    println!("Confirmed: the deletions in {} were propagated; the folder syncs again.", f.name);
+    ops::agent_carries_out(home, &folder, AGENT_TIMEOUT).await?;
+    println!("Confirmed: the deletions in {folder} were propagated; the folder syncs again.");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Asks the running agent to carry out the request stored for folder `name`, and waits until
-/// it has.
-async fn wait_for_agent(home: &Home, db: &StateDb, name: &str) -> Result<()> {
-    if let Err(e) = ops::tell_agent(home, ControlRequest::Sync { folder: name.to_string() }).await {
-        bail!("{e}; the request is stored, and the agent carries it out on its next sync of {name}");
-    }
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while policy::request_pending(db, name).await? {
-        if Instant::now() > deadline {
-            bail!("the agent has not carried it out after 5 minutes; see `filesync status` (it will still do it)");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    Ok(())
-}
-
-/// `filesync folder revert NAME [--yes]`: the preview and the request are `ops::revert`'s;
-/// without a running agent, this command carries the revert out itself.
+/// `filesync folder revert NAME [--yes]`: the preview and the revert are `ops::revert`'s (which,
+/// without a running agent, carries it out in this process).
 pub async fn revert(home: &Home, name: &str, yes: bool) -> Result<ExitCode> {
     let preview = ops::revert::preview(home, name).await?;
     let (what, folder) = (preview.what, preview.folder.clone());
@@ -184,38 +137,24 @@ pub async fn revert(home: &Home, name: &str, yes: bool) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let agent_running = ops::revert::request(home, &folder).await?;
-    let _lock = if agent_running { None } else { Some(HomeLock::acquire(home)?) };
-    let db = StateDb::open(&home.state_path()).await?;
-    if agent_running {
-        wait_for_agent(home, &db, &folder).await?;
-        println!("Done: the agent carried out the {what} of {folder}.");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut config = home.load()?;
-    let f = find(&mut config, &folder)?.clone();
-    let conn = agent::connect(home, &config).await?;
-    let engine = Engine::new(conn, db, config.device_name.clone().unwrap_or_default());
-    let fs = Arc::new(RealFs::new(f.path.clone()));
-    let board = StatusBoard::new(&config.folders, None);
-    let r = engine.sync_folder(&f, fs, &Progress::default()).await;
-    agent::report_pass(&board, &f.name, &r);
-    let status = serde_json::to_vec_pretty(&board.snapshot())?;
-    filesync_agent::config::write_atomic(&home.status_path(), &status, false)?;
-    match r {
-        Ok(rep) if rep.errors.is_empty() && rep.paused.is_none() => {
+    match ops::revert::carry_out(home, &folder).await {
+        Ok(Reverted::ByAgent) => {
+            println!("Done: the agent carried out the {what} of {folder}.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Reverted::Here(rep)) if rep.errors.is_empty() && rep.paused.is_none() => {
             println!(
                 "Done: {} uploaded, {} deleted on the server, {} downloaded, {} removed here.",
                 rep.uploaded, rep.deleted_remote, rep.downloaded, rep.deleted_local
             );
             Ok(ExitCode::SUCCESS)
         }
-        Ok(rep) => {
+        Ok(Reverted::Here(rep)) => {
             for e in &rep.errors {
                 eprintln!("  error {}: {}", e.path, e.reason);
             }
-            bail!("the {what} of {} is not complete; the next sync finishes it (see `filesync status`)", f.name)
+            bail!("the {what} of {folder} is not complete; the next sync finishes it (see `filesync status`)")
         }
-        Err(e) => Err(anyhow::Error::from(e).context(format!("the {what} of {} failed", f.name))),
+        Err(e) => Err(anyhow::Error::from(e).context(format!("the {what} of {folder} failed"))),
     }
 }

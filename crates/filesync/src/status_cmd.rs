@@ -1,5 +1,6 @@
 //! `filesync status`: each folder's state as the running agent reports it, and
-//! `filesync status --wait`, which returns once every folder is in sync — for scripts.
+//! `filesync status --wait`, which returns once every folder is in sync — for scripts. With
+//! `--json`, both print the web UI's status view (`filesync_web::view::StatusView`).
 
 use crate::output::{human_bytes, human_time};
 use anyhow::Result;
@@ -82,10 +83,7 @@ async fn wait_in_sync(home: &Home, json: bool, timeout: Option<Duration>) -> Res
                 if now.duration_since(since) >= SETTLE {
                     let status = status.expect("in sync means a status");
                     if json {
-                        println!(
-                            "{}",
-                            serde_json::to_string_pretty(&serde_json::json!({"in_sync": true, "status": status}))?
-                        );
+                        println!("{}", serde_json::to_string_pretty(&view(home, Some(status), true))?);
                     } else {
                         println!("in sync: {} folder(s)", status.folders.len());
                     }
@@ -117,22 +115,22 @@ async fn wait_in_sync(home: &Home, json: bool, timeout: Option<Duration>) -> Res
     }
 }
 
+/// The web UI's status view (`GET /api/status`) from the agent's report.
+fn view(home: &Home, report: Option<AgentStatus>, agent_running: bool) -> filesync_web::view::StatusView {
+    // No transfer rate: one look has no earlier sample to measure against.
+    filesync_web::view::StatusView::build(home, report, agent_running, |_, _| 0)
+}
+
 /// `filesync status [--json]`.
 fn show(home: &Home, json: bool) -> Result<ExitCode> {
     let config = home.load()?;
     let running = HomeLock::is_held(home);
-    let status: Option<AgentStatus> =
-        std::fs::read(home.status_path()).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let status = read_status(home);
     if json {
-        let v = serde_json::json!({
-            "agent_running": running,
-            "in_sync": running && status.as_ref().is_some_and(|s| s.all_in_sync()),
-            "server": config.server,
-            "user": config.user,
-            "device": config.device_name,
-            "status": status,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        // The UI's view (`GET /api/status`). While an agent runs, only its own report speaks
+        // for it, not one a `filesync sync` left behind (which carries no process id).
+        let report = status.filter(|s| !running || s.pid.is_some());
+        println!("{}", serde_json::to_string_pretty(&view(home, report, running))?);
         return Ok(ExitCode::SUCCESS);
     }
     match (&config.server, &config.user) {

@@ -33,7 +33,8 @@ fn conflicts_are_listed_and_resolved_mine_theirs_or_both() {
         assert_eq!(c["copy_device"], "desktop", "{c}");
         assert_eq!(c["original_device"], "laptop", "{c}");
         assert!(c["copy_time"].as_str().unwrap().ends_with("UTC"));
-        assert!(c["original_time"].as_str().unwrap().ends_with("UTC"));
+        assert!(c["original_time"].as_i64().unwrap() > 1_700_000_000, "Unix seconds: {c}");
+        assert_eq!((c["copy_here"].as_bool(), c["mine"].as_str()), (Some(true), Some("copy")), "{c}");
     }
     let text = b.ok(&["conflicts"], None);
     assert!(text.contains("version from desktop") && text.contains("version from laptop"), "{text}");

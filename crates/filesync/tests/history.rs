@@ -51,7 +51,9 @@ fn a_restore_brings_back_an_overwritten_version_byte_for_byte_on_every_computer(
 
     // Undo the last change from the laptop: no --version means "the version before".
     let out = laptop.ok(&["restore", arg(&laptop.path("report.bin"))], None);
-    assert!(out.contains("Restored report.bin as of version 1") && out.contains("it is now version 3"), "{out}");
+    // Named by time and device, never by the server's revision numbers.
+    assert!(out.contains("Restored report.bin to its version of") && out.contains("(from laptop)"), "{out}");
+    assert!(!out.contains("version 1") && !out.contains("UTC"), "{out}");
     assert!(out.contains("synced"), "{out}");
     assert_eq!(laptop.read("report.bin"), good, "the laptop has it back at once");
     desktop.sync();
@@ -107,6 +109,74 @@ fn a_deleted_file_comes_back_from_the_trash_on_every_computer() {
     assert_eq!(laptop.ok(&["trash", "list"], None).trim(), "The trash is empty.");
 }
 
+/// Regression: restoring a deleted folder from the trash brought back an empty folder, its
+/// files still in the trash.
+#[test]
+fn a_deleted_folder_comes_back_with_its_files_and_deletions_made_together_restore_together() {
+    let server = TestServer::start();
+    let laptop = TestClient::register(&server, "ann", "laptop");
+    let desktop = TestClient::login(&server, "ann", "desktop");
+    laptop.write("box/a.txt", "a");
+    laptop.write("box/b.txt", "b");
+    laptop.write("box/sub/c.txt", "c");
+    laptop.write("box/early.txt", "deleted before the folder");
+    laptop.write("loose.txt", "loose");
+    let copy = "x (conflicted copy from desktop 2026-11-30 101500).txt";
+    laptop.write("x.txt", "x");
+    laptop.write(copy, "the other x");
+    laptop.sync();
+    desktop.sync();
+    // The laptop deletes one file of the folder, another file, and tidies a conflict away ...
+    std::fs::remove_file(laptop.path("box/early.txt")).unwrap();
+    std::fs::remove_file(laptop.path("loose.txt")).unwrap();
+    std::fs::remove_file(laptop.path(copy)).unwrap();
+    laptop.sync();
+    desktop.sync();
+    // ... then the desktop deletes the whole folder.
+    std::fs::remove_dir_all(desktop.path("box")).unwrap();
+    desktop.sync();
+    laptop.sync();
+    assert!(!laptop.exists("box"));
+
+    let listed = laptop.json(&["trash", "list", "--json"]);
+    let items = listed.as_array().unwrap();
+    let group_of = |p: &str| items.iter().find(|i| i["path"] == p).map(|i| i["group"].as_u64().unwrap());
+    for p in ["box", "box/a.txt", "box/b.txt", "box/sub", "box/sub/c.txt"] {
+        assert_eq!(group_of(p), Some(1), "{p} was deleted with the folder: {listed}");
+    }
+    assert_eq!(group_of("box/early.txt"), Some(2), "{listed}");
+    assert_eq!(group_of("loose.txt"), Some(2), "{listed}");
+    assert_eq!(group_of(copy), None, "a conflict copy tidied away is no deletion: {listed}");
+    let text = laptop.ok(&["trash", "list"], None);
+    assert!(text.contains("1. 5 items deleted in docs on desktop"), "{text}");
+    assert!(text.contains("docs/box  (folder, 4 item(s) in it"), "{text}");
+    assert!(!text.contains("docs/box/a.txt"), "the folder stands for its files: {text}");
+    // Part of the folder: its items only, the groups numbered as for the whole folder.
+    let below = laptop.ok(&["trash", "list", arg(&laptop.path("box"))], None);
+    assert!(below.contains("2. 1 item deleted in docs on laptop") && below.contains("docs/box/early.txt"), "{below}");
+    assert!(!below.contains("loose.txt") && below.contains("restore-group N docs"), "{below}");
+
+    let out = laptop.ok(&["trash", "restore", arg(&laptop.path("box"))], None);
+    assert!(out.contains("Restored the folder box and the 4 item(s) that were in it"), "{out}");
+    for c in [&laptop, &desktop] {
+        c.sync();
+        assert_eq!(c.read("box/a.txt"), b"a", "{}", c.name);
+        assert_eq!(c.read("box/sub/c.txt"), b"c", "{}", c.name);
+        assert!(!c.exists("box/early.txt"), "deleted on its own before, it stays in the trash");
+    }
+
+    // The laptop's earlier deletions, now group 1, come back together.
+    let out = laptop.ok(&["trash", "restore-group", "1"], None);
+    assert!(out.contains("Restored 2 item(s) of docs deleted on laptop"), "{out}");
+    desktop.sync();
+    assert_eq!(desktop.read("box/early.txt"), b"deleted before the folder");
+    assert_eq!(desktop.read("loose.txt"), b"loose");
+    assert!(!desktop.exists(copy), "the clean-up is not undone");
+    assert_eq!(laptop.tree(), desktop.tree());
+    let err = laptop.fails(&["trash", "restore-group", "1"], None);
+    assert!(err.contains("no group 1"), "{err}");
+}
+
 #[test]
 fn restore_to_a_new_path_keeps_the_current_version_and_never_overwrites_another_file() {
     let server = TestServer::start();
@@ -122,11 +192,12 @@ fn restore_to_a_new_path_keeps_the_current_version_and_never_overwrites_another_
     let plan = laptop.path("plan.txt");
 
     // --to an existing file: refused, nothing changes.
-    let err = laptop.fails(&["restore", arg(&plan), "--version", "1", "--to", arg(&laptop.path("other.txt"))], None);
+    // Versions are numbered as `filesync history` lists them: #1 the newest, #3 the first plan.
+    let err = laptop.fails(&["restore", arg(&plan), "--version", "3", "--to", arg(&laptop.path("other.txt"))], None);
     assert!(err.contains("other.txt already exists") && err.contains("--to"), "{err}");
     assert_eq!(laptop.read("other.txt"), b"unrelated work");
     // An explicit version to a new name, in a new directory.
-    laptop.ok(&["restore", arg(&plan), "--version", "1", "--to", arg(&laptop.path("old/plan v1.txt"))], None);
+    laptop.ok(&["restore", arg(&plan), "--version", "3", "--to", arg(&laptop.path("old/plan v1.txt"))], None);
     assert_eq!(laptop.read("old/plan v1.txt"), b"first plan");
     assert_eq!(laptop.read("plan.txt"), b"third plan", "the current version stays");
     desktop.sync();
@@ -134,7 +205,7 @@ fn restore_to_a_new_path_keeps_the_current_version_and_never_overwrites_another_
     assert_eq!(laptop.tree(), desktop.tree());
     // A version that does not exist, and a path outside every linked folder.
     let err = laptop.fails(&["restore", arg(&plan), "--version", "99"], None);
-    assert!(err.contains("has no version 99") && err.contains("filesync history"), "{err}");
+    assert!(err.contains("has no version #99") && err.contains("filesync history"), "{err}");
     let outside = tempfile::tempdir().unwrap();
     let err = laptop.fails(&["history", arg(&outside.path().join("x.txt"))], None);
     assert!(err.contains("not inside a linked folder"), "{err}");
@@ -156,12 +227,20 @@ fn history_lists_every_version_with_time_device_size_and_markers() {
     let out = desktop.command().current_dir(&desktop.dir).args(["history", "a.txt"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<&str> = text.lines().filter(|l| l.contains(" UTC ")).collect();
+    // Numbered from the newest, in local time: no revision numbers, no UTC.
+    let lines: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit())).collect();
     assert_eq!(lines.len(), 3, "{text}");
+    for (i, l) in lines.iter().enumerate() {
+        assert!(l.trim_start().starts_with(&format!("{}  20", i + 1)), "#{} then the date: {text}", i + 1);
+    }
+    assert!(!text.contains("UTC"), "{text}");
     assert!(lines[0].contains("desktop") && lines[0].contains("(deleted, current)"), "{text}");
     assert!(lines[1].contains("desktop") && lines[1].contains("10 B"), "{text}");
     assert!(lines[2].contains("laptop") && lines[2].contains("5 B"), "{text}");
-    assert!(text.contains("brings back version 2"), "{text}");
+    assert!(text.contains("brings back #2 (from desktop"), "{text}");
+    let json = desktop.json(&["history", arg(&desktop.path("a.txt")), "--json"]);
+    let revs: Vec<u64> = json["versions"].as_array().unwrap().iter().map(|v| v["rev"].as_u64().unwrap()).collect();
+    assert_eq!(revs.len(), 3, "--json keeps every field, the revs too: {json}");
     let err = desktop.fails(&["history", arg(&desktop.path("never.txt"))], None);
     assert!(err.contains("no version of never.txt"), "{err}");
 

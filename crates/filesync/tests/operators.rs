@@ -44,8 +44,7 @@ fn log_in(server: &TestServer, user: &str, device: &str, password: &str) -> (Tes
 
 /// The agent's connection state as `filesync status --json` reports it.
 fn connection(c: &TestClient) -> (String, String) {
-    let s = c.json(&["status", "--json"]);
-    let st = &s["status"];
+    let st = c.json(&["status", "--json"]);
     (st["connection"].as_str().unwrap_or("").to_string(), st["message"].as_str().unwrap_or("").to_string())
 }
 
@@ -92,6 +91,10 @@ fn uploads_beyond_the_storage_quota_are_refused_and_the_client_says_why() {
     // The operator raises the quota; the file goes up.
     let out = admin_ok(&server, &["quota", "ann", "1M"], None);
     assert!(out.contains("1.0 MiB"), "{out}");
+    // The account's own view of its storage tells the quota too.
+    let usage = a.json(&["usage", "--json"]);
+    assert_eq!(usage["quota"].as_u64(), Some(1 << 20), "{usage}");
+    assert!(a.ok(&["usage"], None).contains("storage quota:     1.0 MiB"));
     a.sync();
     let b = TestClient::login(&server, "ann", "desktop");
     b.sync();

@@ -1,6 +1,7 @@
 //! End-to-end tests of the running agent's status: a folder is reported in sync only when it
 //! is, with the revisions that prove it; `filesync status --wait` lets a script wait for it;
-//! and a settings change reaches the folder without dropping the connection.
+//! a settings change reaches the folder without dropping the connection; and what `--json`
+//! prints is what the web UI's API sends, for the same state.
 
 mod support;
 
@@ -34,14 +35,14 @@ fn status_wait_returns_once_the_change_is_everywhere() {
 
     let s = status_json(&b);
     assert_eq!(s["in_sync"], true, "{s}");
-    let f = &s["status"]["folders"][0];
+    let f = &s["folders"][0];
     assert_eq!(f["in_sync"], true, "{f}");
     assert!(f["waiting"].as_array().unwrap().is_empty(), "{f}");
     assert!(f["local_rev"].as_u64().unwrap() > 0, "{f}");
     assert_eq!(f["local_rev"], f["server_rev"], "{f}");
-    assert!(f["last_sync_ms"].as_i64().unwrap() > 1_700_000_000_000, "milliseconds: {f}");
-    assert!(s["status"]["traffic"]["file_received"].as_u64().unwrap() >= 9, "{s}");
-    assert!(s["status"]["traffic"]["wire_received"].as_u64().unwrap() > 0, "{s}");
+    assert!(f["last_sync"].as_i64().unwrap() > 1_700_000_000, "Unix seconds: {f}");
+    assert!(s["traffic"]["file_received"].as_u64().unwrap() >= 9, "{s}");
+    assert!(s["traffic"]["wire_received"].as_u64().unwrap() > 0, "{s}");
 }
 
 #[test]
@@ -74,8 +75,8 @@ fn a_settings_change_reaches_the_folder_without_dropping_the_connection() {
     let deadline = Instant::now() + Duration::from_secs(6);
     while Instant::now() < deadline {
         let s = status_json(&a);
-        assert_eq!(s["status"]["connection"], "online", "the connection stays up: {s}");
-        assert_ne!(s["status"]["folders"][0]["state"], "offline", "{s}");
+        assert_eq!(s["connection"], "online", "the connection stays up: {s}");
+        assert_ne!(s["folders"][0]["state"], "offline", "{s}");
         std::thread::sleep(Duration::from_millis(100));
     }
     // And the folder still syncs, with the new setting.
@@ -126,6 +127,72 @@ fn commands_reach_the_running_agent() {
     a.ok(&["folder", "add", extra.to_str().unwrap(), "--name", "photos"], None);
     wait_until(20, "the new folder to be in sync", || {
         let s = status_json(&a);
-        s["status"]["folders"].as_array().unwrap().iter().any(|f| f["name"] == "photos" && f["in_sync"] == true)
+        s["folders"].as_array().unwrap().iter().any(|f| f["name"] == "photos" && f["in_sync"] == true)
     });
+}
+
+/// `value` without the keys named in `drop`, at any depth: what changes from one look to the
+/// next (times, a device's last connection).
+fn without(value: &serde_json::Value, drop: &[&str]) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(m) => serde_json::Value::Object(
+            m.iter().filter(|(k, _)| !drop.contains(&k.as_str())).map(|(k, v)| (k.clone(), without(v, drop))).collect(),
+        ),
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(|v| without(v, drop)).collect()),
+        v => v.clone(),
+    }
+}
+
+/// Regression: `filesync status --json` printed the agent's raw report under `status`, the API
+/// a view of its own, and conflicts were hand-built twice (with `original_time` a text on one
+/// side and a number on the other). Now each is one typed view.
+#[test]
+fn json_output_is_the_same_view_the_ui_api_sends() {
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    a.write("notes.txt", "original");
+    a.sync();
+    b.sync();
+    a.write("notes.txt", "laptop's notes");
+    b.write("notes.txt", "desktop's notes");
+    a.sync();
+    b.sync(); // the desktop's version becomes a conflict copy
+    let ui = b.agent_with_ui();
+    wait_until(30, "the agent's own report, online and idle", || {
+        let s = b.json(&["status", "--json"]);
+        s["connection"] == "online" && s["folders"][0]["state"] == "idle" && s["folders"][0]["conflicts"] == 1
+    });
+    // The file the CLI reads may trail the agent's live status by a moment: compare until
+    // they agree, within a deadline.
+    let volatile = ["updated_at", "last_seen"];
+    let mut last = None;
+    let same = |cli: &serde_json::Value, api: &serde_json::Value| without(cli, &volatile) == without(api, &volatile);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (cli, api) = (b.json(&["status", "--json"]), ui.get("/api/status"));
+        if same(&cli, &api) {
+            assert_eq!(api["agent_running"], true, "{api}");
+            assert_eq!(api["summary"]["text"], "1 conflict needs you", "{api}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "status --json and GET /api/status differ: {last:?}");
+        last = Some((cli, api));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let conflicts = b.json(&["conflicts", "list", "--json"]);
+    assert_eq!(conflicts, ui.get("/api/conflicts"));
+    assert_eq!(conflicts[0]["mine"], "copy", "{conflicts}");
+    let devices = b.json(&["devices", "list", "--json"]);
+    assert_eq!(without(&devices, &volatile), without(&ui.get("/api/devices"), &volatile));
+    assert_eq!(devices.as_array().unwrap().len(), 2, "{devices}");
+    assert_eq!(b.json(&["folder", "list", "--json"]), ui.get("/api/folders"));
+
+    // Without an agent the same view says so, and keeps what the last sync left.
+    drop(ui);
+    let s = b.json(&["status", "--json"]);
+    assert_eq!((s["agent_running"].as_bool(), s["connection"].as_str()), (Some(false), Some("stopped")), "{s}");
+    assert_eq!(s["in_sync"], false, "{s}");
+    assert_eq!(s["summary"]["text"], "FileSync is not running", "{s}");
+    assert_eq!(s["folders"][0]["conflicts"], 1, "{s}");
 }

@@ -16,12 +16,12 @@ pub mod server;
 pub mod throttle;
 mod upload;
 
-use crate::clock::{Clock, SystemClock};
 use crate::config::FolderConfig;
 use crate::fs::{Filesystem, Stat, StatKind};
 use crate::state::{StateDb, StateError};
 use crate::status::{Progress, SkippedItem};
 use filesync_client::{ClientError, Connection};
+use filesync_core::clock::{Clock, SystemClock};
 use filesync_core::conflict::conflict_copy_path;
 use filesync_core::{ChunkRef, Chunker, RelPath};
 use policy::{Paused, PlanSummary, Requests};

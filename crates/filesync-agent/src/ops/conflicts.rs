@@ -8,6 +8,7 @@ use crate::state::StateDb;
 use filesync_core::conflict::{CONFLICT_MARKER, parse_conflict_copy};
 use filesync_core::path::TEMP_PREFIX;
 use filesync_core::{EntryState, RelPath};
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -55,6 +56,69 @@ pub struct Conflict {
     pub original_size: Option<u64>,
     /// The copy is on this computer (it can be resolved here).
     pub copy_here: bool,
+}
+
+/// Which side of a conflict was made on this computer.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Copy,
+    Original,
+}
+
+/// A conflict as `filesync conflicts --json` prints it and `GET /api/conflicts` sends it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ConflictView {
+    pub folder: String,
+    /// The conflict copy's path in the folder: its real name.
+    pub copy: String,
+    pub original: String,
+    /// The device whose version the copy holds, and when the conflict happened (as the copy's
+    /// name says, UTC).
+    pub copy_device: String,
+    pub copy_time: String,
+    pub copy_size: Option<u64>,
+    /// The copy is on this computer (it can be resolved here).
+    pub copy_here: bool,
+    /// The device that made the original's current version, and when (Unix seconds).
+    pub original_device: Option<String>,
+    pub original_time: Option<i64>,
+    pub original_size: Option<u64>,
+    /// Which version was made on this computer, if either: what "keep mine" keeps.
+    pub mine: Option<Side>,
+}
+
+impl Conflict {
+    /// The view of this conflict from the computer named `me`.
+    pub fn view(&self, me: &str) -> ConflictView {
+        let original_device = self.original_entry.as_ref().map(|e| e.device_name.clone());
+        let mine = if self.copy_device == me {
+            Some(Side::Copy)
+        } else if original_device.as_deref() == Some(me) {
+            Some(Side::Original)
+        } else {
+            None
+        };
+        ConflictView {
+            folder: self.folder.name.clone(),
+            copy: self.copy.as_str().to_string(),
+            original: self.original.as_str().to_string(),
+            copy_device: self.copy_device.clone(),
+            copy_time: self.copy_when.clone(),
+            copy_size: self.copy_size,
+            copy_here: self.copy_here,
+            original_device,
+            original_time: self.original_entry.as_ref().map(|e| e.committed_at),
+            original_size: self.original_size,
+            mine,
+        }
+    }
+}
+
+/// Every conflict copy in the linked folders, as this computer sees them.
+pub async fn list(home: &Home, config: &Config) -> Result<Vec<ConflictView>, OpsError> {
+    let me = config.device_name.clone().unwrap_or_default();
+    Ok(find(home, config).await?.iter().map(|c| c.view(&me)).collect())
 }
 
 fn walk(root: &Path, out: &mut Vec<RelPath>) {
@@ -238,4 +302,44 @@ pub fn resolve(config: &Config, c: &Conflict, keep: Keep) -> Result<Resolved, Op
             Resolved::KeptBoth { device: c.copy_device.clone(), renamed_to: to }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conflict(original_by: Option<&str>) -> Conflict {
+        Conflict {
+            folder: FolderConfig::new("Docs", "/docs"),
+            copy: RelPath::new("a (conflicted copy from desktop 2026-11-24 235206).txt").unwrap(),
+            original: RelPath::new("a.txt").unwrap(),
+            copy_device: "desktop".into(),
+            copy_when: "2026-11-24 23:52:06 UTC".into(),
+            copy_size: Some(16),
+            // A current entry is known (`meta` only matters to `find`, which keeps live ones).
+            original_entry: original_by.map(|d| EntryState {
+                path: RelPath::new("a.txt").unwrap(),
+                rev: 7,
+                meta: None,
+                device_id: 1,
+                device_name: d.into(),
+                committed_at: 1_795_561_926,
+            }),
+            original_size: Some(15),
+            copy_here: true,
+        }
+    }
+
+    #[test]
+    fn the_view_says_which_version_was_made_here() {
+        let c = conflict(Some("laptop"));
+        assert_eq!(c.view("desktop").mine, Some(Side::Copy));
+        assert_eq!(c.view("laptop").mine, Some(Side::Original));
+        assert_eq!(c.view("phone").mine, None);
+        let v = c.view("laptop");
+        assert_eq!((v.original_device.as_deref(), v.original_time), (Some("laptop"), Some(1_795_561_926)));
+        assert_eq!(serde_json::to_value(&v).unwrap()["mine"], "original");
+        let unknown = conflict(None).view("laptop");
+        assert_eq!((unknown.original_device, unknown.original_time, unknown.mine), (None, None, None));
+    }
 }

@@ -10,6 +10,7 @@ use filesync_core::{EntryKind, EntryState, RelPath};
 use filesync_proto::convert::entry_from_wire;
 
 /// A linked folder opened on the server: the connection, its id, and its seq when opened.
+#[derive(Clone)]
 pub struct Remote {
     pub conn: Connection,
     pub folder_id: u64,
@@ -120,32 +121,8 @@ pub async fn restore(
     Ok((chosen, done))
 }
 
-/// Brings a deleted `rel` back (its last version before the deletion), onto `rel` or `to`.
-pub async fn restore_deleted(
-    home: &Home,
-    folder: &FolderConfig,
-    rel: &RelPath,
-    to: Option<&RelPath>,
-) -> Result<(EntryState, Restored), OpsError> {
-    let (remote, list) = versions(home, folder, rel).await?;
-    if let Some(cur) = list.first().filter(|c| c.meta.is_some()) {
-        return Err(OpsError::Refused(format!(
-            "{rel} is not deleted (its current version is {}); to go back to an older version use \
-             `filesync restore`",
-            cur.rev
-        )));
-    }
-    let Some(last) = default_version(&list).cloned() else {
-        return Err(OpsError::Refused(format!(
-            "the server no longer keeps any version of {rel} from before its deletion (retention passed)"
-        )));
-    };
-    let done = restore_onto(&remote, rel, &last, to).await?;
-    Ok((last, done))
-}
-
 /// Restores `chosen` (a live version of `rel`) onto `rel` or `to` on the server.
-async fn restore_onto(
+pub(super) async fn restore_onto(
     remote: &Remote,
     rel: &RelPath,
     chosen: &EntryState,
@@ -179,9 +156,8 @@ async fn restore_onto(
             )));
         }
         return Err(OpsError::Refused(format!(
-            "{target_path} already exists with other content (version {} from {}, {}); nothing was changed. \
+            "{target_path} already exists with other content (saved on {} at {}); nothing was changed. \
              Restore under a new name with --to, or move that {} away first",
-            blocker.rev,
             blocker.device_name,
             utc(blocker.committed_at),
             what(is_dir)

@@ -1,27 +1,35 @@
 //! Every action a person can take, as one library call shared by the command line and the
 //! local web UI: log in or register, log out, list and revoke devices, link and unlink
-//! folders, change folder settings, list and resolve conflicts. Callers format the results; nothing here prints or
-//! prompts.
+//! folders, change folder settings, list and resolve conflicts, revert, sync now, browse
+//! history and the trash and restore, read a file's bytes for a preview or a download. Each
+//! runs in a [`Session`] (configuration, state database, connection). What an action returns
+//! is a typed, serialisable view — the same value `--json` prints and the HTTP API sends.
+//! Callers format the results; nothing here prints or prompts.
 //!
 //! Invariant: the CLI and the UI never re-implement an action; they call these functions.
+//! Invariant: the views hold domain values, never `filesync_proto` messages (one is left to
+//! convert: `history::usage` returns the wire `UsageInfo`).
 
 pub mod account;
 pub mod conflicts;
+pub mod content;
 pub mod folders;
 pub mod history;
 pub mod plain;
 pub mod revert;
+pub mod session;
 pub mod settings;
+pub mod sync;
+pub mod trash;
 
 use crate::agent::control::{ControlError, ControlRequest};
-use crate::config::{Config, FolderConfig, Home};
-use crate::engine::{Engine, PassReport};
-use crate::fs::RealFs;
-use crate::state::StateDb;
-use crate::status::Progress;
+use crate::config::{Config, Home};
 use filesync_client::{ClientError, Connection};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use session::{LocalSync, Session};
+pub use sync::{SyncNow, sync_now};
 
 /// Why an action failed, with what a person needs to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -58,21 +66,12 @@ impl OpsError {
     }
 }
 
-/// Connects to the server this computer is logged in to, with its token.
+/// Connects to the server this computer is logged in to, with its token: a [`Session`] for
+/// an action that needs only the configuration and the connection.
 pub async fn connect(home: &Home) -> Result<(Config, Connection), OpsError> {
-    let config = home.load()?;
-    if config.server.is_none() || home.token()?.is_none() {
-        return Err(OpsError::NotLoggedIn);
-    }
-    let conn = crate::agent::connect(home, &config).await?;
-    Ok((config, conn))
-}
-
-/// What happened when an action asked for its change to be synced now.
-pub enum SyncNow {
-    /// The running agent picks the change up by itself.
-    AgentRunning,
-    Done(Box<PassReport>),
+    let session = Session::open(home)?;
+    let conn = session.connection().await?.clone();
+    Ok((session.into_config(), conn))
 }
 
 /// Tells the agent running for `home`, at once, about a change a command made (`Reload` after
@@ -87,28 +86,33 @@ pub async fn tell_agent(home: &Home, request: ControlRequest) -> Result<bool, Co
     crate::agent::control::send(home, request).await.map(|()| true)
 }
 
+/// Asks the running agent to carry out the request stored for folder `name` (a revert,
+/// confirmed deletions) and waits until it has, at most `timeout`.
+pub async fn agent_carries_out(home: &Home, name: &str, timeout: Duration) -> Result<(), OpsError> {
+    if let Err(e) = tell_agent(home, ControlRequest::Sync { folder: name.to_string() }).await {
+        return Err(OpsError::Refused(format!(
+            "{e}; the request is stored, and the agent carries it out on its next sync of {name}"
+        )));
+    }
+    let session = Session::open(home)?;
+    let db = session.db().await?;
+    let deadline = Instant::now() + timeout;
+    while crate::engine::policy::request_pending(db, name).await? {
+        if Instant::now() > deadline {
+            return Err(OpsError::Refused(format!(
+                "the agent has not carried it out after {} s; see `filesync status` (it will still do it)",
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
 /// [`tell_agent`] that the configuration changed, for callers that have nothing to add when
 /// the agent cannot hear it (it reads the files again within two seconds).
 pub async fn configuration_changed(home: &Home) {
     if let Err(e) = tell_agent(home, ControlRequest::Reload).await {
         tracing::debug!("the agent applies the change within seconds: {e}");
     }
-}
-
-/// Runs one sync pass of `folder` unless an agent runs for this home (then it is asked to).
-pub async fn sync_now(home: &Home, folder: &FolderConfig) -> Result<SyncNow, OpsError> {
-    let _lock = match crate::agent::HomeLock::acquire(home) {
-        Ok(l) => l,
-        Err(crate::agent::AgentError::AlreadyRunning(_)) => {
-            let _ = tell_agent(home, ControlRequest::Sync { folder: folder.name.clone() }).await;
-            return Ok(SyncNow::AgentRunning);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let (config, conn) = connect(home).await?;
-    let db = StateDb::open(&home.state_path()).await?;
-    let engine = Engine::new(conn, db, config.device_name.clone().unwrap_or_default());
-    let fs = Arc::new(RealFs::new(folder.path.clone()));
-    let report = engine.sync_folder(folder, fs, &Progress::default()).await?;
-    Ok(SyncNow::Done(Box::new(report)))
 }

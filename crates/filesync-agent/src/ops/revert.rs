@@ -1,19 +1,21 @@
 //! Revert a one-way folder: make the server equal to this computer (upload-only) or this
 //! computer equal to the server (download-only). First a preview of what would change, for a
 //! person to confirm; then the request, stored in the state database for the folder's next pass
-//! (a running agent is told at once). The CLI (`filesync folder revert`) and the web UI (the
+//! (a running agent is told at once), and — for the CLI — seeing it carried out, by the agent or,
+//! when none runs, by this process. The CLI (`filesync folder revert`) and the web UI (the
 //! folder page's Revert) both go through here.
 
-use super::{OpsError, settings};
+use super::{LocalSync, OpsError, Session, settings};
 use crate::agent::HomeLock;
 use crate::agent::control::ControlRequest;
 use crate::config::{Direction, Home};
-use crate::engine::Engine;
+use crate::engine::PassReport;
 use crate::engine::policy::{self, PlanSummary};
 use crate::fs::RealFs;
-use crate::state::StateDb;
+use crate::status::Progress;
 use serde::Serialize;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What a revert would do.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -56,9 +58,8 @@ pub async fn preview(home: &Home, name: &str) -> Result<RevertPreview, OpsError>
     // only one writing the state database.
     let agent_running = HomeLock::is_held(home);
     let _lock = if agent_running { None } else { Some(HomeLock::acquire(home)?) };
-    let (config, conn) = super::connect(home).await?;
-    let db = StateDb::open(&home.state_path()).await?;
-    let engine = Engine::new(conn, db, config.device_name.clone().unwrap_or_default());
+    let session = Session::open(home)?;
+    let engine = session.engine().await?;
     if !agent_running {
         engine.pull(&f.name).await?;
     }
@@ -70,9 +71,34 @@ pub async fn preview(home: &Home, name: &str) -> Result<RevertPreview, OpsError>
 /// out at once; without one, the next sync does. Returns whether an agent was told.
 pub async fn request(home: &Home, name: &str) -> Result<bool, OpsError> {
     let (f, _, _) = revertible(home, name)?;
-    let db = StateDb::open(&home.state_path()).await?;
-    policy::request_revert(&db, &f.name).await?;
+    let session = Session::open(home)?;
+    policy::request_revert(session.db().await?, &f.name).await?;
     Ok(super::tell_agent(home, ControlRequest::Sync { folder: f.name.clone() }).await.unwrap_or(false))
+}
+
+/// How long [`carry_out`] waits for a running agent.
+const AGENT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Who carried a revert out.
+pub enum Reverted {
+    /// The running agent.
+    ByAgent,
+    /// This process, as no agent runs for the home; what its sync did.
+    Here(Box<PassReport>),
+}
+
+/// Stores the request to revert folder `name` and sees it carried out: by the running agent
+/// (waiting until it has), or, when no agent runs, by a sync of this process.
+pub async fn carry_out(home: &Home, name: &str) -> Result<Reverted, OpsError> {
+    let (f, _, _) = revertible(home, name)?;
+    let agent_told = request(home, &f.name).await?;
+    if !agent_told && let Some(local) = LocalSync::start(home)? {
+        let r = local.sync_folder(&f, &Progress::default()).await;
+        local.finish()?;
+        return Ok(Reverted::Here(Box::new(r?)));
+    }
+    super::agent_carries_out(home, &f.name, AGENT_TIMEOUT).await?;
+    Ok(Reverted::ByAgent)
 }
 
 /// The lines of a revert's confirmation question.

@@ -9,7 +9,9 @@ use crate::engine::policy;
 use crate::filter::{IGNORE_FILE, IgnoreRules};
 use crate::state::StateDb;
 use filesync_core::{EntryKind, RelPath};
+use serde::Serialize;
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 /// The keys a setting can be changed by, with what each takes (shown on a wrong key).
 pub const KEYS: &[(&str, &str)] = &[
@@ -141,6 +143,49 @@ pub fn set(home: &Home, name: &str, changes: &[(String, String)]) -> Result<(Fol
     }
     home.save(&config)?;
     Ok((config.folders[i].clone(), said))
+}
+
+/// One folder's settings on this computer, and whether it is paused and why: what `filesync
+/// folder show --json` prints.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct FolderSettingsView {
+    pub name: String,
+    pub path: PathBuf,
+    pub settings: FolderSettings,
+    pub paused: bool,
+    /// Why: paused by the person (this folder or every folder), or by the mass-delete guard.
+    pub paused_reason: Option<String>,
+    /// The mass-delete guard holds deletions back until they are confirmed.
+    pub guard_tripped: bool,
+    /// The folder has its own ignore rules (`.filesyncignore`) beside the built-in ones.
+    pub ignore_file: bool,
+}
+
+/// The settings of the folder `name`, and whether it is paused and why.
+pub async fn show(home: &Home, name: &str) -> Result<FolderSettingsView, OpsError> {
+    let config = home.load()?;
+    let f = &config.folders[find(&config, name)?];
+    // A home that never synced has no state database to say the guard tripped.
+    let tripped = match StateDb::open(&home.state_path()).await {
+        Ok(db) => policy::tripped(&db, &f.name).await?,
+        Err(_) => None,
+    };
+    let paused_reason = if f.settings.paused {
+        Some(policy::Paused::by_user(false).reason)
+    } else if config.paused {
+        Some(policy::Paused::by_user(true).reason)
+    } else {
+        tripped.clone()
+    };
+    Ok(FolderSettingsView {
+        name: f.name.clone(),
+        path: f.path.clone(),
+        settings: f.settings.clone(),
+        paused: paused_reason.is_some(),
+        paused_reason,
+        guard_tripped: tripped.is_some(),
+        ignore_file: f.path.join(IGNORE_FILE).exists(),
+    })
 }
 
 /// What [`pause`] did.

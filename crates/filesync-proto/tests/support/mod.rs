@@ -202,17 +202,20 @@ pub fn message_strategies() -> Vec<BoxedStrategy<Message>> {
             .prop_map(|(folder_id, path, rev, to_path)| Message::Restore(Restore { folder_id, path, rev, to_path }))
             .boxed(),
         empty(Message::Usage),
-        (any::<[u64; 6]>())
-            .prop_map(|[bytes_current, bytes_history, chunks, bytes_stored, files_current, versions_history]| {
-                Message::UsageInfo(UsageInfo {
-                    bytes_current,
-                    bytes_history,
-                    chunks,
-                    bytes_stored,
-                    files_current,
-                    versions_history,
-                })
-            })
+        (any::<[u64; 6]>(), any::<Option<u64>>())
+            .prop_map(
+                |([bytes_current, bytes_history, chunks, bytes_stored, files_current, versions_history], quota)| {
+                    Message::UsageInfo(UsageInfo {
+                        bytes_current,
+                        bytes_history,
+                        chunks,
+                        bytes_stored,
+                        files_current,
+                        versions_history,
+                        quota,
+                    })
+                },
+            )
             .boxed(),
     ]
 }

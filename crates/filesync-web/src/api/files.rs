@@ -7,35 +7,7 @@ use super::*;
 
 pub(super) async fn conflict_list(State(app): State<AppState>) -> ApiResult {
     let config = app.home.load().map_err(OpsError::from)?;
-    let me = config.device_name.clone().unwrap_or_default();
-    let list = conflicts::find(&app.home, &config).await?;
-    let v: Vec<Value> = list
-        .iter()
-        .map(|c| {
-            let original_device = c.original_entry.as_ref().map(|e| e.device_name.clone());
-            let mine = if c.copy_device == me {
-                Some("copy")
-            } else if original_device.as_deref() == Some(me.as_str()) {
-                Some("original")
-            } else {
-                None
-            };
-            json!({
-                "folder": c.folder.name,
-                "copy": c.copy.as_str(),
-                "original": c.original.as_str(),
-                "copy_device": c.copy_device,
-                "copy_time": c.copy_when,
-                "copy_size": c.copy_size,
-                "copy_here": c.copy_here,
-                "original_device": original_device,
-                "original_time": c.original_entry.as_ref().map(|e| e.committed_at),
-                "original_size": c.original_size,
-                "mine": mine,
-            })
-        })
-        .collect();
-    Ok(Json(Value::Array(v)))
+    Ok(to_json(conflicts::list(&app.home, &config).await?))
 }
 
 #[derive(Deserialize)]
@@ -160,16 +132,18 @@ pub(super) struct TrashQuery {
 
 pub(super) async fn trash(State(app): State<AppState>, Query(q): Query<TrashQuery>) -> ApiResult {
     let config = app.home.load().map_err(OpsError::from)?;
-    let scope: Vec<(FolderConfig, Option<filesync_core::RelPath>)> = match &q.folder {
-        Some(name) => vec![(folder_named(&app, name)?, None)],
-        None => config.folders.iter().map(|f| (f.clone(), None)).collect(),
+    let folders: Vec<FolderConfig> = match &q.folder {
+        Some(name) => vec![folder_named(&app, name)?],
+        None => config.folders.clone(),
     };
-    let items = history::trash(&app.home, &scope).await?;
-    let v: Vec<Value> = items
+    // Grouped: deletions made together share a `group`, and conflict-copy clean-ups are left out.
+    let groups = trash::groups(&app.home, &folders).await?;
+    let v: Vec<Value> = groups
         .iter()
-        .map(|t| {
+        .flat_map(|g| g.items.iter().map(move |t| (g, t)))
+        .map(|(g, t)| {
             json!({
-                "folder": t.folder.name, "path": t.deleted.path.as_str(),
+                "folder": t.folder.name, "path": t.deleted.path.as_str(), "group": g.key,
                 "deleted_rev": t.deleted.rev, "deleted_at": t.deleted.committed_at, "deleted_by": t.deleted.device_name,
                 "last_rev": t.last.rev, "last_at": t.last.committed_at, "last_device": t.last.device_name,
                 "kind": entry_kind(&t.last), "size": t.last.meta.as_ref().map(|m| m.size),
@@ -186,12 +160,76 @@ pub(super) struct TrashRestoreReq {
     to: Option<String>,
 }
 
+/// " and the 5 items that were in it".
+fn contents_phrase(m: &trash::RestoredMany) -> String {
+    match m.back() {
+        0 => String::new(),
+        1 => " and the item that was in it".into(),
+        n => format!(" and the {n} items that were in it"),
+    }
+}
+
+/// What could not come back, if anything.
+fn failures(m: &trash::RestoredMany) -> String {
+    match m.failed.as_slice() {
+        [] => String::new(),
+        [(p, why)] => format!(" {p} could not be restored: {why}"),
+        [(p, why), rest @ ..] => format!(" {} items could not be restored; {p}: {why}", rest.len() + 1),
+    }
+}
+
+async fn sync_after(app: &AppState, folder: &FolderConfig) -> Result<String, ApiError> {
+    Ok(match ops::sync_now(&app.home, folder).await? {
+        ops::SyncNow::AgentRunning => "the running agent brings it here and to your other computers".to_string(),
+        ops::SyncNow::Done(r) if r.errors.is_empty() => "synced".into(),
+        ops::SyncNow::Done(r) => format!("synced with {} error(s)", r.errors.len()),
+    })
+}
+
 pub(super) async fn trash_restore(State(app): State<AppState>, Json(req): Json<TrashRestoreReq>) -> ApiResult {
     let folder = folder_named(&app, &req.folder)?;
     let rel = rel_path("path", &req.path)?;
     let to = optional_rel("to", &req.to)?;
-    let done = history::restore_deleted(&app.home, &folder, &rel, to.as_ref()).await?;
-    restored(&app, &folder, &rel, to.as_ref(), done).await
+    let r = trash::restore_deleted(&app.home, &folder, &rel, to.as_ref()).await?;
+    let target = to.as_ref().unwrap_or(&rel);
+    let from = &r.last.device_name;
+    let inside = contents_phrase(&r.contents);
+    let message = match (&r.done, to.is_some()) {
+        (history::Restored::AlreadyThere, _) if inside.is_empty() => {
+            format!("{target} already holds that version's content; nothing to restore.")
+        }
+        (_, false) if inside.is_empty() => format!("Restored {rel} to its version from {from}."),
+        (_, true) if inside.is_empty() => format!("Restored the version of {rel} from {from} as {target}."),
+        (_, false) => format!("Restored the folder {rel}{inside}."),
+        (_, true) => format!("Restored the folder {rel}{inside} as {target}."),
+    } + &failures(&r.contents);
+    let sync = sync_after(&app, &folder).await?;
+    app.live.record(ActivityKind::Action, Some(&folder.name), message.clone());
+    Ok(Json(json!({
+        "message": message, "version_time": r.last.committed_at, "sync": sync,
+        "restored": 1 + r.contents.back(), "failed": r.contents.failed.len(),
+    })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct GroupRestoreReq {
+    folder: String,
+    group: u64,
+}
+
+pub(super) async fn trash_restore_group(State(app): State<AppState>, Json(req): Json<GroupRestoreReq>) -> ApiResult {
+    let folder = folder_named(&app, &req.folder)?;
+    let r = trash::restore_group(&app.home, &folder, req.group).await?;
+    let n = r.done.back();
+    let message = format!(
+        "Restored {n} item{} deleted on {}.{}",
+        if n == 1 { "" } else { "s" },
+        r.group.device,
+        failures(&r.done)
+    );
+    let sync = sync_after(&app, &folder).await?;
+    app.live.record(ActivityKind::Action, Some(&folder.name), message.clone());
+    Ok(Json(json!({ "message": message, "sync": sync, "restored": n, "failed": r.done.failed.len() })))
 }
 
 pub(super) async fn usage(State(app): State<AppState>) -> ApiResult {
@@ -199,6 +237,6 @@ pub(super) async fn usage(State(app): State<AppState>) -> ApiResult {
     Ok(Json(json!({
         "files_current": u.files_current, "bytes_current": u.bytes_current,
         "versions_history": u.versions_history, "bytes_history": u.bytes_history,
-        "chunks": u.chunks, "bytes_stored": u.bytes_stored,
+        "chunks": u.chunks, "bytes_stored": u.bytes_stored, "quota": u.quota,
     })))
 }

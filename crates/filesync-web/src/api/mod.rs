@@ -2,10 +2,12 @@
 //! request, calls the matching `filesync_agent::ops` function — the code the CLI runs too —
 //! and encodes the result. Errors are `{"error": "...", "code": "...", "field": "..."}`.
 //! Handlers live in `session` (session, status, first run, devices, password), `linked`
-//! (linked folders and their settings) and `files` (conflicts, history, trash).
+//! (linked folders and their settings), `files` (conflicts, history, trash) and `preview` (a
+//! file's bytes, and previews of one or two of them).
 
 mod files;
 mod linked;
+mod preview;
 mod session;
 
 use crate::AppState;
@@ -18,7 +20,7 @@ use axum::{Json, Router};
 use filesync_agent::config::FolderConfig;
 use filesync_agent::config::FolderSettings;
 use filesync_agent::live::ActivityKind;
-use filesync_agent::ops::{self, OpsError, account, conflicts, folders, history, settings};
+use filesync_agent::ops::{self, OpsError, account, conflicts, folders, history, settings, trash};
 use filesync_client::ClientError;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -62,7 +64,10 @@ pub fn routes() -> Router<AppState> {
         .route("/restore", post(files::restore))
         .route("/trash", get(files::trash))
         .route("/trash/restore", post(files::trash_restore))
+        .route("/trash/restore-group", post(files::trash_restore_group))
         .route("/usage", get(files::usage))
+        .route("/file", get(preview::file))
+        .route("/compare", get(preview::compare))
 }
 
 /// An error as the API reports it.

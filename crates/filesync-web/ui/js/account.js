@@ -2,8 +2,8 @@
 // password, log out — and "Log in again" for a computer whose access was revoked, which asks
 // only for the password and keeps the server, the certificate, the name and the folders.
 
-import { h, mount, heading, toast, confirmDialog, field, formError, clearErrors, showError } from './dom.js';
-import { post } from './api.js';
+import { h, mount, heading, toast, confirmDialog, field, formError, clearErrors, showError, fmtBytes, fmtCount } from './dom.js';
+import { get, post } from './api.js';
 
 /// Whether the server refuses this computer's token, so that only logging in again helps.
 export const needsLogInAgain = (s) => Boolean(s && s.summary && s.summary.action === 'log-in-again');
@@ -62,6 +62,22 @@ function passwordForm() {
   return form;
 }
 
+/// "Storage on the server": what the account stores, of its quota if it has one.
+function storageCard() {
+  const body = h('div', { 'aria-live': 'polite' }, h('p', { class: 'muted' }, 'Asking the server…'));
+  const card = h('section', { class: 'card', 'aria-labelledby': 'storage-title' }, h('h2', { id: 'storage-title' }, 'Storage on the server'), body);
+  get('/usage').then((u) => {
+    const used = fmtBytes(u.bytes_stored);
+    const line = u.quota !== null && u.quota !== undefined ? `${used} used of ${fmtBytes(u.quota)}` : `${used} used`;
+    const pct = u.quota ? Math.min(100, Math.round((u.bytes_stored / u.quota) * 100)) : null;
+    mount(body,
+      h('p', { class: 'strong storage-used' }, line, u.quota === null || u.quota === undefined ? h('span', { class: 'muted' }, ' · no quota') : ` (${pct === 0 && u.bytes_stored > 0 ? 'under 1' : pct} %)`),
+      pct !== null ? h('meter', { min: '0', max: '100', value: String(pct), high: '90', optimum: '0', 'aria-label': `${pct} % of the quota used` }) : null,
+      h('p', { class: 'muted small' }, `${fmtCount(u.files_current, 'current file', 'current files')} (${fmtBytes(u.bytes_current)}) and ${fmtCount(u.versions_history, 'older version', 'older versions')} (${fmtBytes(u.bytes_history)}); what the server stores counts each piece of content once.`));
+  }).catch((err) => mount(body, h('p', { class: 'muted' }, `Storage use is not known right now: ${err.message}`)));
+  return card;
+}
+
 export function accountScreen(main, store) {
   const s = store.status;
   const logout = async () => {
@@ -89,6 +105,7 @@ export function accountScreen(main, store) {
         h('dt', {}, 'Server'), h('dd', {}, s.server || '—'),
         h('dt', {}, 'This computer'), h('dd', {}, s.device_name || '—', s.device_id ? ` (device ${s.device_id})` : ''),
         h('dt', {}, 'Server certificate'), h('dd', {}, h('code', { class: 'wrap' }, s.fingerprint || '—')))),
+    storageCard(),
     passwordForm(),
     h('section', { class: 'card' },
       h('h2', {}, 'Log out'),

@@ -3,6 +3,7 @@
 
 import { h, mount, heading, toast, fmtBytes, fmtTime } from './dom.js';
 import { get, post } from './api.js';
+import { showPreview } from './preview.js';
 
 function version(what, name, device, when, size, tag) {
   return h('div', { class: 'version' },
@@ -53,9 +54,17 @@ export function conflictsScreen(main, store) {
             h('button', { type: 'button', class: 'button', onclick: () => resolve(c, 'original') }, `Keep ${c.original_device || 'the original'}'s`),
             h('button', { type: 'button', class: 'button', onclick: () => resolve(c, 'copy') }, `Keep ${c.copy_device}'s`),
             h('button', { type: 'button', class: 'button secondary', onclick: () => resolve(c, 'both') }, 'Keep both')];
+        // Both sides as they are on this computer, beside each other.
+        const previewBox = h('div', { class: 'preview', 'aria-live': 'polite' });
+        const compare = () => showPreview(previewBox, c.folder,
+          { path: c.original, label: `${c.original} (${c.original_device || 'the file'})` },
+          { path: c.copy, label: `Conflict copy (${c.copy_device})` });
         return h('li', { class: 'card conflict', 'data-copy': c.copy },
           h('h2', {}, c.original, h('span', { class: 'muted small' }, ` in ${c.folder}`)),
           h('div', { class: 'versions' }, orig, copy),
+          c.copy_here ? h('div', { class: 'actions' },
+            h('button', { type: 'button', class: 'button secondary', 'aria-label': `Compare both versions of ${c.original}`, onclick: compare }, 'Compare both')) : null,
+          previewBox,
           c.copy_here ? h('div', { class: 'actions' }, buttons)
             : h('p', { class: 'muted' }, 'The conflict copy is still on its way to this computer; resolve it once it arrives.'));
       })));

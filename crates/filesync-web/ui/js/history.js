@@ -1,9 +1,49 @@
-// History and trash: the deleted files the server still keeps (restore in place or under a
-// new name), and the versions of any file, each named by its local time (restore one, in
-// place or as a new file). The server's revision numbers stay out of sight.
+// History and trash: the deleted files the server still keeps, grouped by what was deleted
+// together ("Restore all"; a deleted folder restores with its files), restored in place or
+// under a new name; and the versions of any file, each named by its local time — previewed
+// beside the current one, downloaded, restored in place or as a new file. The server's
+// revision numbers stay out of sight.
 
 import { h, mount, heading, toast, fmtBytes, fmtTime, fmtAgo, promptDialog } from './dom.js';
 import { get, post } from './api.js';
+import { showPreview, downloadLink } from './preview.js';
+
+/// The trash in the deletions made together (the API gives each item its `group`), in the
+/// order listed (most recent first); `tops` are the items not inside another item of the group
+/// (a deleted folder stands for the files deleted with it).
+export function groupTrash(list) {
+  const groups = [];
+  for (const t of list) {
+    let g = groups.find((x) => x.key === t.group && x.folder === t.folder);
+    if (!g) { g = { key: t.group, folder: t.folder, device: t.deleted_by, at: t.deleted_at, items: [] }; groups.push(g); }
+    g.items.push(t);
+    g.at = Math.max(g.at, t.deleted_at);
+  }
+  for (const g of groups) {
+    const paths = new Set(g.items.map((t) => t.path));
+    const inside = (t) => t.path.split('/').slice(0, -1).some((_, i, parts) => paths.has(parts.slice(0, i + 1).join('/')));
+    g.tops = g.items.filter((t) => !inside(t));
+    for (const t of g.tops) t.inside = g.items.filter((c) => c.path.startsWith(`${t.path}/`));
+  }
+  return groups;
+}
+
+function trashRow(t, restore, restoreAs, preview) {
+  const n = t.inside.length;
+  return h('li', { class: 'row-item', 'data-path': t.path },
+    h('div', { class: 'grow' },
+      h('p', { class: 'strong' }, h('code', { class: 'wrap' }, t.path),
+        t.kind === 'folder' ? (n ? ` (folder with ${n === 1 ? '1 item' : `${n} items`})` : ' (folder)') : ''),
+      h('p', { class: 'muted small' }, `Deleted ${fmtTime(t.deleted_at)} on ${t.deleted_by} · last version ${fmtTime(t.last_at)} from ${t.last_device}${t.size !== null && t.kind === 'file' ? ` · ${fmtBytes(t.size)}` : ''}`),
+      n ? h('details', { class: 'inside' }, h('summary', {}, n === 1 ? 'What was in it' : `The ${n} items that were in it`),
+        h('ul', { class: 'plain small' }, t.inside.map((c) => h('li', {}, h('code', { class: 'wrap' }, c.path.slice(t.path.length + 1)),
+          c.kind === 'folder' ? ' (folder)' : c.size !== null ? ` · ${fmtBytes(c.size)}` : '')))) : null),
+    h('div', { class: 'row wrap-row' },
+      t.kind === 'file' ? h('button', { type: 'button', class: 'button secondary', 'aria-label': `Preview ${t.path} as it was deleted`, onclick: () => preview(t) }, 'Preview') : null,
+      h('button', { type: 'button', class: 'button', 'aria-label': `Restore ${t.path}`, onclick: () => restore(t) }, 'Restore'),
+      h('button', { type: 'button', class: 'button secondary', 'aria-label': `Restore ${t.path} under a new name`,
+        onclick: () => restoreAs(t.path, (to) => restore(t, to)) }, 'Restore as…')));
+}
 
 export function historyScreen(main, store, params) {
   let alive = true;
@@ -38,14 +78,23 @@ export function historyScreen(main, store, params) {
       const restore = async (t, to) => {
         try { done(await post('/trash/restore', { folder: t.folder, path: t.path, to })); loadTrash(); } catch (err) { toast(err.message, 'bad'); }
       };
-      mount(trashBox, h('ul', { class: 'rows' }, list.map((t) => h('li', { class: 'row-item', 'data-path': t.path },
-        h('div', { class: 'grow' },
-          h('p', { class: 'strong' }, h('code', { class: 'wrap' }, t.path), t.kind === 'folder' ? ' (folder)' : ''),
-          h('p', { class: 'muted small' }, `Deleted ${fmtTime(t.deleted_at)} on ${t.deleted_by} · last version ${fmtTime(t.last_at)} from ${t.last_device}${t.size !== null && t.kind === 'file' ? ` · ${fmtBytes(t.size)}` : ''}`)),
-        h('div', { class: 'row' },
-          h('button', { type: 'button', class: 'button', 'aria-label': `Restore ${t.path}`, onclick: () => restore(t) }, 'Restore'),
-          h('button', { type: 'button', class: 'button secondary', 'aria-label': `Restore ${t.path} under a new name`,
-            onclick: () => restoreAs(t.path, (to) => restore(t, to)) }, 'Restore as…'))))));
+      const restoreAll = async (g) => {
+        try { done(await post('/trash/restore-group', { folder: g.folder, group: g.key })); loadTrash(); } catch (err) { toast(err.message, 'bad'); }
+      };
+      // A deleted file's last version, shown below the list.
+      const trashPreview = h('div', { class: 'preview', id: 'trash-preview', 'aria-live': 'polite' });
+      const preview = (t) => showPreview(trashPreview, t.folder, { path: t.path, rev: t.last_rev, label: `${t.path} as it was deleted (${fmtTime(t.last_at)})` })
+        .then(() => trashPreview.scrollIntoView({ block: 'nearest' }));
+      mount(trashBox, h('ul', { class: 'rows trash' }, groupTrash(list).map((g) => {
+        const rows = g.tops.map((t) => trashRow(t, restore, restoreAs, preview));
+        if (g.items.length === 1) return rows;
+        const what = `${g.items.length} items deleted on ${g.device} at ${fmtTime(g.at)}`;
+        return h('li', { class: 'trash-group', 'data-group': g.key },
+          h('div', { class: 'group-head' },
+            h('p', { class: 'strong' }, what),
+            h('button', { type: 'button', class: 'button secondary', 'aria-label': `Restore all ${what}`, onclick: () => restoreAll(g) }, 'Restore all')),
+          h('ul', { class: 'rows' }, rows));
+      })), trashPreview);
     } catch (err) { mount(trashBox, h('p', { class: 'notice notice-bad', role: 'alert' }, err.message)); }
   };
 
@@ -57,21 +106,36 @@ export function historyScreen(main, store, params) {
       const restore = async (v, to) => {
         try { done(await post('/restore', { folder, path, rev: v.rev, to })); showVersions(path); } catch (err) { toast(err.message, 'bad'); }
       };
+      const current = r.versions[0];
+      const previewBox = h('div', { class: 'preview', id: 'preview', 'aria-live': 'polite' });
+      const fileUrl = (v) => `/api/file?${new URLSearchParams({ folder, path, rev: v.rev, download: 1 })}`;
+      // An old version beside the current one, its differences marked; the current one alone.
+      const preview = (v, when) => {
+        const label = v.current ? `Current version (${when})` : `Version of ${when}`;
+        const other = !v.current && current && !current.deleted && current.kind === 'file'
+          ? { path, rev: current.rev, label: `Current version (${fmtTime(current.committed_at)})` } : null;
+        showPreview(previewBox, folder, { path, rev: v.rev, label }, other)
+          .then(() => previewBox.scrollIntoView({ block: 'nearest' }));
+      };
       mount(versionsBox, h('section', { class: 'card', 'aria-labelledby': 'versions-title' },
         h('h2', { id: 'versions-title' }, `Versions of ${path}`),
         h('ol', { class: 'rows' }, r.versions.map((v) => {
           const when = fmtTime(v.committed_at);
+          const file = !v.deleted && v.kind === 'file';
           return h('li', { class: 'row-item', 'data-rev': v.rev },
             h('div', { class: 'grow' },
               h('p', { class: 'strong version-time' }, when,
                 v.current ? h('span', { class: 'badge badge-ok' }, 'Current') : null,
                 v.deleted ? h('span', { class: 'badge badge-bad' }, 'Deleted') : null),
               h('p', { class: 'muted small' }, `${fmtAgo(v.committed_at)} · from ${v.device}${v.size !== null && v.kind === 'file' ? ` · ${fmtBytes(v.size)}` : ''}`)),
-            !v.current && !v.deleted ? h('div', { class: 'row' },
-              h('button', { type: 'button', class: 'button', 'aria-label': `Restore the version of ${when}`, onclick: () => restore(v) }, 'Restore'),
-              h('button', { type: 'button', class: 'button secondary', 'aria-label': `Restore the version of ${when} under a new name`,
-                onclick: () => restoreAs(path, (to) => restore(v, to)) }, 'Restore as…')) : null);
-        }))));
+            h('div', { class: 'row wrap-row' },
+              file ? h('button', { type: 'button', class: 'button secondary', 'aria-label': `Preview the version of ${when}`, onclick: () => preview(v, when) }, 'Preview') : null,
+              file ? downloadLink(fileUrl(v), `Download the version of ${when}`) : null,
+              !v.current && !v.deleted ? h('button', { type: 'button', class: 'button', 'aria-label': `Restore the version of ${when}`, onclick: () => restore(v) }, 'Restore') : null,
+              !v.current && !v.deleted ? h('button', { type: 'button', class: 'button secondary', 'aria-label': `Restore the version of ${when} under a new name`,
+                onclick: () => restoreAs(path, (to) => restore(v, to)) }, 'Restore as…') : null));
+        })),
+        previewBox));
       versionsBox.querySelector('h2').scrollIntoView({ block: 'nearest' });
     } catch (err) { mount(versionsBox, h('p', { class: 'notice notice-bad', role: 'alert' }, err.message)); }
   };
@@ -107,5 +171,16 @@ export function historyScreen(main, store, params) {
     versionsBox);
   loadTrash();
   loadFiles();
-  return () => { alive = false; clearTimeout(timer); };
+  // The trash follows the server: a deletion or a restore from another computer shows up —
+  // but not while the person is inside the list (focus or an opened box would be lost).
+  const serverRev = (s) => (s.folders.find((f) => f.name === folder) || {}).server_rev;
+  let seenRev = serverRev(store.status);
+  const off = store.onStatus((s) => {
+    const rev = serverRev(s);
+    if (rev === seenRev) return;
+    if (trashBox.contains(document.activeElement) || trashBox.querySelector('details[open]')) return;
+    seenRev = rev;
+    loadTrash();
+  });
+  return () => { alive = false; clearTimeout(timer); off(); };
 }

@@ -489,22 +489,66 @@ impl TestClient {
     }
 }
 
+/// A running agent that serves its web UI, and where.
+pub struct UiAgent {
+    pub guard: AgentGuard,
+    /// The UI's `HOST:PORT`.
+    pub addr: String,
+    /// The home's UI key, which the API takes as `Authorization: Bearer`.
+    key: String,
+}
+
+impl TestClient {
+    /// Starts `filesync agent` with its web UI on a free loopback port, and waits for the UI.
+    pub fn agent_with_ui(&self) -> UiAgent {
+        let child = self
+            .command()
+            .args(["agent", "--ui-listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let guard = AgentGuard(Some(child));
+        let addr_file = self.home.join("ui-address");
+        wait_until(20, "the agent to serve its UI", || addr_file.exists());
+        let addr = std::fs::read_to_string(&addr_file).unwrap().trim().to_string();
+        let key = std::fs::read_to_string(self.home.join("ui-secret")).unwrap().trim().to_string();
+        UiAgent { guard, addr, key }
+    }
+}
+
+impl UiAgent {
+    /// `GET path` on the UI's JSON API; the body, which must be JSON from a 200 reply.
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            self.addr, self.key
+        )
+        .unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "GET {path}: {reply}");
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+        assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: bad JSON ({e}): {body}"))
+    }
+}
+
 impl TestClient {
     /// `filesync folder set docs KEY VALUE`, which must succeed.
     pub fn set(&self, key: &str, value: &str) -> String {
         self.ok(&["folder", "set", "docs", key, value], None)
     }
 
-    /// The status of the folder `docs` as `filesync status --json` reports it (`null` before
-    /// anything wrote a status).
+    /// The status of the folder `docs` as `filesync status --json` reports it (`null` while it
+    /// is not linked).
     pub fn folder_status(&self) -> serde_json::Value {
         let out = self.ok(&["status", "--json"], None);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
-        v["status"]["folders"]
-            .as_array()
-            .and_then(|f| f.iter().find(|x| x["name"] == "docs"))
-            .cloned()
-            .unwrap_or_default()
+        v["folders"].as_array().and_then(|f| f.iter().find(|x| x["name"] == "docs")).cloned().unwrap_or_default()
     }
 }
 

@@ -1,13 +1,15 @@
-//! The engine's clock, injected: the real one reads the system's wall clock, a simulation
-//! hands in its own (`tests/sim.rs` uses each simulated disk's clock), so that a seeded run
-//! names conflict copies and judges racy timestamps the same way every time.
-//!
-//! Decision code (the engine, the scanner, the planner's context) reads time only through a
-//! [`Clock`]; the workspace's clippy configuration forbids direct clock reads elsewhere
-//! without a stated reason.
+//! The wall clock, injected: the agent's engine and the server read the time only through a
+//! [`Clock`]. The real one, [`SystemClock`], is the single place that reads the system's
+//! clock, and only the runtimes (the agent, the server) create it; a simulation hands in its
+//! own (the agent's `tests/sim.rs` uses each simulated disk's clock), so that a seeded run
+//! names conflict copies, judges racy timestamps and stamps versions the same way every
+//! time. The workspace's clippy configuration (`clippy.toml`) forbids reading the clock
+//! directly anywhere else without a stated reason.
+
+use std::fmt;
 
 /// A source of wall-clock time, as file times count it.
-pub trait Clock: Send + Sync {
+pub trait Clock: Send + Sync + fmt::Debug {
     /// Nanoseconds since the Unix epoch.
     fn now_ns(&self) -> i64;
 
@@ -22,7 +24,7 @@ pub trait Clock: Send + Sync {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    #[allow(clippy::disallowed_methods)] // the one place the engine's real clock is read
+    #[allow(clippy::disallowed_methods)] // the one place the real wall clock is read
     fn now_ns(&self) -> i64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -34,6 +36,7 @@ impl Clock for SystemClock {
 mod tests {
     use super::*;
 
+    #[derive(Debug)]
     struct Fixed(i64);
     impl Clock for Fixed {
         fn now_ns(&self) -> i64 {

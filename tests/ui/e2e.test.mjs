@@ -63,7 +63,9 @@ step('first run: confirm the server fingerprint, register, name this computer', 
   await page.getByRole('button', { name: 'Check server' }).click();
 
   await page.getByRole('heading', { name: 'Is this your server?' }).waitFor();
-  assert.equal((await page.locator('#fingerprint').textContent()).trim(), server.fingerprint, 'the fingerprint is shown in full');
+  const groups = await page.locator('#fingerprint .fp-group').allTextContents();
+  assert.equal(groups.join('').toLowerCase(), server.fingerprint.replace(/^SHA256:/, '').toLowerCase(), 'the fingerprint is shown in full');
+  assert.ok(groups.length === 16 && groups.every((g) => /^[0-9A-F]{4}$/.test(g)), `in groups of four to compare by eye: ${groups}`);
   await page.getByRole('button', { name: 'Trust this server' }).click();
   await page.getByText('Compare the fingerprint and tick the box').waitFor();
   await page.getByLabel('Or paste the fingerprint from the server').fill(`SHA256:${'00'.repeat(32)}`);
@@ -140,7 +142,8 @@ step('change settings: validation next to the field, pause obeyed, a subfolder e
   await page.getByRole('checkbox', { name: 'Projects', exact: true }).waitFor();
 
   // A wrong value is explained next to its field, and nothing is saved.
-  await page.getByLabel('When to sync').fill('sometimes');
+  await page.getByRole('radio', { name: 'Custom' }).check();
+  await page.getByLabel('Custom schedule').fill('sometimes');
   await page.getByRole('button', { name: 'Save settings' }).click();
   await page.locator('#schedule-error').getByText('is not a schedule').waitFor();
 
@@ -150,8 +153,10 @@ step('change settings: validation next to the field, pause obeyed, a subfolder e
   await page.locator('.preview').getByText('notes.md').waitFor();
   await screenshot(page, '08-folder-settings.png');
   await page.getByLabel('Files and folders not to sync (.filesyncignore)').fill('');
-  await page.getByLabel('When to sync').fill('continuous');
+  await page.getByLabel('Custom schedule').fill('every 1m');
   assert.equal(await page.locator('#schedule-error').isHidden(), true, 'the message goes once the field is edited');
+  await page.getByRole('radio', { name: 'On every change' }).check();
+  assert.equal(await page.getByLabel('Custom schedule').isHidden(), true, 'a preset needs no text');
 
   // Pause: the agent reports the folder paused and does not download meanwhile.
   await page.getByRole('button', { name: 'Pause syncing' }).click();
@@ -460,7 +465,7 @@ step('the server goes away: offline, with the next try and Retry now, never "Up 
   const docs = card(page, 'Documents');
   await docs.getByText('Up to date', { exact: true }).waitFor({ timeout: 20000 });
   await server.stopAndWait();
-  await docs.getByText(/^Offline · retrying (in \d+ s|now)$/).waitFor({ timeout: 20000 });
+  await docs.getByText(/^Offline since \d\d:\d\d · retrying (in \d+ s|now)$/).waitFor({ timeout: 20000 });
   assert.equal(await docs.getByText('Up to date').count(), 0, 'regression: up to date while the server was gone');
   await waitFor('the tab title to say offline', async () => (await page.title()) === 'Offline · FileSync');
   assert.match(await page.locator('#favicon').getAttribute('href'), /icon-warn\.svg$/);

@@ -12,6 +12,7 @@ pub mod config;
 pub mod engine;
 pub mod filter;
 pub mod fs;
+pub mod kept;
 pub mod live;
 pub mod memfs;
 pub mod names;

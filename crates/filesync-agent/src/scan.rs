@@ -225,8 +225,15 @@ impl Scanner<'_> {
 const SYMLINK_REASON: &str = "symbolic links are not synced";
 const SPECIAL_REASON: &str = "special files (sockets, devices, pipes) are not synced";
 const VANISHED_REASON: &str = "vanished while scanning";
-const CHANGING_REASON: &str =
+/// Why a file is skipped when it changed while it was read: someone is still writing it. The
+/// agent tries it again shortly and counts it as waiting meanwhile (see [`is_changing`]).
+pub const CHANGING_REASON: &str =
     "file is changing: it was modified while it was read; it will be synced once it is stable";
+
+/// Whether a skipped item's reason is [`CHANGING_REASON`]: the file is still being written.
+pub fn is_changing(reason: &str) -> bool {
+    reason == CHANGING_REASON
+}
 
 fn is_gone(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)

@@ -84,6 +84,23 @@ pub struct FolderStatus {
     /// interval (`every 5m`, `hourly`…); `None` for a continuous or paused folder.
     #[serde(default)]
     pub next_sync_at_ms: Option<i64>,
+    /// Files held back because they changed while they were read (still being written):
+    /// they are read again shortly, and the folder is not in sync meanwhile.
+    #[serde(default)]
+    pub changing: Vec<String>,
+    /// Excluded subfolders still on this computer, and why their copy here cannot go yet
+    /// (see [`crate::kept`]).
+    #[serde(default)]
+    pub kept: Vec<KeptSubfolder>,
+}
+
+/// An excluded subfolder still on this computer, and why.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeptSubfolder {
+    pub path: String,
+    /// "3 files in it are ignored by your rules, so FileSync cannot tell they are safely on the
+    /// server".
+    pub reason: String,
 }
 
 impl FolderStatus {
@@ -110,6 +127,8 @@ impl FolderStatus {
             last_sync_ms: None,
             over_quota: false,
             next_sync_at_ms: None,
+            changing: vec![],
+            kept: vec![],
         }
     }
 }

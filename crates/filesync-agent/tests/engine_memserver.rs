@@ -298,3 +298,40 @@ async fn a_case_only_rename_after_a_lost_commit_answer_replaces_the_old_spelling
     }
     panic!("no drop point lost the answer of an applied commit");
 }
+
+/// Regression: ignored files kept an excluded subfolder here (right: they are never checked
+/// against the server), but its directories were planned for deletion pass after pass, so
+/// every sync ended with the subfolder to retry and the folder said "some files could not be
+/// synced; retrying" forever.
+#[tokio::test]
+async fn ignored_files_in_an_excluded_subfolder_leave_nothing_to_retry() {
+    let server = Arc::new(MemServer::default());
+    let mut a = Computer::new(&server, "laptop").await;
+    a.fs.write("Projects/plan.txt", "the plan");
+    a.fs.write("Projects/old/notes.txt", "old notes");
+    a.fs.write(".filesyncignore", "*.cache\n");
+    a.fs.write("Projects/old/scratch.cache", "scratch");
+    a.sync().await;
+    a.folder.settings.excluded = vec!["Projects".into()];
+    let r = a.sync().await;
+    assert!(!a.fs.exists("Projects/plan.txt") && !a.fs.exists("Projects/old/notes.txt"), "synced files go");
+    assert!(a.fs.exists("Projects/old/scratch.cache"), "the ignored file stays");
+    assert!(r.retry.is_empty() && r.pending == 0, "nothing left to retry: {:?} {}", r.retry, r.pending);
+}
+
+/// A file made in a subfolder just excluded is uploaded, then removed here by the same sync,
+/// not by the next walk of the folder.
+#[tokio::test]
+async fn a_new_file_in_an_excluded_subfolder_is_uploaded_then_evicted_in_one_sync() {
+    let server = Arc::new(MemServer::default());
+    let mut a = Computer::new(&server, "laptop").await;
+    let b = Computer::new(&server, "desktop").await;
+    a.fs.write("Projects/plan.txt", "the plan");
+    a.sync().await;
+    a.fs.write("Projects/new.txt", "made just now");
+    a.folder.settings.excluded = vec!["Projects".into()];
+    a.sync().await;
+    assert!(!a.fs.exists("Projects"), "{:?}", a.fs.list_all());
+    b.sync().await;
+    assert_eq!(b.fs.read("Projects/new.txt").unwrap(), b"made just now", "on the server first");
+}

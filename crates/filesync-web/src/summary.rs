@@ -78,6 +78,10 @@ pub struct Summary {
     pub action: Option<Action>,
     /// The folder the action is about (on the dashboard's line, which speaks for all).
     pub folder: Option<String>,
+    /// Offline: since when, and when the next try is (Unix seconds), for the page to say in
+    /// the reader's local time ("Offline since 10:42 · retrying in 17 s") and count down.
+    pub since: Option<i64>,
+    pub retry_at: Option<i64>,
 }
 
 impl Summary {
@@ -89,7 +93,7 @@ impl Summary {
             Kind::Offline | Kind::Paused | Kind::Conflicts => Tone::Warn,
             Kind::Failing | Kind::Guard | Kind::Refused => Tone::Bad,
         };
-        Summary { kind, tone, text: text.into(), detail: None, action: None, folder: None }
+        Summary { kind, tone, text: text.into(), detail: None, action: None, folder: None, since: None, retry_at: None }
     }
 
     fn action(mut self, action: Action) -> Summary {
@@ -155,6 +159,14 @@ pub fn folder_summary(f: &FolderView, conn: &Connection, now: i64) -> Summary {
     }
     if f.state == "starting" || conn.state == "starting" {
         return Summary::new(Kind::Starting, "Starting");
+    }
+    // A file still being written is said even while the rest syncs: it is what keeps the
+    // folder from being up to date.
+    if !f.changing.is_empty() {
+        let n = f.changing.len() as u64;
+        let detail = (n == 1).then(|| format!("{} is still changing; it syncs once it stops", f.changing[0]));
+        return Summary::new(Kind::Waiting, format!("{} waiting (still being written)", count(n, "file", "files")))
+            .detail(detail);
     }
     if f.state == "syncing" || f.waiting.iter().any(|w| w == "syncing") {
         return Summary::new(Kind::Syncing, syncing_text(f.progress.iter()));
@@ -248,7 +260,8 @@ fn offline(conn: &Connection, now: i64) -> Summary {
         Some(at) if at > now => text.push_str(&format!(" · retrying {}", until(now, at))),
         _ => text.push_str(" · retrying now"),
     }
-    Summary::new(Kind::Offline, text).action(Action::RetryNow)
+    Summary { since: conn.offline_since, retry_at: conn.next_retry_at, ..Summary::new(Kind::Offline, text) }
+        .action(Action::RetryNow)
 }
 
 fn syncing_text<'a>(progress: impl Iterator<Item = &'a ProgressView>) -> String {
@@ -355,6 +368,8 @@ mod tests {
         let s = folder_summary(&up_to_date(), &conn, NOW);
         assert_eq!((s.kind, s.tone, s.action), (Kind::Offline, Tone::Warn, Some(Action::RetryNow)));
         assert_eq!(s.text, "Offline for 3 min · retrying in 20 s");
+        // The page says since when in its own clock, and counts down to the next try.
+        assert_eq!((s.since, s.retry_at), (Some(NOW - 185), Some(NOW + 17)));
         let just = Connection { offline_since: Some(NOW - 5), next_retry_at: Some(NOW - 1), ..conn.clone() };
         assert_eq!(folder_summary(&up_to_date(), &just, NOW).text, "Offline · retrying now");
         // The dashboard's line says it too, whatever the folders say.
@@ -384,6 +399,27 @@ mod tests {
     fn a_continuous_folder_with_queued_changes_says_what_it_waits_for() {
         let f = FolderView { in_sync: false, waiting: vec!["changes waiting to be synced".into()], ..up_to_date() };
         assert_eq!(line(&f), (Kind::Waiting, "Changes waiting to be synced".into(), None));
+    }
+
+    /// Regression: a file someone was still writing left the folder "Up to date".
+    #[test]
+    fn a_file_still_being_written_is_waiting_not_up_to_date() {
+        let f = FolderView {
+            in_sync: false,
+            changing: vec!["log.txt".into()],
+            waiting: vec!["1 file waiting (still being written)".into()],
+            ..up_to_date()
+        };
+        let s = folder_summary(&f, &online(), NOW);
+        assert_eq!(
+            (s.kind, s.text.as_str(), s.tone),
+            (Kind::Waiting, "1 file waiting (still being written)", Tone::Busy)
+        );
+        assert_eq!(s.detail.as_deref(), Some("log.txt is still changing; it syncs once it stops"));
+        // Said while the rest of the folder syncs too.
+        let two = FolderView { state: "syncing".into(), changing: vec!["a".into(), "b".into()], ..f.clone() };
+        assert_eq!(line(&two).1, "2 files waiting (still being written)");
+        assert_eq!(tab_title(&overall_summary(&[f], &online(), NOW), &[], &online()).as_deref(), Some("Waiting"));
     }
 
     #[test]

@@ -10,7 +10,9 @@ use crate::AppState;
 use crate::summary::{self, Kind, Summary, Tone};
 use filesync_agent::config::{Config, FolderSettings, Home};
 use filesync_agent::ops::plain::for_ui;
-use filesync_agent::status::{AgentStatus, FolderState, FolderStatus, ProgressSnapshot, SkippedItem, Traffic};
+use filesync_agent::status::{
+    AgentStatus, FolderState, FolderStatus, KeptSubfolder, ProgressSnapshot, SkippedItem, Traffic,
+};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -93,6 +95,11 @@ pub struct FolderView {
     pub server_rev: u64,
     /// Unix seconds of the next scheduled sync (a folder synced on an interval).
     pub next_sync_at: Option<i64>,
+    /// Files held back because they are still being written (they changed while they were
+    /// read); they are read again shortly.
+    pub changing: Vec<String>,
+    /// Excluded subfolders still on this computer, and why their copy here cannot go yet.
+    pub kept: Vec<KeptSubfolder>,
     /// The folder's one line: "Up to date" only when nothing needs the person.
     pub summary: Summary,
 }
@@ -108,6 +115,29 @@ pub struct ProgressView {
     pub bytes_remaining: u64,
     /// Bytes per second over the last samples; 0 until two samples exist.
     pub rate_bps: u64,
+    /// The file being transferred now.
+    pub current: Option<String>,
+    /// Seconds until the bytes remaining are moved at `rate_bps`; `None` until a rate is known.
+    pub eta_secs: Option<u64>,
+}
+
+impl ProgressView {
+    /// The view of a pass's progress, moving at `rate_bps`.
+    pub fn new(p: &ProgressSnapshot, rate_bps: u64) -> ProgressView {
+        let bytes_remaining = p.bytes_total.saturating_sub(p.bytes_done);
+        ProgressView {
+            phase: p.phase.clone(),
+            files_done: p.files_done,
+            files_total: p.files_total,
+            bytes_done: p.bytes_done,
+            bytes_total: p.bytes_total,
+            files_remaining: p.files_total.saturating_sub(p.files_done),
+            bytes_remaining,
+            rate_bps,
+            current: p.current.clone(),
+            eta_secs: (rate_bps > 0).then(|| bytes_remaining.div_ceil(rate_bps)),
+        }
+    }
 }
 
 fn folder_hint(f: &FolderStatus) -> Option<String> {
@@ -253,24 +283,19 @@ impl StatusView {
                             },
                             skipped: f.skipped.iter().map(plain_item).collect(),
                             errors: f.errors.iter().map(plain_item).collect(),
-                            progress: f.progress.as_ref().filter(|_| f.state == FolderState::Syncing).map(|p| {
-                                ProgressView {
-                                    rate_bps: rate(&fc.name, p),
-                                    phase: p.phase.clone(),
-                                    files_done: p.files_done,
-                                    files_total: p.files_total,
-                                    bytes_done: p.bytes_done,
-                                    bytes_total: p.bytes_total,
-                                    files_remaining: p.files_total.saturating_sub(p.files_done),
-                                    bytes_remaining: p.bytes_total.saturating_sub(p.bytes_done),
-                                }
-                            }),
+                            progress: f
+                                .progress
+                                .as_ref()
+                                .filter(|_| f.state == FolderState::Syncing)
+                                .map(|p| ProgressView::new(p, rate(&fc.name, p))),
                             settings: fc.settings.clone(),
                             in_sync: f.in_sync,
                             waiting: f.waiting.clone(),
                             local_rev: f.local_rev,
                             server_rev: f.server_rev,
                             next_sync_at: f.next_sync_at_ms.map(|ms| ms.div_euclid(1000)),
+                            changing: f.changing.clone(),
+                            kept: f.kept.clone(),
                             summary: Summary::default(),
                         }
                     }
@@ -367,6 +392,8 @@ fn stopped(text: &str) -> Summary {
         detail: Some("Start FileSync (`filesync agent`, or its service) to sync again".into()),
         action: None,
         folder: None,
+        since: None,
+        retry_at: None,
     }
 }
 
@@ -471,6 +498,42 @@ mod tests {
         let v = app.status_view();
         assert_eq!(v.folders[0].summary.action, None);
         assert!(v.folders[0].hint.as_deref().unwrap().contains("resumes once the operator enables it"));
+    }
+
+    /// Progress names the file being moved and says how long the rest takes at the rate seen.
+    #[test]
+    fn progress_names_the_current_file_and_gives_an_eta() {
+        let snap = ProgressSnapshot {
+            phase: "downloading".into(),
+            bytes_done: 4 << 20,
+            bytes_total: 24 << 20,
+            current: Some("video.bin".into()),
+            ..ProgressSnapshot::default()
+        };
+        let v = ProgressView::new(&snap, 4 << 20);
+        assert_eq!((v.current.as_deref(), v.eta_secs, v.bytes_remaining), (Some("video.bin"), Some(5), 20 << 20));
+        // Rounded up: never promises too early; unknown until a rate is known.
+        assert_eq!(ProgressView::new(&snap, 3 << 20).eta_secs, Some(7));
+        assert_eq!(ProgressView::new(&snap, 0).eta_secs, None);
+    }
+
+    /// The files still being written and the excluded subfolders kept here reach the page.
+    #[test]
+    fn files_being_written_and_kept_subfolders_are_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let kept = KeptSubfolder { path: "Projects/old".into(), reason: "3 files in it are ignored".into() };
+        let f = FolderStatus {
+            changing: vec!["log.txt".into()],
+            waiting: vec!["1 file waiting (still being written)".into()],
+            kept: vec![kept.clone()],
+            ..FolderStatus::new("Docs", "/docs", FolderState::Idle)
+        };
+        app.live.publish(&agent("online", f));
+        let v = app.status_view();
+        assert_eq!(v.folders[0].kept, vec![kept]);
+        assert_eq!(v.folders[0].summary.text, "1 file waiting (still being written)");
+        assert_eq!(v.summary.text, "1 file waiting (still being written)");
     }
 
     /// The agent's texts reach the page in the UI's words: no command in backticks.

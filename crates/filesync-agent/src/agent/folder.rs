@@ -17,7 +17,7 @@ use crate::fs::{Filesystem, RealFs, Stat};
 use crate::state::StateDb;
 use crate::status::{FolderState, Progress};
 use filesync_core::RelPath;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -37,6 +37,12 @@ const RETRY_AFTER: Duration = Duration::from_secs(10);
 /// refuse them again until someone deletes files or raises the quota (a local change still
 /// starts a pass at once).
 const QUOTA_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// A file that changed while it was read (still being written) is read again this soon.
+const CHANGING_RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// What `publish` put on the board: the reasons the folder waits, the files still being
+/// written, the cursor, the server's revision and when the next scheduled pass is due.
+type Published = (Vec<String>, Vec<String>, u64, u64, Option<Instant>);
 
 /// What the task needs from the agent around it.
 #[derive(Clone)]
@@ -78,8 +84,11 @@ pub(super) struct FolderTask {
     guard_paused: bool,
     held_back: usize,
     failing: bool,
+    /// Files skipped because they changed while they were read (still being written): they
+    /// wait in `retry` and count as waiting until a pass reads them whole.
+    changing: BTreeSet<RelPath>,
     /// What `publish` last put on the board, so that an unchanged status is not re-sent.
-    published: Option<(Vec<String>, u64, u64, Option<Instant>)>,
+    published: Option<Published>,
 }
 
 impl FolderTask {
@@ -107,6 +116,7 @@ impl FolderTask {
             guard_paused: false,
             held_back: 0,
             failing: false,
+            changing: BTreeSet::new(),
             published: None,
         }
     }
@@ -350,6 +360,7 @@ impl FolderTask {
                     self.retry.extend(rep.retry.iter().cloned());
                     self.retry_at = Some(now + if rep.over_quota { QUOTA_RETRY_AFTER } else { RETRY_AFTER });
                 }
+                self.note_changing(&scope, &rep.skipped, now);
             }
             Err(e) => {
                 warn!(folder = %self.name(), detail = e.detail().unwrap_or_default(), "sync failed: {e}");
@@ -377,6 +388,28 @@ impl FolderTask {
             Err(e) => matches!(e, SyncError::FolderMissing { .. }),
         };
         report_pass(&self.deps.board, &self.folder.name, &r);
+        if r.is_ok() {
+            self.publish_kept().await;
+        }
+    }
+
+    /// Says which excluded subfolders are still here after a pass, and why (see
+    /// [`crate::kept`]): the promise that their copy here goes is not always kept.
+    async fn publish_kept(&self) {
+        let excluded = self.folder.settings.excluded.clone();
+        let kept = if excluded.is_empty() {
+            Vec::new()
+        } else {
+            let fs = self.fs.clone();
+            let download_only = self.folder.settings.direction == crate::config::Direction::DownloadOnly;
+            tokio::task::spawn_blocking(move || {
+                let rules = crate::filter::IgnoreRules::load(&*fs);
+                crate::kept::kept_subfolders(&*fs, &rules, &excluded, download_only)
+            })
+            .await
+            .unwrap_or_default()
+        };
+        self.deps.board.folder(&self.folder.name, |f| f.kept = kept);
     }
 
     fn publish_paused(&self) {
@@ -386,6 +419,34 @@ impl FolderTask {
             f.state = FolderState::Paused;
             f.paused_reason = Some(reason);
         });
+    }
+
+    /// Keeps the files still being written after a pass over `scope`: those it looked at are
+    /// settled unless it skipped them as changing again; those it skipped are read again
+    /// shortly.
+    fn note_changing(&mut self, scope: &Scope, skipped: &[crate::status::SkippedItem], now: Instant) {
+        self.changing.retain(|p| !scope.covers(p));
+        let again: Vec<RelPath> = skipped
+            .iter()
+            .filter(|s| crate::scan::is_changing(&s.reason))
+            .filter_map(|s| RelPath::new(s.path.as_str()).ok())
+            .collect();
+        if again.is_empty() {
+            return;
+        }
+        self.changing.extend(again.iter().cloned());
+        self.retry.extend(again);
+        let soon = now + CHANGING_RETRY_AFTER;
+        self.retry_at = Some(self.retry_at.map_or(soon, |at| at.min(soon)));
+    }
+
+    /// Paths wait in `retry` because they failed, not only because they were still being
+    /// written.
+    fn retrying_failures(&self) -> bool {
+        match &self.retry {
+            Scope::Full => true,
+            Scope::Paths(set) => set.iter().any(|p| !self.changing.contains(p)),
+        }
     }
 
     /// Puts the folder's live state on the board: whether it is in sync, and if not, why.
@@ -419,14 +480,19 @@ impl FolderTask {
         if self.held_back > 0 {
             waiting.push(format!("{} change(s) held back by the folder's direction", self.held_back));
         }
-        if self.failing || !self.retry.is_empty() {
+        if !self.changing.is_empty() {
+            let n = self.changing.len();
+            waiting.push(format!("{n} {} waiting (still being written)", if n == 1 { "file" } else { "files" }));
+        }
+        if self.failing || self.retrying_failures() {
             waiting.push("some files could not be synced; retrying".to_string());
         }
         let (cursor, server_rev) = (self.cursor, self.server_rev.max(self.cursor));
         // A scheduled folder says when it syncs next; one whose pass is already due (waiting
         // for the connection, say) has no time to give.
         let next_due = (!self.continuous() && !self.paused() && !self.running && !self.due).then_some(self.next_due);
-        let now = Some((waiting.clone(), cursor, server_rev, next_due));
+        let changing: Vec<String> = self.changing.iter().map(|p| p.to_string()).collect();
+        let now = Some((waiting.clone(), changing.clone(), cursor, server_rev, next_due));
         if self.published == now {
             return;
         }
@@ -437,6 +503,7 @@ impl FolderTask {
         self.deps.board.folder(&self.folder.name, |f| {
             f.in_sync = waiting.is_empty();
             f.waiting = waiting;
+            f.changing = changing;
             f.local_rev = cursor;
             f.server_rev = server_rev;
             f.next_sync_at_ms = next_due

@@ -232,7 +232,17 @@ impl Engine {
             .values()
             .filter(|s| s.base.as_ref().is_some_and(|b| b.meta.kind == filesync_core::EntryKind::File))
             .count() as u64;
-        plan.extend(filesync_planner::plan_eviction(&input.excluded, direction));
+        let eviction = filesync_planner::plan_eviction(&input.excluded, direction);
+        // An excluded file uploaded now is evicted by the pass that follows at once, not by
+        // the next walk of the folder.
+        let evict_next = eviction
+            .iter()
+            .filter_map(|a| match a {
+                Action::Upload { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        plan.extend(eviction);
         debug!(
             folder = name,
             paths = input.state.len(),
@@ -245,7 +255,17 @@ impl Engine {
             Box::new(policy::summarize(&input.state, &plan))
         });
         let resend_lost = part.whole_walk && direction != filesync_planner::Direction::DownloadOnly;
-        Ok(Planned { views, plan, deletes, synced_in_state, skipped: input.skipped, now, preview, resend_lost })
+        Ok(Planned {
+            views,
+            plan,
+            deletes,
+            synced_in_state,
+            skipped: input.skipped,
+            now,
+            preview,
+            resend_lost,
+            evict_next,
+        })
     }
 
     /// Executes one planned part.
@@ -258,7 +278,7 @@ impl Engine {
         run: &Run,
         planned: Planned,
     ) -> Result<PassOutcome, SyncError> {
-        let Planned { views, plan, skipped, now, resend_lost, .. } = planned;
+        let Planned { views, plan, skipped, now, resend_lost, evict_next, .. } = planned;
         let actions = plan.iter().filter(|a| !a.is_report()).count();
         // A conflict copy is a new local file: the next pass uploads it. A directory that
         // waits for its children to go (to become a file) is decided once they are gone.
@@ -266,9 +286,7 @@ impl Engine {
             .iter()
             .filter_map(|a| match a {
                 Action::MoveLocalAside { copy, .. } => Some(copy.clone()),
-                Action::DeleteLocal { path } | Action::DeleteRemote { path, .. } | Action::ForgetBase { path } => {
-                    path.parent()
-                }
+                Action::DeleteRemote { path, .. } | Action::ForgetBase { path } => path.parent(),
                 _ => None,
             })
             .collect();
@@ -295,6 +313,10 @@ impl Engine {
             report.bytes_up += super::repair::resend_lost_chunks(&*self.server, &fs, name, &views).await?;
         }
         followup.append(&mut report.retry);
+        followup.extend(evict_next);
+        // Only where a child was deleted here: a directory whose children stay (new files, or
+        // ignored ones in an excluded subfolder) would otherwise be looked at pass after pass.
+        followup.extend(report.written.iter().filter(|(_, left)| left.is_none()).filter_map(|(p, _)| p.parent()));
         followup.extend(report.errors.iter().filter_map(|e| RelPath::new(e.path.as_str()).ok()));
         Ok(PassOutcome { report, actions, followup })
     }
@@ -326,6 +348,8 @@ struct Planned {
     preview: Option<Box<PlanSummary>>,
     /// Send the server again the chunks it lost of the files held in sync (`repair.rs`).
     resend_lost: bool,
+    /// Files of excluded subfolders this pass uploads: the next pass evicts them.
+    evict_next: Vec<RelPath>,
 }
 
 impl PassOutcome {

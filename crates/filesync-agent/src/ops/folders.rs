@@ -16,6 +16,22 @@ pub fn add_folder(
     settings: FolderSettings,
 ) -> Result<FolderConfig, OpsError> {
     let mut config = home.load()?;
+    let folder = check_folder(home, &config, path, name, settings)?;
+    config.folders.push(folder.clone());
+    home.save(&config)?;
+    Ok(folder)
+}
+
+/// What [`add_folder`] would link, or why it refuses — a folder inside or around a linked
+/// one, a name already used, FileSync's own directory — without changing anything: for a
+/// review step that says so before the person confirms.
+pub fn check_folder(
+    home: &Home,
+    config: &crate::config::Config,
+    path: &Path,
+    name: Option<&str>,
+    settings: FolderSettings,
+) -> Result<FolderConfig, OpsError> {
     let path = std::fs::canonicalize(path).map_err(|_| {
         OpsError::invalid("path", format!("{} does not exist; create the folder first", path.display()))
     })?;
@@ -35,10 +51,18 @@ pub fn add_folder(
         return Err(OpsError::invalid("name", format!("a folder named {name:?} is already linked on this computer")));
     }
     if let Some(f) = config.folders.iter().find(|f| path.starts_with(&f.path) || f.path.starts_with(&path)) {
+        let how = if f.path == path {
+            "is already synced as".to_string()
+        } else if path.starts_with(&f.path) {
+            "is inside the synced folder".to_string()
+        } else {
+            "contains the synced folder".to_string()
+        };
         return Err(OpsError::invalid(
             "path",
             format!(
-                "{} overlaps the linked folder {} ({}); folders cannot be nested",
+                "{} {how} {} ({}); folders cannot be nested, so its files would sync twice. Choose a folder \
+                 outside it",
                 path.display(),
                 f.name,
                 f.path.display()
@@ -52,10 +76,7 @@ pub fn add_folder(
             format!("{} overlaps FileSync's own state directory {}", path.display(), home.dir.display()),
         ));
     }
-    let folder = FolderConfig { name, path, settings };
-    config.folders.push(folder.clone());
-    home.save(&config)?;
-    Ok(folder)
+    Ok(FolderConfig { name, path, settings })
 }
 
 /// Unlinks the folder named `folder` (or located at that path). Its files stay where they are,
@@ -82,16 +103,39 @@ pub struct ServerFolder {
     pub name: String,
     /// Linked on this computer.
     pub linked: bool,
+    /// Files in it on the server now.
+    pub files: u64,
+    /// The other computers whose files it holds (by the name each had when it committed them).
+    pub computers: Vec<String>,
+    /// It holds more than [`SERVER_FOLDER_LOOK`] entries: `files` and `computers` count only
+    /// those.
+    pub more: bool,
 }
+
+/// Entries read per server folder to count its files and the computers they came from.
+pub const SERVER_FOLDER_LOOK: u32 = 5000;
 
 pub async fn server_folders(home: &Home) -> Result<Vec<ServerFolder>, OpsError> {
     let (config, conn) = connect(home).await?;
-    let mut v: Vec<ServerFolder> = conn
-        .list_folders()
-        .await?
-        .into_iter()
-        .map(|f| ServerFolder { linked: config.folders.iter().any(|c| c.name == f.name), id: f.id, name: f.name })
-        .collect();
+    let mut v = Vec::new();
+    for f in conn.list_folders().await? {
+        let linked = config.folders.iter().any(|c| c.name == f.name);
+        let mut sf = ServerFolder { linked, id: f.id, name: f.name, files: 0, computers: vec![], more: false };
+        if !linked {
+            let page = conn.get_changes(f.id, 0, SERVER_FOLDER_LOOK).await?;
+            let live = page.entries.iter().filter(|e| !e.deleted);
+            let mut names = std::collections::BTreeSet::new();
+            for e in live {
+                sf.files += u64::from(e.kind == 1);
+                if Some(e.device_id) != config.device_id && !e.device_name.is_empty() {
+                    names.insert(e.device_name.clone());
+                }
+            }
+            sf.computers = names.into_iter().collect();
+            sf.more = page.more;
+        }
+        v.push(sf);
+    }
     v.sort_by_key(|a| a.name.to_lowercase());
     Ok(v)
 }
@@ -101,6 +145,10 @@ pub async fn server_folders(home: &Home) -> Result<Vec<ServerFolder>, OpsError> 
 pub struct DirEntry {
     pub name: String,
     pub path: PathBuf,
+    /// The linked folder this directory is, if any.
+    pub synced_as: Option<String>,
+    /// The linked folders inside it (it cannot be linked itself).
+    pub contains_synced: Vec<String>,
 }
 
 /// A directory's subdirectories, for a folder picker.
@@ -111,6 +159,8 @@ pub struct Listing {
     pub entries: Vec<DirEntry>,
     /// Where a picker starts: the user's home directory.
     pub home: PathBuf,
+    /// The linked folder this directory is, or is inside of (it cannot be linked again).
+    pub inside_synced: Option<String>,
 }
 
 /// The user's home directory, where a folder picker starts.
@@ -121,9 +171,10 @@ pub fn user_home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/"))
 }
 
-/// Lists the subdirectories of `path` (default: the user's home) that this process can read.
-/// Hidden directories (a leading dot) are left out; symlinks to directories are followed.
-pub fn browse(path: Option<&Path>) -> Result<Listing, OpsError> {
+/// Lists the subdirectories of `path` (default: the user's home) that this process can read,
+/// each marked when it is one of the `linked` folders or holds one. Hidden directories (a
+/// leading dot) are left out; symlinks to directories are followed.
+pub fn browse(path: Option<&Path>, linked: &[FolderConfig]) -> Result<Listing, OpsError> {
     let home = user_home();
     let requested = path.map(Path::to_path_buf).unwrap_or_else(|| home.clone());
     if !requested.is_absolute() {
@@ -143,11 +194,20 @@ pub fn browse(path: Option<&Path>) -> Result<Listing, OpsError> {
             let p = e.path();
             let meta = std::fs::metadata(&p).ok()?;
             // Only what this user can open.
-            (meta.is_dir() && std::fs::read_dir(&p).is_ok()).then_some(DirEntry { name, path: p })
+            if !(meta.is_dir() && std::fs::read_dir(&p).is_ok()) {
+                return None;
+            }
+            // Linked paths are stored canonical; a symlink listed here is compared as its target.
+            let real = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+            let synced_as = linked.iter().find(|f| f.path == real).map(|f| f.name.clone());
+            let contains_synced =
+                linked.iter().filter(|f| f.path != real && f.path.starts_with(&real)).map(|f| f.name.clone()).collect();
+            Some(DirEntry { name, path: p, synced_as, contains_synced })
         })
         .collect();
     entries.sort_by_key(|a| a.name.to_lowercase());
-    Ok(Listing { parent: dir.parent().map(Path::to_path_buf), path: dir, entries, home })
+    let inside_synced = linked.iter().find(|f| dir.starts_with(&f.path)).map(|f| f.name.clone());
+    Ok(Listing { parent: dir.parent().map(Path::to_path_buf), path: dir, entries, home, inside_synced })
 }
 
 /// A file or folder of a linked folder as the server has it (from this computer's mirror).
@@ -209,7 +269,17 @@ mod tests {
         let dup = add_folder(&home, &tmp.path().join("docs"), Some("other"), FolderSettings::default());
         assert!(matches!(dup, Err(OpsError::Invalid { field: "path", .. })), "{dup:?}");
         let nested = add_folder(&home, &docs.join("inner"), Some("inner"), FolderSettings::default());
-        assert!(matches!(nested, Err(OpsError::Invalid { field: "path", .. })));
+        let Err(OpsError::Invalid { field: "path", message }) = nested else { panic!("{nested:?}") };
+        assert!(message.contains("is inside the synced folder docs") && message.contains("Choose a folder outside"));
+        // Checked without saving anything, for the review step: around a linked folder too.
+        let config = home.load().unwrap();
+        let around = check_folder(&home, &config, tmp.path(), Some("all"), FolderSettings::default());
+        let Err(OpsError::Invalid { message, .. }) = around else { panic!("{around:?}") };
+        assert!(message.contains("contains the synced folder docs"), "{message}");
+        std::fs::create_dir_all(tmp.path().join("fine")).unwrap();
+        let ok = check_folder(&home, &config, &tmp.path().join("fine"), None, FolderSettings::default()).unwrap();
+        assert_eq!(ok.name, "fine");
+        assert_eq!(home.load().unwrap().folders.len(), 1, "a check saves nothing");
         std::fs::create_dir_all(tmp.path().join("again")).unwrap();
         let same_name = add_folder(&home, &tmp.path().join("again"), Some("docs"), FolderSettings::default());
         assert!(matches!(same_name, Err(OpsError::Invalid { field: "name", .. })));
@@ -226,10 +296,29 @@ mod tests {
         std::fs::create_dir_all(tmp.path().join("A")).unwrap();
         std::fs::create_dir_all(tmp.path().join(".hidden")).unwrap();
         std::fs::write(tmp.path().join("file.txt"), b"x").unwrap();
-        let l = browse(Some(tmp.path())).unwrap();
+        let l = browse(Some(tmp.path()), &[]).unwrap();
         let names: Vec<_> = l.entries.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["A", "b"]);
         assert!(l.parent.is_some());
-        assert!(matches!(browse(Some(Path::new("relative"))), Err(OpsError::Invalid { .. })));
+        assert!(matches!(browse(Some(Path::new("relative")), &[]), Err(OpsError::Invalid { .. })));
+    }
+
+    #[test]
+    fn browse_marks_synced_folders_and_those_that_hold_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
+        std::fs::create_dir_all(root.join("Documents")).unwrap();
+        std::fs::create_dir_all(root.join("Work/Reports")).unwrap();
+        let linked = [
+            FolderConfig::new("Documents", root.join("Documents")),
+            FolderConfig::new("Reports", root.join("Work/Reports")),
+        ];
+        let l = browse(Some(&root), &linked).unwrap();
+        let marks: Vec<_> =
+            l.entries.iter().map(|e| (e.name.as_str(), e.synced_as.as_deref(), e.contains_synced.clone())).collect();
+        assert_eq!(marks, [("Documents", Some("Documents"), vec![]), ("Work", None, vec!["Reports".to_string()])]);
+        assert_eq!(l.inside_synced, None);
+        let inside = browse(Some(&root.join("Work/Reports")), &linked).unwrap();
+        assert_eq!(inside.inside_synced.as_deref(), Some("Reports"));
     }
 }

@@ -36,6 +36,20 @@ pub(super) async fn folder_add(
     Ok((StatusCode::CREATED, to_json(f)))
 }
 
+/// The review step's check: what adding would link, or the reason it is refused (a folder
+/// inside or around a linked one, a name in use), with nothing saved.
+pub(super) async fn folder_check(State(app): State<AppState>, Json(req): Json<AddFolder>) -> ApiResult {
+    if !req.path.is_absolute() {
+        return Err(OpsError::Invalid { field: "path", message: "choose a folder (an absolute path)".into() }.into());
+    }
+    let mut s = FolderSettings::default();
+    for (k, v) in &req.changes {
+        settings::apply(&mut s, k, v)?;
+    }
+    let config = app.home.load().map_err(OpsError::from)?;
+    Ok(to_json(folders::check_folder(&app.home, &config, &req.path, req.name.as_deref(), s)?))
+}
+
 pub(super) async fn folder_remove(State(app): State<AppState>, Path(name): Path<String>) -> ApiResult {
     let f = folders::remove_folder(&app.home, &name).await?;
     filesync_agent::ops::configuration_changed(&app.home).await;
@@ -52,8 +66,9 @@ pub(super) struct BrowseQuery {
     path: Option<PathBuf>,
 }
 
-pub(super) async fn browse(Query(q): Query<BrowseQuery>) -> ApiResult {
-    let l = tokio::task::spawn_blocking(move || folders::browse(q.path.as_deref()))
+pub(super) async fn browse(State(app): State<AppState>, Query(q): Query<BrowseQuery>) -> ApiResult {
+    let linked = app.home.load().map_err(OpsError::from)?.folders;
+    let l = tokio::task::spawn_blocking(move || folders::browse(q.path.as_deref(), &linked))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     Ok(to_json(l))

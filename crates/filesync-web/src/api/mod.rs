@@ -36,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/setup/account", post(session::setup_account))
         .route("/folders", get(linked::folder_list).post(linked::folder_add))
         .route("/folders/{name}", delete(linked::folder_remove))
+        .route("/folder-check", post(linked::folder_check))
         .route("/server-folders", get(linked::server_folders))
         .route("/browse", get(linked::browse))
         .route("/devices", get(session::device_list))

@@ -49,7 +49,29 @@ function renderConnection(s) {
   const where = s.server ? ` · ${s.server}` : '';
   mount(el, h('span', { class: 'dot', 'aria-hidden': 'true' }), `${labels[s.connection] || s.connection}${s.connection === 'online' ? where : ''}`);
   document.getElementById('nav').hidden = !s.logged_in;
+  document.getElementById('menu-button').hidden = !s.logged_in;
 }
+
+/// On a phone the nav folds behind a Menu button: it opens and closes the list, Escape closes
+/// it (giving the focus back to the button), and following a link closes it.
+function setUpMenu() {
+  const button = document.getElementById('menu-button');
+  const bar = button.closest('.topbar');
+  const open = (yes) => {
+    bar.classList.toggle('menu-open', yes);
+    button.setAttribute('aria-expanded', String(yes));
+  };
+  button.addEventListener('click', () => {
+    const yes = button.getAttribute('aria-expanded') !== 'true';
+    open(yes);
+    if (yes) { const first = document.querySelector('#nav a'); if (first) first.focus(); }
+  });
+  document.getElementById('nav').addEventListener('click', (e) => { if (e.target.closest('a')) open(false); });
+  bar.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && button.getAttribute('aria-expanded') === 'true') { open(false); button.focus(); }
+  });
+}
+setUpMenu();
 
 /// The screen's name, for the tab's title.
 let screenName = 'Dashboard';
@@ -75,6 +97,10 @@ function renderGlance(s) {
     link.dataset.count = String(n);
     mount(link, 'Conflicts', n ? h('span', { class: 'count' }, h('span', { class: 'sr-only' }, ': '), String(n),
       h('span', { class: 'sr-only' }, ' open')) : null);
+    // The folded menu carries the count too, so that it is not hidden on a phone.
+    const badge = document.querySelector('#menu-button .menu-count');
+    badge.hidden = !n;
+    mount(badge, n ? [h('span', { class: 'sr-only' }, ', '), String(n), h('span', { class: 'sr-only' }, n === 1 ? ' conflict' : ' conflicts')] : []);
   }
 }
 

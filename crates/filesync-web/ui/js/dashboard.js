@@ -6,8 +6,21 @@
 // changed is announced once by the app's announcer, not the whole dashboard. Below, the files
 // that changed lately, from the activity log.
 
-import { h, mount, patch, heading, fmtBytes, fmtCount, fmtAgo, fmtTime, toast, confirmDialog } from './dom.js';
+import { h, mount, patch, heading, fmtBytes, fmtCount, fmtAgo, fmtTime, fmtClock, fmtWait, toast, confirmDialog } from './dom.js';
 import { get, post } from './api.js';
+
+/// The line's words. Offline, they are said here, in the reader's own clock, and count down
+/// to the next try: "Offline since 10:42 · retrying in 17 s".
+export function lineText(sum, now = Date.now() / 1000) {
+  if (sum.kind !== 'offline' || !sum.since) return sum.text;
+  const next = sum.retry_at && sum.retry_at > now ? `retrying in ${fmtWait(sum.retry_at - now)}` : 'retrying now';
+  return `Offline since ${fmtClock(sum.since)} · ${next}`;
+}
+
+/// Whether a status has a line that counts down (and so is drawn again every second).
+export function ticking(s) {
+  return !!s && [s.summary, ...(s.folders || []).map((f) => f.summary)].some((x) => x && x.kind === 'offline' && x.since);
+}
 
 /// The line the agent chose for a folder or the whole dashboard (`summary` in /api/status),
 /// as a badge with its action beside it and the detail below.
@@ -15,7 +28,7 @@ export function summaryLine(sum, folder, key = 'glance') {
   if (!sum) return null;
   return h('div', { class: 'glance', 'data-key': key },
     h('span', { class: `badge badge-${sum.tone}`, 'data-kind': sum.kind },
-      h('span', { class: 'dot', 'aria-hidden': 'true' }), sum.text),
+      h('span', { class: 'dot', 'aria-hidden': 'true' }), lineText(sum)),
     actionFor(sum, folder || sum.folder),
     sum.detail ? h('span', { class: 'detail', 'data-key': 'detail' }, sum.detail) : null);
 }
@@ -51,14 +64,38 @@ export async function runAction(el) {
   } catch (err) { toast(err.message, 'bad'); }
 }
 
+const PHASE = { downloading: 'Downloading', uploading: 'Uploading', scanning: 'Looking for changes' };
+
+/// A pass's progress: the file being moved, the share done, what remains, the rate and the
+/// time left at that rate.
 function progress(p) {
   if (!p) return null;
-  const pct = p.bytes_total > 0 ? Math.round((100 * p.bytes_done) / p.bytes_total) : 0;
+  // Still looking: nothing to count yet.
+  if (!p.files_total && !p.bytes_total) {
+    return h('div', { class: 'progress', 'data-key': 'progress' },
+      h('p', { class: 'progress-now', 'data-key': 'now' }, `${PHASE[p.phase] || p.phase || 'Syncing'}…`));
+  }
+  const pct = p.bytes_total > 0 ? Math.min(99, Math.floor((100 * p.bytes_done) / p.bytes_total)) : 0;
   const rate = p.rate_bps > 0 ? ` · ${fmtBytes(p.rate_bps)}/s` : '';
+  const eta = p.eta_secs != null && p.bytes_remaining > 0 ? ` · about ${fmtWait(p.eta_secs)} left` : '';
+  const phase = PHASE[p.phase] || p.phase;
   return h('div', { class: 'progress', 'data-key': 'progress' },
+    h('p', { class: 'progress-now', 'data-key': 'now' },
+      phase ? `${phase} ` : null,
+      p.current ? h('code', { class: 'current' }, p.current) : null,
+      p.bytes_total > 0 ? h('strong', { class: 'pct' }, ` ${pct} %`) : null),
     h('progress', { max: 100, value: pct, 'aria-label': `Sync progress ${pct}%` }),
-    h('p', { class: 'muted' },
-      `${p.phase ? p.phase + ': ' : ''}${fmtCount(p.files_remaining, 'file', 'files')} and ${fmtBytes(p.bytes_remaining)} remaining${rate}`));
+    h('p', { class: 'muted', 'data-key': 'left' },
+      `${fmtCount(p.files_remaining, 'file', 'files')} and ${fmtBytes(p.bytes_remaining)} remaining${rate}${eta}`));
+}
+
+/// The excluded subfolders still on this computer, and why their copy here cannot go yet.
+export function keptNotice(f) {
+  if (!f.kept || !f.kept.length) return null;
+  return h('div', { class: 'notice notice-warn kept', 'data-key': 'kept' },
+    f.kept.map((k) => h('p', { 'data-key': k.path },
+      h('strong', {}, `${k.path} is kept on this computer: `), `${k.reason}.`)),
+    h('p', { class: 'hint' }, 'Excluded subfolders are removed here only once every file in them is safely on the server.'));
 }
 
 /// The mass-delete guard held a pass back: let the deletions through, after asking.
@@ -105,6 +142,7 @@ function folderCard(f) {
       summaryLine(f.summary, f.name)),
     h('p', { class: 'path' }, f.path),
     f.state === 'syncing' ? progress(f.progress) : null,
+    keptNotice(f),
     problem && (reason || f.hint) ? h('div', { class: `notice notice-${f.state === 'error' ? 'bad' : 'warn'}`, role: f.state === 'error' ? 'alert' : null, 'data-key': 'notice' },
       reason ? h('p', { class: 'reason' }, reason) : null,
       f.hint ? h('p', { class: 'hint' }, h('strong', {}, 'What to do: '), f.hint) : null,
@@ -171,7 +209,9 @@ export function dashboardScreen(main, store) {
   render(store.status);
   const recent = recentFiles(main, store);
   const off = store.onStatus(render);
-  return () => { off(); recent(); };
+  // Countdowns move on between statuses.
+  const tick = setInterval(() => { if (ticking(store.status)) render(store.status); }, 1000);
+  return () => { off(); recent(); clearInterval(tick); };
 }
 
 /// How many recently changed files the dashboard lists.

@@ -60,6 +60,30 @@ export function fmtTime(unix) {
   return new Date(unix * 1000).toLocaleString();
 }
 
+/// A clock time in the reader's own time zone: "10:42" today, "29 Nov 10:42" before.
+export function fmtClock(unix) {
+  const d = new Date(unix * 1000);
+  const hm = `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
+  return d.toDateString() === new Date().toDateString() ? hm : `${d.getDate()} ${d.toLocaleString('en', { month: 'short' })} ${hm}`;
+}
+
+/// A wait in words, rounded up: "17 s", "3 min", "2 h".
+export function fmtWait(secs) {
+  const s = Math.max(0, Math.ceil(secs));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.ceil(s / 60)} min`;
+  return `${Math.ceil(s / 3600)} h`;
+}
+
+/// A certificate fingerprint ("SHA256:ab12cd34…") as groups of four characters to compare
+/// by eye ("AB12", "CD34", …), and the bare digits any pasted form reduces to.
+export function fingerprintDigits(fp) {
+  return (fp || '').trim().toLowerCase().replace(/^sha256:/, '').replace(/[^0-9a-f]/g, '');
+}
+export function fingerprintGroups(fp) {
+  return fingerprintDigits(fp).toUpperCase().match(/.{1,4}/g) || [];
+}
+
 /// A labelled form field with a help text and a slot for a validation message.
 export function field({ id, label, type = 'text', value = '', help, attrs = {} }) {
   const helpId = help ? `${id}-help` : null;

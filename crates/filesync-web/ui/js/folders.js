@@ -5,7 +5,7 @@
 import { h, mount, patch, heading, field, formError, clearErrors, showError, toast, confirmDialog, fmtBytes, fmtAgo } from './dom.js';
 import { get, post, del, api } from './api.js';
 import { route } from './app.js';
-import { summaryLine, runAction } from './dashboard.js';
+import { summaryLine, runAction, keptNotice, ticking } from './dashboard.js';
 import { settingsForm } from './settings.js';
 
 export function addFolderScreen(main) {
@@ -14,23 +14,34 @@ export function addFolderScreen(main) {
 
   const browser = h('div', { class: 'browser' });
   const pathInput = h('input', { id: 'path', name: 'path', type: 'text', spellcheck: 'false', autocomplete: 'off', 'aria-describedby': 'path-help path-error' });
-  const browse = async (path) => {
+  /// Lists `path`; `pick`: also choose it. The first listing (the home directory) only shows
+  /// where to look: the home directory itself is never chosen for the person.
+  const browse = async (path, pick = true) => {
     try {
       const l = await get(`/browse${path ? `?path=${encodeURIComponent(path)}` : ''}`);
       if (!alive) return;
-      pathInput.value = l.path;
-      choice.path = l.path;
-      const base = l.path.split(/[\\/]/).filter(Boolean).pop() || '';
-      const nameInput = document.getElementById('new-name');
-      if (nameInput && !nameInput.dataset.touched) nameInput.value = base;
+      if (pick) {
+        pathInput.value = l.path;
+        choice.path = l.path;
+        const base = l.path.split(/[\\/]/).filter(Boolean).pop() || '';
+        const nameInput = document.getElementById('new-name');
+        if (nameInput && !nameInput.dataset.touched) nameInput.value = base;
+      }
+      const mark = (e) => {
+        if (e.synced_as) return h('span', { class: 'mark' }, `Synced as ${e.synced_as}`);
+        if (e.contains_synced.length) return h('span', { class: 'mark inside' }, `Holds synced ${e.contains_synced.join(', ')}`);
+        return null;
+      };
       mount(browser,
         h('div', { class: 'browser-bar' },
           h('button', { type: 'button', class: 'button secondary small', disabled: !l.parent, onclick: () => browse(l.parent) }, '↑ Up'),
           h('button', { type: 'button', class: 'button secondary small', onclick: () => browse(l.home) }, 'Home'),
-          h('span', { class: 'muted' }, l.entries.length ? `${l.entries.length} folders inside` : 'No folders inside')),
+          h('span', { class: 'muted browser-where' }, l.entries.length ? `${l.entries.length} folders in ` : 'No folders in ', h('code', {}, l.path))),
+        pick && l.inside_synced ? h('p', { class: 'notice notice-warn browser-note' },
+          `This folder is already synced, as ${l.inside_synced} or inside it: choose another one.`) : null,
         h('ul', { class: 'dirs', 'aria-label': `Folders in ${l.path}` }, l.entries.map((e) =>
-          h('li', {}, h('button', { type: 'button', class: 'dir', onclick: () => browse(e.path) },
-            h('span', { 'aria-hidden': 'true', class: 'dir-icon' }, '📁'), e.name)))));
+          h('li', {}, h('button', { type: 'button', class: 'dir', onclick: () => browse(e.path), 'data-synced': e.synced_as ? 'yes' : null },
+            h('span', { 'aria-hidden': 'true', class: 'dir-icon' }, '📁'), e.name, mark(e))))));
     } catch (err) {
       showError(form, 'path', err.message);
     }
@@ -41,23 +52,36 @@ export function addFolderScreen(main) {
     try {
       const list = await get('/server-folders');
       if (!alive) return;
+      // The folders your other computers already sync come first, and the first is chosen:
+      // a second computer joins them rather than starting a new one.
       const options = list.filter((f) => !f.linked);
+      const about = (f) => {
+        const who = f.computers.length
+          ? `on ${f.computers.length === 1 ? '1 other computer' : `${f.computers.length} other computers`} (${f.computers.join(', ')})`
+          : null;
+        const files = `${f.files.toLocaleString()}${f.more ? '+' : ''} ${f.files === 1 && !f.more ? 'file' : 'files'}`;
+        return ` — ${[who, files].filter(Boolean).join(' · ')}`;
+      };
       mount(serverList,
         h('fieldset', { class: 'choice' },
           h('legend', {}, 'Server folder'),
+          options.length ? h('p', { class: 'help' }, 'Your other computers already sync these. Choose one to get its files here too.') : null,
+          options.map((f, i) => h('div', { class: 'check' },
+            h('input', { type: 'radio', name: 'target', id: `target-${f.id}`, value: f.name, checked: i === 0 }),
+            h('label', { for: `target-${f.id}` }, h('strong', {}, f.name), h('span', { class: 'muted' }, about(f))))),
           h('div', { class: 'check' },
-            h('input', { type: 'radio', name: 'target', id: 'target-new', value: '', checked: true }),
+            h('input', { type: 'radio', name: 'target', id: 'target-new', value: '', checked: !options.length }),
             h('label', { for: 'target-new' }, 'A new folder on the server')),
-          field({ id: 'new-name', label: 'Name of the new server folder', help: 'Computers that use the same server folder share its files.' }),
-          options.map((f) => h('div', { class: 'check' },
-            h('input', { type: 'radio', name: 'target', id: `target-${f.id}`, value: f.name }),
-            h('label', { for: `target-${f.id}` }, `Existing: ${f.name}`)))));
+          field({ id: 'new-name', label: 'Name of the new server folder', help: 'Computers that use the same server folder share its files.' })));
       const nameInput = document.getElementById('new-name');
       nameInput.value = (choice.path || '').split(/[\\/]/).filter(Boolean).pop() || '';
       nameInput.addEventListener('input', () => { nameInput.dataset.touched = '1'; });
-      for (const r of serverList.querySelectorAll('input[name=target]')) {
-        r.addEventListener('change', () => { nameInput.disabled = !document.getElementById('target-new').checked; });
-      }
+      const syncName = () => {
+        nameInput.disabled = !document.getElementById('target-new').checked;
+        nameInput.closest('.field').hidden = nameInput.disabled;
+      };
+      for (const r of serverList.querySelectorAll('input[name=target]')) r.addEventListener('change', syncName);
+      syncName();
     } catch (err) {
       mount(serverList, h('p', { class: 'notice notice-warn' }, `The server's folders could not be listed: ${err.message}`),
         field({ id: 'new-name', label: 'Server folder name' }));
@@ -84,7 +108,7 @@ export function addFolderScreen(main) {
     e.preventDefault();
     clearErrors(form);
     const path = pathInput.value.trim();
-    if (!path) { showError(form, 'path', 'Choose a folder.'); return; }
+    if (!path) { showError(form, 'path', 'Choose a folder on this computer: open one in the list below, or type its path.'); return; }
     const target = form.querySelector('input[name=target]:checked');
     const name = target && target.value ? target.value : (document.getElementById('new-name') || {}).value || '';
     if (!name.trim()) { showError(form, 'new-name', 'Name the server folder.'); return; }
@@ -94,18 +118,27 @@ export function addFolderScreen(main) {
     review();
   });
 
-  const review = () => {
+  const review = async () => {
+    // Checked before anything is shown as ready: a folder inside or around a synced one,
+    // or a name in use, is said here, where the person decides.
+    let problem = null;
+    try {
+      const ok = await post('/folder-check', { path: choice.path, name: choice.name, changes: choice.settings });
+      choice.path = ok.path;
+    } catch (err) { problem = err.message; }
+    if (!alive) return;
     const summary = h('section', { class: 'card', 'aria-labelledby': 'review-title' },
       h('h2', { id: 'review-title', tabindex: '-1' }, 'Check before adding'),
       h('dl', { class: 'summary' },
         h('dt', {}, 'Folder on this computer'), h('dd', {}, h('code', {}, choice.path)),
         h('dt', {}, 'Server folder'), h('dd', {}, choice.name, choice.existing ? ' (existing — its files will be downloaded here)' : ' (new)'),
         settings.describe(choice.settings).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
-      h('p', { class: 'muted' }, 'Files already in the folder stay and are uploaded; files on the server are added here. Nothing is deleted.'),
+      problem ? h('p', { class: 'notice notice-bad', role: 'alert', id: 'review-problem' }, h('strong', {}, 'This folder cannot be added: '), /[.!?]$/.test(problem) ? problem : `${problem}.`)
+        : h('p', { class: 'muted' }, 'Files already in the folder stay and are uploaded; files on the server are added here. Nothing is deleted.'),
       formError(),
       h('div', { class: 'actions' },
-        h('button', { type: 'button', class: 'button secondary', onclick: () => { summary.remove(); form.hidden = false; } }, 'Change'),
-        h('button', { type: 'button', class: 'button', id: 'confirm-add', onclick: async () => {
+        h('button', { type: 'button', class: 'button secondary', onclick: () => { summary.remove(); form.hidden = false; } }, problem ? 'Choose another folder' : 'Change'),
+        problem ? null : h('button', { type: 'button', class: 'button', id: 'confirm-add', onclick: async () => {
           try {
             await post('/folders', { path: choice.path, name: choice.name, changes: choice.settings });
             toast(`Added ${choice.name}. The first sync starts in a moment.`);
@@ -121,7 +154,7 @@ export function addFolderScreen(main) {
   };
 
   mount(main, heading('Add a folder'), form);
-  browse(null).then(loadServerFolders);
+  browse(null, false).then(loadServerFolders);
   return () => { alive = false; };
 }
 
@@ -143,6 +176,7 @@ export function folderScreen(main, store, name) {
       h('p', { 'data-key': 'path' }, h('code', { class: 'wrap' }, f.path)),
       f.state === 'error' && f.last_error ? h('p', { class: 'notice notice-bad', 'data-key': 'error' }, f.last_error) : null,
       f.paused_reason ? h('p', { class: 'notice notice-warn', 'data-key': 'paused' }, f.paused_reason) : null,
+      keptNotice(f),
       h('p', { class: 'muted', 'data-key': 'counts' }, `${f.files.toLocaleString()} files · ${fmtBytes(f.bytes)} · last sync ${fmtAgo(f.last_sync)}`),
       f.guard_tripped ? h('div', { class: 'actions', 'data-key': 'guard' },
         h('button', { type: 'button', class: 'button danger', 'data-action': 'confirm-deletes', 'data-folder': name }, 'Confirm the deletions…')) : null);
@@ -297,5 +331,6 @@ export function folderScreen(main, store, name) {
   render(store.status);
   loadTree();
   const off = store.onStatus(render);
-  return () => { alive = false; off(); };
+  const tick = setInterval(() => { if (ticking(store.status)) render(store.status); }, 1000);
+  return () => { alive = false; off(); clearInterval(tick); };
 }

@@ -22,6 +22,57 @@ export function fmtRate(b) {
   return String(b);
 }
 
+/// The schedules offered as choices; anything else is a custom one, typed.
+const SCHEDULES = [
+  ['continuous', 'On every change', 'within a second of a change'],
+  ['every 5m', 'Every 5 minutes', null],
+  ['hourly', 'Hourly', null],
+  ['daily', 'Daily', null],
+];
+
+/// "every 5 min" and "every 5m" are one schedule: compare them without spaces and units' tails.
+function scheduleKey(v) {
+  return (v || '').trim().toLowerCase().replace(/\s+/g, '').replace(/(\d+)(s|m|h|d)[a-z]*$/, '$1$2');
+}
+
+/// When to sync, as choices, with Custom for any other interval.
+function scheduleField(value) {
+  const preset = SCHEDULES.find(([v]) => scheduleKey(v) === scheduleKey(value));
+  const choice = (v, label, note) => {
+    const id = `schedule-${v.replace(/\s+/g, '-')}`;
+    return h('div', { class: 'check' },
+      h('input', { type: 'radio', name: 'schedule-choice', id, value: v, checked: preset ? preset[0] === v : v === 'custom' }),
+      h('label', { for: id }, label, note ? h('span', { class: 'muted small' }, ` — ${note}`) : null));
+  };
+  const custom = field({ id: 'schedule', label: 'Custom schedule', value: preset ? '' : value, attrs: { spellcheck: 'false' },
+    help: 'An interval such as every 90s, every 15m or every 2h.' });
+  custom.hidden = !!preset;
+  const box = h('fieldset', { class: 'choice schedule-choice' },
+    h('legend', {}, 'When to sync'),
+    h('div', { class: 'schedule-options' }, SCHEDULES.map(([v, label, note]) => choice(v, label, note)), choice('custom', 'Custom', null)),
+    custom);
+  for (const r of box.querySelectorAll('input[name=schedule-choice]')) {
+    r.addEventListener('change', () => {
+      custom.hidden = r.value !== 'custom' || !r.checked;
+      if (!custom.hidden) custom.querySelector('input').focus();
+    });
+  }
+  return box;
+}
+
+/// The schedule the choices say: a preset's value, or the custom text.
+function readSchedule(element) {
+  const picked = element.querySelector('input[name=schedule-choice]:checked');
+  if (!picked) return null;
+  return picked.value === 'custom' ? element.querySelector('#schedule').value.trim() : picked.value;
+}
+
+/// A schedule in words for the review: "Every 5 minutes", or the custom text.
+export function scheduleWords(v) {
+  const preset = SCHEDULES.find(([k]) => scheduleKey(k) === scheduleKey(v));
+  return preset ? preset[1] : v;
+}
+
 function selectField(id, label, options, value, help) {
   return h('div', { class: 'field', 'data-field': id },
     h('label', { for: id }, label),
@@ -43,14 +94,10 @@ export function settingsForm(current, { full = true } = {}) {
     'guard-percent': String(s.guard_percent),
     'guard-min-files': String(s.guard_min_files),
   };
-  const suggestions = h('datalist', { id: 'schedules' },
-    ['continuous', 'every 5m', 'every 15m', 'hourly', 'daily'].map((v) => h('option', { value: v })));
   const fields = [
     selectField('direction', 'Direction', DIRECTIONS, values.direction,
       'Two-way suits most folders. A one-way folder never changes its source side.'),
-    field({ id: 'schedule', label: 'When to sync', value: values.schedule, attrs: { list: 'schedules', spellcheck: 'false' },
-      help: 'continuous (within a second of a change), hourly, daily, or an interval such as every 5m or every 2h.' }),
-    suggestions,
+    scheduleField(values.schedule),
   ];
   if (full) {
     fields.push(
@@ -72,6 +119,11 @@ export function settingsForm(current, { full = true } = {}) {
     read() {
       const changes = [];
       for (const [key, was] of Object.entries(values)) {
+        if (key === 'schedule') {
+          const now = readSchedule(element);
+          if (now !== null && scheduleKey(now) !== scheduleKey(was)) changes.push([key, now]);
+          continue;
+        }
         const el = element.querySelector(`[name="${key}"]`);
         if (el && el.value.trim() !== was) changes.push([key, el.value.trim()]);
       }
@@ -81,7 +133,7 @@ export function settingsForm(current, { full = true } = {}) {
       const get = (k) => (changes.find(([key]) => key === k) || [k, values[k]])[1];
       return [
         ['Direction', (DIRECTIONS.find(([k]) => k === get('direction')) || [null, get('direction')])[1]],
-        ['When to sync', get('schedule')],
+        ['When to sync', scheduleWords(get('schedule'))],
       ];
     },
   };

@@ -2,7 +2,7 @@
 // (ticked after comparing, or pasted) before any credential is sent, then register or log
 // in, and a name for this computer.
 
-import { h, mount, heading, field, formError, clearErrors, showError } from './dom.js';
+import { h, mount, heading, field, formError, clearErrors, showError, fingerprintDigits, fingerprintGroups } from './dom.js';
 import { get, post } from './api.js';
 
 export function setupScreen(main, store) {
@@ -14,7 +14,7 @@ export function setupScreen(main, store) {
       h('h1', { id: 'setup-title', class: 'screen-title', tabindex: '-1' }, 'Welcome to FileSync'),
       h('p', {}, 'FileSync keeps your folders the same on all your computers, through a server you run. First, where is your server?'),
       field({ id: 'server', label: 'Server address', value: state.server,
-        help: 'Its name or IP address, as printed when the server starts — for example 192.168.1.20 (the port is 7443 unless the server says otherwise).',
+        help: 'Its name or IP address, as printed when the server starts — for example 192.168.1.20, nas.local:7443 or https://nas.local:7443 (the port is 7443 unless the server says otherwise).',
         attrs: { autocomplete: 'off', spellcheck: 'false', required: true, inputmode: 'url' } }),
       formError(),
       h('div', { class: 'actions' }, h('button', { class: 'button', type: 'submit' }, 'Check server')));
@@ -42,17 +42,47 @@ export function setupScreen(main, store) {
       h('p', { class: 'step' }, 'Step 1 of 2'),
       h('h1', { class: 'screen-title', tabindex: '-1' }, 'Is this your server?'),
       h('p', {}, `The server at ${state.server} presents this certificate fingerprint:`),
-      h('p', { class: 'fingerprint', id: 'fingerprint' }, h('code', {}, fp)),
+      h('p', { class: 'fingerprint', id: 'fingerprint', 'aria-label': `SHA-256 fingerprint ${fingerprintGroups(fp).join(' ')}` },
+        h('span', { class: 'fp-kind' }, 'SHA-256'),
+        h('span', { class: 'fp-groups' }, fingerprintGroups(fp).map((g, i) => h('code', { class: 'fp-group', 'data-i': String(i) }, g)))),
       h('p', {}, 'On the server, run ', h('code', {}, 'filesync server fingerprint'),
         ' and compare. If they differ, stop: someone may be intercepting the connection. Nothing has been sent to the server yet.'),
       h('div', { class: 'check' }, confirmBox, h('label', { for: 'fp-ok' }, 'I compared the fingerprint, and it matches')),
-      field({ id: 'fp-paste', label: 'Or paste the fingerprint from the server', help: 'It is checked here, character by character.',
+      field({ id: 'fp-paste', label: 'Or paste the fingerprint from the server', help: 'It is checked here as you type or paste, character by character; spaces, colons and case do not matter.',
         attrs: { autocomplete: 'off', spellcheck: 'false' } }),
+      h('p', { class: 'fp-verdict', id: 'fp-verdict', role: 'status', 'aria-live': 'polite' }),
       formError(),
       h('div', { class: 'actions' },
         h('button', { class: 'button secondary', type: 'button', onclick: stepServer }, 'Back'),
         h('button', { class: 'button', type: 'submit' }, 'Trust this server')));
-    const norm = (s) => s.trim().toLowerCase().replace(/^sha256:/, '').replace(/[\s:]/g, '');
+    const norm = fingerprintDigits;
+    // The pasted fingerprint is judged live: a tick when it matches in full, the groups that
+    // agree so far, or a clear mark from the first group that differs.
+    const want = norm(fp);
+    const paste = form.querySelector('#fp-paste');
+    const verdict = form.querySelector('#fp-verdict');
+    const groups = [...form.querySelectorAll('.fp-group')];
+    const judge = () => {
+      const got = norm(paste.value);
+      let same = 0;
+      while (same < got.length && same < want.length && got[same] === want[same]) same += 1;
+      groups.forEach((g, i) => {
+        g.classList.toggle('fp-ok', same >= (i + 1) * 4);
+        g.classList.toggle('fp-bad', got.length > same && i === Math.floor(same / 4));
+      });
+      verdict.className = 'fp-verdict';
+      if (!got) { verdict.textContent = ''; return; }
+      if (got === want) {
+        verdict.classList.add('fp-match');
+        verdict.textContent = '✓ Matches the fingerprint the server presents.';
+      } else if (same === got.length) {
+        verdict.textContent = `So far it matches (${got.length} of ${want.length} characters).`;
+      } else {
+        verdict.classList.add('fp-differs');
+        verdict.textContent = `✗ Different from the fingerprint the server presents, from group ${Math.floor(same / 4) + 1} on.`;
+      }
+    };
+    paste.addEventListener('input', judge);
     form.addEventListener('submit', (e) => {
       e.preventDefault();
       clearErrors(form);

@@ -41,7 +41,7 @@ export function addFolderScreen(main) {
           `This folder is already synced, as ${l.inside_synced} or inside it: choose another one.`) : null,
         h('ul', { class: 'dirs', 'aria-label': `Folders in ${l.path}` }, l.entries.map((e) =>
           h('li', {}, h('button', { type: 'button', class: 'dir', onclick: () => browse(e.path), 'data-synced': e.synced_as ? 'yes' : null },
-            h('span', { 'aria-hidden': 'true', class: 'dir-icon' }, '📁'), e.name, mark(e))))));
+            h('span', { 'aria-hidden': 'true', class: 'dir-icon' }), e.name, mark(e))))));
     } catch (err) {
       showError(form, 'path', err.message);
     }

@@ -113,7 +113,26 @@ impl Connection {
     /// Connects to `addr` (`host:port`), checks the certificate against `trust`, and says Hello.
     pub async fn connect(addr: &str, trust: Trust) -> Result<Connection, ClientError> {
         let (tls, fingerprint, stats) = tls_connect(addr, trust).await?;
-        let (rd, wr) = tokio::io::split(tls);
+        Connection::start(tls, fingerprint, stats).await
+    }
+
+    /// Speaks the protocol over `stream`, a connection already made and secured by other
+    /// means, and says Hello: the whole-system simulation connects its computers to an
+    /// in-process server this way (`filesync_server::InProcessServer`). `fingerprint` is what
+    /// [`Connection::fingerprint`] will report.
+    pub async fn over<S>(stream: S, fingerprint: String) -> Result<Connection, ClientError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let stats = Arc::new(WireStats::default());
+        Connection::start(Counting { inner: stream, stats: stats.clone() }, fingerprint, stats).await
+    }
+
+    async fn start<S>(stream: S, fingerprint: String, stats: Arc<WireStats>) -> Result<Connection, ClientError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let (rd, wr) = tokio::io::split(stream);
         let (out_tx, out_rx) = mpsc::channel::<Frame>(limits::MAX_IN_FLIGHT * 2);
         let (push_tx, push_rx) = mpsc::channel::<Push>(64);
         let inner = Arc::new(Inner {

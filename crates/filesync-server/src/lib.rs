@@ -147,6 +147,97 @@ pub struct Server {
     admin_poll: Duration,
 }
 
+impl Shared {
+    /// The state every connection shares, over these stores, and the maintenance of them.
+    async fn open(
+        config: &ServerConfig,
+        meta: Arc<dyn MetaStore>,
+        chunks: Arc<dyn ChunkStore>,
+    ) -> Result<(Arc<Shared>, Maintenance), ServerError> {
+        let maintenance = Maintenance::new(meta.clone(), chunks.clone(), config.retention);
+        // A store that other instances write too tells of their commits.
+        let hub = match meta.commit_notices().await? {
+            Some(notices) => hub::Hub::new(Box::new(hub::SharedChanges::follow(notices))),
+            None => hub::Hub::default(),
+        };
+        let shared = Arc::new(Shared {
+            meta,
+            chunks,
+            hub,
+            throttle: auth::LoginThrottle::default(),
+            passwords: Arc::new(passwords::PasswordWork::new(config.password_concurrency, config.password_queue)),
+            registration: config.registration,
+            default_quota: config.default_quota,
+            handshake_timeout: config.handshake_timeout,
+            idle_timeout: config.idle_timeout,
+            clock: config.clock.clone(),
+        });
+        Ok((shared, maintenance))
+    }
+}
+
+/// The server's protocol without a socket or TLS: whoever holds it hands it byte streams,
+/// each one connection, and it serves them exactly as [`Server`] serves its TLS connections
+/// (same handshake, limits, handlers, stores and push). The agent's whole-system simulation
+/// runs the real server this way over simulated connections.
+pub struct InProcessServer {
+    shared: Arc<Shared>,
+    admission: Arc<admission::Admission>,
+    maintenance: Maintenance,
+}
+
+impl InProcessServer {
+    pub async fn open(
+        config: ServerConfig,
+        meta: Arc<dyn MetaStore>,
+        chunks: Arc<dyn ChunkStore>,
+    ) -> Result<InProcessServer, ServerError> {
+        let (shared, maintenance) = Shared::open(&config, meta, chunks).await?;
+        Ok(InProcessServer { shared, admission: admission::Admission::new(config.limits), maintenance })
+    }
+
+    /// Serves one connection over `stream` until it ends (the peer closes, a limit or the
+    /// idle timeout closes it, or the future is dropped).
+    pub fn serve<S>(&self, stream: S) -> impl std::future::Future<Output = ()> + Send + 'static
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let shared = self.shared.clone();
+        let ticket = self.admission.admit(std::net::Ipv4Addr::LOCALHOST.into());
+        async move {
+            let Ok(ticket) = ticket else { return };
+            let deadline = tokio::time::Instant::now() + shared.handshake_timeout;
+            session::serve(shared, stream, (std::net::Ipv4Addr::LOCALHOST, 0).into(), ticket, deadline).await;
+        }
+    }
+
+    /// A device of `user` (the account is made if it does not exist, without a password: it
+    /// cannot log in, only its devices' tokens work) named `device`; returns its token. A
+    /// simulation's computers start logged in this way, skipping the password hashing a
+    /// login costs.
+    pub async fn provision_device(&self, user: &str, device: &str) -> Result<String, ServerError> {
+        let now = self.shared.clock.now_unix();
+        let meta = &self.shared.meta;
+        let user = match meta.user_by_name(user).await? {
+            Some(u) => u,
+            None => meta.create_user(user, "", now).await?,
+        };
+        let token = auth::new_token();
+        meta.create_device(user.id, device, &auth::token_hash(&token), now).await?;
+        Ok(token)
+    }
+
+    /// The metadata store it serves (to look at what it holds).
+    pub fn meta(&self) -> Arc<dyn MetaStore> {
+        self.shared.meta.clone()
+    }
+
+    /// Pruning and garbage collection of its stores, to run when the caller chooses.
+    pub fn maintenance(&self) -> Maintenance {
+        self.maintenance.clone()
+    }
+}
+
 /// Loads (creating on first use) the TLS identity of a data directory. Creates the directory
 /// readable by its owner only, and takes that access away from anyone else on everything
 /// already in it (see `datadir.rs`).
@@ -194,25 +285,9 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr: config.listen.clone(), source })?;
         admission::raise_open_file_limit(&config.limits);
         let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config()?);
-        let maintenance = Maintenance::new(meta.clone(), chunks.clone(), config.retention);
-        // A store that other instances write too tells of their commits.
-        let hub = match meta.commit_notices().await? {
-            Some(notices) => hub::Hub::new(Box::new(hub::SharedChanges::follow(notices))),
-            None => hub::Hub::default(),
-        };
+        let (shared, maintenance) = Shared::open(&config, meta, chunks).await?;
         Ok(Server {
-            shared: Arc::new(Shared {
-                meta,
-                chunks,
-                hub,
-                throttle: auth::LoginThrottle::default(),
-                passwords: Arc::new(passwords::PasswordWork::new(config.password_concurrency, config.password_queue)),
-                registration: config.registration,
-                default_quota: config.default_quota,
-                handshake_timeout: config.handshake_timeout,
-                idle_timeout: config.idle_timeout,
-                clock: config.clock,
-            }),
+            shared,
             listener,
             acceptor,
             fingerprint: identity.fingerprint(),

@@ -2,7 +2,10 @@
 //! computers, each a real engine with its own state database on its own `MemFs`, write,
 //! append to, move and delete files, make and remove whole directories, change the folder's
 //! settings (direction, excluded subfolders, pause), restore old versions from the server's
-//! history, and sync through the in-memory server (`memserver`), in a random order; in some
+//! history, and sync, in a random order, through a server that is either the in-memory model
+//! of its rules (`memserver`) or, in a quarter of the histories, the real server — its
+//! session, handlers, SQLite store and chunk directory — over simulated connections that can
+//! be cut at any byte (`sim/backend.rs`, `filesync_server::InProcessServer`); in some
 //! histories every disk ignores case (as NTFS and APFS do) and moves include case-only
 //! renames. Faults come in the same order: a computer may crash in the middle of a sync (its
 //! disk takes a random number of changes, then no more) and restart, or lose power; a
@@ -36,20 +39,21 @@
 //! runs N seeds from `FILESYNC_SIM_FIRST` (default 300 from 0); `scripts/soak` runs any number
 //! on every core.
 //!
-//! This is the first layer of the whole-system simulation: network delays and reordering, the
-//! server's crashes and its own stores are not simulated here yet.
+//! Not simulated yet: network delays and reordering (a connection here is in order and
+//! instant, or cut), the server's own crashes, and full disks.
 
+#[path = "sim/backend.rs"]
+mod backend;
 mod memserver;
 
+use backend::Backend;
 use filesync_agent::config::{Direction, FolderConfig, FolderSettings};
-use filesync_agent::engine::server::ServerApi;
 use filesync_agent::engine::{Engine, PassReport};
 use filesync_agent::fs::Filesystem;
 use filesync_agent::memfs::MemFs;
 use filesync_agent::state::StateDb;
 use filesync_agent::status::Progress;
-use filesync_core::{EntryKind, Hash};
-use memserver::MemServer;
+use filesync_core::Hash;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cell::RefCell;
@@ -65,35 +69,44 @@ const MAX_QUIET_ROUNDS: usize = 6;
 
 struct Computer {
     name: String,
-    engine: Engine,
     fs: MemFs,
+    db: StateDb,
+    /// Its device token on the real server.
+    token: String,
     /// The folder and its settings, which the workload changes.
     folder: RefCell<FolderConfig>,
 }
 
 impl Computer {
-    async fn new(server: &Arc<MemServer>, name: &str, case_insensitive: bool) -> Computer {
-        let api: Arc<dyn ServerApi> = server.clone();
+    async fn new(backend: &Backend, name: &str, case_insensitive: bool) -> Computer {
         let fs = if case_insensitive { MemFs::case_insensitive() } else { MemFs::new() };
-        // The computer's clock is its disk's: conflict-copy names and racy timestamps follow
-        // the seed, not the real time.
-        let engine =
-            Engine::with_server(api, StateDb::memory().await.unwrap(), name.into()).with_clock(Arc::new(fs.clone()));
-        Computer { name: name.into(), engine, fs, folder: RefCell::new(FolderConfig::new("docs", format!("/{name}"))) }
+        Computer {
+            name: name.into(),
+            fs,
+            db: StateDb::memory().await.unwrap(),
+            token: backend.enrol(name).await,
+            folder: RefCell::new(FolderConfig::new("docs", format!("/{name}"))),
+        }
+    }
+
+    /// One sync, over a connection of its own. The computer's clock is its disk's:
+    /// conflict-copy names and racy timestamps follow the seed, not the real time.
+    async fn pass(&self, backend: &Backend) -> Result<PassReport, String> {
+        let api = backend.connect(&self.token).await.map_err(|e| format!("cannot connect: {e}"))?;
+        let engine = Engine::with_server(api, self.db.clone(), self.name.clone()).with_clock(Arc::new(self.fs.clone()));
+        let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
+        let folder = self.folder.borrow().clone();
+        engine.sync_folder(&folder, fs, &Progress::default()).await.map_err(|e| e.to_string())
     }
 
     /// A pass that may fail (a crash or a dropped connection in the middle).
-    async fn try_sync(&self, trace: &mut Trace) {
-        let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
-        let folder = self.folder.borrow().clone();
-        let r = self.engine.sync_folder(&folder, fs, &Progress::default()).await;
+    async fn try_sync(&self, backend: &Backend, trace: &mut Trace) {
+        let r = self.pass(backend).await;
         trace.pass(&self.name, &r);
     }
 
-    async fn sync(&self, trace: &mut Trace) -> Result<PassReport, String> {
-        let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
-        let folder = self.folder.borrow().clone();
-        let r = self.engine.sync_folder(&folder, fs, &Progress::default()).await;
+    async fn sync(&self, backend: &Backend, trace: &mut Trace) -> Result<PassReport, String> {
+        let r = self.pass(backend).await;
         trace.pass(&self.name, &r);
         let r = r.map_err(|e| format!("{}: sync failed: {e}", self.name))?;
         if !r.errors.is_empty() {
@@ -124,13 +137,24 @@ impl Computer {
     fn files(&self) -> Vec<String> {
         self.tree().0.into_keys().collect()
     }
+
+    /// Files (path → file hash, as the server names versions) and directories.
+    fn hashed_tree(&self) -> (BTreeMap<String, Hash>, BTreeSet<String>) {
+        let (files, dirs) = self.tree();
+        (files.into_iter().map(|(p, d)| (p, file_hash(&d))).collect(), dirs)
+    }
+}
+
+/// The hash the server knows a content by: that of its chunk list, as the engine chunks it.
+fn file_hash(data: &[u8]) -> Hash {
+    filesync_core::Chunker::default().digest(data).expect("chunking memory").hash
 }
 
 /// What a run saw: contents its engines observed, for the "no lost version" check, and every
 /// content people wrote, for the "nothing half-written" check.
 #[derive(Default)]
 struct Observed {
-    /// Content hash → where and when it was first seen.
+    /// File hash → where and when it was first seen.
     versions: HashMap<Hash, String>,
     written: BTreeSet<Hash>,
 }
@@ -322,25 +346,36 @@ fn content(rng: &mut StdRng, seed: u64, step: usize) -> Vec<u8> {
 
 async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let server = Arc::new(MemServer::default());
     let n = rng.random_range(2..=3);
     // Some histories run on disks that ignore case (as NTFS and APFS do), with case-only
     // renames among their moves.
     let case_insensitive = rng.random_bool(0.3);
+    // A quarter of the histories run against the real server over cuttable connections, the
+    // rest against the faster model of its rules (`FILESYNC_SIM_SERVER=real|memory` chooses).
+    let real = match std::env::var("FILESYNC_SIM_SERVER").as_deref() {
+        Ok("real") => true,
+        Ok("memory") => false,
+        _ => rng.random_bool(0.25),
+    };
+    let backend = if real { Backend::real(MemFs::new().now()).await } else { Backend::memory() };
     let mut computers = Vec::new();
     for i in 0..n {
-        computers.push(Computer::new(&server, &format!("pc{i}"), case_insensitive).await);
+        computers.push(Computer::new(&backend, &format!("pc{i}"), case_insensitive).await);
     }
     let mut observed = Observed::default();
     let mut deletions = Deletions::new(n, case_insensitive);
     let steps = rng.random_range(10..40);
-    trace.log(format!("seed {seed}: {n} computers, case-insensitive {case_insensitive}, {steps} steps"));
+    trace.log(format!(
+        "seed {seed}: {n} computers, case-insensitive {case_insensitive}, {} server, {steps} steps",
+        if backend.is_real() { "real" } else { "model" }
+    ));
     for step in 0..steps {
         // Time passes, sometimes less than a timestamp's racy window, sometimes more.
         let elapsed = rng.random_range(0..3_000_000_000);
         for c in &computers {
             c.fs.advance_clock(elapsed);
         }
+        backend.advance_clock(elapsed);
         let ci = rng.random_range(0..n);
         let c = &computers[ci];
         let existing = c.files();
@@ -356,7 +391,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 let path =
                     format!("{}{}", DIRS[rng.random_range(0..DIRS.len())], NAMES[rng.random_range(0..NAMES.len())]);
                 let data = content(&mut rng, seed, step);
-                observed.written.insert(Hash::of(&data));
+                observed.written.insert(file_hash(&data));
                 c.fs.write(&path, data);
                 deletions.wrote(ci, &path);
             }
@@ -365,7 +400,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 let path = &existing[rng.random_range(0..existing.len())];
                 let mut data = c.fs.read(path).unwrap();
                 data.extend(content(&mut rng, seed, step));
-                observed.written.insert(Hash::of(&data));
+                observed.written.insert(file_hash(&data));
                 c.fs.write(path, data);
                 deletions.wrote(ci, path);
             }
@@ -422,7 +457,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
             // and a person may still change it before the next one.)
             7 => {
                 c.fs.crash_after(rng.random_range(0..12));
-                c.try_sync(trace).await;
+                c.try_sync(&backend, trace).await;
                 deletions.partial(ci, step);
                 // The process died, or the power went and the disk lost what was not durable.
                 if rng.random_bool(0.5) {
@@ -435,10 +470,11 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
             // A sync whose connection drops after a few requests (a commit may be applied with
             // its answer lost); the next sync resumes. (Not counted as seen either.)
             8 => {
-                server.inner.lock().unwrap().drop_after = Some(rng.random_range(0..12));
-                c.try_sync(trace).await;
+                let how = backend.cut_next(&mut rng);
+                trace.log(format!("  {}: the connection breaks {how}", c.name));
+                c.try_sync(&backend, trace).await;
                 deletions.partial(ci, step);
-                server.inner.lock().unwrap().drop_after = None;
+                backend.heal();
             }
             // A setting changes: the direction, a subfolder excluded or included again, or
             // the folder paused or resumed. (All go back to the defaults before the end.)
@@ -475,59 +511,36 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
             // Someone restores an old version from the server's history (the server makes it
             // the current version again, under a new rev).
             10 => {
-                let mut s = server.inner.lock().unwrap();
-                let versions: Vec<_> = s
-                    .history
-                    .iter()
-                    .filter(|e| e.meta.as_ref().is_some_and(|m| m.kind == EntryKind::File))
-                    .cloned()
-                    .collect();
-                if !versions.is_empty() {
-                    let old = &versions[rng.random_range(0..versions.len())];
-                    let blocked = |p: &str| {
-                        s.current
-                            .values()
-                            .any(|e| e.meta.as_ref().is_some_and(|m| m.kind == EntryKind::Dir) && e.path.as_str() == p)
-                    };
-                    if !blocked(old.path.as_str()) {
-                        let rev = s.restore(1, old.path.clone(), old.meta.clone().unwrap());
-                        deletions.restored(old.path.as_str(), step);
-                        trace.log(format!("  server: restored {} from rev {} as rev {rev}", old.path, old.rev));
-                    }
+                if let Some((path, from, rev)) = backend.restore_random(&mut rng).await {
+                    trace.log(format!("  server: restored {path} from rev {from} as rev {rev}"));
+                    deletions.restored(path.as_str(), step);
                 }
             }
             // A chunk the server stores is damaged on its disk while this computer syncs: the
             // pass may fail for the files that need it, but must install nothing wrong; the
             // chunk is repaired afterwards (as an upload of the same bytes would).
             11 => {
-                let hashes: Vec<Hash> = {
-                    let s = server.inner.lock().unwrap();
-                    let mut h: Vec<Hash> = s.chunks.keys().copied().collect();
-                    h.sort();
-                    h
-                };
-                if !hashes.is_empty() {
-                    let h = hashes[rng.random_range(0..hashes.len())];
-                    server.inner.lock().unwrap().damaged.insert(h);
-                    c.try_sync(trace).await;
+                if let Some(h) = backend.damage_chunk(&mut rng) {
+                    trace.log(format!("  server: chunk {h} damaged"));
+                    c.try_sync(&backend, trace).await;
                     deletions.partial(ci, step);
-                    server.inner.lock().unwrap().damaged.clear();
+                    backend.repair_chunks();
                 }
             }
             // Sync.
             _ => {
                 observe(c, &mut observed, step);
-                c.sync(trace).await.map_err(|e| format!("step {step}: {e}"))?;
+                c.sync(&backend, trace).await.map_err(|e| format!("step {step}: {e}"))?;
                 deletions.finished(ci, step, &c.folder.borrow().settings);
             }
         }
         // Nothing half-written, ever: after every step (a crash, a power loss, a damaged
         // chunk…) each file under its real name holds a content someone wrote or the server
         // has.
-        let from_server = server_contents(&server);
+        let from_server = backend.state().await.history;
         for c in &computers {
             for (path, data) in c.tree().0 {
-                let h = Hash::of(&data);
+                let h = file_hash(&data);
                 if !observed.written.contains(&h) && !from_server.contains(&h) {
                     let head = String::from_utf8_lossy(&data[..data.len().min(24)]).to_string();
                     return Err(format!(
@@ -552,7 +565,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
         let mut work = 0;
         for (ci, c) in computers.iter().enumerate() {
             observe(c, &mut observed, steps);
-            let r = c.sync(trace).await?;
+            let r = c.sync(&backend, trace).await?;
             deletions.finished(ci, steps + round, &FolderSettings::default());
             work += r.uploaded + r.downloaded + r.deleted_local + r.deleted_remote + r.conflicts;
         }
@@ -566,39 +579,13 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
     }
 
     // The same tree everywhere, and it is the server's.
-    {
-        let s = server.inner.lock().unwrap();
-        let mut cur: Vec<_> = s
-            .current
-            .values()
-            .filter_map(|e| e.meta.as_ref().map(|m| (e.path.as_str().to_string(), e.rev, m.hash)))
-            .collect();
-        cur.sort();
-        let history: Vec<_> = s.history.iter().map(|e| (e.path.as_str().to_string(), e.rev)).collect();
-        drop(s);
-        trace.log(format!("server: {cur:?}"));
-        trace.log(format!("server history: {history:?}"));
-        for c in &computers {
-            trace.log(format!("{}: {:?}", c.name, c.tree().0.keys().collect::<Vec<_>>()));
-        }
+    let state = backend.state().await;
+    trace.log(format!("server: {:?} {:?}", state.files, state.dirs));
+    trace.log(format!("server journal: {:?}", state.journal));
+    for c in &computers {
+        trace.log(format!("{}: {:?}", c.name, c.tree().0.keys().collect::<Vec<_>>()));
     }
-    let s = server.inner.lock().unwrap();
-    let rebuild =
-        |m: &filesync_core::FileMeta| -> Vec<u8> { m.chunks.iter().flat_map(|c| s.chunks[&c.hash].to_vec()).collect() };
-    let mut server_files = BTreeMap::new();
-    let mut server_dirs = BTreeSet::new();
-    for e in s.current.values() {
-        match &e.meta {
-            Some(m) if m.kind == EntryKind::File => {
-                server_files.insert(e.path.as_str().to_string(), rebuild(m));
-            }
-            Some(m) if m.kind == EntryKind::Dir => {
-                server_dirs.insert(e.path.as_str().to_string());
-            }
-            _ => {}
-        }
-    }
-    drop(s);
+    let (server_files, server_dirs) = (state.files, state.dirs);
     // On disks that ignore case, names the server holds in two spellings clash: each computer
     // keeps the spelling it has and reports the other as skipped (the product's rule), so
     // those names are left out of the comparison (their contents are still in the "no lost
@@ -616,14 +603,14 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
         let folded = p.to_lowercase();
         !clashes.iter().any(|c| folded == *c || folded.starts_with(&format!("{c}/")))
     };
-    let compared = |(files, dirs): (BTreeMap<String, Vec<u8>>, BTreeSet<String>)| {
-        let files: BTreeMap<String, Vec<u8>> = files.into_iter().filter(|(p, _)| clear(p)).collect();
+    let compared = |(files, dirs): (BTreeMap<String, Hash>, BTreeSet<String>)| {
+        let files: BTreeMap<String, Hash> = files.into_iter().filter(|(p, _)| clear(p)).collect();
         let dirs: BTreeSet<String> = dirs.into_iter().filter(|p| clear(p)).collect();
         (files, dirs)
     };
-    let (files, dirs) = compared(computers[0].tree());
+    let (files, dirs) = compared(computers[0].hashed_tree());
     for c in &computers[1..] {
-        let (f, d) = compared(c.tree());
+        let (f, d) = compared(c.hashed_tree());
         if f != files || d != dirs {
             return Err(format!(
                 "{} and {} differ: files {:?} vs {:?}, dirs {dirs:?} vs {d:?}",
@@ -654,24 +641,14 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
     }
 
     // No lost version.
-    let mut kept: BTreeSet<Hash> = files.values().map(|d| Hash::of(d)).collect();
-    kept.extend(server_contents(&server));
+    let mut kept: BTreeSet<Hash> = files.values().copied().collect();
+    kept.extend(state.history);
     for (h, seen) in &observed.versions {
         if !kept.contains(h) {
             return Err(format!("lost a version: the content {seen} is neither a current file nor in the history"));
         }
     }
     Ok(())
-}
-
-/// Every file content the server has a version of.
-fn server_contents(server: &MemServer) -> BTreeSet<Hash> {
-    let s = server.inner.lock().unwrap();
-    s.history
-        .iter()
-        .filter_map(|e| e.meta.as_ref().filter(|m| m.kind == EntryKind::File))
-        .map(|m| Hash::of(&m.chunks.iter().flat_map(|c| s.chunks[&c.hash].to_vec()).collect::<Vec<u8>>()))
-        .collect()
 }
 
 /// Records every file on `c` before its engine looks: those contents must never be lost.
@@ -685,7 +662,7 @@ fn observe(c: &Computer, observed: &mut Observed, step: usize) {
     }
     let excluded = |p: &str| settings.excluded.iter().any(|e| p.starts_with(&format!("{e}/")));
     for (path, data) in c.tree().0.into_iter().filter(|(p, _)| !excluded(p)) {
-        observed.versions.entry(Hash::of(&data)).or_insert_with(|| format!("of {path} on {} at step {step}", c.name));
+        observed.versions.entry(file_hash(&data)).or_insert_with(|| format!("of {path} on {} at step {step}", c.name));
     }
 }
 

@@ -1,5 +1,6 @@
 //! Test helpers: a real `filesync server` process and real `filesync` clients, each with its
 //! own home and folder in temporary directories, on 127.0.0.1.
+#![allow(clippy::disallowed_methods, reason = "a cross-process test: it runs real `filesync` processes")]
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;

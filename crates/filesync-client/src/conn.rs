@@ -16,7 +16,7 @@ use filesync_proto::{
 };
 use filesync_proto::{compression, delta};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,6 +27,26 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// The keepalive's timing: a ping every `interval`, and the connection declared dead when,
+/// while an answer is awaited, it goes `timeout` with nothing received and nothing sent (see
+/// [`keepalive`]). `FILESYNC_KEEPALIVE_SECS=N` (for tests of dead
+/// connections, which would otherwise wait minutes) pings every N seconds, with a timeout of
+/// one and a half times that.
+#[derive(Clone, Copy, Debug)]
+struct Keepalive {
+    interval: Duration,
+    timeout: Duration,
+}
+
+impl Keepalive {
+    fn from_env() -> Keepalive {
+        match std::env::var("FILESYNC_KEEPALIVE_SECS").ok().and_then(|v| v.parse::<u64>().ok()).filter(|n| *n > 0) {
+            Some(n) => Keepalive { interval: Duration::from_secs(n), timeout: Duration::from_millis(n * 1500) },
+            None => Keepalive { interval: PING_INTERVAL, timeout: PING_TIMEOUT },
+        }
+    }
+}
 
 /// Messages the server sends unasked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,27 +163,10 @@ impl Connection {
             closed: Mutex::new(None),
             stats,
         });
-        let writer = tokio::spawn(write_loop(wr, out_rx));
+        let writing = Arc::new(AtomicBool::new(false));
+        let writer = tokio::spawn(write_loop(wr, out_rx, writing.clone()));
         let reader = tokio::spawn(read_loop(rd, Arc::downgrade(&inner), push_tx.clone()));
-        let weak = Arc::downgrade(&inner);
-        let dead_tx = push_tx.clone();
-        let pinger = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(PING_INTERVAL).await;
-                let Some(inner) = weak.upgrade() else { return };
-                // A peer that vanished without closing (power cut, cable pulled) is only noticed
-                // by a ping that goes unanswered: then the connection is declared dead.
-                if let Err(ClientError::Timeout(_)) =
-                    send_request(&inner, Message::Ping(Default::default()), PING_TIMEOUT).await
-                {
-                    let reason = format!("the server did not answer a ping within {} s", PING_TIMEOUT.as_secs());
-                    *inner.closed.lock().expect("closed lock") = Some(reason.clone());
-                    inner.pending.lock().expect("pending lock").clear();
-                    let _ = dead_tx.send(Push::Closed(reason)).await;
-                    return;
-                }
-            }
-        });
+        let pinger = tokio::spawn(keepalive(Arc::downgrade(&inner), push_tx.clone(), writing, Keepalive::from_env()));
         let mut conn = Connection {
             inner,
             fingerprint,
@@ -720,21 +723,71 @@ async fn send_request(inner: &Inner, msg: Message, timeout: Duration) -> Result<
     }
 }
 
-async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Frame>) {
+/// Writes frames as they come; `writing` is true while a frame is being written (for the
+/// keepalive: a backlog going out is a sign of life).
+async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::Receiver<Frame>,
+    writing: Arc<AtomicBool>,
+) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     while let Some(frame) = rx.recv().await {
         buf.clear();
         if frame.encode(&mut buf).is_err() {
             continue;
         }
+        writing.store(true, Ordering::Relaxed);
         if wr.write_all(&buf).await.is_err() {
             return;
         }
         if rx.is_empty() && wr.flush().await.is_err() {
             return;
         }
+        writing.store(false, Ordering::Relaxed);
     }
     let _ = wr.shutdown().await;
+}
+
+/// The keepalive: pings the server every `interval`, and declares the connection dead when
+/// something is awaited (a reply, a ping's answer) and for `timeout` nothing arrived from the
+/// server and no backlog of ours went out. A peer that vanished without closing (power cut,
+/// cable pulled, a NAT that forgot the connection) moves neither way. Timing the ping's answer
+/// alone is not enough: on a slow uplink the ping waits behind the chunks being uploaded (up to
+/// 8 MiB a message), and a healthy, busy connection would be dropped again and again.
+async fn keepalive(inner: std::sync::Weak<Inner>, dead: mpsc::Sender<Push>, writing: Arc<AtomicBool>, k: Keepalive) {
+    let tick = (k.timeout / 9).max(Duration::from_millis(100));
+    let start = tokio::time::Instant::now();
+    let (mut last_ping, mut last_progress) = (start, start);
+    let mut seen: Option<(u64, u64)> = None;
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(strong) = inner.upgrade() else { return };
+        let now = tokio::time::Instant::now();
+        let (sent, received) = strong.stats.snapshot();
+        let (last_sent, last_received) = seen.replace((sent, received)).unwrap_or((sent, received));
+        let awaited = !strong.pending.lock().expect("pending lock").is_empty();
+        if !awaited || received != last_received || (sent != last_sent && writing.load(Ordering::Relaxed)) {
+            last_progress = now;
+        }
+        if now - last_progress >= k.timeout {
+            let reason = format!(
+                "nothing came from the server for {} s while waiting for its answer, and nothing could be sent",
+                k.timeout.as_secs_f32()
+            );
+            *strong.closed.lock().expect("closed lock") = Some(reason.clone());
+            strong.pending.lock().expect("pending lock").clear();
+            let _ = dead.send(Push::Closed(reason)).await;
+            return;
+        }
+        if now - last_ping >= k.interval {
+            last_ping = now;
+            // On its own task: the ping may wait for an in-flight slot or behind a backlog.
+            // Its answer is not awaited here; the progress rule above decides.
+            tokio::spawn(async move {
+                let _ = send_request(&strong, Message::Ping(Default::default()), k.timeout * 4).await;
+            });
+        }
+    }
 }
 
 async fn read_loop<R: tokio::io::AsyncRead + Unpin>(

@@ -22,6 +22,7 @@ fn main() {
 }
 
 #[cfg(target_os = "linux")]
+#[allow(clippy::disallowed_methods, reason = "a benchmark of real processes: it runs the server and clients")]
 mod bench {
     use bytes::BytesMut;
     use filesync_client::{Connection, Trust};

@@ -252,6 +252,7 @@ fn hint(scope: Scope) -> &'static str {
 }
 
 #[cfg(unix)]
+#[allow(clippy::disallowed_methods, reason = "installing a service is done by systemctl")]
 fn run_systemctl(scope: Scope, args: &[&str]) -> Result<std::process::Output, ServiceError> {
     let mut cmd = std::process::Command::new("systemctl");
     if scope == Scope::User {

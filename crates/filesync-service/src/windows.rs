@@ -179,6 +179,7 @@ fn describe_recovery(service: &windows_service::service::Service) -> String {
 
 /// Gives the home to SYSTEM, Administrators and the installing user only: it holds the
 /// device token. `icacls` ships with every Windows since Vista.
+#[allow(clippy::disallowed_methods, reason = "icacls is how Windows sets an ACL from outside")]
 fn secure_home(home: &Path) -> Result<(), ServiceError> {
     let mut cmd = std::process::Command::new("icacls");
     cmd.arg(home).args(["/inheritance:r", "/grant:r", "*S-1-5-18:(OI)(CI)F", "*S-1-5-32-544:(OI)(CI)F"]);

@@ -200,6 +200,7 @@ pub mod testing {
     impl Moto {
         /// Starts `moto_server`; `None` (after saying why) when it is not installed, unless
         /// `FILESYNC_REQUIRE_S3` is set (as CI does), which makes its absence a panic.
+        #[allow(clippy::disallowed_methods, reason = "test support: its job is to run moto_server")]
         pub fn start() -> Option<Moto> {
             let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             let spawned = Command::new("moto_server")

@@ -175,6 +175,11 @@ pub struct ServerArgs {
     /// The same, for all connections of one address, in MiB. [default: 64]
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(16..))]
     pub buffer_memory_per_address: Option<u32>,
+    /// Run history pruning and chunk garbage collection this often, in seconds, the first run
+    /// that long after start (default: a minute after start, then hourly). For soak tests that
+    /// want maintenance to run beside syncs.
+    #[arg(long, value_name = "SECS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub maintenance_every: Option<u64>,
     #[command(flatten)]
     pub s3: S3Args,
     /// Keep metadata (accounts, devices, folders, history) in PostgreSQL instead of

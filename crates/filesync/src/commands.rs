@@ -104,6 +104,10 @@ async fn server(args: ServerArgs) -> Result<ExitCode> {
     config.tls_cert = args.tls_cert;
     config.tls_key = args.tls_key;
     config.retention = filesync_store::RetentionPolicy::days(args.retention_days);
+    if let Some(secs) = args.maintenance_every {
+        let every = std::time::Duration::from_secs(secs);
+        config.maintenance = filesync_server::maintenance::MaintenanceSchedule { first_after: every, every };
+    }
     let limits = &mut config.limits;
     let mib = |m: u32| (m as usize) << 20;
     limits.max_connections = args.max_connections.map_or(limits.max_connections, |n| n as usize);

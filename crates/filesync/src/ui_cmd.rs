@@ -122,6 +122,7 @@ fn read_new_password(from_stdin: bool) -> Result<String> {
 }
 
 /// Opens `url` with the desktop's browser, without a shell (the URL is never interpreted).
+#[allow(clippy::disallowed_methods, reason = "opening the browser is running the desktop's opener")]
 fn open_browser(url: &str) -> std::io::Result<()> {
     let mut cmd = if cfg!(target_os = "macos") {
         std::process::Command::new("open")

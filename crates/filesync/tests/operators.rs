@@ -4,6 +4,7 @@
 //! agent is cut off within seconds), creating users, resetting passwords, revoking devices,
 //! registration that is open only on loopback unless chosen, invite codes, and a password
 //! change that logs out every other computer.
+#![allow(clippy::disallowed_methods, reason = "a cross-process test: it runs real `filesync` processes")]
 
 mod support;
 

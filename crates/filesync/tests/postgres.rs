@@ -4,6 +4,7 @@
 //! single-machine server moved there by `filesync server migrate`, its clients syncing on.
 //! Skipped when PostgreSQL cannot be reached, unless `FILESYNC_REQUIRE_PG` is set (as CI
 //! does); the S3 case also needs moto (`FILESYNC_REQUIRE_S3`).
+#![allow(clippy::disallowed_methods, reason = "a cross-process test: it runs real `filesync` processes")]
 #![cfg(unix)]
 
 mod support;

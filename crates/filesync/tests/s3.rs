@@ -1,6 +1,7 @@
 //! A real `filesync server` keeping file contents in an S3-compatible bucket (a real
 //! `moto_server` on loopback, see `filesync_store::s3::testing`), with two real clients.
 //! Skipped when moto is not installed, unless `FILESYNC_REQUIRE_S3` is set (as CI does).
+#![allow(clippy::disallowed_methods, reason = "a cross-process test: it runs real `filesync` processes")]
 #![cfg(unix)]
 
 mod support;

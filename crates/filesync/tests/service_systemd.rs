@@ -3,6 +3,7 @@
 //! running systemd; `systemd-analyze verify` checks the unit where it is installed), and
 //! `filesync agent` tells systemd `READY=1` once it runs and exits cleanly on SIGTERM after
 //! `STOPPING=1`.
+#![allow(clippy::disallowed_methods, reason = "a cross-process test: it runs real `filesync` and systemd tools")]
 #![cfg(target_os = "linux")]
 
 mod support;

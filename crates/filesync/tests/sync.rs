@@ -432,6 +432,7 @@ struct CoarseFs {
 impl CoarseFs {
     /// `None` (with a note) where loop devices cannot be mounted (not root, a container
     /// without them), unless `FILESYNC_REQUIRE_LOOP` is set.
+    #[allow(clippy::disallowed_methods, reason = "mounting a file system is running mkfs and mount")]
     fn mount() -> Option<CoarseFs> {
         let dir = tempfile::tempdir().unwrap();
         let (image, mount) = (dir.path().join("fs.img"), dir.path().join("mnt"));
@@ -456,6 +457,7 @@ impl CoarseFs {
 
 #[cfg(target_os = "linux")]
 impl Drop for CoarseFs {
+    #[allow(clippy::disallowed_methods, reason = "unmounting is running umount")]
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg(&self.mount).status();
     }

@@ -1,6 +1,9 @@
 //! Test helpers: a real `filesync server` process and real `filesync` clients, each with its
 //! own home and folder in temporary directories, on 127.0.0.1.
+#![allow(clippy::disallowed_methods, reason = "a cross-process test: it runs real `filesync` processes")]
 #![allow(dead_code)]
+
+pub mod faultproxy;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -376,8 +379,19 @@ impl TestClient {
     /// Starts `filesync agent` (without its web UI: tests run many agents at once) in the
     /// background; killed when the guard drops.
     pub fn agent(&self) -> AgentGuard {
-        let child =
-            self.command().args(["agent", "--no-ui"]).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap();
+        self.agent_with_env(&[])
+    }
+
+    /// [`TestClient::agent`] with these environment variables set.
+    pub fn agent_with_env(&self, env: &[(&str, &str)]) -> AgentGuard {
+        let child = self
+            .command()
+            .args(["agent", "--no-ui"])
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
         AgentGuard(Some(child))
     }
 }

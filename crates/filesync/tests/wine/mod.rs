@@ -3,6 +3,7 @@
 //! Windows `filesync.exe` (`FILESYNC_WINDOWS_EXE`) and the prepared Wine prefix, and keeps
 //! Wine running for the whole test, because Wine ends services shortly after its last
 //! ordinary process exits. `scripts/windows-check` builds the exe and runs these tests.
+#![allow(clippy::disallowed_methods, reason = "test support: its job is to run Wine and the Windows `filesync.exe`")]
 #![allow(dead_code)]
 
 use std::io::{Read, Write};

@@ -122,6 +122,15 @@ CREATE TRIGGER totals_base_update AFTER UPDATE ON base BEGIN
 END;
 "#,
     RECOMPUTE_FILE_HASHES,
+    r#"
+-- Paths whose mirror entry changed and that no finished sync has looked at since (see
+-- `StateDb::apply_remote`): a sync that pulled and then failed leaves them for the next.
+CREATE TABLE IF NOT EXISTS unapplied (
+    folder INTEGER NOT NULL REFERENCES folders(id),
+    path TEXT NOT NULL,
+    PRIMARY KEY (folder, path)
+);
+"#,
 ];
 
 /// A step of [`MIGRATIONS`] that SQL cannot do (SQLite has no BLAKE3), run by
@@ -377,7 +386,9 @@ impl StateDb {
     /// Records a batch of server changes and the cursor after them, atomically: the cursor
     /// never gets ahead of the mirror. Returns the paths whose entry the mirror did not hold
     /// already (an agent's own commits, recorded when they were accepted, come back as no
-    /// change).
+    /// change), and records them as *unapplied* in the same transaction, until
+    /// [`StateDb::clear_unapplied`]: a sync that fails after pulling would otherwise leave
+    /// them behind a cursor that says they were seen.
     pub async fn apply_remote(
         &self,
         folder: &str,
@@ -389,12 +400,49 @@ impl StateDb {
         let id = Self::folder_id(&mut tx, folder).await?;
         let mut changed = Vec::with_capacity(entries.len());
         for batch in entries.chunks(BATCH_ROWS) {
-            changed.extend(changed_paths(&mut tx, id, folder, batch).await?);
+            let paths = changed_paths(&mut tx, id, folder, batch).await?;
+            if !paths.is_empty() {
+                let sql = multi_row_sql("INSERT OR IGNORE INTO unapplied (folder, path) VALUES ", 2, paths.len(), "");
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for path in &paths {
+                    q = q.bind(id).bind(path.as_str());
+                }
+                q.execute(&mut *tx).await.map_err(ctx(format!("noting changed paths of folder '{folder}'")))?;
+            }
+            changed.extend(paths);
             upsert_remote(&mut tx, id, folder, batch).await?;
         }
         set_cursor(&mut tx, folder, server_folder_id, new_cursor).await?;
         Self::commit(tx, "applying remote changes", folder).await?;
         Ok(changed)
+    }
+
+    /// The paths [`StateDb::apply_remote`] found changed that no finished sync has looked at.
+    pub async fn unapplied(&self, folder: &str) -> Result<Vec<RelPath>, StateError> {
+        let rows = sqlx::query(
+            "SELECT u.path FROM unapplied u JOIN folders f ON f.id = u.folder WHERE f.name = ? ORDER BY u.path",
+        )
+        .bind(folder)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(ctx(format!("reading the unapplied paths of folder '{folder}'")))?;
+        rows.iter()
+            .map(|r| {
+                let path: String = r.get(0);
+                RelPath::new(&path)
+                    .map_err(|e| corrupt(folder, &path, format!("an unapplied path that is not valid: {e}")))
+            })
+            .collect()
+    }
+
+    /// A sync looked at every unapplied path of `folder`.
+    pub async fn clear_unapplied(&self, folder: &str) -> Result<(), StateError> {
+        sqlx::query("DELETE FROM unapplied WHERE folder = (SELECT id FROM folders WHERE name = ?)")
+            .bind(folder)
+            .execute(&self.pool)
+            .await
+            .map_err(ctx(format!("clearing the unapplied paths of folder '{folder}'")))?;
+        Ok(())
     }
 
     pub async fn upsert_remote(&self, folder: &str, entry: &EntryState) -> Result<(), StateError> {
@@ -497,6 +545,7 @@ impl StateDb {
             "DELETE FROM remote WHERE folder = (SELECT id FROM folders WHERE name = ?)",
             "DELETE FROM base WHERE folder = (SELECT id FROM folders WHERE name = ?)",
             "DELETE FROM installing WHERE folder = (SELECT id FROM folders WHERE name = ?)",
+            "DELETE FROM unapplied WHERE folder = (SELECT id FROM folders WHERE name = ?)",
             "DELETE FROM folders WHERE name = ?",
             // The folder's one-off requests and guard trip (`engine::policy`).
             "DELETE FROM kv WHERE key IN ('guard-trip/' || ?1, 'guard-confirm/' || ?1, 'revert/' || ?1)",

@@ -313,3 +313,23 @@ async fn a_crash_between_any_two_disk_changes_of_a_sync_resumes_cleanly() {
     }
     assert!(crashes >= 5, "the sync made only {crashes} changes to crash between");
 }
+
+/// A sync that pulled the server's changes and then failed (the server went away, the agent
+/// was killed) moved the cursor past them: the next sync, however narrow its scope, must
+/// still apply them. Found by `scripts/killsoak --kills 500 --seed 2026`: a deletion pulled
+/// that way stayed undone, with the folder reported in sync.
+#[tokio::test]
+async fn changes_pulled_by_a_sync_that_failed_are_applied_by_the_next() {
+    let (_s, a, b) = pair(3).await;
+    assert!(a.fs.remove("d1/f1.txt"));
+    a.fs.write("d2/f2.txt", "edited on the laptop");
+    a.sync().await;
+
+    // The desktop pulls, and its sync stops before planning anything.
+    b.engine.pull("docs").await.unwrap();
+    let r = b.sync_paths(&[]).await;
+    assert_eq!((r.deleted_local, r.downloaded), (1, 1), "{r:?}");
+    assert!(!b.fs.exists("d1/f1.txt"));
+    assert_eq!(b.fs.read("d2/f2.txt").unwrap(), b"edited on the laptop");
+    assert!(b.db.unapplied("docs").await.unwrap().is_empty());
+}

@@ -364,7 +364,8 @@ impl FolderTask {
             }
             Err(e) => {
                 warn!(folder = %self.name(), detail = e.detail().unwrap_or_default(), "sync failed: {e}");
-                // Nothing of the scope is lost: it waits for the next pass.
+                // Nothing of the scope is lost: it waits for the next pass (and the paths a
+                // pull found changed wait in the state database's `unapplied` table).
                 self.scope.merge(scope);
                 self.pull = true;
                 self.failing = true;

@@ -356,8 +356,10 @@ impl Engine {
         }
         let mut installing = self.db.installing(name).await?;
         scope.extend(installing.keys().cloned());
-        let (folder_id, pulled) = self.pull(name).await?;
-        scope.extend(pulled);
+        let (folder_id, _) = self.pull(name).await?;
+        // What this pull found changed, and what an earlier one did that a failed sync never
+        // looked at.
+        scope.extend(self.db.unapplied(name).await?);
         let mut total = PassReport { full: scope.is_full(), folder_id, ..PassReport::default() };
         let mut examined = Scope::default();
         for pass in 0..MAX_PASSES {
@@ -419,6 +421,10 @@ impl Engine {
         total.full = examined.is_full();
         if total.paused.is_none() && total.errors.is_empty() {
             run.requests.consumed(&self.db, name).await?;
+        }
+        if total.paused.is_none() {
+            // Every pulled path was looked at (those that failed are in `retry`).
+            self.db.clear_unapplied(name).await?;
         }
         let totals = self.db.totals(name).await?;
         (total.files, total.bytes, total.conflict_copies) = (totals.files, totals.bytes, totals.conflict_copies);

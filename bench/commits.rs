@@ -12,6 +12,7 @@
 //! ```sh
 //! cargo run --release -p filesync-server --example commits -- --devices 32 --seconds 10
 //! ```
+#![allow(clippy::disallowed_methods, reason = "a benchmark measures real time")]
 
 #[path = "support.rs"]
 mod support;

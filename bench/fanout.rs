@@ -16,6 +16,7 @@
 //! Prints, per round, the commit's round trip and the push latency (from sending the commit
 //! to a device receiving `FolderChanged`) at the median and the maximum, for the devices of
 //! each instance; then the medians over the rounds.
+#![allow(clippy::disallowed_methods, reason = "a benchmark measures real time")]
 
 #[path = "support.rs"]
 mod support;

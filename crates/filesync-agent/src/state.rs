@@ -1009,7 +1009,7 @@ mod tests {
             })
             .collect();
         let entries: Vec<_> = bases.iter().map(|(p, b)| entry(p.as_str(), b.rev, Some(b.meta.clone()))).collect();
-        let start = std::time::Instant::now();
+        let start = tokio::time::Instant::now();
         db.set_bases("f", &bases).await.unwrap();
         db.apply_remote("f", &entries, 1, 10_000).await.unwrap();
         assert_eq!(db.bases("f").await.unwrap().len(), 10_000);

@@ -223,7 +223,9 @@ fn known_hashes_are_reused_when_size_mtime_and_inode_match() {
         f.write("edited", b"after!"); // same size, new mtime
         if let Folder::Real(dir, _) = &f {
             // Make sure the mtime differs even on a coarse clock.
-            let t = std::time::SystemTime::now() + Duration::from_secs(5);
+            let t = std::time::UNIX_EPOCH
+                + Duration::from_nanos(filesync_agent::clock::Clock::now_ns(&SystemClock) as u64)
+                + Duration::from_secs(5);
             std::fs::File::options().write(true).open(dir.path().join("edited")).unwrap().set_modified(t).unwrap();
         }
         let out = f.scan_with(&known);

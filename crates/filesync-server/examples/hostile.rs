@@ -7,6 +7,7 @@
 //! `cargo build --release -p filesync && cargo run --release -p filesync-server --example hostile -- target/release/filesync [idle|flood|guess|devices]`
 //!
 //! Linux only: connections come from several 127.x.y.z addresses and memory is read from /proc.
+#![allow(clippy::disallowed_methods, reason = "a measuring tool: it times real requests")]
 
 #[cfg(not(target_os = "linux"))]
 fn main() {

@@ -202,7 +202,7 @@ mod tests {
         assert_eq!(throttle_delay(5, 3), Duration::from_secs(4));
         assert_eq!(throttle_delay(100, 3), Duration::from_secs(60));
         let t = LoginThrottle::default();
-        let now = Instant::now();
+        let now = tokio::time::Instant::now().into_std();
         let ann = ["ann".to_string()];
         for _ in 0..3 {
             assert!(t.reserve(&ann, 3, now).is_ok());
@@ -218,7 +218,7 @@ mod tests {
     #[test]
     fn an_attempt_is_counted_under_all_keys_or_none() {
         let t = LoginThrottle::default();
-        let now = Instant::now();
+        let now = tokio::time::Instant::now().into_std();
         let both = ["user:ann".to_string(), "ip:1".to_string()];
         for _ in 0..3 {
             t.reserve(&both[1..], 3, now).unwrap();
@@ -234,7 +234,7 @@ mod tests {
     #[test]
     fn counts_are_forgotten_after_an_hour_of_quiet() {
         let t = LoginThrottle::default();
-        let now = Instant::now();
+        let now = tokio::time::Instant::now().into_std();
         let k = ["register:1".to_string()];
         let mut t_last = now;
         for i in 0..10 {

@@ -9,7 +9,7 @@ use filesync_client::{Connection, ErrorCode, Push};
 use filesync_core::Hash;
 use filesync_proto::{CommitChange, FolderInfo, WireEntry};
 use filesync_server::maintenance::GC_GRACE;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use support::*;
 
 const DAY: i64 = 24 * 3600;
@@ -38,7 +38,7 @@ fn chunk_files(server: &TestServer) -> usize {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    filesync_core::clock::Clock::now_unix(&filesync_core::clock::SystemClock)
 }
 
 /// Uploads and commits `data` as `path` on top of `base_rev`; returns the new entry.

@@ -14,11 +14,11 @@ use filesync_store::pg::testing::TempDatabase;
 use filesync_store::pg::{PgConfig, PgMeta};
 use filesync_store::{ChunkLock, MetaStore, RetentionPolicy};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use support::*;
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    filesync_core::clock::Clock::now_unix(&filesync_core::clock::SystemClock)
 }
 
 /// Instance A (a running server on `db`), and instance B's store and maintenance, sharing A's
@@ -62,9 +62,9 @@ async fn an_upload_on_one_instance_waits_while_another_instance_sweeps_that_user
         c.put_chunks(chunks).await.unwrap();
         c
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while waiting_locks(&db).await == 0 {
-        assert!(std::time::Instant::now() < deadline, "the PutChunks on A waits for B's sweep");
+        assert!(tokio::time::Instant::now() < deadline, "the PutChunks on A waits for B's sweep");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(!upload.is_finished());

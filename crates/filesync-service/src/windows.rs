@@ -344,6 +344,7 @@ fn query(service: &windows_service::service::Service) -> Result<ScmStatus, Servi
 }
 
 /// Polls the service's state until `done` holds, for at most [`STATE_TIMEOUT`].
+#[allow(clippy::disallowed_methods, reason = "a blocking wait on the service control manager, outside any runtime")]
 fn wait_for(
     service: &windows_service::service::Service,
     what: &str,

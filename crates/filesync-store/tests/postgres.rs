@@ -325,9 +325,9 @@ async fn waiting_locks(db: &TempDatabase) -> i64 {
 
 /// Waits (at most ten seconds) until a session waits for an advisory lock.
 async fn until_a_lock_is_awaited(db: &TempDatabase, what: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while waiting_locks(db).await == 0 {
-        assert!(std::time::Instant::now() < deadline, "{what}");
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
@@ -419,13 +419,13 @@ async fn one_instance_at_a_time_holds_the_maintenance_lease() {
     lease.release().await.unwrap();
     let lease = b.try_lock_maintenance().await.unwrap().expect("B's turn once A is done");
     drop(lease); // as if B's run were cancelled mid-way
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         if let Some(lease) = a.try_lock_maintenance().await.unwrap() {
             lease.release().await.unwrap();
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "a dropped lease is released with its connection");
+        assert!(tokio::time::Instant::now() < deadline, "a dropped lease is released with its connection");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }

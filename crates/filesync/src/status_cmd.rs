@@ -8,7 +8,8 @@ use filesync_agent::agent::HomeLock;
 use filesync_agent::config::Home;
 use filesync_agent::status::{AgentStatus, FolderState};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// How long every folder must have been reported in sync before `--wait` believes it: the
 /// agent's status reaches its file within about 200 ms of a change, and a change made just

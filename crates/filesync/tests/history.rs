@@ -8,7 +8,6 @@ mod support;
 use filesync_server::maintenance::Maintenance;
 use filesync_store::{ChunkStore, MetaStore, RetentionPolicy};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use support::*;
 
 const DAY: i64 = 24 * 3600;
@@ -29,7 +28,7 @@ fn maintain(server: &TestServer, days: u32, now: i64) -> filesync_server::mainte
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    filesync_core::clock::Clock::now_unix(&filesync_core::clock::SystemClock)
 }
 
 #[test]

@@ -4,8 +4,9 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
+use tokio::time::Instant;
 
 /// Two computers of one user with `docs` in sync, holding `files`.
 fn pair(server: &TestServer, files: &[(&str, &str)]) -> (TestClient, TestClient) {

@@ -5,8 +5,9 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
+use tokio::time::Instant;
 
 fn status_json(c: &TestClient) -> serde_json::Value {
     c.json(&["status", "--json"])

@@ -484,7 +484,9 @@ fn a_same_size_rewrite_in_the_same_second_as_the_last_sync_is_uploaded() {
     // in between).
     for attempt in 0.. {
         assert!(attempt < 20, "never managed to rewrite within one second");
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        let now = std::time::Duration::from_nanos(filesync_core::clock::Clock::now_ns(
+            &filesync_core::clock::SystemClock,
+        ) as u64);
         std::thread::sleep(std::time::Duration::from_nanos(1_000_000_000 - u64::from(now.subsec_nanos())));
         std::fs::write(&file, format!("version 2, attempt {attempt:02}")).unwrap();
         let written = mtime(&file);

@@ -62,7 +62,7 @@ fn the_windows_service_syncs_both_ways_and_stops_cleanly() {
     assert!(second.stderr.contains("already running"), "{}", second.stderr);
 
     // Stop: a clean exit, state Stopped with exit code 0, nothing left running on the home.
-    let asked = std::time::Instant::now();
+    let asked = tokio::time::Instant::now();
     let out = wine.ok(&["service", "stop"], None);
     assert!(out.contains("Stopped the FileSync service"), "{out}");
     assert!(asked.elapsed() < std::time::Duration::from_secs(10), "stopped within seconds: {:?}", asked.elapsed());

@@ -618,7 +618,7 @@ mod tests {
             Routes::default(),
         ));
         // The backoff doubles (1 s, 2 s, 4 s): wait for a wait of more than 2.5 s.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let (since, next) = loop {
             let s = board.snapshot();
             if let (Some(since), Some(next)) = (s.offline_since_ms, s.next_retry_at_ms)
@@ -627,11 +627,11 @@ mod tests {
                 assert_eq!(s.connection, "offline");
                 break (since, next);
             }
-            assert!(std::time::Instant::now() < deadline, "no long wait: {s:?}");
+            assert!(tokio::time::Instant::now() < deadline, "no long wait: {s:?}");
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
         // Well before that wait ends, "Retry now" makes the agent try again.
-        let asked = std::time::Instant::now();
+        let asked = tokio::time::Instant::now();
         loop {
             live.retry_connection();
             let s = board.snapshot();

@@ -7,7 +7,7 @@ use crate::{Device, Folder, MetaStore, Outcome, ProposedChange, UserId};
 use filesync_core::{ChunkRef, EntryKind, EntryState, FileMeta, Hash, RelPath};
 use sqlx::AssertSqlSafe;
 use std::path::PathBuf;
-use std::time::Instant;
+use tokio::time::Instant;
 
 /// A temporary directory with a database file path in it.
 struct TestDb {

@@ -204,7 +204,7 @@ fn a_slow_uplink_busy_with_an_upload_is_not_declared_dead() {
     let net = Net::start_with_keepalive("8");
     // The agent's connection, which stays open (the login's and the folder's came before).
     wait_until(60, "the laptop's agent connected", || {
-        net.laptop.json(&["status", "--json"])["status"]["connection"] == "online"
+        net.laptop.json(&["status", "--json"])["connection"] == "online"
     });
     net.proxy.set_bandwidth(Dir::Up, Some(MIB / 2));
     let before = net.proxy.accepted();

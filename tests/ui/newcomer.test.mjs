@@ -337,3 +337,16 @@ step('the server goes away: "Offline since HH:MM" in local time, counting down t
   await waitFor('the laptop to reconnect', async () => (await status()).connection === 'online', 15000);
   await docs.getByText('Up to date', { exact: true }).waitFor({ timeout: 20000 });
 });
+
+step('every screen, at desktop and at phone width, fits a phone without sideways scrolling', async () => {
+  const screens = [
+    ['/', 'Dashboard'], ['/add', 'Add a folder'], ['/conflicts', 'Conflicts'], ['/history', 'History and trash'],
+    ['/devices', 'Devices'], ['/activity', 'Activity'], ['/account', 'Account'], ['/folder/Documents', 'Documents'],
+  ];
+  for (const [path, heading] of screens) {
+    await page.goto(new URL(`/#${path}`, page.url()).href);
+    await page.locator('main .screen-title').first().waitFor();
+    assert.equal((await page.locator('main .screen-title').first().textContent()).trim(), heading, `${path}: its title`);
+    await both(`n20-screen-${path.replace(/[^a-z]+/gi, '-').replace(/^-|-$/g, '') || 'dashboard'}`);
+  }
+});

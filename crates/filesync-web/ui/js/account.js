@@ -2,7 +2,7 @@
 // password, log out — and "Log in again" for a computer whose access was revoked, which asks
 // only for the password and keeps the server, the certificate, the name and the folders.
 
-import { h, mount, heading, toast, confirmDialog, field, formError, clearErrors, showError, fmtBytes, fmtCount } from './dom.js';
+import { h, mount, heading, toast, confirmDialog, field, formError, clearErrors, showError, fmtBytes, fmtCount, fingerprintGroups } from './dom.js';
 import { get, post } from './api.js';
 
 /// Whether the server refuses this computer's token, so that only logging in again helps.
@@ -104,7 +104,10 @@ export function accountScreen(main, store) {
         h('dt', {}, 'User'), h('dd', {}, s.user || '—'),
         h('dt', {}, 'Server'), h('dd', {}, s.server || '—'),
         h('dt', {}, 'This computer'), h('dd', {}, s.device_name || '—', s.device_id ? ` (device ${s.device_id})` : ''),
-        h('dt', {}, 'Server certificate'), h('dd', {}, h('code', { class: 'wrap' }, s.fingerprint || '—')))),
+        h('dt', {}, 'Server certificate'), h('dd', {}, s.fingerprint
+          ? h('span', { class: 'fp-groups', title: s.fingerprint, 'aria-label': `SHA-256 fingerprint ${fingerprintGroups(s.fingerprint).join(' ')}` },
+            fingerprintGroups(s.fingerprint).map((g) => h('code', { class: 'fp-group' }, g)))
+          : '—'))),
     storageCard(),
     passwordForm(),
     h('section', { class: 'card' },

@@ -203,9 +203,7 @@ fn latency_of_50_ms_and_a_bandwidth_cap_only_slow_transfers() {
 fn a_slow_uplink_busy_with_an_upload_is_not_declared_dead() {
     let net = Net::start_with_keepalive("8");
     // The agent's connection, which stays open (the login's and the folder's came before).
-    wait_until(60, "the laptop's agent connected", || {
-        net.laptop.json(&["status", "--json"])["connection"] == "online"
-    });
+    wait_until(60, "the laptop's agent connected", || net.laptop.json(&["status", "--json"])["connection"] == "online");
     net.proxy.set_bandwidth(Dir::Up, Some(MIB / 2));
     let before = net.proxy.accepted();
     let files = payload("slow", 3);

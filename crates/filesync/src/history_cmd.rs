@@ -372,12 +372,8 @@ fn percent(used: u64, of: u64) -> String {
 pub async fn usage(home: &Home, json: bool) -> Result<ExitCode> {
     let u = history::usage(home).await?;
     if json {
-        let v = serde_json::json!({
-            "files_current": u.files_current, "bytes_current": u.bytes_current,
-            "versions_history": u.versions_history, "bytes_history": u.bytes_history,
-            "chunks": u.chunks, "bytes_stored": u.bytes_stored, "quota": u.quota,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        // The same view as the UI's `GET /api/usage`.
+        println!("{}", serde_json::to_string_pretty(&u)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!("current files:     {:>8} files, {}", u.files_current, human_bytes(u.bytes_current));

@@ -204,10 +204,35 @@ pub async fn trash(home: &Home, scope: &[(FolderConfig, Option<RelPath>)]) -> Re
     Ok(rows)
 }
 
+/// What this account stores on the server: what `filesync usage --json` prints and
+/// `GET /api/usage` sends.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UsageView {
+    pub files_current: u64,
+    pub bytes_current: u64,
+    /// Older versions kept in the history, and their bytes before deduplication.
+    pub versions_history: u64,
+    pub bytes_history: u64,
+    /// What the server stores (each piece of content once), which the quota counts.
+    pub chunks: u64,
+    pub bytes_stored: u64,
+    /// The account's storage quota in bytes; `None`: unlimited.
+    pub quota: Option<u64>,
+}
+
 /// What this account stores on the server.
-pub async fn usage(home: &Home) -> Result<filesync_proto::UsageInfo, OpsError> {
+pub async fn usage(home: &Home) -> Result<UsageView, OpsError> {
     let (_, conn) = connect(home).await?;
-    Ok(conn.usage().await?)
+    let u = conn.usage().await?;
+    Ok(UsageView {
+        files_current: u.files_current,
+        bytes_current: u.bytes_current,
+        versions_history: u.versions_history,
+        bytes_history: u.bytes_history,
+        chunks: u.chunks,
+        bytes_stored: u.bytes_stored,
+        quota: u.quota,
+    })
 }
 
 #[cfg(test)]

@@ -7,8 +7,7 @@
 //! Callers format the results; nothing here prints or prompts.
 //!
 //! Invariant: the CLI and the UI never re-implement an action; they call these functions.
-//! Invariant: the views hold domain values, never `filesync_proto` messages (one is left to
-//! convert: `history::usage` returns the wire `UsageInfo`).
+//! Invariant: the views hold domain values, never `filesync_proto` messages.
 
 pub mod account;
 pub mod conflicts;

@@ -233,10 +233,5 @@ pub(super) async fn trash_restore_group(State(app): State<AppState>, Json(req): 
 }
 
 pub(super) async fn usage(State(app): State<AppState>) -> ApiResult {
-    let u = history::usage(&app.home).await?;
-    Ok(Json(json!({
-        "files_current": u.files_current, "bytes_current": u.bytes_current,
-        "versions_history": u.versions_history, "bytes_history": u.bytes_history,
-        "chunks": u.chunks, "bytes_stored": u.bytes_stored, "quota": u.quota,
-    })))
+    Ok(to_json(history::usage(&app.home).await?))
 }

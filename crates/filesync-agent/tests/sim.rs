@@ -283,6 +283,12 @@ impl Deletions {
         self.followed.retain(|k, d| !(d.by == c && !d.sent && k.starts_with(&prefix)));
     }
 
+    /// `c` included an excluded subfolder again: what it pulled before says nothing of what
+    /// the server holds there, so its deletions count again only after its next pull.
+    fn included(&mut self, c: usize) {
+        self.last_pull[c] = None;
+    }
+
     fn restored(&mut self, path: &str, step: usize) {
         let k = self.key(path);
         self.followed.remove(&k);
@@ -498,6 +504,9 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                             deletions.excluded(ci, &sub);
                             settings.excluded.push(sub);
                         } else {
+                            // Until it syncs, the computer knows nothing of what the server
+                            // holds there now.
+                            deletions.included(ci);
                             settings.excluded.retain(|e| *e != sub);
                         }
                     }

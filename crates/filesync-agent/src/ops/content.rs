@@ -134,6 +134,10 @@ fn local_path(folder: &FolderConfig, rel: &RelPath) -> Result<PathBuf, OpsError>
 async fn open_local(folder: &FolderConfig, rel: &RelPath) -> Result<Content, OpsError> {
     let p = local_path(folder, rel)?;
     let io = |e| OpsError::Io { what: "cannot read", path: p.clone(), source: e };
+    // A folder is refused as such before opening (Windows cannot open one as a file at all).
+    if tokio::fs::metadata(&p).await.is_ok_and(|m| m.is_dir()) {
+        return Err(OpsError::invalid("path", format!("{rel} is a folder; only files can be opened")));
+    }
     let file = tokio::fs::File::open(&p).await.map_err(io)?;
     let md = file.metadata().await.map_err(io)?;
     if !md.is_file() {

@@ -223,7 +223,9 @@ fn history_lists_every_version_with_time_device_size_and_markers() {
     std::fs::remove_file(desktop.path("a.txt")).unwrap();
     desktop.sync();
     // Relative to the current directory, for a file that no longer exists here.
-    let out = desktop.command().current_dir(&desktop.dir).args(["history", "a.txt"]).output().unwrap();
+    let mut cmd = desktop.command();
+    cmd.current_dir(&desktop.dir).args(["history", "a.txt"]);
+    let out = output_with_stdin(cmd, None);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     // Numbered from the newest, in local time: no revision numbers, no UTC.

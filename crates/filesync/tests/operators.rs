@@ -173,12 +173,14 @@ fn an_operator_creates_users_resets_passwords_and_revokes_devices() {
 #[test]
 fn registration_is_open_by_default_only_on_loopback() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(bin())
-        .args(["server", "--data"])
-        .arg(tmp.path().join("server"))
-        .args(["--listen", "0.0.0.0:0"])
-        .output()
-        .unwrap();
+    let out = output_with_stdin(
+        {
+            let mut c = Command::new(bin());
+            c.args(["server", "--data"]).arg(tmp.path().join("server")).args(["--listen", "0.0.0.0:0"]);
+            c
+        },
+        None,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a server reachable from other computers must not start with open registration");
     assert!(err.contains("--registration open") && err.contains("--registration invite"), "{err}");

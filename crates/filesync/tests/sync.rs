@@ -231,14 +231,9 @@ fn sync_resumes_after_the_server_is_killed_mid_upload() {
     let b = TestClient::login(&server, "ann", "desktop");
     let data = random_bytes(300 << 20, 11);
     a.write("huge.bin", &data);
-    let mut child = a
-        .command()
-        .arg("sync")
-        .arg("--quiet")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = a.command();
+    child.arg("sync").arg("--quiet").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = spawn(&mut child).unwrap();
     // Kill the server once some, but not all, chunks have arrived.
     wait_until(60, "upload to start", || server.chunk_files() > 3);
     server.kill();
@@ -264,14 +259,9 @@ fn a_download_interrupted_by_a_killed_server_leaves_no_partial_file() {
     let data = random_bytes(200 << 20, 5);
     a.write("movie.bin", &data);
     a.sync();
-    let mut child = b
-        .command()
-        .arg("sync")
-        .arg("--quiet")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = b.command();
+    child.arg("sync").arg("--quiet").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = spawn(&mut child).unwrap();
     wait_until(60, "download to start", || {
         walk_files(&b.dir).iter().any(|p| p.to_string_lossy().contains(".filesync-tmp-"))
     });
@@ -406,7 +396,7 @@ fn a_client_killed_mid_download_leaves_no_partial_file_and_resumes() {
     a.write("video.bin", &data);
     a.write("small.txt", "small");
     a.sync();
-    let mut child = b.command().args(["sync", "--quiet"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = spawn(b.command().args(["sync", "--quiet"]).stdout(std::process::Stdio::null())).unwrap();
     wait_until(60, "download to start", || {
         walk_files(&b.dir).iter().any(|p| p.to_string_lossy().contains(".filesync-tmp-"))
     });

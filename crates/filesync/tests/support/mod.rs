@@ -17,6 +17,23 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_filesync")
 }
 
+/// Starts `cmd`. Under Wine, starting a process now and then fails with `ERROR_INTERNAL_ERROR`
+/// (1359) while the machine is busy, a fault of the emulation and not of FileSync; that one
+/// error is retried a few times. Every other error is returned as it is.
+pub fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
+    const ERROR_INTERNAL_ERROR: i32 = 1359;
+    let mut attempt = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if cfg!(windows) && e.raw_os_error() == Some(ERROR_INTERNAL_ERROR) && attempt < 5 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(200 * attempt));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Waits for `cond` to hold, polling, and panics with `what` after `secs` seconds.
 pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -91,16 +108,17 @@ impl TestServer {
 
     /// Starts a server on `data` and `listen`, waiting until it prints its address.
     pub fn start_at(data: &Path, listen: &str, extra: &[&str]) -> TestServer {
-        let mut child = Command::new(bin())
-            .args(["server", "--data"])
-            .arg(data)
-            .args(["--listen", listen])
-            .args(extra)
-            .env("FILESYNC_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start server");
+        let mut child = spawn(
+            Command::new(bin())
+                .args(["server", "--data"])
+                .arg(data)
+                .args(["--listen", listen])
+                .args(extra)
+                .env("FILESYNC_LOG", "warn")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+        )
+        .expect("start server");
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let (mut addr, mut fingerprint) = (String::new(), String::new());
         let mut line = String::new();
@@ -384,14 +402,14 @@ impl TestClient {
 
     /// [`TestClient::agent`] with these environment variables set.
     pub fn agent_with_env(&self, env: &[(&str, &str)]) -> AgentGuard {
-        let child = self
-            .command()
-            .args(["agent", "--no-ui"])
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let child = spawn(
+            self.command()
+                .args(["agent", "--no-ui"])
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit()),
+        )
+        .unwrap();
         AgentGuard(Some(child))
     }
 }
@@ -515,13 +533,10 @@ pub struct UiAgent {
 impl TestClient {
     /// Starts `filesync agent` with its web UI on a free loopback port, and waits for the UI.
     pub fn agent_with_ui(&self) -> UiAgent {
-        let child = self
-            .command()
-            .args(["agent", "--ui-listen", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let child = spawn(
+            self.command().args(["agent", "--ui-listen", "127.0.0.1:0"]).stdout(Stdio::null()).stderr(Stdio::inherit()),
+        )
+        .unwrap();
         let guard = AgentGuard(Some(child));
         let addr_file = self.home.join("ui-address");
         wait_until(20, "the agent to serve its UI", || addr_file.exists());
@@ -568,7 +583,7 @@ impl TestClient {
 
 /// Runs `cmd` with `stdin` (one line, if any) as its standard input and collects its output.
 pub fn output_with_stdin(mut cmd: Command, stdin: Option<&str>) -> Output {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = spawn(cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped())).unwrap();
     {
         let mut i = child.stdin.take().unwrap();
         if let Some(s) = stdin {

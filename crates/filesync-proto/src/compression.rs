@@ -9,6 +9,7 @@
 //! allocation.
 
 use bytes::Bytes;
+use std::cell::RefCell;
 
 /// `ChunkData.encoding`: the bytes are the chunk itself.
 pub const ENCODING_PLAIN: u32 = 0;
@@ -22,6 +23,33 @@ pub const ENCODING_DELTA: u32 = 2;
 pub const ZSTD_LEVEL: i32 = 1;
 
 const SAMPLE: usize = 16 * 1024;
+
+thread_local! {
+    // One zstd context per thread, reused: making a context costs more than compressing a
+    // small chunk, and a folder of small files sends thousands of them.
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn compress(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with_borrow_mut(|c| {
+        let c = match c {
+            Some(c) => c,
+            None => c.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+        };
+        c.compress(data)
+    })
+}
+
+fn decompress(data: &[u8], max_len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with_borrow_mut(|d| {
+        let d = match d {
+            Some(d) => d,
+            None => d.insert(zstd::bulk::Decompressor::new()?),
+        };
+        d.decompress(data, max_len)
+    })
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ChunkCodecError {
@@ -37,11 +65,11 @@ pub fn encode_chunk(data: &Bytes) -> (u32, Bytes) {
         return (ENCODING_PLAIN, data.clone());
     }
     let sample = &data[..data.len().min(SAMPLE)];
-    match zstd::bulk::compress(sample, ZSTD_LEVEL) {
+    match compress(sample) {
         Ok(c) if c.len() * 10 < sample.len() * 9 => {}
         _ => return (ENCODING_PLAIN, data.clone()),
     }
-    match zstd::bulk::compress(data, ZSTD_LEVEL) {
+    match compress(data) {
         Ok(c) if c.len() * 20 < data.len() * 19 => (ENCODING_ZSTD, Bytes::from(c)),
         _ => (ENCODING_PLAIN, data.clone()),
     }
@@ -51,9 +79,7 @@ pub fn encode_chunk(data: &Bytes) -> (u32, Bytes) {
 pub fn decode_chunk(encoding: u32, data: Bytes, max_len: usize) -> Result<Bytes, ChunkCodecError> {
     match encoding {
         ENCODING_PLAIN => Ok(data),
-        ENCODING_ZSTD => {
-            zstd::bulk::decompress(&data, max_len).map(Bytes::from).map_err(|_| ChunkCodecError::Corrupt(max_len))
-        }
+        ENCODING_ZSTD => decompress(&data, max_len).map(Bytes::from).map_err(|_| ChunkCodecError::Corrupt(max_len)),
         other => Err(ChunkCodecError::UnknownEncoding(other)),
     }
 }

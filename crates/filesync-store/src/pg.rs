@@ -58,6 +58,11 @@ type DbRow = sqlx::postgres::PgRow;
 /// Appended to a `SELECT` of rows a write transaction must hold still until it ends.
 const FOR_UPDATE: &str = " FOR UPDATE";
 
+/// A statement with a list of parameters as long as its batch, as it is.
+fn batch_sql(sql: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(sql)
+}
+
 /// A write transaction, at PostgreSQL's default `READ COMMITTED`: what must not change under it
 /// is locked by row (see the module doc).
 async fn begin_write(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {

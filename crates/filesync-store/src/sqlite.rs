@@ -43,6 +43,12 @@ type DbRow = sqlx::sqlite::SqliteRow;
 /// `BEGIN IMMEDIATE` already holds the whole database.
 const FOR_UPDATE: &str = "";
 
+/// A statement with a list of parameters as long as its batch: written with anonymous
+/// parameters (see [`crate::sql::positional`]).
+fn batch_sql(sql: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(crate::sql::positional(&sql))
+}
+
 /// A write transaction: `BEGIN IMMEDIATE` takes SQLite's write lock at once.
 async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)

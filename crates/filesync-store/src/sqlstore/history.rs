@@ -241,7 +241,7 @@ async fn prune_batch(
          WHERE v.folder_id = $1 AND v.path IN ({}) ORDER BY v.path, v.rev",
         sql::params(2, paths.len())
     );
-    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(folder);
+    let mut q = sqlx::query(super::batch_sql(sql)).bind(folder);
     for p in paths {
         q = q.bind(p.as_str());
     }
@@ -272,7 +272,7 @@ async fn prune_batch(
 async fn delete_versions(conn: &mut DbConn, folder: i64, revs: &[i64]) -> Result<()> {
     for batch in revs.chunks(IN_LIST) {
         let sql = format!("DELETE FROM versions WHERE folder_id = $1 AND rev IN ({})", sql::params(2, batch.len()));
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(folder);
+        let mut q = sqlx::query(super::batch_sql(sql)).bind(folder);
         for rev in batch {
             q = q.bind(*rev);
         }
@@ -375,7 +375,7 @@ pub(super) async fn delete_chunks(pool: &DbPool, sweep: &ChunkSweep, hashes: &[H
             "DELETE FROM chunks WHERE user_id = $1 AND added_at < $2 AND hash IN ({}) RETURNING hash, size",
             sql::params(3, batch.len())
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(key(sweep.user)).bind(sweep.added_before);
+        let mut q = sqlx::query(super::batch_sql(sql)).bind(key(sweep.user)).bind(sweep.added_before);
         for h in batch {
             q = q.bind(h.as_bytes().as_slice());
         }

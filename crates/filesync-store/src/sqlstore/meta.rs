@@ -18,7 +18,7 @@ use crate::{
 use async_trait::async_trait;
 use filesync_core::{EntryState, Hash, RelPath};
 use futures::stream::BoxStream;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::Row;
 
 #[async_trait]
 impl MetaStore for Store {
@@ -346,7 +346,7 @@ impl MetaStore for Store {
                  ON CONFLICT (user_id, hash) DO UPDATE SET added_at = excluded.added_at",
                 sql::value_rows(batch.len(), 4)
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = sqlx::query(super::batch_sql(sql));
             for (hash, size) in batch {
                 q = q.bind(key(user)).bind(hash.as_bytes().as_slice()).bind(i64::from(*size)).bind(now);
             }
@@ -360,7 +360,7 @@ impl MetaStore for Store {
         let mut tx = begin_write(&self.write).await?;
         for batch in hashes.chunks(sql::IN_LIST) {
             let sql = format!("DELETE FROM chunks WHERE user_id = $1 AND hash IN ({})", sql::params(2, batch.len()));
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(key(user));
+            let mut q = sqlx::query(super::batch_sql(sql)).bind(key(user));
             for h in batch {
                 q = q.bind(h.as_bytes().as_slice());
             }

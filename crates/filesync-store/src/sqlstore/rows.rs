@@ -143,7 +143,7 @@ pub(super) async fn current_entries(
             ),
             sql::params(2, batch.len())
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(folder);
+        let mut q = sqlx::query(super::batch_sql(sql)).bind(folder);
         for p in batch {
             q = q.bind(*p);
         }
@@ -161,7 +161,7 @@ pub(super) async fn known_chunks(conn: &mut DbConn, user: i64, hashes: &[&Hash])
     for batch in hashes.chunks(IN_LIST) {
         let sql =
             format!("SELECT hash, size FROM chunks WHERE user_id = $1 AND hash IN ({})", sql::params(2, batch.len()));
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(user);
+        let mut q = sqlx::query(super::batch_sql(sql)).bind(user);
         for h in batch {
             q = q.bind(h.as_bytes().as_slice());
         }
@@ -184,7 +184,7 @@ async fn insert_versions(conn: &mut DbConn, folder: i64, entries: &[EntryState])
              device_id, device_name, committed_at) VALUES {}",
             sql::value_rows(batch.len(), VERSION_COLS)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(super::batch_sql(sql));
         for e in batch {
             let m = e.meta.as_ref();
             q = q
@@ -218,7 +218,7 @@ async fn upsert_current(conn: &mut DbConn, folder: i64, revs: &[(&str, u64)]) ->
              ON CONFLICT (folder_id, path) DO UPDATE SET rev = excluded.rev",
             sql::value_rows(batch.len(), 3)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(super::batch_sql(sql));
         for (path, rev) in batch {
             q = q.bind(folder).bind(*path).bind(key(*rev));
         }

@@ -59,6 +59,9 @@ pub trait TempFile: Write + Send {
     }
     /// Records that the contents are durable already (a batch sync covered them).
     fn mark_synced(&mut self) {}
+    /// Its file name (in its directory): [`Filesystem::clean_temp_files_except`] spares the
+    /// temporary files still in use by name.
+    fn file_name(&self) -> &str;
 }
 
 pub trait Filesystem: Send + Sync {
@@ -84,7 +87,12 @@ pub trait Filesystem: Send + Sync {
     /// A new temporary file in `dir` (`None`: the root). The directory must exist.
     fn create_temp(&self, dir: Option<&RelPath>) -> io::Result<Box<dyn TempFile>>;
     /// Removes leftover temporary files (from a crash) below the root; returns how many.
-    fn clean_temp_files(&self) -> io::Result<usize>;
+    fn clean_temp_files(&self) -> io::Result<usize> {
+        self.clean_temp_files_except(&std::collections::HashSet::new())
+    }
+    /// [`Filesystem::clean_temp_files`], sparing the temporary files named in `keep` (the
+    /// downloads cut short that are kept to resume).
+    fn clean_temp_files_except(&self, keep: &std::collections::HashSet<String>) -> io::Result<usize>;
     /// Makes the contents of many temporary files durable at once where the platform allows
     /// (Linux: one `syncfs` instead of one fsync per file).
     fn sync_temps(&self, files: &mut [Box<dyn TempFile>]) -> io::Result<()> {

@@ -695,7 +695,7 @@ impl Filesystem for MemFs {
         Ok(Box::new(MemTemp { fs: self.clone(), dir, name, times: None, written_after_times: false, persisted: false }))
     }
 
-    fn clean_temp_files(&self) -> io::Result<usize> {
+    fn clean_temp_files_except(&self, keep: &std::collections::HashSet<String>) -> io::Result<usize> {
         let mut st = self.lock();
         if !st.root_exists {
             return Err(err(io::ErrorKind::NotFound, "folder root does not exist"));
@@ -705,7 +705,9 @@ impl Filesystem for MemFs {
         while let Some(dir) = stack.pop() {
             let Node::Dir(children) = &mut dir.node else { continue };
             let before = children.len();
-            children.retain(|_, e| !(e.name.starts_with(TEMP_PREFIX) && matches!(e.node, Node::File(_))));
+            children.retain(|_, e| {
+                !(e.name.starts_with(TEMP_PREFIX) && !keep.contains(&e.name) && matches!(e.node, Node::File(_)))
+            });
             removed += before - children.len();
             stack.extend(children.values_mut().filter(|e| matches!(e.node, Node::Dir(_))));
         }
@@ -801,6 +803,10 @@ impl TempFile for MemTemp {
 
     fn persist_deferred(mut self: Box<Self>, dest: &RelPath) -> io::Result<()> {
         self.rename_into_place(dest, true)
+    }
+
+    fn file_name(&self) -> &str {
+        &self.name
     }
 }
 

@@ -665,8 +665,8 @@ mod tests {
             fn create_temp(&self, dir: Option<&RelPath>) -> io::Result<Box<dyn crate::fs::TempFile>> {
                 self.0.create_temp(dir)
             }
-            fn clean_temp_files(&self) -> io::Result<usize> {
-                self.0.clean_temp_files()
+            fn clean_temp_files_except(&self, keep: &std::collections::HashSet<String>) -> io::Result<usize> {
+                self.0.clean_temp_files_except(keep)
             }
         }
         let mem = MemFs::new();

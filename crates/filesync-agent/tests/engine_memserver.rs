@@ -335,3 +335,75 @@ async fn a_new_file_in_an_excluded_subfolder_is_uploaded_then_evicted_in_one_syn
     b.sync().await;
     assert_eq!(b.fs.read("Projects/new.txt").unwrap(), b"made just now", "on the server first");
 }
+
+/// A download cut short by a lost connection goes on, over the next connection, from its last
+/// whole chunk: what arrived before is kept in the hidden temporary file (never under the
+/// file's name), and only the rest is fetched.
+#[tokio::test]
+async fn a_download_cut_short_resumes_from_its_last_whole_chunk_over_the_next_connection() {
+    let server = Arc::new(MemServer::default());
+    let a = Computer::new(&server, "laptop").await;
+    let data = noise(24 << 20, 5);
+    a.fs.write("big.bin", data.clone());
+    a.sync().await;
+    let chunks = server.inner.lock().unwrap().chunks.len();
+    assert!(chunks >= 8, "a file of many chunks: {chunks}");
+
+    let b = Computer::new(&server, "desktop").await;
+    {
+        let mut s = server.inner.lock().unwrap();
+        s.chunks_before_drop = Some(3);
+        s.similar_down.clear();
+    }
+    let _ = b.sync_result().await;
+    let first: usize = server.inner.lock().unwrap().similar_down.len();
+    assert!(first > 0 && first < chunks, "some chunks, not all, came before the drop: {first} of {chunks}");
+    assert_eq!(b.fs.read("big.bin"), None, "nothing under the file's name");
+    assert_eq!(b.engine.partials.len(), 1, "the download cut short is kept");
+
+    // The agent connects again: a new engine, the same kept downloads.
+    {
+        let mut s = server.inner.lock().unwrap();
+        s.chunks_before_drop = None;
+        s.similar_down.clear();
+    }
+    let server_api: Arc<dyn ServerApi> = server.clone();
+    let again =
+        Engine::with_server(server_api, b.engine.db.clone(), "desktop".into()).with_partials(b.engine.partials.clone());
+    let fs: Arc<dyn Filesystem> = Arc::new(b.fs.clone());
+    let r = again.sync_folder(&b.folder, fs, &Progress::default()).await.unwrap();
+    assert_eq!(r.downloaded, 1, "{r:?}");
+    assert_eq!(b.fs.read("big.bin").as_deref(), Some(&data[..]));
+    let second = server.inner.lock().unwrap().similar_down.len();
+    assert!(second < chunks, "only what did not arrive before is fetched: {second} of {chunks}");
+    assert!(again.partials.is_empty());
+    let temps: Vec<String> =
+        b.fs.list_all().into_iter().filter(|p| p.contains(filesync_core::path::TEMP_PREFIX)).collect();
+    assert!(temps.is_empty(), "the kept temporary file became big.bin: {temps:?}");
+}
+
+/// A folder deleted on the other computer is deleted here too, although a download cut short
+/// keeps a hidden file in it: the kept download goes with it, and the folder does not come back.
+#[tokio::test]
+async fn a_folder_holding_a_download_cut_short_is_deleted_when_the_other_computer_deletes_it() {
+    let server = Arc::new(MemServer::default());
+    let a = Computer::new(&server, "laptop").await;
+    a.fs.write("d/small.txt", "small");
+    a.sync().await;
+    let b = Computer::new(&server, "desktop").await;
+    b.sync().await;
+    a.fs.write("d/big.bin", noise(12 << 20, 6));
+    a.sync().await;
+    server.inner.lock().unwrap().chunks_before_drop = Some(2);
+    let _ = b.sync_result().await;
+    assert_eq!(b.engine.partials.len(), 1, "the download cut short is kept");
+    server.inner.lock().unwrap().chunks_before_drop = None;
+
+    assert!(a.fs.remove("d"));
+    a.sync().await;
+    b.sync().await;
+    assert!(b.engine.partials.is_empty());
+    assert_eq!(b.fs.list_all(), Vec::<String>::new(), "the folder and everything in it are gone");
+    a.sync().await;
+    assert_eq!(a.fs.list_all(), Vec::<String>::new(), "and the folder did not come back");
+}

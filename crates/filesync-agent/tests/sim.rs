@@ -48,7 +48,7 @@ mod memserver;
 
 use backend::Backend;
 use filesync_agent::config::{Direction, FolderConfig, FolderSettings};
-use filesync_agent::engine::{Engine, PassReport};
+use filesync_agent::engine::{Engine, Partials, PassReport};
 use filesync_agent::fs::Filesystem;
 use filesync_agent::memfs::MemFs;
 use filesync_agent::state::StateDb;
@@ -75,6 +75,9 @@ struct Computer {
     token: String,
     /// The folder and its settings, which the workload changes.
     folder: RefCell<FolderConfig>,
+    /// Downloads cut short, kept to resume, as the agent keeps them across connections (a
+    /// crash loses them).
+    partials: RefCell<Arc<Partials>>,
 }
 
 impl Computer {
@@ -86,6 +89,7 @@ impl Computer {
             db: StateDb::memory().await.unwrap(),
             token: backend.enrol(name).await,
             folder: RefCell::new(FolderConfig::new("docs", format!("/{name}"))),
+            partials: RefCell::default(),
         }
     }
 
@@ -93,7 +97,9 @@ impl Computer {
     /// conflict-copy names and racy timestamps follow the seed, not the real time.
     async fn pass(&self, backend: &Backend) -> Result<PassReport, String> {
         let api = backend.connect(&self.token).await.map_err(|e| format!("cannot connect: {e}"))?;
-        let engine = Engine::with_server(api, self.db.clone(), self.name.clone()).with_clock(Arc::new(self.fs.clone()));
+        let engine = Engine::with_server(api, self.db.clone(), self.name.clone())
+            .with_clock(Arc::new(self.fs.clone()))
+            .with_partials(self.partials.borrow().clone());
         let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
         let folder = self.folder.borrow().clone();
         engine.sync_folder(&folder, fs, &Progress::default()).await.map_err(|e| e.to_string())
@@ -466,6 +472,8 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 c.try_sync(&backend, trace).await;
                 deletions.partial(ci, step);
                 // The process died, or the power went and the disk lost what was not durable.
+                // Either way its memory is gone.
+                c.partials.replace(Arc::default());
                 if rng.random_bool(0.5) {
                     trace.log(format!("  {}: power loss (volatile changes: {})", c.name, c.fs.has_volatile_changes()));
                     c.fs.power_loss();

@@ -150,12 +150,12 @@ fn repeated_cuts_and_resets_every_few_mebibytes_still_finish_every_transfer() {
     assert!(net.proxy.killed() >= 2, "over 9 MiB each way, a kill every 9 MiB: {}", net.proxy.killed());
 }
 
-/// Known bug, found by this suite: a download is not resumable. Chunks already received go to
-/// the hidden temporary file, which a lost connection discards, and the next attempt fetches
-/// the file from its first chunk again — so on a link that drops every 9 MiB a 16 MiB file
-/// never arrives (uploads resume: the server keeps the chunks it stored). Run with `--ignored`.
+/// Regression, found by this suite: a download was not resumable. Chunks already received went
+/// to the hidden temporary file, which a lost connection discarded, and the next attempt
+/// fetched the file from its first chunk again — so on a link that drops every 9 MiB a 16 MiB
+/// file never arrived. Now the agent keeps the file cut short and goes on from its last whole
+/// chunk (`engine::Partials`), as uploads do (the server keeps the chunks it stored).
 #[test]
-#[ignore = "known bug: a download restarts from its first chunk after a lost connection"]
 fn a_download_bigger_than_what_a_flaky_link_carries_between_drops_still_arrives() {
     upload_and_download(|p, dir| {
         if dir == Dir::Down {

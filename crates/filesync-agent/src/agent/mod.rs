@@ -488,6 +488,8 @@ async fn manage_connection(
         }
     };
     let live = board.live().cloned();
+    // Downloads cut short by a lost connection, for the next connection's engine to resume.
+    let partials = Arc::new(crate::engine::Partials::default());
     let mut backoff = Duration::from_secs(1);
     // Since when the server could not be reached (kept across failed attempts).
     let mut offline_since: Option<i64> = None;
@@ -514,7 +516,8 @@ async fn manage_connection(
                     s.next_retry_at_ms = None;
                 });
                 let mut pushes = conn.take_pushes().expect("fresh connection");
-                engine_tx.send_replace(Some(Engine::new(conn.clone(), db.clone(), device_name.clone())));
+                let engine = Engine::new(conn.clone(), db.clone(), device_name.clone()).with_partials(partials.clone());
+                engine_tx.send_replace(Some(engine));
                 broadcast(Event::Connected);
                 while let Some(p) = pushes.recv().await {
                     match p {

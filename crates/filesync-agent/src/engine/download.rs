@@ -42,6 +42,83 @@ pub struct LocalChunk {
     pub len: u32,
 }
 
+/// Downloads cut short (a lost connection, mostly), kept to resume: the hidden temporary file
+/// with the chunks it holds, a prefix of the version being downloaded, each verified as it
+/// came. The next download of the same path goes on from there when the version it wants
+/// starts with those chunks, so a file bigger than what a flaky link carries between drops
+/// still arrives. Shared by the engines of one agent (one per connection); a partial dropped
+/// (replaced, evicted, or of a version no longer wanted) removes its file.
+#[derive(Default)]
+pub struct Partials {
+    kept: std::sync::Mutex<Vec<Partial>>,
+}
+
+pub(super) struct Partial {
+    folder: String,
+    path: RelPath,
+    tmp: Box<dyn crate::fs::TempFile>,
+    /// The chunks written, from the start of the file.
+    chunks: Vec<ChunkRef>,
+    bytes: u64,
+}
+
+impl Partials {
+    /// Downloads kept at once; the oldest goes when another comes. Each holds an open file.
+    const MAX: usize = 16;
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Vec<Partial>> {
+        self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes the partial download of `path`, if one is kept.
+    fn take(&self, folder: &str, path: &RelPath) -> Option<Partial> {
+        let mut kept = self.kept();
+        let i = kept.iter().position(|p| p.folder == folder && p.path == *path)?;
+        Some(kept.remove(i))
+    }
+
+    /// Keeps `p`, replacing an older one of the same path. Returns what no longer fits, for
+    /// the caller to drop (which removes its file) outside the lock.
+    fn keep(&self, p: Partial) -> Vec<Partial> {
+        let mut kept = self.kept();
+        let mut gone: Vec<Partial> = Vec::new();
+        if let Some(i) = kept.iter().position(|k| k.folder == p.folder && k.path == p.path) {
+            gone.push(kept.remove(i));
+        }
+        kept.push(p);
+        while kept.len() > Self::MAX {
+            gone.push(kept.remove(0));
+        }
+        gone
+    }
+
+    /// Takes the partial downloads of `folder` at `paths` or below them (deleted here, so the
+    /// hidden file would keep its folder from being removed), for the caller to drop.
+    pub(super) fn take_under(&self, folder: &str, paths: &[RelPath]) -> Vec<Partial> {
+        let mut kept = self.kept();
+        let (gone, stay): (Vec<Partial>, Vec<Partial>) = std::mem::take(&mut *kept)
+            .into_iter()
+            .partition(|p| p.folder == folder && paths.iter().any(|d| *d == p.path || d.is_ancestor_of(&p.path)));
+        *kept = stay;
+        gone
+    }
+
+    /// The file names of the partial downloads kept in `folder`, which a clean-up of leftover
+    /// temporary files must spare.
+    pub fn temp_names(&self, folder: &str) -> std::collections::HashSet<String> {
+        self.kept().iter().filter(|p| p.folder == folder).map(|p| p.tmp.file_name().to_owned()).collect()
+    }
+
+    /// How many downloads are kept to resume (for tests).
+    pub fn len(&self) -> usize {
+        self.kept().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// What happened to one job.
 #[derive(Debug)]
 pub enum DownloadResult {
@@ -98,24 +175,48 @@ type Remote = (Hash, Option<(Hash, LocalChunk)>);
 
 /// Where each chunk occurrence of each job comes from.
 enum Source {
+    /// Already in the kept partial download the job goes on from.
+    Resumed,
     Local(LocalChunk),
     /// Index of the fetch batch that carries it.
     Remote(usize),
 }
 
-/// Runs the jobs; results are in job order, with the bytes fetched from the server. Fetches
-/// are paced by `throttle`; a local file changed meanwhile is kept as a conflict copy named
-/// after `copy_names` (this device's name, the time).
+/// What a download run works with besides its jobs.
+pub struct Context<'a> {
+    pub progress: &'a Progress,
+    /// Names a conflict copy of a local file changed meanwhile: this device's name, the time.
+    pub copy_names: (&'a str, i64),
+    /// Paces the fetches.
+    pub throttle: &'a super::throttle::Throttle,
+    /// Downloads cut short, to resume and to keep, and the folder they are in.
+    pub partials: (&'a Arc<Partials>, &'a str),
+}
+
+/// Runs the jobs; results are in job order, with the bytes fetched from the server.
 pub async fn run(
     conn: &Arc<dyn ServerApi>,
     fs: Arc<dyn Filesystem>,
     jobs: Vec<DownloadJob>,
     local_chunks: &HashMap<Hash, LocalChunk>,
-    progress: &Progress,
-    copy_names: (&str, i64),
-    throttle: &super::throttle::Throttle,
+    cx: Context<'_>,
 ) -> Result<(Vec<DownloadResult>, u64), SyncError> {
+    let Context { progress, copy_names, throttle, partials } = cx;
     let (device_name, now_unix) = copy_names;
+    let (partials, folder) = partials;
+    // Downloads cut short before go on where they stopped, if they fetch the same content.
+    let mut resumed: HashMap<usize, Partial> = HashMap::new();
+    let mut stale = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        if let Some(p) = partials.take(folder, &job.path) {
+            if !p.chunks.is_empty() && job.meta.chunks.starts_with(&p.chunks) {
+                resumed.insert(i, p);
+            } else {
+                stale.push(p);
+            }
+        }
+    }
+    drop_blocking(stale).await;
     let fetched_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     // Assign every chunk occurrence a source, grouping remote ones into batches in the order
     // the writer will consume them.
@@ -124,10 +225,12 @@ pub async fn run(
     let mut batch_bytes = 0usize;
     let mut in_batch: HashMap<Hash, usize> = HashMap::new();
     let mut sources: Vec<Vec<Source>> = Vec::with_capacity(jobs.len());
-    for job in &jobs {
+    for (i, job) in jobs.iter().enumerate() {
         let mut s = Vec::with_capacity(job.meta.chunks.len());
         let layout = super::ChunkLayout::new(&job.previous);
-        for (off, c) in chunk_offsets(&job.meta.chunks) {
+        let skip = resumed.get(&i).map_or(0, |p| p.chunks.len());
+        s.extend((0..skip).map(|_| Source::Resumed));
+        for (off, c) in chunk_offsets(&job.meta.chunks).skip(skip) {
             if let Some(l) = local_chunks.get(&c.hash) {
                 s.push(Source::Local(l.clone()));
                 continue;
@@ -165,7 +268,8 @@ pub async fn run(
         let fs = fs.clone();
         let jobs = jobs.clone();
         let device_name = device_name.to_string();
-        tokio::task::spawn_blocking(move || write_all(&*fs, &jobs, rx, &device_name, now_unix))
+        let keep = (partials.clone(), folder.to_string());
+        tokio::task::spawn_blocking(move || write_all(&*fs, &jobs, rx, &device_name, now_unix, resumed, keep))
     };
 
     let conn2 = conn.clone();
@@ -197,6 +301,10 @@ pub async fn run(
         }
         for (c, src) in job.meta.chunks.iter().zip(&sources[i]) {
             let piece = match src {
+                Source::Resumed => {
+                    progress.bytes_done.fetch_add(c.len as u64, std::sync::atomic::Ordering::Relaxed);
+                    continue;
+                }
                 Source::Local(l) => Piece::Local(c.hash, l.clone()),
                 Source::Remote(b) => {
                     while loaded.as_ref().map(|(n, _)| n) != Some(b) {
@@ -257,20 +365,36 @@ async fn read_similar(fs: Arc<dyn Filesystem>, batch: Vec<Remote>) -> Result<Vec
     .map_err(|e| SyncError::Internal(format!("reading local chunks panicked: {e}")))
 }
 
-/// The blocking writer: consumes pieces in job order.
+/// Drops partial downloads (removing their files) on a blocking thread.
+pub(super) async fn drop_blocking(gone: Vec<Partial>) {
+    if !gone.is_empty() {
+        let _ = tokio::task::spawn_blocking(move || drop(gone)).await;
+    }
+}
+
+/// The blocking writer: consumes pieces in job order. A file cut short (the pieces stop
+/// mid-file: the connection was lost) is kept in `keep` to resume, with the chunks it holds.
 fn write_all(
     fs: &dyn Filesystem,
     jobs: &[DownloadJob],
     rx: std::sync::mpsc::Receiver<Piece>,
     device_name: &str,
     now_unix: i64,
+    mut resumed: HashMap<usize, Partial>,
+    keep: (Arc<Partials>, String),
 ) -> Vec<DownloadResult> {
     let mut results: Vec<DownloadResult> = jobs.iter().map(|_| DownloadResult::Failed("interrupted".into())).collect();
     let mut current: Option<(usize, Result<FileWriter, String>)> = None;
     let mut batch = Batch::default();
     while let Ok(piece) = rx.recv() {
         match piece {
-            Piece::Start(i) => current = Some((i, FileWriter::start(fs, &jobs[i]))),
+            Piece::Start(i) => {
+                let w = match resumed.remove(&i) {
+                    Some(p) => Ok(FileWriter { tmp: p.tmp, written: p.bytes }),
+                    None => FileWriter::start(fs, &jobs[i]),
+                };
+                current = Some((i, w));
+            }
             Piece::Data(d) => {
                 if let Some((_, Ok(w))) = &mut current
                     && let Err(e) = w.write(&d)
@@ -307,6 +431,28 @@ fn write_all(
         }
     }
     batch.install(fs, jobs, &mut results, device_name, now_unix);
+    let (partials, folder) = keep;
+    // Partial downloads this run never came to stay for the next.
+    for (_, p) in resumed {
+        drop(partials.keep(p));
+    }
+    if let Some((i, Ok(mut w))) = current
+        && w.written > 0
+        && w.tmp.flush().is_ok()
+    {
+        // Whole chunks only are written (each verified as it came): find how many.
+        let mut end = 0u64;
+        let done = jobs[i].meta.chunks.iter().take_while(|c| {
+            end += u64::from(c.len);
+            end <= w.written
+        });
+        let chunks: Vec<ChunkRef> = done.cloned().collect();
+        if chunks.iter().map(|c| u64::from(c.len)).sum::<u64>() == w.written {
+            let p = Partial { folder, path: jobs[i].path.clone(), tmp: w.tmp, chunks, bytes: w.written };
+            tracing::debug!(path = %p.path, bytes = p.bytes, "kept a download cut short, to resume");
+            drop(partials.keep(p));
+        }
+    }
     results
 }
 

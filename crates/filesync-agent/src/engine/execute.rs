@@ -213,9 +213,12 @@ impl Executor<'_> {
             self.fs.clone(),
             jobs.clone(),
             &local_chunks,
-            self.progress,
-            (&self.engine.device_name, self.now_unix),
-            &self.run.down,
+            download::Context {
+                progress: self.progress,
+                copy_names: (&self.engine.device_name, self.now_unix),
+                throttle: &self.run.down,
+                partials: (&self.engine.partials, self.name),
+            },
         )
         .await?;
         self.report.bytes_down += fetched;
@@ -338,6 +341,7 @@ impl Executor<'_> {
     /// unchanged since the scan (a changed file is uploaded by the next pass instead).
     async fn delete_local(&mut self, paths: Vec<RelPath>) -> Result<(), SyncError> {
         let mut rec = StepRecord::default();
+        download::drop_blocking(self.engine.partials.take_under(self.name, &paths)).await;
         for path in paths {
             let fs = self.fs.clone();
             let p = path.clone();

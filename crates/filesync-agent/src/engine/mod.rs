@@ -20,6 +20,7 @@ use crate::config::FolderConfig;
 use crate::fs::{Filesystem, Stat, StatKind};
 use crate::state::{StateDb, StateError};
 use crate::status::{Progress, SkippedItem};
+pub use download::Partials;
 use filesync_client::{ClientError, Connection};
 use filesync_core::clock::{Clock, SystemClock};
 use filesync_core::conflict::conflict_copy_path;
@@ -276,6 +277,9 @@ pub struct Engine {
     /// Names conflict copies and judges racy timestamps; the system's clock but in a
     /// simulation.
     pub clock: Arc<dyn Clock>,
+    /// Downloads cut short, kept to resume: shared by the engines an agent makes, one per
+    /// connection, so that the next connection goes on where the lost one stopped.
+    pub partials: Arc<download::Partials>,
 }
 
 impl Engine {
@@ -286,12 +290,25 @@ impl Engine {
 
     /// An engine talking to any server (a test double, say).
     pub fn with_server(server: Arc<dyn ServerApi>, db: StateDb, device_name: String) -> Engine {
-        Engine { server, db, device_name, chunker: Chunker::default(), clock: Arc::new(SystemClock) }
+        Engine {
+            server,
+            db,
+            device_name,
+            chunker: Chunker::default(),
+            clock: Arc::new(SystemClock),
+            partials: Arc::default(),
+        }
     }
 
     /// The same engine reading time from `clock`.
     pub fn with_clock(self, clock: Arc<dyn Clock>) -> Engine {
         Engine { clock, ..self }
+    }
+
+    /// The same engine keeping downloads cut short in `partials` (shared with the engine of
+    /// the connection before).
+    pub fn with_partials(self, partials: Arc<download::Partials>) -> Engine {
+        Engine { partials, ..self }
     }
 
     /// Syncs the whole folder until nothing is left to do (or `MAX_PASSES` passes).
@@ -348,7 +365,8 @@ impl Engine {
         }
         if scope.is_full() {
             let fs = fs.clone();
-            if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || fs.clean_temp_files()).await
+            let keep = self.partials.temp_names(name);
+            if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || fs.clean_temp_files_except(&keep)).await
                 && n > 0
             {
                 info!(folder = name, "removed {n} leftover temporary file(s) of an interrupted sync");

@@ -609,7 +609,7 @@ impl Filesystem for RealFs {
         }
     }
 
-    fn clean_temp_files(&self) -> io::Result<usize> {
+    fn clean_temp_files_except(&self, keep: &std::collections::HashSet<String>) -> io::Result<usize> {
         let mut removed = 0;
         let mut stack = vec![self.op_root.clone()];
         while let Some(dir) = stack.pop() {
@@ -622,7 +622,9 @@ impl Filesystem for RealFs {
             for entry in listing {
                 let Ok(entry) = entry else { continue };
                 let Ok(ft) = entry.file_type() else { continue };
-                let is_temp = entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                let is_temp = name.starts_with(TEMP_PREFIX) && !keep.contains(name.as_ref());
                 if is_temp && ft.is_file() {
                     match fs::remove_file(entry.path()) {
                         Ok(()) => removed += 1,
@@ -692,6 +694,10 @@ impl TempFile for RealTemp {
     /// although the file is already in place.
     fn mark_synced(&mut self) {
         self.synced = true;
+    }
+
+    fn file_name(&self) -> &str {
+        self.path.file_name().and_then(|n| n.to_str()).expect("a temporary file's name is ASCII")
     }
 
     fn persist_deferred(mut self: Box<Self>, dest: &RelPath) -> io::Result<()> {

@@ -48,6 +48,9 @@ pub struct Inner {
     /// connection until it is set to `None`. A commit that is the last request through is
     /// applied and its answer lost, as when a connection breaks after the server committed.
     pub drop_after: Option<usize>,
+    /// Chunks `get_chunks` serves before the connection drops (each request is served whole
+    /// while any budget is left).
+    pub chunks_before_drop: Option<usize>,
 }
 
 impl Inner {
@@ -157,6 +160,11 @@ impl ServerApi for MemServer {
             if let Some((h, d)) = &w.similar {
                 assert_eq!(Hash::of(d), *h, "a similar chunk offered with other bytes than its hash says");
             }
+        }
+        match &mut s.chunks_before_drop {
+            Some(0) => return fail(SyncError::Client(ClientError::Disconnected("the simulated link dropped".into()))),
+            Some(n) => *n = n.saturating_sub(wanted.len()),
+            None => {}
         }
         s.similar_down.extend(wanted.iter().map(|w| (w.hash, w.similar.as_ref().map(|(h, _)| *h))));
         let hashes: Vec<Hash> = wanted.into_iter().map(|w| w.hash).collect();

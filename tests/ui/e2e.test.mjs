@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync, readFileSync, existsSync, readdirSync, rmSync, mkdirSync, unlinkSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { TestServer, Computer, launchBrowser, openPage, screenshot, tempDir, waitFor, PASSWORD } from './support.mjs';
+import { TestServer, Computer, launchBrowser, openPage, screenshot, tempDir, waitFor, stepper, tearDown, PASSWORD } from './support.mjs';
 
 let dir, server, laptop, desktop, browser, page, revokedPage;
 
@@ -19,26 +19,10 @@ before(async () => {
   browser = await launchBrowser(dir);
 });
 
-after(async () => {
-  if (page) assert.deepEqual(page.problems.filter((p) => !p.includes('Failed to load resource')), [], 'no script errors or CSP violations');
-  if (browser) await browser.close();
-  if (laptop) await laptop.stopAgent();
-  if (desktop) await desktop.stopAgent();
-  if (server) server.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => tearDown({ page, browser, computers: [laptop, desktop], server, dir }));
 
 /// A step of the scenario; when it fails, a screenshot of the page shows where.
-function step(name, fn) {
-  test(name, async () => {
-    try {
-      await fn();
-    } catch (e) {
-      if (page) await screenshot(page, `FAILED-${name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}.png`).catch(() => {});
-      throw e;
-    }
-  });
-}
+const step = stepper('', () => page);
 
 /// The id of the laptop agent's latest "applied the changed configuration" activity (0: none).
 async function lastApplied() {

@@ -12,7 +12,7 @@ import { writeFileSync, readFileSync, existsSync, readdirSync, rmSync, mkdirSync
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { deflateSync, crc32 } from 'node:zlib';
-import { TestServer, Computer, launchBrowser, openPage, screenshot, tempDir, waitFor, filesyncBin, PASSWORD } from './support.mjs';
+import { TestServer, Computer, launchBrowser, openPage, screenshot, tempDir, waitFor, stepper, tearDown, filesyncBin, PASSWORD } from './support.mjs';
 
 let dir, server, laptop, desktop, browser, page;
 
@@ -34,26 +34,10 @@ before(async () => {
   await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
 });
 
-after(async () => {
-  if (page) assert.deepEqual(page.problems.filter((p) => !p.includes('Failed to load resource')), [], 'no script errors or CSP violations');
-  if (browser) await browser.close();
-  if (laptop) await laptop.stopAgent();
-  if (desktop) await desktop.stopAgent();
-  if (server) server.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => tearDown({ page, browser, computers: [laptop, desktop], server, dir }));
 
 /// A step of the scenario; when it fails, a screenshot of the page shows where.
-function step(name, fn) {
-  test(name, async () => {
-    try {
-      await fn();
-    } catch (e) {
-      if (page) await screenshot(page, `FAILED-r-${name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}.png`).catch(() => {});
-      throw e;
-    }
-  });
-}
+const step = stepper('r-', () => page);
 
 /// A screenshot at desktop width, then one at phone width.
 async function shots(desktopName, phoneName) {

@@ -9,6 +9,8 @@ import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const ARTIFACTS = join(ROOT, 'test-artifacts', 'ui');
@@ -173,4 +175,28 @@ export async function screenshot(page, name) {
 
 export function tempDir() {
   return mkdtempSync(join(tmpdir(), 'filesync-ui-'));
+}
+
+/// The steps of one scenario: `step(name, fn)` runs `fn` as a test, and when it fails a
+/// screenshot (`FAILED-<prefix><name>.png`) of the page `currentPage()` returns shows where.
+export function stepper(prefix, currentPage) {
+  return (name, fn) => test(name, async () => {
+    try {
+      await fn();
+    } catch (e) {
+      const page = currentPage();
+      if (page) await screenshot(page, `FAILED-${prefix}${name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}.png`).catch(() => {});
+      throw e;
+    }
+  });
+}
+
+/// Ends a scenario: its page had no script errors or CSP violations, then the browser, the
+/// agents and the server stop and the temporary directory goes.
+export async function tearDown({ page, browser, computers, server, dir }) {
+  if (page) assert.deepEqual(page.problems.filter((p) => !p.includes('Failed to load resource')), [], 'no script errors or CSP violations');
+  if (browser) await browser.close();
+  for (const c of computers) if (c) await c.stopAgent();
+  if (server) server.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 }

@@ -133,6 +133,11 @@ CREATE TABLE IF NOT EXISTS unapplied (
 "#,
 ];
 
+/// The rev of an `installing` row that stands for an upload about to be committed rather than
+/// a download (server revs start at 1): its hash is the content sent. See
+/// `engine::input::settle_upload`.
+pub const UPLOADING: u64 = 0;
+
 /// A step of [`MIGRATIONS`] that SQL cannot do (SQLite has no BLAKE3), run by
 /// [`recompute_file_hashes`] in the same transaction: protocol version 2 defines a file's hash
 /// as the hash of its chunk list (`filesync_core::file_hash`), so the hashes recorded under

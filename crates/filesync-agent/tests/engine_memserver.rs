@@ -407,3 +407,45 @@ async fn a_folder_holding_a_download_cut_short_is_deleted_when_the_other_compute
     a.sync().await;
     assert_eq!(a.fs.list_all(), Vec::<String>::new(), "and the folder did not come back");
 }
+
+/// Found by the simulation (seed 249 of a draft check): a commit applied on the server whose
+/// answer was lost with the connection, then another edit of the same file here, made a
+/// conflict copy at the next sync — a conflict of this computer with itself. Now the server's
+/// version, with exactly the content this computer sent, is taken as the base, and the edit is
+/// a plain upload over it. Deleting the file instead deletes it on the server.
+#[tokio::test]
+async fn an_edit_after_a_lost_commit_answer_is_an_upload_not_a_conflict() {
+    let mut checked = [0, 0];
+    for (then_delete, drop_after) in [false, true].into_iter().flat_map(|d| (1..20).map(move |n| (d, n))) {
+        let server = Arc::new(MemServer::default());
+        let a = Computer::new(&server, "laptop").await;
+        a.fs.write("notes.txt", "first");
+        a.sync().await;
+        a.fs.write("notes.txt", "second");
+        server.inner.lock().unwrap().drop_after = Some(drop_after);
+        let lost_answer = a.sync_result().await.is_err();
+        server.inner.lock().unwrap().drop_after = None;
+        let committed =
+            server.inner.lock().unwrap().history.iter().filter(|e| e.path.as_str() == "notes.txt").count() == 2;
+        if !(lost_answer && committed) {
+            continue;
+        }
+        if then_delete {
+            assert!(a.fs.remove("notes.txt"));
+        } else {
+            a.fs.write("notes.txt", "third");
+        }
+        let r = a.sync().await;
+        assert_eq!(r.conflicts, 0, "no conflict with itself: {r:?} {:?}", a.fs.list_all());
+        let b = Computer::new(&server, "desktop").await;
+        b.sync().await;
+        if then_delete {
+            assert_eq!(b.fs.list_all(), Vec::<String>::new(), "deleted everywhere");
+        } else {
+            assert_eq!(b.fs.list_all(), ["notes.txt"]);
+            assert_eq!(b.fs.read("notes.txt").unwrap(), b"third");
+        }
+        checked[usize::from(then_delete)] += 1;
+    }
+    assert!(checked.iter().all(|&n| n > 0), "drop points that lost an applied commit's answer: {checked:?}");
+}

@@ -293,6 +293,16 @@ impl Executor<'_> {
             return Ok(());
         }
         self.progress.start("uploading", (uploads.len() + deletes.len()) as u64, 0);
+        // What this computer is about to commit: if an answer is lost with the connection,
+        // the next pass knows the server's version as its own (`input::settle_upload`).
+        let sending: Vec<_> = uploads
+            .iter()
+            .filter(|u| u.meta.kind == EntryKind::File)
+            .map(|u| (u.path.clone(), crate::state::UPLOADING, u.meta.kind, u.meta.hash))
+            .collect();
+        if !sending.is_empty() {
+            self.engine.db.set_installing(self.name, &sending).await?;
+        }
         let (outcomes, sent, over_quota) = upload::run(
             &self.engine.server,
             self.fs.clone(),

@@ -5,7 +5,9 @@
 //!
 //! It also settles downloads a crash interrupted: a file whose content is exactly what the
 //! agent was installing there is taken as synced at that rev ("promoted"), never as a local
-//! edit; and it refreshes the recorded stat of a file read again that still holds its base's
+//! edit; it settles uploads whose commit answer was lost: a server entry with exactly the
+//! content this computer committed becomes the base, so an edit made since is a plain upload
+//! rather than a conflict with itself; and it refreshes the recorded stat of a file read again that still holds its base's
 //! content (a touched file, or one that was racy), so that it is not read on every pass.
 
 use crate::filter::{Excluded, IgnoreRules};
@@ -23,7 +25,8 @@ pub struct Views {
     pub rules: IgnoreRules,
     pub bases: HashMap<RelPath, BaseRow>,
     pub remote: HashMap<RelPath, EntryState>,
-    /// Downloads interrupted by a crash: path → (rev, content).
+    /// Downloads interrupted by a crash: path → (rev, content); and uploads whose commit was
+    /// sent and not answered, with the rev [`crate::state::UPLOADING`].
     pub installing: HashMap<RelPath, (u64, Hash)>,
 }
 
@@ -63,6 +66,12 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
         state.entry(p.clone()).or_default().base = Some(Base { rev: b.rev, meta: b.meta.clone() });
     }
     for (p, (rev, hash)) in &views.installing {
+        if *rev == crate::state::UPLOADING {
+            if !skipped.covers(p) {
+                settle_upload(views, state, &mut input.promoted, p, hash);
+            }
+            continue;
+        }
         let Some(local) = views.scanned.entries.get(p) else { continue };
         let newer = views.bases.get(p).is_none_or(|b| b.rev < *rev);
         if local.meta.kind == EntryKind::File && local.meta.hash == *hash && newer {
@@ -118,6 +127,44 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
     // Ignored paths are left alone on both sides; excluded subfolders are only evicted.
     input.excluded = crate::filter::split_views(state, &views.rules, excluded);
     input
+}
+
+/// This computer committed `hash` at `p` and may have lost the answer. If the server's entry
+/// there holds exactly that content, newer than the base, it is this computer's own version:
+/// it becomes the base, so that an edit or a deletion made here since is sent over it, not
+/// taken for a conflict with itself (found by the simulation: a conflict copy with no other
+/// computer involved). Unless the local file is as the old base had it: then nothing was done
+/// here since (a power loss may have undone the write that was sent), and the server's version
+/// is downloaded as any other.
+fn settle_upload(
+    views: &Views,
+    state: &mut FolderState,
+    promoted: &mut Vec<(RelPath, BaseRow)>,
+    p: &RelPath,
+    hash: &Hash,
+) {
+    let Some(r) = views.remote.get(p) else { return };
+    let Some(meta) = r.meta.as_ref().filter(|m| m.kind == EntryKind::File && m.hash == *hash) else { return };
+    let old = views.bases.get(p);
+    if old.is_some_and(|b| b.rev >= r.rev) {
+        return;
+    }
+    let local = views.scanned.entries.get(p);
+    let untouched = match (local, old) {
+        (None, None) => true,
+        (Some(l), Some(b)) => l.meta.same_content(&b.meta),
+        _ => false,
+    };
+    if untouched {
+        return;
+    }
+    state.entry(p.clone()).or_default().base = Some(Base { rev: r.rev, meta: meta.clone() });
+    let row = match local {
+        Some(l) if l.meta.same_content(meta) => BaseRow::with_stat(r.rev, meta.clone(), &l.stat, l.racy),
+        // The file differs from the base (or is gone): its stat must not vouch for the base.
+        _ => BaseRow { rev: r.rev, meta: meta.clone(), size: BaseRow::UNTRUSTED, mtime_ns: 0, ino: 0 },
+    };
+    promoted.push((p.clone(), row));
 }
 
 /// On a disk that ignores case: a remote file with no base here that the disk holds, with the

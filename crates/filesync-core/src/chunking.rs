@@ -96,8 +96,13 @@ impl Chunker {
         Ok(FileDigest { size, hash: file_hash(&chunks), chunks })
     }
 
+    /// [`Chunker::digest`] of bytes in memory: the same chunks, cut in place rather than
+    /// through the streaming chunker's buffer of `max` bytes.
     pub fn digest_bytes(&self, data: &[u8]) -> FileDigest {
-        self.digest(data).expect("reading from a slice cannot fail")
+        let chunks: Vec<ChunkRef> = fastcdc::v2020::FastCDC::new(data, self.min, self.avg, self.max)
+            .map(|c| ChunkRef { hash: Hash::of(&data[c.offset..c.offset + c.length]), len: c.length as u32 })
+            .collect();
+        FileDigest { size: data.len() as u64, hash: file_hash(&chunks), chunks }
     }
 }
 
@@ -105,6 +110,17 @@ impl Chunker {
 mod tests {
     use super::*;
     use crate::testdata::random_bytes as pseudo_random;
+
+    #[test]
+    fn bytes_in_memory_are_cut_as_a_stream_is() {
+        for (chunker, len) in
+            [(Chunker::tiny(), 0), (Chunker::tiny(), 100), (Chunker::tiny(), 200_000), (Chunker::default(), 9_000_000)]
+        {
+            let data = pseudo_random(len, 7);
+            let streamed = chunker.digest(&data[..]).unwrap();
+            assert_eq!(chunker.digest_bytes(&data), streamed, "{len} bytes");
+        }
+    }
 
     #[test]
     fn empty_file_has_no_chunks() {

@@ -45,8 +45,10 @@ pub fn skipped_paths(
         }
     }
     if case_insensitive {
-        // Per folded key: the spelling that holds the name here (on disk, else synced, else
-        // the oldest remote one), and the others that would land on it.
+        // Per folded key: the spelling that holds the name here (on disk, else synced and still
+        // live on the server, else the oldest remote one), and the others that would land on
+        // it. A synced spelling gone from disk and from the server holds nothing: its name is
+        // going away (found by the simulation, seed 19181).
         let mut groups: HashMap<String, Vec<(&RelPath, &Presence)>> = HashMap::new();
         for (path, p) in paths {
             groups.entry(fold(path.as_str())).or_default().push((path, p));
@@ -55,7 +57,7 @@ pub fn skipped_paths(
             let holder = members
                 .iter()
                 .find(|(_, p)| p.local)
-                .or_else(|| members.iter().find(|(_, p)| p.base))
+                .or_else(|| members.iter().find(|(_, p)| p.base && p.remote_rev.is_some()))
                 .or_else(|| members.iter().filter(|(_, p)| p.remote_rev.is_some()).min_by_key(|(_, p)| p.remote_rev))
                 .map(|(path, _)| *path);
             let Some(holder) = holder else { continue };
@@ -133,6 +135,23 @@ mod tests {
             ("A.txt", Presence { local: true, base: false, remote_rev: None }),
         ]);
         assert!(skipped_paths(&m, true, none).is_empty());
+    }
+
+    #[test]
+    fn a_spelling_deleted_here_and_on_the_server_leaves_the_name_to_the_new_one() {
+        // z.bin renamed to Z.BIN on another computer (a new file, and z.bin deleted), while
+        // this computer deleted z.bin too: Z.BIN is downloaded, not skipped.
+        let m = map(&[
+            ("z.bin", Presence { local: false, base: true, remote_rev: None }),
+            ("Z.BIN", Presence { local: false, base: false, remote_rev: Some(7) }),
+        ]);
+        assert!(skipped_paths(&m, true, none).is_empty());
+        // While z.bin is still live on the server, it may come back here: it keeps the name.
+        let m = map(&[
+            ("z.bin", Presence { local: false, base: true, remote_rev: Some(8) }),
+            ("Z.BIN", Presence { local: false, base: false, remote_rev: Some(7) }),
+        ]);
+        assert_eq!(skipped_paths(&m, true, none).keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["Z.BIN"]);
     }
 
     #[test]

@@ -31,8 +31,7 @@
 //!   server has;
 //! - **no conflict copy without two concurrent edits**: a conflict copy a computer makes of
 //!   a path needs a change of its own there it had not synced and a change by someone else it
-//!   had not pulled (`Concurrency`; one known bug is left out for now: a copy made when a
-//!   subfolder is included again, seed 395);
+//!   had not pulled (`Concurrency`);
 //! - **determinism**: one seed is one history; `the_same_seed_replays_the_same_history`
 //!   runs seeds twice and compares their traces line by line. Each computer's clock is its
 //!   disk's (`MemFs` implements the engine's `Clock`), and time passes by a seeded amount
@@ -378,16 +377,12 @@ struct Concurrency {
     others: Vec<BTreeSet<String>>,
     /// Per computer: the conflict copies of its own it has made so far.
     copies: Vec<BTreeSet<String>>,
-    /// Per computer: subfolders it excluded at some point. Known bug, not checked yet (seed
-    /// 395): a file written in an excluded subfolder is uploaded and evicted, and when the
-    /// subfolder is included again a pass may make a conflict copy of it with no other edit.
-    excluded: Vec<BTreeSet<String>>,
 }
 
 impl Concurrency {
     fn new(computers: usize, fold: bool) -> Concurrency {
         let sets = || vec![BTreeSet::new(); computers];
-        Concurrency { fold, own: sets(), unsent: sets(), others: sets(), copies: sets(), excluded: sets() }
+        Concurrency { fold, own: sets(), unsent: sets(), others: sets(), copies: sets() }
     }
 
     fn key(&self, path: &str) -> String {
@@ -414,12 +409,6 @@ impl Concurrency {
     fn partial(&mut self, c: usize) {
         let keys = self.unsent[c].clone();
         self.publish(c, &keys);
-    }
-
-    /// `c` excluded the subfolder `sub`.
-    fn excluded(&mut self, c: usize, sub: &str) {
-        let k = self.key(sub);
-        self.excluded[c].insert(k);
     }
 
     /// The server made an old version of `path` current again.
@@ -464,11 +453,6 @@ impl Concurrency {
                 continue;
             }
             let k = self.key(copy.original.as_str());
-            if std::env::var_os("FILESYNC_SIM_KNOWN").is_none()
-                && self.excluded[c].iter().any(|e| k.starts_with(&format!("{e}/")))
-            {
-                continue;
-            }
             if !related(&self.own[c], &k) || !related(&self.others[c], &k) {
                 return Err(format!(
                     "{name} made the conflict copy {f} without two concurrent edits of {} (its own unsynced changes: {:?}; others' it had not pulled: {:?})",
@@ -645,7 +629,6 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                             // not sent yet: the computer stops tracking its copy there, and
                             // what the server holds comes back when it is included again.
                             deletions.excluded(ci, &sub);
-                            concurrency.excluded(ci, &sub);
                             settings.excluded.push(sub);
                         } else {
                             // Until it syncs, the computer knows nothing of what the server

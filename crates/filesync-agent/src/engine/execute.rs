@@ -82,6 +82,8 @@ pub(super) struct Executor<'a> {
     pub report: PassReport,
     /// Paths whose local version was moved to a conflict copy this pass.
     pub moved_away: HashSet<RelPath>,
+    /// Files this pass evicts from excluded subfolders: the rev and content of their base.
+    pub evicting: HashMap<RelPath, (u64, filesync_core::Hash)>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, SyncError> {
@@ -374,6 +376,9 @@ impl Executor<'_> {
                     self.report.deleted_local += 1;
                     self.report.name(super::Change::DeletedHere, &path);
                     self.report.written.push((path.clone(), None));
+                    if let Some(&(rev, hash)) = self.evicting.get(&path) {
+                        rec.evicted.push((path.clone(), rev, hash));
+                    }
                     rec.forget.push(path);
                 }
                 Ok(false) => {}

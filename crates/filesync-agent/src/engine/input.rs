@@ -5,9 +5,10 @@
 //!
 //! It also settles downloads a crash interrupted: a file whose content is exactly what the
 //! agent was installing there is taken as synced at that rev ("promoted"), never as a local
-//! edit; it settles uploads whose commit answer was lost: a server entry with exactly the
-//! content this computer committed becomes the base, so an edit made since is a plain upload
-//! rather than a conflict with itself; and it refreshes the recorded stat of a file read again that still holds its base's
+//! edit; it settles uploads whose commit answer was lost, and files evicted from an excluded
+//! subfolder: a server entry with exactly the content this computer committed (or evicted)
+//! becomes the base, so an edit made since is a plain upload rather than a conflict with
+//! itself; and it refreshes the recorded stat of a file read again that still holds its base's
 //! content (a touched file, or one that was racy), so that it is not read on every pass.
 
 use crate::filter::{Excluded, IgnoreRules};
@@ -28,6 +29,9 @@ pub struct Views {
     /// Downloads interrupted by a crash: path → (rev, content); and uploads whose commit was
     /// sent and not answered, with the rev [`crate::state::UPLOADING`].
     pub installing: HashMap<RelPath, (u64, Hash)>,
+    /// Remote files with no base here that were evicted from an excluded subfolder: path →
+    /// (rev, content) of the version evicted.
+    pub evicted: HashMap<RelPath, (u64, Hash)>,
 }
 
 /// The planner's input, and what building it found.
@@ -40,6 +44,8 @@ pub struct Input {
     /// Bases to record before planning: interrupted downloads that did land, and bases whose
     /// file was read again and still holds their content (with the stat it has now).
     pub promoted: Vec<(RelPath, BaseRow)>,
+    /// Evicted files looked at again outside excluded subfolders: their record is done with.
+    pub evicted_done: Vec<RelPath>,
 }
 
 /// Builds the planner's input from `views`. `fs` is asked only pure questions (whether it
@@ -68,7 +74,7 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
     for (p, (rev, hash)) in &views.installing {
         if *rev == crate::state::UPLOADING {
             if !skipped.covers(p) {
-                settle_upload(views, state, &mut input.promoted, p, hash);
+                settle_own_version(views, state, &mut input.promoted, p, hash);
             }
             continue;
         }
@@ -78,6 +84,12 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
             let meta = local.meta.clone();
             state.entry(p.clone()).or_default().base = Some(Base { rev: *rev, meta: meta.clone() });
             input.promoted.push((p.clone(), BaseRow::with_stat(*rev, meta, &local.stat, local.racy)));
+        }
+    }
+    // A file evicted from an excluded subfolder and written again: an edit of what was evicted.
+    for (p, (_, hash)) in &views.evicted {
+        if !skipped.covers(p) && !views.bases.contains_key(p) && !views.installing.contains_key(p) {
+            settle_own_version(views, state, &mut input.promoted, p, hash);
         }
     }
     // A file read again (touched, or racy when its base was recorded) that still holds its
@@ -126,17 +138,19 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
     }
     // Ignored paths are left alone on both sides; excluded subfolders are only evicted.
     input.excluded = crate::filter::split_views(state, &views.rules, excluded);
+    input.evicted_done = views.evicted.keys().filter(|p| input.state.contains_key(*p)).cloned().collect();
     input
 }
 
-/// This computer committed `hash` at `p` and may have lost the answer. If the server's entry
+/// This computer committed `hash` at `p` and may have lost the answer, or it evicted `hash`
+/// from `p` (an excluded subfolder) and forgot its base. If the server's entry
 /// there holds exactly that content, newer than the base, it is this computer's own version:
 /// it becomes the base, so that an edit or a deletion made here since is sent over it, not
 /// taken for a conflict with itself (found by the simulation: a conflict copy with no other
-/// computer involved). Unless the local file is as the old base had it: then nothing was done
+/// computer involved; and, for an evicted file written again, seed 395). Unless the local file is as the old base had it: then nothing was done
 /// here since (a power loss may have undone the write that was sent), and the server's version
 /// is downloaded as any other.
-fn settle_upload(
+fn settle_own_version(
     views: &Views,
     state: &mut FolderState,
     promoted: &mut Vec<(RelPath, BaseRow)>,
@@ -243,6 +257,7 @@ mod tests {
             bases: HashMap::new(),
             remote: HashMap::new(),
             installing: HashMap::new(),
+            evicted: HashMap::new(),
         }
     }
 

@@ -63,6 +63,9 @@ impl Engine {
             Some(rows) => rows,
             None => self.rows(name, scope).await?,
         };
+        // Remote files with no base here may have been evicted from an excluded subfolder.
+        let unknown: Vec<&RelPath> = remote.keys().filter(|p| !bases.contains_key(*p)).collect();
+        let evicted = if unknown.is_empty() { HashMap::new() } else { self.db.evicted_among(name, &unknown).await? };
         let db_done = started.elapsed();
         let known: HashMap<RelPath, KnownFile> = bases
             .iter()
@@ -91,7 +94,7 @@ impl Engine {
             scan_ms = (started.elapsed() - db_done).as_millis() as u64,
             "loaded"
         );
-        Ok(Views { scanned, rules, bases, remote, installing })
+        Ok(Views { scanned, rules, bases, remote, installing, evicted })
     }
 
     /// One pass over `scope`: plan it (a whole folder in parts of whole top-level trees),
@@ -217,6 +220,9 @@ impl Engine {
         if !run.preview && !input.promoted.is_empty() {
             self.db.set_bases(name, &input.promoted).await?;
         }
+        if !run.preview && !input.evicted_done.is_empty() {
+            self.db.forget_evicted(name, &input.evicted_done).await?;
+        }
         let now = self.clock.now_unix();
         let direction = folder.settings.planner_direction();
         let ctx = PlanContext {
@@ -239,6 +245,18 @@ impl Engine {
             .iter()
             .filter_map(|a| match a {
                 Action::Upload { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        // Files the eviction removes are remembered with their version (`StepRecord::evicted`).
+        let evicting = eviction
+            .iter()
+            .filter_map(|a| match a {
+                Action::DeleteLocal { path } => {
+                    let base = input.excluded.get(path)?.base.as_ref()?;
+                    (base.meta.kind == filesync_core::EntryKind::File)
+                        .then(|| (path.clone(), (base.rev, base.meta.hash)))
+                }
                 _ => None,
             })
             .collect();
@@ -265,6 +283,7 @@ impl Engine {
             preview,
             resend_lost,
             evict_next,
+            evicting,
         })
     }
 
@@ -278,7 +297,7 @@ impl Engine {
         run: &Run,
         planned: Planned,
     ) -> Result<PassOutcome, SyncError> {
-        let Planned { views, plan, skipped, now, resend_lost, evict_next, .. } = planned;
+        let Planned { views, plan, skipped, now, resend_lost, evict_next, evicting, .. } = planned;
         let actions = plan.iter().filter(|a| !a.is_report()).count();
         // A conflict copy is a new local file: the next pass uploads it. A directory that
         // waits for its children to go (to become a file) is decided once they are gone.
@@ -307,6 +326,7 @@ impl Engine {
             now_unix: now,
             report: PassReport { skipped, ..PassReport::default() },
             moved_away: Default::default(),
+            evicting,
         };
         let mut report = executor.run(steps).await?;
         if resend_lost {
@@ -350,6 +370,8 @@ struct Planned {
     resend_lost: bool,
     /// Files of excluded subfolders this pass uploads: the next pass evicts them.
     evict_next: Vec<RelPath>,
+    /// Files of excluded subfolders this pass removes, with the rev and content of their base.
+    evicting: HashMap<RelPath, (u64, filesync_core::Hash)>,
 }
 
 impl PassOutcome {

@@ -326,6 +326,57 @@ impl StateDb {
             .collect()
     }
 
+    /// Of `paths`, those evicted from an excluded subfolder while the server held them: path →
+    /// (rev, content) of the version they held then. Reads nothing when the folder has no
+    /// such file (the usual case), however many paths are asked about.
+    pub async fn evicted_among(
+        &self,
+        folder: &str,
+        paths: &[&RelPath],
+    ) -> Result<HashMap<RelPath, (u64, Hash)>, StateError> {
+        let what = || format!("reading the evicted files of folder '{folder}'");
+        let any: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM evicted e JOIN folders f ON f.id = e.folder WHERE f.name = ?)",
+        )
+        .bind(folder)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(ctx(what()))?;
+        let mut out = HashMap::new();
+        if !any {
+            return Ok(out);
+        }
+        for batch in paths.chunks(BATCH_ROWS) {
+            let head = "SELECT e.path, e.rev, e.hash FROM evicted e JOIN folders f ON f.id = e.folder \
+                        WHERE f.name = ? AND e.path IN (";
+            let mut q = sqlx::query(AssertSqlSafe(multi_row_sql(head, 1, batch.len(), ")"))).bind(folder);
+            for p in batch {
+                q = q.bind(p.as_str());
+            }
+            for r in &q.fetch_all(&self.pool).await.map_err(ctx(what()))? {
+                let path = rel_path(folder, r)?;
+                let hash: Vec<u8> = r.get("hash");
+                let hash =
+                    Hash::from_slice(&hash).ok_or_else(|| corrupt(folder, path.as_str(), "hash is not 32 bytes"))?;
+                out.insert(path, (r.get::<i64, _>("rev") as u64, hash));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets that `paths` were evicted (they are synced again, or gone).
+    pub async fn forget_evicted(&self, folder: &str, paths: &[RelPath]) -> Result<(), StateError> {
+        for batch in paths.chunks(BATCH_ROWS) {
+            let head = "DELETE FROM evicted WHERE folder = (SELECT id FROM folders WHERE name = ?) AND path IN (";
+            let mut q = sqlx::query(AssertSqlSafe(multi_row_sql(head, 1, batch.len(), ")"))).bind(folder);
+            for p in batch {
+                q = q.bind(p.as_str());
+            }
+            q.execute(&self.pool).await.map_err(ctx(format!("forgetting evicted files of folder '{folder}'")))?;
+        }
+        Ok(())
+    }
+
     /// Forgets every interrupted download of `folder`.
     pub async fn clear_installing(&self, folder: &str) -> Result<(), StateError> {
         sqlx::query("DELETE FROM installing WHERE folder = (SELECT id FROM folders WHERE name = ?)")

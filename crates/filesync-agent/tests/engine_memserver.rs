@@ -367,6 +367,30 @@ async fn a_file_written_again_in_an_excluded_subfolder_is_an_edit_once_included_
     assert_eq!(a.fs.read("Projects/plan.txt").unwrap(), b"second plan");
 }
 
+/// A synced file deleted while its subfolder is excluded (a deletion there is never sent) and
+/// made again before the subfolder is included again is an edit of the version this computer
+/// had, not a conflict with it (found by the simulation, seed 690).
+#[tokio::test]
+async fn a_file_deleted_and_made_again_in_an_excluded_subfolder_is_an_edit_once_included_again() {
+    let server = Arc::new(MemServer::default());
+    let mut a = Computer::new(&server, "laptop").await;
+    a.fs.write("Projects/plan.txt", "first plan");
+    a.fs.write("Projects/keep.txt", "kept");
+    a.sync().await;
+    a.folder.settings.excluded = vec!["Projects".into()];
+    a.fs.remove("Projects/plan.txt");
+    a.sync().await;
+    assert!(!a.fs.exists("Projects"), "{:?}", a.fs.list_all());
+    a.fs.write("Projects/plan.txt", "second plan");
+    a.folder.settings.excluded.clear();
+    let r = a.sync().await;
+    assert_eq!((r.conflicts, r.uploaded), (0, 1), "{r:?}");
+    assert_eq!(a.fs.read("Projects/keep.txt").unwrap(), b"kept");
+    let b = Computer::new(&server, "desktop").await;
+    b.sync().await;
+    assert_eq!(b.fs.read("Projects/plan.txt").unwrap(), b"second plan");
+}
+
 /// A download cut short by a lost connection goes on, over the next connection, from its last
 /// whole chunk: what arrived before is kept in the hidden temporary file (never under the
 /// file's name), and only the rest is fetched.

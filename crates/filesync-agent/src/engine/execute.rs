@@ -390,7 +390,8 @@ impl Executor<'_> {
 
     /// Bookkeeping where both sides already agree: record or forget the base.
     async fn record(&mut self, record: Vec<(RelPath, u64)>, forget: Vec<RelPath>) -> Result<(), SyncError> {
-        let mut rec = StepRecord { forget, ..StepRecord::default() };
+        let evicted = forget.iter().filter_map(|p| self.evicting.get(p).map(|&(rev, hash)| (p.clone(), rev, hash)));
+        let mut rec = StepRecord { evicted: evicted.collect(), forget, ..StepRecord::default() };
         for (path, rev) in record {
             if let (Some(meta), Some(e)) = (self.remote_meta(&path, rev), self.scanned.entries.get(&path)) {
                 rec.bases.push((path, BaseRow::with_stat(rev, meta, &e.stat, e.racy)));

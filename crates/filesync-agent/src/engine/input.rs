@@ -44,7 +44,8 @@ pub struct Input {
     /// Bases to record before planning: interrupted downloads that did land, and bases whose
     /// file was read again and still holds their content (with the stat it has now).
     pub promoted: Vec<(RelPath, BaseRow)>,
-    /// Evicted files looked at again outside excluded subfolders: their record is done with.
+    /// Evicted files synced again, or whose version the server no longer holds: their
+    /// record is done with.
     pub evicted_done: Vec<RelPath>,
 }
 
@@ -88,7 +89,7 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
     }
     // A file evicted from an excluded subfolder and written again: an edit of what was evicted.
     for (p, (_, hash)) in &views.evicted {
-        if !skipped.covers(p) && !views.bases.contains_key(p) && !views.installing.contains_key(p) {
+        if !skipped.covers(p) && !views.bases.contains_key(p) {
             settle_own_version(views, state, &mut input.promoted, p, hash);
         }
     }
@@ -138,7 +139,18 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
     }
     // Ignored paths are left alone on both sides; excluded subfolders are only evicted.
     input.excluded = crate::filter::split_views(state, &views.rules, excluded);
-    input.evicted_done = views.evicted.keys().filter(|p| input.state.contains_key(*p)).cloned().collect();
+    // An evicted file's record is done with once the file has a base again (settled above, or
+    // downloaded: see `Engine::execute_part`), or once the server moved on from that version.
+    input.evicted_done = views
+        .evicted
+        .iter()
+        .filter(|(p, (_, hash))| {
+            let Some(s) = input.state.get(*p) else { return false };
+            let current = s.remote.as_ref().and_then(|r| r.meta.as_ref()).is_some_and(|m| m.hash == *hash);
+            s.base.is_some() || !current
+        })
+        .map(|(p, _)| p.clone())
+        .collect();
     input
 }
 

@@ -248,11 +248,12 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        // Files the eviction removes are remembered with their version (`StepRecord::evicted`).
+        // Files the eviction removes, or forgets as deleted here (a deletion in an excluded
+        // subfolder is never sent), are remembered with their version (`StepRecord::evicted`).
         let evicting = eviction
             .iter()
             .filter_map(|a| match a {
-                Action::DeleteLocal { path } => {
+                Action::DeleteLocal { path } | Action::ForgetBase { path } => {
                     let base = input.excluded.get(path)?.base.as_ref()?;
                     (base.meta.kind == filesync_core::EntryKind::File)
                         .then(|| (path.clone(), (base.rev, base.meta.hash)))
@@ -329,6 +330,13 @@ impl Engine {
             evicting,
         };
         let mut report = executor.run(steps).await?;
+        if !views.evicted.is_empty() {
+            // Evicted files downloaded again have a base: their record is done with.
+            let landed: std::collections::HashSet<&RelPath> =
+                report.written.iter().filter(|(_, left)| left.is_some()).map(|(p, _)| p).collect();
+            let done: Vec<RelPath> = views.evicted.keys().filter(|p| landed.contains(p)).cloned().collect();
+            self.db.forget_evicted(name, &done).await?;
+        }
         if resend_lost {
             report.bytes_up += super::repair::resend_lost_chunks(&*self.server, &fs, name, &views).await?;
         }

@@ -50,6 +50,8 @@ struct State {
     /// Changes left before the "computer crashes" ([`MemFs::crash_after`]): `Some(0)` fails
     /// every change from then on, as if the process had died; `None`: no crash planned.
     crash_budget: Option<usize>,
+    /// The disk is full ([`MemFs::set_full`]): writing bytes to a file fails.
+    full: bool,
     /// What a power loss would undo (see [`MemFs::power_loss`]): the contents of temporary
     /// files written since their last fsync (inode → the bytes that are durable)…
     volatile_contents: BTreeMap<u64, Arc<Vec<u8>>>,
@@ -86,6 +88,7 @@ impl Default for State {
             hooks: HashMap::new(),
             opens: HashMap::new(),
             crash_budget: None,
+            full: false,
             volatile_contents: BTreeMap::new(),
             volatile_renames: Vec::new(),
         }
@@ -398,6 +401,13 @@ impl MemFs {
     /// behind. [`MemFs::restart`] ends the crash.
     pub fn crash_after(&self, changes: usize) {
         self.lock().crash_budget = Some(changes);
+    }
+
+    /// Fills the disk (`true`) or frees it: while full, writing bytes to a file fails with
+    /// `StorageFull` ("No space left on device"); removing, renaming and making directories
+    /// still work, as on a real disk with inodes left.
+    pub fn set_full(&self, full: bool) {
+        self.lock().full = full;
     }
 
     /// Whether a crash planned by [`MemFs::crash_after`] has happened.
@@ -758,6 +768,9 @@ impl MemTemp {
 
 impl Write for MemTemp {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.fs.lock().full && !buf.is_empty() {
+            return Err(err(io::ErrorKind::StorageFull, "No space left on device"));
+        }
         let (ino, before) = self.with_entry(|e, now| {
             let before = match &mut e.node {
                 Node::File(d) => {

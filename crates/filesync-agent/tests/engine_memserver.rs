@@ -391,6 +391,32 @@ async fn a_file_deleted_and_made_again_in_an_excluded_subfolder_is_an_edit_once_
     assert_eq!(b.fs.read("Projects/plan.txt").unwrap(), b"second plan");
 }
 
+/// A full disk fails the downloads that need space with a clear reason and writes nothing under
+/// a real name; uploads still go; once space is freed, the next sync finishes the job.
+#[tokio::test]
+async fn a_full_disk_fails_downloads_with_a_clear_reason_and_the_next_sync_finishes() {
+    let server = Arc::new(MemServer::default());
+    let a = Computer::new(&server, "laptop").await;
+    let b = Computer::new(&server, "desktop").await;
+    a.fs.write("big.bin", noise(300_000, 1));
+    a.fs.write("notes.txt", "a note");
+    a.sync().await;
+    b.fs.write("mine.txt", "from the desktop");
+    b.fs.set_full(true);
+    let r = b.sync_with_errors().await;
+    assert_eq!(r.uploaded, 1, "reading works on a full disk: {r:?}");
+    let failed: Vec<_> = r.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(failed, ["big.bin", "notes.txt"], "{r:?}");
+    assert!(r.errors.iter().all(|e| e.reason.contains("the disk is full; free some space")), "{:?}", r.errors);
+    assert!(!b.fs.exists("big.bin") && !b.fs.exists("notes.txt"), "{:?}", b.fs.list_all());
+    b.fs.set_full(false);
+    b.sync().await;
+    assert_eq!(b.fs.read("big.bin").unwrap(), noise(300_000, 1));
+    assert_eq!(b.fs.read("notes.txt").unwrap(), b"a note");
+    let temps: Vec<String> = b.fs.list_all().into_iter().filter(|p| p.contains(".filesync-tmp-")).collect();
+    assert!(temps.is_empty(), "{temps:?}");
+}
+
 /// A download cut short by a lost connection goes on, over the next connection, from its last
 /// whole chunk: what arrived before is kept in the hidden temporary file (never under the
 /// file's name), and only the rest is fetched.

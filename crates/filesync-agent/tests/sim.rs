@@ -10,7 +10,8 @@
 //! renames. Faults come in the same order: a computer may crash in the middle of a sync (its
 //! disk takes a random number of changes, then no more) and restart, or lose power; a
 //! connection may drop in the middle of a sync (a commit may be applied with its answer
-//! lost); a chunk on the server may be damaged while a computer syncs. After the workload the
+//! lost); a chunk on the server may be damaged while a computer syncs; a computer's disk may
+//! be full while it syncs. After the workload the
 //! settings go back to their defaults, every computer syncs until a whole round does nothing,
 //! and the run checks:
 //!
@@ -43,7 +44,7 @@
 //! on every core.
 //!
 //! Not simulated yet: network delays and reordering (a connection here is in order and
-//! instant, or cut), the server's own crashes, and full disks.
+//! instant, or cut), the server's own crashes, and changes of the ignore rules.
 
 #[path = "sim/backend.rs"]
 mod backend;
@@ -521,7 +522,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
         let ci = rng.random_range(0..n);
         let c = &computers[ci];
         let existing = c.files();
-        let action = rng.random_range(0..14);
+        let action = rng.random_range(0..15);
         trace.log(format!(
             "step {step}: {} action {action}; files {:?}",
             c.name,
@@ -619,6 +620,16 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 } else {
                     c.fs.restart();
                 }
+            }
+            // A sync while the computer's disk is full: downloads fail (the engine says why),
+            // uploads go on; then space is freed. (Not counted as seen: a failed pass.)
+            12 => {
+                trace.log(format!("  {}: disk full", c.name));
+                c.fs.set_full(true);
+                c.try_sync(&backend, trace).await;
+                c.fs.set_full(false);
+                deletions.partial(ci, step);
+                concurrency.partial(ci);
             }
             // A sync whose connection drops after a few requests (a commit may be applied with
             // its answer lost); the next sync resumes. (Not counted as seen either.)

@@ -10,8 +10,9 @@
 //! renames. Faults come in the same order: a computer may crash in the middle of a sync (its
 //! disk takes a random number of changes, then no more) and restart, or lose power; a
 //! connection may drop in the middle of a sync (a commit may be applied with its answer
-//! lost); a chunk on the server may be damaged while a computer syncs; a computer's disk may
-//! be full while it syncs. After the workload the
+//! lost); the server may crash in the middle of a sync and start again over its stores; a
+//! chunk on the server may be damaged while a computer syncs; a computer's disk may be full
+//! while it syncs. After the workload the
 //! settings go back to their defaults, every computer syncs until a whole round does nothing,
 //! and the run checks:
 //!
@@ -44,7 +45,7 @@
 //! on every core.
 //!
 //! Not simulated yet: network delays and reordering (a connection here is in order and
-//! instant, or cut), the server's own crashes, and changes of the ignore rules.
+//! instant, or cut), and changes of the ignore rules.
 
 #[path = "sim/backend.rs"]
 mod backend;
@@ -522,7 +523,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
         let ci = rng.random_range(0..n);
         let c = &computers[ci];
         let existing = c.files();
-        let action = rng.random_range(0..15);
+        let action = rng.random_range(0..16);
         trace.log(format!(
             "step {step}: {} action {action}; files {:?}",
             c.name,
@@ -640,6 +641,17 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 deletions.partial(ci, step);
                 concurrency.partial(ci);
                 backend.heal();
+            }
+            // The server crashes in the middle of a sync and starts again over its stores (the
+            // real server: every request in flight stops where it is; the model: it stops
+            // answering). (Not counted as seen.)
+            13 => {
+                let how = backend.crash_next(&mut rng);
+                trace.log(format!("  server: crashes {how} of {}'s sync", c.name));
+                c.try_sync(&backend, trace).await;
+                deletions.partial(ci, step);
+                concurrency.partial(ci);
+                backend.restart().await;
             }
             // A setting changes: the direction, a subfolder excluded or included again, or
             // the folder paused or resumed. (All go back to the defaults before the end.)

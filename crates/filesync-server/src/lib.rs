@@ -133,6 +133,21 @@ pub(crate) struct Shared {
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     pub clock: Arc<dyn Clock>,
+    /// Set once by [`InProcessServer::crash`]: every connection and request stops where it is.
+    pub halted: tokio::sync::watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Runs `work` unless the server is halted first: then it is dropped at whichever await it
+    /// waits on, as a killed process stops.
+    pub(crate) async fn unless_halted<T>(&self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        let mut halted = self.halted.subscribe();
+        tokio::select! {
+            biased;
+            _ = halted.wait_for(|h| *h) => None,
+            out = work => Some(out),
+        }
+    }
 }
 
 /// A server whose stores and TLS identity are open and whose socket is bound.
@@ -171,6 +186,7 @@ impl Shared {
             handshake_timeout: config.handshake_timeout,
             idle_timeout: config.idle_timeout,
             clock: config.clock.clone(),
+            halted: tokio::sync::watch::Sender::new(false),
         });
         Ok((shared, maintenance))
     }
@@ -207,8 +223,16 @@ impl InProcessServer {
         async move {
             let Ok(ticket) = ticket else { return };
             let deadline = tokio::time::Instant::now() + shared.handshake_timeout;
-            session::serve(shared, stream, (std::net::Ipv4Addr::LOCALHOST, 0).into(), ticket, deadline).await;
+            let peer = (std::net::Ipv4Addr::LOCALHOST, 0).into();
+            shared.clone().unless_halted(session::serve(shared, stream, peer, ticket, deadline)).await;
         }
+    }
+
+    /// Stops every connection and every request in flight at whichever await it waits on, as
+    /// when the server's process is killed: what the stores committed stays, nothing else
+    /// happens. The simulation then opens a new server over the same stores (a restart).
+    pub fn crash(&self) {
+        self.shared.halted.send_replace(true);
     }
 
     /// A device of `user` (the account is made if it does not exist, without a password: it

@@ -109,7 +109,9 @@ pub(crate) async fn serve<S>(
     let (mut rd, wr) = tokio::io::split(stream);
     let (out_tx, out_rx) = mpsc::channel::<Outgoing>(limits::MAX_IN_FLIGHT * 2);
     let pushes = Arc::new(Pushes::default());
-    let mut writer = tokio::spawn(write_loop(wr, out_rx, pushes.clone(), shared.idle_timeout));
+    let writes = write_loop(wr, out_rx, pushes.clone(), shared.idle_timeout);
+    let halting = shared.clone();
+    let mut writer = tokio::spawn(async move { halting.unless_halted(writes).await.unwrap_or(WriteEnd::Failed) });
     let mut writer_done = false;
     let reason = tokio::select! {
         r = read_loop(&shared, &mut rd, &out_tx, &pushes, peer, &mut ticket, handshake_deadline) => r,
@@ -619,7 +621,10 @@ async fn on_request(
     let authed = authed.clone();
     let out = out.clone();
     tokio::spawn(async move {
-        let reply = Frame::new(id, handlers::request(&shared, &authed, frame.message).await);
+        let Some(reply) = shared.clone().unless_halted(handlers::request(&shared, &authed, frame.message)).await else {
+            return;
+        };
+        let reply = Frame::new(id, reply);
         // The request is gone; what stays in memory is the reply.
         held.shrink_to(reply.encoded_len());
         let _ = out.send(Outgoing { frame: reply, held }).await;

@@ -10,10 +10,11 @@ use filesync_client::Connection;
 use filesync_core::clock::Clock;
 use filesync_core::{EntryKind, EntryState, FileMeta, Hash, RelPath};
 use filesync_server::{InProcessServer, ServerConfig};
+use filesync_store::ChunkStore;
 use filesync_store::MetaStore;
 use rand::Rng;
 use rand::rngs::StdRng;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::pin::Pin;
@@ -48,11 +49,23 @@ pub enum Backend {
 }
 
 pub struct RealServer {
-    server: InProcessServer,
+    /// The running server; a crash replaces it with a new one over the same stores.
+    server: RefCell<Arc<InProcessServer>>,
+    config: ServerConfig,
+    meta: Arc<dyn MetaStore>,
+    chunks: Arc<dyn ChunkStore>,
     clock: SimClock,
     /// Cut the next connection after this many bytes, both directions together.
     cut_after: Cell<Option<usize>>,
+    /// The server crashes when the next connection is cut (or after it, if it never is).
+    crash_at_cut: Cell<bool>,
     _dir: tempfile::TempDir,
+}
+
+impl RealServer {
+    fn server(&self) -> Arc<InProcessServer> {
+        self.server.borrow().clone()
+    }
 }
 
 /// What the server holds at the end: the current files and directories, and the hash of
@@ -78,10 +91,25 @@ impl Backend {
         let clock = SimClock::new(clock_start_ns);
         let mut config = ServerConfig::new(dir.path());
         config.clock = Arc::new(clock.clone());
-        let meta = filesync_store::sqlite::SqliteMeta::memory().await.expect("an in-memory SQLite store");
-        let chunks = filesync_store::localfs::LocalChunks::open(dir.path().join("chunks")).expect("a chunk directory");
-        let server = InProcessServer::open(config, Arc::new(meta), Arc::new(chunks)).await.expect("the server opens");
-        Backend::Real(Box::new(RealServer { server, clock, cut_after: Cell::new(None), _dir: dir }))
+        // The stores outlive a crash of the server, as its database and chunk directory do; an
+        // in-memory SQLite database keeps exactly what was committed, as a file would through
+        // a process crash.
+        let meta: Arc<dyn MetaStore> =
+            Arc::new(filesync_store::sqlite::SqliteMeta::memory().await.expect("an in-memory SQLite store"));
+        let chunks: Arc<dyn ChunkStore> =
+            Arc::new(filesync_store::localfs::LocalChunks::open(dir.path().join("chunks")).expect("a chunk directory"));
+        let server =
+            InProcessServer::open(config.clone(), meta.clone(), chunks.clone()).await.expect("the server opens");
+        Backend::Real(Box::new(RealServer {
+            server: RefCell::new(Arc::new(server)),
+            config,
+            meta,
+            chunks,
+            clock,
+            cut_after: Cell::new(None),
+            crash_at_cut: Cell::new(false),
+            _dir: dir,
+        }))
     }
 
     pub fn is_real(&self) -> bool {
@@ -92,7 +120,7 @@ impl Backend {
     pub async fn enrol(&self, device: &str) -> String {
         match self {
             Backend::Memory(_) => String::new(),
-            Backend::Real(r) => r.server.provision_device(USER, device).await.expect("a device"),
+            Backend::Real(r) => r.server().provision_device(USER, device).await.expect("a device"),
         }
     }
 
@@ -109,8 +137,10 @@ impl Backend {
             Backend::Memory(m) => Ok(m.clone()),
             Backend::Real(r) => {
                 let (client, server_end) = tokio::io::duplex(256 * 1024);
-                tokio::spawn(r.server.serve(server_end));
-                let stream = Cut { inner: client, left: r.cut_after.take(), scratch: Vec::new() };
+                let server = r.server();
+                tokio::spawn(server.serve(server_end));
+                let crash = r.crash_at_cut.get().then_some(server);
+                let stream = Cut { inner: client, left: r.cut_after.take(), scratch: Vec::new(), crash };
                 let conn = Connection::over(stream, "simulated".into()).await.map_err(|e| e.to_string())?;
                 conn.auth(token).await.map_err(|e| e.to_string())?;
                 Ok(Arc::new(conn))
@@ -134,6 +164,33 @@ impl Backend {
                 format!("after {n} bytes")
             }
         }
+    }
+
+    /// Plans a crash of the server during the next sync: the model drops the connection after
+    /// a few requests (what it applied stays, as a database keeps what it committed); the real
+    /// server is killed when the connection has carried a random number of bytes — every
+    /// request in flight stops at whichever await it waits on — and [`Backend::restart`]
+    /// opens a new one over the same stores.
+    pub fn crash_next(&self, rng: &mut StdRng) -> String {
+        let Backend::Real(r) = self else { return self.cut_next(rng) };
+        r.crash_at_cut.set(true);
+        // Mostly within the first requests of the sync, where its commits are.
+        let n = if rng.random_bool(0.7) { rng.random_range(0..8_000) } else { rng.random_range(0..200_000) };
+        r.cut_after.set(Some(n));
+        format!("after {n} bytes")
+    }
+
+    /// After a crash planned by [`Backend::crash_next`]: the server starts again over its
+    /// stores (it crashes now if the connection was never cut).
+    pub async fn restart(&self) {
+        let Backend::Real(r) = self else { return self.heal() };
+        r.cut_after.set(None);
+        if !r.crash_at_cut.take() {
+            return;
+        }
+        r.server().crash();
+        let server = InProcessServer::open(r.config.clone(), r.meta.clone(), r.chunks.clone()).await;
+        *r.server.borrow_mut() = Arc::new(server.expect("the server opens again"));
     }
 
     pub fn heal(&self) {
@@ -168,7 +225,7 @@ impl Backend {
         match self {
             Backend::Memory(m) => m.inner.lock().unwrap().history.clone(),
             Backend::Real(r) => {
-                let meta = r.server.meta();
+                let meta = r.server().meta();
                 let Some(folder) = real_folder(&*meta).await else { return Vec::new() };
                 let mut out = Vec::new();
                 for rev in 1..=folder.seq {
@@ -204,7 +261,7 @@ impl Backend {
                 Some((old.path, old.rev, rev))
             }
             Backend::Real(r) => {
-                let meta = r.server.meta();
+                let meta = r.server().meta();
                 let folder = real_folder(&*meta).await?;
                 let device = meta.list_devices(folder.user_id).await.expect("devices").into_iter().next()?;
                 let now = r.clock.now_unix();
@@ -257,6 +314,20 @@ struct Cut<S> {
     inner: S,
     left: Option<usize>,
     scratch: Vec<u8>,
+    /// The server to crash at the cut.
+    crash: Option<Arc<InProcessServer>>,
+}
+
+impl<S> Cut<S> {
+    /// `n` more bytes went through; at the cut, the planned crash happens.
+    fn spend(&mut self, left: usize, n: usize) {
+        self.left = Some(left - n);
+        if left == n
+            && let Some(server) = self.crash.take()
+        {
+            server.crash();
+        }
+    }
 }
 
 fn broken() -> io::Error {
@@ -277,7 +348,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Cut<S> {
             Poll::Ready(Ok(())) => {
                 let n = part.filled().len();
                 buf.put_slice(part.filled());
-                this.left = Some(left - n);
+                this.spend(left, n);
                 Poll::Ready(Ok(()))
             }
             other => other,
@@ -298,7 +369,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Cut<S> {
         let n = left.min(buf.len());
         match Pin::new(&mut this.inner).poll_write(cx, &buf[..n]) {
             Poll::Ready(Ok(n)) => {
-                this.left = Some(left - n);
+                this.spend(left, n);
                 Poll::Ready(Ok(n))
             }
             other => other,

@@ -93,7 +93,13 @@ impl IgnoreRules {
 
     /// Whether `path` itself matches (its directories are not looked at): for a walk from
     /// the root that never descends into an ignored directory.
+    /// A conflict copy goes by its original's name: it holds a version someone saved of a
+    /// file that synced, and syncs with it, whatever its own name says (found by the
+    /// simulation, seed 109: the copy of `x.txt` under `*.txt` and `!x.txt` stayed on one
+    /// computer).
     pub fn matches(&self, path: &RelPath, is_dir: bool) -> bool {
+        let copy = if is_dir { None } else { filesync_core::conflict::parse_conflict_copy(path) };
+        let path = copy.as_ref().map_or(path, |c| &c.original);
         path.as_str() != IGNORE_FILE && self.matcher.matched(path.as_str(), is_dir).is_ignore()
     }
 
@@ -184,6 +190,17 @@ mod tests {
         assert!(r.is_ignored(&p("cache/a/b/c.tmp"), false));
         assert!(r.is_ignored(&p(".hidden"), false));
         assert!(!r.is_ignored(&p(".filesyncignore"), false), "the ignore file itself always syncs");
+        let copy = ".filesyncignore (conflicted copy from laptop 2026-12-01 101500)";
+        assert!(!r.is_ignored(&p(copy), false), "so do its conflict copies");
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+    }
+
+    #[test]
+    fn a_conflict_copy_syncs_as_its_original_does() {
+        let r = IgnoreRules::parse("*.txt\n!x.txt\n");
+        assert!(!r.is_ignored(&p("a/x (conflicted copy from laptop 2026-12-01 101500).txt"), false));
+        assert!(r.is_ignored(&p("a/y (conflicted copy from laptop 2026-12-01 101500).txt"), false));
+        assert!(r.is_ignored(&p("a/y.txt"), false));
         assert!(r.problems.is_empty(), "{:?}", r.problems);
     }
 

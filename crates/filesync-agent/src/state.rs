@@ -132,10 +132,12 @@ CREATE TABLE IF NOT EXISTS unapplied (
 );
 "#,
     r#"
--- Files removed from an excluded subfolder once the server had them (selective sync), with
--- the version they held: when the subfolder is included again, a file written there since is
--- an edit of that version, not a conflict with it (see `engine::input::settle_own_version`).
-CREATE TABLE IF NOT EXISTS evicted (
+-- Versions of files this computer had and holds no base for: files removed from an excluded
+-- subfolder once the server had them (selective sync) or forgotten there as deleted, and files
+-- committed while their path was ignored. When the path is synced again, a file written there
+-- since is an edit of that version, not a conflict with it (see
+-- `engine::input::settle_own_version`).
+CREATE TABLE IF NOT EXISTS own_versions (
     folder INTEGER NOT NULL REFERENCES folders(id),
     path TEXT NOT NULL,
     rev INTEGER NOT NULL,
@@ -239,9 +241,9 @@ pub struct StepRecord {
     /// computer's own commits need no pull, while a rev another device took in between
     /// stops the cursor until a pull brings it.
     pub advance_cursor: bool,
-    /// Files evicted from an excluded subfolder: path, and the rev and content of the base
-    /// forgotten with them (see [`StateDb::evicted_among`]).
-    pub evicted: Vec<(RelPath, u64, Hash)>,
+    /// Versions this computer had and no longer holds a base for (files evicted from an
+    /// excluded subfolder): path, rev and content (see [`StateDb::own_versions_among`]).
+    pub own_versions: Vec<(RelPath, u64, Hash)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -514,7 +516,7 @@ impl StateDb {
     /// Records what one step of a pass learned — server entries, new bases, forgotten
     /// bases — in one transaction.
     pub async fn record_step(&self, folder: &str, rec: &StepRecord) -> Result<(), StateError> {
-        if rec.remote.is_empty() && rec.bases.is_empty() && rec.forget.is_empty() && rec.evicted.is_empty() {
+        if rec.remote.is_empty() && rec.bases.is_empty() && rec.forget.is_empty() && rec.own_versions.is_empty() {
             return Ok(());
         }
         let mut tx = self.write_tx("recording a sync step").await?;
@@ -555,9 +557,9 @@ impl StateDb {
             }
             q.execute(&mut *tx).await.map_err(ctx(format!("forgetting {} bases in folder '{folder}'", batch.len())))?;
         }
-        for batch in rec.evicted.chunks(BATCH_ROWS) {
+        for batch in rec.own_versions.chunks(BATCH_ROWS) {
             let sql = multi_row_sql(
-                "INSERT INTO evicted (folder, path, rev, hash) VALUES ",
+                "INSERT INTO own_versions (folder, path, rev, hash) VALUES ",
                 4,
                 batch.len(),
                 " ON CONFLICT (folder, path) DO UPDATE SET rev = excluded.rev, hash = excluded.hash",
@@ -566,7 +568,9 @@ impl StateDb {
             for (path, rev, hash) in batch {
                 q = q.bind(id).bind(path.as_str()).bind(*rev as i64).bind(hash.0.to_vec());
             }
-            q.execute(&mut *tx).await.map_err(ctx(format!("recording evicted files in folder '{folder}'")))?;
+            q.execute(&mut *tx)
+                .await
+                .map_err(ctx(format!("recording versions this computer had in folder '{folder}'")))?;
         }
         Self::commit(tx, "recording a sync step", folder).await
     }
@@ -579,7 +583,7 @@ impl StateDb {
             "DELETE FROM base WHERE folder = (SELECT id FROM folders WHERE name = ?)",
             "DELETE FROM installing WHERE folder = (SELECT id FROM folders WHERE name = ?)",
             "DELETE FROM unapplied WHERE folder = (SELECT id FROM folders WHERE name = ?)",
-            "DELETE FROM evicted WHERE folder = (SELECT id FROM folders WHERE name = ?)",
+            "DELETE FROM own_versions WHERE folder = (SELECT id FROM folders WHERE name = ?)",
             "DELETE FROM folders WHERE name = ?",
             // The folder's one-off requests and guard trip (`engine::policy`).
             "DELETE FROM kv WHERE key IN ('guard-trip/' || ?1, 'guard-confirm/' || ?1, 'revert/' || ?1)",

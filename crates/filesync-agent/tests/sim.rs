@@ -1,7 +1,8 @@
 //! Seeded, randomized histories of the whole sync loop in one process: two or three
 //! computers, each a real engine with its own state database on its own `MemFs`, write,
 //! append to, move and delete files, make and remove whole directories, change the folder's
-//! settings (direction, excluded subfolders, pause), restore old versions from the server's
+//! settings (direction, excluded subfolders, pause) and its ignore rules (`.filesyncignore`,
+//! which syncs), restore old versions from the server's
 //! history, and sync, in a random order, through a server that is either the in-memory model
 //! of its rules (`memserver`) or, in a quarter of the histories, the real server — its
 //! session, handlers, SQLite store and chunk directory — over simulated connections that can
@@ -12,9 +13,9 @@
 //! connection may drop in the middle of a sync (a commit may be applied with its answer
 //! lost); the server may crash in the middle of a sync and start again over its stores; a
 //! chunk on the server may be damaged while a computer syncs; a computer's disk may be full
-//! while it syncs. After the workload the
-//! settings go back to their defaults, every computer syncs until a whole round does nothing,
-//! and the run checks:
+//! while it syncs. After the workload the settings go back to their defaults, every computer
+//! syncs until a whole round does nothing, the first empties the ignore file if it says
+//! anything, all sync to quiet again, and the run checks:
 //!
 //! - quiescence within a bounded number of rounds, and no pass reporting a failed file;
 //! - every computer holds the same tree, and it is the server's current state (on disks that
@@ -44,8 +45,11 @@
 //! runs N seeds from `FILESYNC_SIM_FIRST` (default 300 from 0); `scripts/soak` runs any number
 //! on every core.
 //!
+//! Checks that depend on what a computer syncs (the lost-version, resurrection and
+//! concurrency checks) leave out paths its ignore rules covered when a sync started or ended.
+//!
 //! Not simulated yet: network delays and reordering (a connection here is in order and
-//! instant, or cut), and changes of the ignore rules.
+//! instant, or cut).
 
 #[path = "sim/backend.rs"]
 mod backend;
@@ -54,6 +58,7 @@ mod memserver;
 use backend::Backend;
 use filesync_agent::config::{Direction, FolderConfig, FolderSettings};
 use filesync_agent::engine::{Engine, Partials, PassReport};
+use filesync_agent::filter::{IGNORE_FILE, IgnoreRules};
 use filesync_agent::fs::Filesystem;
 use filesync_agent::memfs::MemFs;
 use filesync_agent::state::StateDb;
@@ -162,6 +167,29 @@ fn file_hash(data: &[u8]) -> Hash {
     filesync_core::Chunker::default().digest_bytes(data).hash
 }
 
+/// The ignore rules one computer's passes went by: those of its `.filesyncignore` when a sync
+/// started and when it ended (a sync that downloads the file applies it in its next pass).
+/// A path either set ignores counts as ignored, so that the checks only err towards allowing.
+struct Rules(Vec<IgnoreRules>);
+
+impl Rules {
+    fn now(c: &Computer) -> Rules {
+        Rules(vec![IgnoreRules::load(&c.fs)])
+    }
+
+    fn and_now(&self, c: &Computer) -> Rules {
+        Rules(self.0.iter().cloned().chain([IgnoreRules::load(&c.fs)]).collect())
+    }
+
+    fn ignored(&self, path: &str) -> bool {
+        let Ok(p) = filesync_core::RelPath::new(path) else { return false };
+        self.0.iter().any(|r| r.is_ignored(&p, false) || r.is_ignored(&p, true))
+    }
+}
+
+/// What ignore files say in the histories (`.filesyncignore` syncs like any file).
+const IGNORE_TEXTS: [&str; 7] = ["", "*.bin\n", "c/\n", "notes\n", "a/b/\n", "y.txt\n", "*.txt\n!x.txt\n"];
+
 /// What a run saw: contents its engines observed, for the "no lost version" check, and every
 /// content people wrote, for the "nothing half-written" check.
 #[derive(Default)]
@@ -262,7 +290,7 @@ impl Deletions {
 
     /// `c` deleted `path`, with `excluded` the subfolders it does not sync (a deletion there
     /// is never sent).
-    fn deleted(&mut self, c: usize, path: &str, excluded: &[String]) {
+    fn deleted(&mut self, c: usize, path: &str, excluded: &[String], rules: &Rules) {
         let k = self.key(path);
         // On disks that ignore case the server may hold a name in two spellings, each
         // computer keeping its own: which version a deletion meant is then not the path's
@@ -270,7 +298,12 @@ impl Deletions {
         // A conflict copy is the engine's own file, which a pass that did not finish may have
         // sent without recording: whether the server has it is not known here.
         let engines_own = k.contains("(conflicted copy from ");
-        if self.fold || engines_own || excluded.iter().any(|e| k.starts_with(&format!("{}/", self.key(e)))) {
+        // Nor is a deletion of an ignored path ever sent.
+        if self.fold
+            || engines_own
+            || rules.ignored(path)
+            || excluded.iter().any(|e| k.starts_with(&format!("{}/", self.key(e))))
+        {
             self.dirty[c].remove(&k);
             self.followed.remove(&k);
             return;
@@ -315,9 +348,9 @@ impl Deletions {
     }
 
     /// A finished pass of `c` with `settings`.
-    fn finished(&mut self, c: usize, step: usize, settings: &FolderSettings) {
+    fn finished(&mut self, c: usize, step: usize, settings: &FolderSettings, rules: &Rules) {
         let prefixes: Vec<String> = settings.excluded.iter().map(|e| format!("{}/", self.key(e))).collect();
-        let excluded = |k: &str| prefixes.iter().any(|p| k.starts_with(p));
+        let excluded = |k: &str| prefixes.iter().any(|p| k.starts_with(p)) || rules.ignored(k);
         let (sends, pulls) = (
             !settings.paused && settings.direction != Direction::DownloadOnly,
             !settings.paused && settings.direction != Direction::UploadOnly,
@@ -440,9 +473,9 @@ impl Concurrency {
     }
 
     /// A pass of `c` with `settings` finished.
-    fn finished(&mut self, c: usize, settings: &FolderSettings) {
+    fn finished(&mut self, c: usize, settings: &FolderSettings, rules: &Rules) {
         let prefixes: Vec<String> = settings.excluded.iter().map(|e| format!("{}/", self.key(e))).collect();
-        let synced = |k: &String| !prefixes.iter().any(|p| k.starts_with(p));
+        let synced = |k: &String| !prefixes.iter().any(|p| k.starts_with(p)) && !rules.ignored(k);
         let pulls = !settings.paused && settings.direction != Direction::UploadOnly;
         let sends = !settings.paused && settings.direction != Direction::DownloadOnly;
         if sends {
@@ -461,7 +494,13 @@ impl Concurrency {
     }
 
     /// Checks the conflict copies computer `c` (named `name`) made since the last look.
-    fn check(&mut self, c: usize, name: &str, files: impl Iterator<Item = String>) -> Result<(), String> {
+    fn check(
+        &mut self,
+        c: usize,
+        name: &str,
+        files: impl Iterator<Item = String>,
+        rules: &Rules,
+    ) -> Result<(), String> {
         let related = |set: &BTreeSet<String>, k: &str| {
             set.iter().any(|x| x == k || x.starts_with(&format!("{k}/")) || k.starts_with(&format!("{x}/")))
         };
@@ -474,6 +513,12 @@ impl Concurrency {
             }
             let k = self.key(copy.original.as_str());
             if self.clashed.iter().any(|c| *c == k || k.starts_with(&format!("{c}/"))) {
+                continue;
+            }
+            // On a disk that ignores case, a file the rules ignore (left alone, so never
+            // deleted here) may stand in the way of a download spelled otherwise, which the
+            // rules do not ignore: it is kept as a conflict copy (seed 4614).
+            if self.fold && rules.ignored(&k) {
                 continue;
             }
             if !related(&self.own[c], &k) || !related(&self.others[c], &k) {
@@ -522,8 +567,11 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
         backend.advance_clock(elapsed);
         let ci = rng.random_range(0..n);
         let c = &computers[ci];
-        let existing = c.files();
-        let action = rng.random_range(0..16);
+        // The ignore file is changed by its own action only (random bytes appended to it
+        // would make rules nobody chose).
+        let existing: Vec<String> = c.files().into_iter().filter(|f| f != IGNORE_FILE).collect();
+        let rules = Rules::now(c);
+        let action = rng.random_range(0..17);
         trace.log(format!(
             "step {step}: {} action {action}; files {:?}",
             c.name,
@@ -554,7 +602,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
             4 if !existing.is_empty() => {
                 let path = &existing[rng.random_range(0..existing.len())];
                 c.fs.remove(path);
-                deletions.deleted(ci, path, &c.folder.borrow().settings.excluded);
+                deletions.deleted(ci, path, &c.folder.borrow().settings.excluded, &rules);
                 concurrency.changed(ci, path);
             }
             // Move a file to a free name (another directory, or renamed).
@@ -582,7 +630,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                         deletions.wrote(ci, &to);
                         concurrency.changed(ci, &to);
                     } else {
-                        deletions.deleted(ci, from, &c.folder.borrow().settings.excluded);
+                        deletions.deleted(ci, from, &c.folder.borrow().settings.excluded, &rules);
                         concurrency.changed(ci, from);
                         deletions.wrote(ci, &to);
                         concurrency.changed(ci, &to);
@@ -594,7 +642,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 let dir = DIRS[rng.random_range(1..DIRS.len())].trim_end_matches('/');
                 if rng.random_bool(0.5) {
                     for f in existing.iter().filter(|f| f.starts_with(&format!("{dir}/"))) {
-                        deletions.deleted(ci, f, &c.folder.borrow().settings.excluded);
+                        deletions.deleted(ci, f, &c.folder.borrow().settings.excluded, &rules);
                         concurrency.changed(ci, f);
                     }
                     c.fs.remove(dir);
@@ -688,6 +736,16 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                     c.name, settings.direction, settings.excluded, settings.paused
                 ));
             }
+            // Someone changes the folder's ignore rules (the file syncs; it is emptied before
+            // the end).
+            14 => {
+                let text = IGNORE_TEXTS[rng.random_range(0..IGNORE_TEXTS.len())];
+                trace.log(format!("  {}: ignore rules {text:?}", c.name));
+                observed.written.insert(file_hash(text.as_bytes()));
+                c.fs.write(IGNORE_FILE, text);
+                deletions.wrote(ci, IGNORE_FILE);
+                concurrency.changed(ci, IGNORE_FILE);
+            }
             // Someone restores an old version from the server's history (the server makes it
             // the current version again, under a new rev).
             10 => {
@@ -711,15 +769,21 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
             }
             // Sync.
             _ => {
-                observe(c, &mut observed, step);
+                let seen = c.tree().0;
                 c.sync(&backend, trace).await.map_err(|e| format!("step {step}: {e}"))?;
-                deletions.finished(ci, step, &c.folder.borrow().settings);
+                let rules = rules.and_now(c);
+                observe(c, seen, &rules, &mut observed, step);
+                deletions.finished(ci, step, &c.folder.borrow().settings, &rules);
                 concurrency.server_holds(&backend.state().await);
-                concurrency.check(ci, &c.name, c.tree().0.into_keys()).map_err(|e| format!("step {step}: {e}"))?;
-                concurrency.finished(ci, &c.folder.borrow().settings);
+                concurrency
+                    .check(ci, &c.name, c.tree().0.into_keys(), &rules)
+                    .map_err(|e| format!("step {step}: {e}"))?;
+                concurrency.finished(ci, &c.folder.borrow().settings, &rules);
             }
         }
-        concurrency.check(ci, &c.name, c.tree().0.into_keys()).map_err(|e| format!("step {step}: {e}"))?;
+        concurrency
+            .check(ci, &c.name, c.tree().0.into_keys(), &rules.and_now(c))
+            .map_err(|e| format!("step {step}: {e}"))?;
         // Nothing half-written, ever: after every step (a crash, a power loss, a damaged
         // chunk…) each file under its real name holds a content someone wrote or the server
         // has.
@@ -747,26 +811,46 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
         c.folder.borrow_mut().settings = FolderSettings::default();
     }
 
-    // Quiet: everyone syncs until a whole round does nothing.
-    let mut quiet = false;
-    for round in 0..MAX_QUIET_ROUNDS {
-        let mut work = 0;
-        for (ci, c) in computers.iter().enumerate() {
-            observe(c, &mut observed, steps);
-            let r = c.sync(&backend, trace).await?;
-            deletions.finished(ci, steps + round, &FolderSettings::default());
-            concurrency.server_holds(&backend.state().await);
-            concurrency.check(ci, &c.name, c.tree().0.into_keys()).map_err(|e| format!("round {round}: {e}"))?;
-            concurrency.finished(ci, &FolderSettings::default());
-            work += r.uploaded + r.downloaded + r.deleted_local + r.deleted_remote + r.conflicts;
+    // Quiet: everyone syncs until a whole round does nothing. Then, if the ignore file says
+    // anything, the first computer empties it (all hold the same one by then) and everyone
+    // syncs to quiet again: everything ignored so far syncs too.
+    let mut round = 0;
+    for phase in 0..2 {
+        if phase == 1 {
+            if computers.iter().all(|c| c.fs.read(IGNORE_FILE).is_none_or(|t| t.is_empty())) {
+                break;
+            }
+            trace.log(format!("{}: ignore rules emptied", computers[0].name));
+            observed.written.insert(file_hash(b""));
+            computers[0].fs.write(IGNORE_FILE, "");
+            deletions.wrote(0, IGNORE_FILE);
+            concurrency.changed(0, IGNORE_FILE);
         }
-        if work == 0 {
-            quiet = true;
-            break;
+        let mut quiet = false;
+        for _ in 0..MAX_QUIET_ROUNDS {
+            let mut work = 0;
+            for (ci, c) in computers.iter().enumerate() {
+                let (rules, seen) = (Rules::now(c), c.tree().0);
+                let r = c.sync(&backend, trace).await?;
+                let rules = rules.and_now(c);
+                observe(c, seen, &rules, &mut observed, steps + round);
+                deletions.finished(ci, steps + round, &FolderSettings::default(), &rules);
+                concurrency.server_holds(&backend.state().await);
+                concurrency
+                    .check(ci, &c.name, c.tree().0.into_keys(), &rules)
+                    .map_err(|e| format!("round {round}: {e}"))?;
+                concurrency.finished(ci, &FolderSettings::default(), &rules);
+                work += r.uploaded + r.downloaded + r.deleted_local + r.deleted_remote + r.conflicts;
+            }
+            round += 1;
+            if work == 0 {
+                quiet = true;
+                break;
+            }
         }
-    }
-    if !quiet {
-        return Err(format!("no quiet after {MAX_QUIET_ROUNDS} rounds of syncing every computer"));
+        if !quiet {
+            return Err(format!("no quiet after {MAX_QUIET_ROUNDS} rounds of syncing every computer (phase {phase})"));
+        }
     }
 
     // The same tree everywhere, and it is the server's.
@@ -842,17 +926,17 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
     Ok(())
 }
 
-/// Records every file on `c` before its engine looks: those contents must never be lost.
-/// Only what the engine is to upload counts: not while the folder is paused or
+/// Records the files `seen` on `c` before a sync that then finished: those contents must
+/// never be lost. Only what the engine is to upload counts: not while the folder is paused or
 /// download-only (local edits then stay local, and a person may overwrite them before the
-/// engine ever sends them), nor in excluded subfolders.
-fn observe(c: &Computer, observed: &mut Observed, step: usize) {
+/// engine ever sends them), nor in excluded subfolders, nor ignored paths.
+fn observe(c: &Computer, seen: BTreeMap<String, Vec<u8>>, rules: &Rules, observed: &mut Observed, step: usize) {
     let settings = c.folder.borrow().settings.clone();
     if settings.paused || settings.direction == Direction::DownloadOnly {
         return;
     }
-    let excluded = |p: &str| settings.excluded.iter().any(|e| p.starts_with(&format!("{e}/")));
-    for (path, data) in c.tree().0.into_iter().filter(|(p, _)| !excluded(p)) {
+    let excluded = |p: &str| settings.excluded.iter().any(|e| p.starts_with(&format!("{e}/"))) || rules.ignored(p);
+    for (path, data) in seen.into_iter().filter(|(p, _)| !excluded(p)) {
         observed.versions.entry(file_hash(&data)).or_insert_with(|| format!("of {path} on {} at step {step}", c.name));
     }
 }

@@ -377,7 +377,7 @@ impl Executor<'_> {
                     self.report.name(super::Change::DeletedHere, &path);
                     self.report.written.push((path.clone(), None));
                     if let Some(&(rev, hash)) = self.evicting.get(&path) {
-                        rec.evicted.push((path.clone(), rev, hash));
+                        rec.own_versions.push((path.clone(), rev, hash));
                     }
                     rec.forget.push(path);
                 }
@@ -391,7 +391,7 @@ impl Executor<'_> {
     /// Bookkeeping where both sides already agree: record or forget the base.
     async fn record(&mut self, record: Vec<(RelPath, u64)>, forget: Vec<RelPath>) -> Result<(), SyncError> {
         let evicted = forget.iter().filter_map(|p| self.evicting.get(p).map(|&(rev, hash)| (p.clone(), rev, hash)));
-        let mut rec = StepRecord { evicted: evicted.collect(), forget, ..StepRecord::default() };
+        let mut rec = StepRecord { own_versions: evicted.collect(), forget, ..StepRecord::default() };
         for (path, rev) in record {
             if let (Some(meta), Some(e)) = (self.remote_meta(&path, rev), self.scanned.entries.get(&path)) {
                 rec.bases.push((path, BaseRow::with_stat(rev, meta, &e.stat, e.racy)));

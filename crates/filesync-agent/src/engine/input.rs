@@ -5,10 +5,10 @@
 //!
 //! It also settles downloads a crash interrupted: a file whose content is exactly what the
 //! agent was installing there is taken as synced at that rev ("promoted"), never as a local
-//! edit; it settles uploads whose commit answer was lost, and files evicted from an excluded
-//! subfolder: a server entry with exactly the content this computer committed (or evicted)
-//! becomes the base, so an edit made since is a plain upload rather than a conflict with
-//! itself; and it refreshes the recorded stat of a file read again that still holds its base's
+//! edit; it settles uploads whose commit answer was lost, and files this computer had and
+//! forgot the base of (evicted from an excluded subfolder, or committed while ignored): a
+//! server entry with exactly that content becomes the base, so an edit made since is a plain
+//! upload rather than a conflict with itself; and it refreshes the recorded stat of a file read again that still holds its base's
 //! content (a touched file, or one that was racy), so that it is not read on every pass.
 
 use crate::filter::{Excluded, IgnoreRules};
@@ -29,9 +29,9 @@ pub struct Views {
     /// Downloads interrupted by a crash: path → (rev, content); and uploads whose commit was
     /// sent and not answered, with the rev [`crate::state::UPLOADING`].
     pub installing: HashMap<RelPath, (u64, Hash)>,
-    /// Remote files with no base here that were evicted from an excluded subfolder: path →
-    /// (rev, content) of the version evicted.
-    pub evicted: HashMap<RelPath, (u64, Hash)>,
+    /// Remote files newer than their base here whose version this computer had (evicted from an
+    /// excluded subfolder, or committed while ignored): path → (rev, content) of it.
+    pub own_versions: HashMap<RelPath, (u64, Hash)>,
 }
 
 /// The planner's input, and what building it found.
@@ -44,9 +44,13 @@ pub struct Input {
     /// Bases to record before planning: interrupted downloads that did land, and bases whose
     /// file was read again and still holds their content (with the stat it has now).
     pub promoted: Vec<(RelPath, BaseRow)>,
-    /// Evicted files synced again, or whose version the server no longer holds: their
-    /// record is done with.
-    pub evicted_done: Vec<RelPath>,
+    /// Own versions synced again, or that the server no longer holds: their record is done
+    /// with.
+    pub own_versions_done: Vec<RelPath>,
+    /// Uploads whose commit answer was lost, of paths ignored now (the scan did not look at
+    /// them): the server's version is this computer's own, to remember until the path syncs
+    /// again.
+    pub own_versions_new: Vec<(RelPath, u64, Hash)>,
 }
 
 /// Builds the planner's input from `views`. `fs` is asked only pure questions (whether it
@@ -74,7 +78,11 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
     }
     for (p, (rev, hash)) in &views.installing {
         if *rev == crate::state::UPLOADING {
-            if !skipped.covers(p) {
+            if views.rules.is_ignored(p, false) {
+                // Found by the simulation (seed 4603): the rules changed after the commit.
+                let own = views.remote.get(p).filter(|r| r.meta.as_ref().is_some_and(|m| m.hash == *hash));
+                input.own_versions_new.extend(own.map(|r| (p.clone(), r.rev, *hash)));
+            } else if !skipped.covers(p) {
                 settle_own_version(views, state, &mut input.promoted, p, hash);
             }
             continue;
@@ -87,9 +95,10 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
             input.promoted.push((p.clone(), BaseRow::with_stat(*rev, meta, &local.stat, local.racy)));
         }
     }
-    // A file evicted from an excluded subfolder and written again: an edit of what was evicted.
-    for (p, (_, hash)) in &views.evicted {
-        if !skipped.covers(p) && !views.bases.contains_key(p) {
+    // A file this computer had a version of, written again: an edit of that version.
+    for (p, (_, hash)) in &views.own_versions {
+        let settled_above = views.installing.get(p).is_some_and(|(rev, _)| *rev == crate::state::UPLOADING);
+        if !skipped.covers(p) && !settled_above {
             settle_own_version(views, state, &mut input.promoted, p, hash);
         }
     }
@@ -139,23 +148,23 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
     }
     // Ignored paths are left alone on both sides; excluded subfolders are only evicted.
     input.excluded = crate::filter::split_views(state, &views.rules, excluded);
-    // An evicted file's record is done with once the file has a base again (settled above, or
+    // An own version's record is done with once the file has a base again (settled above, or
     // downloaded: see `Engine::execute_part`), or once the server moved on from that version.
-    input.evicted_done = views
-        .evicted
+    input.own_versions_done = views
+        .own_versions
         .iter()
         .filter(|(p, (_, hash))| {
             let Some(s) = input.state.get(*p) else { return false };
             let current = s.remote.as_ref().and_then(|r| r.meta.as_ref()).is_some_and(|m| m.hash == *hash);
-            s.base.is_some() || !current
+            !current || s.base.as_ref().is_some_and(|b| b.meta.hash == *hash)
         })
         .map(|(p, _)| p.clone())
         .collect();
     input
 }
 
-/// This computer committed `hash` at `p` and may have lost the answer, or it evicted `hash`
-/// from `p` (an excluded subfolder) and forgot its base. If the server's entry
+/// This computer committed `hash` at `p` and may have lost the answer, or it had `hash` at
+/// `p` and forgot its base (evicted from an excluded subfolder, or committed while ignored). If the server's entry
 /// there holds exactly that content, newer than the base, it is this computer's own version:
 /// it becomes the base, so that an edit or a deletion made here since is sent over it, not
 /// taken for a conflict with itself (found by the simulation: a conflict copy with no other
@@ -269,7 +278,7 @@ mod tests {
             bases: HashMap::new(),
             remote: HashMap::new(),
             installing: HashMap::new(),
-            evicted: HashMap::new(),
+            own_versions: HashMap::new(),
         }
     }
 

@@ -63,9 +63,12 @@ impl Engine {
             Some(rows) => rows,
             None => self.rows(name, scope).await?,
         };
-        // Remote files with no base here may have been evicted from an excluded subfolder.
-        let unknown: Vec<&RelPath> = remote.keys().filter(|p| !bases.contains_key(*p)).collect();
-        let evicted = if unknown.is_empty() { HashMap::new() } else { self.db.evicted_among(name, &unknown).await? };
+        // Remote files newer than their base here may be versions this computer had
+        // (`own_versions`).
+        let unknown: Vec<&RelPath> =
+            remote.iter().filter(|(p, r)| bases.get(*p).is_none_or(|b| b.rev < r.rev)).map(|(p, _)| p).collect();
+        let own_versions =
+            if unknown.is_empty() { HashMap::new() } else { self.db.own_versions_among(name, &unknown).await? };
         let db_done = started.elapsed();
         let known: HashMap<RelPath, KnownFile> = bases
             .iter()
@@ -94,7 +97,7 @@ impl Engine {
             scan_ms = (started.elapsed() - db_done).as_millis() as u64,
             "loaded"
         );
-        Ok(Views { scanned, rules, bases, remote, installing, evicted })
+        Ok(Views { scanned, rules, bases, remote, installing, own_versions })
     }
 
     /// One pass over `scope`: plan it (a whole folder in parts of whole top-level trees),
@@ -220,8 +223,12 @@ impl Engine {
         if !run.preview && !input.promoted.is_empty() {
             self.db.set_bases(name, &input.promoted).await?;
         }
-        if !run.preview && !input.evicted_done.is_empty() {
-            self.db.forget_evicted(name, &input.evicted_done).await?;
+        if !run.preview && !input.own_versions_done.is_empty() {
+            self.db.forget_own_versions(name, &input.own_versions_done).await?;
+        }
+        if !run.preview && !input.own_versions_new.is_empty() {
+            let own_versions = std::mem::take(&mut input.own_versions_new);
+            self.db.record_step(name, &crate::state::StepRecord { own_versions, ..Default::default() }).await?;
         }
         let now = self.clock.now_unix();
         let direction = folder.settings.planner_direction();
@@ -249,7 +256,7 @@ impl Engine {
             })
             .collect();
         // Files the eviction removes, or forgets as deleted here (a deletion in an excluded
-        // subfolder is never sent), are remembered with their version (`StepRecord::evicted`).
+        // subfolder is never sent), are remembered with their version (`StepRecord::own_versions`).
         let evicting = eviction
             .iter()
             .filter_map(|a| match a {
@@ -330,12 +337,12 @@ impl Engine {
             evicting,
         };
         let mut report = executor.run(steps).await?;
-        if !views.evicted.is_empty() {
+        if !views.own_versions.is_empty() {
             // Evicted files downloaded again have a base: their record is done with.
             let landed: std::collections::HashSet<&RelPath> =
                 report.written.iter().filter(|(_, left)| left.is_some()).map(|(p, _)| p).collect();
-            let done: Vec<RelPath> = views.evicted.keys().filter(|p| landed.contains(p)).cloned().collect();
-            self.db.forget_evicted(name, &done).await?;
+            let done: Vec<RelPath> = views.own_versions.keys().filter(|p| landed.contains(p)).cloned().collect();
+            self.db.forget_own_versions(name, &done).await?;
         }
         if resend_lost {
             report.bytes_up += super::repair::resend_lost_chunks(&*self.server, &fs, name, &views).await?;

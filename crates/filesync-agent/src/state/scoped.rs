@@ -326,17 +326,17 @@ impl StateDb {
             .collect()
     }
 
-    /// Of `paths`, those evicted from an excluded subfolder while the server held them: path →
-    /// (rev, content) of the version they held then. Reads nothing when the folder has no
+    /// Of `paths`, those with a version this computer had and holds no base for (see
+    /// `StepRecord::own_versions`): path → (rev, content) of that version. Reads nothing when the folder has no
     /// such file (the usual case), however many paths are asked about.
-    pub async fn evicted_among(
+    pub async fn own_versions_among(
         &self,
         folder: &str,
         paths: &[&RelPath],
     ) -> Result<HashMap<RelPath, (u64, Hash)>, StateError> {
-        let what = || format!("reading the evicted files of folder '{folder}'");
+        let what = || format!("reading the versions this computer had in folder '{folder}'");
         let any: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM evicted e JOIN folders f ON f.id = e.folder WHERE f.name = ?)",
+            "SELECT EXISTS (SELECT 1 FROM own_versions e JOIN folders f ON f.id = e.folder WHERE f.name = ?)",
         )
         .bind(folder)
         .fetch_one(&self.pool)
@@ -347,7 +347,7 @@ impl StateDb {
             return Ok(out);
         }
         for batch in paths.chunks(BATCH_ROWS) {
-            let head = "SELECT e.path, e.rev, e.hash FROM evicted e JOIN folders f ON f.id = e.folder \
+            let head = "SELECT e.path, e.rev, e.hash FROM own_versions e JOIN folders f ON f.id = e.folder \
                         WHERE f.name = ? AND e.path IN (";
             let mut q = sqlx::query(AssertSqlSafe(multi_row_sql(head, 1, batch.len(), ")"))).bind(folder);
             for p in batch {
@@ -364,15 +364,17 @@ impl StateDb {
         Ok(out)
     }
 
-    /// Forgets that `paths` were evicted (they are synced again, or gone).
-    pub async fn forget_evicted(&self, folder: &str, paths: &[RelPath]) -> Result<(), StateError> {
+    /// Forgets the versions this computer had of `paths` (they are synced again, or gone).
+    pub async fn forget_own_versions(&self, folder: &str, paths: &[RelPath]) -> Result<(), StateError> {
         for batch in paths.chunks(BATCH_ROWS) {
-            let head = "DELETE FROM evicted WHERE folder = (SELECT id FROM folders WHERE name = ?) AND path IN (";
+            let head = "DELETE FROM own_versions WHERE folder = (SELECT id FROM folders WHERE name = ?) AND path IN (";
             let mut q = sqlx::query(AssertSqlSafe(multi_row_sql(head, 1, batch.len(), ")"))).bind(folder);
             for p in batch {
                 q = q.bind(p.as_str());
             }
-            q.execute(&self.pool).await.map_err(ctx(format!("forgetting evicted files of folder '{folder}'")))?;
+            q.execute(&self.pool)
+                .await
+                .map_err(ctx(format!("forgetting versions this computer had in folder '{folder}'")))?;
         }
         Ok(())
     }

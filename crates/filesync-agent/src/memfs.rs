@@ -497,6 +497,13 @@ impl MemFs {
         st.hooks.insert(k, Hook::ChangeAfterOpen(times));
     }
 
+    /// Drops what [`MemFs::fail_open`] or [`MemFs::change_on_open`] planned for `path`.
+    pub fn forget_hooks(&self, path: &str) {
+        let mut st = self.lock();
+        let k = st.key_path(&split(path));
+        st.hooks.remove(&k);
+    }
+
     /// How many times `open` was called for `path`.
     pub fn open_count(&self, path: &str) -> usize {
         let st = self.lock();

@@ -564,3 +564,36 @@ async fn an_edit_under_an_ignore_rule_after_a_lost_commit_answer_is_an_upload_on
     }
     assert!(checked > 0, "no drop point lost an applied commit's answer");
 }
+
+/// Found by the simulation (seed 17253): a commit whose answer was lost, a deletion of the file
+/// here, its subfolder excluded before the next sync, and a new file written there before it is
+/// included again. The version committed is remembered as this computer's own, so the new file
+/// is an edit of it, not a conflict.
+#[tokio::test]
+async fn a_new_file_over_a_lost_commit_answer_in_an_excluded_subfolder_is_an_upload_once_included() {
+    let mut checked = 0;
+    for drop_after in 1..20 {
+        let server = Arc::new(MemServer::default());
+        let mut a = Computer::new(&server, "laptop").await;
+        a.fs.write("Projects/plan.txt", "first");
+        server.inner.lock().unwrap().drop_after = Some(drop_after);
+        let lost_answer = a.sync_result().await.is_err();
+        server.inner.lock().unwrap().drop_after = None;
+        let committed = server.inner.lock().unwrap().history.iter().any(|e| e.path.as_str() == "Projects/plan.txt");
+        if !(lost_answer && committed) {
+            continue;
+        }
+        a.fs.remove("Projects/plan.txt");
+        a.folder.settings.excluded = vec!["Projects".into()];
+        a.sync().await;
+        a.fs.write("Projects/plan.txt", "second");
+        a.folder.settings.excluded.clear();
+        let r = a.sync().await;
+        assert_eq!((r.conflicts, r.uploaded), (0, 1), "no conflict with itself: {r:?} {:?}", a.fs.list_all());
+        let b = Computer::new(&server, "desktop").await;
+        b.sync().await;
+        assert_eq!(b.fs.read("Projects/plan.txt").unwrap(), b"second");
+        checked += 1;
+    }
+    assert!(checked > 0, "no drop point lost an applied commit's answer");
+}

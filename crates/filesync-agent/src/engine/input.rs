@@ -48,8 +48,8 @@ pub struct Input {
     /// with.
     pub own_versions_done: Vec<RelPath>,
     /// Uploads whose commit answer was lost, of paths ignored now (the scan did not look at
-    /// them): the server's version is this computer's own, to remember until the path syncs
-    /// again.
+    /// them) or gone from an excluded subfolder: the server's version is this computer's own,
+    /// to remember until the path syncs again.
     pub own_versions_new: Vec<(RelPath, u64, Hash)>,
 }
 
@@ -78,8 +78,12 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
     }
     for (p, (rev, hash)) in &views.installing {
         if *rev == crate::state::UPLOADING {
-            if views.rules.is_ignored(p, false) {
-                // Found by the simulation (seed 4603): the rules changed after the commit.
+            // The path is ignored now (the rules changed after the commit: seed 4603), or it is
+            // in an excluded subfolder and gone from disk with no base (deleted here, or its
+            // write undone by a power loss: seed 17253), so this pass neither settles nor
+            // downloads it: the version is remembered until the path syncs again.
+            let gone = !views.scanned.entries.contains_key(p) && !views.bases.contains_key(p);
+            if views.rules.is_ignored(p, false) || (gone && excluded.covers(p)) {
                 let own = views.remote.get(p).filter(|r| r.meta.as_ref().is_some_and(|m| m.hash == *hash));
                 input.own_versions_new.extend(own.map(|r| (p.clone(), r.rev, *hash)));
             } else if !skipped.covers(p) {

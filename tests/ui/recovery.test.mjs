@@ -137,6 +137,35 @@ step('restoring a deleted folder brings back the files that were in it', async (
   await screenshot(page, 'r03-trash-after-folder-restore.png');
 });
 
+// Regression: a refresh of the trash (the server moved on) blanked the list to "Loading the
+// trash…" until the answer came, so a row being read or clicked vanished for a moment.
+step('the trash stays on screen while it refreshes after a change elsewhere', async () => {
+  writeFileSync(join(desktop.docs, 'old-notes.txt'), 'old notes\n');
+  await waitFor('the file to reach the laptop', () => existsSync(join(laptop.docs, 'old-notes.txt')), 20000);
+  rmSync(join(desktop.docs, 'old-notes.txt'));
+  await waitFor('the deletion to reach the laptop', () => !existsSync(join(laptop.docs, 'old-notes.txt')), 20000);
+  await openHistory();
+  const row = page.locator('li.row-item[data-path="old-notes.txt"]');
+  await row.waitFor();
+  // Hold the next trash answer until the list has been checked.
+  let asked;
+  const refreshAsked = new Promise((resolve) => { asked = resolve; });
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  await page.route('**/api/trash?*', async (route) => { asked(); await held; await route.continue(); });
+  try {
+    writeFileSync(join(desktop.docs, 'new-notes.txt'), 'new notes\n'); // the server moves on
+    await refreshAsked;
+    assert.equal(await row.count(), 1, 'the row stays while the refresh is under way');
+    assert.doesNotMatch(await page.locator('#trash-title').locator('..').textContent(), /Loading/);
+  } finally {
+    release();
+    await page.unrouteAll({ behavior: 'wait' }); // the held answer goes out first
+  }
+  assert.equal(await row.count(), 1);
+  rmSync(join(desktop.docs, 'new-notes.txt'));
+});
+
 step('an old version of a text file is previewed beside the current one, the differences marked, and downloaded', async () => {
   const first = 'line 1\nline 2\nline 3\n<b>not bold</b>\n';
   writeFileSync(join(laptop.docs, 'report.txt'), first);

@@ -68,12 +68,22 @@ export function historyScreen(main, store, params) {
     if (to) await doRestore(to);
   };
 
-  const loadTrash = async () => {
+  // A refresh keeps the list on screen until the new one is there (no flicker, nothing to lose
+  // a click on); an older, slower answer never replaces a newer one.
+  let trashFolder = null;
+  let trashAsked = 0;
+  let seenRev = null; // the folder's server revision the trash list was last loaded for
+  // A refresh the server prompted is dropped if the person went into the list meanwhile.
+  const busyInTrash = () => trashBox.contains(document.activeElement) || trashBox.querySelector('details[open]');
+  const loadTrash = async ({ refresh = false } = {}) => {
     if (!folder) { mount(trashBox, h('p', { class: 'muted' }, 'Add a folder first.')); return; }
-    mount(trashBox, h('p', { class: 'muted' }, 'Loading the trash…'));
+    if (trashFolder !== folder) mount(trashBox, h('p', { class: 'muted' }, 'Loading the trash…'));
+    trashFolder = folder;
+    const mine = ++trashAsked;
     try {
       const list = await get(`/trash?folder=${enc()}`);
-      if (!alive) return;
+      if (!alive || mine !== trashAsked) return;
+      if (refresh && busyInTrash()) { seenRev = null; return; }
       if (!list.length) { mount(trashBox, h('p', { class: 'muted' }, 'The trash is empty: nothing deleted in this folder is kept.')); return; }
       const restore = async (t, to) => {
         try { done(await post('/trash/restore', { folder: t.folder, path: t.path, to })); loadTrash(); } catch (err) { toast(err.message, 'bad'); }
@@ -95,7 +105,7 @@ export function historyScreen(main, store, params) {
             h('button', { type: 'button', class: 'button secondary', 'aria-label': `Restore all ${what}`, onclick: () => restoreAll(g) }, 'Restore all')),
           h('ul', { class: 'rows' }, rows));
       })), trashPreview);
-    } catch (err) { mount(trashBox, h('p', { class: 'notice notice-bad', role: 'alert' }, err.message)); }
+    } catch (err) { if (mine === trashAsked) mount(trashBox, h('p', { class: 'notice notice-bad', role: 'alert' }, err.message)); }
   };
 
   const showVersions = async (path) => {
@@ -174,13 +184,13 @@ export function historyScreen(main, store, params) {
   // The trash follows the server: a deletion or a restore from another computer shows up —
   // but not while the person is inside the list (focus or an opened box would be lost).
   const serverRev = (s) => (s.folders.find((f) => f.name === folder) || {}).server_rev;
-  let seenRev = serverRev(store.status);
+  seenRev = serverRev(store.status);
   const off = store.onStatus((s) => {
     const rev = serverRev(s);
     if (rev === seenRev) return;
-    if (trashBox.contains(document.activeElement) || trashBox.querySelector('details[open]')) return;
+    if (busyInTrash()) return;
     seenRev = rev;
-    loadTrash();
+    loadTrash({ refresh: true });
   });
   return () => { alive = false; clearTimeout(timer); off(); };
 }

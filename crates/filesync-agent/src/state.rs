@@ -605,6 +605,18 @@ impl StateDb {
             .map_err(ctx(format!("reading '{key}'")))
     }
 
+    /// The values of those of `keys` that are set, in one statement.
+    pub async fn get_kvs(&self, keys: &[&str]) -> Result<HashMap<String, String>, StateError> {
+        let list = serde_json::to_string(keys).expect("a list of strings");
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT key, value FROM kv WHERE key IN (SELECT value FROM json_each(?))")
+                .bind(list)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(ctx(format!("reading {}", keys.join(", "))))?;
+        Ok(rows.into_iter().collect())
+    }
+
     pub async fn delete_kv(&self, key: &str) -> Result<(), StateError> {
         sqlx::query("DELETE FROM kv WHERE key = ?")
             .bind(key)

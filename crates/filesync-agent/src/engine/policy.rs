@@ -98,10 +98,12 @@ pub struct Requests {
 
 impl Requests {
     pub async fn load(db: &StateDb, name: &str) -> Result<Requests, StateError> {
+        let keys = [format!("{CONFIRM}{name}"), format!("{REVERT}{name}"), format!("{TRIP}{name}")];
+        let mut set = db.get_kvs(&keys.each_ref().map(String::as_str)).await?;
         Ok(Requests {
-            confirm_deletes: db.get_kv(&format!("{CONFIRM}{name}")).await?.is_some(),
-            revert: db.get_kv(&format!("{REVERT}{name}")).await?.is_some(),
-            tripped: db.get_kv(&format!("{TRIP}{name}")).await?,
+            confirm_deletes: set.contains_key(&keys[0]),
+            revert: set.contains_key(&keys[1]),
+            tripped: set.remove(&keys[2]),
         })
     }
 
@@ -129,8 +131,8 @@ pub async fn request_revert(db: &StateDb, name: &str) -> Result<(), StateError> 
 
 /// True while a confirm or revert request waits for a sync (the agent polls this).
 pub async fn request_pending(db: &StateDb, name: &str) -> Result<bool, StateError> {
-    Ok(db.get_kv(&format!("{CONFIRM}{name}")).await?.is_some()
-        || db.get_kv(&format!("{REVERT}{name}")).await?.is_some())
+    let keys = [format!("{CONFIRM}{name}"), format!("{REVERT}{name}")];
+    Ok(!db.get_kvs(&keys.each_ref().map(String::as_str)).await?.is_empty())
 }
 
 /// The guard's reason while it holds `name` paused.

@@ -147,18 +147,15 @@ impl StateDb {
         what: &str,
     ) -> Result<Vec<JsonRow<E>>, StateError> {
         let mut out = Vec::new();
-        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM folders WHERE name = ?")
-            .bind(folder)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(ctx(format!("reading the id of folder '{folder}'")))?;
-        let Some(id) = id else { return Ok(out) };
+        // The folder by name in every statement (SQLite looks its id up once per statement),
+        // not by an id read first: that read cost a hand-over to SQLite's thread of its own.
+        const FOLDER_IS: &str = "x.folder = (SELECT id FROM folders WHERE name = ?)";
         // The paths below `p` are those in ['p/', 'p0'), because `/` and `0` are adjacent bytes;
         // one index range ['p', 'p0') holds `p` too, and the siblings between (`p.txt`, `p-x`)
         // are left out by the last condition.
         let branch = format!(
             "SELECT x.path, x.rev, x.kind, x.size, x.mtime_ns, x.executable, x.hash, x.chunks, {extra_columns} \
-             FROM {table} x WHERE x.folder = ? AND x.path >= ? AND x.path < ? AND (x.path = ? OR x.path > ?)"
+             FROM {table} x WHERE {FOLDER_IS} AND x.path >= ? AND x.path < ? AND (x.path = ? OR x.path > ?)"
         );
         let extra: Vec<&str> = extra_columns.split(", ").map(|c| c.trim_start_matches("x.")).collect();
         let packed = |rows: &str| {
@@ -176,13 +173,13 @@ impl StateDb {
             // Page by page in key order, so that no one JSON text holds the whole folder.
             let page = format!(
                 "SELECT x.path, x.rev, x.kind, x.size, x.mtime_ns, x.executable, x.hash, x.chunks, {extra_columns} \
-                 FROM {table} x WHERE x.folder = ? AND x.path > ? ORDER BY x.path LIMIT {PAGE_ROWS}"
+                 FROM {table} x WHERE {FOLDER_IS} AND x.path > ? ORDER BY x.path LIMIT {PAGE_ROWS}"
             );
             let sql = packed(&page);
             let mut after = String::new();
             loop {
                 let json = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql.as_str()))
-                    .bind(id)
+                    .bind(folder)
                     .bind(after.as_str())
                     .fetch_one(&self.pool)
                     .await
@@ -206,8 +203,10 @@ impl StateDb {
             let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
             for i in 0..ranges {
                 q = match batch.get(i) {
-                    Some(p) => q.bind(id).bind(p.as_str()).bind(subtree_end(p)).bind(p.as_str()).bind(format!("{p}/")),
-                    None => q.bind(id).bind("").bind("").bind("").bind(""),
+                    Some(p) => {
+                        q.bind(folder).bind(p.as_str()).bind(subtree_end(p)).bind(p.as_str()).bind(format!("{p}/"))
+                    }
+                    None => q.bind(folder).bind("").bind("").bind("").bind(""),
                 };
             }
             let json = q

@@ -145,11 +145,23 @@ CREATE TABLE IF NOT EXISTS own_versions (
     PRIMARY KEY (folder, path)
 );
 "#,
+    r#"
+-- Recording a base for a path forgets its own version: the record is done with once the file
+-- syncs again (settled as an edit of that version, or downloaded), whichever step records it.
+DELETE FROM own_versions WHERE EXISTS
+    (SELECT 1 FROM base b WHERE b.folder = own_versions.folder AND b.path = own_versions.path);
+CREATE TRIGGER IF NOT EXISTS own_versions_done_on_base_insert AFTER INSERT ON base BEGIN
+    DELETE FROM own_versions WHERE folder = NEW.folder AND path = NEW.path;
+END;
+CREATE TRIGGER IF NOT EXISTS own_versions_done_on_base_update AFTER UPDATE ON base BEGIN
+    DELETE FROM own_versions WHERE folder = NEW.folder AND path = NEW.path;
+END;
+"#,
 ];
 
 /// The rev of an `installing` row that stands for an upload about to be committed rather than
 /// a download (server revs start at 1): its hash is the content sent. See
-/// `engine::input::settle_upload`.
+/// `engine::input::settle_own_version`.
 pub const UPLOADING: u64 = 0;
 
 /// A step of [`MIGRATIONS`] that SQL cannot do (SQLite has no BLAKE3), run by
@@ -243,7 +255,10 @@ pub struct StepRecord {
     pub advance_cursor: bool,
     /// Versions this computer had and no longer holds a base for (files evicted from an
     /// excluded subfolder): path, rev and content (see [`StateDb::own_versions_among`]).
+    /// Recording a base forgets the path's own version (a trigger of the schema does it).
     pub own_versions: Vec<(RelPath, u64, Hash)>,
+    /// Own versions done with although no base is recorded: the server moved on from them.
+    pub forget_own_versions: Vec<RelPath>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -516,7 +531,12 @@ impl StateDb {
     /// Records what one step of a pass learned — server entries, new bases, forgotten
     /// bases — in one transaction.
     pub async fn record_step(&self, folder: &str, rec: &StepRecord) -> Result<(), StateError> {
-        if rec.remote.is_empty() && rec.bases.is_empty() && rec.forget.is_empty() && rec.own_versions.is_empty() {
+        if rec.remote.is_empty()
+            && rec.bases.is_empty()
+            && rec.forget.is_empty()
+            && rec.own_versions.is_empty()
+            && rec.forget_own_versions.is_empty()
+        {
             return Ok(());
         }
         let mut tx = self.write_tx("recording a sync step").await?;
@@ -571,6 +591,16 @@ impl StateDb {
             q.execute(&mut *tx)
                 .await
                 .map_err(ctx(format!("recording versions this computer had in folder '{folder}'")))?;
+        }
+        for batch in rec.forget_own_versions.chunks(BATCH_ROWS) {
+            let sql = multi_row_sql("DELETE FROM own_versions WHERE folder = ? AND path IN (", 1, batch.len(), ")");
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(id);
+            for path in batch {
+                q = q.bind(path.as_str());
+            }
+            q.execute(&mut *tx)
+                .await
+                .map_err(ctx(format!("forgetting versions this computer had in folder '{folder}'")))?;
         }
         Self::commit(tx, "recording a sync step", folder).await
     }

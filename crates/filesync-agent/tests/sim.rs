@@ -549,6 +549,22 @@ impl Concurrency {
     }
 }
 
+/// A sync with a fault armed, which may stop part-way: what it saw does not count as seen by
+/// the checks.
+async fn sync_partly(
+    c: &Computer,
+    ci: usize,
+    step: usize,
+    backend: &Backend,
+    trace: &mut Trace,
+    deletions: &mut Deletions,
+    concurrency: &mut Concurrency,
+) {
+    c.try_sync(backend, trace).await;
+    deletions.partial(ci, step);
+    concurrency.partial(ci);
+}
+
 async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let n = rng.random_range(2..=4);
@@ -625,10 +641,8 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 deletions.wrote(ci, &path);
                 concurrency.changed(ci, &path);
                 trace.log(format!("  {}: {path} changes while the sync reads it", c.name));
-                c.try_sync(&backend, trace).await;
+                sync_partly(c, ci, step, &backend, trace, &mut deletions, &mut concurrency).await;
                 c.fs.forget_hooks(&path);
-                deletions.partial(ci, step);
-                concurrency.partial(ci);
             }
             // Append to a file.
             3 if !existing.is_empty() => {
@@ -699,9 +713,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
             // and a person may still change it before the next one.)
             7 => {
                 c.fs.crash_after(rng.random_range(0..12));
-                c.try_sync(&backend, trace).await;
-                deletions.partial(ci, step);
-                concurrency.partial(ci);
+                sync_partly(c, ci, step, &backend, trace, &mut deletions, &mut concurrency).await;
                 // The process died, or the power went and the disk lost what was not durable.
                 // Either way its memory is gone.
                 c.partials.replace(Arc::default());
@@ -717,19 +729,15 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
             12 => {
                 trace.log(format!("  {}: disk full", c.name));
                 c.fs.set_full(true);
-                c.try_sync(&backend, trace).await;
+                sync_partly(c, ci, step, &backend, trace, &mut deletions, &mut concurrency).await;
                 c.fs.set_full(false);
-                deletions.partial(ci, step);
-                concurrency.partial(ci);
             }
             // A sync whose connection drops after a few requests (a commit may be applied with
             // its answer lost); the next sync resumes. (Not counted as seen either.)
             8 => {
                 let how = backend.cut_next(&mut rng);
                 trace.log(format!("  {}: the connection breaks {how}", c.name));
-                c.try_sync(&backend, trace).await;
-                deletions.partial(ci, step);
-                concurrency.partial(ci);
+                sync_partly(c, ci, step, &backend, trace, &mut deletions, &mut concurrency).await;
                 backend.heal();
             }
             // The server crashes in the middle of a sync and starts again over its stores (the
@@ -738,9 +746,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
             13 => {
                 let how = backend.crash_next(&mut rng);
                 trace.log(format!("  server: crashes {how} of {}'s sync", c.name));
-                c.try_sync(&backend, trace).await;
-                deletions.partial(ci, step);
-                concurrency.partial(ci);
+                sync_partly(c, ci, step, &backend, trace, &mut deletions, &mut concurrency).await;
                 backend.restart().await;
             }
             // A setting changes: the direction, a subfolder excluded or included again, or
@@ -803,9 +809,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
             11 => {
                 if let Some(h) = backend.damage_chunk(&mut rng) {
                     trace.log(format!("  server: chunk {h} damaged"));
-                    c.try_sync(&backend, trace).await;
-                    deletions.partial(ci, step);
-                    concurrency.partial(ci);
+                    sync_partly(c, ci, step, &backend, trace, &mut deletions, &mut concurrency).await;
                     backend.repair_chunks();
                 }
             }

@@ -152,8 +152,9 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
     }
     // Ignored paths are left alone on both sides; excluded subfolders are only evicted.
     input.excluded = crate::filter::split_views(state, &views.rules, excluded);
-    // An own version's record is done with once the file has a base again (settled above, or
-    // downloaded: see `Engine::execute_part`), or once the server moved on from that version.
+    // An own version's record is done with once the file has a base again (recording the base
+    // forgets it: a trigger of the state database), or once the server moved on from that
+    // version.
     input.own_versions_done = views
         .own_versions
         .iter()

@@ -220,15 +220,14 @@ impl Engine {
         let started = tokio::time::Instant::now();
         let mut input = input::build(&views, &Excluded::new(&folder.settings.excluded), &*fs);
         let built = started.elapsed();
-        if !run.preview && !input.promoted.is_empty() {
-            self.db.set_bases(name, &input.promoted).await?;
-        }
-        if !run.preview && !input.own_versions_done.is_empty() {
-            self.db.forget_own_versions(name, &input.own_versions_done).await?;
-        }
-        if !run.preview && !input.own_versions_new.is_empty() {
-            let own_versions = std::mem::take(&mut input.own_versions_new);
-            self.db.record_step(name, &crate::state::StepRecord { own_versions, ..Default::default() }).await?;
+        if !run.preview {
+            let settled = crate::state::StepRecord {
+                bases: std::mem::take(&mut input.promoted),
+                own_versions: std::mem::take(&mut input.own_versions_new),
+                forget_own_versions: std::mem::take(&mut input.own_versions_done),
+                ..Default::default()
+            };
+            self.db.record_step(name, &settled).await?;
         }
         let now = self.clock.now_unix();
         let direction = folder.settings.planner_direction();
@@ -337,13 +336,6 @@ impl Engine {
             evicting,
         };
         let mut report = executor.run(steps).await?;
-        if !views.own_versions.is_empty() {
-            // Evicted files downloaded again have a base: their record is done with.
-            let landed: std::collections::HashSet<&RelPath> =
-                report.written.iter().filter(|(_, left)| left.is_some()).map(|(p, _)| p).collect();
-            let done: Vec<RelPath> = views.own_versions.keys().filter(|p| landed.contains(p)).cloned().collect();
-            self.db.forget_own_versions(name, &done).await?;
-        }
         if resend_lost {
             report.bytes_up += super::repair::resend_lost_chunks(&*self.server, &fs, name, &views).await?;
         }

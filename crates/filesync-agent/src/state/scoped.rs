@@ -363,21 +363,6 @@ impl StateDb {
         Ok(out)
     }
 
-    /// Forgets the versions this computer had of `paths` (they are synced again, or gone).
-    pub async fn forget_own_versions(&self, folder: &str, paths: &[RelPath]) -> Result<(), StateError> {
-        for batch in paths.chunks(BATCH_ROWS) {
-            let head = "DELETE FROM own_versions WHERE folder = (SELECT id FROM folders WHERE name = ?) AND path IN (";
-            let mut q = sqlx::query(AssertSqlSafe(multi_row_sql(head, 1, batch.len(), ")"))).bind(folder);
-            for p in batch {
-                q = q.bind(p.as_str());
-            }
-            q.execute(&self.pool)
-                .await
-                .map_err(ctx(format!("forgetting versions this computer had in folder '{folder}'")))?;
-        }
-        Ok(())
-    }
-
     /// Forgets every interrupted download of `folder`.
     pub async fn clear_installing(&self, folder: &str) -> Result<(), StateError> {
         sqlx::query("DELETE FROM installing WHERE folder = (SELECT id FROM folders WHERE name = ?)")
@@ -392,6 +377,7 @@ impl StateDb {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::StepRecord;
     use filesync_core::{ChunkRef, FileMeta};
 
     fn p(s: &str) -> RelPath {
@@ -408,6 +394,37 @@ mod tests {
             chunks: vec![ChunkRef { hash: Hash([seed; 32]), len: size as u32 }],
         };
         BaseRow { rev: 1, meta, size, mtime_ns: 1, ino: 1 }
+    }
+
+    #[tokio::test]
+    async fn an_own_version_is_forgotten_when_its_path_gets_a_base_or_is_let_go() {
+        let db = StateDb::memory().await.unwrap();
+        let (a, b, c) = (p("x/a"), p("x/b"), p("x/c"));
+        let own = |path: &RelPath, seed: u8| (path.clone(), 3, Hash([seed; 32]));
+        let rec = StepRecord { own_versions: vec![own(&a, 1), own(&b, 2), own(&c, 3)], ..StepRecord::default() };
+        db.record_step("f", &rec).await.unwrap();
+        db.record_step("g", &StepRecord { own_versions: vec![own(&a, 9)], ..StepRecord::default() }).await.unwrap();
+        let among = |folder: &'static str| {
+            let db = &db;
+            let paths = [&a, &b, &c];
+            async move {
+                let mut found: Vec<RelPath> =
+                    db.own_versions_among(folder, &paths).await.unwrap().into_keys().collect();
+                found.sort();
+                found
+            }
+        };
+        assert_eq!(among("f").await, vec![a.clone(), b.clone(), c.clone()]);
+        // A base recorded by any step (settled, downloaded, promoted) ends the record; an upsert too.
+        db.set_bases("f", &[(a.clone(), base(1, 1))]).await.unwrap();
+        db.record_step("f", &StepRecord { own_versions: vec![own(&a, 1)], ..StepRecord::default() }).await.unwrap();
+        db.set_bases("f", &[(a.clone(), base(2, 1))]).await.unwrap();
+        // One the server moved on from is let go by name.
+        db.record_step("f", &StepRecord { forget_own_versions: vec![c.clone()], ..StepRecord::default() })
+            .await
+            .unwrap();
+        assert_eq!(among("f").await, vec![b.clone()]);
+        assert_eq!(among("g").await, vec![a.clone()], "another folder's record stays");
     }
 
     #[tokio::test]

@@ -489,6 +489,22 @@ async fn a_folder_holding_a_download_cut_short_is_deleted_when_the_other_compute
     assert_eq!(a.fs.list_all(), Vec::<String>::new(), "and the folder did not come back");
 }
 
+/// Syncs `a` over a connection that drops after `drop_after` requests; true when that lost the
+/// answer to a commit the server applied (its history then holds `versions` of `path`).
+async fn sync_losing_the_commit_answer(
+    server: &MemServer,
+    a: &Computer,
+    drop_after: usize,
+    path: &str,
+    versions: usize,
+) -> bool {
+    server.inner.lock().unwrap().drop_after = Some(drop_after);
+    let lost_answer = a.sync_result().await.is_err();
+    server.inner.lock().unwrap().drop_after = None;
+    let held = server.inner.lock().unwrap().history.iter().filter(|e| e.path.as_str() == path).count();
+    lost_answer && held == versions
+}
+
 /// Found by the simulation (seed 249 of a draft check): a commit applied on the server whose
 /// answer was lost with the connection, then another edit of the same file here, made a
 /// conflict copy at the next sync — a conflict of this computer with itself. Now the server's
@@ -503,12 +519,7 @@ async fn an_edit_after_a_lost_commit_answer_is_an_upload_not_a_conflict() {
         a.fs.write("notes.txt", "first");
         a.sync().await;
         a.fs.write("notes.txt", "second");
-        server.inner.lock().unwrap().drop_after = Some(drop_after);
-        let lost_answer = a.sync_result().await.is_err();
-        server.inner.lock().unwrap().drop_after = None;
-        let committed =
-            server.inner.lock().unwrap().history.iter().filter(|e| e.path.as_str() == "notes.txt").count() == 2;
-        if !(lost_answer && committed) {
+        if !sync_losing_the_commit_answer(&server, &a, drop_after, "notes.txt", 2).await {
             continue;
         }
         if then_delete {
@@ -543,11 +554,7 @@ async fn an_edit_under_an_ignore_rule_after_a_lost_commit_answer_is_an_upload_on
         let server = Arc::new(MemServer::default());
         let a = Computer::new(&server, "laptop").await;
         a.fs.write("notes.txt", "first");
-        server.inner.lock().unwrap().drop_after = Some(drop_after);
-        let lost_answer = a.sync_result().await.is_err();
-        server.inner.lock().unwrap().drop_after = None;
-        let committed = server.inner.lock().unwrap().history.iter().any(|e| e.path.as_str() == "notes.txt");
-        if !(lost_answer && committed) {
+        if !sync_losing_the_commit_answer(&server, &a, drop_after, "notes.txt", 1).await {
             continue;
         }
         a.fs.write(".filesyncignore", "*.txt\n");
@@ -576,11 +583,7 @@ async fn a_new_file_over_a_lost_commit_answer_in_an_excluded_subfolder_is_an_upl
         let server = Arc::new(MemServer::default());
         let mut a = Computer::new(&server, "laptop").await;
         a.fs.write("Projects/plan.txt", "first");
-        server.inner.lock().unwrap().drop_after = Some(drop_after);
-        let lost_answer = a.sync_result().await.is_err();
-        server.inner.lock().unwrap().drop_after = None;
-        let committed = server.inner.lock().unwrap().history.iter().any(|e| e.path.as_str() == "Projects/plan.txt");
-        if !(lost_answer && committed) {
+        if !sync_losing_the_commit_answer(&server, &a, drop_after, "Projects/plan.txt", 1).await {
             continue;
         }
         a.fs.remove("Projects/plan.txt");

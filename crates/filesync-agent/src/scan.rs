@@ -433,7 +433,9 @@ impl<'s, 'a> Walk<'s, 'a> {
 /// The recorded metadata of a file that has not changed since it was recorded (same size,
 /// mtime and — where both are known — inode), with the current mtime and executable bit (a
 /// `chmod` does not move the mtime).
-fn reuse(known: &KnownFile, stat: &Stat) -> Option<FileMeta> {
+/// The synced metadata of `known`, if the file at `stat` is still the one it was recorded with
+/// (same size, mtime and inode as then, and that stat was trusted): then it need not be read.
+pub(crate) fn reuse(known: &KnownFile, stat: &Stat) -> Option<FileMeta> {
     let same = known.meta.kind == EntryKind::File
         && known.meta.size == stat.size
         && known.size == stat.size

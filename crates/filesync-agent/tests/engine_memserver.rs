@@ -7,13 +7,13 @@ mod memserver;
 
 use filesync_agent::config::FolderConfig;
 use filesync_agent::engine::server::ServerApi;
-use filesync_agent::engine::{Engine, PassReport};
+use filesync_agent::engine::{Engine, PassReport, Scope};
 use filesync_agent::fs::Filesystem;
 use filesync_agent::memfs::MemFs;
 use filesync_agent::state::StateDb;
 use filesync_agent::status::Progress;
-use filesync_core::Hash;
 use filesync_core::testdata::random_bytes as noise;
+use filesync_core::{Hash, RelPath};
 use memserver::MemServer;
 use std::sync::Arc;
 
@@ -599,4 +599,30 @@ async fn a_new_file_over_a_lost_commit_answer_in_an_excluded_subfolder_is_an_upl
         checked += 1;
     }
     assert!(checked > 0, "no drop point lost an applied commit's answer");
+}
+
+/// Found by the simulation (seed 2042235): a synced file, then ignored here and deleted from
+/// this disk (an ignored path is left alone, so its base stays), had the content of a new file
+/// elsewhere. The download took the missing file as a local copy of that content, failed,
+/// and failed again at every sync. A synced file outside the pass is a local copy only while
+/// its stat is still the one recorded with its base.
+#[tokio::test]
+async fn a_new_file_is_downloaded_when_a_synced_copy_of_its_content_is_gone_from_an_ignored_path() {
+    let server = Arc::new(MemServer::default());
+    let a = Computer::new(&server, "laptop").await;
+    let b = Computer::new(&server, "desktop").await;
+    a.fs.write("y.txt", "the same words");
+    a.sync().await;
+    b.sync().await;
+    a.fs.write(".filesyncignore", "/y.txt\n");
+    a.sync().await;
+    assert!(a.fs.remove("y.txt"));
+    b.fs.write("a/y.txt", "the same words");
+    b.sync().await;
+    // The pass the server's notice starts: over the new file's tree only.
+    let fs: Arc<dyn Filesystem> = Arc::new(a.fs.clone());
+    let scope = Scope::paths([RelPath::new("a").unwrap()]);
+    let r = a.engine.sync_scope(&a.folder, fs, &Progress::default(), scope).await.unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(a.fs.read("a/y.txt").unwrap(), b"the same words");
 }

@@ -248,9 +248,10 @@ impl Executor<'_> {
     }
 
     /// Where the chunks the jobs need can be read on this computer: files in scope whose
-    /// scanned content is what was last synced, and synced files anywhere with the same content (a
-    /// moved or copied file). Every chunk read is checked against its hash, so a file that
-    /// changed since is only a missed shortcut.
+    /// scanned content is what was last synced, and synced files anywhere with the same content
+    /// (a moved or copied file) still as they were synced. Every chunk read is checked against
+    /// its hash, so a file that changed since fails this download, and the next pass looks
+    /// again.
     async fn local_chunks(
         &self,
         jobs: &[DownloadJob],
@@ -270,10 +271,33 @@ impl Executor<'_> {
         });
         let mut candidates: Vec<(RelPath, FileMeta)> = unchanged.map(|(p, b)| (p.clone(), b.meta.clone())).collect();
         let contents: Vec<_> = jobs.iter().map(|j| j.meta.hash).collect::<HashSet<_>>().into_iter().collect();
-        for (p, b) in self.engine.db.bases_with_content(self.name, &contents).await? {
-            if !self.moved_away.contains(&p) && !self.bases.contains_key(&p) {
-                candidates.push((p, b.meta));
-            }
+        let elsewhere: Vec<(RelPath, BaseRow)> = (self.engine.db.bases_with_content(self.name, &contents).await?)
+            .into_iter()
+            .filter(|(p, _)| !self.moved_away.contains(p) && !self.bases.contains_key(p))
+            .collect();
+        if !elsewhere.is_empty() {
+            // Outside this pass no scan vouches for them: each is a copy only while it has the
+            // stat recorded with its base. A file changed or deleted under an ignore rule keeps
+            // its base, and a download counting on it failed at every sync (seed 2042235).
+            let fs = self.fs.clone();
+            let unchanged = tokio::task::spawn_blocking(move || {
+                elsewhere
+                    .into_iter()
+                    .filter(|(p, b)| {
+                        let known = crate::scan::KnownFile {
+                            size: b.size,
+                            mtime_ns: b.mtime_ns,
+                            ino: b.ino,
+                            meta: b.meta.clone(),
+                        };
+                        matches!(fs.stat(p), Ok(Some(st)) if st.kind == StatKind::File && crate::scan::reuse(&known, &st).is_some())
+                    })
+                    .map(|(p, b)| (p, b.meta))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| SyncError::Internal(e.to_string()))?;
+            candidates.extend(unchanged);
         }
         Ok(download::local_chunk_index(candidates.iter().map(|(p, m)| (p, m)), &wanted))
     }

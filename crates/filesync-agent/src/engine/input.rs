@@ -86,8 +86,13 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
             if views.rules.is_ignored(p, false) || (gone && excluded.covers(p)) {
                 let own = views.remote.get(p).filter(|r| r.meta.as_ref().is_some_and(|m| m.hash == *hash));
                 input.own_versions_new.extend(own.map(|r| (p.clone(), r.rev, *hash)));
-            } else if !skipped.covers(p) {
-                settle_own_version(views, state, &mut input.promoted, p, hash);
+            } else if !skipped.covers(p)
+                && let Some(rev) = settle_own_version(views, state, &mut input.promoted, p, hash)
+            {
+                // Left to download: remembered until the path has a base, so that a file
+                // written there before the download lands is an edit of this version, not a
+                // conflict with it (seed 2035693: the download failed on a full disk).
+                input.own_versions_new.push((p.clone(), rev, *hash));
             }
             continue;
         }
@@ -175,19 +180,20 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
 /// taken for a conflict with itself (found by the simulation: a conflict copy with no other
 /// computer involved; and, for an evicted file written again, seed 395). Unless the local file is as the old base had it: then nothing was done
 /// here since (a power loss may have undone the write that was sent), and the server's version
-/// is downloaded as any other.
+/// is downloaded as any other, and its rev is returned (it stays this computer's own version
+/// until it lands).
 fn settle_own_version(
     views: &Views,
     state: &mut FolderState,
     promoted: &mut Vec<(RelPath, BaseRow)>,
     p: &RelPath,
     hash: &Hash,
-) {
-    let Some(r) = views.remote.get(p) else { return };
-    let Some(meta) = r.meta.as_ref().filter(|m| m.kind == EntryKind::File && m.hash == *hash) else { return };
+) -> Option<u64> {
+    let r = views.remote.get(p)?;
+    let meta = r.meta.as_ref().filter(|m| m.kind == EntryKind::File && m.hash == *hash)?;
     let old = views.bases.get(p);
     if old.is_some_and(|b| b.rev >= r.rev) {
-        return;
+        return None;
     }
     let local = views.scanned.entries.get(p);
     let untouched = match (local, old) {
@@ -196,7 +202,7 @@ fn settle_own_version(
         _ => false,
     };
     if untouched {
-        return;
+        return Some(r.rev);
     }
     state.entry(p.clone()).or_default().base = Some(Base { rev: r.rev, meta: meta.clone() });
     let row = match local {
@@ -205,6 +211,7 @@ fn settle_own_version(
         _ => BaseRow { rev: r.rev, meta: meta.clone(), size: BaseRow::UNTRUSTED, mtime_ns: 0, ino: 0 },
     };
     promoted.push((p.clone(), row));
+    None
 }
 
 /// On a disk that ignores case: a remote file with no base here that the disk holds, with the

@@ -659,3 +659,42 @@ async fn a_file_written_over_an_own_version_whose_download_failed_is_an_upload_n
     }
     assert!(checked > 0, "no drop point lost an applied commit's answer");
 }
+
+/// Found by the simulation (seed 2080237, case-insensitive disks): the server held `Y.TXT`
+/// and `y.txt`, and a computer that cannot hold both had `Y.TXT`, skipping `y.txt`. When
+/// `Y.TXT` was deleted elsewhere, the sync deleted it here but left `y.txt` skipped until the
+/// next sync, though its name was free. Now the sync that frees a name takes the other
+/// spelling too — for a file deleted on the server, for one deleted here, and for a directory.
+#[tokio::test]
+async fn a_spelling_skipped_for_a_case_clash_arrives_in_the_sync_that_frees_its_name() {
+    let server = Arc::new(MemServer::default());
+    let a = Computer::new(&server, "linux").await;
+    let b = Computer::new(&server, "mac").await;
+    let b = Computer { fs: MemFs::case_insensitive(), ..b };
+    a.fs.write("Y.TXT", "upper");
+    a.fs.write("Docs/a.txt", "upper dir");
+    a.fs.write("Notes.md", "upper notes");
+    a.sync().await;
+    a.fs.write("y.txt", "lower");
+    a.fs.write("docs/a.txt", "lower dir");
+    a.fs.write("notes.md", "lower notes");
+    a.sync().await;
+    let r = b.sync().await;
+    assert_eq!(r.skipped.len(), 4, "{:?}", r.skipped);
+    assert_eq!(b.fs.read("Y.TXT").unwrap(), b"upper");
+
+    // Deleted on the server: the name is freed here and the other spelling arrives.
+    assert!(a.fs.remove("Y.TXT") && a.fs.remove("Docs/a.txt") && a.fs.remove("Docs"));
+    a.sync().await;
+    let r = b.sync().await;
+    assert_eq!(r.downloaded, 3, "y.txt, docs and docs/a.txt in the same sync: {r:?} {:?}", b.fs.list_all());
+    assert_eq!(b.fs.read("y.txt").unwrap(), b"lower");
+    assert_eq!(b.fs.read("docs/a.txt").unwrap(), b"lower dir");
+
+    // Deleted here: the deletion goes to the server and the other spelling arrives.
+    assert!(b.fs.remove("Notes.md"));
+    let r = b.sync().await;
+    assert_eq!(r.downloaded, 1, "notes.md in the same sync: {r:?} {:?}", b.fs.list_all());
+    assert_eq!(b.fs.read("notes.md").unwrap(), b"lower notes");
+    assert!(r.skipped.is_empty(), "{:?}", r.skipped);
+}

@@ -411,8 +411,7 @@ impl Engine {
                 total.skipped = report.skipped;
             } else {
                 // Later passes look again at some of the same paths: theirs is the news.
-                let seen: std::collections::HashSet<String> = report.skipped.iter().map(|s| s.path.clone()).collect();
-                total.skipped.retain(|s| !seen.contains(&s.path));
+                total.skipped.retain(|s| RelPath::new(s.path.as_str()).is_ok_and(|p| !scope.covers(&p)));
                 total.skipped.extend(report.skipped);
             }
             total.pending = out.followup.len() as u64;

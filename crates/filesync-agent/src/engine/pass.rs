@@ -14,7 +14,7 @@ use crate::scan::{self, KnownFile};
 use crate::status::{Progress, SkippedItem};
 use filesync_core::RelPath;
 use filesync_planner::{Action, PlanContext};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tracing::{debug, info};
 
@@ -316,6 +316,7 @@ impl Engine {
                 _ => None,
             })
             .collect();
+        followup.extend(names_freed_for_skipped(&plan, &skipped));
         if actions > 0 {
             info!(folder = name, actions, "executing plan");
         }
@@ -347,6 +348,29 @@ impl Engine {
         followup.extend(report.errors.iter().filter_map(|e| RelPath::new(e.path.as_str()).ok()));
         Ok(PassOutcome { report, actions, followup })
     }
+}
+
+/// Skipped paths whose name this plan frees: the spelling that held it on a case-insensitive
+/// disk is deleted here or on the server, so the other one can come in the same sync (found
+/// by the simulation, seed 2080237).
+fn names_freed_for_skipped(plan: &[Action], skipped: &[SkippedItem]) -> Vec<RelPath> {
+    if skipped.is_empty() {
+        return Vec::new();
+    }
+    let freed: HashSet<String> = plan
+        .iter()
+        .filter_map(|a| match a {
+            Action::DeleteLocal { path } | Action::DeleteRemote { path, .. } | Action::ForgetBase { path } => {
+                Some(crate::names::fold(path.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    skipped
+        .iter()
+        .filter(|s| freed.contains(&crate::names::fold(&s.path)))
+        .filter_map(|s| RelPath::new(s.path.as_str()).ok())
+        .collect()
 }
 
 /// One part of a pass to plan: its scope, the interrupted downloads in it, and its rows if

@@ -5,14 +5,14 @@ use crate::ClientError;
 use crate::counting::{Counting, WireStats};
 use crate::tls::Trust;
 use bytes::{Bytes, BytesMut};
-use filesync_core::Hash;
 use filesync_core::chunking::MAX_CHUNK;
+use filesync_core::{ChunkRef, Hash, RelPath};
 use filesync_proto::{
     Auth, ChangePassword, Changes, ChunkData, CommitChange, CommitOutcome, CommitResult, DeviceInfo, ErrorCode,
     FolderInfo, Frame, FrameDecoder, GetChanges, GetChunks, GetSignatures, Hello, ListTrash, ListVersions, Login,
-    Message, OpenFolder, PROTOCOL_VERSION_DELTAS, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, PutChunks, QueryChunks,
-    Register, RenameDevice, Restore, RevokeDevice, Session, SimilarChunk, Trash, UsageInfo, Versions, Welcome,
-    WireEntry, limits,
+    Message, OpenFolder, PROTOCOL_VERSION_ANNOUNCE, PROTOCOL_VERSION_DELTAS, PROTOCOL_VERSION_MAX,
+    PROTOCOL_VERSION_MIN, PutChunks, QueryChunks, Register, RenameDevice, Restore, RevokeDevice, Session, SimilarChunk,
+    Trash, UploadProgress, UsageInfo, Versions, Welcome, WireEntry, limits,
 };
 use filesync_proto::{compression, delta};
 use std::collections::HashMap;
@@ -53,9 +53,44 @@ impl Keepalive {
 pub enum Push {
     /// A folder of this user changed; `folder_id` 0 means "some pushes were lost, re-check all".
     FolderChanged { folder_id: u64, seq: u64 },
+    /// Chunks of a file another device of this user is uploading are on the server now
+    /// (protocol version 4).
+    Announced(Announced),
     /// The connection ended, with the reason.
     Closed(String),
 }
+
+/// Chunks of a file being uploaded that are on the server: `chunks` are entries
+/// `first..first + chunks.len()` of the file's chunk list of `total`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announced {
+    pub folder_id: u64,
+    pub path: RelPath,
+    /// Tells one upload of the path from another.
+    pub upload: u64,
+    pub size: u64,
+    pub first: u32,
+    pub chunks: Vec<ChunkRef>,
+    pub total: u32,
+    /// The uploading device (0 in what this device announces).
+    pub device_id: u64,
+}
+
+impl Announced {
+    fn from_wire(u: UploadProgress) -> Result<Announced, String> {
+        let path = RelPath::new(&u.path).map_err(|e| e.to_string())?;
+        let chunks = filesync_proto::convert::chunks_from_wire(&u.chunks).map_err(|e| e.to_string())?;
+        if u64::from(u.first) + chunks.len() as u64 > u64::from(u.total) {
+            return Err(format!("chunks beyond the {} of the file", u.total));
+        }
+        let UploadProgress { folder_id, upload, size, first, total, device_id, .. } = u;
+        Ok(Announced { folder_id, path, upload, size, first, chunks, total, device_id })
+    }
+}
+
+/// Room kept in the push queue for `FolderChanged`: announcements, which are hints, are
+/// dropped rather than fill it.
+const PUSH_ROOM_FOR_CHANGES: usize = 16;
 
 type Pending = Mutex<HashMap<u32, oneshot::Sender<Message>>>;
 
@@ -368,6 +403,31 @@ impl Connection {
     /// Whether the server takes and sends sub-chunk deltas (protocol version 3).
     fn deltas(&self) -> bool {
         self.welcome.version >= PROTOCOL_VERSION_DELTAS
+    }
+
+    /// Whether the server relays uploads in progress (protocol version 4).
+    pub fn announces(&self) -> bool {
+        self.welcome.version >= PROTOCOL_VERSION_ANNOUNCE
+    }
+
+    /// Tells the user's other devices that chunks of a file being uploaded are on the server
+    /// (at most `limits::MAX_ANNOUNCED_CHUNKS` of them). Does nothing on a server older than
+    /// protocol version 4.
+    pub async fn announce_chunks(&self, a: &Announced) -> Result<(), ClientError> {
+        if !self.announces() {
+            return Ok(());
+        }
+        let u = UploadProgress {
+            folder_id: a.folder_id,
+            path: a.path.as_str().to_string(),
+            upload: a.upload,
+            size: a.size,
+            first: a.first,
+            chunks: filesync_proto::convert::chunks_to_wire(&a.chunks),
+            total: a.total,
+            device_id: 0,
+        };
+        expect_ok(self.request(Message::AnnounceChunks(u)).await?)
     }
 
     /// Uploads chunks (one message's worth). Each travels compressed when that pays
@@ -805,6 +865,14 @@ async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
                         match frame.message {
                             Message::FolderChanged(f) => {
                                 let _ = pushes.try_send(Push::FolderChanged { folder_id: f.folder_id, seq: f.seq });
+                            }
+                            Message::ChunksAnnounced(u) if pushes.capacity() > PUSH_ROOM_FOR_CHANGES => {
+                                match Announced::from_wire(u) {
+                                    Ok(a) => {
+                                        let _ = pushes.try_send(Push::Announced(a));
+                                    }
+                                    Err(e) => tracing::debug!("ignoring an invalid announcement: {e}"),
+                                }
                             }
                             Message::Error(e) => break 'outer format!("server closed the connection: {}", e.message),
                             _ => {}

@@ -9,7 +9,7 @@ mod conn;
 mod counting;
 mod tls;
 
-pub use conn::{ChunkRequest, ChunkUpload, Connection, Push};
+pub use conn::{Announced, ChunkRequest, ChunkUpload, Connection, Push};
 pub use counting::WireStats;
 pub use filesync_proto::ErrorCode;
 pub use tls::{Trust, client_config};

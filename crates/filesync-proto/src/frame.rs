@@ -106,6 +106,8 @@ messages! {
     48 => CommitResult(CommitResult),
     49 => GetSignatures(GetSignatures),
     50 => Signatures(Signatures),
+    51 => AnnounceChunks(UploadProgress),
+    52 => ChunksAnnounced(UploadProgress),
     60 => ListVersions(ListVersions),
     61 => Versions(Versions),
     62 => ListTrash(ListTrash),
@@ -118,7 +120,7 @@ messages! {
 /// One frame: a message and the request id that pairs a reply with its request.
 ///
 /// Requests carry a non-zero id chosen by the client; the reply carries the same id. Id 0 is
-/// reserved for messages the server pushes unasked (`FolderChanged`).
+/// reserved for messages the server pushes unasked (`FolderChanged`, `ChunksAnnounced`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Frame {
     pub request_id: u32,

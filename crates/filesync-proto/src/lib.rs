@@ -16,9 +16,11 @@ pub use messages::*;
 
 /// The protocol versions this build speaks.
 pub const PROTOCOL_VERSION_MIN: u32 = 2;
-pub const PROTOCOL_VERSION_MAX: u32 = 3;
+pub const PROTOCOL_VERSION_MAX: u32 = 4;
 /// The first version with sub-chunk deltas (`GetSignatures`, `ChunkData.encoding` 2).
 pub const PROTOCOL_VERSION_DELTAS: u32 = 3;
+/// The first version with uploads in progress announced (`AnnounceChunks`, `ChunksAnnounced`).
+pub const PROTOCOL_VERSION_ANNOUNCE: u32 = 4;
 
 /// Limits every peer enforces (see `docs/protocol.md`, "Limits").
 pub mod limits {
@@ -44,6 +46,8 @@ pub mod limits {
     pub const MAX_VERSIONS_PER_REPLY: u32 = 1000;
     /// Entries the server returns in one `Trash` reply.
     pub const MAX_TRASH_PER_REPLY: u32 = 1000;
+    /// Chunks in one `AnnounceChunks` (36 bytes each).
+    pub const MAX_ANNOUNCED_CHUNKS: usize = 1024;
 }
 
 /// The fingerprint that identifies a server certificate: `SHA256:` followed by the lowercase

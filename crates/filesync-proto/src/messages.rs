@@ -183,6 +183,37 @@ pub struct FolderChanged {
     pub seq: u64,
 }
 
+/// Chunks of a file being uploaded that are on the server now (protocol version 4). The
+/// uploading device sends it as the request `AnnounceChunks`, once chunks `first..first + n`
+/// of the file's chunk list are stored; the server relays it to the user's other devices as the
+/// push `ChunksAnnounced`, with `device_id` set, so they can fetch those chunks before the
+/// file's commit. A hint: the commit decides what the file is.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UploadProgress {
+    #[prost(uint64, tag = "1")]
+    pub folder_id: u64,
+    #[prost(string, tag = "2")]
+    pub path: String,
+    /// Chosen by the uploading device, new for every upload of a file.
+    #[prost(uint64, tag = "3")]
+    pub upload: u64,
+    /// The size of the whole file.
+    #[prost(uint64, tag = "4")]
+    pub size: u64,
+    /// The index in the file's chunk list of the first chunk here.
+    #[prost(uint32, tag = "5")]
+    pub first: u32,
+    /// 36-byte records, as in `WireEntry.chunks`: at most `limits::MAX_ANNOUNCED_CHUNKS`.
+    #[prost(bytes = "vec", tag = "6")]
+    pub chunks: Vec<u8>,
+    /// How many chunks the whole file has.
+    #[prost(uint32, tag = "7")]
+    pub total: u32,
+    /// The uploading device (set by the server in the push; 0 in the request).
+    #[prost(uint64, tag = "8")]
+    pub device_id: u64,
+}
+
 /// One path's state on the server (or, inside `CommitChange`, the state a client proposes).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WireEntry {

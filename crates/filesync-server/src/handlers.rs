@@ -260,6 +260,7 @@ pub(crate) async fn request(shared: &Shared, a: &Authed, msg: Message) -> Messag
         Message::PutChunks(p) => put_chunks(shared, a, p).await,
         Message::GetChunks(g) => get_chunks(shared, a, g).await,
         Message::GetSignatures(g) => get_signatures(shared, a, g).await,
+        Message::AnnounceChunks(u) => announce_chunks(shared, a, u).await,
         Message::Commit(c) => commit(shared, a, c).await,
         Message::ListVersions(l) => history::list_versions(shared, a, l).await,
         Message::ListTrash(l) => history::list_trash(shared, a, l).await,
@@ -495,6 +496,32 @@ async fn delta_bases(shared: &Shared, a: &Authed, mut wanted: Vec<Hash>) -> Repl
         out.insert(*h, data);
     }
     Ok(out)
+}
+
+/// Relays an upload in progress to the user's other devices (section 8.19): checked, then
+/// handed to the hub; nothing is stored.
+async fn announce_chunks(shared: &Shared, a: &Authed, mut u: filesync_proto::UploadProgress) -> Reply<Message> {
+    let bad = |why: String| err(ErrorCode::BadRequest, why);
+    path_from_wire(&u.path).map_err(|e| bad(e.to_string()))?;
+    let chunks = filesync_proto::convert::chunks_from_wire(&u.chunks).map_err(|e| bad(e.to_string()))?;
+    if chunks.is_empty() || chunks.len() > limits::MAX_ANNOUNCED_CHUNKS {
+        return Err(bad(format!("announce 1 to {} chunks at once", limits::MAX_ANNOUNCED_CHUNKS)));
+    }
+    if u64::from(u.first) + chunks.len() as u64 > u64::from(u.total) {
+        return Err(bad(format!(
+            "chunks {}..{} of a file of {} chunks",
+            u.first,
+            u.first as usize + chunks.len(),
+            u.total
+        )));
+    }
+    if chunks.iter().any(|c| c.len == 0 || c.len > MAX_CHUNK) {
+        return Err(bad(format!("a chunk is empty or longer than {MAX_CHUNK} bytes")));
+    }
+    owned_folder(shared, a, u.folder_id).await?;
+    u.device_id = a.device.id;
+    shared.hub.publish(a.user_id, HubEvent::ChunksAnnounced(std::sync::Arc::new(u)));
+    Ok(Message::Ok(Default::default()))
 }
 
 /// Signatures of chunks this user has, for a client to send deltas from (section 8.18).

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum HubEvent {
     FolderChanged {
         folder_id: u64,
@@ -32,6 +32,10 @@ pub enum HubEvent {
     /// Changes may have been missed (the store's notices were interrupted): every folder may
     /// have changed.
     EverythingChanged,
+    /// Chunks of a file that one of the user's devices is uploading are on the server now
+    /// (`device_id` set). Passed on by this instance only: devices connected to another one
+    /// download the file once it is committed, as they would anyway.
+    ChunksAnnounced(Arc<filesync_proto::UploadProgress>),
 }
 
 /// Why a connection is being closed from outside.

@@ -22,8 +22,8 @@ use crate::handlers::{self, Authed};
 use crate::hub::{HubEvent, Kick};
 use bytes::BytesMut;
 use filesync_proto::{
-    ErrorCode, ErrorMsg, FolderChanged, Frame, FrameDecoder, Message, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN,
-    Welcome, limits,
+    ErrorCode, ErrorMsg, FolderChanged, Frame, FrameDecoder, Message, PROTOCOL_VERSION_ANNOUNCE, PROTOCOL_VERSION_MAX,
+    PROTOCOL_VERSION_MIN, UploadProgress, Welcome, limits,
 };
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -49,15 +49,22 @@ const SMALL_REPLY: usize = 64 * 1024;
 const LARGE_REPLY: usize = limits::MAX_REPLY_BYTES + 64 * 1024;
 /// Folders whose pushes are kept apart; beyond that, one "re-check every folder" push.
 const MAX_PENDING_FOLDERS: usize = 64;
+/// Bytes of announced chunk lists a connection may have waiting; the oldest go beyond it
+/// (they are hints: the commit brings the file all the same).
+const MAX_PENDING_ANNOUNCED: usize = 256 * 1024;
 
 /// Where the handshake is.
 enum Handshake {
     AwaitHello,
-    AwaitAuth,
+    /// `Welcome` chose this protocol version.
+    AwaitAuth {
+        version: u32,
+    },
 }
 
-/// What the handshake hands to the authenticated phase.
-type Ready = (Arc<Authed>, broadcast::Receiver<HubEvent>);
+/// What the handshake hands to the authenticated phase: who, their events, and the protocol
+/// version chosen.
+type Ready = (Arc<Authed>, broadcast::Receiver<HubEvent>, u32);
 
 /// A frame for the writer, and the memory it holds until it is written.
 struct Outgoing {
@@ -159,6 +166,9 @@ struct PendingPushes {
     folders: BTreeMap<u64, u64>,
     /// Too many folders, or missed events: tell the client to re-check all of them.
     everything: bool,
+    /// Uploads in progress on the user's other devices, oldest first, and their chunk bytes.
+    announced: std::collections::VecDeque<Arc<UploadProgress>>,
+    announced_bytes: usize,
     /// Sent after the pushes, before the connection closes.
     last_word: Option<Frame>,
 }
@@ -187,20 +197,38 @@ impl Pushes {
         self.ready.notify_one();
     }
 
+    fn announced(&self, u: Arc<UploadProgress>) {
+        let mut p = self.pending.lock().expect("push lock");
+        p.announced_bytes += u.chunks.len();
+        p.announced.push_back(u);
+        while p.announced_bytes > MAX_PENDING_ANNOUNCED {
+            let Some(old) = p.announced.pop_front() else { break };
+            p.announced_bytes -= old.chunks.len();
+        }
+        drop(p);
+        self.ready.notify_one();
+    }
+
     /// Sends `frame` after the pending pushes, unless a last word was already given.
     fn last_word(&self, frame: Frame) {
         self.pending.lock().expect("push lock").last_word.get_or_insert(frame);
         self.ready.notify_one();
     }
 
-    /// The frames to send now; a zero folder id tells the client to re-check all folders.
+    /// The frames to send now, uploads in progress first (a commit that follows them is
+    /// announced after them); a zero folder id tells the client to re-check all folders.
     fn take(&self) -> Vec<Frame> {
         let mut p = self.pending.lock().expect("push lock");
-        let mut frames: Vec<Frame> = if std::mem::take(&mut p.everything) {
-            vec![push(0, 0)]
+        p.announced_bytes = 0;
+        let mut frames: Vec<Frame> = std::mem::take(&mut p.announced)
+            .into_iter()
+            .map(|u| Frame::new(0, Message::ChunksAnnounced(Arc::unwrap_or_clone(u))))
+            .collect();
+        if std::mem::take(&mut p.everything) {
+            frames.push(push(0, 0));
         } else {
-            std::mem::take(&mut p.folders).into_iter().map(|(folder, seq)| push(folder, seq)).collect()
-        };
+            frames.extend(std::mem::take(&mut p.folders).into_iter().map(|(folder, seq)| push(folder, seq)));
+        }
         frames.extend(p.last_word.take());
         frames
     }
@@ -318,7 +346,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             return Close::Handshake("timed out".into());
         }
     };
-    let (authed, events) = ready;
+    let (authed, events, version) = ready;
     let memory = ticket.memory().clone();
     // From here on a revocation or a disabled account closes the connection. One that landed
     // between the credential check and this line is caught by the admin watch (`admin.rs`),
@@ -330,7 +358,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let conn = Authenticated { shared, authed: &authed, out, pushes, memory: &memory, peer };
     tokio::select! {
         close = requests(&conn, rd, &mut dec) => close,
-        close = watch_events(events, pushes) => close,
+        close = watch_events(events, pushes, Listener { device: authed.device.id, version }) => close,
         close = kicked(kick_rx, pushes) => close,
     }
 }
@@ -387,11 +415,23 @@ fn announced_len(dec: &mut FrameDecoder) -> Option<usize> {
     (b.len() >= 4).then(|| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
 }
 
+/// The connection events are pushed to: its device and protocol version.
+struct Listener {
+    device: u64,
+    version: u32,
+}
+
 /// Turns the user's hub events into pushes, for as long as the connection lives.
-async fn watch_events(mut events: broadcast::Receiver<HubEvent>, pushes: &Pushes) -> Close {
+async fn watch_events(mut events: broadcast::Receiver<HubEvent>, pushes: &Pushes, me: Listener) -> Close {
     loop {
         match events.recv().await {
             Ok(HubEvent::FolderChanged { folder_id, seq }) => pushes.folder_changed(folder_id, seq),
+            // Only to the other devices, and only to those that know the message.
+            Ok(HubEvent::ChunksAnnounced(u)) => {
+                if me.version >= PROTOCOL_VERSION_ANNOUNCE && u.device_id != me.device {
+                    pushes.announced(u);
+                }
+            }
             // Missed events, here or in the store's notices: the client re-checks every folder.
             Ok(HubEvent::EverythingChanged) | Err(broadcast::error::RecvError::Lagged(_)) => {
                 pushes.everything_changed()
@@ -527,10 +567,11 @@ async fn on_handshake_frame(
                 registration_open: shared.registration != crate::Registration::Closed,
             };
             let _ = send(Frame::new(id, Message::Welcome(welcome))).await;
-            *state = Handshake::AwaitAuth;
+            *state = Handshake::AwaitAuth { version };
             Ok(None)
         }
-        Handshake::AwaitAuth => {
+        Handshake::AwaitAuth { version } => {
+            let version = *version;
             let result = match frame.message {
                 Message::Register(r) => handlers::register(shared, r, peer).await,
                 Message::Login(l) => handlers::login(shared, l, peer).await,
@@ -550,7 +591,7 @@ async fn on_handshake_frame(
                     info!(%peer, user = %authed.user_name, device = authed.device.id, "authenticated");
                     let events = shared.hub.subscribe(authed.user_id);
                     let _ = send(Frame::new(id, Message::Session(session))).await;
-                    Ok(Some((Arc::new(authed), events)))
+                    Ok(Some((Arc::new(authed), events, version)))
                 }
                 Err(e) => {
                     let _ = send(Frame::new(id, Message::Error(e))).await;
@@ -571,6 +612,7 @@ fn reply_reservation(m: &Message) -> usize {
         | Message::RenameDevice(_)
         | Message::ChangePassword(_)
         | Message::Restore(_)
+        | Message::AnnounceChunks(_)
         | Message::Usage(_) => SMALL_REPLY,
         _ => LARGE_REPLY,
     }

@@ -242,6 +242,98 @@ async fn a_commit_is_pushed_to_the_users_other_connections() {
     assert!(bob_pushes.try_recv().is_err(), "another user's devices hear nothing");
 }
 
+/// Version 4: an upload in progress announced by one device reaches the user's other devices
+/// that speak version 4, and only them — not the announcing device's other connections, not
+/// another user, not a connection that chose version 3 (which gets the commit's push all the
+/// same). A bad announcement is refused and passed on to no one.
+#[tokio::test]
+async fn an_upload_in_progress_is_announced_to_the_users_other_devices_that_speak_version_4() {
+    use filesync_client::{Announced, Push};
+    use filesync_core::{ChunkRef, RelPath};
+    let wait = std::time::Duration::from_secs(5);
+    let s = start(true).await;
+    let (ann, token) = user(&s, "ann").await;
+    let same_device = s.connect().await;
+    same_device.auth(&token).await.unwrap();
+    let mut same_device_pushes = same_device.take_pushes().unwrap();
+    let laptop = s.connect().await;
+    laptop.login("ann", "password123", "laptop").await.unwrap();
+    let mut laptop_pushes = laptop.take_pushes().unwrap();
+    let mut old = s.raw_speaking("127.0.0.1", 3).await;
+    assert!(matches!(old.login("ann", "password123").await, Message::Session(_)));
+    let (bob, _) = user(&s, "bob").await;
+    let mut bob_pushes = bob.take_pushes().unwrap();
+    let folder = ann.open_folder("docs", true).await.unwrap();
+
+    let (e, c) = file_entry("big.bin", &noise(3000, 4));
+    let chunks = filesync_proto::convert::chunks_from_wire(&e.chunks).unwrap();
+    ann.put_chunks(c).await.unwrap();
+    let announced = Announced {
+        folder_id: folder.id,
+        path: RelPath::new("big.bin").unwrap(),
+        upload: 77,
+        size: 3000,
+        first: 0,
+        chunks: chunks.clone(),
+        total: chunks.len() as u32,
+        device_id: 0,
+    };
+    // Refused: chunks beyond the file's, none at all, a hostile path, another user's folder.
+    let bad = [
+        Announced { total: 0, ..announced.clone() },
+        Announced { chunks: Vec::new(), ..announced.clone() },
+        Announced { chunks: vec![ChunkRef { hash: Hash::of(b"x"), len: 0 }], ..announced.clone() },
+    ];
+    for a in &bad {
+        assert_eq!(code(ann.announce_chunks(a).await), Some(ErrorCode::BadRequest), "{a:?}");
+    }
+    let bobs = bob.open_folder("docs", true).await.unwrap();
+    assert_eq!(
+        code(ann.announce_chunks(&Announced { folder_id: bobs.id, ..announced.clone() }).await),
+        Some(ErrorCode::NotFound)
+    );
+    let mut raw_path = filesync_proto::UploadProgress {
+        folder_id: folder.id,
+        path: "../etc/passwd".into(),
+        upload: 1,
+        size: 1,
+        first: 0,
+        chunks: e.chunks.clone(),
+        total: 1,
+        device_id: 0,
+    };
+    assert_eq!(reply_code(&old.request(Message::AnnounceChunks(raw_path.clone())).await), Some(ErrorCode::BadRequest));
+    raw_path.path = "big.bin".into();
+    let reply = old.request(Message::ChunksAnnounced(raw_path)).await;
+    assert_eq!(reply_code(&reply), Some(ErrorCode::BadRequest), "a push is not a request");
+
+    ann.announce_chunks(&announced).await.unwrap();
+    let push = tokio::time::timeout(wait, laptop_pushes.recv()).await.unwrap().unwrap();
+    let ann_device = ann.list_devices().await.unwrap().into_iter().find(|d| d.current).unwrap().id;
+    assert_eq!(
+        push,
+        Push::Announced(Announced { device_id: ann_device, ..announced.clone() }),
+        "the first push is the good one"
+    );
+    // The chunks announced are there to fetch.
+    let wanted: Vec<filesync_client::ChunkRequest> =
+        chunks.iter().map(|c| filesync_client::ChunkRequest { hash: c.hash, similar: None }).collect();
+    assert_eq!(laptop.get_chunks(&wanted).await.unwrap().concat(), noise(3000, 4));
+
+    ann.commit(folder.id, vec![CommitChange { base_rev: 0, entry: Some(e) }]).await.unwrap();
+    let push = tokio::time::timeout(wait, laptop_pushes.recv()).await.unwrap().unwrap();
+    assert_eq!(push, Push::FolderChanged { folder_id: folder.id, seq: 1 });
+    let push = tokio::time::timeout(wait, same_device_pushes.recv()).await.unwrap().unwrap();
+    assert_eq!(
+        push,
+        Push::FolderChanged { folder_id: folder.id, seq: 1 },
+        "the announcing device hears only the commit"
+    );
+    let push = old.next_push(wait).await.unwrap();
+    assert!(matches!(push, Message::FolderChanged(_)), "version 3 hears only the commit: {push:?}");
+    assert!(bob_pushes.try_recv().is_err(), "another user's devices hear nothing");
+}
+
 #[tokio::test]
 async fn a_wrong_pinned_fingerprint_is_refused() {
     let s = start(true).await;

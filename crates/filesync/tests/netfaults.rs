@@ -125,6 +125,45 @@ fn upload_and_download_with(big: u64, arm: impl Fn(&FaultProxy, Dir)) -> Net {
     net
 }
 
+/// Protocol version 4: a big file starts reaching the other computer while it is still being
+/// uploaded. With the laptop's uplink capped, the desktop holds part of the file in a hidden
+/// temporary file before the laptop has sent it all; the file then appears whole, once, byte
+/// for byte, and nothing hidden is left.
+#[test]
+fn a_big_file_is_fetched_by_the_other_computer_while_it_is_still_being_uploaded() {
+    let net = Net::start();
+    let size = 40 * MIB;
+    net.proxy.set_bandwidth(Dir::Up, Some(8 * MIB));
+    let files: BTreeMap<String, Vec<u8>> = [("video.bin".to_string(), random_bytes(size as usize, 40))].into();
+    let hidden = |c: &TestClient| -> u64 {
+        walk_files(&c.dir)
+            .iter()
+            .filter(|p| p.to_string_lossy().contains(".filesync-tmp-"))
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            // About two minutes of looks.
+            for _ in 0..6000 {
+                // Read in this order: what the desktop held was there before the upload ended.
+                let held = hidden(&net.desktop);
+                let sent = net.proxy.bytes(Dir::Up);
+                if held >= 4 * MIB && sent < size {
+                    return (held, sent);
+                }
+                assert!(sent < size, "the upload ended before the desktop held any of the file");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            panic!("nothing of the file reached the desktop");
+        });
+        transfer(&net, &net.laptop, &net.desktop, &files);
+        let (held, sent) = watcher.join().unwrap();
+        eprintln!("the desktop held {held} bytes when the laptop had sent {sent}");
+    });
+}
+
 #[test]
 fn a_reset_mid_transfer_at_a_chosen_byte_loses_and_duplicates_nothing() {
     let net = upload_and_download(|p, dir| p.reset_at_byte(dir, 5 * MIB));

@@ -11,8 +11,10 @@
 use super::board::{StatusBoard, report_pass};
 use super::watch::{LocalChanges, watch_folder};
 use super::{AgentOptions, Event};
-use crate::config::{FolderConfig, Schedule};
+use crate::config::{Direction, FolderConfig, Schedule};
+use crate::engine::server::Announced;
 use crate::engine::{Engine, Scope, SyncError, stat_matches};
+use crate::filter::{Excluded, IgnoreRules};
 use crate::fs::{Filesystem, RealFs, Stat};
 use crate::state::StateDb;
 use crate::status::{FolderState, Progress};
@@ -39,6 +41,8 @@ const RETRY_AFTER: Duration = Duration::from_secs(10);
 const QUOTA_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// A file that changed while it was read (still being written) is read again this soon.
 const CHANGING_RETRY_AFTER: Duration = Duration::from_secs(2);
+/// Files of other computers' uploads in progress fetched at once, per folder.
+const MAX_PREFETCHES: usize = 8;
 
 /// What `publish` put on the board: the reasons the folder waits, the files still being
 /// written, the cursor, the server's revision and when the next scheduled pass is due.
@@ -89,6 +93,9 @@ pub(super) struct FolderTask {
     changing: BTreeSet<RelPath>,
     /// What `publish` last put on the board, so that an unchanged status is not re-sent.
     published: Option<Published>,
+    /// Files other computers are uploading that are being fetched ahead of their commit: the
+    /// upload, and where its next announcements go.
+    prefetching: HashMap<RelPath, (u64, mpsc::UnboundedSender<Announced>)>,
 }
 
 impl FolderTask {
@@ -118,6 +125,7 @@ impl FolderTask {
             failing: false,
             changing: BTreeSet::new(),
             published: None,
+            prefetching: HashMap::new(),
         }
     }
 
@@ -254,6 +262,10 @@ impl FolderTask {
                 }
                 false
             }
+            Event::Announced(a) => {
+                self.announced(&a);
+                false
+            }
             Event::Settings { folder, all_paused } => {
                 let was_paused = self.paused();
                 let was = std::mem::replace(&mut self.folder, *folder);
@@ -275,6 +287,39 @@ impl FolderTask {
                 schedule_changed
             }
         }
+    }
+
+    /// Starts fetching a file another computer is uploading, or passes the news on to the
+    /// fetch already going: only for files this folder would download.
+    fn announced(&mut self, a: &Announced) {
+        if self.folder_id != Some(a.folder_id)
+            || self.paused()
+            || self.folder.settings.direction == Direction::UploadOnly
+        {
+            return;
+        }
+        self.prefetching.retain(|_, (_, tx)| !tx.is_closed());
+        if let Some((upload, tx)) = self.prefetching.get(&a.path)
+            && *upload == a.upload
+        {
+            let _ = tx.send(a.clone());
+            return;
+        }
+        // Joined in the middle of an upload, or too many at once: the commit's download does it.
+        if a.first != 0 || self.prefetching.len() >= MAX_PREFETCHES {
+            return;
+        }
+        if Excluded::new(&self.folder.settings.excluded).covers(&a.path)
+            || IgnoreRules::load(&*self.fs).is_ignored(&a.path, false)
+        {
+            return;
+        }
+        let Some(engine) = self.deps.engine.borrow().clone() else { return };
+        let (tx, rx) = mpsc::unbounded_channel();
+        // A fetch of an older upload of the path stops when its sender goes.
+        self.prefetching.insert(a.path.clone(), (a.upload, tx));
+        let (name, fs, first) = (self.folder.name.clone(), self.fs.clone(), a.clone());
+        tokio::spawn(async move { engine.prefetch(name, fs, first, rx).await });
     }
 
     /// Waits until the watcher has been quiet for the debounce time (at most `max_delay`

@@ -88,6 +88,9 @@ pub enum Event {
     Request,
     /// The folder's settings changed, or every folder was paused or resumed.
     Settings { folder: Box<FolderConfig>, all_paused: bool },
+    /// Another computer is uploading a file and these of its chunks are on the server: fetch
+    /// them ahead of its commit (`engine::prefetch`).
+    Announced(Arc<crate::engine::server::Announced>),
 }
 
 /// Holds the home's lock for as long as it lives: one agent (or one `sync`) per home.
@@ -523,6 +526,7 @@ async fn manage_connection(
                     match p {
                         // Each task knows its folder's id and drops the others.
                         Push::FolderChanged { folder_id, seq } => broadcast(Event::Remote { folder_id, seq }),
+                        Push::Announced(a) => broadcast(Event::Announced(Arc::new(a))),
                         Push::Closed(reason) => {
                             warn!("disconnected: {reason}");
                             // The person reads what happened and what to do, not the library's text.

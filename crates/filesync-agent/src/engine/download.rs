@@ -20,6 +20,8 @@ use std::sync::Arc;
 
 /// Requests for chunk batches kept in flight at once.
 const FETCH_CONCURRENCY: usize = 8;
+/// The longest a download waits for its partial to come back from a prefetch appending to it.
+const LENT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One file to write.
 #[derive(Clone, Debug)]
@@ -48,9 +50,16 @@ pub struct LocalChunk {
 /// starts with those chunks, so a file bigger than what a flaky link carries between drops
 /// still arrives. Shared by the engines of one agent (one per connection); a partial dropped
 /// (replaced, evicted, or of a version no longer wanted) removes its file.
+///
+/// A file another computer is still uploading is fetched into a partial too, before its
+/// commit (`prefetch.rs`): such a partial is lent out while chunks are appended to it, and a
+/// download of its path waits until it is back.
 #[derive(Default)]
 pub struct Partials {
     kept: std::sync::Mutex<Vec<Partial>>,
+    /// Partials lent out to be appended to: folder, path and file name.
+    lent: std::sync::Mutex<Vec<(String, RelPath, String)>>,
+    returned: tokio::sync::Notify,
 }
 
 pub(super) struct Partial {
@@ -92,6 +101,81 @@ impl Partials {
         gone
     }
 
+    /// Takes the partial download of `path` for a download, waiting (a while at most) while
+    /// it is lent out.
+    async fn take_when_back(&self, folder: &str, path: &RelPath) -> Option<Partial> {
+        let give_up = tokio::time::Instant::now() + LENT_WAIT;
+        loop {
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if !self.is_lent(folder, path) {
+                return self.take(folder, path);
+            }
+            if tokio::time::timeout_at(give_up, returned).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    fn lent(&self) -> std::sync::MutexGuard<'_, Vec<(String, RelPath, String)>> {
+        self.lent.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn is_lent(&self, folder: &str, path: &RelPath) -> bool {
+        self.lent().iter().any(|(f, p, _)| f == folder && p == path)
+    }
+
+    fn give_back(&self, folder: &str, path: &RelPath, p: Option<Partial>) -> Vec<Partial> {
+        self.lent().retain(|(f, q, _)| !(f == folder && q == path));
+        let gone = p.map(|p| self.keep(p)).unwrap_or_default();
+        self.returned.notify_waiters();
+        gone
+    }
+
+    /// Appends fetched chunks of a file being uploaded to its partial download (started
+    /// when `have` is empty): `have` is what the caller appended before, `data` the verified
+    /// content of `chunks`. Fails when the partial is gone (its download took it over, or it
+    /// was dropped) or the disk refused; the caller then stops. Blocking.
+    pub(super) fn append(
+        &self,
+        fs: &dyn Filesystem,
+        (folder, path): (&str, &RelPath),
+        have: &[ChunkRef],
+        chunks: &[ChunkRef],
+        data: Vec<Bytes>,
+        make_durable: bool,
+    ) -> Result<(), String> {
+        let mut p = if have.is_empty() {
+            let tmp = fs.create_temp(path.parent().as_ref()).map_err(|e| super::describe_io(&e))?;
+            self.lent().push((folder.to_owned(), path.clone(), tmp.file_name().to_owned()));
+            Partial { folder: folder.to_owned(), path: path.clone(), tmp, chunks: Vec::new(), bytes: 0 }
+        } else {
+            let mut kept = self.kept();
+            let i = kept.iter().position(|k| k.folder == folder && k.path == *path && k.chunks == have);
+            let Some(i) = i else { return Err("its download took over".into()) };
+            let p = kept.remove(i);
+            self.lent().push((p.folder.clone(), p.path.clone(), p.tmp.file_name().to_owned()));
+            p
+        };
+        let mut written = || -> std::io::Result<()> {
+            for d in &data {
+                p.tmp.write_all(d)?;
+            }
+            if make_durable { p.tmp.sync_all() } else { Ok(()) }
+        };
+        let (keep, result) = match written() {
+            Ok(()) => {
+                p.chunks.extend_from_slice(chunks);
+                p.bytes += data.iter().map(|d| d.len() as u64).sum::<u64>();
+                (Some(p), Ok(()))
+            }
+            Err(e) => (None, Err(super::describe_io(&e))),
+        };
+        drop(self.give_back(folder, path, keep));
+        result
+    }
+
     /// Takes the partial downloads of `folder` at `paths` or below them (deleted here, so the
     /// hidden file would keep its folder from being removed), for the caller to drop.
     pub(super) fn take_under(&self, folder: &str, paths: &[RelPath]) -> Vec<Partial> {
@@ -106,7 +190,10 @@ impl Partials {
     /// The file names of the partial downloads kept in `folder`, which a clean-up of leftover
     /// temporary files must spare.
     pub fn temp_names(&self, folder: &str) -> std::collections::HashSet<String> {
-        self.kept().iter().filter(|p| p.folder == folder).map(|p| p.tmp.file_name().to_owned()).collect()
+        let mut names: std::collections::HashSet<String> =
+            self.kept().iter().filter(|p| p.folder == folder).map(|p| p.tmp.file_name().to_owned()).collect();
+        names.extend(self.lent().iter().filter(|(f, _, _)| f == folder).map(|(_, _, name)| name.clone()));
+        names
     }
 
     /// How many downloads are kept to resume (for tests).
@@ -208,7 +295,7 @@ pub async fn run(
     let mut resumed: HashMap<usize, Partial> = HashMap::new();
     let mut stale = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
-        if let Some(p) = partials.take(folder, &job.path) {
+        if let Some(p) = partials.take_when_back(folder, &job.path).await {
             if !p.chunks.is_empty() && job.meta.chunks.starts_with(&p.chunks) {
                 resumed.insert(i, p);
             } else {

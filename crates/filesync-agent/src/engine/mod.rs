@@ -10,6 +10,7 @@ mod execute;
 pub mod input;
 mod pass;
 pub mod policy;
+mod prefetch;
 mod repair;
 pub mod scope;
 pub mod server;

@@ -9,7 +9,7 @@
 use super::SyncError;
 use bytes::Bytes;
 use filesync_client::Connection;
-pub use filesync_client::{ChunkRequest, ChunkUpload};
+pub use filesync_client::{Announced, ChunkRequest, ChunkUpload};
 use filesync_core::{EntryState, FileMeta, Hash, RelPath};
 use filesync_proto::convert::{entry_from_wire, meta_into_wire};
 use filesync_proto::{CommitChange, WireEntry, limits};
@@ -62,6 +62,16 @@ pub trait ServerApi: Send + Sync {
     fn get_chunks(&self, wanted: Vec<ChunkRequest>) -> BoxFuture<'_, Result<Vec<Bytes>, SyncError>>;
     /// Commits `changes`, in as many requests as the protocol needs; one answer per change.
     fn commit(&self, folder_id: u64, changes: Vec<Change>) -> BoxFuture<'_, Result<Vec<Committed>, SyncError>>;
+    /// Tells the user's other devices that these chunks of a file being uploaded are on the
+    /// server, so they can fetch them before the commit. A hint: a server that does not pass
+    /// it on (older than protocol version 4, or none at all) is not told.
+    fn announce(&self, _chunks: Announced) -> BoxFuture<'_, Result<(), SyncError>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Whether [`ServerApi::announce`] reaches anyone.
+    fn announces(&self) -> bool {
+        false
+    }
 }
 
 impl ServerApi for Connection {
@@ -97,6 +107,14 @@ impl ServerApi for Connection {
 
     fn get_chunks(&self, wanted: Vec<ChunkRequest>) -> BoxFuture<'_, Result<Vec<Bytes>, SyncError>> {
         Box::pin(async move { Ok(Connection::get_chunks(self, &wanted).await?) })
+    }
+
+    fn announce(&self, chunks: Announced) -> BoxFuture<'_, Result<(), SyncError>> {
+        Box::pin(async move { Ok(self.announce_chunks(&chunks).await?) })
+    }
+
+    fn announces(&self) -> bool {
+        Connection::announces(self)
     }
 
     fn commit(&self, folder_id: u64, changes: Vec<Change>) -> BoxFuture<'_, Result<Vec<Committed>, SyncError>> {

@@ -2,7 +2,7 @@
 //! straight from the local files and re-verified, many requests in flight), then commit the
 //! changes in batches, each based on the rev this computer last synced.
 
-use super::server::{Change, ChunkUpload, Committed, ServerApi};
+use super::server::{Announced, Change, ChunkUpload, Committed, ServerApi};
 use super::{SyncError, chunk_offsets};
 use crate::fs::{Filesystem, Stat};
 use crate::status::Progress;
@@ -150,6 +150,7 @@ pub async fn run(
     // other computers start downloading while the rest is still being sent.
     let missing_set: HashSet<Hash> = missing.iter().copied().collect();
     let mut commits = Commits::new(uploads, deletes, &missing_set);
+    let mut announcer = Announcer::start(conn, folder_id, uploads, &missing_set);
 
     // 3. Read them on a blocking thread, send them in batches; commit what is complete.
     let mut failed: HashMap<usize, String> = HashMap::new();
@@ -204,6 +205,7 @@ pub async fn run(
             progress.bytes_done.fetch_add(n, Ordering::Relaxed);
             let no_set: HashSet<Hash> = no.iter().map(|(h, _)| *h).collect();
             commits.stored(hashes.iter().filter(|h| !no_set.contains(h)));
+            announcer.stored(uploads, &missing_set, hashes.iter().filter(|h| !no_set.contains(h)));
             refused.extend(no);
             if commits.ready_len() >= COMMIT_BATCH {
                 commits.commit_ready(&**conn, folder_id, progress).await?;
@@ -230,6 +232,7 @@ pub async fn run(
     }
 
     // 4. Commit the rest: every upload whose chunks are on the server, then the deletions.
+    announcer.finish().await;
     for (i, reason) in failed {
         commits.outcomes[i] = Some(CommitOutcome::Failed(reason));
     }
@@ -243,6 +246,90 @@ pub async fn run(
 /// Files committed together once their chunks are on the server: big enough that commits
 /// stay few, small enough that the other computers start early.
 const COMMIT_BATCH: usize = 500;
+
+/// Files at least this big are announced as their chunks reach the server, so that the other
+/// computers fetch them while the upload goes on (protocol version 4).
+const ANNOUNCE_MIN_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Announces the chunks of big uploads as they reach the server, in order from the start of
+/// each file: the other computers fetch a file's chunks before its commit, into a hidden
+/// partial download the commit's download then finishes (`engine::prefetch`). Announcements
+/// go out one after another on their own task, so that sending chunks never waits for them.
+struct Announcer {
+    /// Per announced upload: its index, and how many chunks from its start are announced.
+    files: Vec<(usize, usize)>,
+    /// Missing chunks stored so far.
+    stored: HashSet<Hash>,
+    folder_id: u64,
+    tx: Option<tokio::sync::mpsc::UnboundedSender<Announced>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Announcer {
+    fn start(conn: &Arc<dyn ServerApi>, folder_id: u64, uploads: &[UploadJob], missing: &HashSet<Hash>) -> Announcer {
+        let files: Vec<(usize, usize)> = uploads
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| u.meta.kind == EntryKind::File && u.meta.size >= ANNOUNCE_MIN_BYTES)
+            .filter(|(_, u)| u.meta.chunks.iter().any(|c| missing.contains(&c.hash)))
+            .map(|(i, _)| (i, 0))
+            .collect();
+        let mut a = Announcer { files, stored: HashSet::new(), folder_id, tx: None, task: None };
+        if a.files.is_empty() || !conn.announces() {
+            a.files.clear();
+            return a;
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Announced>();
+        let conn = conn.clone();
+        a.task = Some(tokio::spawn(async move {
+            while let Some(chunks) = rx.recv().await {
+                if let Err(e) = conn.announce(chunks).await {
+                    tracing::debug!("announcing an upload failed: {e}");
+                    break;
+                }
+            }
+        }));
+        a.tx = Some(tx);
+        // What the server has already (another copy of the content) is there to fetch now.
+        a.stored(uploads, missing, std::iter::empty());
+        a
+    }
+
+    /// These missing chunks are on the server now: announce what that adds to each file's
+    /// stored start.
+    fn stored<'h>(&mut self, uploads: &[UploadJob], missing: &HashSet<Hash>, hashes: impl Iterator<Item = &'h Hash>) {
+        let Some(tx) = &self.tx else { return };
+        self.stored.extend(hashes);
+        for (i, done) in &mut self.files {
+            let u = &uploads[*i];
+            let chunks = &u.meta.chunks;
+            let on_server = |h: &Hash| !missing.contains(h) || self.stored.contains(h);
+            let end = *done + chunks[*done..].iter().take_while(|c| on_server(&c.hash)).count();
+            let upload = u64::from_le_bytes(u.meta.hash.as_bytes()[..8].try_into().expect("8 bytes"));
+            for (k, part) in chunks[*done..end].chunks(limits::MAX_ANNOUNCED_CHUNKS).enumerate() {
+                let _ = tx.send(Announced {
+                    folder_id: self.folder_id,
+                    path: u.path.clone(),
+                    upload,
+                    size: u.meta.size,
+                    first: (*done + k * limits::MAX_ANNOUNCED_CHUNKS) as u32,
+                    chunks: part.to_vec(),
+                    total: chunks.len() as u32,
+                    device_id: 0,
+                });
+            }
+            *done = end;
+        }
+    }
+
+    /// Waits until every announcement is out: the commit comes after them.
+    async fn finish(mut self) {
+        self.tx = None;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
 
 /// Which uploads wait for which chunks, which are complete, and the outcome of each change.
 struct Commits<'a> {

@@ -165,6 +165,8 @@ pub fn message_strategies() -> Vec<BoxedStrategy<Message>> {
             .prop_map(|s| Message::Signatures(Signatures { signatures: s.into_iter().map(Bytes::from).collect() }))
             .boxed(),
         vec(chunk_data(), 0..4).prop_map(|chunks| Message::Chunks(Chunks { chunks })).boxed(),
+        upload_progress().prop_map(Message::AnnounceChunks).boxed(),
+        upload_progress().prop_map(Message::ChunksAnnounced).boxed(),
         (any::<u64>(), vec((any::<u64>(), option::of(wire_entry())), 0..4))
             .prop_map(|(folder_id, changes)| {
                 let changes = changes.into_iter().map(|(base_rev, entry)| CommitChange { base_rev, entry }).collect();
@@ -420,4 +422,19 @@ pub fn entry_state() -> impl Strategy<Value = EntryState> {
             device_name,
             committed_at,
         })
+}
+
+fn upload_progress() -> impl Strategy<Value = UploadProgress> {
+    (any::<u64>(), text(), any::<u64>(), any::<u64>(), any::<u32>(), blob(80), any::<u32>(), any::<u64>()).prop_map(
+        |(folder_id, path, upload, size, first, chunks, total, device_id)| UploadProgress {
+            folder_id,
+            path,
+            upload,
+            size,
+            first,
+            chunks,
+            total,
+            device_id,
+        },
+    )
 }

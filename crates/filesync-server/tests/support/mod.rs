@@ -91,10 +91,15 @@ impl TestServer {
 
     /// A client speaking raw frames from `local_ip`, after Hello.
     pub async fn raw_from(&self, local_ip: &str) -> RawClient {
+        self.raw_speaking(local_ip, PROTOCOL_VERSION_MAX).await
+    }
+
+    /// A client speaking raw frames from `local_ip`, after a Hello offering versions up to
+    /// `max_version`.
+    pub async fn raw_speaking(&self, local_ip: &str, max_version: u32) -> RawClient {
         let mut c = RawClient { stream: self.tls_from(local_ip).await, dec: FrameDecoder::new(), next_id: 1 };
-        let hello =
-            Hello { min_version: PROTOCOL_VERSION_MIN, max_version: PROTOCOL_VERSION_MAX, client_name: "test".into() };
-        assert!(matches!(c.request(Message::Hello(hello)).await, Message::Welcome(_)));
+        let hello = Hello { min_version: PROTOCOL_VERSION_MIN, max_version, client_name: "test".into() };
+        assert!(matches!(c.request(Message::Hello(hello)).await, Message::Welcome(w) if w.version == max_version));
         c
     }
 }
@@ -113,6 +118,23 @@ impl RawClient {
         self.next_id += 1;
         self.stream.write_all(&Frame::new(id, message).to_bytes().unwrap()).await.unwrap();
         self.stream.flush().await.unwrap();
+    }
+
+    /// The next frame the server pushes (request id 0), waiting at most `wait`.
+    pub async fn next_push(&mut self, wait: std::time::Duration) -> Option<Message> {
+        tokio::time::timeout(wait, async {
+            loop {
+                while let Some(f) = self.dec.next_frame().unwrap() {
+                    if f.request_id == 0 {
+                        return f.message;
+                    }
+                }
+                let n = self.stream.read_buf(self.dec.buffer_mut()).await.unwrap();
+                assert!(n > 0, "the server closed the connection");
+            }
+        })
+        .await
+        .ok()
     }
 
     pub async fn request(&mut self, message: Message) -> Message {

@@ -15,6 +15,7 @@ use super::server::{Announced, ChunkRequest};
 use crate::fs::{Filesystem, StatKind};
 use filesync_core::ChunkRef;
 use filesync_proto::limits;
+use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -26,88 +27,110 @@ const IDLE: Duration = Duration::from_secs(60);
 /// Fetched bytes between two fsyncs of the partial, so the download's final fsync finds
 /// little left to write.
 const DURABLE_EVERY: u64 = 64 * 1024 * 1024;
+/// `GetChunks` requests in flight at once.
+const CONCURRENCY: usize = 4;
 
 impl Engine {
     /// Fetches the announced chunks of one upload into a partial download of its path, in
     /// order, starting from `first` (which announces the file's first chunks) and going on
-    /// with `more` until the file is complete, `more` closes (a newer upload of the path came),
-    /// an announcement is missed, or the download of the commit takes the partial over.
+    /// with `more` until the file is complete, `more` closes (a newer upload of the path came)
+    /// or stays quiet too long, an announcement is missed, or the download of the commit takes
+    /// the partial over. Several requests are in flight at once, as in a download, so that it
+    /// keeps up with the upload.
     pub async fn prefetch(
         &self,
         folder: String,
         fs: Arc<dyn Filesystem>,
         first: Announced,
-        mut more: mpsc::UnboundedReceiver<Announced>,
+        more: mpsc::UnboundedReceiver<Announced>,
     ) {
         let path = first.path.clone();
+        if !parent_is_here(&*fs, &first) {
+            debug!(folder, path = %path, "not prefetching: its folder is not on this computer yet");
+            return;
+        }
+        let announcements = futures::stream::unfold((Some(first), more), |(next, mut more)| async move {
+            let a = match next {
+                Some(a) => a,
+                None => tokio::time::timeout(IDLE, more.recv()).await.ok().flatten()?,
+            };
+            Some((a, (None, more)))
+        });
+        let server = self.server.clone();
+        let fetched = announcements
+            .flat_map(|a| futures::stream::iter(by_message(&a)))
+            .map(move |b| {
+                let server = server.clone();
+                async move {
+                    let wanted = b.chunks.iter().map(|c| ChunkRequest { hash: c.hash, similar: None }).collect();
+                    let data = server.get_chunks(wanted).await.map_err(|e| e.to_string());
+                    (b, data)
+                }
+            })
+            .buffered(CONCURRENCY);
+        let mut fetched = std::pin::pin!(fetched);
         let mut have: Vec<ChunkRef> = Vec::new();
         let mut bytes = 0u64;
-        let mut next = Some(first);
         let why = loop {
-            let a = match next.take() {
-                Some(a) => a,
-                None => match tokio::time::timeout(IDLE, more.recv()).await {
-                    Ok(Some(a)) => a,
-                    Ok(None) => break "a newer upload of the path came".to_string(),
-                    Err(_) => break "the upload went quiet".to_string(),
-                },
+            let Some((b, data)) = fetched.next().await else {
+                break "no more announcements".to_string();
             };
-            if a.first as usize != have.len() {
-                break format!("announcements were missed (chunk {} after {})", a.first, have.len());
+            if b.first != have.len() {
+                break format!("announcements were missed (chunk {} after {})", b.first, have.len());
             }
-            if have.is_empty() && !parent_is_here(&*fs, &a) {
-                break "its folder is not on this computer yet".to_string();
-            }
-            match self.prefetch_chunks(&folder, &fs, &a, &mut have, &mut bytes).await {
-                Ok(()) if have.len() as u64 >= u64::from(a.total) => break "complete".to_string(),
-                Ok(()) => {}
+            let data = match data {
+                Ok(d) => d,
                 Err(e) => break e,
+            };
+            let n: u64 = b.chunks.iter().map(|c| u64::from(c.len)).sum();
+            let durable = (bytes + n) / DURABLE_EVERY > bytes / DURABLE_EVERY;
+            let (partials, fs, folder, path) = (self.partials.clone(), fs.clone(), folder.clone(), path.clone());
+            let before = have.clone();
+            let chunks = b.chunks.clone();
+            let appended = tokio::task::spawn_blocking(move || {
+                partials.append(&*fs, (&folder, &path), &before, &chunks, data, durable)
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("the writer panicked: {e}")));
+            if let Err(e) = appended {
+                break e;
+            }
+            have.extend(b.chunks);
+            bytes += n;
+            if have.len() >= b.total {
+                break "complete".to_string();
             }
         };
         debug!(folder, path = %path, bytes, chunks = have.len(), "prefetch of an upload in progress ended: {why}");
     }
-
-    /// Fetches and appends the chunks of one announcement, a request's worth at a time.
-    async fn prefetch_chunks(
-        &self,
-        folder: &str,
-        fs: &Arc<dyn Filesystem>,
-        a: &Announced,
-        have: &mut Vec<ChunkRef>,
-        bytes: &mut u64,
-    ) -> Result<(), String> {
-        for batch in by_message(&a.chunks) {
-            let wanted = batch.iter().map(|c| ChunkRequest { hash: c.hash, similar: None }).collect();
-            let data = self.server.get_chunks(wanted).await.map_err(|e| e.to_string())?;
-            let n: u64 = batch.iter().map(|c| u64::from(c.len)).sum();
-            let durable = (*bytes + n) / DURABLE_EVERY > *bytes / DURABLE_EVERY;
-            let (partials, fs, folder, path) = (self.partials.clone(), fs.clone(), folder.to_owned(), a.path.clone());
-            let (before, batch) = (have.clone(), batch.to_vec());
-            let appended = tokio::task::spawn_blocking(move || {
-                partials.append(&*fs, (&folder, &path), &before, &batch, data, durable).map(|()| batch)
-            })
-            .await
-            .map_err(|e| format!("the writer panicked: {e}"))??;
-            have.extend(appended);
-            *bytes += n;
-        }
-        Ok(())
-    }
 }
 
-/// The chunks in groups of one `GetChunks` request's worth.
-fn by_message(chunks: &[ChunkRef]) -> Vec<&[ChunkRef]> {
+/// One `GetChunks` request's worth of an announcement: its chunks, the index of the first
+/// in the file's chunk list, and how many chunks the file has.
+struct Batch {
+    first: usize,
+    chunks: Vec<ChunkRef>,
+    total: usize,
+}
+
+/// The chunks of `a` in groups of one `GetChunks` request's worth.
+fn by_message(a: &Announced) -> Vec<Batch> {
     let mut out = Vec::new();
     let (mut start, mut size) = (0, 0usize);
-    for (i, c) in chunks.iter().enumerate() {
+    let batch = |from: usize, to: usize| Batch {
+        first: a.first as usize + from,
+        chunks: a.chunks[from..to].to_vec(),
+        total: a.total as usize,
+    };
+    for (i, c) in a.chunks.iter().enumerate() {
         if i > start && size + c.len as usize > limits::MAX_CHUNK_BYTES_PER_MESSAGE {
-            out.push(&chunks[start..i]);
+            out.push(batch(start, i));
             (start, size) = (i, 0);
         }
         size += c.len as usize;
     }
-    if start < chunks.len() {
-        out.push(&chunks[start..]);
+    if start < a.chunks.len() {
+        out.push(batch(start, a.chunks.len()));
     }
     out
 }

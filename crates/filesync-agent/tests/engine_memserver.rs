@@ -698,3 +698,36 @@ async fn a_spelling_skipped_for_a_case_clash_arrives_in_the_sync_that_frees_its_
     assert_eq!(b.fs.read("notes.md").unwrap(), b"lower notes");
     assert!(r.skipped.is_empty(), "{:?}", r.skipped);
 }
+
+/// Found by the simulation (seed 5045387): a sync made a conflict copy of an edit here and, in
+/// the same pull, brought ignore rules from another computer that ignore the copy's name. The
+/// follow-up pass read the new rules, so the copy was never uploaded; when the person deleted
+/// it, the edit was gone for good. Now a sync keeps the rules its first pass read: the copy is
+/// uploaded, and the new rules apply from the next sync.
+#[tokio::test]
+async fn a_conflict_copy_is_uploaded_even_when_the_same_sync_brings_rules_that_ignore_it() {
+    let server = Arc::new(MemServer::default());
+    let a = Computer::new(&server, "laptop").await;
+    let b = Computer::new(&server, "desktop").await;
+    a.fs.write("z.bin", "first");
+    a.sync().await;
+    b.sync().await;
+    b.fs.write("z.bin", "the desktop's edit");
+    a.fs.write("z.bin", "the laptop's edit");
+    a.sync().await;
+    a.fs.write(".filesyncignore", "*.bin\n");
+    a.sync().await;
+
+    let r = b.sync().await;
+    assert_eq!(r.conflicts, 1, "{r:?}");
+    let copy = b.fs.list_all().into_iter().find(|p| p.contains("conflicted copy")).expect("a conflict copy");
+    let edit = filesync_core::chunking::Chunker::default().digest(&b"the desktop's edit"[..]).unwrap().hash;
+    let on_server = |path: &str| {
+        let s = server.inner.lock().unwrap();
+        s.history.iter().any(|e| e.path.as_str() == path && e.meta.as_ref().is_some_and(|m| m.hash == edit))
+    };
+    assert!(on_server(&copy), "the desktop's edit reached the server as {copy}");
+    assert!(b.fs.remove(&copy));
+    b.sync().await;
+    assert!(on_server(&copy), "the edit stays in the history");
+}

@@ -169,6 +169,11 @@ struct Run {
     down: Throttle,
     /// Plan only: stop before carrying anything out, and change no persisted state.
     preview: bool,
+    /// The ignore rules, read by the sync's first pass and kept for its follow-ups: a conflict
+    /// copy that pass made is uploaded by the next even if the same pass brought rules that
+    /// ignore its name (found by the simulation, seed 5045387: the person then deleted the
+    /// copy, and the version in it, never uploaded, was lost). The next sync applies them.
+    rules: Option<crate::filter::IgnoreRules>,
 }
 
 /// Chunks of a file with their offsets.
@@ -359,6 +364,7 @@ impl Engine {
             up: Throttle::new(folder.settings.upload_limit),
             down: Throttle::new(folder.settings.download_limit),
             preview: false,
+            rules: None,
         };
         let r = &run.requests;
         if r.tripped.is_some() || r.confirm_deletes || r.revert {
@@ -494,7 +500,8 @@ impl Engine {
             return Err(SyncError::FolderMissing { path: folder.path.display().to_string() });
         }
         let requests = Requests { revert, ..Requests::default() };
-        let mut run = Run { requests, up: Throttle::unlimited(), down: Throttle::unlimited(), preview: true };
+        let mut run =
+            Run { requests, up: Throttle::unlimited(), down: Throttle::unlimited(), preview: true, rules: None };
         let out = self.pass(folder, 0, fs, &Progress::default(), &mut run, &Scope::Full, &HashMap::new()).await?;
         Ok(out.report.preview.map(|p| *p).unwrap_or_default())
     }

@@ -56,6 +56,7 @@ impl Engine {
         scope: &Scope,
         installing: HashMap<RelPath, (u64, filesync_core::Hash)>,
         rows: Option<Rows>,
+        rules: IgnoreRules,
     ) -> Result<Views, SyncError> {
         let name = folder.name.as_str();
         let started = tokio::time::Instant::now();
@@ -79,7 +80,6 @@ impl Engine {
         let (chunker, clock, full, roots) = (self.chunker, self.clock.clone(), scope.is_full(), scope.roots());
         let root_count = roots.len();
         let (scanned, rules) = tokio::task::spawn_blocking(move || {
-            let rules = IgnoreRules::load(&*fs);
             let scanner = scan::Scanner { fs: &*fs, rename: true, known: &known, chunker: &chunker, clock: &*clock };
             let scanned =
                 if full { scanner.scan_ignoring(&rules) } else { scanner.scan_paths_ignoring(&roots, &rules) };
@@ -117,6 +117,13 @@ impl Engine {
         installing: &HashMap<RelPath, (u64, filesync_core::Hash)>,
     ) -> Result<PassOutcome, SyncError> {
         let name = folder.name.as_str();
+        if run.rules.is_none() {
+            let fs = fs.clone();
+            let rules = tokio::task::spawn_blocking(move || IgnoreRules::load(&*fs))
+                .await
+                .map_err(|e| SyncError::Internal(e.to_string()))?;
+            run.rules = Some(rules);
+        }
         let parts = match scope {
             Scope::Full if !run.preview => self.partitions(name, &fs).await?,
             _ => vec![scope.clone()],
@@ -212,7 +219,8 @@ impl Engine {
     ) -> Result<Planned, SyncError> {
         let name = folder.name.as_str();
         progress.start("scanning", 0, 0);
-        let views = self.load(folder, fs.clone(), part.scope, part.installing, part.rows).await?;
+        let rules = run.rules.clone().unwrap_or_default();
+        let views = self.load(folder, fs.clone(), part.scope, part.installing, part.rows, rules).await?;
         // A root that vanished during the scan must not read as "everything was deleted".
         if !fs.root_exists() {
             return Err(SyncError::FolderMissing { path: folder.path.display().to_string() });

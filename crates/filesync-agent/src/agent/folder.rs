@@ -309,7 +309,10 @@ impl FolderTask {
         if a.first != 0 || self.prefetching.len() >= MAX_PREFETCHES {
             return;
         }
+        // A file here already: its download takes what it can from it, and a prefetch would
+        // fetch chunks this computer has.
         if Excluded::new(&self.folder.settings.excluded).covers(&a.path)
+            || !matches!(self.fs.stat(&a.path), Ok(None))
             || IgnoreRules::load(&*self.fs).is_ignored(&a.path, false)
         {
             return;

@@ -247,8 +247,9 @@ pub async fn run(
 /// stay few, small enough that the other computers start early.
 const COMMIT_BATCH: usize = 500;
 
-/// Files at least this big are announced as their chunks reach the server, so that the other
-/// computers fetch them while the upload goes on (protocol version 4).
+/// Files with at least this much content new to the server are announced as their chunks
+/// reach it, so that the other computers fetch them while the upload goes on (protocol version
+/// 4). A small edit of a big file is not: the other computers rebuild it from their own copy.
 const ANNOUNCE_MIN_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Announces the chunks of big uploads as they reach the server, in order from the start of
@@ -271,7 +272,13 @@ impl Announcer {
             .iter()
             .enumerate()
             .filter(|(_, u)| u.meta.kind == EntryKind::File && u.meta.size >= ANNOUNCE_MIN_BYTES)
-            .filter(|(_, u)| u.meta.chunks.iter().any(|c| missing.contains(&c.hash)))
+            .filter(|(_, u)| {
+                let new: HashSet<&Hash> =
+                    u.meta.chunks.iter().map(|c| &c.hash).filter(|h| missing.contains(*h)).collect();
+                let new_bytes: u64 =
+                    u.meta.chunks.iter().filter(|c| new.contains(&c.hash)).map(|c| u64::from(c.len)).sum();
+                new_bytes >= ANNOUNCE_MIN_BYTES
+            })
             .map(|(i, _)| (i, 0))
             .collect();
         let mut a = Announcer { files, stored: HashSet::new(), folder_id, tx: None, task: None };

@@ -505,6 +505,16 @@ async fn sync_losing_the_commit_answer(
     lost_answer && held == versions
 }
 
+/// A fresh server and a computer that wrote `path` ("first") and synced it, the server applying
+/// the commit but the answer lost with the connection after `drop_after` requests; `None` when
+/// that drop point did not lose an applied commit's answer.
+async fn first_commit_answer_lost(drop_after: usize, path: &str) -> Option<(Arc<MemServer>, Computer)> {
+    let server = Arc::new(MemServer::default());
+    let a = Computer::new(&server, "laptop").await;
+    a.fs.write(path, "first");
+    sync_losing_the_commit_answer(&server, &a, drop_after, path, 1).await.then_some((server, a))
+}
+
 /// Found by the simulation (seed 249 of a draft check): a commit applied on the server whose
 /// answer was lost with the connection, then another edit of the same file here, made a
 /// conflict copy at the next sync — a conflict of this computer with itself. Now the server's
@@ -551,12 +561,7 @@ async fn an_edit_after_a_lost_commit_answer_is_an_upload_not_a_conflict() {
 async fn an_edit_under_an_ignore_rule_after_a_lost_commit_answer_is_an_upload_once_unignored() {
     let mut checked = 0;
     for drop_after in 1..20 {
-        let server = Arc::new(MemServer::default());
-        let a = Computer::new(&server, "laptop").await;
-        a.fs.write("notes.txt", "first");
-        if !sync_losing_the_commit_answer(&server, &a, drop_after, "notes.txt", 1).await {
-            continue;
-        }
+        let Some((server, a)) = first_commit_answer_lost(drop_after, "notes.txt").await else { continue };
         a.fs.write(".filesyncignore", "*.txt\n");
         a.sync().await;
         a.fs.write("notes.txt", "second");
@@ -580,12 +585,7 @@ async fn an_edit_under_an_ignore_rule_after_a_lost_commit_answer_is_an_upload_on
 async fn a_new_file_over_a_lost_commit_answer_in_an_excluded_subfolder_is_an_upload_once_included() {
     let mut checked = 0;
     for drop_after in 1..20 {
-        let server = Arc::new(MemServer::default());
-        let mut a = Computer::new(&server, "laptop").await;
-        a.fs.write("Projects/plan.txt", "first");
-        if !sync_losing_the_commit_answer(&server, &a, drop_after, "Projects/plan.txt", 1).await {
-            continue;
-        }
+        let Some((server, mut a)) = first_commit_answer_lost(drop_after, "Projects/plan.txt").await else { continue };
         a.fs.remove("Projects/plan.txt");
         a.folder.settings.excluded = vec!["Projects".into()];
         a.sync().await;
@@ -637,12 +637,7 @@ async fn a_new_file_is_downloaded_when_a_synced_copy_of_its_content_is_gone_from
 async fn a_file_written_over_an_own_version_whose_download_failed_is_an_upload_not_a_conflict() {
     let mut checked = 0;
     for drop_after in 1..20 {
-        let server = Arc::new(MemServer::default());
-        let a = Computer::new(&server, "laptop").await;
-        a.fs.write("notes.txt", "first");
-        if !sync_losing_the_commit_answer(&server, &a, drop_after, "notes.txt", 1).await {
-            continue;
-        }
+        let Some((server, a)) = first_commit_answer_lost(drop_after, "notes.txt").await else { continue };
         assert!(a.fs.remove("notes.txt"));
         a.fs.set_full(true);
         let r = a.sync_with_errors().await;

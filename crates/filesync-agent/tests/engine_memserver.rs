@@ -6,7 +6,7 @@
 mod memserver;
 
 use filesync_agent::config::FolderConfig;
-use filesync_agent::engine::server::ServerApi;
+use filesync_agent::engine::server::{Announced, ServerApi};
 use filesync_agent::engine::{Engine, PassReport, Scope};
 use filesync_agent::fs::Filesystem;
 use filesync_agent::memfs::MemFs;
@@ -725,4 +725,79 @@ async fn a_conflict_copy_is_uploaded_even_when_the_same_sync_brings_rules_that_i
     assert!(b.fs.remove(&copy));
     b.sync().await;
     assert!(on_server(&copy), "the edit stays in the history");
+}
+
+/// A big new file with its chunks announced by the laptop (protocol version 4), and the desktop's
+/// engine and folder to prefetch it into.
+async fn announced_big_file(server: &Arc<MemServer>) -> (Computer, Vec<Announced>, Vec<u8>) {
+    server.inner.lock().unwrap().announced = Some(Vec::new());
+    let a = Computer::new(server, "laptop").await;
+    let b = Computer::new(server, "desktop").await;
+    b.sync().await;
+    let data = noise(20 << 20, 7);
+    a.fs.write("video.bin", &data);
+    a.sync().await;
+    let s = server.inner.lock().unwrap();
+    let announced = s.announced.clone().unwrap();
+    // In order from the start of the file, all of it, before the commit.
+    let mut next = 0;
+    for n in &announced {
+        assert_eq!((n.path.as_str(), n.first as usize), ("video.bin", next));
+        next += n.chunks.len();
+    }
+    let total = announced.last().expect("announced").total as usize;
+    assert_eq!(next, total, "every chunk announced");
+    let last_announce = s.calls.iter().rposition(|c| *c == "announce").unwrap();
+    assert!(s.calls[last_announce..].contains(&"commit"), "the commit comes after: {:?}", s.calls);
+    (b, announced, data)
+}
+
+/// Protocol version 4 against the in-memory server: the laptop announces a big new file's
+/// chunks as they are stored, in order, before its commit; the desktop fetches them into a
+/// hidden partial download, and the download of the commit takes it over and fetches nothing
+/// more.
+#[tokio::test]
+async fn a_prefetched_upload_is_finished_by_the_commits_download_without_fetching_again() {
+    let server = Arc::new(MemServer::default());
+    let (b, announced, data) = announced_big_file(&server).await;
+    let total: usize = announced.iter().map(|a| a.chunks.len()).sum();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut rest = announced.into_iter();
+    let first = rest.next().unwrap();
+    rest.for_each(|a| tx.send(a).unwrap());
+    let fs: Arc<dyn Filesystem> = Arc::new(b.fs.clone());
+    let engine = b.engine.clone();
+    let prefetch = tokio::spawn(async move { engine.prefetch("docs".into(), fs, first, rx).await });
+    for _ in 0..1000 {
+        if server.inner.lock().unwrap().similar_down.len() >= total {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(server.inner.lock().unwrap().similar_down.len(), total, "every chunk fetched ahead");
+    assert!(!b.fs.exists("video.bin"), "nothing visible before the commit is pulled");
+    let r = b.sync().await;
+    assert_eq!((r.downloaded, r.bytes_down), (1, 0), "the download took the prefetched file over: {r:?}");
+    assert_eq!(b.fs.read("video.bin").unwrap(), data);
+    assert_eq!(server.inner.lock().unwrap().similar_down.len(), total, "no chunk fetched twice");
+    assert!(b.engine.partials.is_empty());
+    prefetch.abort();
+}
+
+/// An upload given up before its commit (the file deleted on the laptop, say) leaves the
+/// desktop's prefetched chunks waiting for a commit that never comes: they are dropped after a
+/// while, hidden file and all.
+#[tokio::test]
+async fn a_prefetched_upload_whose_commit_never_comes_is_dropped_after_a_while() {
+    let server = Arc::new(MemServer::default());
+    let (b, announced, _) = announced_big_file(&server).await;
+    // The wait for the commit passes at once (the runtime's clock jumps to its next timer).
+    tokio::time::pause();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    drop(tx);
+    let first = announced.into_iter().next().unwrap();
+    let fs: Arc<dyn Filesystem> = Arc::new(b.fs.clone());
+    b.engine.prefetch("docs".into(), fs, first, rx).await;
+    assert!(b.engine.partials.is_empty(), "the partial is dropped");
+    assert!(b.fs.list_all().iter().all(|p| !p.contains(".filesync-tmp-")), "{:?}", b.fs.list_all());
 }

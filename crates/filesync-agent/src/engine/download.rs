@@ -176,6 +176,14 @@ impl Partials {
         result
     }
 
+    /// Takes the partial download of `path` if it still holds exactly `chunks` (nothing took
+    /// it over or added to it), for the caller to drop.
+    pub(super) fn take_if_unchanged(&self, folder: &str, path: &RelPath, chunks: &[ChunkRef]) -> Option<Partial> {
+        let mut kept = self.kept();
+        let i = kept.iter().position(|k| k.folder == folder && k.path == *path && k.chunks == chunks)?;
+        Some(kept.remove(i))
+    }
+
     /// Takes the partial downloads of `folder` at `paths` or below them (deleted here, so the
     /// hidden file would keep its folder from being removed), for the caller to drop.
     pub(super) fn take_under(&self, folder: &str, paths: &[RelPath]) -> Vec<Partial> {

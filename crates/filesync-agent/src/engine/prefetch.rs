@@ -27,6 +27,8 @@ const IDLE: Duration = Duration::from_secs(60);
 /// Fetched bytes between two fsyncs of the partial, so the download's final fsync finds
 /// little left to write.
 const DURABLE_EVERY: u64 = 64 * 1024 * 1024;
+/// How long what a prefetch fetched waits for the file's commit before it is dropped.
+const LINGER: Duration = Duration::from_secs(600);
 /// `GetChunks` requests in flight at once.
 const CONCURRENCY: usize = 4;
 
@@ -102,6 +104,16 @@ impl Engine {
             }
         };
         debug!(folder, path = %path, bytes, chunks = have.len(), "prefetch of an upload in progress ended: {why}");
+        if have.is_empty() {
+            return;
+        }
+        // An upload given up (the file deleted before its commit, say) never sends the commit
+        // that would take this partial: it is not left behind as a hidden file for long.
+        tokio::time::sleep(LINGER).await;
+        if let Some(p) = self.partials.take_if_unchanged(&folder, &path, &have) {
+            debug!(folder, path = %path, "dropped a prefetched file whose commit never came");
+            super::download::drop_blocking(vec![p]).await;
+        }
     }
 }
 

@@ -207,7 +207,10 @@ pub async fn run(
             commits.stored(hashes.iter().filter(|h| !no_set.contains(h)));
             announcer.stored(uploads, &missing_set, hashes.iter().filter(|h| !no_set.contains(h)));
             refused.extend(no);
-            if commits.ready_len() >= COMMIT_BATCH {
+            // An announced file is committed as soon as it is whole: the other computers
+            // have most of it already and finish it from the commit.
+            if commits.ready_len() >= COMMIT_BATCH || commits.ready.iter().any(|i| announcer.announces(*i)) {
+                announcer.flush().await;
                 commits.commit_ready(&**conn, folder_id, progress).await?;
             }
         }
@@ -232,7 +235,7 @@ pub async fn run(
     }
 
     // 4. Commit the rest: every upload whose chunks are on the server, then the deletions.
-    announcer.finish().await;
+    announcer.flush().await;
     for (i, reason) in failed {
         commits.outcomes[i] = Some(CommitOutcome::Failed(reason));
     }
@@ -262,8 +265,10 @@ struct Announcer {
     /// Missing chunks stored so far.
     stored: HashSet<Hash>,
     folder_id: u64,
-    tx: Option<tokio::sync::mpsc::UnboundedSender<Announced>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    /// Where announcements go (`None`: nothing to announce, or a server that is not told).
+    conn: Option<Arc<dyn ServerApi>>,
+    /// The task sending them, and its queue, while it runs.
+    sending: Option<(tokio::sync::mpsc::UnboundedSender<Announced>, tokio::task::JoinHandle<()>)>,
 }
 
 impl Announcer {
@@ -281,32 +286,44 @@ impl Announcer {
             })
             .map(|(i, _)| (i, 0))
             .collect();
-        let mut a = Announcer { files, stored: HashSet::new(), folder_id, tx: None, task: None };
+        let mut a = Announcer { files, stored: HashSet::new(), folder_id, conn: None, sending: None };
         if a.files.is_empty() || !conn.announces() {
             a.files.clear();
             return a;
         }
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Announced>();
-        let conn = conn.clone();
-        a.task = Some(tokio::spawn(async move {
-            while let Some(chunks) = rx.recv().await {
-                if let Err(e) = conn.announce(chunks).await {
-                    tracing::debug!("announcing an upload failed: {e}");
-                    break;
-                }
-            }
-        }));
-        a.tx = Some(tx);
+        a.conn = Some(conn.clone());
         // What the server has already (another copy of the content) is there to fetch now.
         a.stored(uploads, missing, std::iter::empty());
         a
     }
 
+    /// Queues an announcement for the sending task, started if it is not running.
+    fn send(&mut self, chunks: Announced) {
+        let Some(conn) = &self.conn else { return };
+        let (tx, _) = self.sending.get_or_insert_with(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Announced>();
+            let conn = conn.clone();
+            let task = tokio::spawn(async move {
+                while let Some(chunks) = rx.recv().await {
+                    if let Err(e) = conn.announce(chunks).await {
+                        tracing::debug!("announcing an upload failed: {e}");
+                        break;
+                    }
+                }
+            });
+            (tx, task)
+        });
+        let _ = tx.send(chunks);
+    }
+
     /// These missing chunks are on the server now: announce what that adds to each file's
     /// stored start.
     fn stored<'h>(&mut self, uploads: &[UploadJob], missing: &HashSet<Hash>, hashes: impl Iterator<Item = &'h Hash>) {
-        let Some(tx) = &self.tx else { return };
+        if self.conn.is_none() {
+            return;
+        }
         self.stored.extend(hashes);
+        let mut out = Vec::new();
         for (i, done) in &mut self.files {
             let u = &uploads[*i];
             let chunks = &u.meta.chunks;
@@ -314,7 +331,7 @@ impl Announcer {
             let end = *done + chunks[*done..].iter().take_while(|c| on_server(&c.hash)).count();
             let upload = u64::from_le_bytes(u.meta.hash.as_bytes()[..8].try_into().expect("8 bytes"));
             for (k, part) in chunks[*done..end].chunks(limits::MAX_ANNOUNCED_CHUNKS).enumerate() {
-                let _ = tx.send(Announced {
+                out.push(Announced {
                     folder_id: self.folder_id,
                     path: u.path.clone(),
                     upload,
@@ -327,12 +344,20 @@ impl Announcer {
             }
             *done = end;
         }
+        for a in out {
+            self.send(a);
+        }
     }
 
-    /// Waits until every announcement is out: the commit comes after them.
-    async fn finish(mut self) {
-        self.tx = None;
-        if let Some(task) = self.task.take() {
+    /// Whether upload `i` is announced.
+    fn announces(&self, i: usize) -> bool {
+        self.files.iter().any(|(f, _)| *f == i)
+    }
+
+    /// Waits until every announcement queued is out: a commit comes after them.
+    async fn flush(&mut self) {
+        if let Some((tx, task)) = self.sending.take() {
+            drop(tx);
             let _ = task.await;
         }
     }

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use filesync_agent::engine::SyncError;
-use filesync_agent::engine::server::{Change, ChangesPage, ChunkRequest, ChunkUpload, Committed, ServerApi};
+use filesync_agent::engine::server::{Announced, Change, ChangesPage, ChunkRequest, ChunkUpload, Committed, ServerApi};
 use filesync_client::{ClientError, ErrorCode};
 use filesync_core::{EntryState, Hash, RelPath};
 use futures::future::BoxFuture;
@@ -40,7 +40,7 @@ pub struct Inner {
     pub similar_up: Vec<(Hash, Option<Hash>)>,
     /// Each chunk asked for, with the local chunk offered as similar.
     pub similar_down: Vec<(Hash, Option<Hash>)>,
-    /// "put" and "commit", in the order the server got them.
+    /// "put", "announce" and "commit", in the order the server got them.
     pub calls: Vec<&'static str>,
     /// Every entry the server accepted, in order: its history.
     pub history: Vec<EntryState>,
@@ -51,6 +51,9 @@ pub struct Inner {
     /// Chunks `get_chunks` serves before the connection drops (each request is served whole
     /// while any budget is left).
     pub chunks_before_drop: Option<usize>,
+    /// Uploads in progress announced (protocol version 4), in order; `None`: the server does
+    /// not take announcements, as one older than version 4.
+    pub announced: Option<Vec<Announced>>,
 }
 
 impl Inner {
@@ -177,6 +180,20 @@ impl ServerApi for MemServer {
             })
             .collect();
         Box::pin(async move { got })
+    }
+
+    fn announce(&self, chunks: Announced) -> BoxFuture<'_, Result<(), SyncError>> {
+        let mut s = self.inner.lock().unwrap();
+        if let Err(e) = s.connected() {
+            return fail(e);
+        }
+        s.calls.push("announce");
+        s.announced.get_or_insert_default().push(chunks);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn announces(&self) -> bool {
+        self.inner.lock().unwrap().announced.is_some()
     }
 
     fn commit(&self, folder_id: u64, changes: Vec<Change>) -> BoxFuture<'_, Result<Vec<Committed>, SyncError>> {

@@ -7,6 +7,7 @@ mod memserver;
 
 use filesync_agent::config::FolderConfig;
 use filesync_agent::engine::server::{Announced, ServerApi};
+use filesync_agent::engine::throttle::Throttle;
 use filesync_agent::engine::{Engine, PassReport, Scope};
 use filesync_agent::fs::Filesystem;
 use filesync_agent::memfs::MemFs;
@@ -767,7 +768,8 @@ async fn a_prefetched_upload_is_finished_by_the_commits_download_without_fetchin
     rest.for_each(|a| tx.send(a).unwrap());
     let fs: Arc<dyn Filesystem> = Arc::new(b.fs.clone());
     let engine = b.engine.clone();
-    let prefetch = tokio::spawn(async move { engine.prefetch("docs".into(), fs, first, rx).await });
+    let prefetch =
+        tokio::spawn(async move { engine.prefetch("docs".into(), fs, first, rx, Throttle::unlimited()).await });
     for _ in 0..1000 {
         if server.inner.lock().unwrap().similar_down.len() >= total {
             break;
@@ -797,7 +799,7 @@ async fn a_prefetched_upload_whose_commit_never_comes_is_dropped_after_a_while()
     drop(tx);
     let first = announced.into_iter().next().unwrap();
     let fs: Arc<dyn Filesystem> = Arc::new(b.fs.clone());
-    b.engine.prefetch("docs".into(), fs, first, rx).await;
+    b.engine.prefetch("docs".into(), fs, first, rx, Throttle::unlimited()).await;
     assert!(b.engine.partials.is_empty(), "the partial is dropped");
     assert!(b.fs.list_all().iter().all(|p| !p.contains(".filesync-tmp-")), "{:?}", b.fs.list_all());
 }

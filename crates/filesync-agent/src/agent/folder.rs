@@ -277,7 +277,10 @@ impl FolderTask {
                     self.start_watcher();
                     self.published = None;
                 }
-                // Direction, filters or limits may change what every path means.
+                // Direction, filters or limits may change what every path means. Fetches of
+                // uploads in progress stop (a paused folder fetches nothing); the commits bring
+                // those files as the new settings allow.
+                self.prefetching.clear();
                 self.scope = Scope::Full;
                 self.pull = true;
                 self.due = true;
@@ -322,7 +325,8 @@ impl FolderTask {
         // A fetch of an older upload of the path stops when its sender goes.
         self.prefetching.insert(a.path.clone(), (a.upload, tx));
         let (name, fs, first) = (self.folder.name.clone(), self.fs.clone(), a.clone());
-        tokio::spawn(async move { engine.prefetch(name, fs, first, rx).await });
+        let limit = crate::engine::throttle::Throttle::new(self.folder.settings.download_limit);
+        tokio::spawn(async move { engine.prefetch(name, fs, first, rx, limit).await });
     }
 
     /// Waits until the watcher has been quiet for the debounce time (at most `max_delay`

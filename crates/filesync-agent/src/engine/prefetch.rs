@@ -12,6 +12,7 @@
 
 use super::Engine;
 use super::server::{Announced, ChunkRequest};
+use super::throttle::Throttle;
 use crate::fs::{Filesystem, StatKind};
 use filesync_core::ChunkRef;
 use filesync_proto::limits;
@@ -38,13 +39,14 @@ impl Engine {
     /// with `more` until the file is complete, `more` closes (a newer upload of the path came)
     /// or stays quiet too long, an announcement is missed, or the download of the commit takes
     /// the partial over. Several requests are in flight at once, as in a download, so that it
-    /// keeps up with the upload.
+    /// keeps up with the upload; `throttle` is the folder's download limit.
     pub async fn prefetch(
         &self,
         folder: String,
         fs: Arc<dyn Filesystem>,
         first: Announced,
         more: mpsc::UnboundedReceiver<Announced>,
+        throttle: Throttle,
     ) {
         let path = first.path.clone();
         if !parent_is_here(&*fs, &first) {
@@ -63,7 +65,9 @@ impl Engine {
             .flat_map(|a| futures::stream::iter(by_message(&a)))
             .map(move |b| {
                 let server = server.clone();
+                let throttle = throttle.clone();
                 async move {
+                    throttle.acquire(b.chunks.iter().map(|c| u64::from(c.len)).sum()).await;
                     let wanted = b.chunks.iter().map(|c| ChunkRequest { hash: c.hash, similar: None }).collect();
                     let data = server.get_chunks(wanted).await.map_err(|e| e.to_string());
                     (b, data)

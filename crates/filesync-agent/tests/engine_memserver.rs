@@ -16,6 +16,7 @@ use filesync_agent::status::Progress;
 use filesync_core::testdata::random_bytes as noise;
 use filesync_core::{Hash, RelPath};
 use memserver::MemServer;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 struct Computer {
@@ -753,6 +754,18 @@ async fn announced_big_file(server: &Arc<MemServer>) -> (Computer, Vec<Announced
     (b, announced, data)
 }
 
+/// The desktop fetches `announced` ahead, to the end of the announcements; returns how many
+/// chunks its partial download holds.
+async fn fetch_ahead(b: &Computer, announced: Vec<Announced>) -> usize {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut all = announced.into_iter();
+    let first = all.next().unwrap();
+    all.for_each(|a| tx.send(a).unwrap());
+    drop(tx);
+    let fs: Arc<dyn Filesystem> = Arc::new(b.fs.clone());
+    b.engine.fetch_ahead("docs", fs, first, rx, Throttle::unlimited()).await.len()
+}
+
 /// Protocol version 4 against the in-memory server: the laptop announces a big new file's
 /// chunks as they are stored, in order, before its commit; the desktop fetches them into a
 /// hidden partial download, and the download of the commit takes it over and fetches nothing
@@ -762,20 +775,7 @@ async fn a_prefetched_upload_is_finished_by_the_commits_download_without_fetchin
     let server = Arc::new(MemServer::default());
     let (b, announced, data) = announced_big_file(&server).await;
     let total: usize = announced.iter().map(|a| a.chunks.len()).sum();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut rest = announced.into_iter();
-    let first = rest.next().unwrap();
-    rest.for_each(|a| tx.send(a).unwrap());
-    let fs: Arc<dyn Filesystem> = Arc::new(b.fs.clone());
-    let engine = b.engine.clone();
-    let prefetch =
-        tokio::spawn(async move { engine.prefetch("docs".into(), fs, first, rx, Throttle::unlimited()).await });
-    for _ in 0..1000 {
-        if server.inner.lock().unwrap().similar_down.len() >= total {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    assert_eq!(fetch_ahead(&b, announced).await, total);
     assert_eq!(server.inner.lock().unwrap().similar_down.len(), total, "every chunk fetched ahead");
     assert!(!b.fs.exists("video.bin"), "nothing visible before the commit is pulled");
     let r = b.sync().await;
@@ -783,7 +783,66 @@ async fn a_prefetched_upload_is_finished_by_the_commits_download_without_fetchin
     assert_eq!(b.fs.read("video.bin").unwrap(), data);
     assert_eq!(server.inner.lock().unwrap().similar_down.len(), total, "no chunk fetched twice");
     assert!(b.engine.partials.is_empty());
-    prefetch.abort();
+}
+
+/// A prefetch cut short by a lost connection keeps what it fetched: the commit's download goes
+/// on from there and fetches only the rest.
+#[tokio::test]
+async fn a_prefetch_cut_by_a_lost_connection_is_finished_by_the_commits_download() {
+    let server = Arc::new(MemServer::default());
+    let (b, announced, data) = announced_big_file(&server).await;
+    let total: usize = announced.iter().map(|a| a.chunks.len()).sum();
+    server.inner.lock().unwrap().chunks_before_drop = Some(total / 2);
+    let held = fetch_ahead(&b, announced).await;
+    assert!(held > 0 && held < total, "the link dropped half-way: {held} of {total}");
+    server.inner.lock().unwrap().chunks_before_drop = None;
+    let r = b.sync().await;
+    assert_eq!(r.downloaded, 1, "{r:?}");
+    let rest: u64 = {
+        let s = server.inner.lock().unwrap();
+        let video = s.current.values().find(|e| e.path.as_str() == "video.bin").unwrap();
+        video.meta.as_ref().unwrap().chunks[held..].iter().map(|c| u64::from(c.len)).sum()
+    };
+    assert_eq!(r.bytes_down, rest, "only what the prefetch did not fetch");
+    assert_eq!(b.fs.read("video.bin").unwrap(), data);
+    assert!(b.engine.partials.is_empty());
+}
+
+/// The file announced is replaced before the desktop pulls its commit: what was fetched ahead
+/// is of another version, dropped, and the current version arrives whole.
+#[tokio::test]
+async fn a_prefetch_of_a_version_replaced_since_is_dropped_for_the_current_one() {
+    let server = Arc::new(MemServer::default());
+    let (b, announced, _) = announced_big_file(&server).await;
+    let a = Computer::new(&server, "laptop-again").await;
+    a.sync().await;
+    let newer = noise(18 << 20, 8);
+    a.fs.write("video.bin", &newer);
+    a.sync().await;
+    fetch_ahead(&b, announced).await;
+    let r = b.sync().await;
+    assert_eq!((r.downloaded, r.conflicts), (1, 0), "{r:?}");
+    assert_eq!(b.fs.read("video.bin").unwrap(), newer);
+    assert!(b.engine.partials.is_empty());
+    assert!(b.fs.list_all().iter().all(|p| !p.contains(".filesync-tmp-")), "{:?}", b.fs.list_all());
+}
+
+/// A file written here at the path while its upload elsewhere was fetched ahead: both versions
+/// are kept, one as a conflict copy, and nothing hidden is left.
+#[tokio::test]
+async fn a_file_written_here_while_its_upload_elsewhere_was_fetched_ahead_keeps_both_versions() {
+    let server = Arc::new(MemServer::default());
+    let (b, announced, data) = announced_big_file(&server).await;
+    fetch_ahead(&b, announced).await;
+    b.fs.write("video.bin", "mine");
+    let r = b.sync().await;
+    assert_eq!(r.conflicts, 1, "{r:?}");
+    let files = b.fs.list_all();
+    let copy = files.iter().find(|p| p.contains("conflicted copy")).expect("a conflict copy");
+    let both: BTreeSet<Vec<u8>> = [b.fs.read("video.bin").unwrap(), b.fs.read(copy).unwrap()].into();
+    assert_eq!(both, [data, b"mine".to_vec()].into());
+    assert!(b.engine.partials.is_empty());
+    assert!(files.iter().all(|p| !p.contains(".filesync-tmp-")), "{files:?}");
 }
 
 /// An upload given up before its commit (the file deleted on the laptop, say) leaves the

@@ -29,7 +29,7 @@ const IDLE: Duration = Duration::from_secs(60);
 /// little left to write.
 const DURABLE_EVERY: u64 = 64 * 1024 * 1024;
 /// How long what a prefetch fetched waits for the file's commit before it is dropped.
-const LINGER: Duration = Duration::from_secs(600);
+pub const LINGER: Duration = Duration::from_secs(600);
 /// `GetChunks` requests in flight at once.
 const CONCURRENCY: usize = 4;
 
@@ -39,7 +39,8 @@ impl Engine {
     /// with `more` until the file is complete, `more` closes (a newer upload of the path came)
     /// or stays quiet too long, an announcement is missed, or the download of the commit takes
     /// the partial over. Several requests are in flight at once, as in a download, so that it
-    /// keeps up with the upload; `throttle` is the folder's download limit.
+    /// keeps up with the upload; `throttle` is the folder's download limit. What it fetched
+    /// is dropped if no download takes it over within [`LINGER`].
     pub async fn prefetch(
         &self,
         folder: String,
@@ -49,9 +50,33 @@ impl Engine {
         throttle: Throttle,
     ) {
         let path = first.path.clone();
+        let have = self.fetch_ahead(&folder, fs, first, more, throttle).await;
+        if have.is_empty() {
+            return;
+        }
+        // An upload given up (the file deleted before its commit, say) never sends the commit
+        // that would take this partial: it is not left behind as a hidden file for long.
+        tokio::time::sleep(LINGER).await;
+        if let Some(p) = self.partials.take_if_unchanged(&folder, &path, &have) {
+            debug!(folder, path = %path, "dropped a prefetched file whose commit never came");
+            super::download::drop_blocking(vec![p]).await;
+        }
+    }
+
+    /// The fetching part of [`Engine::prefetch`]: returns the chunks appended to the partial
+    /// download of the path (from the file's start).
+    pub async fn fetch_ahead(
+        &self,
+        folder: &str,
+        fs: Arc<dyn Filesystem>,
+        first: Announced,
+        more: mpsc::UnboundedReceiver<Announced>,
+        throttle: Throttle,
+    ) -> Vec<ChunkRef> {
+        let path = first.path.clone();
         if !parent_is_here(&*fs, &first) {
             debug!(folder, path = %path, "not prefetching: its folder is not on this computer yet");
-            return;
+            return Vec::new();
         }
         let announcements = futures::stream::unfold((Some(first), more), |(next, mut more)| async move {
             let a = match next {
@@ -90,7 +115,7 @@ impl Engine {
             };
             let n: u64 = b.chunks.iter().map(|c| u64::from(c.len)).sum();
             let durable = (bytes + n) / DURABLE_EVERY > bytes / DURABLE_EVERY;
-            let (partials, fs, folder, path) = (self.partials.clone(), fs.clone(), folder.clone(), path.clone());
+            let (partials, fs, folder, path) = (self.partials.clone(), fs.clone(), folder.to_owned(), path.clone());
             let before = have.clone();
             let chunks = b.chunks.clone();
             let appended = tokio::task::spawn_blocking(move || {
@@ -108,16 +133,7 @@ impl Engine {
             }
         };
         debug!(folder, path = %path, bytes, chunks = have.len(), "prefetch of an upload in progress ended: {why}");
-        if have.is_empty() {
-            return;
-        }
-        // An upload given up (the file deleted before its commit, say) never sends the commit
-        // that would take this partial: it is not left behind as a hidden file for long.
-        tokio::time::sleep(LINGER).await;
-        if let Some(p) = self.partials.take_if_unchanged(&folder, &path, &have) {
-            debug!(folder, path = %path, "dropped a prefetched file whose commit never came");
-            super::download::drop_blocking(vec![p]).await;
-        }
+        have
     }
 }
 

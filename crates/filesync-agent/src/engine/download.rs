@@ -134,25 +134,27 @@ impl Partials {
     }
 
     /// Appends fetched chunks of a file being uploaded to its partial download (started
-    /// when `have` is empty): `have` is what the caller appended before, `data` the verified
-    /// content of `chunks`. Fails when the partial is gone (its download took it over, or it
+    /// when `have` is 0): `have` is how many chunks the caller appended before, and the last of
+    /// them, `data` the verified content of `chunks`. Fails when the partial is gone (its download took it over, or it
     /// was dropped) or the disk refused; the caller then stops. Blocking.
     pub(super) fn append(
         &self,
         fs: &dyn Filesystem,
         (folder, path): (&str, &RelPath),
-        have: &[ChunkRef],
+        have: (usize, Option<ChunkRef>),
         chunks: &[ChunkRef],
         data: Vec<Bytes>,
         make_durable: bool,
     ) -> Result<(), String> {
-        let mut p = if have.is_empty() {
+        let mut p = if have.0 == 0 {
             let tmp = fs.create_temp(path.parent().as_ref()).map_err(|e| super::describe_io(&e))?;
             self.lent().push((folder.to_owned(), path.clone(), tmp.file_name().to_owned()));
             Partial { folder: folder.to_owned(), path: path.clone(), tmp, chunks: Vec::new(), bytes: 0 }
         } else {
             let mut kept = self.kept();
-            let i = kept.iter().position(|k| k.folder == folder && k.path == *path && k.chunks == have);
+            let i = kept.iter().position(|k| {
+                k.folder == folder && k.path == *path && k.chunks.len() == have.0 && k.chunks.last() == have.1.as_ref()
+            });
             let Some(i) = i else { return Err("its download took over".into()) };
             let p = kept.remove(i);
             self.lent().push((p.folder.clone(), p.path.clone(), p.tmp.file_name().to_owned()));

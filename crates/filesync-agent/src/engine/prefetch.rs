@@ -116,10 +116,12 @@ impl Engine {
             let n: u64 = b.chunks.iter().map(|c| u64::from(c.len)).sum();
             let durable = (bytes + n) / DURABLE_EVERY > bytes / DURABLE_EVERY;
             let (partials, fs, folder, path) = (self.partials.clone(), fs.clone(), folder.to_owned(), path.clone());
-            let before = have.clone();
+            // Only its end: what the partial holds is checked by its length and last chunk
+            // (a whole comparison per batch would cost a huge file quadratic time).
+            let before = (have.len(), have.last().cloned());
             let chunks = b.chunks.clone();
             let appended = tokio::task::spawn_blocking(move || {
-                partials.append(&*fs, (&folder, &path), &before, &chunks, data, durable)
+                partials.append(&*fs, (&folder, &path), before, &chunks, data, durable)
             })
             .await
             .unwrap_or_else(|e| Err(format!("the writer panicked: {e}")));

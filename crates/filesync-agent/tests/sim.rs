@@ -90,6 +90,8 @@ struct Computer {
     /// Downloads cut short, kept to resume, as the agent keeps them across connections (a
     /// crash loses them).
     partials: RefCell<Arc<Partials>>,
+    /// Announcements of uploads in progress this computer has seen (`Backend::announced_since`).
+    announced_seen: std::cell::Cell<usize>,
 }
 
 impl Computer {
@@ -102,29 +104,64 @@ impl Computer {
             token: backend.enrol(name).await,
             folder: RefCell::new(FolderConfig::new("docs", format!("/{name}"))),
             partials: RefCell::default(),
+            announced_seen: std::cell::Cell::new(0),
         }
     }
 
     /// One sync, over a connection of its own. The computer's clock is its disk's:
     /// conflict-copy names and racy timestamps follow the seed, not the real time.
-    async fn pass(&self, backend: &Backend) -> Result<PassReport, String> {
+    async fn pass(&self, backend: &Backend, trace: &mut Trace) -> Result<PassReport, String> {
         let api = backend.connect(&self.token).await.map_err(|e| format!("cannot connect: {e}"))?;
-        let engine = Engine::with_server(api, self.db.clone(), self.name.clone())
+        let mut engine = Engine::with_server(api, self.db.clone(), self.name.clone())
             .with_clock(Arc::new(self.fs.clone()))
             .with_partials(self.partials.borrow().clone());
+        // Every upload is announced, whatever its size.
+        engine.announce_min_bytes = 1;
         let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
         let folder = self.folder.borrow().clone();
-        engine.sync_folder(&folder, fs, &Progress::default()).await.map_err(|e| e.to_string())
+        self.fetch_ahead(backend, &engine, &folder, &fs, trace).await;
+        let r = engine.sync_folder(&folder, fs, &Progress::default()).await.map_err(|e| e.to_string());
+        // What this sync announced is its own.
+        self.announced_seen.set(self.announced_seen.get() + backend.announced_since(self.announced_seen.get()).len());
+        r
+    }
+
+    /// Fetches ahead the uploads other computers announced since this one last looked, as the
+    /// agent does when their announcements come (`engine::prefetch`): into hidden partial
+    /// downloads that this sync's downloads may take over.
+    async fn fetch_ahead(
+        &self,
+        backend: &Backend,
+        engine: &Engine,
+        folder: &FolderConfig,
+        fs: &Arc<dyn Filesystem>,
+        trace: &mut Trace,
+    ) {
+        let news = backend.announced_since(self.announced_seen.get());
+        self.announced_seen.set(self.announced_seen.get() + news.len());
+        for (i, a) in news.iter().enumerate() {
+            if a.first != 0 || !filesync_agent::engine::prefetch::wanted(folder, &**fs, a) {
+                continue;
+            }
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            for n in news[i + 1..].iter().filter(|n| n.path == a.path && n.upload == a.upload) {
+                tx.send(n.clone()).unwrap();
+            }
+            drop(tx);
+            let throttle = filesync_agent::engine::throttle::Throttle::unlimited();
+            let held = engine.fetch_ahead(&folder.name, fs.clone(), a.clone(), rx, throttle).await;
+            trace.log(format!("  {}: fetched {} of {} chunks of {} ahead", self.name, held.len(), a.total, a.path));
+        }
     }
 
     /// A pass that may fail (a crash or a dropped connection in the middle).
     async fn try_sync(&self, backend: &Backend, trace: &mut Trace) {
-        let r = self.pass(backend).await;
+        let r = self.pass(backend, trace).await;
         trace.pass(&self.name, &r);
     }
 
     async fn sync(&self, backend: &Backend, trace: &mut Trace) -> Result<PassReport, String> {
-        let r = self.pass(backend).await;
+        let r = self.pass(backend, trace).await;
         trace.pass(&self.name, &r);
         let r = r.map_err(|e| format!("{}: sync failed: {e}", self.name))?;
         if !r.errors.is_empty() {

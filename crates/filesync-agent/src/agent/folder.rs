@@ -11,10 +11,9 @@
 use super::board::{StatusBoard, report_pass};
 use super::watch::{LocalChanges, watch_folder};
 use super::{AgentOptions, Event};
-use crate::config::{Direction, FolderConfig, Schedule};
+use crate::config::{FolderConfig, Schedule};
 use crate::engine::server::Announced;
 use crate::engine::{Engine, Scope, SyncError, stat_matches};
-use crate::filter::{Excluded, IgnoreRules};
 use crate::fs::{Filesystem, RealFs, Stat};
 use crate::state::StateDb;
 use crate::status::{FolderState, Progress};
@@ -295,10 +294,7 @@ impl FolderTask {
     /// Starts fetching a file another computer is uploading, or passes the news on to the
     /// fetch already going: only for files this folder would download.
     fn announced(&mut self, a: &Announced) {
-        if self.folder_id != Some(a.folder_id)
-            || self.paused()
-            || self.folder.settings.direction == Direction::UploadOnly
-        {
+        if self.folder_id != Some(a.folder_id) || self.paused() {
             return;
         }
         self.prefetching.retain(|_, (_, tx)| !tx.is_closed());
@@ -312,12 +308,7 @@ impl FolderTask {
         if a.first != 0 || self.prefetching.len() >= MAX_PREFETCHES {
             return;
         }
-        // A file here already: its download takes what it can from it, and a prefetch would
-        // fetch chunks this computer has.
-        if Excluded::new(&self.folder.settings.excluded).covers(&a.path)
-            || !matches!(self.fs.stat(&a.path), Ok(None))
-            || IgnoreRules::load(&*self.fs).is_ignored(&a.path, false)
-        {
+        if !crate::engine::prefetch::wanted(&self.folder, &*self.fs, a) {
             return;
         }
         let Some(engine) = self.deps.engine.borrow().clone() else { return };

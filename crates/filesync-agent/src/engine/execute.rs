@@ -337,6 +337,7 @@ impl Executor<'_> {
             &deletes,
             self.progress,
             &self.run.up,
+            self.engine.announce_min_bytes,
         )
         .await?;
         self.report.bytes_up += sent;

@@ -10,7 +10,7 @@ mod execute;
 pub mod input;
 mod pass;
 pub mod policy;
-mod prefetch;
+pub mod prefetch;
 mod repair;
 pub mod scope;
 pub mod server;
@@ -286,6 +286,9 @@ pub struct Engine {
     /// Downloads cut short, kept to resume: shared by the engines an agent makes, one per
     /// connection, so that the next connection goes on where the lost one stopped.
     pub partials: Arc<download::Partials>,
+    /// Uploads with at least this much content new to the server are announced to the other
+    /// computers as they go (`upload.rs`).
+    pub announce_min_bytes: u64,
 }
 
 impl Engine {
@@ -303,6 +306,7 @@ impl Engine {
             chunker: Chunker::default(),
             clock: Arc::new(SystemClock),
             partials: Arc::default(),
+            announce_min_bytes: upload::ANNOUNCE_MIN_BYTES,
         }
     }
 

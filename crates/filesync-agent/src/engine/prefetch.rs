@@ -13,6 +13,8 @@
 use super::Engine;
 use super::server::{Announced, ChunkRequest};
 use super::throttle::Throttle;
+use crate::config::{Direction, FolderConfig};
+use crate::filter::{Excluded, IgnoreRules};
 use crate::fs::{Filesystem, StatKind};
 use filesync_core::ChunkRef;
 use filesync_proto::limits;
@@ -167,6 +169,18 @@ fn by_message(a: &Announced) -> Vec<Batch> {
         out.push(batch(start, a.chunks.len()));
     }
     out
+}
+
+/// Whether this computer fetches the announced file ahead of its commit: only into a folder
+/// that is not paused or upload-only, for a path it would download (not excluded, not
+/// ignored) where it has no file yet (its download takes what it can from that one, and a
+/// prefetch would fetch chunks this computer has). Reads the disk.
+pub fn wanted(folder: &FolderConfig, fs: &dyn Filesystem, a: &Announced) -> bool {
+    !folder.settings.paused
+        && folder.settings.direction != Direction::UploadOnly
+        && !Excluded::new(&folder.settings.excluded).covers(&a.path)
+        && matches!(fs.stat(&a.path), Ok(None))
+        && !IgnoreRules::load(fs).is_ignored(&a.path, false)
 }
 
 /// The announced file's directory exists here: a prefetch creates no folder.

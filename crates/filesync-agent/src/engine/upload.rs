@@ -106,6 +106,7 @@ pub enum CommitOutcome {
 /// chunk bytes sent, and whether the server refused chunks because the account is over its
 /// storage quota (then no more batches are sent: files needing unsent chunks fail with the
 /// server's explanation, which says how much is used of how much).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     conn: &Arc<dyn ServerApi>,
     fs: Arc<dyn Filesystem>,
@@ -114,6 +115,7 @@ pub async fn run(
     deletes: &[DeleteJob],
     progress: &Progress,
     throttle: &super::throttle::Throttle,
+    announce_min_bytes: u64,
 ) -> Result<(Vec<CommitOutcome>, u64, bool), SyncError> {
     let mut bytes_sent = 0u64;
     // The server's quota refusal, once one came: later batches are not sent.
@@ -150,7 +152,7 @@ pub async fn run(
     // other computers start downloading while the rest is still being sent.
     let missing_set: HashSet<Hash> = missing.iter().copied().collect();
     let mut commits = Commits::new(uploads, deletes, &missing_set);
-    let mut announcer = Announcer::start(conn, folder_id, uploads, &missing_set);
+    let mut announcer = Announcer::start(conn, folder_id, uploads, &missing_set, announce_min_bytes);
 
     // 3. Read them on a blocking thread, send them in batches; commit what is complete.
     let mut failed: HashMap<usize, String> = HashMap::new();
@@ -253,7 +255,8 @@ const COMMIT_BATCH: usize = 500;
 /// Files with at least this much content new to the server are announced as their chunks
 /// reach it, so that the other computers fetch them while the upload goes on (protocol version
 /// 4). A small edit of a big file is not: the other computers rebuild it from their own copy.
-const ANNOUNCE_MIN_BYTES: u64 = 16 * 1024 * 1024;
+/// (`Engine::announce_min_bytes`; the simulation lowers it.)
+pub const ANNOUNCE_MIN_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Announces the chunks of big uploads as they reach the server, in order from the start of
 /// each file: the other computers fetch a file's chunks before its commit, into a hidden
@@ -272,17 +275,23 @@ struct Announcer {
 }
 
 impl Announcer {
-    fn start(conn: &Arc<dyn ServerApi>, folder_id: u64, uploads: &[UploadJob], missing: &HashSet<Hash>) -> Announcer {
+    fn start(
+        conn: &Arc<dyn ServerApi>,
+        folder_id: u64,
+        uploads: &[UploadJob],
+        missing: &HashSet<Hash>,
+        min_bytes: u64,
+    ) -> Announcer {
         let files: Vec<(usize, usize)> = uploads
             .iter()
             .enumerate()
-            .filter(|(_, u)| u.meta.kind == EntryKind::File && u.meta.size >= ANNOUNCE_MIN_BYTES)
+            .filter(|(_, u)| u.meta.kind == EntryKind::File && u.meta.size >= min_bytes)
             .filter(|(_, u)| {
                 let new: HashSet<&Hash> =
                     u.meta.chunks.iter().map(|c| &c.hash).filter(|h| missing.contains(*h)).collect();
                 let new_bytes: u64 =
                     u.meta.chunks.iter().filter(|c| new.contains(&c.hash)).map(|c| u64::from(c.len)).sum();
-                new_bytes >= ANNOUNCE_MIN_BYTES
+                new_bytes >= min_bytes
             })
             .map(|(i, _)| (i, 0))
             .collect();

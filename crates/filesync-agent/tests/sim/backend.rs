@@ -5,7 +5,7 @@
 //! can be cut at any byte, in either direction, as a network may.
 
 use crate::memserver::MemServer;
-use filesync_agent::engine::server::ServerApi;
+use filesync_agent::engine::server::{Announced, ServerApi};
 use filesync_client::Connection;
 use filesync_core::clock::Clock;
 use filesync_core::{EntryKind, EntryState, FileMeta, Hash, RelPath};
@@ -82,8 +82,23 @@ const USER: &str = "sim";
 const FOLDER: &str = "docs";
 
 impl Backend {
+    /// The model server, taking announcements of uploads in progress (protocol version 4).
     pub fn memory() -> Backend {
-        Backend::Memory(Arc::new(MemServer::default()))
+        let m = MemServer::default();
+        m.inner.lock().unwrap().announced = Some(Vec::new());
+        Backend::Memory(Arc::new(m))
+    }
+
+    /// The uploads in progress announced to the model server from the `from`-th on (none on the
+    /// real server: its announcements go to connected devices, and the simulated computers
+    /// connect only to sync).
+    pub fn announced_since(&self, from: usize) -> Vec<Announced> {
+        match self {
+            Backend::Memory(m) => {
+                m.inner.lock().unwrap().announced.as_ref().map_or(Vec::new(), |a| a[from.min(a.len())..].to_vec())
+            }
+            Backend::Real(_) => Vec::new(),
+        }
     }
 
     pub async fn real(clock_start_ns: i64) -> Backend {

@@ -6,9 +6,10 @@
 //! left, so the file lands about when its upload ends rather than a whole transfer later.
 //!
 //! Nothing a person sees changes before the commit: the partial is a hidden temporary file,
-//! dropped by the download if the committed version does not start with its chunks. Whether a
-//! folder takes announcements at all (paused, upload-only, excluded or ignored paths) is the
-//! folder task's decision.
+//! dropped by the download if the committed version does not start with its chunks. Which
+//! announcements are worth it ([`wanted`]: not for a paused or upload-only folder, an excluded
+//! or ignored path, or a path with a file here) is decided here, for the agent's folder task and
+//! the simulation alike.
 
 use super::Engine;
 use super::server::{Announced, ChunkRequest};

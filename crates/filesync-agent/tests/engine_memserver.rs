@@ -763,7 +763,7 @@ async fn fetch_ahead(b: &Computer, announced: Vec<Announced>) -> usize {
     all.for_each(|a| tx.send(a).unwrap());
     drop(tx);
     let fs: Arc<dyn Filesystem> = Arc::new(b.fs.clone());
-    b.engine.fetch_ahead("docs", fs, first, rx, Throttle::unlimited()).await.len()
+    b.engine.fetch_ahead("docs", fs, first, rx, Throttle::unlimited(), &Progress::default()).await.len()
 }
 
 /// Protocol version 4 against the in-memory server: the laptop announces a big new file's
@@ -858,7 +858,7 @@ async fn a_prefetched_upload_whose_commit_never_comes_is_dropped_after_a_while()
     drop(tx);
     let first = announced.into_iter().next().unwrap();
     let fs: Arc<dyn Filesystem> = Arc::new(b.fs.clone());
-    b.engine.prefetch("docs".into(), fs, first, rx, Throttle::unlimited()).await;
+    b.engine.prefetch("docs".into(), fs, first, rx, Throttle::unlimited(), Arc::default()).await;
     assert!(b.engine.partials.is_empty(), "the partial is dropped");
     assert!(b.fs.list_all().iter().all(|p| !p.contains(".filesync-tmp-")), "{:?}", b.fs.list_all());
 }

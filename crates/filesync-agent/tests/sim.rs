@@ -149,7 +149,8 @@ impl Computer {
             }
             drop(tx);
             let throttle = filesync_agent::engine::throttle::Throttle::unlimited();
-            let held = engine.fetch_ahead(&folder.name, fs.clone(), a.clone(), rx, throttle).await;
+            let held =
+                engine.fetch_ahead(&folder.name, fs.clone(), a.clone(), rx, throttle, &Progress::default()).await;
             trace.log(format!("  {}: fetched {} of {} chunks of {} ahead", self.name, held.len(), a.total, a.path));
         }
     }

@@ -18,7 +18,7 @@ use crate::fs::{Filesystem, RealFs, Stat};
 use crate::state::StateDb;
 use crate::status::{FolderState, Progress};
 use filesync_core::RelPath;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -42,6 +42,8 @@ const QUOTA_RETRY_AFTER: Duration = Duration::from_secs(300);
 const CHANGING_RETRY_AFTER: Duration = Duration::from_secs(2);
 /// Files of other computers' uploads in progress fetched at once, per folder.
 const MAX_PREFETCHES: usize = 8;
+/// How often the progress of files fetched ahead is shown.
+const RECEIVING_TICK: Duration = Duration::from_millis(500);
 
 /// What `publish` put on the board: the reasons the folder waits, the files still being
 /// written, the cursor, the server's revision and when the next scheduled pass is due.
@@ -93,8 +95,8 @@ pub(super) struct FolderTask {
     /// What `publish` last put on the board, so that an unchanged status is not re-sent.
     published: Option<Published>,
     /// Files other computers are uploading that are being fetched ahead of their commit: the
-    /// upload, and where its next announcements go.
-    prefetching: HashMap<RelPath, (u64, mpsc::UnboundedSender<Announced>)>,
+    /// upload, where its next announcements go, and how far it is (shown while no pass runs).
+    prefetching: BTreeMap<RelPath, (u64, mpsc::UnboundedSender<Announced>, Arc<Progress>)>,
 }
 
 impl FolderTask {
@@ -124,7 +126,7 @@ impl FolderTask {
             failing: false,
             changing: BTreeSet::new(),
             published: None,
-            prefetching: HashMap::new(),
+            prefetching: BTreeMap::new(),
         }
     }
 
@@ -225,6 +227,9 @@ impl FolderTask {
                     self.scope.merge(std::mem::take(&mut self.retry));
                 }
                 r = engine.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(RECEIVING_TICK), if !self.prefetching.is_empty() => {
+                    self.show_receiving();
+                }
             }
         }
     }
@@ -297,8 +302,8 @@ impl FolderTask {
         if self.folder_id != Some(a.folder_id) || self.paused() {
             return;
         }
-        self.prefetching.retain(|_, (_, tx)| !tx.is_closed());
-        if let Some((upload, tx)) = self.prefetching.get(&a.path)
+        self.prefetching.retain(|_, (_, tx, _)| !tx.is_closed());
+        if let Some((upload, tx, _)) = self.prefetching.get(&a.path)
             && *upload == a.upload
         {
             let _ = tx.send(a.clone());
@@ -314,10 +319,28 @@ impl FolderTask {
         let Some(engine) = self.deps.engine.borrow().clone() else { return };
         let (tx, rx) = mpsc::unbounded_channel();
         // A fetch of an older upload of the path stops when its sender goes.
-        self.prefetching.insert(a.path.clone(), (a.upload, tx));
+        let progress = Arc::new(Progress::default());
+        self.prefetching.insert(a.path.clone(), (a.upload, tx, progress.clone()));
         let (name, fs, first) = (self.folder.name.clone(), self.fs.clone(), a.clone());
         let limit = crate::engine::throttle::Throttle::new(self.folder.settings.download_limit);
-        tokio::spawn(async move { engine.prefetch(name, fs, first, rx, limit).await });
+        tokio::spawn(async move { engine.prefetch(name, fs, first, rx, limit, progress).await });
+    }
+
+    /// While files are fetched ahead, the folder is syncing, and (between passes) shows their
+    /// progress; once the last fetch ends, the progress goes. Returns whether any is running.
+    fn show_receiving(&mut self) -> bool {
+        self.prefetching.retain(|_, (_, tx, _)| !tx.is_closed());
+        if self.running {
+            return !self.prefetching.is_empty();
+        }
+        let snap = self.prefetching.values().next().map(|(_, _, p)| p.snapshot());
+        let receiving = snap.is_some();
+        self.deps.board.folder(&self.folder.name, |f| {
+            if receiving || f.state != FolderState::Syncing {
+                f.progress = snap;
+            }
+        });
+        receiving
     }
 
     /// Waits until the watcher has been quiet for the debounce time (at most `max_delay`
@@ -504,7 +527,8 @@ impl FolderTask {
         if !self.connected() {
             waiting.push("not connected to the server".to_string());
         }
-        if self.running {
+        // A file another computer is uploading, fetched ahead of its commit, is on its way.
+        if self.running || !self.prefetching.is_empty() {
             waiting.push("syncing".to_string());
         }
         if !self.local.is_empty() || !self.scope.is_empty() {

@@ -17,6 +17,7 @@ use super::throttle::Throttle;
 use crate::config::{Direction, FolderConfig};
 use crate::filter::{Excluded, IgnoreRules};
 use crate::fs::{Filesystem, StatKind};
+use crate::status::Progress;
 use filesync_core::ChunkRef;
 use filesync_proto::limits;
 use futures::StreamExt;
@@ -51,9 +52,10 @@ impl Engine {
         first: Announced,
         more: mpsc::UnboundedReceiver<Announced>,
         throttle: Throttle,
+        progress: Arc<Progress>,
     ) {
         let path = first.path.clone();
-        let have = self.fetch_ahead(&folder, fs, first, more, throttle).await;
+        let have = self.fetch_ahead(&folder, fs, first, more, throttle, &progress).await;
         if have.is_empty() {
             return;
         }
@@ -67,7 +69,8 @@ impl Engine {
     }
 
     /// The fetching part of [`Engine::prefetch`]: returns the chunks appended to the partial
-    /// download of the path (from the file's start).
+    /// download of the path (from the file's start). `progress` counts the file's bytes
+    /// fetched, as a download's does.
     pub async fn fetch_ahead(
         &self,
         folder: &str,
@@ -75,8 +78,12 @@ impl Engine {
         first: Announced,
         more: mpsc::UnboundedReceiver<Announced>,
         throttle: Throttle,
+        progress: &Progress,
     ) -> Vec<ChunkRef> {
         let path = first.path.clone();
+        progress.start("downloading", 1, first.size);
+        progress.plan(0, 0, 1, first.size);
+        progress.set_current(Some(path.as_str()));
         if !parent_is_here(&*fs, &first) {
             debug!(folder, path = %path, "not prefetching: its folder is not on this computer yet");
             return Vec::new();
@@ -133,6 +140,7 @@ impl Engine {
             }
             have.extend(b.chunks);
             bytes += n;
+            progress.add(0, n);
             if have.len() >= b.total {
                 break "complete".to_string();
             }

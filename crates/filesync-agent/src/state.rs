@@ -259,6 +259,9 @@ pub struct StepRecord {
     pub own_versions: Vec<(RelPath, u64, Hash)>,
     /// Own versions done with although no base is recorded: the server moved on from them.
     pub forget_own_versions: Vec<RelPath>,
+    /// Interrupted downloads (and lost commit answers) a pass has looked at (see
+    /// [`StateDb::set_installing`]). Recording a base forgets the path's row as well.
+    pub forget_installing: Vec<RelPath>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -536,6 +539,7 @@ impl StateDb {
             && rec.forget.is_empty()
             && rec.own_versions.is_empty()
             && rec.forget_own_versions.is_empty()
+            && rec.forget_installing.is_empty()
         {
             return Ok(());
         }
@@ -601,6 +605,14 @@ impl StateDb {
             q.execute(&mut *tx)
                 .await
                 .map_err(ctx(format!("forgetting versions this computer had in folder '{folder}'")))?;
+        }
+        for batch in rec.forget_installing.chunks(BATCH_ROWS) {
+            let sql = multi_row_sql("DELETE FROM installing WHERE folder = ? AND path IN (", 1, batch.len(), ")");
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(id);
+            for path in batch {
+                q = q.bind(path.as_str());
+            }
+            q.execute(&mut *tx).await.map_err(ctx(format!("forgetting interrupted downloads in folder '{folder}'")))?;
         }
         Self::commit(tx, "recording a sync step", folder).await
     }

@@ -290,14 +290,23 @@ pub struct Context<'a> {
     pub partials: (&'a Arc<Partials>, &'a str),
 }
 
-/// Runs the jobs; results are in job order, with the bytes fetched from the server.
+/// What a download run did: a result per job (in job order), the bytes fetched from the
+/// server, and the error that cut the run short, if one did — the files installed before it
+/// are still results to record.
+pub struct Downloaded {
+    pub results: Vec<DownloadResult>,
+    pub fetched: u64,
+    pub cut: Option<SyncError>,
+}
+
+/// Runs the jobs.
 pub async fn run(
     conn: &Arc<dyn ServerApi>,
     fs: Arc<dyn Filesystem>,
     jobs: Vec<DownloadJob>,
     local_chunks: &HashMap<Hash, LocalChunk>,
     cx: Context<'_>,
-) -> Result<(Vec<DownloadResult>, u64), SyncError> {
+) -> Result<Downloaded, SyncError> {
     let Context { progress, copy_names, throttle, partials } = cx;
     let (device_name, now_unix) = copy_names;
     let (partials, folder) = partials;
@@ -436,10 +445,8 @@ pub async fn run(
     }
     drop(tx);
     let results = writer.await.map_err(|e| SyncError::Internal(format!("download writer panicked: {e}")))?;
-    if let Some(e) = fetch_error {
-        return Err(e);
-    }
-    Ok((results, fetched_bytes.load(std::sync::atomic::Ordering::Relaxed)))
+    let fetched = fetched_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(Downloaded { results, fetched, cut: fetch_error })
 }
 
 /// The requests for one batch: each chunk with the bytes of the local chunk at its place, read

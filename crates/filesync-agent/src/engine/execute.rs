@@ -210,7 +210,7 @@ impl Executor<'_> {
         let installing: Vec<_> = jobs.iter().map(|j| (j.path.clone(), j.rev, j.meta.kind, j.meta.hash)).collect();
         self.engine.db.set_installing(self.name, &installing).await?;
         let local_chunks = self.local_chunks(&jobs).await?;
-        let (results, fetched) = download::run(
+        let download::Downloaded { results, fetched, cut } = download::run(
             &self.engine.server,
             self.fs.clone(),
             jobs.clone(),
@@ -241,10 +241,14 @@ impl Executor<'_> {
                     let racy = crate::scan::is_racy(stat.mtime_ns, self.engine.clock.now_ns());
                     rec.bases.push((job.path, BaseRow::with_stat(job.rev, job.meta, &stat, racy)));
                 }
-                DownloadResult::Failed(e) => self.failed(&job.path, e),
+                DownloadResult::Failed(e) if cut.is_none() => self.failed(&job.path, e),
+                DownloadResult::Failed(_) => {}
             }
         }
-        Ok(self.engine.db.record_step(self.name, &rec).await?)
+        self.engine.db.record_step(self.name, &rec).await?;
+        // Files installed before the connection broke are recorded above: synced, not local
+        // files of unknown origin for the next pass to settle.
+        cut.map_or(Ok(()), Err)
     }
 
     /// Where the chunks the jobs need can be read on this computer: files in scope whose

@@ -51,6 +51,10 @@ pub struct Input {
     /// them) or gone from an excluded subfolder: the server's version is this computer's own,
     /// to remember until the path syncs again.
     pub own_versions_new: Vec<(RelPath, u64, Hash)>,
+    /// Interrupted downloads and lost commit answers this pass looked at: settled (a
+    /// promoted base forgets its row anyway) or found not to have landed. Those of paths the
+    /// pass could not look at (ignored now, or skipped) are kept for a pass that can.
+    pub installing_done: Vec<RelPath>,
 }
 
 /// Builds the planner's input from `views`. `fs` is asked only pure questions (whether it
@@ -77,7 +81,11 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
         state.entry(p.clone()).or_default().base = Some(Base { rev: b.rev, meta: b.meta.clone() });
     }
     for (p, (rev, hash)) in &views.installing {
+        if skipped.covers(p) {
+            continue;
+        }
         if *rev == crate::state::UPLOADING {
+            input.installing_done.push(p.clone());
             // The path is ignored now (the rules changed after the commit: seed 4603), or it is
             // in an excluded subfolder and gone from disk with no base (deleted here, or its
             // write undone by a power loss: seed 17253), so this pass neither settles nor
@@ -86,9 +94,7 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
             if views.rules.is_ignored(p, false) || (gone && excluded.covers(p)) {
                 let own = views.remote.get(p).filter(|r| r.meta.as_ref().is_some_and(|m| m.hash == *hash));
                 input.own_versions_new.extend(own.map(|r| (p.clone(), r.rev, *hash)));
-            } else if !skipped.covers(p)
-                && let Some(rev) = settle_own_version(views, state, &mut input.promoted, p, hash)
-            {
+            } else if let Some(rev) = settle_own_version(views, state, &mut input.promoted, p, hash) {
                 // Left to download: remembered until the path has a base, so that a file
                 // written there before the download lands is an edit of this version, not a
                 // conflict with it (seed 2035693: the download failed on a full disk).
@@ -96,7 +102,15 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
             }
             continue;
         }
-        let Some(local) = views.scanned.entries.get(p) else { continue };
+        let Some(local) = views.scanned.entries.get(p) else {
+            // Ignored now, the file was not looked at (seed 7107379: forgotten here, the
+            // installed version later met the server's next one as a conflict).
+            if !views.rules.is_ignored(p, false) {
+                input.installing_done.push(p.clone());
+            }
+            continue;
+        };
+        input.installing_done.push(p.clone());
         let newer = views.bases.get(p).is_none_or(|b| b.rev < *rev);
         if local.meta.kind == EntryKind::File && local.meta.hash == *hash && newer {
             let meta = local.meta.clone();

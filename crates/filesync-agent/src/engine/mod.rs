@@ -402,11 +402,9 @@ impl Engine {
             }
             examined.merge(scope.clone());
             let out = self.pass(folder, folder_id, fs.clone(), progress, &mut run, &scope, &installing).await?;
-            if !installing.is_empty() {
-                // Interrupted downloads that landed are bases now; the others are forgotten.
-                self.db.clear_installing(name).await?;
-                installing.clear();
-            }
+            // Interrupted downloads the pass looked at are settled (`input::build`); those of
+            // paths it could not look at wait for a sync that can.
+            installing.clear();
             let report = out.report;
             debug!(
                 folder = name,

@@ -233,6 +233,7 @@ impl Engine {
                 bases: std::mem::take(&mut input.promoted),
                 own_versions: std::mem::take(&mut input.own_versions_new),
                 forget_own_versions: std::mem::take(&mut input.own_versions_done),
+                forget_installing: std::mem::take(&mut input.installing_done),
                 ..Default::default()
             };
             self.db.record_step(name, &settled).await?;

@@ -362,16 +362,6 @@ impl StateDb {
         }
         Ok(out)
     }
-
-    /// Forgets every interrupted download of `folder`.
-    pub async fn clear_installing(&self, folder: &str) -> Result<(), StateError> {
-        sqlx::query("DELETE FROM installing WHERE folder = (SELECT id FROM folders WHERE name = ?)")
-            .bind(folder)
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(ctx(format!("forgetting the interrupted downloads of folder '{folder}'")))
-    }
 }
 
 #[cfg(test)]

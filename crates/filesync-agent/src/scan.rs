@@ -5,7 +5,9 @@
 //! [`RACY_WINDOW_NS`] of its mtime is *racy*: a write in the same clock tick would leave its
 //! stat unchanged, so its stat must not vouch for its content later (git's rule). With ignore rules
 //! ([`Scanner::scan_ignoring`]) an ignored path is not reported, and an ignored directory is
-//! not even listed.
+//! not even listed. The chunks of a file new here (no recorded entry) can be handed to a
+//! [`ChunkSink`] as they are read: the engine sends them to the server at once, so that a new
+//! file is read from disk once (`engine::early`).
 
 use crate::filter::IgnoreRules;
 use crate::fs::{DirEntry, Filesystem, Stat, StatKind};
@@ -96,7 +98,7 @@ impl SkippedPaths {
 /// Fails only when the folder root cannot be listed (a missing root must never look like a
 /// folder whose files were all deleted).
 pub fn scan(fs: &dyn Filesystem, known: &HashMap<RelPath, KnownFile>, chunker: &Chunker) -> io::Result<ScanOutput> {
-    Scanner { fs, rename: true, known, chunker, clock: &SystemClock }.scan()
+    Scanner { fs, rename: true, known, chunker, clock: &SystemClock, sink: None, threads: 0, settle: false }.scan()
 }
 
 /// Examines only `paths` (and the trees below those that are directories): the file
@@ -108,7 +110,8 @@ pub fn scan_paths(
     known: &HashMap<RelPath, KnownFile>,
     chunker: &Chunker,
 ) -> io::Result<ScanOutput> {
-    Scanner { fs, rename: true, known, chunker, clock: &SystemClock }.scan_paths(paths)
+    Scanner { fs, rename: true, known, chunker, clock: &SystemClock, sink: None, threads: 0, settle: false }
+        .scan_paths(paths)
 }
 
 /// On a case-insensitive file system, the first of `paths` (or of their ancestors) that the
@@ -143,6 +146,21 @@ pub fn spelled_otherwise_on_disk(fs: &dyn Filesystem, paths: &[RelPath]) -> Opti
     None
 }
 
+/// Where the scanner hands the chunks of the files new here (no recorded entry) as it reads
+/// them.
+pub trait ChunkSink: Sync {
+    /// A new file of `size` bytes is about to be read: where its chunks go, if anywhere.
+    fn open(&self, path: &RelPath, size: u64) -> Option<Box<dyn FileChunks + '_>>;
+}
+
+/// The chunks of one file being read, in order.
+pub trait FileChunks: Send {
+    fn chunk(&mut self, chunk: ChunkRef, data: &[u8]);
+    /// The file was read to its end with its stat unchanged (`true`: the chunks handed over
+    /// are the file), or the read failed or the file changed meanwhile (`false`).
+    fn end(self: Box<Self>, whole: bool);
+}
+
 /// The scanner with all its inputs; [`scan`] and [`scan_paths`] are shorthands for the
 /// common case.
 #[derive(Clone, Copy)]
@@ -154,6 +172,13 @@ pub struct Scanner<'a> {
     pub chunker: &'a Chunker,
     /// What "now" is when judging whether a file's mtime is racy.
     pub clock: &'a dyn Clock,
+    /// Takes the chunks of new files as they are read.
+    pub sink: Option<&'a dyn ChunkSink>,
+    /// Files read at once: 0 for as many as the machine has cores (a simulation reads one at
+    /// a time, so that what the sink sends comes in the same order on every run).
+    pub threads: usize,
+    /// Whether a big new file written a moment ago waits until it settles ([`SETTLE_NS`]).
+    pub settle: bool,
 }
 
 impl Scanner<'_> {
@@ -229,6 +254,16 @@ const VANISHED_REASON: &str = "vanished while scanning";
 /// agent tries it again shortly and counts it as waiting meanwhile (see [`is_changing`]).
 pub const CHANGING_REASON: &str =
     "file is changing: it was modified while it was read; it will be synced once it is stable";
+
+/// A file new here (no recorded entry) of at least this size whose mtime was less than
+/// [`SETTLE_NS`] old when the scan had read it is probably still being written — a copy in
+/// progress, or a new version saved under a temporary name that is renamed over the file
+/// once written (as editors save). It waits as a changing file. Committing it would send the
+/// part written so far to every computer (and a temporary file whole, where its rename would
+/// travel as a small delta of the file it replaces). A big file that took a while to read
+/// without changing is settled by then.
+pub const SETTLE_MIN_BYTES: u64 = 16 << 20;
+pub const SETTLE_NS: i64 = 1_000_000_000;
 
 /// Whether a skipped item's reason is [`CHANGING_REASON`]: the file is still being written.
 pub fn is_changing(reason: &str) -> bool {
@@ -417,7 +452,7 @@ impl<'s, 'a> Walk<'s, 'a> {
 
     fn finish(mut self) -> ScanOutput {
         let work = std::mem::take(&mut self.to_hash);
-        for (path, result) in hash_all(self.s.fs, self.s.clock, self.s.chunker, &work) {
+        for (path, result) in hash_all(self.s, &work) {
             match result {
                 Ok(e) => {
                     self.entries.insert(path, e);
@@ -445,15 +480,11 @@ pub(crate) fn reuse(known: &KnownFile, stat: &Stat) -> Option<FileMeta> {
 }
 
 /// Hashes `work` on up to `available_parallelism` threads.
-fn hash_all(
-    fs: &dyn Filesystem,
-    clock: &dyn Clock,
-    chunker: &Chunker,
-    work: &[RelPath],
-) -> Vec<(RelPath, Result<LocalEntry, String>)> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(work.len());
+fn hash_all(s: &Scanner<'_>, work: &[RelPath]) -> Vec<(RelPath, Result<LocalEntry, String>)> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = if s.threads == 0 { cores } else { s.threads }.min(work.len());
     if threads <= 1 {
-        return work.iter().map(|p| (p.clone(), hash_one(fs, clock, p, chunker))).collect();
+        return work.iter().map(|p| (p.clone(), hash_one(s, p))).collect();
     }
     let next = AtomicUsize::new(0);
     let worker = || {
@@ -461,35 +492,52 @@ fn hash_all(
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(p) = work.get(i) else { break out };
-            out.push((p.clone(), hash_one(fs, clock, p, chunker)));
+            out.push((p.clone(), hash_one(s, p)));
         }
     };
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads).map(|_| s.spawn(worker)).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads).map(|_| scope.spawn(worker)).collect();
         handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     })
 }
 
-/// `chunker.digest(r)`, with a shortcut for files smaller than the minimum chunk: those are
-/// one chunk (see `filesync_core::chunking`), and going through
-/// the streaming chunker would cost a buffer of the maximum chunk size (4 MiB) per file.
-fn digest(chunker: &Chunker, mut r: impl io::Read, expected_size: u64) -> io::Result<FileDigest> {
+/// `chunker.digest_with(r, on_chunk)`, with a shortcut for files smaller than the minimum
+/// chunk: those are one chunk (see `filesync_core::chunking`), and going through the streaming
+/// chunker would cost a buffer of the maximum chunk size (4 MiB) per file.
+fn digest(
+    chunker: &Chunker,
+    mut r: impl io::Read,
+    expected_size: u64,
+    mut on_chunk: impl FnMut(ChunkRef, &[u8]),
+) -> io::Result<FileDigest> {
     if expected_size >= u64::from(chunker.min) {
-        return chunker.digest(r);
+        return chunker.digest_with(r, |_, c, data| {
+            on_chunk(c, data);
+            Ok(())
+        });
     }
     let mut data = Vec::with_capacity(expected_size as usize + 1);
     r.read_to_end(&mut data)?;
     if data.len() >= chunker.min as usize {
-        return chunker.digest(&data[..]); // it grew meanwhile
+        // It grew meanwhile.
+        return chunker.digest_with(&data[..], |_, c, data| {
+            on_chunk(c, data);
+            Ok(())
+        });
     }
     let chunks =
         if data.is_empty() { Vec::new() } else { vec![ChunkRef { hash: Hash::of(&data), len: data.len() as u32 }] };
+    if let Some(c) = chunks.first() {
+        on_chunk(*c, &data);
+    }
     Ok(FileDigest { size: data.len() as u64, hash: filesync_core::file_hash(&chunks), chunks })
 }
 
 /// Reads and digests one file. The stat before and after must agree (else the file changed
-/// while it was read: one more try, then it is skipped as changing).
-fn hash_one(fs: &dyn Filesystem, clock: &dyn Clock, path: &RelPath, chunker: &Chunker) -> Result<LocalEntry, String> {
+/// while it was read: one more try, then it is skipped as changing). A file new here goes to
+/// the scanner's sink as it is read.
+fn hash_one(s: &Scanner<'_>, path: &RelPath) -> Result<LocalEntry, String> {
+    let (fs, clock, chunker) = (s.fs, s.clock, s.chunker);
     let stat_file = |fs: &dyn Filesystem| match fs.stat(path) {
         Ok(Some(st)) if st.kind == StatKind::File => Ok(st),
         Ok(Some(st)) if st.kind == StatKind::Symlink => Err(SYMLINK_REASON.to_string()),
@@ -497,12 +545,33 @@ fn hash_one(fs: &dyn Filesystem, clock: &dyn Clock, path: &RelPath, chunker: &Ch
         Ok(None) => Err(VANISHED_REASON.to_string()),
         Err(e) => Err(describe(&e)),
     };
+    let new = !s.known.contains_key(path);
     for _ in 0..2 {
         let read_at = clock.now_ns();
         let before = stat_file(fs)?;
-        let digest = fs.open(path).and_then(|r| digest(chunker, r, before.size)).map_err(|e| describe(&e))?;
-        let after = stat_file(fs)?;
-        if after == before && digest.size == before.size {
+        let mut sink = s.sink.filter(|_| new).and_then(|k| k.open(path, before.size));
+        let digest = fs
+            .open(path)
+            .and_then(|r| {
+                digest(chunker, r, before.size, |c, data| {
+                    if let Some(k) = &mut sink {
+                        k.chunk(c, data);
+                    }
+                })
+            })
+            .map_err(|e| describe(&e));
+        let read = digest.and_then(|d| Ok((stat_file(fs)?, d)));
+        let whole = matches!(&read, Ok((after, d)) if *after == before && d.size == before.size);
+        let quiet = clock.now_ns().saturating_sub(before.mtime_ns);
+        let settling = s.settle && whole && new && before.size >= SETTLE_MIN_BYTES && (0..SETTLE_NS).contains(&quiet);
+        if let Some(k) = sink {
+            k.end(whole && !settling);
+        }
+        let (_, digest) = read?;
+        if settling {
+            return Err(CHANGING_REASON.to_string());
+        }
+        if whole {
             let meta = FileMeta {
                 kind: EntryKind::File,
                 size: digest.size,
@@ -527,7 +596,18 @@ mod tests {
     }
 
     fn scan_mem(fs: &MemFs, known: &HashMap<RelPath, KnownFile>) -> ScanOutput {
-        Scanner { fs, rename: true, known, chunker: &Chunker::tiny(), clock: &SystemClock }.scan().unwrap()
+        Scanner {
+            fs,
+            rename: true,
+            known,
+            chunker: &Chunker::tiny(),
+            clock: &SystemClock,
+            sink: None,
+            threads: 0,
+            settle: false,
+        }
+        .scan()
+        .unwrap()
     }
 
     fn known_from(out: &ScanOutput) -> HashMap<RelPath, KnownFile> {
@@ -602,6 +682,42 @@ mod tests {
     }
 
     #[test]
+    fn a_big_new_file_written_a_moment_ago_waits_until_it_settles() {
+        let fs = MemFs::new();
+        let big = vec![7u8; SETTLE_MIN_BYTES as usize];
+        for name in ["new", "known", "small", "future"] {
+            fs.write(name, if name == "small" { &big[1..] } else { &big[..] });
+        }
+        fs.set_mtime("future", fs.now() + 3_600_000_000_000);
+        let mut known = HashMap::new();
+        known.insert(p("known"), KnownFile { size: 1, mtime_ns: 0, ino: 0, meta: FileMeta::dir(0) });
+        let scan = |fs: &MemFs, settle: bool| {
+            Scanner {
+                fs,
+                rename: true,
+                known: &known,
+                chunker: &Chunker::tiny(),
+                clock: fs,
+                sink: None,
+                threads: 0,
+                settle,
+            }
+            .scan()
+            .unwrap()
+        };
+        assert!(scan(&fs, false).entries.contains_key(&p("new")), "a one-off sync takes it as it is");
+        let out = scan(&fs, true);
+        let waiting: Vec<&str> =
+            out.skipped.iter().filter(|s| is_changing(&s.reason)).map(|s| s.path.as_str()).collect();
+        assert_eq!(waiting, ["new"], "not taken while it may still be written");
+        for read in ["known", "small", "future"] {
+            assert!(out.entries.contains_key(&p(read)), "{read}");
+        }
+        fs.advance_clock(SETTLE_NS);
+        assert!(scan(&fs, true).entries.contains_key(&p("new")), "taken once it has been quiet for a moment");
+    }
+
+    #[test]
     fn nfd_names_are_renamed_unless_the_nfc_name_exists() {
         let fs = MemFs::new();
         fs.write("cafe\u{301}/Lo\u{308}we.txt", "x");
@@ -619,9 +735,18 @@ mod tests {
         let fs = MemFs::new();
         fs.write("cafe\u{301}", "x");
         let known = HashMap::new();
-        let out = Scanner { fs: &fs, rename: false, known: &known, chunker: &Chunker::tiny(), clock: &SystemClock }
-            .scan()
-            .unwrap();
+        let out = Scanner {
+            fs: &fs,
+            rename: false,
+            known: &known,
+            chunker: &Chunker::tiny(),
+            clock: &SystemClock,
+            sink: None,
+            threads: 0,
+            settle: false,
+        }
+        .scan()
+        .unwrap();
         assert!(out.entries.is_empty());
         assert!(out.skipped[0].reason.contains("NFC"));
         assert!(fs.exists("cafe\u{301}"));
@@ -692,9 +817,18 @@ mod tests {
         fs.symlink("build/link");
         let rules = IgnoreRules::load(&fs);
         let known = HashMap::new();
-        let out = Scanner { fs: &fs, rename: true, known: &known, chunker: &Chunker::tiny(), clock: &SystemClock }
-            .scan_ignoring(&rules)
-            .unwrap();
+        let out = Scanner {
+            fs: &fs,
+            rename: true,
+            known: &known,
+            chunker: &Chunker::tiny(),
+            clock: &SystemClock,
+            sink: None,
+            threads: 0,
+            settle: false,
+        }
+        .scan_ignoring(&rules)
+        .unwrap();
         let paths: Vec<_> = out.entries.keys().map(RelPath::as_str).collect();
         assert_eq!(paths, [".filesyncignore", "keep.txt", "sub"]);
         assert!(out.skipped.is_empty(), "nothing under an ignored directory is even looked at: {:?}", out.skipped);
@@ -733,9 +867,16 @@ mod tests {
             for len in [0, 1, 100, chunker.min as usize - 1, chunker.min as usize, chunker.min as usize + 5000] {
                 let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
                 let want = chunker.digest_bytes(&data);
-                assert_eq!(digest(&chunker, &data[..], len as u64).unwrap(), want, "len {len}");
-                // A file that grew after its stat still gets the right digest.
-                assert_eq!(digest(&chunker, &data[..], 0).unwrap(), want, "len {len}, grown");
+                for (expected, what) in [(len as u64, "as stated"), (0, "grown after its stat")] {
+                    // The chunks handed over on the way are the digest's, and make up the file.
+                    let (mut seen, mut bytes) = (Vec::new(), Vec::new());
+                    let got = digest(&chunker, &data[..], expected, |c, d| {
+                        seen.push(c);
+                        bytes.extend_from_slice(d);
+                    });
+                    assert_eq!(got.unwrap(), want, "len {len}, {what}");
+                    assert_eq!((seen, bytes), (want.chunks.clone(), data.clone()), "len {len}, {what}");
+                }
             }
         }
     }

@@ -14,7 +14,7 @@ use filesync_agent::memfs::MemFs;
 use filesync_agent::state::StateDb;
 use filesync_agent::status::Progress;
 use filesync_core::testdata::random_bytes as noise;
-use filesync_core::{Hash, RelPath};
+use filesync_core::{ChunkRef, Hash, RelPath};
 use memserver::MemServer;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -885,16 +885,84 @@ async fn files_installed_before_a_download_is_cut_short_are_recorded_as_synced()
             break;
         }
         let bases = b.engine.db.bases("docs").await.unwrap();
-        let installed: Vec<String> = b
-            .fs
-            .list_all()
-            .into_iter()
-            .filter(|f| !f.starts_with(filesync_core::path::TEMP_PREFIX))
-            .collect();
+        let installed: Vec<String> =
+            b.fs.list_all().into_iter().filter(|f| !f.starts_with(filesync_core::path::TEMP_PREFIX)).collect();
         for f in &installed {
             assert!(bases.contains_key(&RelPath::new(f).unwrap()), "cut after {drop_after} requests: {f} has no base");
         }
         cut_after_some += usize::from(!installed.is_empty());
     }
     assert!(cut_after_some > 0, "no drop point cut the download after a file was installed");
+}
+
+/// Read once (issue 13): a big file new here is read from disk once — the scan sends its chunks
+/// to the server as it reads them, and announces them as they are stored (until the scan has
+/// read the file, the last chunk stored is held back and `total` is only a bound; the last
+/// announcement says how many chunks the file has). The upload that follows finds every chunk
+/// on the server and only commits. A file of a download-only folder is not sent.
+#[tokio::test]
+async fn a_big_new_file_is_read_once_its_chunks_sent_and_announced_as_the_scan_reads_them() {
+    let server = Arc::new(MemServer::default());
+    server.inner.lock().unwrap().announced = Some(Vec::new());
+    let a = Computer::new(&server, "laptop").await;
+    let data = noise(24 << 20, 21);
+    a.fs.write("disk.img", &data);
+    let r = a.sync().await;
+    assert_eq!(r.uploaded, 1);
+    assert_eq!(a.fs.open_count("disk.img"), 1, "read once");
+    assert_eq!(r.bytes_up, data.len() as u64, "every byte counted once: {r:?}");
+    let (committed, announced, calls) = {
+        let s = server.inner.lock().unwrap();
+        let file = s.current.values().find(|e| e.path.as_str() == "disk.img").unwrap();
+        (file.meta.clone().unwrap(), s.announced.clone().unwrap(), s.calls.clone())
+    };
+    let listed: Vec<ChunkRef> = announced.iter().flat_map(|n| n.chunks.clone()).collect();
+    assert_eq!(listed, committed.chunks, "announced in order, all of them");
+    let (last, before) = announced.split_last().unwrap();
+    assert_eq!(last.total as usize, committed.chunks.len(), "the last says how many");
+    assert!(before.iter().all(|n| n.total as usize >= committed.chunks.len()), "the others a bound");
+    assert!(announced.len() > 1, "announced as the chunks were stored, not at the end");
+    let last_announce = calls.iter().rposition(|c| *c == "announce").unwrap();
+    assert!(calls[last_announce..].contains(&"commit"), "the commit comes after: {calls:?}");
+    // A copy brings nothing new: nothing is sent or announced.
+    a.fs.write("copy.img", &data);
+    let r = a.sync().await;
+    assert_eq!((r.uploaded, r.bytes_up), (1, 0));
+    assert_eq!(server.inner.lock().unwrap().announced.as_ref().unwrap().len(), announced.len());
+
+    // A file still being written (it changes at every read): what was read goes, but not the
+    // chunk cut at its end, and it is not committed.
+    let growing = noise(24 << 20, 22);
+    a.fs.write("log.bin", &growing);
+    a.fs.change_on_open("log.bin", 2);
+    let r = a.sync_with_errors().await;
+    assert_eq!(r.uploaded, 0, "{r:?}");
+    let read = filesync_core::Chunker::default().digest_bytes(&growing).chunks;
+    let stored = |c: &ChunkRef| server.inner.lock().unwrap().chunks.contains_key(&c.hash);
+    assert!(!stored(read.last().unwrap()), "the chunk at the end stays here");
+    assert!(read[..read.len() - 1].iter().all(stored), "the rest went as it was read");
+    assert!(a.fs.remove("log.bin"));
+
+    // A new version saved under another name, read while it is written, then renamed over the
+    // file (as editors save): the server has the start of it, so nothing of it goes early,
+    // and its new chunks travel later as deltas from the old ones at their place.
+    let mut edited = data.clone();
+    edited.splice(12 << 20..12 << 20, noise(4096, 23));
+    a.fs.write(".disk.img.new", &edited);
+    a.fs.change_on_open(".disk.img.new", 2);
+    server.inner.lock().unwrap().similar_up.clear();
+    assert_eq!(a.sync_with_errors().await.uploaded, 0);
+    assert!(server.inner.lock().unwrap().similar_up.is_empty(), "nothing of it went early");
+    assert!(a.fs.remove(".disk.img.new"));
+    a.fs.write("disk.img", &edited);
+    assert_eq!(a.sync().await.uploaded, 1);
+    let up = server.inner.lock().unwrap().similar_up.clone();
+    assert!(!up.is_empty() && up.iter().all(|(_, base)| base.is_some()), "sent as deltas: {up:?}");
+
+    let server = Arc::new(MemServer::default());
+    let mut c = Computer::new(&server, "kiosk").await;
+    c.folder.settings.direction = filesync_agent::config::Direction::DownloadOnly;
+    c.fs.write("disk.img", &data);
+    c.sync().await;
+    assert!(server.inner.lock().unwrap().chunks.is_empty(), "a download-only folder sends nothing");
 }

@@ -117,6 +117,8 @@ impl Computer {
             .with_partials(self.partials.borrow().clone());
         // Every upload is announced, whatever its size.
         engine.announce_min_bytes = 1;
+        // One file read at a time: what the scan sends as it reads comes in the same order.
+        engine.scan_threads = 1;
         let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
         let folder = self.folder.borrow().clone();
         self.fetch_ahead(backend, &engine, &folder, &fs, trace).await;

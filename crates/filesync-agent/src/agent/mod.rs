@@ -519,7 +519,9 @@ async fn manage_connection(
                     s.next_retry_at_ms = None;
                 });
                 let mut pushes = conn.take_pushes().expect("fresh connection");
-                let engine = Engine::new(conn.clone(), db.clone(), device_name.clone()).with_partials(partials.clone());
+                // The agent comes back to a file still being written (`scan::SETTLE_NS`).
+                let engine = Engine { settle: true, ..Engine::new(conn.clone(), db.clone(), device_name.clone()) }
+                    .with_partials(partials.clone());
                 engine_tx.send_replace(Some(engine));
                 broadcast(Event::Connected);
                 while let Some(p) = pushes.recv().await {

@@ -32,6 +32,8 @@ pub struct Views {
     /// Remote files newer than their base here whose version this computer had (evicted from an
     /// excluded subfolder, or committed while ignored): path → (rev, content) of it.
     pub own_versions: HashMap<RelPath, (u64, Hash)>,
+    /// Chunk bytes the scan sent as it read new files (`engine::early`).
+    pub sent_early: u64,
 }
 
 /// The planner's input, and what building it found.
@@ -305,6 +307,7 @@ mod tests {
             remote: HashMap::new(),
             installing: HashMap::new(),
             own_versions: HashMap::new(),
+            sent_early: 0,
         }
     }
 

@@ -6,6 +6,7 @@
 //! whole folder into parts). A follow-up pass looks only at what the previous one left.
 
 mod download;
+mod early;
 mod execute;
 pub mod input;
 mod pass;
@@ -289,6 +290,11 @@ pub struct Engine {
     /// Uploads with at least this much content new to the server are announced to the other
     /// computers as they go (`upload.rs`).
     pub announce_min_bytes: u64,
+    /// Files a scan reads at once; 0: as many as the machine has cores.
+    pub scan_threads: usize,
+    /// A big new file written a moment ago waits until it settles (`scan::SETTLE_NS`): the
+    /// agent, which comes back to it, does so; a one-off sync takes files as they are.
+    pub settle: bool,
 }
 
 impl Engine {
@@ -307,6 +313,8 @@ impl Engine {
             clock: Arc::new(SystemClock),
             partials: Arc::default(),
             announce_min_bytes: upload::ANNOUNCE_MIN_BYTES,
+            scan_threads: 0,
+            settle: false,
         }
     }
 

@@ -6,7 +6,7 @@
 use super::execute::{Executor, Steps};
 use super::input::{self, Views};
 use super::policy::{self, PlanSummary};
-use super::{Engine, PassReport, Run, Scope, SyncError, scope};
+use super::{Engine, PassReport, Run, Scope, SyncError, early, scope};
 use crate::config::FolderConfig;
 use crate::filter::{Excluded, IgnoreRules};
 use crate::fs::Filesystem;
@@ -48,7 +48,10 @@ impl Engine {
     }
 
     /// Reads what a pass over `scope` compares: the bases and the remote mirror (`rows`, if
-    /// they were read ahead) and the disk (scanned off the async runtime).
+    /// they were read ahead) and the disk (scanned off the async runtime). With `send`, the
+    /// chunks of big files new here go to the server as the scan reads them (`early.rs`),
+    /// and this returns once they are stored.
+    #[allow(clippy::too_many_arguments)]
     async fn load(
         &self,
         folder: &FolderConfig,
@@ -57,6 +60,7 @@ impl Engine {
         installing: HashMap<RelPath, (u64, filesync_core::Hash)>,
         rows: Option<Rows>,
         rules: IgnoreRules,
+        send: Option<early::Target>,
     ) -> Result<Views, SyncError> {
         let name = folder.name.as_str();
         let started = tokio::time::Instant::now();
@@ -78,16 +82,38 @@ impl Engine {
             })
             .collect();
         let (chunker, clock, full, roots) = (self.chunker, self.clock.clone(), scope.is_full(), scope.roots());
+        let (threads, settle) = (self.scan_threads, self.settle);
         let root_count = roots.len();
-        let (scanned, rules) = tokio::task::spawn_blocking(move || {
-            let scanner = scan::Scanner { fs: &*fs, rename: true, known: &known, chunker: &chunker, clock: &*clock };
+        let early = send.map(|target| {
+            let excluded = Excluded::new(&folder.settings.excluded);
+            early::Early::start(target, self.announce_min_bytes, chunker.min, excluded)
+        });
+        let (sink, sending) = early.unzip();
+        let scanned = tokio::task::spawn_blocking(move || {
+            let sink = sink.as_ref().map(|e| e as &dyn scan::ChunkSink);
+            let scanner = scan::Scanner {
+                fs: &*fs,
+                rename: true,
+                known: &known,
+                chunker: &chunker,
+                clock: &*clock,
+                sink,
+                threads,
+                settle,
+            };
             let scanned =
                 if full { scanner.scan_ignoring(&rules) } else { scanner.scan_paths_ignoring(&roots, &rules) };
             scanned.map(|s| (s, rules))
         })
         .await
-        .map_err(|e| SyncError::Internal(e.to_string()))?
-        .map_err(|cause| SyncError::Scan { path: folder.path.display().to_string(), cause })?;
+        .map_err(|e| SyncError::Internal(e.to_string()));
+        // What the scan handed over is stored before the upload asks what the server lacks.
+        let sent_early = match sending {
+            Some(task) => task.await.map_err(|e| SyncError::Internal(e.to_string()))?,
+            None => 0,
+        };
+        let (scanned, rules) =
+            scanned?.map_err(|cause| SyncError::Scan { path: folder.path.display().to_string(), cause })?;
         debug!(
             folder = name,
             roots = root_count,
@@ -97,7 +123,7 @@ impl Engine {
             scan_ms = (started.elapsed() - db_done).as_millis() as u64,
             "loaded"
         );
-        Ok(Views { scanned, rules, bases, remote, installing, own_versions })
+        Ok(Views { scanned, rules, bases, remote, installing, own_versions, sent_early })
     }
 
     /// One pass over `scope`: plan it (a whole folder in parts of whole top-level trees),
@@ -144,7 +170,8 @@ impl Engine {
                     _ => Ok(None),
                 }
             };
-            let this = Part { scope: part, installing: here, rows: ahead.take(), whole_walk: scope.is_full() };
+            let this =
+                Part { scope: part, installing: here, rows: ahead.take(), whole_walk: scope.is_full(), folder_id };
             let (planned, next) = tokio::join!(self.plan_part(folder, fs.clone(), progress, run, this), next);
             let planned = planned?;
             ahead = next?;
@@ -220,7 +247,14 @@ impl Engine {
         let name = folder.name.as_str();
         progress.start("scanning", 0, 0);
         let rules = run.rules.clone().unwrap_or_default();
-        let views = self.load(folder, fs.clone(), part.scope, part.installing, part.rows, rules).await?;
+        // A download-only folder sends nothing, nor does a preview.
+        let uploads = !run.preview && folder.settings.planner_direction() != filesync_planner::Direction::DownloadOnly;
+        let send = uploads.then(|| early::Target {
+            server: self.server.clone(),
+            folder_id: part.folder_id,
+            throttle: run.up.clone(),
+        });
+        let views = self.load(folder, fs.clone(), part.scope, part.installing, part.rows, rules, send).await?;
         // A root that vanished during the scan must not read as "everything was deleted".
         if !fs.root_exists() {
             return Err(SyncError::FolderMissing { path: folder.path.display().to_string() });
@@ -346,6 +380,7 @@ impl Engine {
             evicting,
         };
         let mut report = executor.run(steps).await?;
+        report.bytes_up += views.sent_early;
         if resend_lost {
             report.bytes_up += super::repair::resend_lost_chunks(&*self.server, &fs, name, &views).await?;
         }
@@ -390,6 +425,8 @@ struct Part<'a> {
     rows: Option<Rows>,
     /// The part belongs to a walk of the whole folder.
     whole_walk: bool,
+    /// The server's id of the folder.
+    folder_id: u64,
 }
 
 /// The bases and the mirror rows of a scope.

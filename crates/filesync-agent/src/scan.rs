@@ -98,7 +98,7 @@ impl SkippedPaths {
 /// Fails only when the folder root cannot be listed (a missing root must never look like a
 /// folder whose files were all deleted).
 pub fn scan(fs: &dyn Filesystem, known: &HashMap<RelPath, KnownFile>, chunker: &Chunker) -> io::Result<ScanOutput> {
-    Scanner { fs, rename: true, known, chunker, clock: &SystemClock, sink: None, threads: 0, settle: false }.scan()
+    Scanner::new(fs, known, chunker).scan()
 }
 
 /// Examines only `paths` (and the trees below those that are directories): the file
@@ -110,8 +110,7 @@ pub fn scan_paths(
     known: &HashMap<RelPath, KnownFile>,
     chunker: &Chunker,
 ) -> io::Result<ScanOutput> {
-    Scanner { fs, rename: true, known, chunker, clock: &SystemClock, sink: None, threads: 0, settle: false }
-        .scan_paths(paths)
+    Scanner::new(fs, known, chunker).scan_paths(paths)
 }
 
 /// On a case-insensitive file system, the first of `paths` (or of their ancestors) that the
@@ -181,7 +180,13 @@ pub struct Scanner<'a> {
     pub settle: bool,
 }
 
-impl Scanner<'_> {
+impl<'a> Scanner<'a> {
+    /// A scanner of `fs` with the usual settings: non-NFC names renamed, the system's clock, no
+    /// sink, one file per core at once, files taken as they are.
+    pub fn new(fs: &'a dyn Filesystem, known: &'a HashMap<RelPath, KnownFile>, chunker: &'a Chunker) -> Scanner<'a> {
+        Scanner { fs, rename: true, known, chunker, clock: &SystemClock, sink: None, threads: 0, settle: false }
+    }
+
     pub fn scan(&self) -> io::Result<ScanOutput> {
         self.walk(None)
     }
@@ -596,18 +601,7 @@ mod tests {
     }
 
     fn scan_mem(fs: &MemFs, known: &HashMap<RelPath, KnownFile>) -> ScanOutput {
-        Scanner {
-            fs,
-            rename: true,
-            known,
-            chunker: &Chunker::tiny(),
-            clock: &SystemClock,
-            sink: None,
-            threads: 0,
-            settle: false,
-        }
-        .scan()
-        .unwrap()
+        Scanner::new(fs, known, &Chunker::tiny()).scan().unwrap()
     }
 
     fn known_from(out: &ScanOutput) -> HashMap<RelPath, KnownFile> {
@@ -692,18 +686,7 @@ mod tests {
         let mut known = HashMap::new();
         known.insert(p("known"), KnownFile { size: 1, mtime_ns: 0, ino: 0, meta: FileMeta::dir(0) });
         let scan = |fs: &MemFs, settle: bool| {
-            Scanner {
-                fs,
-                rename: true,
-                known: &known,
-                chunker: &Chunker::tiny(),
-                clock: fs,
-                sink: None,
-                threads: 0,
-                settle,
-            }
-            .scan()
-            .unwrap()
+            Scanner { clock: fs, settle, ..Scanner::new(fs, &known, &Chunker::tiny()) }.scan().unwrap()
         };
         assert!(scan(&fs, false).entries.contains_key(&p("new")), "a one-off sync takes it as it is");
         let out = scan(&fs, true);
@@ -735,18 +718,7 @@ mod tests {
         let fs = MemFs::new();
         fs.write("cafe\u{301}", "x");
         let known = HashMap::new();
-        let out = Scanner {
-            fs: &fs,
-            rename: false,
-            known: &known,
-            chunker: &Chunker::tiny(),
-            clock: &SystemClock,
-            sink: None,
-            threads: 0,
-            settle: false,
-        }
-        .scan()
-        .unwrap();
+        let out = Scanner { rename: false, ..Scanner::new(&fs, &known, &Chunker::tiny()) }.scan().unwrap();
         assert!(out.entries.is_empty());
         assert!(out.skipped[0].reason.contains("NFC"));
         assert!(fs.exists("cafe\u{301}"));
@@ -817,18 +789,7 @@ mod tests {
         fs.symlink("build/link");
         let rules = IgnoreRules::load(&fs);
         let known = HashMap::new();
-        let out = Scanner {
-            fs: &fs,
-            rename: true,
-            known: &known,
-            chunker: &Chunker::tiny(),
-            clock: &SystemClock,
-            sink: None,
-            threads: 0,
-            settle: false,
-        }
-        .scan_ignoring(&rules)
-        .unwrap();
+        let out = Scanner::new(&fs, &known, &Chunker::tiny()).scan_ignoring(&rules).unwrap();
         let paths: Vec<_> = out.entries.keys().map(RelPath::as_str).collect();
         assert_eq!(paths, [".filesyncignore", "keep.txt", "sub"]);
         assert!(out.skipped.is_empty(), "nothing under an ignored directory is even looked at: {:?}", out.skipped);

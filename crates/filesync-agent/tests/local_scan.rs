@@ -77,18 +77,7 @@ impl Folder {
     }
 
     fn scan_chunked(&self, known: &HashMap<RelPath, KnownFile>, chunker: &Chunker) -> ScanOutput {
-        Scanner {
-            fs: self.fs(),
-            rename: true,
-            known,
-            chunker,
-            clock: &SystemClock,
-            sink: None,
-            threads: 0,
-            settle: false,
-        }
-        .scan()
-        .unwrap()
+        Scanner::new(self.fs(), known, chunker).scan().unwrap()
     }
 
     fn scan(&self) -> ScanOutput {
@@ -175,18 +164,7 @@ fn scan_with_renaming_off_skips_nfd_names() {
     for f in Folder::both() {
         f.write("cafe\u{301}", b"x");
         let known = HashMap::new();
-        let out = Scanner {
-            fs: f.fs(),
-            rename: false,
-            known: &known,
-            chunker: &Chunker::tiny(),
-            clock: &SystemClock,
-            sink: None,
-            threads: 0,
-            settle: false,
-        }
-        .scan()
-        .unwrap();
+        let out = Scanner { rename: false, ..Scanner::new(f.fs(), &known, &Chunker::tiny()) }.scan().unwrap();
         assert!(out.entries.is_empty(), "{}", f.name());
         assert!(out.skipped[0].reason.contains("NFC"));
         assert!(f.exists("cafe\u{301}"), "{}: not renamed", f.name());
@@ -351,18 +329,7 @@ fn scan_paths_sees_only_the_given_paths_and_their_subtrees() {
         f.write("c", b"4");
         let chunker = Chunker::tiny();
         let asked = [p("a"), p("c"), p("deleted"), p("b/missing")];
-        let out = Scanner {
-            fs: f.fs(),
-            rename: true,
-            known: &HashMap::new(),
-            chunker: &chunker,
-            clock: &SystemClock,
-            sink: None,
-            threads: 0,
-            settle: false,
-        }
-        .scan_paths(&asked)
-        .unwrap();
+        let out = Scanner::new(f.fs(), &HashMap::new(), &chunker).scan_paths(&asked).unwrap();
         assert_eq!(paths(&out), ["a", "a/one", "a/sub", "a/sub/two", "c"], "{}", f.name());
         assert!(out.skipped.is_empty());
         let plain = scan_paths(f.fs(), &[p("b/three")], &HashMap::new(), &chunker).unwrap();

@@ -91,16 +91,8 @@ impl Engine {
         let (sink, sending) = early.unzip();
         let scanned = tokio::task::spawn_blocking(move || {
             let sink = sink.as_ref().map(|e| e as &dyn scan::ChunkSink);
-            let scanner = scan::Scanner {
-                fs: &*fs,
-                rename: true,
-                known: &known,
-                chunker: &chunker,
-                clock: &*clock,
-                sink,
-                threads,
-                settle,
-            };
+            let scanner =
+                scan::Scanner { clock: &*clock, sink, threads, settle, ..scan::Scanner::new(&*fs, &known, &chunker) };
             let scanned =
                 if full { scanner.scan_ignoring(&rules) } else { scanner.scan_paths_ignoring(&roots, &rules) };
             scanned.map(|s| (s, rules))

@@ -104,6 +104,10 @@ impl Partials {
     /// Takes the partial download of `path` for a download, waiting (a while at most) while
     /// it is lent out.
     async fn take_when_back(&self, folder: &str, path: &RelPath) -> Option<Partial> {
+        // The usual case, without a waiter: nothing is lent.
+        if self.lent().is_empty() {
+            return self.take(folder, path);
+        }
         let give_up = tokio::time::Instant::now() + LENT_WAIT;
         loop {
             let returned = self.returned.notified();

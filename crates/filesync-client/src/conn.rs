@@ -11,8 +11,8 @@ use filesync_proto::{
     Auth, ChangePassword, Changes, ChunkData, CommitChange, CommitOutcome, CommitResult, DeviceInfo, ErrorCode,
     FolderInfo, Frame, FrameDecoder, GetChanges, GetChunks, GetSignatures, Hello, ListTrash, ListVersions, Login,
     Message, OpenFolder, PROTOCOL_VERSION_ANNOUNCE, PROTOCOL_VERSION_DELTAS, PROTOCOL_VERSION_MAX,
-    PROTOCOL_VERSION_MIN, PutChunks, QueryChunks, Register, RenameDevice, Restore, RevokeDevice, Session, SimilarChunk,
-    Trash, UploadProgress, UsageInfo, Versions, Welcome, WireEntry, limits,
+    PROTOCOL_VERSION_MIN, PROTOCOL_VERSION_PACKED, PutChunks, QueryChunks, Register, RenameDevice, Restore,
+    RevokeDevice, Session, SimilarChunk, Trash, UploadProgress, UsageInfo, Versions, Welcome, WireEntry, limits,
 };
 use filesync_proto::{compression, delta};
 use std::collections::HashMap;
@@ -410,6 +410,12 @@ impl Connection {
         self.welcome.version >= PROTOCOL_VERSION_ANNOUNCE
     }
 
+    /// Whether chunk messages may pack their compressible chunks into one stream (protocol
+    /// version 5).
+    fn packs(&self) -> bool {
+        self.welcome.version >= PROTOCOL_VERSION_PACKED
+    }
+
     /// Tells the user's other devices that chunks of a file being uploaded are on the server
     /// (at most `limits::MAX_ANNOUNCED_CHUNKS` of them). Does nothing on a server older than
     /// protocol version 4.
@@ -440,8 +446,9 @@ impl Connection {
         let signatures = if self.deltas() { self.signatures_for(&chunks).await? } else { HashMap::new() };
         let used_deltas = !signatures.is_empty();
         let whole: Vec<ChunkUpload> = if used_deltas { chunks.clone() } else { Vec::new() };
-        let encoded = encode_uploads(chunks, signatures).await?;
-        match self.request(Message::PutChunks(PutChunks { chunks: encoded })).await {
+        let pack = self.packs();
+        let put = encode_uploads(chunks, signatures, pack).await?;
+        match self.request(Message::PutChunks(put)).await {
             Ok(m) => expect_ok(m),
             Err(e)
                 if used_deltas
@@ -449,8 +456,8 @@ impl Connection {
                     && e.code() != Some(ErrorCode::QuotaExceeded) =>
             {
                 tracing::warn!("the server refused chunks sent as deltas ({e}); sending them whole");
-                let encoded = encode_uploads(whole, HashMap::new()).await?;
-                expect_ok(self.request(Message::PutChunks(PutChunks { chunks: encoded })).await?)
+                let put = encode_uploads(whole, HashMap::new(), pack).await?;
+                expect_ok(self.request(Message::PutChunks(put)).await?)
             }
             Err(e) => Err(e),
         }
@@ -513,13 +520,15 @@ impl Connection {
             .map_err(|e| ClientError::Protocol(format!("computing signatures failed: {e}")))?
         };
         let reply = self.request(Message::GetChunks(GetChunks { hashes, similar })).await?;
-        let Message::Chunks(c) = reply else { return Err(unexpected("Chunks", &reply)) };
+        let Message::Chunks(mut c) = reply else { return Err(unexpected("Chunks", &reply)) };
         if c.chunks.len() != wanted.len() {
             return Err(ClientError::Protocol(format!("asked for {} chunks, got {}", wanted.len(), c.chunks.len())));
         }
         let bases: HashMap<usize, (Hash, Bytes)> = offered.into_iter().map(|(i, h, d)| (i, (h, d))).collect();
         let want: Vec<Hash> = wanted.iter().map(|w| w.hash).collect();
         tokio::task::spawn_blocking(move || {
+            compression::unpack(&mut c.chunks, &c.packed, MAX_CHUNK as usize, limits::MAX_CHUNK_BYTES_PER_MESSAGE)
+                .map_err(|e| ClientError::Protocol(format!("chunks: {e}")))?;
             let mut out = Vec::with_capacity(want.len());
             for (i, (want, got)) in want.iter().zip(c.chunks).enumerate() {
                 let data = if got.encoding == compression::ENCODING_DELTA {
@@ -679,21 +688,24 @@ fn unexpected(want: &str, got: &Message) -> ClientError {
 
 /// Encodes chunks for `PutChunks` on a blocking thread: each as a delta from the chunk it
 /// resembles when the server sent that chunk's signature and the delta is smaller than the
-/// chunk compressed, else compressed when that pays. The chunks sent as deltas in one message
+/// chunk compressed, else compressed when that pays — with `pack` (version 5) the compressible
+/// ones together in the message's packed stream. The chunks sent as deltas in one message
 /// apply to at most one message's worth of the server's chunks, as the server requires.
 async fn encode_uploads(
     chunks: Vec<ChunkUpload>,
     signatures: HashMap<Hash, Bytes>,
-) -> Result<Vec<ChunkData>, ClientError> {
+    pack: bool,
+) -> Result<PutChunks, ClientError> {
     tokio::task::spawn_blocking(move || {
         let block_bytes = delta::SIGNATURE_BLOCK as usize;
         let mut base_bytes = 0usize;
         let mut bases: Vec<Hash> = Vec::new();
-        chunks
+        let mut chunks: Vec<ChunkData> = chunks
             .into_iter()
             .map(|c| {
-                let (encoding, data) = compression::encode_chunk(&c.data);
-                let whole = ChunkData { hash: c.hash.as_bytes().to_vec(), data, encoding, base: Vec::new() };
+                let (encoding, data) =
+                    if pack { compression::encode_packable(&c.data) } else { compression::encode_chunk(&c.data) };
+                let whole = ChunkData { hash: c.hash.as_bytes().to_vec(), data, encoding, ..Default::default() };
                 let Some((base, sig)) = c.similar.and_then(|b| signatures.get(&b).map(|s| (b, s))) else {
                     return whole;
                 };
@@ -717,12 +729,15 @@ async fn encode_uploads(
                             data: d,
                             encoding: compression::ENCODING_DELTA,
                             base: base.as_bytes().to_vec(),
+                            size: 0,
                         }
                     }
                     _ => whole,
                 }
             })
-            .collect()
+            .collect();
+        let packed = if pack { compression::pack(&mut chunks) } else { Bytes::new() };
+        PutChunks { chunks, packed }
     })
     .await
     .map_err(|e| ClientError::Protocol(format!("encoding chunks failed: {e}")))

@@ -16,11 +16,14 @@ pub use messages::*;
 
 /// The protocol versions this build speaks.
 pub const PROTOCOL_VERSION_MIN: u32 = 2;
-pub const PROTOCOL_VERSION_MAX: u32 = 4;
+pub const PROTOCOL_VERSION_MAX: u32 = 5;
 /// The first version with sub-chunk deltas (`GetSignatures`, `ChunkData.encoding` 2).
 pub const PROTOCOL_VERSION_DELTAS: u32 = 3;
 /// The first version with uploads in progress announced (`AnnounceChunks`, `ChunksAnnounced`).
 pub const PROTOCOL_VERSION_ANNOUNCE: u32 = 4;
+/// The first version whose chunk messages may pack compressible chunks into one zstd stream
+/// (`ChunkData.encoding` 3, `PutChunks.packed`, `Chunks.packed`).
+pub const PROTOCOL_VERSION_PACKED: u32 = 5;
 
 /// Limits every peer enforces (see `docs/protocol.md`, "Limits").
 pub mod limits {

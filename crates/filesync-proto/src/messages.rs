@@ -301,12 +301,20 @@ pub struct ChunkData {
     /// With encoding 2: the hash of the chunk the delta applies to.
     #[prost(bytes = "vec", tag = "4")]
     pub base: Vec<u8>,
+    /// With encoding 3 (version 5): the chunk's length; its bytes are the next this many of
+    /// the message's `packed` stream, and `data` is empty.
+    #[prost(uint32, tag = "5")]
+    pub size: u32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct PutChunks {
     #[prost(message, repeated, tag = "1")]
     pub chunks: Vec<ChunkData>,
+    /// Version 5: one zstd frame holding, back to back, the bytes of the chunks with encoding
+    /// 3, in their order (`compression::pack`).
+    #[prost(bytes = "bytes", tag = "2")]
+    pub packed: bytes::Bytes,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -350,6 +358,9 @@ pub struct Signatures {
 pub struct Chunks {
     #[prost(message, repeated, tag = "1")]
     pub chunks: Vec<ChunkData>,
+    /// Version 5: the bytes of the chunks with encoding 3, as in `PutChunks.packed`.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub packed: bytes::Bytes,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -31,17 +31,17 @@ fn hello_frame_matches_the_spec() {
     };
     check(
         Frame::new(1, Message::Hello(hello)),
-        "0000  00 00 00 1c 00 01 00 00 00 00 00 01 08 02 10 04\n\
+        "0000  00 00 00 1c 00 01 00 00 00 00 00 01 08 02 10 05\n\
          0010  1a 0e 66 69 6c 65 73 79 6e 63 2f 30 2e 31 2e 30\n",
     );
 }
 
 #[test]
 fn welcome_frame_matches_the_spec() {
-    let welcome = Welcome { version: 4, server_name: "filesync/0.1.0".into(), registration_open: true };
+    let welcome = Welcome { version: 5, server_name: "filesync/0.1.0".into(), registration_open: true };
     check(
         Frame::new(1, Message::Welcome(welcome)),
-        "0000  00 00 00 1c 00 02 00 00 00 00 00 01 08 04 12 0e\n\
+        "0000  00 00 00 1c 00 02 00 00 00 00 00 01 08 05 12 0e\n\
          0010  66 69 6c 65 73 79 6e 63 2f 30 2e 31 2e 30 18 01\n",
     );
 }

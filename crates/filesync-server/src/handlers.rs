@@ -14,7 +14,7 @@ use filesync_proto::{
     ChunkData, ChunkPresence, Chunks, CommitOutcome, CommitResult, DeviceInfo, Devices, ErrorCode, ErrorMsg,
     FolderInfo, Folders, Message, Session, Signatures, limits,
 };
-use filesync_proto::{compression, delta};
+use filesync_proto::{PROTOCOL_VERSION_PACKED, compression, delta};
 use filesync_store::{ChunkLock, Device, Folder, NewAccount, Outcome, ProposedChange, StoreError, UserId};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -25,6 +25,8 @@ pub(crate) struct Authed {
     pub user_id: UserId,
     pub user_name: String,
     pub device: Device,
+    /// The protocol version `Welcome` chose (set by the session once authenticated).
+    pub version: u32,
 }
 
 pub(crate) type Reply<T> = Result<T, ErrorMsg>;
@@ -79,7 +81,7 @@ async fn issue_device(
         .map_err(store_err)?;
     let session =
         Session { user_id, user: user_name.to_string(), device_id: device.id, device_name: device.name.clone(), token };
-    Ok((Authed { user_id, user_name: user_name.to_string(), device }, session))
+    Ok((Authed { user_id, user_name: user_name.to_string(), device, version: 0 }, session))
 }
 
 pub(crate) async fn register(
@@ -199,7 +201,7 @@ pub(crate) async fn login(shared: &Shared, l: filesync_proto::Login, peer: Socke
                 device_name: device.name.clone(),
                 token,
             };
-            return Ok((Authed { user_id: user.id, user_name: user.name, device }, session));
+            return Ok((Authed { user_id: user.id, user_name: user.name, device, version: 0 }, session));
         }
     }
     issue_device(shared, user.id, &user.name, &device_name).await
@@ -228,7 +230,7 @@ pub(crate) async fn auth(shared: &Shared, a: filesync_proto::Auth) -> Reply<(Aut
         device_name: device.name.clone(),
         token: String::new(),
     };
-    Ok((Authed { user_id: user.id, user_name: user.name, device }, session))
+    Ok((Authed { user_id: user.id, user_name: user.name, device, version: 0 }, session))
 }
 
 fn disabled() -> ErrorMsg {
@@ -414,10 +416,21 @@ async fn query_chunks(shared: &Shared, a: &Authed, q: filesync_proto::QueryChunk
     Ok(Message::ChunkPresence(ChunkPresence { missing: missing.into_iter().map(|i| i as u32).collect() }))
 }
 
-async fn put_chunks(shared: &Shared, a: &Authed, p: filesync_proto::PutChunks) -> Reply<Message> {
-    let total: usize = p.chunks.iter().map(|c| c.data.len()).sum();
-    if total > limits::MAX_CHUNK_BYTES_PER_MESSAGE {
+async fn put_chunks(shared: &Shared, a: &Authed, mut p: filesync_proto::PutChunks) -> Reply<Message> {
+    let total: usize = p.chunks.iter().map(|c| c.data.len()).sum::<usize>() + p.packed.len();
+    if total > limits::MAX_CHUNK_BYTES_PER_MESSAGE
+        || compression::packed_size(&p.chunks) > limits::MAX_CHUNK_BYTES_PER_MESSAGE as u64
+    {
         return Err(err(ErrorCode::TooLarge, "too many chunk bytes in one PutChunks"));
+    }
+    if !p.packed.is_empty() || p.chunks.iter().any(|c| c.encoding == compression::ENCODING_PACKED) {
+        p.chunks = tokio::task::spawn_blocking(move || {
+            compression::unpack(&mut p.chunks, &p.packed, MAX_CHUNK as usize, limits::MAX_CHUNK_BYTES_PER_MESSAGE)
+                .map(|()| p.chunks)
+                .map_err(|e| err(ErrorCode::BadRequest, e.to_string()))
+        })
+        .await
+        .map_err(|_| err(ErrorCode::Internal, "inflating chunks failed"))??;
     }
     let mut sent: Vec<(Hash, u32, Bytes, Option<Hash>)> = Vec::with_capacity(p.chunks.len());
     for c in p.chunks {
@@ -603,28 +616,34 @@ async fn get_chunks(shared: &Shared, a: &Authed, g: filesync_proto::GetChunks) -
         };
         out.push((*h, data));
     }
-    // Each compressed, or sent as a delta, where that pays; on a blocking thread.
-    let chunks = tokio::task::spawn_blocking(move || {
-        out.into_iter()
+    // Each compressed (packed together from version 5), or sent as a delta, where that pays; on
+    // a blocking thread.
+    let pack = a.version >= PROTOCOL_VERSION_PACKED;
+    let reply = tokio::task::spawn_blocking(move || {
+        let mut chunks: Vec<ChunkData> = out
+            .into_iter()
             .enumerate()
             .map(|(i, (h, data))| {
-                let (encoding, sent) = compression::encode_chunk(&data);
-                let mut c = ChunkData { hash: h.as_bytes().to_vec(), data: sent, encoding, base: Vec::new() };
+                let (encoding, sent) =
+                    if pack { compression::encode_packable(&data) } else { compression::encode_chunk(&data) };
+                let mut c = ChunkData { hash: h.as_bytes().to_vec(), data: sent, encoding, ..Default::default() };
                 // A signature the server cannot use (damaged, other parameters) only costs the
                 // shortcut: the chunk goes as it would have.
                 if let Some((base, signature)) = similar.remove(&i)
                     && let Ok(d) = delta::diff(&signature, &data, MAX_CHUNK as usize)
                     && delta::pays(d.len(), c.data.len())
                 {
-                    c = ChunkData { hash: c.hash, data: d, encoding: compression::ENCODING_DELTA, base };
+                    c = ChunkData { hash: c.hash, data: d, encoding: compression::ENCODING_DELTA, base, size: 0 };
                 }
                 c
             })
-            .collect()
+            .collect();
+        let packed = if pack { compression::pack(&mut chunks) } else { Bytes::new() };
+        Chunks { chunks, packed }
     })
     .await
     .map_err(|_| err(ErrorCode::Internal, "compressing chunks failed"))?;
-    Ok(Message::Chunks(Chunks { chunks }))
+    Ok(Message::Chunks(reply))
 }
 
 /// A chunk the user has, by the index, but whose bytes the chunk store cannot give back intact:

@@ -582,7 +582,8 @@ async fn on_handshake_frame(
                 )),
             };
             match result {
-                Ok((authed, session)) => {
+                Ok((mut authed, session)) => {
+                    authed.version = version;
                     if ticket.authenticated().is_err() {
                         let msg = "the server is serving as many devices as it allows; try again in a few minutes";
                         let _ = send(error(id, ErrorCode::RateLimited, msg)).await;

@@ -464,8 +464,9 @@ async fn deltas_rebuild_only_the_chunk_they_name_from_the_users_own_chunks() {
             data,
             encoding: compression::ENCODING_DELTA,
             base: base.as_bytes().to_vec(),
+            size: 0,
         };
-        async move { c.request(Message::PutChunks(PutChunks { chunks: vec![chunk] })).await }
+        async move { c.request(Message::PutChunks(PutChunks { chunks: vec![chunk], packed: Bytes::new() })).await }
     };
     // Bob cannot apply a delta to ann's chunk, and a delta claiming other bytes is refused.
     assert_eq!(code(put(&bob, new_h, old_h, d.clone()).await), Some(ErrorCode::NotFound));
@@ -499,4 +500,74 @@ async fn deltas_rebuild_only_the_chunk_they_name_from_the_users_own_chunks() {
         }))
         .await;
     assert_eq!(code(r), Some(ErrorCode::BadRequest));
+}
+
+#[tokio::test]
+async fn packed_chunks_are_checked_whole_and_go_packed_only_to_clients_of_version_5() {
+    use filesync_proto::{ChunkData, GetChunks, PutChunks, compression, limits};
+    let s = start(true).await;
+    let (ann, _) = user(&s, "ann").await;
+    // Forty small source files: the client packs them into one stream.
+    let files: Vec<Bytes> = (0..40).map(|i| format!("fn f{i}() -> u32 {{ {i} }}\n").repeat(30).into()).collect();
+    let hashes: Vec<Hash> = files.iter().map(|f| Hash::of(f)).collect();
+    ann.put_chunks(hashes.iter().copied().zip(files.iter().cloned()).collect::<Vec<_>>()).await.unwrap();
+    assert!(ann.query_chunks(&hashes).await.unwrap().is_empty(), "all stored");
+    assert_eq!(ann.get_chunks(&hashes).await.unwrap(), files);
+    let get = GetChunks { hashes: hashes.iter().map(|h| h.as_bytes().to_vec()).collect(), similar: vec![] };
+    match ann.request(Message::GetChunks(get.clone())).await {
+        Ok(Message::Chunks(c)) => {
+            assert!(c.chunks.iter().all(|c| c.encoding == compression::ENCODING_PACKED && c.data.is_empty()));
+            let plain: usize = files.iter().map(|f| f.len()).sum();
+            assert!(c.packed.len() < plain / 20, "{} of {plain} bytes", c.packed.len());
+        }
+        other => panic!("{other:?}"),
+    }
+    // A client of version 4 gets each chunk compressed alone.
+    let mut old = s.raw_speaking("127.0.0.1", 4).await;
+    assert!(matches!(old.login("ann", "password123").await, Message::Session(_)));
+    match old.request(Message::GetChunks(get)).await {
+        Message::Chunks(c) => {
+            assert!(c.packed.is_empty());
+            assert!(c.chunks.iter().all(|c| c.encoding == compression::ENCODING_ZSTD));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Hostile packs change nothing: sizes that do not add up, bytes that do not match their
+    // hash, sizes above the limit, and a stream nobody takes.
+    let text: Vec<Bytes> = (0..3).map(|i| format!("another file {i}\n").repeat(50).into()).collect();
+    let fresh = || {
+        let mut chunks: Vec<ChunkData> = text
+            .iter()
+            .map(|t| ChunkData {
+                hash: Hash::of(t).as_bytes().to_vec(),
+                data: t.clone(),
+                encoding: compression::ENCODING_PACKED,
+                ..Default::default()
+            })
+            .collect();
+        let packed = compression::pack(&mut chunks);
+        assert!(!packed.is_empty());
+        PutChunks { chunks, packed }
+    };
+    let put = |p: PutChunks| {
+        let c = ann.clone();
+        async move { c.request(Message::PutChunks(p)).await }
+    };
+    let mut p = fresh();
+    p.chunks[0].size += 1;
+    assert_eq!(code(put(p).await), Some(ErrorCode::BadRequest));
+    let mut p = fresh();
+    p.chunks[1].hash = Hash::of(b"something else").as_bytes().to_vec();
+    assert_eq!(code(put(p).await), Some(ErrorCode::BadRequest));
+    let mut p = fresh();
+    p.chunks[2].size = limits::MAX_CHUNK_BYTES_PER_MESSAGE as u32;
+    assert_eq!(code(put(p).await), Some(ErrorCode::TooLarge));
+    let mut p = fresh();
+    p.chunks.iter_mut().for_each(|c| c.encoding = compression::ENCODING_PLAIN);
+    assert_eq!(code(put(p).await), Some(ErrorCode::BadRequest));
+    let text_hashes: Vec<Hash> = text.iter().map(|t| Hash::of(t)).collect();
+    assert_eq!(ann.query_chunks(&text_hashes).await.unwrap(), vec![0, 1, 2], "nothing was stored");
+    assert!(matches!(put(fresh()).await, Ok(Message::Ok(_))));
+    assert!(ann.query_chunks(&text_hashes).await.unwrap().is_empty());
 }

@@ -72,11 +72,8 @@ pub fn folder_info() -> impl Strategy<Value = FolderInfo> {
 }
 
 pub fn chunk_data() -> impl Strategy<Value = ChunkData> {
-    (hash_bytes(), blob(64), 0u32..3, hash_bytes()).prop_map(|(hash, data, encoding, base)| ChunkData {
-        hash,
-        data: Bytes::from(data),
-        encoding,
-        base,
+    (hash_bytes(), blob(64), 0u32..4, hash_bytes(), any::<u32>()).prop_map(|(hash, data, encoding, base, size)| {
+        ChunkData { hash, data: Bytes::from(data), encoding, base, size }
     })
 }
 
@@ -150,7 +147,9 @@ pub fn message_strategies() -> Vec<BoxedStrategy<Message>> {
             .boxed(),
         hash_list().prop_map(|hashes| Message::QueryChunks(QueryChunks { hashes })).boxed(),
         vec(any::<u32>(), 0..8).prop_map(|missing| Message::ChunkPresence(ChunkPresence { missing })).boxed(),
-        vec(chunk_data(), 0..4).prop_map(|chunks| Message::PutChunks(PutChunks { chunks })).boxed(),
+        (vec(chunk_data(), 0..4), blob(64))
+            .prop_map(|(chunks, p)| Message::PutChunks(PutChunks { chunks, packed: Bytes::from(p) }))
+            .boxed(),
         (hash_list(), vec((any::<u32>(), hash_bytes(), blob(64)), 0..3))
             .prop_map(|(hashes, similar)| {
                 let similar = similar
@@ -164,7 +163,9 @@ pub fn message_strategies() -> Vec<BoxedStrategy<Message>> {
         vec(blob(64), 0..4)
             .prop_map(|s| Message::Signatures(Signatures { signatures: s.into_iter().map(Bytes::from).collect() }))
             .boxed(),
-        vec(chunk_data(), 0..4).prop_map(|chunks| Message::Chunks(Chunks { chunks })).boxed(),
+        (vec(chunk_data(), 0..4), blob(64))
+            .prop_map(|(chunks, p)| Message::Chunks(Chunks { chunks, packed: Bytes::from(p) }))
+            .boxed(),
         upload_progress().prop_map(Message::AnnounceChunks).boxed(),
         upload_progress().prop_map(Message::ChunksAnnounced).boxed(),
         (any::<u64>(), vec((any::<u64>(), option::of(wire_entry())), 0..4))

@@ -77,6 +77,17 @@ pub struct Announced {
 }
 
 impl Announced {
+    /// Announcements of the same upload for `chunks`, the file's chunks from index `first`,
+    /// each within what one message may carry (`limits::MAX_ANNOUNCED_CHUNKS`).
+    pub fn parts<'a>(&'a self, first: usize, chunks: &'a [ChunkRef]) -> impl Iterator<Item = Announced> + 'a {
+        chunks.chunks(limits::MAX_ANNOUNCED_CHUNKS).enumerate().map(move |(k, part)| Announced {
+            path: self.path.clone(),
+            first: (first + k * limits::MAX_ANNOUNCED_CHUNKS) as u32,
+            chunks: part.to_vec(),
+            ..*self
+        })
+    }
+
     fn from_wire(u: UploadProgress) -> Result<Announced, String> {
         let path = RelPath::new(&u.path).map_err(|e| e.to_string())?;
         let chunks = filesync_proto::convert::chunks_from_wire(&u.chunks).map_err(|e| e.to_string())?;

@@ -307,6 +307,13 @@ pub struct ChunkData {
     pub size: u32,
 }
 
+impl ChunkData {
+    /// A chunk sent as it is.
+    pub fn plain(hash: &filesync_core::Hash, data: bytes::Bytes) -> ChunkData {
+        ChunkData { hash: hash.as_bytes().to_vec(), data, ..Default::default() }
+    }
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct PutChunks {
     #[prost(message, repeated, tag = "1")]

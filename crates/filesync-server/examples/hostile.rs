@@ -355,16 +355,7 @@ mod bench {
         assert!(matches!(c.request(Message::Register(r)).await, Message::Session(_)));
         let data: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         let hash = Hash::of(&data);
-        let put = PutChunks {
-            packed: Default::default(),
-            chunks: vec![ChunkData {
-                hash: hash.as_bytes().to_vec(),
-                data: data.into(),
-                encoding: 0,
-                base: vec![],
-                size: 0,
-            }],
-        };
+        let put = PutChunks { chunks: vec![ChunkData::plain(&hash, data.into())], packed: Default::default() };
         c.request(Message::PutChunks(put)).await;
         let before = s.rss_mib();
         let (stop, peak) = s.watch_rss();

@@ -262,16 +262,7 @@ async fn with_stored_chunk(s: &TestServer, ip: &str, user: &str, size: usize) ->
     assert!(matches!(c.register(user, "password123").await, Message::Session(_)));
     let data: Vec<u8> = (0..size).map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[3]).collect();
     let hash = Hash::of(&data);
-    let put = PutChunks {
-        packed: Default::default(),
-        chunks: vec![ChunkData {
-            hash: hash.as_bytes().to_vec(),
-            data: data.into(),
-            encoding: 0,
-            base: vec![],
-            size: 0,
-        }],
-    };
+    let put = PutChunks { chunks: vec![ChunkData::plain(&hash, data.into())], packed: Default::default() };
     assert!(matches!(c.request(Message::PutChunks(put)).await, Message::Ok(_)));
     (c, hash)
 }

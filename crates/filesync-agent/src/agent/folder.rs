@@ -313,17 +313,21 @@ impl FolderTask {
         if a.first != 0 || self.prefetching.len() >= MAX_PREFETCHES {
             return;
         }
-        if !crate::engine::prefetch::wanted(&self.folder, &*self.fs, a) {
-            return;
-        }
         let Some(engine) = self.deps.engine.borrow().clone() else { return };
         let (tx, rx) = mpsc::unbounded_channel();
         // A fetch of an older upload of the path stops when its sender goes.
         let progress = Arc::new(Progress::default());
         self.prefetching.insert(a.path.clone(), (a.upload, tx, progress.clone()));
-        let (name, fs, first) = (self.folder.name.clone(), self.fs.clone(), a.clone());
+        let (folder, fs, first) = (self.folder.clone(), self.fs.clone(), a.clone());
         let limit = crate::engine::throttle::Throttle::new(self.folder.settings.download_limit);
-        tokio::spawn(async move { engine.prefetch(name, fs, first, rx, limit, progress).await });
+        tokio::spawn(async move {
+            // Whether this folder would download the file reads its disk: not on this task.
+            let (f, d, announced) = (folder.clone(), fs.clone(), first.clone());
+            let wanted = tokio::task::spawn_blocking(move || crate::engine::prefetch::wanted(&f, &*d, &announced));
+            if wanted.await.unwrap_or(false) {
+                engine.prefetch(folder.name, fs, first, rx, limit, progress).await;
+            }
+        });
     }
 
     /// While files are fetched ahead, the folder is syncing, and (between passes) shows their

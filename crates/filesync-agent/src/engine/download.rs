@@ -385,7 +385,7 @@ pub async fn run(
     let conn2 = conn.clone();
     let counter = fetched_bytes.clone();
     let throttle = throttle.clone();
-    let requests = batches.into_iter().zip(batch_lens).map(move |(b, len)| {
+    let mut requests = batches.into_iter().zip(batch_lens).map(move |(b, len)| {
         let conn = conn2.clone();
         let counter = counter.clone();
         let throttle = throttle.clone();
@@ -403,7 +403,6 @@ pub async fn run(
     // file: on a link that drops every few mebibytes, later answers could come first every
     // time, and the download would never move. The first batch goes alone, so each attempt
     // keeps at least one batch (found under Wine by the network-fault tests).
-    let mut requests = requests;
     let first = requests.next();
     let mut fetched =
         futures::stream::iter(first).buffered(1).chain(futures::stream::iter(requests).buffered(FETCH_CONCURRENCY));

@@ -312,18 +312,17 @@ impl Announcer {
         if !self.on || upto <= stored.announced || stored.new_bytes < self.min_bytes {
             return;
         }
-        let total = if end { stored.chunks.len() as u32 } else { file.most };
-        for (k, part) in stored.chunks[stored.announced..upto].chunks(limits::MAX_ANNOUNCED_CHUNKS).enumerate() {
-            let a = Announced {
-                folder_id: self.target.folder_id,
-                path: file.path.clone(),
-                upload: file.upload,
-                size: file.size,
-                first: (stored.announced + k * limits::MAX_ANNOUNCED_CHUNKS) as u32,
-                chunks: part.to_vec(),
-                total,
-                device_id: 0,
-            };
+        let upload = Announced {
+            folder_id: self.target.folder_id,
+            path: file.path.clone(),
+            upload: file.upload,
+            size: file.size,
+            first: 0,
+            chunks: Vec::new(),
+            total: if end { stored.chunks.len() as u32 } else { file.most },
+            device_id: 0,
+        };
+        for a in upload.parts(stored.announced, &stored.chunks[stored.announced..upto]) {
             if let Err(e) = self.target.server.announce(a).await {
                 debug!("announcing a file as it is read failed: {e}");
                 self.on = false;

@@ -338,19 +338,17 @@ impl Announcer {
             let chunks = &u.meta.chunks;
             let on_server = |h: &Hash| !missing.contains(h) || self.stored.contains(h);
             let end = *done + chunks[*done..].iter().take_while(|c| on_server(&c.hash)).count();
-            let upload = u64::from_le_bytes(u.meta.hash.as_bytes()[..8].try_into().expect("8 bytes"));
-            for (k, part) in chunks[*done..end].chunks(limits::MAX_ANNOUNCED_CHUNKS).enumerate() {
-                out.push(Announced {
-                    folder_id: self.folder_id,
-                    path: u.path.clone(),
-                    upload,
-                    size: u.meta.size,
-                    first: (*done + k * limits::MAX_ANNOUNCED_CHUNKS) as u32,
-                    chunks: part.to_vec(),
-                    total: chunks.len() as u32,
-                    device_id: 0,
-                });
-            }
+            let upload = Announced {
+                folder_id: self.folder_id,
+                path: u.path.clone(),
+                upload: u64::from_le_bytes(u.meta.hash.as_bytes()[..8].try_into().expect("8 bytes")),
+                size: u.meta.size,
+                first: 0,
+                chunks: Vec::new(),
+                total: chunks.len() as u32,
+                device_id: 0,
+            };
+            out.extend(upload.parts(*done, &chunks[*done..end]));
             *done = end;
         }
         for a in out {

@@ -424,18 +424,20 @@ impl Deletions {
             let sent: Vec<String> = self.dirty[c].iter().filter(|k| !excluded(k)).cloned().collect();
             for k in sent {
                 self.dirty[c].remove(&k);
-                // `c` surely knows what the server holds only if it knew the version before
-                // its own: a pass that does not pull sends nothing over a version someone
-                // else put there meanwhile, and that version stays the one `c` has not seen
-                // (seed 9054739: an upload-only computer, a restore on the server, then a
-                // deletion of the older version, rightly undone).
+                // A version of `c` may have reached the server now; `c` surely knows what the
+                // server holds only if it knew the version before its own. A pass that does
+                // not pull sends nothing over a version someone else put there meanwhile, and
+                // that version stays one `c` has not seen (seed 9054739: an upload-only
+                // computer, a restore on the server, then a deletion of the older version,
+                // rightly undone). Either way, only a pull after this step knows the
+                // path's latest version for sure (seed 30000133: the first fix of 9054739 kept
+                // the older record, and a computer that had pulled before this upload counted
+                // as knowing it).
                 let knew = match self.reached_server.get(&k) {
                     None => true,
                     Some(&(at, by)) => by == Some(c) || self.last_pull[c].as_ref().is_some_and(|(p, _)| at < *p),
                 };
-                if knew {
-                    self.reached_server.insert(k, (step, Some(c)));
-                }
+                self.reached_server.insert(k, (step, knew.then_some(c)));
             }
             for (k, d) in &mut self.followed {
                 if d.by == c && !excluded(k) {
@@ -1078,7 +1080,7 @@ fn seeded_histories_converge_and_lose_no_version() {
 /// every `cargo test` anyway; CI's soak runs 1,000,000 and up.)
 const SEEDS_THAT_FOUND_BUGS: &[u64] = &[
     395, 690, 1416, 1668, 2026, 4603, 4614, 12212, 13788, 17253, 19181, 2035693, 2042235, 2080237, 5045387, 7107379,
-    9054739,
+    9054739, 30000133,
 ];
 
 #[test]

@@ -513,33 +513,35 @@ fn digest(
     chunker: &Chunker,
     mut r: impl io::Read,
     expected_size: u64,
-    mut on_chunk: impl FnMut(ChunkRef, &[u8]),
+    mut on_chunk: impl FnMut(ChunkRef, &[u8]) -> io::Result<()>,
 ) -> io::Result<FileDigest> {
     if expected_size >= u64::from(chunker.min) {
-        return chunker.digest_with(r, |_, c, data| {
-            on_chunk(c, data);
-            Ok(())
-        });
+        return chunker.digest_with(r, |_, c, data| on_chunk(c, data));
     }
     let mut data = Vec::with_capacity(expected_size as usize + 1);
     r.read_to_end(&mut data)?;
     if data.len() >= chunker.min as usize {
         // It grew meanwhile.
-        return chunker.digest_with(&data[..], |_, c, data| {
-            on_chunk(c, data);
-            Ok(())
-        });
+        return chunker.digest_with(&data[..], |_, c, data| on_chunk(c, data));
     }
     let chunks =
         if data.is_empty() { Vec::new() } else { vec![ChunkRef { hash: Hash::of(&data), len: data.len() as u32 }] };
     if let Some(c) = chunks.first() {
-        on_chunk(*c, &data);
+        on_chunk(*c, &data)?;
     }
     Ok(FileDigest { size: data.len() as u64, hash: filesync_core::file_hash(&chunks), chunks })
 }
 
+/// While a big file is read, its stat is looked at again after every this many of the
+/// chunker's largest chunks (64 MiB with the usual chunker): a file written meanwhile, or
+/// renamed away (the temporary file an editor renames over the original once written), is
+/// left as soon as that shows rather than read to its end, and the pass goes on to what
+/// replaced it.
+const RECHECK_EVERY_MAX_CHUNKS: u64 = 16;
+
 /// Reads and digests one file. The stat before and after must agree (else the file changed
-/// while it was read: one more try, then it is skipped as changing). A file new here goes to
+/// while it was read: one more try, then it is skipped as changing); a big file's is also
+/// looked at on the way ([`RECHECK_EVERY_MAX_CHUNKS`]). A file new here goes to
 /// the scanner's sink as it is read.
 fn hash_one(s: &Scanner<'_>, path: &RelPath) -> Result<LocalEntry, String> {
     let (fs, clock, chunker) = (s.fs, s.clock, s.chunker);
@@ -551,20 +553,32 @@ fn hash_one(s: &Scanner<'_>, path: &RelPath) -> Result<LocalEntry, String> {
         Err(e) => Err(describe(&e)),
     };
     let new = !s.known.contains_key(path);
+    let recheck = RECHECK_EVERY_MAX_CHUNKS * u64::from(chunker.max);
     for _ in 0..2 {
         let read_at = clock.now_ns();
         let before = stat_file(fs)?;
         let mut sink = s.sink.filter(|_| new).and_then(|k| k.open(path, before.size));
-        let digest = fs
-            .open(path)
-            .and_then(|r| {
-                digest(chunker, r, before.size, |c, data| {
-                    if let Some(k) = &mut sink {
-                        k.chunk(c, data);
-                    }
-                })
+        let (mut read, mut changed) = (0u64, false);
+        let digest = fs.open(path).and_then(|r| {
+            digest(chunker, r, before.size, |c, data| {
+                if let Some(k) = &mut sink {
+                    k.chunk(c, data);
+                }
+                read += data.len() as u64;
+                if read % recheck < data.len() as u64 && !matches!(fs.stat(path), Ok(Some(st)) if st == before) {
+                    changed = true;
+                    return Err(io::Error::other(CHANGING_REASON));
+                }
+                Ok(())
             })
-            .map_err(|e| describe(&e));
+        });
+        if changed {
+            if let Some(k) = sink {
+                k.end(false);
+            }
+            continue;
+        }
+        let digest = digest.map_err(|e| describe(&e));
         let read = digest.and_then(|d| Ok((stat_file(fs)?, d)));
         let whole = matches!(&read, Ok((after, d)) if *after == before && d.size == before.size);
         let quiet = clock.now_ns().saturating_sub(before.mtime_ns);
@@ -822,6 +836,48 @@ mod tests {
         assert_eq!(fs.open_count("c/z"), 1);
     }
 
+    /// What a sink saw of each read of a file: the bytes handed over, and how the read ended.
+    #[derive(Default)]
+    struct Reads(std::sync::Mutex<Vec<(u64, Option<bool>)>>);
+
+    struct Read<'a>(&'a Reads);
+
+    impl ChunkSink for Reads {
+        fn open(&self, _: &RelPath, _: u64) -> Option<Box<dyn FileChunks + '_>> {
+            self.0.lock().unwrap().push((0, None));
+            Some(Box::new(Read(self)))
+        }
+    }
+
+    impl FileChunks for Read<'_> {
+        fn chunk(&mut self, _: ChunkRef, data: &[u8]) {
+            self.0.0.lock().unwrap().last_mut().unwrap().0 += data.len() as u64;
+        }
+        fn end(self: Box<Self>, whole: bool) {
+            self.0.0.lock().unwrap().last_mut().unwrap().1 = Some(whole);
+        }
+    }
+
+    #[test]
+    fn a_big_file_that_changes_while_it_is_read_is_left_at_the_next_look_not_read_to_its_end() {
+        let chunker = Chunker::tiny();
+        let recheck = RECHECK_EVERY_MAX_CHUNKS * u64::from(chunker.max);
+        let fs = MemFs::new();
+        let data: Vec<u8> = filesync_core::testdata::random_bytes(10 * recheck as usize, 7);
+        fs.write("big", &data);
+        fs.change_on_open("big", 1);
+        let reads = Reads::default();
+        let known = HashMap::new();
+        let out = Scanner { sink: Some(&reads), ..Scanner::new(&fs, &known, &chunker) }.scan().unwrap();
+        assert!(out.entries.contains_key(&p("big")), "the second read takes it");
+        let reads = reads.0.into_inner().unwrap();
+        assert_eq!(reads.len(), 2, "{reads:?}");
+        let (first, whole) = reads[0];
+        assert_eq!(whole, Some(false));
+        assert!(first >= recheck && first <= recheck + u64::from(chunker.max), "left after {first} bytes");
+        assert_eq!(reads[1], (data.len() as u64 + 1, Some(true)), "the second read, of the changed file");
+    }
+
     #[test]
     fn small_file_shortcut_matches_the_chunker() {
         for chunker in [Chunker::tiny(), Chunker::default()] {
@@ -834,6 +890,7 @@ mod tests {
                     let got = digest(&chunker, &data[..], expected, |c, d| {
                         seen.push(c);
                         bytes.extend_from_slice(d);
+                        Ok(())
                     });
                     assert_eq!(got.unwrap(), want, "len {len}, {what}");
                     assert_eq!((seen, bytes), (want.chunks.clone(), data.clone()), "len {len}, {what}");

@@ -545,3 +545,36 @@ fn a_small_edit_in_a_big_file_travels_as_a_delta_both_ways() {
     assert!(sent < 64 * 1024, "the upload of a 4 KiB insert sent {sent} bytes");
     assert!(received < 64 * 1024, "the download of a 4 KiB insert received {received} bytes");
 }
+
+/// A file a program still holds open for writing (a copy in progress, a download, a new
+/// version written under a temporary name) is not sent half-written: the agent waits for the
+/// close, which Linux's watcher reports, and sends the file once, whole.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_file_still_open_for_writing_is_sent_once_it_is_closed() {
+    use std::io::Write;
+    let server = TestServer::start();
+    let a = TestClient::register(&server, "ann", "laptop");
+    let b = TestClient::login(&server, "ann", "desktop");
+    let _ga = a.agent();
+    let _gb = b.agent();
+    a.write("ready.txt", "the agents are up");
+    wait_until(20, "ready.txt on b", || b.exists("ready.txt"));
+    let part = random_bytes(1 << 20, 5);
+    let mut f = std::fs::File::create(a.path("copying.bin")).unwrap();
+    f.write_all(&part).unwrap();
+    f.flush().unwrap();
+    // The agent would have taken the first half by now (it looks a moment after a write).
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(!b.exists("copying.bin"), "half a file reached the other computer");
+    let status = a.folder_status();
+    assert_eq!(status["in_sync"], false, "{status}");
+    assert_eq!(status["changing"], serde_json::json!(["copying.bin"]), "{status}");
+    f.write_all(&part).unwrap();
+    drop(f);
+    let whole = [&part[..], &part[..]].concat();
+    wait_until(20, "copying.bin on b", || b.exists("copying.bin") && b.read("copying.bin") == whole);
+    let path = a.path("copying.bin");
+    let history = a.json(&["history", path.to_str().unwrap(), "--json"]);
+    assert_eq!(history["versions"].as_array().unwrap().len(), 1, "one version, the whole file: {history}");
+}

@@ -92,6 +92,9 @@ pub(super) struct FolderTask {
     /// Files skipped because they changed while they were read (still being written): they
     /// wait in `retry` and count as waiting until a pass reads them whole.
     changing: BTreeSet<RelPath>,
+    /// Files a program still holds open for writing (`take_local`): they wait in `retry`, not
+    /// read yet, and count as waiting too.
+    open_for_writing: BTreeSet<RelPath>,
     /// What `publish` last put on the board, so that an unchanged status is not re-sent.
     published: Option<Published>,
     /// Files other computers are uploading that are being fetched ahead of their commit: the
@@ -125,6 +128,7 @@ impl FolderTask {
             held_back: 0,
             failing: false,
             changing: BTreeSet::new(),
+            open_for_writing: BTreeSet::new(),
             published: None,
             prefetching: BTreeMap::new(),
         }
@@ -367,7 +371,13 @@ impl FolderTask {
         }
     }
 
-    /// What the watcher collected, without the echoes of the engine's own writes.
+    /// What the watcher collected, without the echoes of the engine's own writes. A file a
+    /// program still holds open for writing waits until it is closed (the watcher then brings
+    /// it again), at most `watch::WRITING_WAIT`: a copy in progress, or a new version written
+    /// under a temporary name and renamed over the file, is not sent half-written. A file the
+    /// last pass found still changing waits for its retry (`note_changing`) rather than being
+    /// read again at every write the watcher reports: each look at a big one reads up to
+    /// 64 MiB of it and asks the server about its first chunks.
     fn take_local(&mut self) -> Scope {
         let now = Instant::now();
         self.own.retain(|_, (_, at)| now.duration_since(*at) < OWN_WRITE_WINDOW);
@@ -378,13 +388,32 @@ impl FolderTask {
         let echo = |p: &RelPath| {
             own.get(p).is_some_and(|(left, _)| fs.stat(p).is_ok_and(|now| stat_matches(now.as_ref(), left.as_ref())))
         };
-        Scope::paths(paths.into_iter().filter(|p| !echo(p)))
+        let (mut look, mut later) = (Vec::new(), Vec::new());
+        for p in paths.into_iter().filter(|p| !echo(p)) {
+            if let Some(until) = self.local.writing_until(&p, now) {
+                self.retry_at = Some(self.retry_at.map_or(until, |at| at.min(until)));
+                self.open_for_writing.insert(p.clone());
+                later.push(p);
+                continue;
+            }
+            self.open_for_writing.remove(&p);
+            if self.changing.contains(&p) {
+                later.push(p);
+            } else {
+                look.push(p);
+            }
+        }
+        self.retry.extend(later);
+        Scope::paths(look)
     }
 
     async fn pass(&mut self) {
         let Some(eng) = self.deps.engine.borrow().clone() else { return };
         let mut scope = std::mem::take(&mut self.scope);
         scope.merge(self.take_local());
+        if scope.is_empty() && !self.pull && !self.due {
+            return; // all the watcher brought waits (files still being written)
+        }
         let full = scope.is_full();
         self.pull = false;
         self.due = false;
@@ -497,6 +526,7 @@ impl FolderTask {
     /// shortly.
     fn note_changing(&mut self, scope: &Scope, skipped: &[crate::status::SkippedItem], now: Instant) {
         self.changing.retain(|p| !scope.covers(p));
+        self.open_for_writing.retain(|p| !scope.covers(p));
         let again: Vec<RelPath> = skipped
             .iter()
             .filter(|s| crate::scan::is_changing(&s.reason))
@@ -516,7 +546,7 @@ impl FolderTask {
     fn retrying_failures(&self) -> bool {
         match &self.retry {
             Scope::Full => true,
-            Scope::Paths(set) => set.iter().any(|p| !self.changing.contains(p)),
+            Scope::Paths(set) => set.iter().any(|p| !self.changing.contains(p) && !self.open_for_writing.contains(p)),
         }
     }
 
@@ -552,8 +582,9 @@ impl FolderTask {
         if self.held_back > 0 {
             waiting.push(format!("{} change(s) held back by the folder's direction", self.held_back));
         }
-        if !self.changing.is_empty() {
-            let n = self.changing.len();
+        let changing: BTreeSet<&RelPath> = self.changing.iter().chain(&self.open_for_writing).collect();
+        if !changing.is_empty() {
+            let n = changing.len();
             waiting.push(format!("{n} {} waiting (still being written)", if n == 1 { "file" } else { "files" }));
         }
         if self.failing || self.retrying_failures() {
@@ -563,7 +594,7 @@ impl FolderTask {
         // A scheduled folder says when it syncs next; one whose pass is already due (waiting
         // for the connection, say) has no time to give.
         let next_due = (!self.continuous() && !self.paused() && !self.running && !self.due).then_some(self.next_due);
-        let changing: Vec<String> = self.changing.iter().map(|p| p.to_string()).collect();
+        let changing: Vec<String> = changing.iter().map(|p| p.to_string()).collect();
         let now = Some((waiting.clone(), changing.clone(), cursor, server_rev, next_due));
         if self.published == now {
             return;

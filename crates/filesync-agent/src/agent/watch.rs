@@ -10,9 +10,12 @@ use crate::fs::RealFs;
 use filesync_core::RelPath;
 use filesync_core::path::TEMP_PREFIX;
 use notify::Watcher;
+use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// Paths waiting for a folder task before it becomes "walk everything": far more than one
 /// pass takes (`engine::scope::MAX_PATHS`), so that the echoes of a big download can still be
@@ -30,7 +33,18 @@ pub struct LocalChanges {
 struct Pending {
     paths: std::collections::BTreeSet<RelPath>,
     full: bool,
+    /// Files written to and not closed since, with when the writing began (only where the
+    /// watcher reports closes: [`REPORTS_CLOSE`]).
+    writing: std::collections::HashMap<RelPath, Instant>,
 }
+
+/// Whether the platform's watcher reports that a file opened for writing was closed
+/// (inotify's `IN_CLOSE_WRITE`); elsewhere nothing counts as being written.
+pub(super) const REPORTS_CLOSE: bool = cfg!(target_os = "linux");
+
+/// A file is left while a program writes it, until it closes it, but at most this long after
+/// the writing began: a log kept open and appended to is still synced.
+pub(super) const WRITING_WAIT: Duration = Duration::from_secs(10);
 
 impl LocalChanges {
     pub fn add(&self, paths: impl IntoIterator<Item = RelPath>) {
@@ -65,8 +79,32 @@ impl LocalChanges {
     /// Takes what is waiting: `None` for "walk everything", else the paths.
     pub fn take(&self) -> Option<std::collections::BTreeSet<RelPath>> {
         let mut p = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let taken = std::mem::take(&mut *p);
-        (!taken.full).then_some(taken.paths)
+        let taken = std::mem::take(&mut p.paths);
+        let full = std::mem::take(&mut p.full);
+        (!full).then_some(taken)
+    }
+
+    /// A program wrote to `paths` (or created them) and has not closed them yet.
+    pub fn written(&self, paths: &[RelPath], now: Instant) {
+        let mut p = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for path in paths {
+            p.writing.entry(path.clone()).or_insert(now);
+        }
+    }
+
+    /// `paths` were closed after writing, or moved or removed: no longer being written.
+    pub fn closed(&self, paths: &[RelPath]) {
+        let mut p = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for path in paths {
+            p.writing.remove(path);
+        }
+    }
+
+    /// Until when `path` waits because a program is still writing it, if it does.
+    pub fn writing_until(&self, path: &RelPath, now: Instant) -> Option<Instant> {
+        let mut p = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        p.writing.retain(|_, since| now.duration_since(*since) < WRITING_WAIT);
+        p.writing.get(path).map(|since| *since + WRITING_WAIT)
     }
 }
 
@@ -90,7 +128,11 @@ pub fn watch_folder(
                 return;
             }
         };
-        if ev.kind.is_access() {
+        // Where closes are reported, a file a program is writing is looked at once it is
+        // closed: a copy in progress, or a new version written under a temporary name, is
+        // not sent half-written (`FolderTask::take_local`).
+        let closed = matches!(ev.kind, EventKind::Access(AccessKind::Close(AccessMode::Write)));
+        if ev.kind.is_access() && !(REPORTS_CLOSE && closed) {
             return;
         }
         let mut rules = rules.lock().unwrap_or_else(|e| e.into_inner());
@@ -109,7 +151,19 @@ pub fn watch_folder(
         }
         match relevant_paths(&root, &rules, &ev.paths) {
             Relevant::Nothing => return,
-            Relevant::Paths(paths) => changes.add(paths),
+            Relevant::Paths(paths) => {
+                if REPORTS_CLOSE {
+                    match ev.kind {
+                        EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_)) => {
+                            changes.written(&paths, Instant::now())
+                        }
+                        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => changes.closed(&paths),
+                        _ if closed => changes.closed(&paths),
+                        _ => {}
+                    }
+                }
+                changes.add(paths)
+            }
             Relevant::Everything => changes.add_full(),
         }
         let _ = tx.try_send(Event::Local);
@@ -173,6 +227,22 @@ mod tests {
 
     fn p(s: &str) -> RelPath {
         RelPath::new(s).unwrap()
+    }
+
+    #[test]
+    fn a_file_being_written_waits_until_closed_or_for_a_while_at_most() {
+        let changes = LocalChanges::default();
+        let t0 = Instant::now();
+        changes.written(&[p("copy.bin"), p("app.log")], t0);
+        changes.written(&[p("copy.bin")], t0 + Duration::from_secs(5));
+        assert_eq!(changes.writing_until(&p("copy.bin"), t0), Some(t0 + WRITING_WAIT), "from the first write");
+        assert_eq!(changes.writing_until(&p("other"), t0), None);
+        changes.closed(&[p("copy.bin")]);
+        assert_eq!(changes.writing_until(&p("copy.bin"), t0), None, "closed");
+        // A file kept open and written on (a log) is looked at after the wait all the same.
+        assert_eq!(changes.writing_until(&p("app.log"), t0 + WRITING_WAIT), None);
+        changes.written(&[p("app.log")], t0 + WRITING_WAIT);
+        assert!(changes.writing_until(&p("app.log"), t0 + WRITING_WAIT).is_some(), "a new stretch of writing");
     }
 
     #[test]

@@ -42,29 +42,34 @@ const SAMPLE: usize = 16 * 1024;
 thread_local! {
     // One zstd context per thread, reused: making a context costs more than compressing a
     // small chunk, and a folder of small files sends thousands of them.
-    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
-    static PACKER: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static COMPRESSOR: CompressorCell = const { RefCell::new(None) };
+    static PACKER: CompressorCell = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
-fn compress(data: &[u8]) -> std::io::Result<Vec<u8>> {
-    COMPRESSOR.with_borrow_mut(|c| {
+type CompressorCell = RefCell<Option<zstd::bulk::Compressor<'static>>>;
+
+/// `data` compressed at `level` with this thread's compressor in `cell`.
+fn compress_with(
+    cell: &'static std::thread::LocalKey<CompressorCell>,
+    level: i32,
+    data: &[u8],
+) -> std::io::Result<Vec<u8>> {
+    cell.with_borrow_mut(|c| {
         let c = match c {
             Some(c) => c,
-            None => c.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+            None => c.insert(zstd::bulk::Compressor::new(level)?),
         };
         c.compress(data)
     })
 }
 
+fn compress(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    compress_with(&COMPRESSOR, ZSTD_LEVEL, data)
+}
+
 fn compress_packed(data: &[u8]) -> std::io::Result<Vec<u8>> {
-    PACKER.with_borrow_mut(|c| {
-        let c = match c {
-            Some(c) => c,
-            None => c.insert(zstd::bulk::Compressor::new(PACK_LEVEL)?),
-        };
-        c.compress(data)
-    })
+    compress_with(&PACKER, PACK_LEVEL, data)
 }
 
 fn decompress(data: &[u8], max_len: usize) -> std::io::Result<Vec<u8>> {

@@ -303,6 +303,23 @@ struct Login {
 /// insert, never held across an await.
 type Routes = Arc<Mutex<HashMap<String, mpsc::Sender<Event>>>>;
 
+/// Gives `ev` to every folder task. A busy task's queue may be full of the watcher's wake-ups
+/// (its own downloads make thousands); a push or a reconnect must still reach it — one lost
+/// leaves the folder behind the server until its next walk of everything — so it then waits
+/// its turn on a task of its own. An announcement may go: fetching ahead only saves time.
+fn broadcast(routes: &Routes, ev: Event) {
+    for tx in routes.lock().expect("routes lock").values() {
+        if let Err(mpsc::error::TrySendError::Full(ev)) = tx.try_send(ev.clone())
+            && !matches!(ev, Event::Announced(_))
+        {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(ev).await;
+            });
+        }
+    }
+}
+
 struct RunningFolder {
     config: FolderConfig,
     all_paused: bool,
@@ -485,11 +502,7 @@ async fn manage_connection(
     engine_tx: wch::Sender<Option<Engine>>,
     routes: Routes,
 ) {
-    let broadcast = |ev: Event| {
-        for tx in routes.lock().expect("routes lock").values() {
-            let _ = tx.try_send(ev.clone());
-        }
-    };
+    let broadcast = |ev: Event| broadcast(&routes, ev);
     let live = board.live().cloned();
     // Downloads cut short by a lost connection, for the next connection's engine to resume.
     let partials = Arc::new(crate::engine::Partials::default());
@@ -584,6 +597,26 @@ async fn manage_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the transfer benchmark (S1): B's queue was full of the watcher's wake-ups from
+    /// its own downloads when the push of A's last commit came, the push was dropped, and B
+    /// stopped 1,808 files short of the server until its next walk.
+    #[tokio::test]
+    async fn a_push_reaches_a_folder_task_whose_queue_is_full() {
+        let routes = Routes::default();
+        let (tx, mut rx) = mpsc::channel(2);
+        routes.lock().unwrap().insert("docs".to_string(), tx);
+        broadcast(&routes, Event::Local);
+        broadcast(&routes, Event::Local);
+        broadcast(&routes, Event::Remote { folder_id: 1, seq: 10_100 });
+        broadcast(&routes, Event::Connected);
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            got.push(tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap());
+        }
+        assert!(got.iter().any(|e| matches!(e, Event::Remote { seq: 10_100, .. })), "{got:?}");
+        assert!(got.iter().any(|e| matches!(e, Event::Connected)), "{got:?}");
+    }
 
     #[tokio::test]
     async fn a_request_made_in_the_ui_reaches_its_folder_task_at_once() {

@@ -317,9 +317,12 @@ impl StateDb {
         // writers take the lock up front (BEGIN IMMEDIATE), so they queue instead of failing.
         // The extra ones close after a quiet minute: each holds its own page and statement
         // caches, which an idle agent does not need.
+        // A local file needs no liveness ping before each use (sqlx still checks a connection
+        // as it goes back to the pool).
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
+            .test_before_acquire(false)
             .idle_timeout(Duration::from_secs(60))
             .connect_with(opts)
             .await
@@ -337,6 +340,7 @@ impl StateDb {
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .test_before_acquire(false)
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_with(opts)

@@ -59,6 +59,10 @@ pub trait TempFile: Write + Send {
     }
     /// Records that the contents are durable already (a batch sync covered them).
     fn mark_synced(&mut self) {}
+    /// Starts writing what was written so far to the disk, without waiting for it: a big
+    /// file's final fsync then finds little left to write, and the disk works while the
+    /// rest of the file is made. Only a hint: nothing is durable until `sync_all`.
+    fn start_writeback(&mut self) {}
     /// Its file name (in its directory): [`Filesystem::clean_temp_files_except`] spares the
     /// temporary files still in use by name.
     fn file_name(&self) -> &str;

@@ -20,6 +20,11 @@ use std::sync::Arc;
 
 /// Requests for chunk batches kept in flight at once.
 const FETCH_CONCURRENCY: usize = 8;
+/// Bytes of a file written between two starts of its writeback to the disk (a big file's
+/// durable write then overlaps its making, instead of all of it waiting for the final fsync).
+const WRITEBACK_EVERY: u64 = 32 << 20;
+/// Pieces handed to the writer at once, at most (fewer when the next must wait for the network).
+const PIECES_PER_SEND: usize = 256;
 /// The longest a download waits for its partial to come back from a prefetch appending to it.
 const LENT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -373,7 +378,9 @@ pub async fn run(
         sources.push(s);
     }
 
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(256);
+    // Pieces go to the writer in batches: one wake-up of its thread per batch, not per piece
+    // (three per small file).
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Piece>>(2);
     let writer = {
         let fs = fs.clone();
         let jobs = jobs.clone();
@@ -410,11 +417,10 @@ pub async fn run(
     let mut loaded: Option<(usize, Fetched)> = None;
     let mut next_batch = 0usize;
     let mut fetch_error = None;
+    let mut out: Vec<Piece> = Vec::new();
     'jobs: for (i, job) in jobs.iter().enumerate() {
         progress.set_current(Some(job.path.as_str()));
-        if tx.send(Piece::Start(i)).is_err() {
-            break;
-        }
+        out.push(Piece::Start(i));
         for (c, src) in job.meta.chunks.iter().zip(&sources[i]) {
             let piece = match src {
                 Source::Resumed => {
@@ -424,6 +430,10 @@ pub async fn run(
                 Source::Local(l) => Piece::Local(c.hash, l.clone()),
                 Source::Remote(b) => {
                     while loaded.as_ref().map(|(n, _)| n) != Some(b) {
+                        // What is ready goes to the writer before waiting for the network.
+                        if !out.is_empty() && tx.send(std::mem::take(&mut out)).await.is_err() {
+                            break 'jobs;
+                        }
                         match fetched.next().await {
                             Some(Ok(m)) => {
                                 loaded = Some((next_batch, m));
@@ -444,14 +454,20 @@ pub async fn run(
                 }
             };
             progress.bytes_done.fetch_add(c.len as u64, std::sync::atomic::Ordering::Relaxed);
-            if tx.send(piece).is_err() {
+            out.push(piece);
+            if out.len() >= PIECES_PER_SEND && tx.send(std::mem::take(&mut out)).await.is_err() {
                 break 'jobs;
             }
         }
         progress.files_done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if tx.send(Piece::End).is_err() {
+        out.push(Piece::End);
+        if out.len() >= PIECES_PER_SEND && tx.send(std::mem::take(&mut out)).await.is_err() {
             break;
         }
+    }
+    // A run cut short still hands over what it has: the writer keeps a file cut mid-way.
+    if !out.is_empty() {
+        let _ = tx.send(out).await;
     }
     drop(tx);
     let results = writer.await.map_err(|e| SyncError::Internal(format!("download writer panicked: {e}")))?;
@@ -491,7 +507,7 @@ pub(super) async fn drop_blocking(gone: Vec<Partial>) {
 fn write_all(
     fs: &dyn Filesystem,
     jobs: &[DownloadJob],
-    rx: std::sync::mpsc::Receiver<Piece>,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<Piece>>,
     device_name: &str,
     now_unix: i64,
     mut resumed: HashMap<usize, Partial>,
@@ -500,7 +516,8 @@ fn write_all(
     let mut results: Vec<DownloadResult> = jobs.iter().map(|_| DownloadResult::Failed("interrupted".into())).collect();
     let mut current: Option<(usize, Result<FileWriter, String>)> = None;
     let mut batch = Batch::default();
-    while let Ok(piece) = rx.recv() {
+    let pieces = std::iter::from_fn(|| rx.blocking_recv()).flatten();
+    for piece in pieces {
         match piece {
             Piece::Start(i) => {
                 let w = match resumed.remove(&i) {
@@ -720,8 +737,13 @@ impl FileWriter {
     }
 
     fn write(&mut self, data: &[u8]) -> Result<(), String> {
+        let before = self.written;
         self.written += data.len() as u64;
-        self.tmp.write_all(data).map_err(|e| format!("writing: {}", super::describe_io(&e)))
+        self.tmp.write_all(data).map_err(|e| format!("writing: {}", super::describe_io(&e)))?;
+        if self.written / WRITEBACK_EVERY > before / WRITEBACK_EVERY {
+            self.tmp.start_writeback();
+        }
+        Ok(())
     }
 
     /// Checks the whole file against its entry and applies its times and mode. Each chunk was

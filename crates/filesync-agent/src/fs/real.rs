@@ -696,6 +696,16 @@ impl TempFile for RealTemp {
         self.synced = true;
     }
 
+    fn start_writeback(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Some(f) = &self.file {
+            use std::os::fd::AsRawFd;
+            // SAFETY: the descriptor is open for as long as `f` lives; the call only starts
+            // writeback of the file's dirty pages (offset 0, length 0: the whole file).
+            let _ = unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+        }
+    }
+
     fn file_name(&self) -> &str {
         self.path.file_name().and_then(|n| n.to_str()).expect("a temporary file's name is ASCII")
     }

@@ -507,8 +507,8 @@ fn hash_all(s: &Scanner<'_>, work: &[RelPath]) -> Vec<(RelPath, Result<LocalEntr
 }
 
 /// `chunker.digest_with(r, on_chunk)`, with a shortcut for files smaller than the minimum
-/// chunk: those are one chunk (see `filesync_core::chunking`), and going through the streaming
-/// chunker would cost a buffer of the maximum chunk size (4 MiB) per file.
+/// chunk: those are one chunk (see `filesync_core::chunking`), read whole and hashed without
+/// the chunker's machinery.
 fn digest(
     chunker: &Chunker,
     mut r: impl io::Read,

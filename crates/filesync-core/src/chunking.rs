@@ -7,11 +7,51 @@
 
 use crate::Hash;
 use std::io::{self, Read};
+use std::ops::Range;
 
 /// Chunk size bounds in bytes. A file smaller than `MIN_CHUNK` is a single chunk.
 pub const MIN_CHUNK: u32 = 256 * 1024;
 pub const AVG_CHUNK: u32 = 1024 * 1024;
 pub const MAX_CHUNK: u32 = 4 * 1024 * 1024;
+
+/// Bytes the streaming chunker reads at once (at least two of the largest chunks).
+const READ_BLOCK: usize = 8 << 20;
+
+/// Reads into `buf` until it holds `block` bytes or the input ends; returns whether it ended.
+fn fill(r: &mut impl Read, buf: &mut Vec<u8>, block: usize) -> io::Result<bool> {
+    let want = block - buf.len();
+    let n = r.by_ref().take(want as u64).read_to_end(buf)?;
+    Ok(n < want)
+}
+
+/// The chunks handed on so far.
+#[derive(Default)]
+struct Emitted {
+    chunks: Vec<ChunkRef>,
+    size: u64,
+}
+
+impl Emitted {
+    fn emit(
+        &mut self,
+        buf: &[u8],
+        cuts: &[Range<usize>],
+        hashes: &[Hash],
+        on_chunk: &mut impl FnMut(u64, ChunkRef, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        for (c, &hash) in cuts.iter().zip(hashes) {
+            let r = ChunkRef { hash, len: c.len() as u32 };
+            on_chunk(self.size, r, &buf[c.clone()])?;
+            self.chunks.push(r);
+            self.size += c.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn digest(self) -> FileDigest {
+        FileDigest { size: self.size, hash: file_hash(&self.chunks), chunks: self.chunks }
+    }
+}
 
 /// One chunk of a file: its BLAKE3 hash and its length. Offsets follow from the order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -76,28 +116,80 @@ impl Chunker {
     }
 
     /// Like [`Chunker::digest`], calling `on_chunk(offset, chunk, bytes)` for every chunk in order.
+    ///
+    /// Reads blocks of several chunks and cuts them in place; only the unfinished chunk at a
+    /// block's end moves to the next. A file bigger than one block is hashed on a second thread,
+    /// a block behind the reading and cutting, so the two costs overlap.
     pub fn digest_with(
         &self,
-        r: impl Read,
+        mut r: impl Read,
         mut on_chunk: impl FnMut(u64, ChunkRef, &[u8]) -> io::Result<()>,
     ) -> io::Result<FileDigest> {
-        let mut chunks = Vec::new();
-        let mut size = 0u64;
-        for c in fastcdc::v2020::StreamCDC::new(r, self.min, self.avg, self.max) {
-            let c = c.map_err(|e| match e {
-                fastcdc::v2020::Error::IoError(e) => e,
-                other => io::Error::other(other.to_string()),
-            })?;
-            let r = ChunkRef { hash: Hash::of(&c.data), len: c.length as u32 };
-            on_chunk(c.offset, r, &c.data)?;
-            chunks.push(r);
-            size += c.length as u64;
+        let block = READ_BLOCK.max(2 * self.max as usize);
+        let mut out = Emitted::default();
+        let mut buf = Vec::new();
+        if fill(&mut r, &mut buf, block)? {
+            let cuts = self.cuts(&buf, true);
+            let hashes: Vec<Hash> = cuts.iter().map(|c| Hash::of(&buf[c.clone()])).collect();
+            out.emit(&buf, &cuts, &hashes, &mut on_chunk)?;
+            return Ok(out.digest());
         }
-        Ok(FileDigest { size, hash: file_hash(&chunks), chunks })
+        type Block = (Vec<u8>, Vec<Range<usize>>);
+        std::thread::scope(|s| {
+            let (to_hasher, jobs) = std::sync::mpsc::sync_channel::<Block>(1);
+            let (to_reader, hashed) = std::sync::mpsc::sync_channel::<(Block, Vec<Hash>)>(1);
+            s.spawn(move || {
+                for (buf, cuts) in jobs {
+                    let hashes = cuts.iter().map(|c| Hash::of(&buf[c.clone()])).collect();
+                    if to_reader.send(((buf, cuts), hashes)).is_err() {
+                        break;
+                    }
+                }
+            });
+            let lost = || io::Error::other("the hashing thread stopped");
+            let mut spare = Vec::new();
+            let mut in_flight = false;
+            let mut eof = false;
+            loop {
+                let cuts = self.cuts(&buf, eof);
+                let mut next = std::mem::take(&mut spare);
+                next.clear();
+                next.extend_from_slice(&buf[cuts.last().map_or(0, |c| c.end)..]);
+                if in_flight {
+                    let ((done, done_cuts), hashes) = hashed.recv().map_err(|_| lost())?;
+                    out.emit(&done, &done_cuts, &hashes, &mut on_chunk)?;
+                    spare = done;
+                }
+                to_hasher.send((buf, cuts)).map_err(|_| lost())?;
+                in_flight = true;
+                if eof {
+                    break;
+                }
+                buf = next;
+                eof = fill(&mut r, &mut buf, block)?;
+            }
+            let ((done, done_cuts), hashes) = hashed.recv().map_err(|_| lost())?;
+            out.emit(&done, &done_cuts, &hashes, &mut on_chunk)?;
+            Ok(out.digest())
+        })
     }
 
-    /// [`Chunker::digest`] of bytes in memory: the same chunks, cut in place rather than
-    /// through the streaming chunker's buffer of `max` bytes.
+    /// The chunks of `buf` that are cut for sure: all of them at the end of the input (`eof`),
+    /// else those followed by at least `max` bytes, exactly as over the whole input.
+    fn cuts(&self, buf: &[u8], eof: bool) -> Vec<Range<usize>> {
+        let cdc = fastcdc::v2020::FastCDC::new(buf, self.min, self.avg, self.max);
+        let mut cuts = Vec::new();
+        let mut pos = 0;
+        while pos < buf.len() && (eof || buf.len() - pos >= self.max as usize) {
+            let (_, end) = cdc.cut(pos, buf.len() - pos);
+            cuts.push(pos..end);
+            pos = end;
+        }
+        cuts
+    }
+
+    /// [`Chunker::digest`] of bytes in memory: the same chunks, cut in place rather than read
+    /// block by block.
     pub fn digest_bytes(&self, data: &[u8]) -> FileDigest {
         let chunks: Vec<ChunkRef> = fastcdc::v2020::FastCDC::new(data, self.min, self.avg, self.max)
             .map(|c| ChunkRef { hash: Hash::of(&data[c.offset..c.offset + c.length]), len: c.length as u32 })
@@ -120,6 +212,48 @@ mod tests {
             let streamed = chunker.digest(&data[..]).unwrap();
             assert_eq!(chunker.digest_bytes(&data), streamed, "{len} bytes");
         }
+    }
+
+    /// A reader that hands out a few bytes at a time, as a pipe or a slow disk may.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            self.1 = self.1 % 9973 + 4093;
+            let n = self.1.min(out.len()).min(self.0.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_stream_of_many_blocks_read_in_odd_pieces_is_cut_as_in_memory() {
+        for (chunker, len) in [(Chunker::tiny(), 20 << 20), (Chunker::default(), (3 * READ_BLOCK) + 12_345)] {
+            let data = pseudo_random(len, 11);
+            let mut offsets = Vec::new();
+            let streamed = chunker
+                .digest_with(Trickle(&data, 0), |off, r, bytes| {
+                    assert_eq!(Hash::of(bytes), r.hash);
+                    offsets.push(off);
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(chunker.digest_bytes(&data), streamed, "{len} bytes");
+            assert_eq!(offsets.len(), streamed.chunks.len());
+        }
+    }
+
+    #[test]
+    fn an_error_from_the_chunk_handler_stops_a_big_file() {
+        let data = pseudo_random(3 * READ_BLOCK, 5);
+        let mut seen = 0;
+        let r = Chunker::default().digest_with(&data[..], |_, _, _| {
+            seen += 1;
+            if seen == 5 { Err(io::Error::other("changed while read")) } else { Ok(()) }
+        });
+        assert_eq!(r.unwrap_err().to_string(), "changed while read");
+        assert_eq!(seen, 5);
     }
 
     #[test]

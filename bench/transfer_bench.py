@@ -25,8 +25,9 @@ ratio, and the raw numbers with --json.
 
     python3 bench/transfer_bench.py                         # everything
     python3 bench/transfer_bench.py --only s1 s3 --size-mib 256
+    python3 bench/transfer_bench.py --only s3 --repeat 5     # medians of five runs, and each run
 """
-import argparse, hashlib, json, os, random, resource, shutil, subprocess, sys, tempfile, time
+import argparse, hashlib, json, os, random, resource, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import change_bench as cb  # noqa: E402  (process helpers: run, start_server, start_agent, stop)
@@ -409,6 +410,18 @@ def table(results):
     return "\n".join(rows)
 
 
+def median_of(runs):
+    """Per tool, the median of each measure over `runs` (the scenario's results, one per run),
+    with every run's figures under "runs"."""
+    out = {}
+    for tool in runs[0]:
+        keys = runs[0][tool].keys()
+        each = {k: [r[tool][k] for r in runs] for k in keys}
+        out[tool] = {k: statistics.median(v) for k, v in each.items()}
+        out[tool]["runs"] = each
+    return out
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -421,6 +434,8 @@ def main():
     ap.add_argument("--dir", default=None, help="where to put the data (default: system temp dir)")
     ap.add_argument("--log", default="warn")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run each scenario this many times and report the medians (timings vary by run)")
     ap.add_argument("--json", action="store_true")
     ARGS = ap.parse_args()
     if not os.path.exists(cb.BIN) or os.environ.get("FILESYNC_BENCH_BUILD"):
@@ -429,8 +444,14 @@ def main():
         sys.exit("rsync is not installed (apt-get install rsync)")
     results = {}
     for name in ARGS.only:
-        results[name.upper()] = {"s1": s1, "s2": s2, "s3": s3, "src": src}[name](ARGS.tools)
+        runs = [{"s1": s1, "s2": s2, "s3": s3, "src": src}[name](ARGS.tools) for _ in range(ARGS.repeat)]
+        results[name.upper()] = median_of(runs)
     print(table(results))
+    if ARGS.repeat > 1:
+        print(f"\nMedians of {ARGS.repeat} runs; each run's time until B holds it:")
+        for scen, r in results.items():
+            for tool, v in r.items():
+                print(f"  {scen} {tool}: " + ", ".join(f"{x:.2f}" for x in v["runs"]["seconds"]) + " s")
     if ARGS.json:
         print(json.dumps(results, indent=2))
 

@@ -229,7 +229,12 @@ mod tests {
 
     #[test]
     fn a_stream_of_many_blocks_read_in_odd_pieces_is_cut_as_in_memory() {
-        for (chunker, len) in [(Chunker::tiny(), 20 << 20), (Chunker::default(), (3 * READ_BLOCK) + 12_345)] {
+        let sizes = [
+            (Chunker::tiny(), 20 << 20),
+            (Chunker::default(), 2 * READ_BLOCK),
+            (Chunker::default(), (3 * READ_BLOCK) + 12_345),
+        ];
+        for (chunker, len) in sizes {
             let data = pseudo_random(len, 11);
             let mut offsets = Vec::new();
             let streamed = chunker

@@ -808,6 +808,39 @@ async fn a_prefetch_cut_by_a_lost_connection_is_finished_by_the_commits_download
     assert!(b.engine.partials.is_empty());
 }
 
+/// Found in the walkthrough: the last announcements of an upload were lost on the way (the
+/// desktop's folder task was busy, and an announcement is dropped then), so its prefetch
+/// waited a minute for them after the commit's download had finished the file, and the folder
+/// said "syncing" all that time. Now the download of a path ends the prefetch of it.
+#[tokio::test]
+async fn the_commits_download_ends_a_prefetch_still_waiting_for_announcements() {
+    let server = Arc::new(MemServer::default());
+    let (b, announced, data) = announced_big_file(&server).await;
+    let total: usize = announced.iter().map(|a| a.chunks.len()).sum();
+    // Only the first announcement comes, and the upload still seems to go on (the sender stays).
+    let first = announced.into_iter().next().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let fs: Arc<dyn Filesystem> = Arc::new(b.fs.clone());
+    let engine = b.engine.clone();
+    let fetch = tokio::spawn(async move {
+        engine.fetch_ahead("docs", fs, first, rx, Throttle::unlimited(), &Progress::default()).await.len()
+    });
+    while b.engine.partials.is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let r = b.sync().await;
+    assert_eq!(r.downloaded, 1, "{r:?}");
+    assert_eq!(b.fs.read("video.bin").unwrap(), data);
+    // Without the end, the prefetch would wait 60 s for the next announcement.
+    let held = tokio::time::timeout(std::time::Duration::from_secs(30), fetch)
+        .await
+        .expect("the download ended the prefetch")
+        .unwrap();
+    assert!(held > 0 && held < total, "{held} of {total}");
+    assert!(b.engine.partials.is_empty());
+    drop(tx);
+}
+
 /// The file announced is replaced before the desktop pulls its commit: what was fetched ahead
 /// is of another version, dropped, and the current version arrives whole.
 #[tokio::test]

@@ -100,6 +100,8 @@ pub(super) struct FolderTask {
     /// Files other computers are uploading that are being fetched ahead of their commit: the
     /// upload, where its next announcements go, and how far it is (shown while no pass runs).
     prefetching: BTreeMap<RelPath, (u64, mpsc::UnboundedSender<Announced>, Arc<Progress>)>,
+    /// The board shows the folder syncing because of the fetches ahead, not a pass.
+    shown_receiving: bool,
 }
 
 impl FolderTask {
@@ -131,6 +133,7 @@ impl FolderTask {
             open_for_writing: BTreeSet::new(),
             published: None,
             prefetching: BTreeMap::new(),
+            shown_receiving: false,
         }
     }
 
@@ -343,11 +346,20 @@ impl FolderTask {
         }
         let snap = self.prefetching.values().next().map(|(_, _, p)| p.snapshot());
         let receiving = snap.is_some();
+        let mut shown = self.shown_receiving;
         self.deps.board.folder(&self.folder.name, |f| {
+            // An idle folder receiving a file is syncing, and says so with its progress; it is
+            // idle again once the last fetch ends (a folder in error stays in error).
+            match (receiving, f.state) {
+                (true, FolderState::Idle) => (f.state, shown) = (FolderState::Syncing, true),
+                (false, FolderState::Syncing) if shown => (f.state, shown) = (FolderState::Idle, false),
+                _ => {}
+            }
             if receiving || f.state != FolderState::Syncing {
                 f.progress = snap;
             }
         });
+        self.shown_receiving = shown;
         receiving
     }
 
@@ -418,6 +430,8 @@ impl FolderTask {
         self.pull = false;
         self.due = false;
         self.running = true;
+        // The pass says what the folder is doing now.
+        self.shown_receiving = false;
         if !self.guard_paused {
             self.deps.board.folder(&self.folder.name, |f| f.state = FolderState::Syncing);
         }

@@ -65,6 +65,43 @@ pub struct Partials {
     /// Partials lent out to be appended to: folder, path and file name.
     lent: std::sync::Mutex<Vec<(String, RelPath, String)>>,
     returned: tokio::sync::Notify,
+    /// The prefetches running (folder, path, number): a download of the path, or its deletion,
+    /// ends them. Their files' announcements may be lost on the way (an announcement is
+    /// dropped when the folder task is busy), so a prefetch cannot count on hearing of the end.
+    fetching: std::sync::Mutex<Vec<(String, RelPath, u64)>>,
+    next_fetch: std::sync::atomic::AtomicU64,
+    fetch_ended: tokio::sync::Notify,
+}
+
+/// A prefetch registered with [`Partials::start_fetch`]; dropping it unregisters.
+pub(super) struct Fetching {
+    partials: Arc<Partials>,
+    id: u64,
+}
+
+impl Fetching {
+    /// Returns when a download of the path, or its deletion, ended this prefetch.
+    pub(super) async fn ended(&self) {
+        loop {
+            let ended = self.partials.fetch_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.is_ended() {
+                return;
+            }
+            ended.await;
+        }
+    }
+
+    pub(super) fn is_ended(&self) -> bool {
+        !self.partials.fetching().iter().any(|(_, _, id)| *id == self.id)
+    }
+}
+
+impl Drop for Fetching {
+    fn drop(&mut self) {
+        self.partials.fetching().retain(|(_, _, id)| *id != self.id);
+    }
 }
 
 pub(super) struct Partial {
@@ -107,8 +144,9 @@ impl Partials {
     }
 
     /// Takes the partial download of `path` for a download, waiting (a while at most) while
-    /// it is lent out.
+    /// it is lent out. A prefetch of the path ends: the download fetches the rest.
     async fn take_when_back(&self, folder: &str, path: &RelPath) -> Option<Partial> {
+        self.end_fetches(|f, p| f == folder && p == path);
         // The usual case, without a waiter: nothing is lent.
         if self.lent().is_empty() {
             return self.take(folder, path);
@@ -124,6 +162,27 @@ impl Partials {
             if tokio::time::timeout_at(give_up, returned).await.is_err() {
                 return None;
             }
+        }
+    }
+
+    /// Registers a prefetch of `path`, until the returned guard goes.
+    pub(super) fn start_fetch(self: &Arc<Self>, folder: &str, path: &RelPath) -> Fetching {
+        let id = self.next_fetch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fetching().push((folder.to_owned(), path.clone(), id));
+        Fetching { partials: self.clone(), id }
+    }
+
+    fn fetching(&self) -> std::sync::MutexGuard<'_, Vec<(String, RelPath, u64)>> {
+        self.fetching.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Ends the prefetches of the paths `which` matches.
+    fn end_fetches(&self, which: impl Fn(&str, &RelPath) -> bool) {
+        let mut fetching = self.fetching();
+        let before = fetching.len();
+        fetching.retain(|(f, p, _)| !which(f, p));
+        if fetching.len() != before {
+            self.fetch_ended.notify_waiters();
         }
     }
 
@@ -196,12 +255,15 @@ impl Partials {
     }
 
     /// Takes the partial downloads of `folder` at `paths` or below them (deleted here, so the
-    /// hidden file would keep its folder from being removed), for the caller to drop.
+    /// hidden file would keep its folder from being removed), for the caller to drop. Their
+    /// prefetches end.
     pub(super) fn take_under(&self, folder: &str, paths: &[RelPath]) -> Vec<Partial> {
+        let under = |p: &RelPath| paths.iter().any(|d| d == p || d.is_ancestor_of(p));
+        self.end_fetches(|f, p| f == folder && under(p));
         let mut kept = self.kept();
         let (gone, stay): (Vec<Partial>, Vec<Partial>) = std::mem::take(&mut *kept)
             .into_iter()
-            .partition(|p| p.folder == folder && paths.iter().any(|d| *d == p.path || d.is_ancestor_of(&p.path)));
+            .partition(|p| p.folder == folder && under(&p.path));
         *kept = stay;
         gone
     }

@@ -88,12 +88,23 @@ impl Engine {
             debug!(folder, path = %path, "not prefetching: its folder is not on this computer yet");
             return Vec::new();
         }
-        let announcements = futures::stream::unfold((Some(first), more), |(next, mut more)| async move {
-            let a = match next {
-                Some(a) => a,
-                None => tokio::time::timeout(IDLE, more.recv()).await.ok().flatten()?,
-            };
-            Some((a, (None, more)))
+        // Its file's download (the commit came) or deletion ends it: the announcements of the
+        // upload's end may never come.
+        let fetching = Arc::new(self.partials.start_fetch(folder, &path));
+        let ended = fetching.clone();
+        let announcements = futures::stream::unfold((Some(first), more), move |(next, mut more)| {
+            let ended = ended.clone();
+            async move {
+                let a = match next {
+                    Some(a) => a,
+                    None => tokio::select! {
+                        biased;
+                        a = tokio::time::timeout(IDLE, more.recv()) => a.ok().flatten()?,
+                        () = ended.ended() => return None,
+                    },
+                };
+                Some((a, (None, more)))
+            }
         });
         let server = self.server.clone();
         let fetched = announcements
@@ -114,7 +125,7 @@ impl Engine {
         let mut bytes = 0u64;
         let why = loop {
             let Some((b, data)) = fetched.next().await else {
-                break "no more announcements".to_string();
+                break if fetching.is_ended() { "its download took over" } else { "no more announcements" }.to_string();
             };
             if b.first != have.len() {
                 break format!("announcements were missed (chunk {} after {})", b.first, have.len());

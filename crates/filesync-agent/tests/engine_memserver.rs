@@ -205,6 +205,29 @@ async fn an_edit_right_after_a_download_fetches_only_the_changed_chunks() {
     assert_eq!(b.fs.read("vm.img").unwrap(), new);
 }
 
+/// An insert in a file big enough that its old chunks are read and verified ahead of the
+/// writer, on a thread of their own (`download::ReadAhead`): the new version is exact, and
+/// only the chunks around the insert are fetched.
+#[tokio::test]
+async fn a_big_file_rebuilt_from_the_copy_here_is_exact() {
+    let server = Arc::new(MemServer::default());
+    let a = Computer::new(&server, "laptop").await;
+    let b = Computer::new(&server, "desktop").await;
+    let old = noise(48 << 20, 5);
+    a.fs.write("vm.img", &old);
+    a.sync().await;
+    b.sync().await;
+    let mut new = old[..24 << 20].to_vec();
+    new.extend_from_slice(&noise(4096, 6));
+    new.extend_from_slice(&old[24 << 20..]);
+    a.fs.write("vm.img", &new);
+    a.sync().await;
+    let r = b.sync().await;
+    assert_eq!(r.downloaded, 1, "{r:?}");
+    assert!(r.bytes_down < 12 << 20, "fetched {} bytes of a 48 MiB file for a 4 KiB insert", r.bytes_down);
+    assert_eq!(b.fs.read("vm.img").unwrap(), new);
+}
+
 /// A changed chunk names, both ways, the old chunk at its place as the base of a delta: the
 /// uploader the chunk of the version it replaces (which the server has), the downloader its
 /// own copy of that chunk (read back and offered with its bytes). A new file names none.

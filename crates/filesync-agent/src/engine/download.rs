@@ -25,6 +25,14 @@ const FETCH_CONCURRENCY: usize = 8;
 const WRITEBACK_EVERY: u64 = 32 << 20;
 /// Pieces handed to the writer at once, at most (fewer when the next must wait for the network).
 const PIECES_PER_SEND: usize = 256;
+/// Bytes of local chunks a run reuses from which they are read and verified on a thread of
+/// their own, ahead of the writer (an edit inside a big file rebuilds it mostly from the old
+/// version: reading and hashing the old gigabyte and writing the new one then take one core
+/// each, instead of one after the other).
+const READ_AHEAD_MIN: u64 = 16 << 20;
+/// Bytes of local chunks the read-ahead hands the writer at once; two such hand-overs wait at
+/// most.
+const READ_AHEAD_BYTES: usize = 8 << 20;
 /// The longest a download waits for its partial to come back from a prefetch appending to it.
 const LENT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -261,9 +269,8 @@ impl Partials {
         let under = |p: &RelPath| paths.iter().any(|d| d == p || d.is_ancestor_of(p));
         self.end_fetches(|f, p| f == folder && under(p));
         let mut kept = self.kept();
-        let (gone, stay): (Vec<Partial>, Vec<Partial>) = std::mem::take(&mut *kept)
-            .into_iter()
-            .partition(|p| p.folder == folder && under(&p.path));
+        let (gone, stay): (Vec<Partial>, Vec<Partial>) =
+            std::mem::take(&mut *kept).into_iter().partition(|p| p.folder == folder && under(&p.path));
         *kept = stay;
         gone
     }
@@ -442,13 +449,22 @@ pub async fn run(
 
     // Pieces go to the writer in batches: one wake-up of its thread per batch, not per piece
     // (three per small file).
-    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Piece>>(2);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Piece>>(2);
+    let local_bytes: u64 =
+        sources.iter().flatten().map(|s| if let Source::Local(l) = s { u64::from(l.len) } else { 0 }).sum();
     let writer = {
         let fs = fs.clone();
         let jobs = jobs.clone();
         let device_name = device_name.to_string();
         let keep = (partials.clone(), folder.to_string());
-        tokio::task::spawn_blocking(move || write_all(&*fs, &jobs, rx, &device_name, now_unix, resumed, keep))
+        tokio::task::spawn_blocking(move || {
+            let pieces: Box<dyn Iterator<Item = Vec<Piece>>> = if local_bytes >= READ_AHEAD_MIN {
+                Box::new(ReadAhead::start(fs.clone(), rx))
+            } else {
+                Box::new(std::iter::from_fn(move || rx.blocking_recv()))
+            };
+            write_all(&*fs, &jobs, pieces, &device_name, now_unix, resumed, keep)
+        })
     };
 
     let conn2 = conn.clone();
@@ -569,7 +585,7 @@ pub(super) async fn drop_blocking(gone: Vec<Partial>) {
 fn write_all(
     fs: &dyn Filesystem,
     jobs: &[DownloadJob],
-    mut rx: tokio::sync::mpsc::Receiver<Vec<Piece>>,
+    pieces: impl Iterator<Item = Vec<Piece>>,
     device_name: &str,
     now_unix: i64,
     mut resumed: HashMap<usize, Partial>,
@@ -578,8 +594,7 @@ fn write_all(
     let mut results: Vec<DownloadResult> = jobs.iter().map(|_| DownloadResult::Failed("interrupted".into())).collect();
     let mut current: Option<(usize, Result<FileWriter, String>)> = None;
     let mut batch = Batch::default();
-    let pieces = std::iter::from_fn(|| rx.blocking_recv()).flatten();
-    for piece in pieces {
+    for piece in pieces.flatten() {
         match piece {
             Piece::Start(i) => {
                 let w = match resumed.remove(&i) {
@@ -649,6 +664,69 @@ fn write_all(
     results
 }
 
+/// Reads and verifies the local chunks among the pieces on a thread of its own, ahead of the
+/// writer, which then gets them as data; a chunk that cannot be read, or changed since its
+/// file was scanned, fails its file as a missing one does. Iterates over the pieces in order.
+struct ReadAhead {
+    rx: std::sync::mpsc::Receiver<Vec<Piece>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ReadAhead {
+    fn start(fs: Arc<dyn Filesystem>, mut rx: tokio::sync::mpsc::Receiver<Vec<Piece>>) -> ReadAhead {
+        let (tx, out) = std::sync::mpsc::sync_channel::<Vec<Piece>>(2);
+        let reader = std::thread::spawn(move || {
+            let mut ready = Vec::new();
+            let mut bytes = 0usize;
+            while let Some(pieces) = rx.blocking_recv() {
+                for piece in pieces {
+                    ready.push(match piece {
+                        Piece::Local(hash, l) => match read_local(&*fs, &l, &hash) {
+                            Ok(d) => {
+                                bytes += d.len();
+                                Piece::Data(Bytes::from(d))
+                            }
+                            Err(e) => Piece::Missing(e),
+                        },
+                        other => other,
+                    });
+                    if bytes >= READ_AHEAD_BYTES {
+                        bytes = 0;
+                        if tx.send(std::mem::take(&mut ready)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                // The producer sent these now for a reason (it waits for the network next).
+                if !ready.is_empty() && tx.send(std::mem::take(&mut ready)).is_err() {
+                    return;
+                }
+                bytes = 0;
+            }
+        });
+        ReadAhead { rx: out, reader: Some(reader) }
+    }
+}
+
+impl Iterator for ReadAhead {
+    type Item = Vec<Piece>;
+
+    fn next(&mut self) -> Option<Vec<Piece>> {
+        self.rx.recv().ok()
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        // Its sender is gone once the writer stops listening: the reader ends at its next send.
+        let (_, gone) = std::sync::mpsc::sync_channel(0);
+        drop(std::mem::replace(&mut self.rx, gone));
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
 /// Verified files waiting to be made durable and renamed into place together: one sync of the
 /// batch instead of two fsyncs per file, which is what makes many small files fast.
 #[derive(Default)]
@@ -689,7 +767,10 @@ impl Batch {
         if ids.is_empty() {
             return;
         }
-        if let Err(e) = fs.sync_temps(&mut temps) {
+        let started = tokio::time::Instant::now();
+        let synced = fs.sync_temps(&mut temps);
+        tracing::debug!(files = ids.len(), ms = started.elapsed().as_millis() as u64, "made downloaded files durable");
+        if let Err(e) = synced {
             for i in ids {
                 results[i] = DownloadResult::Failed(format!("{}: {}", jobs[i].path, super::describe_io(&e)));
             }
@@ -837,4 +918,69 @@ pub fn local_chunk_index<'a>(
         }
     }
     idx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memfs::MemFs;
+
+    /// What the writer gets, in short: S(tart), D(ata) with its length, M(issing) with why, E(nd).
+    fn shown(pieces: &[Piece]) -> Vec<String> {
+        pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Start(i) => format!("S{i}"),
+                Piece::Data(d) => format!("D{}", d.len()),
+                Piece::Local(..) => "L".into(),
+                Piece::Missing(why) => format!("M {why}"),
+                Piece::End => "E".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn read_ahead_hands_the_writer_local_chunks_as_verified_data_in_order() {
+        const MIB: usize = 1 << 20;
+        let data = filesync_core::testdata::random_bytes(15 * MIB, 3);
+        let fs = MemFs::new();
+        fs.write("old.bin", &data);
+        let at = |i: usize| LocalChunk {
+            path: RelPath::new("old.bin").unwrap(),
+            offset: (i * 5 * MIB) as u64,
+            len: 5 << 20,
+        };
+        let hash = |i: usize| Hash::of(&data[i * 5 * MIB..(i + 1) * 5 * MIB]);
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tx.blocking_send(vec![Piece::Start(0), Piece::Local(hash(0), at(0)), Piece::Data(Bytes::from_static(b"new"))])
+            .unwrap();
+        // The copy here no longer holds the second chunk (it changed since the scan).
+        tx.blocking_send(vec![Piece::Local(hash(2), at(1)), Piece::Local(hash(2), at(2)), Piece::End]).unwrap();
+        drop(tx);
+
+        let out: Vec<Piece> = ReadAhead::start(Arc::new(fs), rx).flatten().collect();
+        let shown = shown(&out);
+        assert_eq!(shown.len(), 6, "{shown:?}");
+        assert_eq!(shown[..3], ["S0", "D5242880", "D3"]);
+        assert!(shown[3].starts_with("M ") && shown[3].contains("changed while its chunks were reused"), "{shown:?}");
+        assert_eq!(shown[4..], ["D5242880", "E"]);
+        let Piece::Data(first) = &out[1] else { unreachable!() };
+        assert_eq!(first[..], data[..5 * MIB]);
+    }
+
+    #[test]
+    fn read_ahead_stops_when_the_writer_stops_listening() {
+        let fs = MemFs::new();
+        fs.write("old.bin", vec![1u8; 64]);
+        let l = LocalChunk { path: RelPath::new("old.bin").unwrap(), offset: 0, len: 64 };
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        for _ in 0..64 {
+            tx.blocking_send(vec![Piece::Local(Hash::of(&[1u8; 64]), l.clone())]).unwrap();
+        }
+        let mut pieces = ReadAhead::start(Arc::new(fs), rx);
+        assert!(pieces.next().is_some());
+        // Dropping it joins the reader, which must not wait for the producer's end.
+        drop(pieces);
+        drop(tx);
+    }
 }

@@ -831,10 +831,11 @@ async fn a_prefetch_cut_by_a_lost_connection_is_finished_by_the_commits_download
     assert!(b.engine.partials.is_empty());
 }
 
-/// Found in the walkthrough: the last announcements of an upload were lost on the way (the
-/// desktop's folder task was busy, and an announcement is dropped then), so its prefetch
-/// waited a minute for them after the commit's download had finished the file, and the folder
-/// said "syncing" all that time. Now the download of a path ends the prefetch of it.
+/// Found in the walkthrough: the last announcements of an upload never came (the laptop's
+/// scan found the new file still being written and left it to the ordinary upload, which found
+/// its chunks stored and had nothing to announce), so the desktop's prefetch waited a minute for
+/// them after the commit's download had finished the file, and the folder said "syncing" all
+/// that time. Now the download of a path ends the prefetch of it.
 #[tokio::test]
 async fn the_commits_download_ends_a_prefetch_still_waiting_for_announcements() {
     let server = Arc::new(MemServer::default());

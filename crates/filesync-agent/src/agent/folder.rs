@@ -58,6 +58,8 @@ pub(super) struct Deps {
     pub db: StateDb,
     /// Set for events from the watcher (the supervisor's end of the folder's channel).
     pub tx: mpsc::Sender<Event>,
+    /// Where the announcements of the uploads this folder fetches ahead come by.
+    pub routes: super::Routes,
 }
 
 pub(super) struct FolderTask {
@@ -273,8 +275,8 @@ impl FolderTask {
                 }
                 false
             }
-            Event::Announced(a) => {
-                self.announced(&a);
+            Event::Announced(upload) => {
+                self.announced(&upload);
                 false
             }
             Event::Settings { folder, all_paused } => {
@@ -292,6 +294,9 @@ impl FolderTask {
                 // uploads in progress stop (a paused folder fetches nothing); the commits bring
                 // those files as the new settings allow.
                 self.prefetching.clear();
+                if let Some(id) = self.folder_id {
+                    self.deps.routes.end_uploads(id);
+                }
                 self.scope = Scope::Full;
                 self.pull = true;
                 self.due = true;
@@ -303,27 +308,24 @@ impl FolderTask {
         }
     }
 
-    /// Starts fetching a file another computer is uploading, or passes the news on to the
-    /// fetch already going: only for files this folder would download.
-    fn announced(&mut self, a: &Announced) {
+    /// Starts fetching a file another computer began uploading, if this folder would
+    /// download it; its later announcements come straight to the fetch (`RouteTable`).
+    fn announced(&mut self, upload: &super::Upload) {
+        let a = &upload.first;
         if self.folder_id != Some(a.folder_id) || self.paused() {
             return;
         }
         self.prefetching.retain(|_, (_, tx, _)| !tx.is_closed());
-        if let Some((upload, tx, _)) = self.prefetching.get(&a.path)
-            && *upload == a.upload
-        {
-            let _ = tx.send(a.clone());
-            return;
-        }
-        // Joined in the middle of an upload, or too many at once: the commit's download does it.
-        if a.first != 0 || self.prefetching.len() >= MAX_PREFETCHES {
+        // Too many at once: the commit's download does it.
+        if self.prefetching.len() >= MAX_PREFETCHES {
             return;
         }
         let Some(engine) = self.deps.engine.borrow().clone() else { return };
-        let (tx, rx) = mpsc::unbounded_channel();
-        // A fetch of an older upload of the path stops when its sender goes.
+        let Some((tx, rx)) = upload.more.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() else {
+            return;
+        };
         let progress = Arc::new(Progress::default());
+        // The sender tells whether the fetch still runs (its receiver goes when it ends).
         self.prefetching.insert(a.path.clone(), (a.upload, tx, progress.clone()));
         let (folder, fs, first) = (self.folder.clone(), self.fs.clone(), a.clone());
         let limit = crate::engine::throttle::Throttle::new(self.folder.settings.download_limit);

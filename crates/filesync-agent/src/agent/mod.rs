@@ -17,6 +17,7 @@ pub(crate) use board::{unix_now, unix_now_ms};
 pub use watch::{LocalChanges, Relevant, relevant_paths};
 
 use crate::config::{Config, FolderConfig, Home};
+use crate::engine::server::Announced;
 use crate::engine::{Engine, SyncError};
 use crate::state::StateDb;
 use crate::status::FolderState;
@@ -88,10 +89,23 @@ pub enum Event {
     Request,
     /// The folder's settings changed, or every folder was paused or resumed.
     Settings { folder: Box<FolderConfig>, all_paused: bool },
-    /// Another computer is uploading a file and these of its chunks are on the server: fetch
-    /// them ahead of its commit (`engine::prefetch`).
-    Announced(Arc<crate::engine::server::Announced>),
+    /// Another computer began uploading a file and its first chunks are on the server: fetch
+    /// them ahead of its commit (`engine::prefetch`), and the rest as they are announced.
+    Announced(Arc<Upload>),
 }
+
+/// The first announcement of an upload, and the channel its later announcements come by: they
+/// go straight from the connection manager to the prefetch, in order, never behind (nor
+/// dropped from) the queue of a folder task busy with a pass. The folder task that fetches the
+/// file takes `more`; once nobody holds its receiver, the upload's route closes.
+#[derive(Debug)]
+pub struct Upload {
+    pub first: Announced,
+    pub more: Mutex<Option<Announcements>>,
+}
+
+/// An upload's route: a sender (which tells whether the fetch still listens) and the receiver.
+pub type Announcements = (mpsc::UnboundedSender<Announced>, mpsc::UnboundedReceiver<Announced>);
 
 /// Holds the home's lock for as long as it lives: one agent (or one `sync`) per home.
 pub struct HomeLock {
@@ -261,7 +275,7 @@ fn control_handler(
 ) -> impl Fn(control::ControlRequest) -> Result<(), String> + Clone + Send + 'static {
     move |request| match request {
         control::ControlRequest::Sync { folder } => {
-            let tx = routes.lock().expect("routes lock").get(&folder).cloned();
+            let tx = routes.folders().get(&folder).cloned();
             let Some(tx) = tx else { return Err(format!("this agent does not sync a folder named {folder}")) };
             tokio::spawn(async move { tx.send(Event::Request).await });
             Ok(())
@@ -278,7 +292,7 @@ async fn forward_nudges(mut nudges: tokio::sync::broadcast::Receiver<String>, ro
     loop {
         match nudges.recv().await {
             Ok(folder) => {
-                let tx = routes.lock().expect("routes lock").get(&folder).cloned();
+                let tx = routes.folders().get(&folder).cloned();
                 if let Some(tx) = tx {
                     let _ = tx.send(Event::Request).await;
                 }
@@ -299,16 +313,70 @@ struct Login {
     device_name: String,
 }
 
-/// The routes from the connection manager to the folder tasks. A std mutex: a lookup or an
-/// insert, never held across an await.
-type Routes = Arc<Mutex<HashMap<String, mpsc::Sender<Event>>>>;
+/// The routes from the connection manager to the folder tasks and to the uploads being
+/// fetched ahead.
+type Routes = Arc<RouteTable>;
+
+/// Std mutexes: a lookup or an insert, never held across an await.
+#[derive(Default)]
+pub(super) struct RouteTable {
+    folders: Mutex<HashMap<String, mpsc::Sender<Event>>>,
+    uploads: Mutex<Vec<Route>>,
+}
+
+/// An upload announced, and where its later announcements go.
+struct Route {
+    folder_id: u64,
+    path: filesync_core::RelPath,
+    upload: u64,
+    tx: mpsc::UnboundedSender<Announced>,
+}
+
+impl RouteTable {
+    fn folders(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Event>>> {
+        self.folders.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn uploads(&self) -> std::sync::MutexGuard<'_, Vec<Route>> {
+        let mut u = self.uploads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // An upload nobody fetches any more (or never did) needs no route.
+        u.retain(|r| !r.tx.is_closed());
+        u
+    }
+
+    /// The start of an upload: its later announcements go by the returned channel. The route
+    /// of an older upload of the path closes, which stops its prefetch.
+    fn start_upload(&self, a: Announced) -> Upload {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut uploads = self.uploads();
+        uploads.retain(|r| !(r.folder_id == a.folder_id && r.path == a.path));
+        uploads.push(Route { folder_id: a.folder_id, path: a.path.clone(), upload: a.upload, tx: tx.clone() });
+        Upload { first: a, more: Mutex::new(Some((tx, rx))) }
+    }
+
+    /// Hands a later announcement to its upload's route, if one is open.
+    fn announce(&self, a: Announced) {
+        let uploads = self.uploads();
+        let route = uploads.iter().find(|r| r.folder_id == a.folder_id && r.path == a.path && r.upload == a.upload);
+        if let Some(r) = route {
+            let _ = r.tx.send(a);
+        }
+    }
+
+    /// Closes the routes of `folder_id`'s uploads: their prefetches stop (the folder's
+    /// settings changed).
+    pub(super) fn end_uploads(&self, folder_id: u64) {
+        self.uploads().retain(|r| r.folder_id != folder_id);
+    }
+}
 
 /// Gives `ev` to every folder task. A busy task's queue may be full of the watcher's wake-ups
 /// (its own downloads make thousands); a push or a reconnect must still reach it — one lost
 /// leaves the folder behind the server until its next walk of everything — so it then waits
-/// its turn on a task of its own. An announcement may go: fetching ahead only saves time.
+/// its turn on a task of its own. The start of an upload may go (fetching ahead only saves
+/// time); its later announcements take their own route (`RouteTable::announce`).
 fn broadcast(routes: &Routes, ev: Event) {
-    for tx in routes.lock().expect("routes lock").values() {
+    for tx in routes.folders().values() {
         if let Err(mpsc::error::TrySendError::Full(ev)) = tx.try_send(ev.clone())
             && !matches!(ev, Event::Announced(_))
         {
@@ -417,13 +485,14 @@ impl Supervisor {
             opts: self.opts.clone(),
             db: self.db.clone(),
             tx: tx.clone(),
+            routes: self.routes.clone(),
         };
         self.board.folder(&config.name, |f| {
             f.waiting = vec!["starting".into()];
             f.in_sync = false;
         });
         let task = tokio::spawn(supervise(config.clone(), all_paused, deps, rx));
-        self.routes.lock().expect("routes lock").insert(config.name.clone(), tx.clone());
+        self.routes.folders().insert(config.name.clone(), tx.clone());
         self.folders.insert(config.name.clone(), RunningFolder { config, all_paused, tx, task });
     }
 
@@ -432,7 +501,7 @@ impl Supervisor {
         for name in names {
             if let Some(r) = self.folders.remove(&name) {
                 r.task.abort();
-                self.routes.lock().expect("routes lock").remove(&name);
+                self.routes.folders().remove(&name);
             }
         }
     }
@@ -541,7 +610,10 @@ async fn manage_connection(
                     match p {
                         // Each task knows its folder's id and drops the others.
                         Push::FolderChanged { folder_id, seq } => broadcast(Event::Remote { folder_id, seq }),
-                        Push::Announced(a) => broadcast(Event::Announced(Arc::new(a))),
+                        Push::Announced(a) if a.first == 0 => {
+                            broadcast(Event::Announced(Arc::new(routes.start_upload(a))))
+                        }
+                        Push::Announced(a) => routes.announce(a),
                         Push::Closed(reason) => {
                             warn!("disconnected: {reason}");
                             // The person reads what happened and what to do, not the library's text.
@@ -605,7 +677,7 @@ mod tests {
     async fn a_push_reaches_a_folder_task_whose_queue_is_full() {
         let routes = Routes::default();
         let (tx, mut rx) = mpsc::channel(2);
-        routes.lock().unwrap().insert("docs".to_string(), tx);
+        routes.folders().insert("docs".to_string(), tx);
         broadcast(&routes, Event::Local);
         broadcast(&routes, Event::Local);
         broadcast(&routes, Event::Remote { folder_id: 1, seq: 10_100 });
@@ -618,12 +690,50 @@ mod tests {
         assert!(got.iter().any(|e| matches!(e, Event::Connected)), "{got:?}");
     }
 
+    /// Found in the walkthrough: a big file's last announcements were dropped because the
+    /// receiving folder task's queue was full (it was busy with a pass), so its prefetch
+    /// stopped short. Only an upload's start goes through the queue now; the rest take the
+    /// upload's own route, in order, whatever the queue holds.
+    #[tokio::test]
+    async fn an_uploads_later_announcements_reach_its_fetch_in_order_past_a_full_queue() {
+        let routes = Routes::default();
+        let (tx, mut rx) = mpsc::channel(1);
+        routes.folders().insert("docs".to_string(), tx);
+        let chunk = filesync_core::ChunkRef { hash: filesync_core::Hash::of(b"x"), len: 1 };
+        let ann = |upload: u64, first: u32| Announced {
+            folder_id: 1,
+            path: filesync_core::RelPath::new("big.bin").unwrap(),
+            upload,
+            size: 10,
+            first,
+            chunks: vec![chunk],
+            total: 10,
+            device_id: 2,
+        };
+        broadcast(&routes, Event::Announced(Arc::new(routes.start_upload(ann(7, 0)))));
+        broadcast(&routes, Event::Local);
+        broadcast(&routes, Event::Local);
+        let Some(Event::Announced(upload)) = rx.recv().await else { panic!("the upload's start comes first") };
+        let (folders_sender, mut more) = upload.more.lock().unwrap().take().unwrap();
+        for first in 1..10 {
+            routes.announce(ann(7, first));
+        }
+        for first in 1..10 {
+            assert_eq!(more.recv().await.unwrap().first, first);
+        }
+        // A newer upload of the path closes the older one's route: its fetch stops.
+        let _newer = routes.start_upload(ann(8, 0));
+        routes.announce(ann(7, 5));
+        drop(folders_sender);
+        assert!(more.recv().await.is_none(), "nothing more for the older upload");
+    }
+
     #[tokio::test]
     async fn a_request_made_in_the_ui_reaches_its_folder_task_at_once() {
         let live = crate::live::LiveStatus::default();
         let routes = Routes::default();
         let (tx, mut rx) = mpsc::channel(4);
-        routes.lock().unwrap().insert("docs".to_string(), tx);
+        routes.folders().insert("docs".to_string(), tx);
         let forward = tokio::spawn(forward_nudges(live.subscribe_nudges(), routes.clone()));
         live.nudge("other");
         live.nudge("docs");

@@ -74,8 +74,9 @@ pub struct Partials {
     lent: std::sync::Mutex<Vec<(String, RelPath, String)>>,
     returned: tokio::sync::Notify,
     /// The prefetches running (folder, path, number): a download of the path, or its deletion,
-    /// ends them. Their files' announcements may be lost on the way (an announcement is
-    /// dropped when the folder task is busy), so a prefetch cannot count on hearing of the end.
+    /// ends them. The end of an upload may never be announced (the uploader's scan found the
+    /// file still being written and left it to the ordinary upload, which has nothing new to
+    /// announce), so a prefetch cannot count on hearing of it.
     fetching: std::sync::Mutex<Vec<(String, RelPath, u64)>>,
     next_fetch: std::sync::atomic::AtomicU64,
     fetch_ended: tokio::sync::Notify,

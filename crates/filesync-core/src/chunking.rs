@@ -174,14 +174,21 @@ impl Chunker {
         })
     }
 
-    /// The chunks of `buf` that are cut for sure: all of them at the end of the input (`eof`),
-    /// else those followed by at least `max` bytes, exactly as over the whole input.
+    /// The chunks of `buf` that are cut for sure, exactly as over the whole input: all of them
+    /// at the end of the input (`eof`), else those that end before `buf` does. FastCDC stops a
+    /// chunk at the first boundary its rolling hash finds (from `min` on, with the stricter
+    /// mask up to `avg`), or at `max`: a boundary found before the end of what it was given is
+    /// the one it would find given more, while a cut at that end may only be the end of the
+    /// bytes read so far, and waits for the next block.
     fn cuts(&self, buf: &[u8], eof: bool) -> Vec<Range<usize>> {
         let cdc = fastcdc::v2020::FastCDC::new(buf, self.min, self.avg, self.max);
         let mut cuts = Vec::new();
         let mut pos = 0;
-        while pos < buf.len() && (eof || buf.len() - pos >= self.max as usize) {
+        while pos < buf.len() {
             let (_, end) = cdc.cut(pos, buf.len() - pos);
+            if end == buf.len() && !eof {
+                break;
+            }
             cuts.push(pos..end);
             pos = end;
         }
@@ -246,6 +253,23 @@ mod tests {
                 .unwrap();
             assert_eq!(chunker.digest_bytes(&data), streamed, "{len} bytes");
             assert_eq!(offsets.len(), streamed.chunks.len());
+        }
+    }
+
+    /// Runs of zeros find no boundary, so their chunks end at `max`, some of them right at the
+    /// end of a read block: such a cut waits for the next block, and the chunks are those of
+    /// the whole input.
+    #[test]
+    fn chunks_cut_at_their_maximum_across_read_blocks_are_cut_as_in_memory() {
+        for chunker in [Chunker::default(), Chunker::tiny()] {
+            for zeros_at in [0, READ_BLOCK - 3 * (1 << 20), READ_BLOCK - 1, READ_BLOCK + 12_345] {
+                let mut data = pseudo_random(3 * READ_BLOCK + 777, 13);
+                let end = (zeros_at + 2 * READ_BLOCK).min(data.len() - 100);
+                data[zeros_at..end].fill(0);
+                let streamed = chunker.digest_with(Trickle(&data, 0), |_, _, _| Ok(())).unwrap();
+                assert_eq!(chunker.digest_bytes(&data), streamed, "zeros from {zeros_at}");
+                assert!(streamed.chunks.iter().any(|c| c.len == chunker.max), "some chunks end at the maximum");
+            }
         }
     }
 

@@ -510,7 +510,7 @@ pub async fn run(
                 Source::Remote(b) => {
                     while loaded.as_ref().map(|(n, _)| n) != Some(b) {
                         // What is ready goes to the writer before waiting for the network.
-                        if !out.is_empty() && tx.send(std::mem::take(&mut out)).await.is_err() {
+                        if !hand_over(&tx, &mut out, 1).await {
                             break 'jobs;
                         }
                         match fetched.next().await {
@@ -534,24 +534,31 @@ pub async fn run(
             };
             progress.bytes_done.fetch_add(c.len as u64, std::sync::atomic::Ordering::Relaxed);
             out.push(piece);
-            if out.len() >= PIECES_PER_SEND && tx.send(std::mem::take(&mut out)).await.is_err() {
+            if !hand_over(&tx, &mut out, PIECES_PER_SEND).await {
                 break 'jobs;
             }
         }
         progress.files_done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         out.push(Piece::End);
-        if out.len() >= PIECES_PER_SEND && tx.send(std::mem::take(&mut out)).await.is_err() {
+        if !hand_over(&tx, &mut out, PIECES_PER_SEND).await {
             break;
         }
     }
     // A run cut short still hands over what it has: the writer keeps a file cut mid-way.
-    if !out.is_empty() {
-        let _ = tx.send(out).await;
-    }
+    hand_over(&tx, &mut out, 1).await;
     drop(tx);
     let results = writer.await.map_err(|e| SyncError::Internal(format!("download writer panicked: {e}")))?;
     let fetched = fetched_bytes.load(std::sync::atomic::Ordering::Relaxed);
     Ok(Downloaded { results, fetched, cut: fetch_error })
+}
+
+/// Hands the pieces in `out` to the writer once there are at least `at_least` (and one);
+/// false when the writer is gone.
+async fn hand_over(tx: &tokio::sync::mpsc::Sender<Vec<Piece>>, out: &mut Vec<Piece>, at_least: usize) -> bool {
+    if out.len() < at_least.max(1) {
+        return true;
+    }
+    tx.send(std::mem::take(out)).await.is_ok()
 }
 
 /// The requests for one batch: each chunk with the bytes of the local chunk at its place, read

@@ -100,7 +100,8 @@ pub(super) struct FolderTask {
     /// What `publish` last put on the board, so that an unchanged status is not re-sent.
     published: Option<Published>,
     /// Files other computers are uploading that are being fetched ahead of their commit: the
-    /// upload, where its next announcements go, and how far it is (shown while no pass runs).
+    /// upload, a sender of its route (closed once the fetch ends; dropping it, with the
+    /// route, stops the fetch), and how far it is (shown while no pass runs).
     prefetching: BTreeMap<RelPath, (u64, mpsc::UnboundedSender<Announced>, Arc<Progress>)>,
     /// The board shows the folder syncing because of the fetches ahead, not a pass.
     shown_receiving: bool,

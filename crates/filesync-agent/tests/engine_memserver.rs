@@ -442,6 +442,30 @@ async fn a_full_disk_fails_downloads_with_a_clear_reason_and_the_next_sync_finis
     assert!(temps.is_empty(), "{temps:?}");
 }
 
+/// A `chmod` elsewhere changes no byte of the file: its download fails on a full disk like
+/// any other, and the next sync sets the executable bit. (Found by the simulation, seed 86 of
+/// its first workload with `chmod`: the failed download's file held the version's bytes
+/// already, so the next sync took the old bit for the version's.)
+#[tokio::test]
+async fn a_chmod_whose_download_failed_on_a_full_disk_arrives_with_the_next_sync() {
+    let server = Arc::new(MemServer::default());
+    let a = Computer::new(&server, "laptop").await;
+    let b = Computer::new(&server, "desktop").await;
+    a.fs.write("run.sh", "#!/bin/sh\necho hello\n");
+    a.sync().await;
+    b.sync().await;
+    a.fs.set_executable("run.sh", true);
+    assert_eq!(a.sync().await.uploaded, 1);
+    b.fs.set_full(true);
+    let r = b.sync_with_errors().await;
+    assert_eq!(r.errors.len(), 1, "{r:?}");
+    b.fs.set_full(false);
+    b.sync().await;
+    let exec = |c: &Computer| c.fs.stat(&RelPath::new("run.sh").unwrap()).unwrap().unwrap().executable;
+    assert!(exec(&b), "the desktop's copy is executable, as the laptop's");
+    assert_eq!(b.fs.read("run.sh").unwrap(), b"#!/bin/sh\necho hello\n");
+}
+
 /// A download cut short by a lost connection goes on, over the next connection, from its last
 /// whole chunk: what arrived before is kept in the hidden temporary file (never under the
 /// file's name), and only the rest is fetched.

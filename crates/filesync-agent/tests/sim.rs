@@ -1,7 +1,8 @@
 //! Seeded, randomized histories of the whole sync loop in one process: two to four
 //! computers, each a real engine with its own state database on its own `MemFs`, write,
 //! append to (some saves replace the file, as editors do; some happen while the sync reads the
-//! file), move and delete files, make and remove whole directories, change the folder's
+//! file), move (by a rename, or a copy and a deletion), `chmod` and delete files, make, move,
+//! rename and remove whole directories, replace a directory by a file and back, change the folder's
 //! settings (direction, excluded subfolders, pause) and its ignore rules (`.filesyncignore`,
 //! which syncs), restore old versions from the server's
 //! history, and sync, in a random order, through a server that is either the in-memory model
@@ -19,9 +20,9 @@
 //! anything, all sync to quiet again, and the run checks:
 //!
 //! - quiescence within a bounded number of rounds, and no pass reporting a failed file;
-//! - every computer holds the same tree, and it is the server's current state (on disks that
-//!   ignore case, but for names the server holds in two spellings: each computer keeps its
-//!   own and reports the other as skipped);
+//! - every computer holds the same tree, with the same executable bits, and it is the
+//!   server's current state (on disks that ignore case, but for names the server holds in two
+//!   spellings: each computer keeps its own and reports the other as skipped);
 //! - **no lost version**: every content a person wrote that their computer's engine saw (it
 //!   was on disk when a pass started that then finished, while the folder sent local changes
 //!   and outside excluded subfolders) is the current content of some file, or a version in
@@ -76,6 +77,8 @@ use std::sync::Arc;
 /// never meets a directory in its way).
 const DIRS: [&str; 4] = ["", "a/", "a/b/", "c/"];
 const NAMES: [&str; 4] = ["x.txt", "y.txt", "z.bin", "notes"];
+/// Where a moved directory goes (when that name is free and its parent a directory).
+const DIR_TARGETS: [&str; 4] = ["a", "c", "d", "a/d"];
 /// Rounds of "every computer syncs" allowed to reach quiet after the workload.
 const MAX_QUIET_ROUNDS: usize = 6;
 
@@ -194,6 +197,22 @@ impl Computer {
 
     fn files(&self) -> Vec<String> {
         self.tree().0.into_keys().collect()
+    }
+
+    /// The files whose executable bit is set.
+    fn executables(&self) -> BTreeSet<String> {
+        let executable = |p: &String| {
+            let path = filesync_core::RelPath::new(p.as_str()).expect("a listed path is valid");
+            self.fs.stat(&path).ok().flatten().is_some_and(|s| s.executable)
+        };
+        self.files().into_iter().filter(executable).collect()
+    }
+
+    /// The files at or below `dir` (spelled as on this disk, which may ignore case).
+    fn files_under(&self, dir: &str) -> Vec<String> {
+        let fold = |p: &str| if self.fs.case_insensitive() { p.to_lowercase() } else { p.to_string() };
+        let prefix = format!("{}/", fold(dir));
+        self.files().into_iter().filter(|f| fold(f) == fold(dir) || fold(f).starts_with(&prefix)).collect()
     }
 
     /// Files (path → file hash, as the server names versions) and directories.
@@ -480,18 +499,28 @@ struct Concurrency {
     /// Per computer: paths others changed (and may have sent) since its last finished pass
     /// that pulled.
     others: Vec<BTreeSet<String>>,
-    /// Per computer: the conflict copies of its own it has made so far.
+    /// Per computer: the conflict copies of its own it has made so far (as keys).
     copies: Vec<BTreeSet<String>>,
     /// On disks that ignore case: names the server has held in two spellings at once. A
     /// computer holds one of them and skips the other, so a change it makes there may rightly
     /// meet the spelling it never had (seed 12212): those names are not judged.
     clashed: BTreeSet<String>,
+    /// Conflict copies some computer moved with their directory: a new name, not a new copy.
+    moved_copies: BTreeSet<String>,
 }
 
 impl Concurrency {
     fn new(computers: usize, fold: bool) -> Concurrency {
         let sets = || vec![BTreeSet::new(); computers];
-        Concurrency { fold, own: sets(), unsent: sets(), others: sets(), copies: sets(), clashed: BTreeSet::new() }
+        Concurrency {
+            fold,
+            own: sets(),
+            unsent: sets(),
+            others: sets(),
+            copies: sets(),
+            clashed: BTreeSet::new(),
+            moved_copies: BTreeSet::new(),
+        }
     }
 
     fn key(&self, path: &str) -> String {
@@ -503,6 +532,14 @@ impl Concurrency {
         let k = self.key(path);
         self.own[c].insert(k.clone());
         self.unsent[c].insert(k);
+    }
+
+    /// A file moved with its directory from `from` to `to`.
+    fn moved(&mut self, from: &str, to: &str) {
+        if filesync_core::RelPath::new(from).ok().and_then(|p| parse_conflict_copy(&p)).is_some() {
+            let k = self.key(to);
+            self.moved_copies.insert(k);
+        }
     }
 
     /// What `c` may have sent (`keys`) reaches the others' unpulled changes.
@@ -578,7 +615,10 @@ impl Concurrency {
             let Some(copy) = filesync_core::RelPath::new(f.as_str()).ok().and_then(|p| parse_conflict_copy(&p)) else {
                 continue;
             };
-            if copy.device != name || !self.copies[c].insert(f.clone()) {
+            // (On a disk that ignores case, a copy that came back under another spelling of
+            // its directory, moved by case on another computer, is the same copy.)
+            let fk = self.key(&f);
+            if copy.device != name || !self.copies[c].insert(fk.clone()) || self.moved_copies.contains(&fk) {
                 continue;
             }
             let k = self.key(copy.original.as_str());
@@ -657,7 +697,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
         // would make rules nobody chose).
         let existing: Vec<String> = c.files().into_iter().filter(|f| f != IGNORE_FILE).collect();
         let rules = Rules::now(c);
-        let action = rng.random_range(0..18);
+        let action = rng.random_range(0..20);
         trace.log(format!(
             "step {step}: {} action {action}; files {:?}",
             c.name,
@@ -714,7 +754,8 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 deletions.deleted(ci, path, &c.folder.borrow().settings.excluded, &rules);
                 concurrency.changed(ci, path);
             }
-            // Move a file to a free name (another directory, or renamed).
+            // Move a file to a free name (another directory, or renamed): a rename, or a copy
+            // and a deletion (a new inode).
             5 if !existing.is_empty() => {
                 let from = &existing[rng.random_range(0..existing.len())];
                 let to = if case_insensitive && rng.random_bool(0.4) {
@@ -732,9 +773,18 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 // file itself.
                 let case_only = to.to_lowercase() == from.to_lowercase() && to != *from;
                 if case_only || !c.fs.exists(&to) {
-                    let data = c.fs.read(from).unwrap();
-                    c.fs.remove(from);
-                    c.fs.write(&to, data);
+                    if rng.random_bool(0.5) {
+                        let rel = |p: &str| filesync_core::RelPath::new(p).expect("valid");
+                        if let Some((dir, _)) = to.rsplit_once('/') {
+                            c.fs.mkdir(dir);
+                        }
+                        c.fs.rename_noreplace(&rel(from), &rel(&to)).expect("a free name");
+                        trace.log(format!("  {}: renamed {from} to {to}", c.name));
+                    } else {
+                        let data = c.fs.read(from).unwrap();
+                        c.fs.remove(from);
+                        c.fs.write(&to, data);
+                    }
                     if case_only {
                         deletions.wrote(ci, &to);
                         concurrency.changed(ci, &to);
@@ -750,9 +800,9 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
             6 => {
                 let dir = DIRS[rng.random_range(1..DIRS.len())].trim_end_matches('/');
                 if rng.random_bool(0.5) {
-                    for f in existing.iter().filter(|f| f.starts_with(&format!("{dir}/"))) {
-                        deletions.deleted(ci, f, &c.folder.borrow().settings.excluded, &rules);
-                        concurrency.changed(ci, f);
+                    for f in c.files_under(dir) {
+                        deletions.deleted(ci, &f, &c.folder.borrow().settings.excluded, &rules);
+                        concurrency.changed(ci, &f);
                     }
                     c.fs.remove(dir);
                 } else {
@@ -866,6 +916,49 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                     backend.repair_chunks();
                 }
             }
+            // The executable bit of a file is set or cleared (`chmod`: the mtime stays).
+            18 if !existing.is_empty() => {
+                let path = &existing[rng.random_range(0..existing.len())];
+                let rel = filesync_core::RelPath::new(path.as_str()).expect("valid");
+                let executable = c.fs.stat(&rel).unwrap().expect("listed").executable;
+                c.fs.set_executable(path, !executable);
+                trace.log(format!("  {}: {path} executable {}", c.name, !executable));
+                deletions.wrote(ci, path);
+                concurrency.changed(ci, path);
+            }
+            // A directory is moved or renamed (one rename: its files keep their inodes).
+            // (Not yet: a case-only rename of a directory on a disk that ignores case, which
+            // the engine does not sync right.)
+            19 => {
+                let dirs: Vec<String> = c.tree().1.into_iter().collect();
+                if dirs.is_empty() {
+                    continue;
+                }
+                let from = &dirs[rng.random_range(0..dirs.len())];
+                let to = DIR_TARGETS[rng.random_range(0..DIR_TARGETS.len())];
+                let fold = |p: &str| if case_insensitive { p.to_lowercase() } else { p.to_string() };
+                let parent_is_dir =
+                    to.rsplit_once('/').is_none_or(|(d, _)| c.tree().1.iter().any(|x| fold(x) == fold(d)));
+                let free = !c.fs.exists(to) && !fold(to).starts_with(&format!("{}/", fold(from)));
+                if !(free && parent_is_dir) {
+                    continue;
+                }
+                let moved = c.files_under(from);
+                let rel = |p: &str| filesync_core::RelPath::new(p).expect("valid");
+                c.fs.rename_noreplace(&rel(from), &rel(to)).expect("a free name");
+                trace.log(format!("  {}: directory {from} renamed to {to}", c.name));
+                let excluded = c.folder.borrow().settings.excluded.clone();
+                for f in moved {
+                    let new = format!("{to}{}", &f[from.len()..]);
+                    deletions.deleted(ci, &f, &excluded, &rules);
+                    concurrency.changed(ci, &f);
+                    concurrency.moved(&f, &new);
+                    deletions.wrote(ci, &new);
+                    concurrency.changed(ci, &new);
+                }
+                concurrency.changed(ci, from);
+                concurrency.changed(ci, to);
+            }
             // Sync.
             _ => {
                 let seen = c.tree().0;
@@ -887,6 +980,13 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
         // chunk…) each file under its real name holds a content someone wrote or the server
         // has.
         let server = backend.state().await;
+        // The server's current state is a tree: no live file where a live path needs its
+        // directory.
+        for path in server.files.keys().chain(&server.dirs) {
+            if let Some((i, _)) = path.match_indices('/').find(|(i, _)| server.files.contains_key(&path[..*i])) {
+                return Err(format!("step {step}: the server holds {path} below the file {}", &path[..i]));
+            }
+        }
         concurrency.server_holds(&server);
         let from_server = server.history;
         for c in &computers {
@@ -954,7 +1054,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
 
     // The same tree everywhere, and it is the server's.
     let state = backend.state().await;
-    trace.log(format!("server: {:?} {:?}", state.files, state.dirs));
+    trace.log(format!("server: {:?} {:?} executable {:?}", state.files, state.dirs, state.executables));
     trace.log(format!("server journal: {:?}", state.journal));
     for c in &computers {
         trace.log(format!("{}: {:?}", c.name, c.tree().0.keys().collect::<Vec<_>>()));
@@ -1002,6 +1102,14 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
             files.keys().collect::<Vec<_>>(),
             server_files.keys().collect::<Vec<_>>()
         ));
+    }
+    // And the same executable bits.
+    let executables: BTreeSet<String> = state.executables.iter().filter(|p| clear(p)).cloned().collect();
+    for c in &computers {
+        let here: BTreeSet<String> = c.executables().into_iter().filter(|p| clear(p)).collect();
+        if here != executables {
+            return Err(format!("{} has the executable files {here:?}, the server {executables:?}", c.name));
+        }
     }
 
     // No resurrection: what every computer saw deleted stays deleted.

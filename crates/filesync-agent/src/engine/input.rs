@@ -114,7 +114,14 @@ pub fn build(views: &Views, excluded: &Excluded, fs: &dyn Filesystem) -> Input {
         };
         input.installing_done.push(p.clone());
         let newer = views.bases.get(p).is_none_or(|b| b.rev < *rev);
-        if local.meta.kind == EntryKind::File && local.meta.hash == *hash && newer {
+        // The file holds the version being installed: its content, and its executable bit
+        // when the server still has that version to compare with (a download of a `chmod`
+        // alone changes no byte, and one cut short left the old bit: seed 86).
+        let installed = match views.remote.get(p).filter(|r| r.rev == *rev).and_then(|r| r.meta.as_ref()) {
+            Some(m) => local.meta.same_content(m),
+            None => local.meta.hash == *hash,
+        };
+        if local.meta.kind == EntryKind::File && installed && newer {
             let meta = local.meta.clone();
             state.entry(p.clone()).or_default().base = Some(Base { rev: *rev, meta: meta.clone() });
             input.promoted.push((p.clone(), BaseRow::with_stat(*rev, meta, &local.stat, local.racy)));

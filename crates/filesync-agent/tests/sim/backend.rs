@@ -72,6 +72,8 @@ impl RealServer {
 /// every file version in its history.
 pub struct ServerState {
     pub files: BTreeMap<String, Hash>,
+    /// The current files whose executable bit is set.
+    pub executables: BTreeSet<String>,
     pub dirs: BTreeSet<String>,
     pub history: BTreeSet<Hash>,
     /// (path, rev) of every entry of the journal, oldest first, for the trace.
@@ -299,6 +301,7 @@ impl Backend {
         }
         let mut state = ServerState {
             files: BTreeMap::new(),
+            executables: BTreeSet::new(),
             dirs: BTreeSet::new(),
             history: journal
                 .iter()
@@ -309,6 +312,9 @@ impl Backend {
         for (path, meta) in current {
             match meta {
                 Some(m) if m.kind == EntryKind::File => {
+                    if m.executable {
+                        state.executables.insert(path.clone());
+                    }
                     state.files.insert(path, m.hash);
                 }
                 Some(m) if m.kind == EntryKind::Dir => {

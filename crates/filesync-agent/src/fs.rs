@@ -66,6 +66,9 @@ pub trait TempFile: Write + Send {
     /// Its file name (in its directory): [`Filesystem::clean_temp_files_except`] spares the
     /// temporary files still in use by name.
     fn file_name(&self) -> &str;
+    /// Whether the file is still under its name: a person may have deleted it, or the
+    /// directory that held it, while it was kept to be resumed.
+    fn still_in_place(&self) -> bool;
 }
 
 pub trait Filesystem: Send + Sync {

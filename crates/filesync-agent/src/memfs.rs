@@ -801,6 +801,10 @@ impl Write for MemTemp {
 }
 
 impl TempFile for MemTemp {
+    fn still_in_place(&self) -> bool {
+        self.fs.lock().get(&self.comps()).is_some_and(|e| matches!(e.node, Node::File(_)))
+    }
+
     fn set_times_and_mode(&mut self, mtime_ns: i64, executable: bool) -> io::Result<()> {
         self.with_entry(|e, _| {
             e.mtime_ns = mtime_ns;

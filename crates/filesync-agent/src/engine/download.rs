@@ -266,8 +266,16 @@ impl Partials {
     /// Takes the partial downloads of `folder` at `paths` or below them (deleted here, so the
     /// hidden file would keep its folder from being removed), for the caller to drop. Their
     /// prefetches end.
-    pub(super) fn take_under(&self, folder: &str, paths: &[RelPath]) -> Vec<Partial> {
-        let under = |p: &RelPath| paths.iter().any(|d| d == p || d.is_ancestor_of(p));
+    pub(super) fn take_under(&self, folder: &str, paths: &[RelPath], case_insensitive: bool) -> Vec<Partial> {
+        // On a disk that ignores case, a partial of `D/f` lies in the directory `d` (found by
+        // the simulation: a fetch ahead of a directory renamed by case elsewhere kept the old
+        // spelling's directory from being deleted, pass after pass).
+        let key = |p: &str| if case_insensitive { crate::names::fold(p) } else { p.to_owned() };
+        let dirs: Vec<String> = paths.iter().map(|d| key(d.as_str())).collect();
+        let under = |p: &RelPath| {
+            let p = key(p.as_str());
+            dirs.iter().any(|d| p == *d || p.strip_prefix(d.as_str()).is_some_and(|rest| rest.starts_with('/')))
+        };
         self.end_fetches(|f, p| f == folder && under(p));
         let mut kept = self.kept();
         let (gone, stay): (Vec<Partial>, Vec<Partial>) =
@@ -400,6 +408,19 @@ pub async fn run(
                 stale.push(p);
             }
         }
+    }
+    // A partial whose hidden file is gone (a person deleted the directory that held it) is
+    // started again, not resumed into a file that cannot be renamed into place (found by the
+    // simulation: such a download failed once, "moved or deleted meanwhile").
+    if !resumed.is_empty() {
+        let (checked, gone): (HashMap<usize, Partial>, Vec<usize>) = tokio::task::spawn_blocking(move || {
+            let gone = resumed.iter().filter(|(_, p)| !p.tmp.still_in_place()).map(|(&i, _)| i).collect();
+            (resumed, gone)
+        })
+        .await
+        .map_err(|e| SyncError::Internal(format!("checking partial downloads: {e}")))?;
+        resumed = checked;
+        stale.extend(gone.iter().filter_map(|i| resumed.remove(i)));
     }
     drop_blocking(stale).await;
     let fetched_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));

@@ -382,7 +382,8 @@ impl Executor<'_> {
     /// unchanged since the scan (a changed file is uploaded by the next pass instead).
     async fn delete_local(&mut self, paths: Vec<RelPath>) -> Result<(), SyncError> {
         let mut rec = StepRecord::default();
-        download::drop_blocking(self.engine.partials.take_under(self.name, &paths)).await;
+        let partials = self.engine.partials.take_under(self.name, &paths, self.fs.case_insensitive());
+        download::drop_blocking(partials).await;
         for path in paths {
             let fs = self.fs.clone();
             let p = path.clone();

@@ -675,6 +675,10 @@ impl Write for RealTemp {
 }
 
 impl TempFile for RealTemp {
+    fn still_in_place(&self) -> bool {
+        fs::symlink_metadata(&self.path).is_ok_and(|m| m.is_file())
+    }
+
     fn set_times_and_mode(&mut self, mtime_ns: i64, executable: bool) -> io::Result<()> {
         apply_times_and_mode(self.file()?, mtime_ns, executable)?;
         self.times = Some((mtime_ns, executable));

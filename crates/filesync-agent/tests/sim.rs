@@ -473,6 +473,16 @@ impl Deletions {
     }
 }
 
+/// `path` with the case of its last name's letters swapped (`a/b.TXT` → `a/B.txt`).
+fn case_flipped(path: &str) -> String {
+    let (dir, name) = path.rsplit_once('/').map_or(("", path), |(d, n)| (d, n));
+    let flipped: String = name
+        .chars()
+        .map(|ch| if ch.is_lowercase() { ch.to_ascii_uppercase() } else { ch.to_ascii_lowercase() })
+        .collect();
+    if dir.is_empty() { flipped } else { format!("{dir}/{flipped}") }
+}
+
 fn content(rng: &mut StdRng, seed: u64, step: usize) -> Vec<u8> {
     let mut data = format!("seed {seed} step {step}\n").into_bytes();
     let len = match rng.random_range(0..10) {
@@ -760,12 +770,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 let from = &existing[rng.random_range(0..existing.len())];
                 let to = if case_insensitive && rng.random_bool(0.4) {
                     // Only the case of the name changes: the disk keeps the new spelling.
-                    let (dir, name) = from.rsplit_once('/').map_or(("", from.as_str()), |(d, n)| (d, n));
-                    let flipped: String = name
-                        .chars()
-                        .map(|ch| if ch.is_lowercase() { ch.to_ascii_uppercase() } else { ch.to_ascii_lowercase() })
-                        .collect();
-                    if dir.is_empty() { flipped } else { format!("{dir}/{flipped}") }
+                    case_flipped(from)
                 } else {
                     format!("{}{}", DIRS[rng.random_range(0..DIRS.len())], NAMES[rng.random_range(0..NAMES.len())])
                 };
@@ -935,12 +940,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 }
                 let from = &dirs[rng.random_range(0..dirs.len())];
                 let to = if case_insensitive && rng.random_bool(0.3) {
-                    let (parent, name) = from.rsplit_once('/').map_or(("", from.as_str()), |(d, n)| (d, n));
-                    let flipped: String = name
-                        .chars()
-                        .map(|ch| if ch.is_lowercase() { ch.to_ascii_uppercase() } else { ch.to_ascii_lowercase() })
-                        .collect();
-                    if parent.is_empty() { flipped } else { format!("{parent}/{flipped}") }
+                    case_flipped(from)
                 } else {
                     DIR_TARGETS[rng.random_range(0..DIR_TARGETS.len())].to_string()
                 };

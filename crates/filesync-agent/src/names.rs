@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 pub struct Presence {
     /// On disk now, under exactly this spelling.
     pub local: bool,
-    /// Synced to this computer before (it has a base).
+    /// Synced to this computer (it has a base), and the server has not moved on from that
+    /// version: a path whose base is older than the server's live version is created here
+    /// again if it is not on disk.
     pub base: bool,
     /// Live on the server; `Some(rev)`.
     pub remote_rev: Option<u64>,
@@ -36,9 +38,21 @@ pub fn skipped_paths(
     let mut skipped: BTreeMap<RelPath, String> = BTreeMap::new();
     // Only a path that would be *created* here can clash: one on disk is already held, and one
     // with a base but not on disk was renamed or deleted here, which the planner handles.
-    let would_create = |p: &Presence| !p.local && !p.base && p.remote_rev.is_some();
-    for (path, p) in paths {
-        if would_create(p)
+    // So is a directory gone from disk (and synced) that a remote entry to be created below it
+    // needs again: the planner re-creates it.
+    let new_here = |p: &Presence| !p.local && !p.base && p.remote_rev.is_some();
+    let mut created: std::collections::HashSet<&str> =
+        paths.iter().filter(|(_, p)| new_here(p)).map(|(path, _)| path.as_str()).collect();
+    for (path, _) in paths.iter().filter(|(_, p)| new_here(p)) {
+        for a in path.ancestors() {
+            if paths.get(a).is_some_and(|p| !p.local && p.remote_rev.is_some()) {
+                created.insert(a);
+            }
+        }
+    }
+    let would_create = |path: &RelPath| created.contains(path.as_str());
+    for path in paths.keys() {
+        if would_create(path)
             && let Some(why) = problem(path)
         {
             skipped.insert(path.clone(), format!("this computer cannot hold this name: {why}"));
@@ -61,8 +75,8 @@ pub fn skipped_paths(
                 .or_else(|| members.iter().filter(|(_, p)| p.remote_rev.is_some()).min_by_key(|(_, p)| p.remote_rev))
                 .map(|(path, _)| *path);
             let Some(holder) = holder else { continue };
-            for (path, p) in members {
-                if *path != holder && would_create(p) {
+            for (path, _) in members {
+                if *path != holder && would_create(path) {
                     skipped.entry((*path).clone()).or_insert_with(|| {
                         format!(
                             "differs only in letter case from '{holder}', and this computer's file system cannot \
@@ -152,6 +166,25 @@ mod tests {
             ("Z.BIN", Presence { local: false, base: false, remote_rev: Some(7) }),
         ]);
         assert_eq!(skipped_paths(&m, true, none).keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["Z.BIN"]);
+    }
+
+    #[test]
+    fn a_directory_gone_from_disk_that_a_new_remote_entry_needs_again_is_skipped_where_it_clashes() {
+        // The directory c was replaced here by a file, renamed C (synced); meanwhile another
+        // computer added c/x.txt, so c comes back on the server: this disk cannot hold it.
+        let m = map(&[
+            ("C", Presence { local: true, base: true, remote_rev: Some(11) }),
+            ("c", Presence { local: false, base: true, remote_rev: Some(1) }),
+            ("c/x.txt", remote(7)),
+        ]);
+        let s = skipped_paths(&m, true, none);
+        assert_eq!(s.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["c", "c/x.txt"]);
+        // With nothing new below it, c is simply deleted here: no clash.
+        let m = map(&[
+            ("C", Presence { local: true, base: true, remote_rev: Some(11) }),
+            ("c", Presence { local: false, base: true, remote_rev: Some(1) }),
+        ]);
+        assert!(skipped_paths(&m, true, none).is_empty());
     }
 
     #[test]

@@ -1100,3 +1100,124 @@ async fn a_directory_renamed_by_case_arrives_though_a_file_in_it_was_fetched_ahe
     assert_eq!(b.fs.read("D/notes.txt").unwrap(), b"notes");
     assert!(b.fs.list_all().iter().all(|p| p.starts_with("D/")), "{:?}", b.fs.list_all());
 }
+
+/// Who holds a conflict copy, and how many.
+fn conflict_copies(c: &Computer) -> Vec<String> {
+    c.fs.list_all().into_iter().filter(|p| p.contains("conflicted copy")).collect()
+}
+
+/// A directory replaced by a file of the same name on one computer arrives as that file on the
+/// other, with no conflict copy: the deletions of the directory's files reach the server before
+/// the file (which the server refuses where entries still live below it). And back again.
+#[tokio::test]
+async fn a_directory_replaced_by_a_file_and_back_arrives_without_a_conflict_copy() {
+    let server = Arc::new(MemServer::default());
+    let a = Computer::new(&server, "laptop").await;
+    let b = Computer::new(&server, "desktop").await;
+    a.fs.write("report/draft.txt", "draft");
+    a.fs.write("report/figures/one.png", "png");
+    a.sync().await;
+    b.sync().await;
+    assert!(a.fs.remove("report"));
+    a.fs.write("report", "the report, as one file");
+    let r = a.sync().await;
+    assert_eq!((r.conflicts, r.errors.len()), (0, 0), "{r:?}");
+    b.sync().await;
+    assert_eq!(b.fs.read("report").unwrap(), b"the report, as one file");
+    assert!(b.fs.list_all().iter().all(|p| !p.starts_with("report/")), "{:?}", b.fs.list_all());
+
+    assert!(b.fs.remove("report"));
+    b.fs.write("report/final.txt", "final");
+    b.sync().await;
+    a.sync().await;
+    assert_eq!(a.fs.read("report/final.txt").unwrap(), b"final");
+    assert!(conflict_copies(&a).is_empty() && conflict_copies(&b).is_empty());
+}
+
+/// A file made where the other computer just added a file to the directory of that name: both
+/// are kept, the first to reach the server taking the name and the other becoming a conflict
+/// copy (a directory moves aside whole, with what it holds).
+#[tokio::test]
+async fn a_file_replacing_a_directory_meets_a_new_file_in_it_and_both_are_kept() {
+    for a_first in [true, false] {
+        let server = Arc::new(MemServer::default());
+        let a = Computer::new(&server, "laptop").await;
+        let b = Computer::new(&server, "desktop").await;
+        a.fs.write("c/old.txt", "old");
+        a.sync().await;
+        b.sync().await;
+        assert!(a.fs.remove("c"));
+        a.fs.write("c", "c is a file now");
+        b.fs.write("c/new.txt", "new in c");
+        if a_first {
+            a.sync().await;
+        }
+        // (A file moved aside for a directory gets the directory's entries in the next sync.)
+        for _ in 0..2 {
+            b.sync().await;
+            a.sync().await;
+        }
+        b.sync().await;
+        assert_eq!(a.fs.list_all(), b.fs.list_all(), "a_first {a_first}: the same tree on both");
+        let copies = conflict_copies(&a);
+        let (file, new) = if a_first {
+            // The file took the name; the directory moved aside.
+            assert_eq!(copies.len(), 3, "{copies:?}");
+            ("c".to_string(), copies.iter().find(|p| p.ends_with("/new.txt")).unwrap().clone())
+        } else {
+            // The directory kept the name (its deletion lost to the new file in it); the file
+            // moved aside.
+            assert_eq!(copies.len(), 1, "{copies:?}");
+            assert!(!a.fs.exists("c/old.txt"), "its deletion stands");
+            (copies[0].clone(), "c/new.txt".to_string())
+        };
+        assert_eq!(a.fs.read(&file).as_deref(), Some(&b"c is a file now"[..]), "a_first {a_first}");
+        assert_eq!(a.fs.read(&new).as_deref(), Some(&b"new in c"[..]), "a_first {a_first}");
+    }
+}
+
+/// A file made where the server has a directory whose files this computer ignores: the server
+/// refuses it (it cannot stand above those files), so it is kept as a conflict copy, and the
+/// directory takes the name here too; nothing is left that never syncs.
+#[tokio::test]
+async fn a_file_where_the_server_has_a_directory_of_ignored_files_is_kept_as_a_conflict_copy() {
+    let server = Arc::new(MemServer::default());
+    let a = Computer::new(&server, "laptop").await;
+    let b = Computer::new(&server, "desktop").await;
+    a.fs.write("build/out.o", "object");
+    a.sync().await;
+    b.fs.write(".filesyncignore", "*.o\n");
+    b.sync().await;
+    assert!(!b.fs.exists("build/out.o"));
+    assert!(b.fs.remove("build"));
+    b.fs.write("build", "a file named build");
+    let r = b.sync().await;
+    assert_eq!(r.conflicts, 1, "{r:?}");
+    b.sync().await;
+    a.sync().await;
+    let copies = conflict_copies(&a);
+    assert_eq!(copies.len(), 1, "{:?}", a.fs.list_all());
+    assert_eq!(a.fs.read(&copies[0]).unwrap(), b"a file named build");
+    assert_eq!(a.fs.read("build/out.o").unwrap(), b"object");
+}
+
+/// A file made here under the name of a subfolder this computer excludes cannot go to the
+/// server, which has that folder: it moves aside to a conflict copy, which syncs.
+#[tokio::test]
+async fn a_file_named_as_an_excluded_subfolder_is_kept_as_a_conflict_copy_that_syncs() {
+    let server = Arc::new(MemServer::default());
+    let mut a = Computer::new(&server, "laptop").await;
+    let b = Computer::new(&server, "desktop").await;
+    b.fs.write("Photos/cat.jpg", "cat");
+    b.sync().await;
+    a.folder.settings.excluded = vec!["Photos".into()];
+    a.sync().await;
+    a.fs.write("Photos", "a file named Photos");
+    a.sync().await;
+    a.sync().await;
+    b.sync().await;
+    let copies = conflict_copies(&b);
+    assert_eq!(copies.len(), 1, "{:?}", b.fs.list_all());
+    assert_eq!(b.fs.read(&copies[0]).unwrap(), b"a file named Photos");
+    assert_eq!(b.fs.read("Photos/cat.jpg").unwrap(), b"cat");
+}

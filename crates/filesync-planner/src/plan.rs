@@ -17,7 +17,9 @@
 //!      resurrected remotely); a `DeleteRemote` with a surviving descendant becomes a
 //!      `Download` (the directory is re-created locally);
 //!    - a `Download` or `Upload` that would put a file where a directory with surviving
-//!      descendants is becomes a conflict, so the directory moves aside whole;
+//!      descendants is becomes a conflict, so the directory moves aside whole (or the local
+//!      file does, where the server has the directory, or has deleted it while entries below
+//!      it live on);
 //!    - a `Download` or `Upload` that would put a file where a directory still has
 //!      descendants that this plan deletes waits for the next pass: the contract runs
 //!      deletions after transfers, so the directory is empty only then.
@@ -65,16 +67,27 @@ pub fn plan(state: &FolderState, ctx: &PlanContext) -> Vec<Action> {
 ///   which never uploads: `NotUploaded`, and it stays); a later pass removes it.
 ///
 /// A path gone locally only has its base forgotten: an eviction never deletes anything on
-/// the server, and nothing is ever downloaded into an excluded subtree.
-pub fn plan_eviction(state: &FolderState, direction: Direction) -> Vec<Action> {
+/// the server, and nothing is ever downloaded into an excluded subtree. A file where the server
+/// has a live directory (an excluded subfolder's name taken by a file here) cannot go to the
+/// server under its name: it moves aside to a conflict copy, outside the excluded subfolder,
+/// which the next pass uploads.
+pub fn plan_eviction(state: &FolderState, ctx: &PlanContext) -> Vec<Action> {
+    let direction = ctx.direction;
+    let mut taken = Taken::new(state);
+    let mut moves = Vec::new();
     let mut uploads = Vec::new();
     let mut deletes = Vec::new();
     let mut bookkeeping = Vec::new();
     let mut held = Vec::new();
     for (path, s) in state {
         let path = path.clone();
+        let remote_dir = remote_live(s).is_some_and(|r| r.kind == EntryKind::Dir);
         match (&s.local, &s.base) {
             (Some(l), Some(b)) if l.same_content(&b.meta) => deletes.push(Action::DeleteLocal { path }),
+            (Some(l), _) if l.kind != EntryKind::Dir && remote_dir => {
+                let copy = taken.claim_copy_name(&path, ctx);
+                moves.push(Action::MoveLocalAside { path, copy });
+            }
             (Some(_), _) if direction == Direction::DownloadOnly => held.push(Action::NotUploaded { path }),
             (Some(_), _) => uploads.push(Action::Upload { path, base_rev: remote_rev(s) }),
             (None, Some(_)) => bookkeeping.push(Action::ForgetBase { path }),
@@ -82,7 +95,8 @@ pub fn plan_eviction(state: &FolderState, direction: Direction) -> Vec<Action> {
         }
     }
     deletes.reverse();
-    let mut actions = uploads;
+    let mut actions = moves;
+    actions.extend(uploads);
     actions.extend(deletes);
     actions.extend(bookkeeping);
     actions.extend(held);
@@ -309,11 +323,16 @@ fn fit(s: &PathState, d: Decision, below: Below, direction: Direction) -> Decisi
         Some(stays)
             if (stays || (direction == Direction::TwoWay && (below.local || below.remote)))
                 && s.local.is_some()
-                && remote_live(s).is_some()
                 && direction != Direction::UploadOnly =>
         {
             // A file would replace a directory whose contents stay: keep both versions.
             Decision::Conflict { rev }
+        }
+        // Upload-only never touches the local folder, nor deletes what others put on the
+        // server: a file where the server's directory keeps its entries cannot go up. Held back,
+        // and reported.
+        Some(_) if direction == Direction::UploadOnly && matches!(d, Decision::Upload { .. }) && below.remote => {
+            Decision::NotUploaded
         }
         // The directory is emptied by this plan's deletions, which run after transfers (or
         // its contents stay, or the input is not a valid tree): replace it on a later pass.
@@ -370,7 +389,11 @@ fn emit(state: &FolderState, decisions: &BTreeMap<&RelPath, Decision>, ctx: &Pla
             Decision::Conflict { rev } => {
                 let copy = taken.claim_copy_name(&path, ctx);
                 moves.push(Action::MoveLocalAside { path: path.clone(), copy });
-                downloads.push(Action::Download { path, rev });
+                // (A file in the way of entries below a directory the server deleted: nothing
+                // to download at the path itself.)
+                if remote_live(&state[&path]).is_some() {
+                    downloads.push(Action::Download { path, rev });
+                }
             }
             Decision::Download { rev } => downloads.push(Action::Download { path, rev }),
             Decision::Upload { base_rev } => uploads.push(Action::Upload { path, base_rev }),

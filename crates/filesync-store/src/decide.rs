@@ -2,6 +2,7 @@
 //! [`crate::MetaStore`] implementation.
 
 use filesync_core::{EntryKind, EntryState, FileMeta, RelPath};
+use std::collections::BTreeMap;
 
 /// What a store does with one proposed change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +34,32 @@ pub fn decide(current: Option<&EntryState>, base_rev: u64, proposed: Option<&Fil
     }
 }
 
+/// The tree rule, checked after [`decide`] for a change it would apply: the current state must
+/// stay a tree, so a live proposal is a conflict when a live file (or symlink) holds the place
+/// of one of its ancestors, and a live file (or symlink) is a conflict where live entries are
+/// below its path. Deletions never break the tree.
+///
+/// `current` holds the current entries (tombstones included) of the proposal's ancestors and of
+/// every live entry below its path, as the changes before it in the batch left them; a path it
+/// does not hold counts as absent.
+///
+/// Replacing a directory by a file is done by deleting the entries below it first, then
+/// proposing the file (in one batch or several); when another device added something below the
+/// directory meanwhile, the file is refused, and that device's addition is kept.
+pub fn breaks_tree(path: &RelPath, proposed: Option<&FileMeta>, current: &BTreeMap<String, EntryState>) -> bool {
+    let Some(proposed) = proposed else { return false };
+    let live_non_dir = |p: &str| current.get(p).and_then(|e| e.meta.as_ref()).is_some_and(|m| m.kind != EntryKind::Dir);
+    if path.ancestors().any(live_non_dir) {
+        return true;
+    }
+    proposed.kind != EntryKind::Dir && current.range(below(path)).any(|(_, e)| e.meta.is_some())
+}
+
+/// The range of paths below `path` in byte order: those starting with `path/` (`0` follows `/`).
+pub fn below(path: &RelPath) -> std::ops::Range<String> {
+    format!("{path}/")..format!("{path}0")
+}
+
 /// What a store does with a restore of an old version onto a target path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RestorePlan {
@@ -60,11 +87,14 @@ pub enum RestorePlan {
 ///   something the history of `source` does not hold.
 /// - An ancestor that is a live file blocks the restore (conflict); deleted or unknown
 ///   ancestors are re-created as directories.
+/// - A file restored where live entries are below its path (a directory deleted, or never
+///   committed as one, whose entries live on) is a conflict: `live_below` is one of them.
 pub fn plan_restore(
     source: &RelPath,
     restored: &FileMeta,
     target: &RelPath,
     current: &dyn Fn(&str) -> Option<EntryState>,
+    live_below: Option<EntryState>,
 ) -> RestorePlan {
     let mut dirs = Vec::new();
     let ancestors: Vec<&str> = target.ancestors().collect();
@@ -74,6 +104,9 @@ pub fn plan_restore(
             Some(e) if e.meta.is_some() => return RestorePlan::Conflict(e),
             _ => dirs.push(RelPath::new(a).expect("an ancestor of a valid path is valid")),
         }
+    }
+    if let Some(e) = live_below.filter(|_| restored.kind != EntryKind::Dir) {
+        return RestorePlan::Conflict(e);
     }
     match current(target.as_str()) {
         Some(e) => match e.meta.as_ref() {
@@ -142,7 +175,7 @@ mod tests {
     /// Plans a restore against a table of current entries.
     fn plan(source: &str, restored: &FileMeta, target: &str, table: &[EntryState]) -> RestorePlan {
         let map: HashMap<String, EntryState> = table.iter().map(|e| (e.path.as_str().to_owned(), e.clone())).collect();
-        plan_restore(&p(source), restored, &p(target), &|path| map.get(path).cloned())
+        plan_restore(&p(source), restored, &p(target), &|path| map.get(path).cloned(), None)
     }
 
     #[test]
@@ -193,6 +226,39 @@ mod tests {
         let old = file(b"deep");
         let table = [entry_at("a", 1, Some(FileMeta::dir(1))), entry_at("a/b", 2, None)];
         assert_eq!(plan("a/b/c/f", &old, "a/b/c/f", &table), RestorePlan::Apply { dirs: vec![p("a/b"), p("a/b/c")] });
+    }
+
+    #[test]
+    fn a_file_is_not_restored_where_entries_live_below_it() {
+        let old = file(b"old");
+        let below = entry_at("f/g", 12, Some(file(b"g")));
+        let table = [entry(11, None)];
+        let map: HashMap<String, EntryState> = table.iter().map(|e| (e.path.as_str().to_owned(), e.clone())).collect();
+        let planned = plan_restore(&p("f"), &old, &p("f"), &|path| map.get(path).cloned(), Some(below.clone()));
+        assert_eq!(planned, RestorePlan::Conflict(below.clone()));
+        // A directory restored there is no harm.
+        let planned = plan_restore(&p("f"), &FileMeta::dir(1), &p("f"), &|path| map.get(path).cloned(), Some(below));
+        assert_eq!(planned, RestorePlan::Apply { dirs: vec![] });
+    }
+
+    #[test]
+    fn the_tree_rule() {
+        let state = |entries: &[EntryState]| -> BTreeMap<String, EntryState> {
+            entries.iter().map(|e| (e.path.as_str().to_owned(), e.clone())).collect()
+        };
+        let f = file(b"f");
+        let (live_child, dead_child) = (entry_at("c/x", 2, Some(file(b"x"))), entry_at("c/x", 3, None));
+        assert!(breaks_tree(&p("c"), Some(&f), &state(std::slice::from_ref(&live_child))));
+        assert!(!breaks_tree(&p("c"), Some(&FileMeta::dir(1)), &state(std::slice::from_ref(&live_child))));
+        assert!(!breaks_tree(&p("c"), None, &state(std::slice::from_ref(&live_child))));
+        assert!(!breaks_tree(&p("c"), Some(&f), &state(&[dead_child])));
+        // Only paths below `c/` count: `c.txt` and `cd` sort near it but are not below.
+        let near = [entry_at("c.txt", 4, Some(file(b"1"))), entry_at("cd", 5, Some(file(b"2")))];
+        assert!(!breaks_tree(&p("c"), Some(&f), &state(&near)));
+        let file_above = entry_at("a", 6, Some(file(b"a")));
+        assert!(breaks_tree(&p("a/b/c"), Some(&FileMeta::dir(1)), &state(std::slice::from_ref(&file_above))));
+        assert!(!breaks_tree(&p("a/b/c"), None, &state(&[file_above])));
+        assert!(!breaks_tree(&p("a/b/c"), Some(&f), &state(&[entry_at("a", 7, Some(FileMeta::dir(1)))])));
     }
 
     #[test]

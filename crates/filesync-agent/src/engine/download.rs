@@ -837,23 +837,28 @@ fn install(
 ) -> Result<DownloadResult, String> {
     let p = &job.path;
     let now = fs.stat(p).map_err(|e| format!("{p}: {}", super::describe_io(&e)))?;
+    let move_aside = || -> Result<RelPath, String> {
+        let copy = super::free_conflict_name(fs, p, device_name, now_unix)?;
+        fs.rename_noreplace(p, &copy)
+            .map_err(|e| format!("{p}: moving the local version aside: {}", super::describe_io(&e)))?;
+        Ok(copy)
+    };
     let mut conflict = None;
     if !stat_matches(now.as_ref(), job.expect_local.as_ref()) {
-        match now {
-            Some(s) if s.kind == StatKind::Dir => {
-                return Err(format!("{p}: a directory appeared where a file is to be written; will retry"));
-            }
-            Some(_) => {
-                let copy = super::free_conflict_name(fs, p, device_name, now_unix)?;
-                fs.rename_noreplace(p, &copy)
-                    .map_err(|e| format!("{p}: moving the local version aside: {}", super::describe_io(&e)))?;
-                conflict = Some(copy);
-            }
-            None => {}
+        // A file or a directory the plan did not know of (made meanwhile, or one the ignore
+        // rules leave alone): it moves aside whole, with whatever is in it.
+        if now.is_some() {
+            conflict = Some(move_aside()?);
         }
     } else if now.is_some_and(|s| s.kind == StatKind::Dir) {
-        // The planner replaces a directory by a file only once the directory is empty.
-        fs.remove_dir(p).map_err(|e| format!("{p}: replacing the folder by a file: {}", super::describe_io(&e)))?;
+        // The planner replaces a directory by a file only once it has emptied it of what it
+        // syncs; what is left (files the ignore rules leave alone, or made meanwhile) is kept
+        // with the directory as a conflict copy.
+        match fs.remove_dir(p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => conflict = Some(move_aside()?),
+            Err(e) => return Err(format!("{p}: replacing the folder by a file: {}", super::describe_io(&e))),
+        }
     }
     tmp.persist_deferred(p).map_err(|e| format!("{p}: {}", super::describe_io(&e)))?;
     let stat = fs

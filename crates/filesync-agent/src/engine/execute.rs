@@ -53,7 +53,16 @@ impl Steps {
                 Action::RecordBase { path, rev } => s.record.push((path, rev)),
                 Action::ForgetBase { path } => s.forget.push(path),
                 Action::NotUploaded { path } => {
-                    s.held.push(SkippedItem { path: path.to_string(), reason: "not uploaded (download-only)".into() })
+                    let server_dir =
+                        remote.get(&path).and_then(|e| e.meta.as_ref()).is_none_or(|m| m.kind == EntryKind::Dir)
+                            && remote.keys().any(|p| path.is_ancestor_of(p));
+                    let reason = if server_dir {
+                        "not uploaded: the server has a folder of this name, with files this computer does not \
+                         download (upload-only); rename this file to send it"
+                    } else {
+                        "not uploaded (download-only)"
+                    };
+                    s.held.push(SkippedItem { path: path.to_string(), reason: reason.into() })
                 }
                 Action::NotDownloaded { path } => {
                     s.held.push(SkippedItem { path: path.to_string(), reason: "not downloaded (upload-only)".into() })
@@ -135,6 +144,42 @@ impl Executor<'_> {
             Err(e) => self.failed(&path, format!("moving aside for a conflict copy: {}", super::describe_io(&e))),
         }
         Ok(())
+    }
+
+    /// Moves the local file of an upload the server refused for its tree to a conflict copy,
+    /// unless it changed since it was read (then the next pass looks again). Returns the copy.
+    async fn move_aside_refused(&mut self, u: &UploadJob) -> Result<Option<RelPath>, SyncError> {
+        let fs = self.fs.clone();
+        let (p, seen) = (u.path.clone(), u.stat);
+        let (device, now) = (self.engine.device_name.clone(), self.now_unix);
+        let moved = blocking(move || -> Result<Option<RelPath>, String> {
+            let now_stat = fs.stat(&p).map_err(|e| format!("{p}: {}", super::describe_io(&e)))?;
+            if !stat_matches(now_stat.as_ref(), Some(&seen)) {
+                return Ok(None);
+            }
+            let copy = super::free_conflict_name(&*fs, &p, &device, now)?;
+            fs.rename_noreplace(&p, &copy)
+                .map_err(|e| format!("{p}: moving the local version aside: {}", super::describe_io(&e)))?;
+            Ok(Some(copy))
+        })
+        .await?;
+        match moved {
+            Ok(Some(copy)) => {
+                info!(
+                    folder = self.name,
+                    "the server has a folder with files at {} that this computer does not sync; kept the local file as {copy}",
+                    u.path
+                );
+                self.report.conflicts += 1;
+                self.report.name(super::Change::ConflictCopy, &copy);
+                Ok(Some(copy))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.failed(&u.path, e);
+                Ok(None)
+            }
+        }
     }
 
     /// Creates the directories the server has (parents first); a file known to be synced
@@ -333,19 +378,41 @@ impl Executor<'_> {
         if !sending.is_empty() {
             self.engine.db.set_installing(self.name, &sending).await?;
         }
-        let (outcomes, sent, over_quota) = upload::run(
-            &self.engine.server,
-            self.fs.clone(),
-            self.folder_id,
-            &uploads,
-            &deletes,
-            self.progress,
-            &self.run.up,
-            self.engine.announce_min_bytes,
-        )
-        .await?;
-        self.report.bytes_up += sent;
-        self.report.over_quota |= over_quota;
+        // A file replacing a directory goes to the server once the directory's entries are
+        // deleted there: those deletions are committed first (the server keeps its state a
+        // tree, and refuses a file where entries live below it).
+        let (clearing, deletes): (Vec<DeleteJob>, Vec<DeleteJob>) = deletes
+            .into_iter()
+            .partition(|d| uploads.iter().any(|u| u.meta.kind != EntryKind::Dir && u.path.is_ancestor_of(&d.path)));
+        for (uploads, deletes) in [(&[][..], clearing), (&uploads[..], deletes)] {
+            if uploads.is_empty() && deletes.is_empty() {
+                continue;
+            }
+            let (outcomes, sent, over_quota) = upload::run(
+                &self.engine.server,
+                self.fs.clone(),
+                self.folder_id,
+                uploads,
+                &deletes,
+                self.progress,
+                &self.run.up,
+                self.engine.announce_min_bytes,
+            )
+            .await?;
+            self.report.bytes_up += sent;
+            self.report.over_quota |= over_quota;
+            self.committed(uploads, &deletes, outcomes).await?;
+        }
+        Ok(())
+    }
+
+    /// Records what the server answered to `uploads` then `deletes`.
+    async fn committed(
+        &mut self,
+        uploads: &[UploadJob],
+        deletes: &[DeleteJob],
+        outcomes: Vec<CommitOutcome>,
+    ) -> Result<(), SyncError> {
         let mut rec = StepRecord { advance_cursor: true, ..StepRecord::default() };
         let jobs = uploads.iter().map(|u| (&u.path, Some(u))).chain(deletes.iter().map(|d| (&d.path, None)));
         for ((path, up), outcome) in jobs.zip(outcomes) {
@@ -366,6 +433,22 @@ impl Executor<'_> {
                         }
                     }
                     rec.remote.extend(current);
+                }
+                // Refused though based on the server's current rev: the file would stand where
+                // the server has entries below it that this pass did not see (the ignore rules
+                // here hide them, or they came meanwhile). Kept as a conflict copy, which the
+                // next pass uploads; the directory then takes the name.
+                CommitOutcome::Conflict(current)
+                    if up.is_some_and(|u| {
+                        u.meta.kind != EntryKind::Dir && current.as_ref().map_or(0, |c| c.rev) == u.base_rev
+                    }) =>
+                {
+                    let u = up.expect("checked");
+                    rec.remote.extend(current);
+                    if let Some(copy) = self.move_aside_refused(u).await? {
+                        self.report.retry.push(copy);
+                    }
+                    self.report.retry.push(path.clone());
                 }
                 // Someone else changed it first: the next pass merges with their version.
                 CommitOutcome::Conflict(current) => {

@@ -274,7 +274,12 @@ fn unholdable_names(fs: &dyn Filesystem, state: &FolderState) -> BTreeMap<RelPat
         .map(|(p, s)| {
             let pr = crate::names::Presence {
                 local: s.local.is_some(),
-                base: s.base.is_some(),
+                // A base the server moved on from does not hold the name: the planner
+                // downloads the new version (an edit beats a deletion here).
+                base: s
+                    .base
+                    .as_ref()
+                    .is_some_and(|b| s.remote.as_ref().is_none_or(|r| r.meta.is_none() || r.rev == b.rev)),
                 remote_rev: s.remote.as_ref().filter(|r| r.meta.is_some()).map(|r| r.rev),
             };
             (p.clone(), pr)

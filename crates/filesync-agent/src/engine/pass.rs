@@ -279,7 +279,7 @@ impl Engine {
             .values()
             .filter(|s| s.base.as_ref().is_some_and(|b| b.meta.kind == filesync_core::EntryKind::File))
             .count() as u64;
-        let eviction = filesync_planner::plan_eviction(&input.excluded, direction);
+        let eviction = filesync_planner::plan_eviction(&input.excluded, &ctx);
         // An excluded file uploaded now is evicted by the pass that follows at once, not by
         // the next walk of the folder.
         let evict_next = eviction

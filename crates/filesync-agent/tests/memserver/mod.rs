@@ -57,10 +57,30 @@ pub struct Inner {
 }
 
 impl Inner {
+    /// The server's tree rule ([`filesync_store::decide::breaks_tree`]) over this folder's
+    /// current entries.
+    fn breaks_tree(&self, folder_id: u64, change: &Change) -> bool {
+        let current: std::collections::BTreeMap<String, EntryState> = self
+            .current
+            .iter()
+            .filter(|((f, _), _)| *f == folder_id)
+            .map(|((_, p), e)| (p.as_str().to_owned(), e.clone()))
+            .collect();
+        filesync_store::decide::breaks_tree(&change.path, change.meta.as_ref(), &current)
+    }
+
     /// Makes `meta` the current version of `path` again, as a restore from history does on
     /// the real server: a new rev, the version it replaces kept in the history. Returns the
     /// new rev.
     pub fn restore(&mut self, folder_id: u64, path: RelPath, meta: filesync_core::FileMeta) -> u64 {
+        // Ancestors deleted or unknown come back as directories first, as on the real server.
+        let ancestors: Vec<RelPath> =
+            path.ancestors().map(|a| RelPath::new(a).expect("an ancestor of a valid path is valid")).collect();
+        for a in ancestors.into_iter().rev() {
+            if self.current.get(&(folder_id, a.clone())).is_none_or(|e| e.meta.is_none()) {
+                self.restore(folder_id, a, filesync_core::FileMeta::dir(0));
+            }
+        }
         let seq = self.seq.entry(folder_id).or_insert(0);
         *seq += 1;
         let rev = *seq;
@@ -208,7 +228,7 @@ impl ServerApi for MemServer {
         for c in changes {
             let key = (folder_id, c.path.clone());
             let current = s.current.get(&key).cloned();
-            if current.as_ref().map_or(0, |e| e.rev) != c.base_rev {
+            if current.as_ref().map_or(0, |e| e.rev) != c.base_rev || s.breaks_tree(folder_id, &c) {
                 out.push(Committed::Conflict(current));
                 continue;
             }

@@ -276,6 +276,13 @@ impl Backend {
         if state.dirs.contains(old.path.as_str()) {
             return None; // a directory holds that name now
         }
+        // The server's tree rule: no file restored below a file, or where entries are below.
+        let below = format!("{}/", old.path);
+        let in_the_way = old.path.ancestors().any(|a| state.files.contains_key(a))
+            || state.files.keys().chain(&state.dirs).any(|p| p.starts_with(&below));
+        if in_the_way {
+            return None;
+        }
         match self {
             Backend::Memory(m) => {
                 let rev = m.inner.lock().unwrap().restore(1, old.path.clone(), old.meta.clone().unwrap());

@@ -200,6 +200,21 @@ pub(super) async fn restore_recreates_deleted_directories_and_respects_files_in_
     assert_eq!(seq(s, &a).await, before, "nothing written");
 }
 
+pub(super) async fn a_file_is_not_restored_where_entries_live_below_it<S: MetaStore>(s: &S) {
+    let a = account(s, "restorebelow").await;
+    // `c` was a file, then deleted; a file `c/x` was put where it was (no directory entry).
+    let v = edits(s, &a, "c", &[(b"c was a file", NOW)]).await;
+    commit(s, &a, &[del("c", v[0].rev)]).await;
+    let x = applied(&commit(s, &a, &[put("c/x", 0, &stored_file(s, &a, b"x").await)]).await.outcomes[0], "c/x");
+    let before = seq(s, &a).await;
+    let out = restore(s, &a, "c", v[0].rev, None).await;
+    assert_eq!(conflict(&out.outcomes[0], "a file restored over entries"), Some(x.clone()), "carries one in the way");
+    assert_eq!(seq(s, &a).await, before, "nothing written");
+    // Once they are deleted, it is restored.
+    commit(s, &a, &[del("c/x", x.rev)]).await;
+    applied(&restore(s, &a, "c", v[0].rev, None).await.outcomes[0], "a file restored where nothing lives below");
+}
+
 pub(super) async fn restore_of_a_missing_version_is_version_not_found<S: MetaStore>(s: &S) {
     let a = account(s, "restoremissing").await;
     let v = edits(s, &a, "f", &[(b"v", NOW)]).await;

@@ -366,6 +366,53 @@ pub(super) async fn batch_sees_its_own_earlier_changes<S: MetaStore>(s: &S) {
     assert_eq!(s.changes_since(a.folder.id, 0, 100).await.unwrap(), vec![second, g], "one entry per path");
 }
 
+pub(super) async fn a_file_where_a_directory_has_live_entries_conflicts<S: MetaStore>(s: &S) {
+    let a = account(s, "tree-dir").await;
+    let (x, y, file_c) =
+        (stored_file(s, &a, b"x").await, stored_file(s, &a, b"y").await, stored_file(s, &a, b"c").await);
+    let out = commit(s, &a, &[put("c", 0, &FileMeta::dir(1)), put("c/x", 0, &x), put("c/d/y", 0, &y)]).await;
+    let dir = applied(&out.outcomes[0], "a directory");
+    // A file in the directory's place while entries are below it, even deep below.
+    let out = commit(s, &a, &[put("c", dir.rev, &file_c)]).await;
+    assert_eq!(conflict(&out.outcomes[0], "a file over a directory with entries"), Some(dir.clone()));
+    let out = commit(s, &a, &[del("c/x", 2), put("c", dir.rev, &file_c)]).await;
+    applied(&out.outcomes[0], "the deletion of one entry");
+    conflict(&out.outcomes[1], "a file over a directory with one entry left (deep)");
+    // Deleting the rest first, in the same batch, makes room; a name that only shares the
+    // prefix (`c.txt`, `cd`) is not below `c`.
+    let (other, cd) = (stored_file(s, &a, b"other").await, stored_file(s, &a, b"cd").await);
+    commit(s, &a, &[put("c.txt", 0, &other), put("cd", 0, &cd)]).await;
+    let out = commit(s, &a, &[del("c/d/y", 3), put("c", dir.rev, &file_c)]).await;
+    applied(&out.outcomes[0], "the last entry below");
+    let f = applied(&out.outcomes[1], "a file over a directory whose entries are all deleted");
+    assert_eq!(f.meta.as_ref(), Some(&file_c));
+    // The same holds for a path that is absent or deleted itself, with entries below it.
+    let out = commit(s, &a, &[put("e/f", 0, &x), put("e", 0, &y)]).await;
+    applied(&out.outcomes[0], "a file with no directory entry above it");
+    assert_eq!(conflict(&out.outcomes[1], "a file where the batch just put an entry below"), None);
+}
+
+pub(super) async fn nothing_is_put_below_a_live_file<S: MetaStore>(s: &S) {
+    let a = account(s, "tree-file").await;
+    let (f, g) = (stored_file(s, &a, b"f").await, stored_file(s, &a, b"g").await);
+    let file = applied(&commit(s, &a, &[put("a/f", 0, &f)]).await.outcomes[0], "a file");
+    let out = commit(s, &a, &[put("a/f/g", 0, &g), put("a/f/d", 0, &FileMeta::dir(1)), put("a/f/d/g", 0, &g)]).await;
+    for (i, what) in
+        ["a file below a live file", "a directory below a live file", "a file two levels below"].into_iter().enumerate()
+    {
+        assert_eq!(conflict(&out.outcomes[i], what), None, "{what}: carries the (absent) entry of its own path");
+    }
+    assert_eq!(out.folder_seq, 1, "nothing applied");
+    // Replacing the file by a directory first, in the same batch, makes room.
+    let out = commit(s, &a, &[put("a/f", file.rev, &FileMeta::dir(1)), put("a/f/g", 0, &g)]).await;
+    applied(&out.outcomes[0], "a directory replacing the file");
+    applied(&out.outcomes[1], "a file in the directory that replaced the file");
+    // Below a deleted file is free.
+    let h = applied(&commit(s, &a, &[put("h", 0, &f)]).await.outcomes[0], "another file");
+    let out = commit(s, &a, &[del("h", h.rev), put("h/g", 0, &g)]).await;
+    applied(&out.outcomes[1], "a file below a deleted file");
+}
+
 pub(super) async fn missing_chunks_roll_back_the_whole_batch<S: MetaStore>(s: &S) {
     let a = account(s, "missing").await;
     let have = stored_file(s, &a, b"have").await;

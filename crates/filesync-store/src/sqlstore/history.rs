@@ -4,7 +4,8 @@
 //! [`crate::retention`]; this file only reads and writes rows.
 
 use super::rows::{
-    ENTRY_COLS, current_entries, entry_at, entry_cols, entry_cols_of, entry_from_row, folder_seq, write_applied,
+    ENTRY_COLS, current_entries, entry_at, entry_cols, entry_cols_of, entry_from_row, folder_seq, live_entries_below,
+    write_applied,
 };
 use super::{DbConn, DbPool, DbRow, FOR_UPDATE, begin_snapshot, begin_write};
 use crate::decide::{RestorePlan, plan_restore};
@@ -14,7 +15,7 @@ use crate::{
     ChunkSweep, CommitOutput, Device, FolderId, Outcome, PruneStats, Result, RetentionPolicy, StoreError, TrashEntry,
     Usage, UserId,
 };
-use filesync_core::{EntryState, FileMeta, Hash, RelPath};
+use filesync_core::{EntryKind, EntryState, FileMeta, Hash, RelPath};
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::{HashMap, HashSet};
 
@@ -118,8 +119,12 @@ pub(super) async fn restore(
     let mut paths: Vec<&str> = target.ancestors().collect();
     paths.push(target.as_str());
     let state = current_entries(&mut tx, folder_key, &paths).await?;
+    let live_below = match restored.kind {
+        EntryKind::Dir => None,
+        _ => live_entries_below(&mut tx, folder_key, &[target]).await?.into_iter().next(),
+    };
     let unchanged = |outcome| CommitOutput { outcomes: vec![outcome], folder_seq: start_seq };
-    let dirs = match plan_restore(path, &restored, target, &|p| state.get(p).cloned()) {
+    let dirs = match plan_restore(path, &restored, target, &|p| state.get(p).cloned(), live_below) {
         RestorePlan::Conflict(e) => return Ok(unchanged(Outcome::Conflict(Some(e)))),
         RestorePlan::AlreadyCurrent(e) => return Ok(unchanged(Outcome::Accepted(Some(e)))),
         RestorePlan::Apply { dirs } => dirs,

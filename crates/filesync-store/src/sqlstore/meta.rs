@@ -6,19 +6,20 @@
 
 use super::rows::{
     ENTRY_COLS, current_entries, device_from_row, entry_cols, entry_from_row, folder_from_row, folder_seq,
-    known_chunks, user_from_row, write_applied,
+    known_chunks, live_entries_below, user_from_row, write_applied,
 };
 use super::{Store, accounts, begin_write, commit_notices, history, lock_chunks, try_lock_maintenance};
-use crate::decide::{Decision, decide};
+use crate::decide::{Decision, breaks_tree, decide};
 use crate::sql::{self, key};
 use crate::{
     ChunkLock, ChunkSweep, CommitOutput, Device, DeviceId, Folder, FolderId, MetaStore, NewAccount, Notice, Outcome,
     ProposedChange, PruneStats, Result, RetentionPolicy, StoreLock, TrashEntry, Usage, User, UserId,
 };
 use async_trait::async_trait;
-use filesync_core::{EntryState, Hash, RelPath};
+use filesync_core::{EntryKind, EntryState, Hash, RelPath};
 use futures::stream::BoxStream;
 use sqlx::Row;
+use std::collections::BTreeMap;
 
 #[async_trait]
 impl MetaStore for Store {
@@ -279,17 +280,40 @@ impl MetaStore for Store {
         let mut tx = begin_write(&self.write).await?;
         let start_seq = folder_seq(&mut tx, user, folder).await?;
 
-        // Decide every change against the state the changes before it left.
+        // Decide every change against the state the changes before it left: the entries of its
+        // path and its ancestors, and (for a live file) the live entries below it, which the
+        // tree rule needs.
         let mut paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+        for c in changes.iter().filter(|c| c.meta.is_some()) {
+            paths.extend(c.path.ancestors());
+        }
         paths.sort_unstable();
         paths.dedup();
-        let mut state = current_entries(&mut tx, folder_key, &paths).await?;
+        let mut state: BTreeMap<String, EntryState> =
+            current_entries(&mut tx, folder_key, &paths).await?.into_iter().collect();
+        let mut files: Vec<&RelPath> = changes
+            .iter()
+            .filter(|c| c.meta.as_ref().is_some_and(|m| m.kind != EntryKind::Dir))
+            .filter(|c| {
+                state.get(c.path.as_str()).and_then(|e| e.meta.as_ref()).is_none_or(|m| m.kind == EntryKind::Dir)
+            })
+            .map(|c| &c.path)
+            .collect();
+        files.sort_unstable();
+        files.dedup();
+        for e in live_entries_below(&mut tx, folder_key, &files).await? {
+            state.insert(e.path.as_str().to_owned(), e);
+        }
         let mut seq = start_seq;
         let mut outcomes = Vec::with_capacity(changes.len());
         let mut applied: Vec<EntryState> = Vec::new();
         for change in changes {
             let current = state.get(change.path.as_str());
-            match decide(current, change.base_rev, change.meta.as_ref()) {
+            let decision = match decide(current, change.base_rev, change.meta.as_ref()) {
+                Decision::Apply if breaks_tree(&change.path, change.meta.as_ref(), &state) => Decision::Conflict,
+                d => d,
+            };
+            match decision {
                 Decision::Apply => {
                     seq += 1;
                     let entry = EntryState {

@@ -155,6 +155,37 @@ pub(super) async fn current_entries(
     Ok(out)
 }
 
+/// The live current entries below any of `paths` (paths starting with `path/`), for the tree
+/// rule ([`crate::decide::breaks_tree`]). One statement per batch of paths: a range scan of the
+/// primary key each, empty unless a file is proposed where a directory has entries.
+pub(super) async fn live_entries_below(conn: &mut DbConn, folder: i64, paths: &[&RelPath]) -> Result<Vec<EntryState>> {
+    let mut out = Vec::new();
+    // Two parameters per path and the folder's (last: SQLite's parameters are bound in order).
+    for batch in paths.chunks(IN_LIST / 2) {
+        let sql = format!(
+            concat!(
+                "WITH r (lo, hi) AS (VALUES {}) SELECT ",
+                entry_cols!(),
+                // CROSS JOIN: SQLite then keeps the ranges as the outer loop, each a range scan
+                // of the primary key (a plain join let it scan the whole table per range).
+                " FROM r CROSS JOIN current c JOIN versions v ON v.folder_id = c.folder_id AND v.rev = c.rev \
+                 WHERE c.folder_id = ${} AND c.path >= r.lo AND c.path < r.hi AND v.deleted = FALSE"
+            ),
+            sql::value_rows(batch.len(), 2),
+            2 * batch.len() + 1
+        );
+        let mut q = sqlx::query(super::batch_sql(sql));
+        for p in batch {
+            let range = crate::decide::below(p);
+            q = q.bind(range.start).bind(range.end);
+        }
+        for row in q.bind(folder).fetch_all(&mut *conn).await? {
+            out.push(entry_from_row(&row)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Sizes of those of `hashes` the user has.
 pub(super) async fn known_chunks(conn: &mut DbConn, user: i64, hashes: &[&Hash]) -> Result<HashMap<Hash, u32>> {
     let mut out = HashMap::with_capacity(hashes.len());

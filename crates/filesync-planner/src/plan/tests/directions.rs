@@ -110,7 +110,7 @@ fn eviction_removes_only_what_the_server_has_and_uploads_the_rest_first() {
         ("photos/only-there.jpg", ps(None, None, live(10, file(5)))),
     ]);
     assert_eq!(
-        plan_eviction(&state, Direction::TwoWay),
+        plan_eviction(&state, &ctx_in(Direction::TwoWay, false)),
         vec![
             up("photos/edited.jpg", 6),
             up("photos/new.jpg", 0),
@@ -122,7 +122,7 @@ fn eviction_removes_only_what_the_server_has_and_uploads_the_rest_first() {
     );
     // Download-only never uploads: what is not on the server stays, reported.
     assert_eq!(
-        plan_eviction(&state, Direction::DownloadOnly),
+        plan_eviction(&state, &ctx_in(Direction::DownloadOnly, false)),
         vec![
             del_local("photos/synced.jpg"),
             del_local("photos/stale.jpg"),
@@ -137,5 +137,15 @@ fn eviction_removes_only_what_the_server_has_and_uploads_the_rest_first() {
 #[test]
 fn eviction_of_a_new_local_directory_uploads_it_before_its_children() {
     let state = folder([("new", ps(Some(dir()), None, None)), ("new/a", ps(Some(file(1)), None, None))]);
-    assert_eq!(plan_eviction(&state, Direction::UploadOnly), vec![up("new", 0), up("new/a", 0)]);
+    assert_eq!(plan_eviction(&state, &ctx_in(Direction::UploadOnly, false)), vec![up("new", 0), up("new/a", 0)]);
+}
+
+#[test]
+fn eviction_moves_a_file_aside_where_the_server_has_the_excluded_directory() {
+    // The subfolder `c` is excluded here, and a file named `c` was made in its place.
+    let state = folder([("c", ps(Some(file(1)), base(2, dir()), live(2, dir())))]);
+    let plan = plan_eviction(&state, &ctx_in(Direction::TwoWay, false));
+    let [Action::MoveLocalAside { path, copy }] = plan.as_slice() else { panic!("one move aside: {plan:?}") };
+    assert_eq!(path.as_str(), "c");
+    assert!(copy.as_str().starts_with("c (conflicted copy from "), "{copy}");
 }

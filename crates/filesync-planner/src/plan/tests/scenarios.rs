@@ -385,6 +385,16 @@ fn local_file_replacing_a_dir_vs_remote_edit_inside_conflicts() {
     assert_eq!(remote_at(&w, copy_of("x", 0).as_str()), Some(file(9)));
 }
 
+/// The server deleted the directory `x` but a file below it lives on (an edit beat the
+/// deletion); here a file took the name `x`. The file moves aside (nothing to download at `x`
+/// itself); the next pass downloads what lives in it. (The world model of `assert_syncs`
+/// holds only remote trees with their directories, so this is checked as a plan.)
+#[test]
+fn local_file_where_the_server_deleted_a_dir_whose_entries_live_on_moves_aside() {
+    let state = folder([("x", ps(Some(file(9)), None, tomb(4))), ("x/a.txt", ps(None, None, live(8, file(2))))]);
+    assert_eq!(checked_plan(&state), vec![aside("x", copy_of("x", 0))]);
+}
+
 #[test]
 fn plan_follows_the_contract_order() {
     let state = folder([

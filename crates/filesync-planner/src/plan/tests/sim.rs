@@ -163,7 +163,14 @@ pub fn check_plan_in(state: &FolderState, plan: &[Action], ctx: &PlanContext) ->
             Action::Download { .. } | Action::DeleteLocal { .. } => dir != Direction::UploadOnly,
             Action::Upload { .. } | Action::DeleteRemote { .. } => dir != Direction::DownloadOnly,
             Action::RecordBase { .. } | Action::ForgetBase { .. } => true,
-            Action::NotUploaded { .. } => dir == Direction::DownloadOnly && !revert,
+            // Upload-only: a file where the server has a directory with entries that stay.
+            Action::NotUploaded { path } => {
+                (dir == Direction::DownloadOnly && !revert)
+                    || (dir == Direction::UploadOnly
+                        && !revert
+                        && state.get(path).and_then(|s| s.local.as_ref()).is_some_and(|l| l.kind != EntryKind::Dir)
+                        && state.iter().any(|(p, x)| path.is_ancestor_of(p) && remote_live(x).is_some()))
+            }
             Action::NotDownloaded { .. } => dir == Direction::UploadOnly && !revert,
         };
         if !allowed {
@@ -197,7 +204,8 @@ pub fn check_plan_in(state: &FolderState, plan: &[Action], ctx: &PlanContext) ->
     }
     for (path, actions) in &by_path {
         let ok = match actions.as_slice() {
-            [Action::MoveLocalAside { .. }] => false,
+            // Alone only where the server has no live entry at the path (checked below).
+            [Action::MoveLocalAside { .. }] => state.get(*path).is_some_and(|s| remote_live(s).is_none()),
             [_] => true,
             [Action::MoveLocalAside { .. }, Action::Download { .. }] => true,
             _ => false,
@@ -243,7 +251,15 @@ pub fn check_plan_in(state: &FolderState, plan: &[Action], ctx: &PlanContext) ->
             return Err(format!("{a:?} is about a path the state does not know"));
         };
         let fits = match a {
-            Action::MoveLocalAside { .. } => s.local.is_some() && remote_live(s).is_some(),
+            // Remotely live, or (a file in the way of entries below a directory the server
+            // deleted) with something below it.
+            Action::MoveLocalAside { path, .. } => {
+                s.local.is_some()
+                    && (remote_live(s).is_some()
+                        || state
+                            .iter()
+                            .any(|(p, x)| path.is_ancestor_of(p) && (remote_live(x).is_some() || x.local.is_some())))
+            }
             Action::Download { rev, .. } => remote_live(s).is_some() && remote_rev(s) == *rev,
             Action::Upload { base_rev, .. } => s.local.is_some() && remote_rev(s) == *base_rev,
             // Revert local replaces and removes local changes: the one destructive plan.

@@ -56,21 +56,33 @@ impl IgnoreRules {
     /// Every sync reads the rules afresh, and compiling them costs far more than matching
     /// (`perf` of the simulation: 8 % of its time), so the last few texts are remembered.
     pub fn parse(text: &str) -> IgnoreRules {
-        static PARSED: LazyLock<Mutex<HashMap<String, IgnoreRules>>> = LazyLock::new(Mutex::default);
+        IgnoreRules::parse_for(text, false)
+    }
+
+    /// [`IgnoreRules::parse`] for a disk that ignores letter case (NTFS, APFS) when
+    /// `case_insensitive`: a rule then matches a name however it is spelled, as the disk
+    /// itself would find it (`build/` matches `Build`), so a directory renamed by case stays
+    /// ignored (found by the simulation: a rule spelled the old way made two computers undo
+    /// each other's case-only rename).
+    pub fn parse_for(text: &str, case_insensitive: bool) -> IgnoreRules {
+        type Parsed = HashMap<(String, bool), IgnoreRules>;
+        static PARSED: LazyLock<Mutex<Parsed>> = LazyLock::new(Mutex::default);
         let mut parsed = PARSED.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(rules) = parsed.get(text) {
+        let key = (text.to_owned(), case_insensitive);
+        if let Some(rules) = parsed.get(&key) {
             return rules.clone();
         }
-        let rules = IgnoreRules::compile(text);
+        let rules = IgnoreRules::compile(text, case_insensitive);
         if parsed.len() >= 16 {
             parsed.clear();
         }
-        parsed.insert(text.to_owned(), rules.clone());
+        parsed.insert(key, rules.clone());
         rules
     }
 
-    fn compile(text: &str) -> IgnoreRules {
+    fn compile(text: &str, case_insensitive: bool) -> IgnoreRules {
         let mut b = GitignoreBuilder::new("");
+        b.case_insensitive(case_insensitive).expect("case folding needs no compiled pattern");
         for line in DEFAULT_RULES {
             b.add_line(None, line).expect("the default rules are valid");
         }
@@ -87,13 +99,14 @@ impl IgnoreRules {
         IgnoreRules { matcher: Arc::new(matcher), problems }
     }
 
-    /// Reads `.filesyncignore` from the folder root (missing: the defaults only).
+    /// Reads `.filesyncignore` from the folder root (missing: the defaults only), matching
+    /// without case on a disk that ignores it.
     pub fn load(fs: &dyn Filesystem) -> IgnoreRules {
         let path = RelPath::new(IGNORE_FILE).expect("valid name");
         let mut text = String::new();
         match fs.open(&path) {
             Ok(mut f) => match f.read_to_string(&mut text) {
-                Ok(_) => IgnoreRules::parse(&text),
+                Ok(_) => IgnoreRules::parse_for(&text, fs.case_insensitive()),
                 Err(e) => {
                     let mut r = IgnoreRules::default();
                     r.problems.push(format!("cannot read {IGNORE_FILE} ({e}); only the default rules apply"));
@@ -172,6 +185,17 @@ mod tests {
 
     fn p(s: &str) -> RelPath {
         RelPath::new(s).unwrap()
+    }
+
+    #[test]
+    fn rules_match_without_case_on_a_disk_that_ignores_it() {
+        let folded = IgnoreRules::parse_for("a/b/\n*.LOG\n", true);
+        assert!(folded.is_ignored(&RelPath::new("a/B/x.txt").unwrap(), false));
+        assert!(folded.is_ignored(&RelPath::new("run.log").unwrap(), false));
+        let exact = IgnoreRules::parse_for("a/b/\n*.LOG\n", false);
+        assert!(!exact.is_ignored(&RelPath::new("a/B/x.txt").unwrap(), false));
+        assert!(!exact.is_ignored(&RelPath::new("run.log").unwrap(), false));
+        assert!(exact.is_ignored(&RelPath::new("a/b/x.txt").unwrap(), false));
     }
 
     #[test]

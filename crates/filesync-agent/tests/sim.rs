@@ -683,7 +683,13 @@ impl Concurrency {
             }
             let k = self.key(copy.original.as_str());
             self.moved_aside[c].insert(k.clone());
-            if self.clashed.iter().any(|c| *c == k || k.starts_with(&format!("{c}/"))) {
+            // (Nor a file that a clashing name below it kept from replacing its directory: the
+            // computer deletes the spelling it holds, and the other one stays.)
+            if self
+                .clashed
+                .iter()
+                .any(|c| *c == k || k.starts_with(&format!("{c}/")) || c.starts_with(&format!("{k}/")))
+            {
                 continue;
             }
             // Something the rules ignore (left alone, so never deleted here) may stand in the

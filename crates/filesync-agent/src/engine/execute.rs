@@ -132,6 +132,8 @@ impl Executor<'_> {
     /// Keeps the local version of `path` as the conflict copy `copy`, before the remote
     /// version takes its name.
     async fn move_aside(&mut self, path: RelPath, copy: RelPath) -> Result<(), SyncError> {
+        let partials = self.engine.partials.take_below(self.name, &path, self.fs.case_insensitive());
+        download::drop_blocking(partials).await;
         let fs = self.fs.clone();
         let (p, c) = (path.clone(), copy.clone());
         match blocking(move || fs.rename_noreplace(&p, &c)).await? {

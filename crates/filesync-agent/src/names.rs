@@ -40,19 +40,32 @@ pub fn skipped_paths(
     // with a base but not on disk was renamed or deleted here, which the planner handles.
     // So is a directory gone from disk (and synced) that a remote entry to be created below it
     // needs again: the planner re-creates it.
+    // So is every directory not on disk that such a path needs: it is made with it, whether or
+    // not the server has an entry for it. A directory deleted on the server may keep live
+    // entries that the deleting computer could not see (its ignore rules hid them); such a
+    // directory has no live entry of its own ("implied"), but it still takes a name here
+    // (found by the simulation, seed 2011227).
     let new_here = |p: &Presence| !p.local && !p.base && p.remote_rev.is_some();
     let mut created: std::collections::HashSet<&str> =
         paths.iter().filter(|(_, p)| new_here(p)).map(|(path, _)| path.as_str()).collect();
-    for (path, _) in paths.iter().filter(|(_, p)| new_here(p)) {
+    let mut implied: BTreeMap<&str, Presence> = BTreeMap::new();
+    for (path, p) in paths.iter().filter(|(_, p)| new_here(p)) {
         for a in path.ancestors() {
-            if paths.get(a).is_some_and(|p| !p.local && p.remote_rev.is_some()) {
-                created.insert(a);
+            match paths.get(a) {
+                Some(ap) if ap.local => break,
+                Some(_) => {}
+                None => {
+                    // Its place among spellings is that of its oldest entry.
+                    let dir = implied.entry(a).or_insert(*p);
+                    dir.remote_rev = dir.remote_rev.min(p.remote_rev);
+                }
             }
+            created.insert(a);
         }
     }
-    let would_create = |path: &RelPath| created.contains(path.as_str());
+    let would_create = |path: &str| created.contains(path);
     for path in paths.keys() {
-        if would_create(path)
+        if would_create(path.as_str())
             && let Some(why) = problem(path)
         {
             skipped.insert(path.clone(), format!("this computer cannot hold this name: {why}"));
@@ -63,9 +76,9 @@ pub fn skipped_paths(
         // live on the server, else the oldest remote one), and the others that would land on
         // it. A synced spelling gone from disk and from the server holds nothing: its name is
         // going away (found by the simulation, seed 19181).
-        let mut groups: HashMap<String, Vec<(&RelPath, &Presence)>> = HashMap::new();
-        for (path, p) in paths {
-            groups.entry(fold(path.as_str())).or_default().push((path, p));
+        let mut groups: HashMap<String, Vec<(&str, &Presence)>> = HashMap::new();
+        for (path, p) in paths.iter().map(|(path, p)| (path.as_str(), p)).chain(implied.iter().map(|(a, p)| (*a, p))) {
+            groups.entry(fold(path)).or_default().push((path, p));
         }
         for members in groups.values().filter(|m| m.len() > 1) {
             let holder = members
@@ -76,8 +89,11 @@ pub fn skipped_paths(
                 .map(|(path, _)| *path);
             let Some(holder) = holder else { continue };
             for (path, _) in members {
-                if *path != holder && would_create(path) {
-                    skipped.entry((*path).clone()).or_insert_with(|| {
+                if *path != holder
+                    && would_create(path)
+                    && let Ok(path) = RelPath::new(*path)
+                {
+                    skipped.entry(path).or_insert_with(|| {
                         format!(
                             "differs only in letter case from '{holder}', and this computer's file system cannot \
                              hold both; rename one of them on another computer"
@@ -88,12 +104,19 @@ pub fn skipped_paths(
         }
     }
     // Everything below a skipped directory goes with it.
-    let roots: Vec<RelPath> = skipped.keys().cloned().collect();
+    let roots: Vec<(RelPath, String)> = skipped.iter().map(|(p, why)| (p.clone(), why.clone())).collect();
     for path in paths.keys() {
-        if let Some(root) = roots.iter().find(|r| r.is_ancestor_of(path))
+        if let Some((root, why)) = roots.iter().find(|(r, _)| r.is_ancestor_of(path))
             && !skipped.contains_key(path)
         {
-            skipped.insert(path.clone(), format!("inside '{root}', which is skipped"));
+            // A directory with no live entry of its own is not reported: what is inside it says
+            // why.
+            let reason = if paths.get(root).is_some_and(|r| r.remote_rev.is_some()) {
+                format!("inside '{root}', which is skipped")
+            } else {
+                format!("inside '{root}', which {why}")
+            };
+            skipped.insert(path.clone(), reason);
         }
     }
     skipped
@@ -184,6 +207,27 @@ mod tests {
             ("C", Presence { local: true, base: true, remote_rev: Some(11) }),
             ("c", Presence { local: false, base: true, remote_rev: Some(1) }),
         ]);
+        assert!(skipped_paths(&m, true, none).is_empty());
+    }
+
+    #[test]
+    fn a_directory_without_an_entry_of_its_own_clashes_with_a_file_of_another_spelling() {
+        // The server deleted the directory C, but C/y.txt lives on (the deleting computer's
+        // ignore rules hid it), and this computer holds the file c: C/y.txt cannot be made.
+        let m = map(&[
+            ("c", Presence { local: true, base: true, remote_rev: Some(9) }),
+            ("C", Presence { local: false, base: false, remote_rev: None }),
+            ("C/y.txt", remote(4)),
+        ]);
+        let s = skipped_paths(&m, true, none);
+        assert_eq!(s.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["C", "C/y.txt"]);
+        assert!(s[&p("C/y.txt")].starts_with("inside 'C', which differs only in letter case from 'c'"), "{s:?}");
+        // With no entry for C at all, the same.
+        let m = map(&[("c", Presence { local: true, base: true, remote_rev: Some(9) }), ("C/d/y.txt", remote(4))]);
+        let s = skipped_paths(&m, true, none);
+        assert_eq!(s.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["C", "C/d/y.txt"]);
+        // A directory on disk under the same spelling holds its name: nothing clashes.
+        let m = map(&[("c", Presence { local: true, base: true, remote_rev: Some(9) }), ("c/y.txt", remote(4))]);
         assert!(skipped_paths(&m, true, none).is_empty());
     }
 

@@ -45,7 +45,8 @@
 //! Every choice comes from the seed. A failure names the seed and the command that runs it
 //! alone: `FILESYNC_SIM_SEED=S cargo test -p filesync-agent --test sim`. `FILESYNC_SIM_SEEDS=N`
 //! runs N seeds from `FILESYNC_SIM_FIRST` (default 300 from 0); `scripts/soak` runs any number
-//! on every core.
+//! on every core. To follow one: `FILESYNC_SIM_TRACE=1` prints the steps as they go, and
+//! `FILESYNC_SIM_LOG=filesync_agent=debug` the engine's own log between them.
 //!
 //! Checks that depend on what a computer syncs (the lost-version, resurrection and
 //! concurrency checks) leave out paths its ignore rules covered when a sync started or ended.
@@ -546,6 +547,10 @@ struct Concurrency {
     /// a file made where its directory was meets it (seed 2882 of the first workload with
     /// directories replaced by files).
     maybe_sent: Vec<BTreeSet<String>>,
+    /// Per computer: the changed paths its ignore rules hid in some pass. A deletion the rules
+    /// hid is never sent, so the server may still hold what such a path was when the rules
+    /// change (seed 40381: a directory `c` under `c/`, replaced here by a file).
+    hidden: Vec<BTreeSet<String>>,
 }
 
 impl Concurrency {
@@ -562,6 +567,7 @@ impl Concurrency {
             moved_aside: sets(),
             excluded_names: sets(),
             maybe_sent: sets(),
+            hidden: sets(),
         }
     }
 
@@ -629,6 +635,14 @@ impl Concurrency {
             |k: &String| !prefixes.iter().any(|p| k.starts_with(p) || *k == p[..p.len() - 1]) && !rules.ignored(k);
         let pulls = !settings.paused && settings.direction != Direction::UploadOnly;
         let sends = !settings.paused && settings.direction != Direction::DownloadOnly;
+        let hidden: Vec<String> = self.own[c]
+            .iter()
+            .chain(&self.others[c])
+            .chain(&self.unsent[c])
+            .filter(|k| rules.ignored(k))
+            .cloned()
+            .collect();
+        self.hidden[c].extend(hidden);
         if sends {
             // New files in an excluded subfolder are sent too (then evicted): all may have
             // reached the server; only what is synced is surely sent.
@@ -698,11 +712,14 @@ impl Concurrency {
             // directory the rules ignore, where a file is to go; and a directory holding an
             // ignored file, which a file replaced elsewhere.
             let holds_ignored = || files.iter().any(|g| g.starts_with(&format!("{f}/")) && rules.ignored(g));
-            // Nor can a file here replace a directory whose entries the rules hide (a deletion
-            // of an ignored file is never sent; an ignored file made elsewhere is not seen):
-            // the server refuses it, and it is kept as a conflict copy.
+            // Nor can a file here replace a directory whose entries the rules hide or hid (a
+            // deletion of an ignored file is never sent; an ignored file made elsewhere is not
+            // seen): the server refuses it, and it is kept as a conflict copy.
             let hides_below = || {
-                self.own[c].iter().chain(&self.others[c]).any(|x| x.starts_with(&format!("{k}/")) && rules.ignored(x))
+                self.own[c]
+                    .iter()
+                    .chain(&self.others[c])
+                    .any(|x| x.starts_with(&format!("{k}/")) && (rules.ignored(x) || self.hidden[c].contains(x)))
             };
             let was_excluded = || self.excluded_names[c].iter().any(|e| *e == k || k.starts_with(&format!("{e}/")));
             let own_unsettled = || self.maybe_sent[c].iter().any(|x| x.starts_with(&format!("{k}/")));
@@ -1299,6 +1316,15 @@ fn run_seed(seed: u64) -> (Result<(), String>, Vec<String>) {
 
 #[test]
 fn seeded_histories_converge_and_lose_no_version() {
+    // The engine's own log, to follow a replay: `FILESYNC_SIM_LOG=filesync_agent=debug`.
+    if let Ok(filter) = std::env::var("FILESYNC_SIM_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .without_time()
+            .init();
+    }
     let seeds: Vec<u64> = match std::env::var("FILESYNC_SIM_SEED") {
         Ok(s) => vec![s.parse().expect("FILESYNC_SIM_SEED is a number")],
         Err(_) => {
@@ -1329,7 +1355,8 @@ fn seeded_histories_converge_and_lose_no_version() {
 /// every `cargo test` anyway; CI's soak runs 1,000,000 and up.)
 const SEEDS_THAT_FOUND_BUGS: &[u64] = &[
     395, 690, 1416, 1668, 2026, 4603, 4614, 12212, 13788, 17253, 19181, 2035693, 2042235, 2080237, 5045387, 7107379,
-    9054739, 30000133, 1000398, 1005794, 314, 652, 958, 1060, 2882, 3130, 6066,
+    9054739, 30000133, 1000398, 1005794, 314, 652, 958, 1060, 2882, 3130, 6066, 2011227, 2045466, 2048187, 40381,
+    49679,
 ];
 
 #[test]

@@ -63,6 +63,9 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// How long old versions are kept, and how they are thinned (`--retention-days`).
     pub retention: RetentionPolicy,
+    /// How long a chunk no version uses yet is kept: [`maintenance::GC_GRACE`], but in soak
+    /// tests (`--gc-grace-secs`).
+    pub gc_grace: Duration,
     /// Keep chunks in this S3-compatible bucket instead of `<data dir>/chunks`.
     pub s3: Option<filesync_store::s3::S3Config>,
     /// Keep metadata in this PostgreSQL database instead of `<data dir>/meta.db`.
@@ -98,6 +101,7 @@ impl ServerConfig {
             tls_key: None,
             limits: Limits::default(),
             retention: RetentionPolicy::default(),
+            gc_grace: Duration::from_secs(maintenance::GC_GRACE as u64),
             s3: None,
             database: None,
             maintenance: MaintenanceSchedule::default(),
@@ -169,7 +173,8 @@ impl Shared {
         meta: Arc<dyn MetaStore>,
         chunks: Arc<dyn ChunkStore>,
     ) -> Result<(Arc<Shared>, Maintenance), ServerError> {
-        let maintenance = Maintenance::new(meta.clone(), chunks.clone(), config.retention);
+        let maintenance = Maintenance::new(meta.clone(), chunks.clone(), config.retention)
+            .with_gc_grace(config.gc_grace.as_secs() as i64);
         // A store that other instances write too tells of their commits.
         let hub = match meta.commit_notices().await? {
             Some(notices) => hub::Hub::new(Box::new(hub::SharedChanges::follow(notices))),
@@ -351,11 +356,19 @@ impl Server {
     /// half-done).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let p = self.maintenance.policy();
-        info!(
-            retention_days = p.retention_secs / 86_400,
-            "old versions are kept for the retention period, thinned after a day and a week; maintenance runs every {:?}",
-            self.schedule.every
-        );
+        if p.retention_secs < 86_400 {
+            info!(
+                retention_secs = p.retention_secs,
+                "old versions are kept for seconds only (a soak test); maintenance runs every {:?}",
+                self.schedule.every
+            );
+        } else {
+            info!(
+                retention_days = p.retention_secs / 86_400,
+                "old versions are kept for the retention period, thinned after a day and a week; maintenance runs every {:?}",
+                self.schedule.every
+            );
+        }
         let housekeeping =
             tokio::spawn(self.maintenance.clone().run_forever(self.schedule.clone(), self.shared.clock.clone()));
         // Stops the maintenance task however `run` ends.

@@ -66,6 +66,8 @@ pub struct Maintenance {
     meta: Arc<dyn MetaStore>,
     chunks: Arc<dyn ChunkStore>,
     policy: RetentionPolicy,
+    /// Chunks younger than this are never collected (seconds): [`GC_GRACE`] but in soak tests.
+    gc_grace: i64,
 }
 
 impl Maintenance {
@@ -73,7 +75,14 @@ impl Maintenance {
     /// and — on a shared store (PostgreSQL) — beside other instances; a running server has its
     /// own, see `Server::maintenance`.
     pub fn new(meta: Arc<dyn MetaStore>, chunks: Arc<dyn ChunkStore>, policy: RetentionPolicy) -> Maintenance {
-        Maintenance { meta, chunks, policy }
+        Maintenance { meta, chunks, policy, gc_grace: GC_GRACE }
+    }
+
+    /// The same with another grace period for new chunks (seconds). Shorter than an upload
+    /// takes from its first chunk to its commit, that commit fails with `MissingChunks` and
+    /// the client sends them again: soak tests use it so that collection runs beside uploads.
+    pub fn with_gc_grace(self, secs: i64) -> Maintenance {
+        Maintenance { gc_grace: secs, ..self }
     }
 
     pub fn policy(&self) -> &RetentionPolicy {
@@ -81,7 +90,8 @@ impl Maintenance {
     }
 
     /// Prunes every folder's history as of `now` (Unix seconds), then deletes every user's
-    /// chunks that no remaining version uses and that were added before `now - GC_GRACE` —
+    /// chunks that no remaining version uses and that were added before `now - GC_GRACE` (or
+    /// the grace set by [`Maintenance::with_gc_grace`]) —
     /// unless another instance sharing the store is running maintenance now: then it does
     /// nothing and reports `skipped`.
     pub async fn run_once(&self, now: i64) -> Result<MaintenanceReport, StoreError> {
@@ -102,7 +112,7 @@ impl Maintenance {
             MaintenanceReport { prune: self.meta.prune_history(now, &self.policy).await?, ..Default::default() };
         for user in self.meta.list_users().await? {
             report.users += 1;
-            let sweep = self.meta.unreferenced_chunks(user.id, now.saturating_sub(GC_GRACE)).await?;
+            let sweep = self.meta.unreferenced_chunks(user.id, now.saturating_sub(self.gc_grace)).await?;
             for batch in sweep.candidates.chunks(GC_BATCH) {
                 let hashes: Vec<Hash> = batch.iter().map(|(h, _)| *h).collect();
                 let lock = self.meta.lock_chunks(user.id, ChunkLock::Sweep).await?;

@@ -261,3 +261,22 @@ async fn a_chunk_uploaded_within_the_grace_period_survives_until_its_commit() {
     assert_eq!(report.chunks_deleted, 0, "a current version's chunks are never collected");
     assert_eq!(chunk_files(&s), 1);
 }
+
+#[tokio::test]
+async fn a_commit_whose_chunks_were_collected_first_is_refused_and_goes_through_once_they_are_sent_again() {
+    // The short grace period of soak tests (`--gc-grace-secs`): an upload slower than it
+    // loses its chunks before its commit, which must fail whole and then succeed.
+    let s = start().await;
+    let (ann, docs, _) = user(&s, "ann").await;
+    let (entry, chunks) = file_entry("slow.bin", b"slower than the grace period");
+    ann.put_chunks(chunks.clone()).await.unwrap();
+    let report = s.maintenance.clone().with_gc_grace(10).run_once(unix_now() + 20).await.unwrap();
+    assert_eq!(report.chunks_deleted, 1, "{report:?}");
+    let refused = ann.commit(docs.id, vec![CommitChange { base_rev: 0, entry: Some(entry.clone()) }]).await;
+    assert_eq!(code(refused), Some(ErrorCode::MissingChunks));
+    assert!(ann.list_versions(docs.id, "slow.bin", 0, 0).await.unwrap().entries.is_empty(), "nothing applied");
+    assert_eq!(ann.query_chunks(&[chunks[0].0]).await.unwrap(), vec![0], "the client learns what to send again");
+    ann.put_chunks(chunks).await.unwrap();
+    let r = ann.commit(docs.id, vec![CommitChange { base_rev: 0, entry: Some(entry) }]).await.unwrap();
+    assert!(r.outcomes[0].accepted);
+}

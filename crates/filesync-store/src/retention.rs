@@ -39,6 +39,15 @@ impl RetentionPolicy {
     }
 }
 
+impl RetentionPolicy {
+    /// Every version kept whole for `secs` seconds after it was replaced, then dropped, with no
+    /// thinning on the way: for soak tests that want pruning to delete while they run.
+    pub fn seconds(secs: u32) -> RetentionPolicy {
+        let secs = i64::from(secs);
+        RetentionPolicy { retention_secs: secs, keep_all_secs: secs, hourly_secs: secs }
+    }
+}
+
 impl Default for RetentionPolicy {
     /// 30 days.
     fn default() -> RetentionPolicy {

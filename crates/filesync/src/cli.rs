@@ -180,6 +180,14 @@ pub struct ServerArgs {
     /// want maintenance to run beside syncs.
     #[arg(long, value_name = "SECS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub maintenance_every: Option<u64>,
+    /// Keep every overwritten or deleted version this many seconds, then delete it (instead of
+    /// --retention-days). For soak tests that want pruning to delete beside syncs.
+    #[arg(long, value_name = "SECS", hide = true, value_parser = clap::value_parser!(u32).range(1..))]
+    pub retention_secs: Option<u32>,
+    /// Collect unused chunks this many seconds after they arrived (default: a day). Shorter
+    /// than an upload takes, its commit fails and the client sends them again: for soak tests.
+    #[arg(long, value_name = "SECS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub gc_grace_secs: Option<u64>,
     #[command(flatten)]
     pub s3: S3Args,
     /// Keep metadata (accounts, devices, folders, history) in PostgreSQL instead of

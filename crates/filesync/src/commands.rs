@@ -103,7 +103,13 @@ async fn server(args: ServerArgs) -> Result<ExitCode> {
     config.default_quota = args.default_quota.and_then(|q| q.0);
     config.tls_cert = args.tls_cert;
     config.tls_key = args.tls_key;
-    config.retention = filesync_store::RetentionPolicy::days(args.retention_days);
+    config.retention = match args.retention_secs {
+        Some(secs) => filesync_store::RetentionPolicy::seconds(secs),
+        None => filesync_store::RetentionPolicy::days(args.retention_days),
+    };
+    if let Some(secs) = args.gc_grace_secs {
+        config.gc_grace = std::time::Duration::from_secs(secs);
+    }
     if let Some(secs) = args.maintenance_every {
         let every = std::time::Duration::from_secs(secs);
         config.maintenance = filesync_server::maintenance::MaintenanceSchedule { first_after: every, every };

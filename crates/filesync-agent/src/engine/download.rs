@@ -850,12 +850,7 @@ fn install(
 ) -> Result<DownloadResult, String> {
     let p = &job.path;
     let now = fs.stat(p).map_err(|e| format!("{p}: {}", super::describe_io(&e)))?;
-    let move_aside = || -> Result<RelPath, String> {
-        let copy = super::free_conflict_name(fs, p, device_name, now_unix)?;
-        fs.rename_noreplace(p, &copy)
-            .map_err(|e| format!("{p}: moving the local version aside: {}", super::describe_io(&e)))?;
-        Ok(copy)
-    };
+    let move_aside = || super::keep_as_conflict_copy(fs, p, device_name, now_unix);
     let mut conflict = None;
     if !stat_matches(now.as_ref(), job.expect_local.as_ref()) {
         // A file or a directory the plan did not know of (made meanwhile, or one the ignore

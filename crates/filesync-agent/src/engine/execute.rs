@@ -166,10 +166,7 @@ impl Executor<'_> {
             if !stat_matches(now_stat.as_ref(), Some(&seen)) {
                 return Ok(None);
             }
-            let copy = super::free_conflict_name(&*fs, &p, &device, now)?;
-            fs.rename_noreplace(&p, &copy)
-                .map_err(|e| format!("{p}: moving the local version aside: {}", super::describe_io(&e)))?;
-            Ok(Some(copy))
+            super::keep_as_conflict_copy(&*fs, &p, &device, now).map(Some)
         })
         .await?;
         match moved {
@@ -258,6 +255,14 @@ impl Executor<'_> {
             .collect();
         if jobs.is_empty() {
             return Ok(());
+        }
+        // A file that replaces a directory may move it aside whole (it still holds what this
+        // computer does not sync): the partial downloads inside it go first, or their hidden
+        // files would keep the copy from being removed when its deletion comes (found by the
+        // simulation, seed 49679).
+        for job in jobs.iter().filter(|j| j.expect_local.is_some_and(|s| s.kind == StatKind::Dir)) {
+            let partials = self.engine.partials.take_below(self.name, &job.path, self.fs.case_insensitive());
+            download::drop_blocking(partials).await;
         }
         let total_bytes: u64 = jobs.iter().map(|j| j.meta.size).sum();
         self.progress.start("downloading", jobs.len() as u64, total_bytes);

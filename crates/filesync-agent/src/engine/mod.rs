@@ -259,12 +259,7 @@ pub(crate) fn describe_io(e: &std::io::Error) -> String {
 }
 
 /// A conflict-copy name for `path` that nothing on disk uses yet.
-pub(crate) fn free_conflict_name(
-    fs: &dyn Filesystem,
-    path: &RelPath,
-    device: &str,
-    now_unix: i64,
-) -> Result<RelPath, String> {
+fn free_conflict_name(fs: &dyn Filesystem, path: &RelPath, device: &str, now_unix: i64) -> Result<RelPath, String> {
     for attempt in 0..100 {
         let c = conflict_copy_path(path, device, now_unix, attempt);
         if fs.stat(&c).map_err(|e| format!("{c}: {}", describe_io(&e)))?.is_none() {
@@ -272,6 +267,21 @@ pub(crate) fn free_conflict_name(
         }
     }
     Err(format!("{path}: no free conflict-copy name"))
+}
+
+/// Keeps the local version at `path` (a file, or a directory with all in it) as a conflict copy
+/// of this device, under a name nothing on disk uses, so that the server's version can take
+/// its name. Returns the copy.
+pub(crate) fn keep_as_conflict_copy(
+    fs: &dyn Filesystem,
+    path: &RelPath,
+    device: &str,
+    now_unix: i64,
+) -> Result<RelPath, String> {
+    let copy = free_conflict_name(fs, path, device, now_unix)?;
+    fs.rename_noreplace(path, &copy)
+        .map_err(|e| format!("{path}: moving the local version aside: {}", describe_io(&e)))?;
+    Ok(copy)
 }
 
 /// Drives sync passes for folders against one server and one state database.

@@ -7,6 +7,7 @@ use super::OpsError;
 use crate::config::{Config, Direction, FolderConfig, FolderSettings, Home, Schedule, format_rate, parse_rate};
 use crate::engine::policy;
 use crate::filter::{IGNORE_FILE, IgnoreRules};
+use crate::fs::{Filesystem, RealFs};
 use crate::state::StateDb;
 use filesync_core::{EntryKind, RelPath};
 use serde::Serialize;
@@ -268,7 +269,9 @@ pub async fn ignore_preview(
     rules: &str,
     limit: usize,
 ) -> Result<Vec<(String, bool)>, OpsError> {
-    let rules = IgnoreRules::parse(rules);
+    // As the engine reads them on this folder's disk: without case where the disk ignores it.
+    let case_insensitive = RealFs::new(folder.path.clone()).case_insensitive();
+    let rules = IgnoreRules::parse_for(rules, case_insensitive);
     let mut all: BTreeSet<(String, bool)> = BTreeSet::new();
     let db = StateDb::open(&home.state_path()).await?;
     for (p, e) in db.remote_all(&folder.name).await? {

@@ -112,6 +112,11 @@ impl Backend {
         let clock = SimClock::new(clock_start_ns);
         let mut config = ServerConfig::new(dir.path());
         config.clock = Arc::new(clock.clone());
+        // These run on the real clock, which a starved process (a soak on a busy machine) can
+        // see jump by seconds between two steps: far enough away never to decide a history
+        // (seed 81016620 once lost its connection this way under load).
+        config.handshake_timeout = std::time::Duration::from_secs(3600);
+        config.idle_timeout = std::time::Duration::from_secs(3600);
         // The stores outlive a crash of the server, as its database and chunk directory do; an
         // in-memory SQLite database keeps exactly what was committed, as a file would through
         // a process crash.

@@ -106,12 +106,22 @@ pub enum Action {
     RecordBase { path: RelPath, rev: u64 },
     /// The path is gone on both sides; forget its base.
     ForgetBase { path: RelPath },
-    /// Download-only: the local change of `path` (an edit, a new path, a deletion) is not
-    /// sent to the server. Nothing to do but report it.
-    NotUploaded { path: RelPath },
+    /// The local change of `path` (an edit, a new path, a deletion) is not sent to the
+    /// server, for the reason `why`. Nothing to do but report it.
+    NotUploaded { path: RelPath, why: Held },
     /// Upload-only: the remote change of `path` is not applied here. Nothing to do but
     /// report it.
     NotDownloaded { path: RelPath },
+}
+
+/// Why a local change is held back ([`Action::NotUploaded`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Held {
+    /// The folder is download-only: nothing goes up.
+    DownloadOnly,
+    /// Upload-only: a file where the server's directory keeps entries this computer does not
+    /// download (and upload-only never deletes what others put there).
+    ServerHasFolder,
 }
 
 impl Action {
@@ -130,7 +140,7 @@ impl Action {
             | Action::DeleteRemote { path, .. }
             | Action::RecordBase { path, .. }
             | Action::ForgetBase { path }
-            | Action::NotUploaded { path }
+            | Action::NotUploaded { path, .. }
             | Action::NotDownloaded { path } => path,
         }
     }

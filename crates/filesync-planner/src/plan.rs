@@ -44,7 +44,7 @@
 //! base, `DeleteRemote` only for a remote version at the base rev, and an `Upload` is always
 //! based on the server's current rev of the path (0 when the server has none).
 
-use crate::{Action, Direction, FolderState, PathState, PlanContext};
+use crate::{Action, Direction, FolderState, Held, PathState, PlanContext};
 use filesync_core::conflict::conflict_copy_path;
 use filesync_core::{EntryKind, FileMeta, RelPath};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -88,7 +88,9 @@ pub fn plan_eviction(state: &FolderState, ctx: &PlanContext) -> Vec<Action> {
                 let copy = taken.claim_copy_name(&path, ctx);
                 moves.push(Action::MoveLocalAside { path, copy });
             }
-            (Some(_), _) if direction == Direction::DownloadOnly => held.push(Action::NotUploaded { path }),
+            (Some(_), _) if direction == Direction::DownloadOnly => {
+                held.push(Action::NotUploaded { path, why: Held::DownloadOnly })
+            }
             (Some(_), _) => uploads.push(Action::Upload { path, base_rev: remote_rev(s) }),
             (None, Some(_)) => bookkeeping.push(Action::ForgetBase { path }),
             (None, None) => {}
@@ -125,8 +127,8 @@ enum Decision {
     Conflict {
         rev: u64,
     },
-    /// Download-only: a local change that is not sent.
-    NotUploaded,
+    /// A local change that is not sent (download-only, or what upload-only cannot send).
+    NotUploaded(Held),
     /// Upload-only: a remote change that is not applied here.
     NotDownloaded,
 }
@@ -197,7 +199,7 @@ fn restrict(s: &PathState, d: Decision, direction: Direction) -> Decision {
             d => d,
         },
         Direction::DownloadOnly => match d {
-            Decision::Upload { .. } | Decision::DeleteRemote { .. } => Decision::NotUploaded,
+            Decision::Upload { .. } | Decision::DeleteRemote { .. } => Decision::NotUploaded(Held::DownloadOnly),
             d => d,
         },
     }
@@ -299,14 +301,14 @@ fn fit(s: &PathState, d: Decision, below: Below, direction: Direction) -> Decisi
         (Decision::DeleteLocal, Direction::TwoWay) if below.local || below.remote => Decision::Upload { base_rev: rev },
         (Decision::DeleteRemote { .. }, Direction::TwoWay) if below.local || below.remote => Decision::Download { rev },
         // One-way: it stays on the side that keeps something inside, and is reported.
-        (Decision::DeleteLocal, _) if below.local => Decision::NotUploaded,
+        (Decision::DeleteLocal, _) if below.local => Decision::NotUploaded(Held::DownloadOnly),
         (Decision::DeleteRemote { .. }, _) if below.remote => Decision::NotDownloaded,
         // A held-back directory that a transfer below needs on the other side is sent there
         // (download-only: a local file in its way is kept as a conflict copy).
-        (Decision::NotUploaded, _) if below.local && is_dir(remote_live(s)) => match s.local.as_ref() {
+        (Decision::NotUploaded(why), _) if below.local && is_dir(remote_live(s)) => match s.local.as_ref() {
             None => Decision::Download { rev },
             Some(l) if l.kind != EntryKind::Dir => Decision::Conflict { rev },
-            Some(_) => Decision::NotUploaded,
+            Some(_) => Decision::NotUploaded(why),
         },
         (Decision::NotDownloaded, _) if below.remote && is_dir(s.local.as_ref()) && !is_dir(remote_live(s)) => {
             Decision::Upload { base_rev: rev }
@@ -332,7 +334,7 @@ fn fit(s: &PathState, d: Decision, below: Below, direction: Direction) -> Decisi
         // server: a file where the server's directory keeps its entries cannot go up. Held back,
         // and reported.
         Some(_) if direction == Direction::UploadOnly && matches!(d, Decision::Upload { .. }) && below.remote => {
-            Decision::NotUploaded
+            Decision::NotUploaded(Held::ServerHasFolder)
         }
         // The directory is emptied by this plan's deletions, which run after transfers (or
         // its contents stay, or the input is not a valid tree): replace it on a later pass.
@@ -345,7 +347,7 @@ fn fit(s: &PathState, d: Decision, below: Below, direction: Direction) -> Decisi
 fn after(s: &PathState, d: Decision) -> (bool, bool) {
     match d {
         Decision::DeleteLocal | Decision::DeleteRemote { .. } | Decision::ForgetBase => (false, false),
-        Decision::Nothing | Decision::NotUploaded | Decision::NotDownloaded => {
+        Decision::Nothing | Decision::NotUploaded(_) | Decision::NotDownloaded => {
             (s.local.is_some(), remote_live(s).is_some())
         }
         Decision::Upload { .. }
@@ -384,7 +386,7 @@ fn emit(state: &FolderState, decisions: &BTreeMap<&RelPath, Decision>, ctx: &Pla
         let path = path.clone();
         match d {
             Decision::Nothing => {}
-            Decision::NotUploaded => held.push(Action::NotUploaded { path }),
+            Decision::NotUploaded(why) => held.push(Action::NotUploaded { path, why }),
             Decision::NotDownloaded => held.push(Action::NotDownloaded { path }),
             Decision::Conflict { rev } => {
                 let copy = taken.claim_copy_name(&path, ctx);

@@ -14,7 +14,7 @@ use crate::scan::ScanOutput;
 use crate::state::{BaseRow, StepRecord};
 use crate::status::{Progress, SkippedItem};
 use filesync_core::{EntryKind, EntryState, FileMeta, RelPath};
-use filesync_planner::Action;
+use filesync_planner::{Action, Held};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tracing::info;
@@ -39,7 +39,6 @@ impl Steps {
     /// Sorts `plan` (pure). Directory downloads are the planner's parents-first order.
     pub fn sort(plan: Vec<Action>, remote: &HashMap<RelPath, EntryState>) -> Steps {
         let mut s = Steps::default();
-        let mut parents: Option<HashSet<String>> = None;
         for a in plan {
             match a {
                 Action::MoveLocalAside { path, copy } => s.move_aside.push((path, copy)),
@@ -53,21 +52,13 @@ impl Steps {
                 Action::DeleteLocal { path } => s.local_deletes.push(path),
                 Action::RecordBase { path, rev } => s.record.push((path, rev)),
                 Action::ForgetBase { path } => s.forget.push(path),
-                Action::NotUploaded { path } => {
-                    // (The paths with server entries below them, gathered once: a download-only
-                    // folder may hold back thousands of new files.)
-                    let server_dir =
-                        remote.get(&path).and_then(|e| e.meta.as_ref()).is_none_or(|m| m.kind == EntryKind::Dir)
-                            && parents
-                                .get_or_insert_with(|| {
-                                    remote.keys().flat_map(|p| p.ancestors().map(str::to_owned)).collect()
-                                })
-                                .contains(path.as_str());
-                    let reason = if server_dir {
-                        "not uploaded: the server has a folder of this name, with files this computer does not \
-                         download (upload-only); rename this file to send it"
-                    } else {
-                        "not uploaded (download-only)"
+                Action::NotUploaded { path, why } => {
+                    let reason = match why {
+                        Held::DownloadOnly => "not uploaded (download-only)",
+                        Held::ServerHasFolder => {
+                            "not uploaded: the server has a folder of this name, with files this computer does \
+                             not download (upload-only); rename this file to send it"
+                        }
                     };
                     s.held.push(SkippedItem { path: path.to_string(), reason: reason.into() })
                 }

@@ -2,10 +2,10 @@
 //! subfolder: one test per promise, each with the exact plan.
 
 use super::sim::*;
-use crate::{Action, Direction, plan_eviction};
+use crate::{Action, Direction, Held, plan_eviction};
 
 fn not_up(path: &str) -> Action {
-    Action::NotUploaded { path: p(path) }
+    Action::NotUploaded { path: p(path), why: Held::DownloadOnly }
 }
 
 fn not_down(path: &str) -> Action {
@@ -31,6 +31,21 @@ fn upload_only_ignores_remote_edits_and_uploads_local_ones_over_them() {
             not_down("new-there.txt"),
             not_down("theirs.txt"),
         ]
+    );
+}
+
+#[test]
+fn upload_only_holds_back_a_file_where_the_servers_directory_keeps_entries_and_says_why() {
+    // Synced as a directory; replaced here by a file, while another computer put c/new.txt:
+    // upload-only may neither delete that nor take the local file down.
+    let up_only = ctx_in(Direction::UploadOnly, false);
+    let state = folder([
+        ("c", ps(Some(file(1)), base(3, dir()), live(3, dir()))),
+        ("c/new.txt", ps(None, None, live(7, file(2)))),
+    ]);
+    assert_eq!(
+        checked_plan_in(&state, &up_only),
+        vec![Action::NotUploaded { path: p("c"), why: Held::ServerHasFolder }, not_down("c/new.txt")]
     );
 }
 

@@ -178,7 +178,7 @@ fn expected_actions(path: &str, e: Exp) -> Vec<Action> {
         Record(rev) => vec![record(path, rev)],
         Forget => vec![forget(path)],
         Conflict(rev) => vec![aside(path, copy_of(path, 0)), down(path, rev)],
-        NotUp => vec![Action::NotUploaded { path: p(path) }],
+        NotUp => vec![Action::NotUploaded { path: p(path), why: crate::Held::DownloadOnly }],
         NotDown => vec![Action::NotDownloaded { path: p(path) }],
     }
 }

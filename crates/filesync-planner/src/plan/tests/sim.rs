@@ -3,7 +3,7 @@
 //! step that would clobber an unsynced change, use a stale rev, remove a non-empty directory
 //! or write under a missing parent — so tests check what a plan *does*, not only its shape.
 
-use crate::{Action, Base, Direction, FolderState, PathState, PlanContext, Remote, plan};
+use crate::{Action, Base, Direction, FolderState, Held, PathState, PlanContext, Remote, plan};
 use filesync_core::conflict::{conflict_copy_path, is_conflict_copy};
 use filesync_core::{EntryKind, FileMeta, Hash, RelPath};
 use std::collections::{BTreeMap, BTreeSet};
@@ -164,9 +164,10 @@ pub fn check_plan_in(state: &FolderState, plan: &[Action], ctx: &PlanContext) ->
             Action::Upload { .. } | Action::DeleteRemote { .. } => dir != Direction::DownloadOnly,
             Action::RecordBase { .. } | Action::ForgetBase { .. } => true,
             // Upload-only: a file where the server has a directory with entries that stay.
-            Action::NotUploaded { path } => {
-                (dir == Direction::DownloadOnly && !revert)
-                    || (dir == Direction::UploadOnly
+            Action::NotUploaded { path, why } => {
+                (*why == Held::DownloadOnly && dir == Direction::DownloadOnly && !revert)
+                    || (*why == Held::ServerHasFolder
+                        && dir == Direction::UploadOnly
                         && !revert
                         && state.get(path).and_then(|s| s.local.as_ref()).is_some_and(|l| l.kind != EntryKind::Dir)
                         && state.iter().any(|(p, x)| path.is_ancestor_of(p) && remote_live(x).is_some()))

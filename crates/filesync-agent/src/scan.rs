@@ -486,7 +486,10 @@ pub(crate) fn reuse(known: &KnownFile, stat: &Stat) -> Option<FileMeta> {
 
 /// Hashes `work` on up to `available_parallelism` threads.
 fn hash_all(s: &Scanner<'_>, work: &[RelPath]) -> Vec<(RelPath, Result<LocalEntry, String>)> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Asked once: on Linux the answer reads the cgroup's files, and a pass asks for every scan
+    // (2 % of a simulated history's time).
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let threads = if s.threads == 0 { cores } else { s.threads }.min(work.len());
     if threads <= 1 {
         return work.iter().map(|p| (p.clone(), hash_one(s, p))).collect();

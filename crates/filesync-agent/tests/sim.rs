@@ -341,15 +341,34 @@ struct Deletions {
     /// computer that surely knows it (it sent it in a finished pass); `None`: a partial pass
     /// or a restore.
     reached_server: BTreeMap<String, (usize, Option<usize>)>,
-    /// Per computer: the step of its last finished pass that applied remote changes, and the
-    /// ignore rules it went by (it pulled nothing of the paths they cover: seed 13788).
-    last_pull: Vec<Option<(usize, Rules)>>,
+    /// Per computer: its last finished pass that applied remote changes.
+    last_pull: Vec<Option<Pull>>,
     /// Per computer: paths a pass that did not finish may have committed with the answer lost,
     /// not looked at since by a finished pass (one that did not ignore them). Until one does,
     /// the engine cannot tell a deletion of such a file from a write a power loss undid, and
     /// rightly brings the file back (seed 1416: the next sync ignored the path).
     unsettled: Vec<BTreeSet<String>>,
     followed: BTreeMap<String, Deletion>,
+}
+
+/// A finished pass that applied remote changes: it pulled every version that reached the
+/// server before its step, except below the paths it did not look at.
+#[derive(Clone)]
+struct Pull {
+    step: usize,
+    /// The ignore rules it went by: it pulled nothing of the paths they cover (seed 13788).
+    ignoring: Rules,
+    /// What it moved aside for a directory: the directory's entries come only in the next
+    /// pass (seed 4004795: a file written there before that pass, and renamed away, was never
+    /// the server's version).
+    deferred: BTreeSet<String>,
+}
+
+impl Pull {
+    /// Whether this pull brought the version of `k` that reached the server at step `at`.
+    fn brought(&self, k: &str, at: usize) -> bool {
+        at < self.step && !self.ignoring.ignored(k) && !self.deferred.iter().any(|m| k.starts_with(&format!("{m}/")))
+    }
 }
 
 struct Deletion {
@@ -404,12 +423,9 @@ impl Deletions {
             return;
         }
         let others_dirty = (0..self.dirty.len()).any(|o| o != c && self.dirty[o].contains(&k));
-        let up_to_date = self.last_pull[c].as_ref().is_some_and(|(pulled, ignoring)| {
-            !ignoring.ignored(path)
-                && match self.reached_server.get(&k) {
-                    None => true,
-                    Some(&(step, by)) => step < *pulled || by == Some(c),
-                }
+        let up_to_date = self.last_pull[c].as_ref().is_some_and(|pull| match self.reached_server.get(&k) {
+            None => pull.brought(&k, 0),
+            Some(&(step, by)) => by == Some(c) && pull.brought(&k, 0) || pull.brought(&k, step),
         });
         self.dirty[c].remove(&k);
         if !others_dirty && up_to_date {
@@ -446,8 +462,16 @@ impl Deletions {
         }
     }
 
-    /// A finished pass of `c` with `settings`.
-    fn finished(&mut self, c: usize, step: usize, settings: &FolderSettings, rules: &Rules) {
+    /// A finished pass of `c` with `settings`, which moved aside the paths `deferred` for
+    /// directories.
+    fn finished(
+        &mut self,
+        c: usize,
+        step: usize,
+        settings: &FolderSettings,
+        rules: &Rules,
+        deferred: &BTreeSet<String>,
+    ) {
         // An excluded subfolder's own name is excluded too (`Excluded::covers`).
         let prefixes: Vec<String> = settings.excluded.iter().map(|e| format!("{}/", self.key(e))).collect();
         let excluded =
@@ -460,12 +484,13 @@ impl Deletions {
             !settings.paused && settings.direction != Direction::UploadOnly,
         );
         if pulls {
-            self.last_pull[c] = Some((step, rules.clone()));
+            let pull = Pull { step, ignoring: rules.clone(), deferred: deferred.clone() };
             for (k, d) in &mut self.followed {
-                if d.sent && !excluded(k) {
+                if d.sent && !excluded(k) && pull.brought(k, 0) {
                     d.seen.insert(c);
                 }
             }
+            self.last_pull[c] = Some(pull);
         }
         if sends {
             let sent: Vec<String> = self.dirty[c].iter().filter(|k| !excluded(k)).cloned().collect();
@@ -482,7 +507,7 @@ impl Deletions {
                 // as knowing it).
                 let knew = match self.reached_server.get(&k) {
                     None => true,
-                    Some(&(at, by)) => by == Some(c) || self.last_pull[c].as_ref().is_some_and(|(p, _)| at < *p),
+                    Some(&(at, by)) => by == Some(c) || self.last_pull[c].as_ref().is_some_and(|p| p.brought(&k, at)),
                 };
                 self.reached_server.insert(k, (step, knew.then_some(c)));
             }
@@ -1120,11 +1145,11 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 let r = c.sync(&backend, trace).await.map_err(|e| format!("step {step}: {e}"))?;
                 let rules = rules.and_now(c);
                 observe(c, seen, &r, &rules, &mut observed, step);
-                deletions.finished(ci, step, &c.folder.borrow().settings, &rules);
                 concurrency.server_holds(&backend.state().await);
                 concurrency
                     .check(ci, &c.name, c.tree().0.into_keys(), &rules)
                     .map_err(|e| format!("step {step}: {e}"))?;
+                deletions.finished(ci, step, &c.folder.borrow().settings, &rules, &concurrency.moved_aside[ci]);
                 concurrency.finished(ci, &c.folder.borrow().settings, &rules);
             }
         }
@@ -1188,11 +1213,11 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 let r = c.sync(&backend, trace).await?;
                 let rules = rules.and_now(c);
                 observe(c, seen, &r, &rules, &mut observed, steps + round);
-                deletions.finished(ci, steps + round, &FolderSettings::default(), &rules);
                 concurrency.server_holds(&backend.state().await);
                 concurrency
                     .check(ci, &c.name, c.tree().0.into_keys(), &rules)
                     .map_err(|e| format!("round {round}: {e}"))?;
+                deletions.finished(ci, steps + round, &FolderSettings::default(), &rules, &concurrency.moved_aside[ci]);
                 concurrency.finished(ci, &FolderSettings::default(), &rules);
                 work += r.uploaded + r.downloaded + r.deleted_local + r.deleted_remote + r.conflicts;
             }
@@ -1368,7 +1393,7 @@ fn seeded_histories_converge_and_lose_no_version() {
 const SEEDS_THAT_FOUND_BUGS: &[u64] = &[
     395, 690, 1416, 1668, 2026, 4603, 4614, 12212, 13788, 17253, 19181, 2035693, 2042235, 2080237, 5045387, 7107379,
     9054739, 30000133, 1000398, 1005794, 314, 652, 958, 1060, 2882, 3130, 6066, 2011227, 2045466, 2048187, 40381,
-    49679, 3040803, 3046730, 3095330,
+    49679, 3040803, 3046730, 3095330, 4004795,
 ];
 
 #[test]

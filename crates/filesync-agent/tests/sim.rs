@@ -51,15 +51,20 @@
 //! Checks that depend on what a computer syncs (the lost-version, resurrection and
 //! concurrency checks) leave out paths its ignore rules covered when a sync started or ended.
 //!
-//! Not simulated yet: network delays and reordering (a connection here is in order and
-//! instant, or cut).
+//! The network delays and reorders: in four syncs of ten, some of the other computers sync at
+//! the same time, and a seeded schedule decides which computer's requests go next
+//! (`sim/net.rs`, `sync_together`); a link may break part-way. `FILESYNC_SIM_NET=in-order`
+//! runs every sync alone, as the histories ran before (the older regression seeds do).
 
 #[path = "sim/backend.rs"]
 mod backend;
 mod memserver;
+#[path = "sim/net.rs"]
+mod net;
 
 use backend::Backend;
 use filesync_agent::config::{Direction, FolderConfig, FolderSettings};
+use filesync_agent::engine::server::ServerApi;
 use filesync_agent::engine::{Engine, Partials, PassReport};
 use filesync_agent::filter::{IGNORE_FILE, IgnoreRules};
 use filesync_agent::fs::{Filesystem, StatKind};
@@ -68,6 +73,7 @@ use filesync_agent::state::StateDb;
 use filesync_agent::status::Progress;
 use filesync_core::Hash;
 use filesync_core::conflict::parse_conflict_copy;
+use net::{Cut, Net};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cell::RefCell;
@@ -118,13 +124,7 @@ impl Computer {
     /// conflict-copy names and racy timestamps follow the seed, not the real time.
     async fn pass(&self, backend: &Backend, trace: &mut Trace) -> Result<PassReport, String> {
         let api = backend.connect(&self.token).await.map_err(|e| format!("cannot connect: {e}"))?;
-        let mut engine = Engine::with_server(api, self.db.clone(), self.name.clone())
-            .with_clock(Arc::new(self.fs.clone()))
-            .with_partials(self.partials.borrow().clone());
-        // Every upload is announced, whatever its size.
-        engine.announce_min_bytes = 1;
-        // One file read at a time: what the scan sends as it reads comes in the same order.
-        engine.scan_threads = 1;
+        let engine = self.engine(api);
         let fs: Arc<dyn Filesystem> = Arc::new(self.fs.clone());
         let folder = self.folder.borrow().clone();
         self.fetch_ahead(backend, &engine, &folder, &fs, trace).await;
@@ -132,6 +132,18 @@ impl Computer {
         // What this sync announced is its own.
         self.announced_seen.set(self.announced_seen.get() + backend.announced_since(self.announced_seen.get()).len());
         r
+    }
+
+    /// This computer's engine, for one sync over `api`.
+    fn engine(&self, api: Arc<dyn ServerApi>) -> Engine {
+        let mut engine = Engine::with_server(api, self.db.clone(), self.name.clone())
+            .with_clock(Arc::new(self.fs.clone()))
+            .with_partials(self.partials.borrow().clone());
+        // Every upload is announced, whatever its size.
+        engine.announce_min_bytes = 1;
+        // One file read at a time: what the scan sends as it reads comes in the same order.
+        engine.scan_threads = 1;
+        engine
     }
 
     /// Fetches ahead the uploads other computers announced since this one last looked, as the
@@ -375,6 +387,9 @@ struct Deletion {
     by: usize,
     /// A finished pass of `by` sent it.
     sent: bool,
+    /// Computers whose passes ran at the same time as the one that sent it: their pull may
+    /// have come first, so their next finished pass does not count as seeing it.
+    racing: BTreeSet<usize>,
     /// Computers that have pulled it since.
     seen: BTreeSet<usize>,
 }
@@ -429,7 +444,7 @@ impl Deletions {
         });
         self.dirty[c].remove(&k);
         if !others_dirty && up_to_date {
-            self.followed.insert(k, Deletion { by: c, sent: false, seen: BTreeSet::new() });
+            self.followed.insert(k, Deletion { by: c, sent: false, racing: BTreeSet::new(), seen: BTreeSet::new() });
         } else {
             self.followed.remove(&k);
         }
@@ -463,7 +478,8 @@ impl Deletions {
     }
 
     /// A finished pass of `c` with `settings`, which moved aside the paths `deferred` for
-    /// directories.
+    /// directories, while the passes of `racing` ran at the same time (and are told after it).
+    #[allow(clippy::too_many_arguments)]
     fn finished(
         &mut self,
         c: usize,
@@ -471,6 +487,7 @@ impl Deletions {
         settings: &FolderSettings,
         rules: &Rules,
         deferred: &BTreeSet<String>,
+        racing: &[usize],
     ) {
         // An excluded subfolder's own name is excluded too (`Excluded::covers`).
         let prefixes: Vec<String> = settings.excluded.iter().map(|e| format!("{}/", self.key(e))).collect();
@@ -486,7 +503,7 @@ impl Deletions {
         if pulls {
             let pull = Pull { step, ignoring: rules.clone(), deferred: deferred.clone() };
             for (k, d) in &mut self.followed {
-                if d.sent && !excluded(k) && pull.brought(k, 0) {
+                if d.sent && !excluded(k) && pull.brought(k, 0) && !d.racing.remove(&c) {
                     d.seen.insert(c);
                 }
             }
@@ -513,6 +530,9 @@ impl Deletions {
             }
             for (k, d) in &mut self.followed {
                 if d.by == c && !excluded(k) {
+                    if !d.sent {
+                        d.racing.extend(racing.iter().copied());
+                    }
                     d.sent = true;
                     d.seen.insert(c);
                 }
@@ -774,6 +794,96 @@ impl Concurrency {
     }
 }
 
+/// The computers `group` sync at the same time, each over its own link of a network that
+/// delays and reorders (`sim/net.rs`): the seed decides whose link runs, and for how many of
+/// the requests whose order others see; some links break part-way. Returns each pass's
+/// outcome, and whether its link was to break, in `group`'s order.
+async fn sync_together(
+    computers: &[Computer],
+    group: &[usize],
+    backend: &Backend,
+    rng: &mut StdRng,
+    trace: &mut Trace,
+) -> Vec<(Result<PassReport, String>, bool)> {
+    let net = Net::new();
+    let progress = Progress::default();
+    let (mut syncs, mut cuts) = (Vec::new(), Vec::new());
+    for &i in group {
+        let c = &computers[i];
+        let fs: Arc<dyn Filesystem> = Arc::new(c.fs.clone());
+        let folder = c.folder.borrow().clone();
+        match backend.connect(&c.token).await {
+            Ok(api) => {
+                // What others announced before: fetched ahead before the passes start.
+                c.fetch_ahead(backend, &c.engine(api.clone()), &folder, &fs, trace).await;
+                // Some links break part-way.
+                let cut =
+                    rng.random_bool(0.15).then(|| Cut { after: rng.random_range(0..5), applied: rng.random_bool(0.5) });
+                if let Some(cut) = cut {
+                    trace.log(format!(
+                        "  {}: the link breaks after {} ordered requests (the last one {})",
+                        c.name,
+                        cut.after,
+                        if cut.applied { "applied" } else { "lost" }
+                    ));
+                }
+                cuts.push(cut.is_some());
+                syncs.push(Ok((c.engine(net.link(i, api, cut)), folder, fs)));
+            }
+            Err(e) => {
+                cuts.push(false);
+                syncs.push(Err(format!("cannot connect: {e}")));
+            }
+        }
+    }
+    let mut results: Vec<Option<Result<PassReport, String>>> =
+        syncs.iter().map(|s| s.as_ref().err().map(|e| Err(e.clone()))).collect();
+    let mut passes: Vec<_> = syncs
+        .iter()
+        .map(|s| {
+            s.as_ref().ok().map(|(engine, folder, fs)| Box::pin(engine.sync_folder(folder, fs.clone(), &progress)))
+        })
+        .collect();
+    let mut schedule = Vec::new();
+    loop {
+        let waiting: Vec<usize> = (0..group.len()).filter(|&m| results[m].is_none()).collect();
+        if waiting.is_empty() {
+            break;
+        }
+        let m = waiting[rng.random_range(0..waiting.len())];
+        let budget = if rng.random_bool(0.6) { 1 } else { rng.random_range(2..=4) };
+        schedule.push(format!("{}×{budget}", computers[group[m]].name));
+        net.start(group[m], budget);
+        let stalled = net.until_stalled();
+        tokio::pin!(stalled);
+        std::future::poll_fn(|cx| {
+            for (k, pass) in passes.iter_mut().enumerate() {
+                if let (None, Some(p)) = (&results[k], pass.as_mut())
+                    && let std::task::Poll::Ready(r) = p.as_mut().poll(cx)
+                {
+                    results[k] = Some(r.map_err(|e| e.to_string()));
+                }
+            }
+            if results[m].is_some() {
+                return std::task::Poll::Ready(());
+            }
+            stalled.as_mut().poll(cx)
+        })
+        .await;
+        if results[m].is_some() {
+            net.stop();
+        }
+    }
+    drop(passes);
+    trace.log(format!("  together, over a reordering network: {}", schedule.join(" ")));
+    // What these syncs announced, and what the others announced meanwhile, is not fetched
+    // ahead later.
+    for &i in group {
+        computers[i].announced_seen.set(backend.announced_since(0).len());
+    }
+    results.into_iter().zip(cuts).map(|(r, cut)| (r.expect("every pass finished"), cut)).collect()
+}
+
 /// A sync with a fault armed, which may stop part-way: what it saw does not count as seen by
 /// the checks.
 async fn sync_partly(
@@ -790,8 +900,11 @@ async fn sync_partly(
     concurrency.partial(ci);
 }
 
-async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
+async fn run(seed: u64, network: Network, trace: &mut Trace) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
+    // The network's choices come from a stream of their own: with the network in order, a
+    // seed runs the history it ran before the network could reorder.
+    let mut net_rng = StdRng::seed_from_u64(seed ^ 0x6e65_7477_6f72_6b00);
     let n = rng.random_range(2..=4);
     // Some histories run on disks that ignore case (as NTFS and APFS do), with case-only
     // renames among their moves.
@@ -1139,6 +1252,50 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 concurrency.changed(ci, &path);
                 concurrency.changed(ci, dir);
             }
+            // Some computers sync at the same time, over a network that reorders.
+            _ if network == Network::Reordering && net_rng.random_bool(0.4) => {
+                let group: Vec<usize> =
+                    std::iter::once(ci).chain((0..n).filter(|&o| o != ci && net_rng.random_bool(0.5))).collect();
+                let before: Vec<(Rules, BTreeMap<String, Vec<u8>>)> =
+                    group.iter().map(|&i| (Rules::now(&computers[i]), computers[i].tree().0)).collect();
+                // Each may send its changes at any moment of the step.
+                let sending: Vec<BTreeSet<String>> = group.iter().map(|&i| concurrency.unsent[i].clone()).collect();
+                for (m, &i) in group.iter().enumerate() {
+                    concurrency.publish(i, &sending[m]);
+                }
+                let results = sync_together(&computers, &group, &backend, &mut net_rng, trace).await;
+                for (m, (&i, (r, cut))) in group.iter().zip(&results).enumerate() {
+                    trace.pass(&computers[i].name, r);
+                    if *cut {
+                        // It may have sent anything, and what it saw does not count as seen.
+                        deletions.partial(i, step);
+                        concurrency.partial(i);
+                        continue;
+                    }
+                    let r = r.as_ref().map_err(|e| format!("step {step}: {}: sync failed: {e}", computers[i].name))?;
+                    if !r.errors.is_empty() {
+                        return Err(format!("step {step}: {}: files failed: {:?}", computers[i].name, r.errors));
+                    }
+                    let c = &computers[i];
+                    let rules = before[m].0.and_now(c);
+                    observe(c, before[m].1.clone(), r, &rules, &mut observed, step);
+                    concurrency.server_holds(&backend.state().await);
+                    concurrency
+                        .check(i, &c.name, c.tree().0.into_keys(), &rules)
+                        .map_err(|e| format!("step {step}: {e}"))?;
+                    let settings = c.folder.borrow().settings.clone();
+                    deletions.finished(i, step, &settings, &rules, &concurrency.moved_aside[i], &group[m + 1..]);
+                    concurrency.finished(i, &settings, &rules);
+                }
+                // What the others sent may have come after a pass's pull.
+                for &i in &group {
+                    for (m, &o) in group.iter().enumerate() {
+                        if o != i {
+                            concurrency.others[i].extend(sending[m].iter().cloned());
+                        }
+                    }
+                }
+            }
             // Sync.
             _ => {
                 let seen = c.tree().0;
@@ -1149,7 +1306,7 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 concurrency
                     .check(ci, &c.name, c.tree().0.into_keys(), &rules)
                     .map_err(|e| format!("step {step}: {e}"))?;
-                deletions.finished(ci, step, &c.folder.borrow().settings, &rules, &concurrency.moved_aside[ci]);
+                deletions.finished(ci, step, &c.folder.borrow().settings, &rules, &concurrency.moved_aside[ci], &[]);
                 concurrency.finished(ci, &c.folder.borrow().settings, &rules);
             }
         }
@@ -1217,7 +1374,14 @@ async fn run(seed: u64, trace: &mut Trace) -> Result<(), String> {
                 concurrency
                     .check(ci, &c.name, c.tree().0.into_keys(), &rules)
                     .map_err(|e| format!("round {round}: {e}"))?;
-                deletions.finished(ci, steps + round, &FolderSettings::default(), &rules, &concurrency.moved_aside[ci]);
+                deletions.finished(
+                    ci,
+                    steps + round,
+                    &FolderSettings::default(),
+                    &rules,
+                    &concurrency.moved_aside[ci],
+                    &[],
+                );
                 concurrency.finished(ci, &FolderSettings::default(), &rules);
                 work += r.uploaded + r.downloaded + r.deleted_local + r.deleted_remote + r.conflicts;
             }
@@ -1343,11 +1507,31 @@ fn observe(
     }
 }
 
+/// How the simulated network carries requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Network {
+    /// In order and at once (or cut): one computer syncs at a time. The histories before the
+    /// network could reorder (`FILESYNC_SIM_NET=in-order`).
+    InOrder,
+    /// Some syncs run at the same time, their requests delayed and reordered (`sim/net.rs`).
+    Reordering,
+}
+
+impl Network {
+    /// `FILESYNC_SIM_NET=in-order` or the default, reordering.
+    fn from_env() -> Network {
+        match std::env::var("FILESYNC_SIM_NET").as_deref() {
+            Ok("in-order") => Network::InOrder,
+            _ => Network::Reordering,
+        }
+    }
+}
+
 /// Runs one seed; its trace comes back either way.
-fn run_seed(seed: u64) -> (Result<(), String>, Vec<String>) {
+fn run_seed(seed: u64, network: Network) -> (Result<(), String>, Vec<String>) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut trace = Trace::new();
-    let result = rt.block_on(run(seed, &mut trace));
+    let result = rt.block_on(run(seed, network, &mut trace));
     (result, trace.lines)
 }
 
@@ -1371,15 +1555,17 @@ fn seeded_histories_converge_and_lose_no_version() {
             (first..first + n).collect()
         }
     };
+    let network = Network::from_env();
     let mut failed = Vec::new();
     for (done, &seed) in seeds.iter().enumerate() {
         if done % 100 == 0 {
             // Read by `scripts/soak` for its progress line.
             eprintln!("sim progress: {done} of {} seeds, {} failed", seeds.len(), failed.len());
         }
-        if let (Err(e), _) = run_seed(seed) {
+        if let (Err(e), _) = run_seed(seed, network) {
+            let net = if network == Network::InOrder { " FILESYNC_SIM_NET=in-order" } else { "" };
             eprintln!(
-                "seed {seed} failed: {e}\n  replay: FILESYNC_SIM_SEED={seed} cargo test -p filesync-agent --test sim"
+                "seed {seed} failed: {e}\n  replay: FILESYNC_SIM_SEED={seed}{net} cargo test -p filesync-agent --test sim"
             );
             failed.push(seed);
         }
@@ -1388,18 +1574,23 @@ fn seeded_histories_converge_and_lose_no_version() {
 }
 
 /// Every seed that once found a bug (in the engine, the server or these checks), named in the
-/// code or the history where it was fixed: each replays clean. (The seeds below 300 run in
-/// every `cargo test` anyway; CI's soak runs 1,000,000 and up.)
-const SEEDS_THAT_FOUND_BUGS: &[u64] = &[
+/// code or the history where it was fixed: each replays clean, over the network it ran on.
+/// (The seeds below 300 run in every `cargo test` anyway; CI's soak runs 1,000,000 and up.)
+const SEEDS_THAT_FOUND_BUGS_IN_ORDER: &[u64] = &[
     395, 690, 1416, 1668, 2026, 4603, 4614, 12212, 13788, 17253, 19181, 2035693, 2042235, 2080237, 5045387, 7107379,
     9054739, 30000133, 1000398, 1005794, 314, 652, 958, 1060, 2882, 3130, 6066, 2011227, 2045466, 2048187, 40381,
     49679, 3040803, 3046730, 3095330, 4004795,
 ];
 
+/// The same, found with syncs running at the same time over a reordering network.
+const SEEDS_THAT_FOUND_BUGS_REORDERING: &[u64] = &[];
+
 #[test]
 fn the_seeds_that_found_bugs_stay_fixed() {
-    let failed: Vec<(u64, String)> =
-        SEEDS_THAT_FOUND_BUGS.iter().filter_map(|&seed| run_seed(seed).0.err().map(|e| (seed, e))).collect();
+    let failed: Vec<(u64, Network, String)> = (SEEDS_THAT_FOUND_BUGS_IN_ORDER.iter().map(|&s| (s, Network::InOrder)))
+        .chain(SEEDS_THAT_FOUND_BUGS_REORDERING.iter().map(|&s| (s, Network::Reordering)))
+        .filter_map(|(seed, network)| run_seed(seed, network).0.err().map(|e| (seed, network, e)))
+        .collect();
     assert!(failed.is_empty(), "seeds that once found bugs fail again: {failed:?}");
 }
 
@@ -1409,8 +1600,8 @@ fn the_seeds_that_found_bugs_stay_fixed() {
 fn the_same_seed_replays_the_same_history() {
     let first = std::env::var("FILESYNC_SIM_FIRST").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     for seed in first..first + 25 {
-        let (a, trace_a) = run_seed(seed);
-        let (b, trace_b) = run_seed(seed);
+        let (a, trace_a) = run_seed(seed, Network::Reordering);
+        let (b, trace_b) = run_seed(seed, Network::Reordering);
         assert_eq!(a, b, "seed {seed}: two runs ended differently");
         if let Some(i) = (0..trace_a.len().max(trace_b.len())).find(|&i| trace_a.get(i) != trace_b.get(i)) {
             panic!(

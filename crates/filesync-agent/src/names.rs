@@ -37,14 +37,12 @@ pub fn skipped_paths(
 ) -> BTreeMap<RelPath, String> {
     let mut skipped: BTreeMap<RelPath, String> = BTreeMap::new();
     // Only a path that would be *created* here can clash: one on disk is already held, and one
-    // with a base but not on disk was renamed or deleted here, which the planner handles.
-    // So is a directory gone from disk (and synced) that a remote entry to be created below it
-    // needs again: the planner re-creates it.
-    // So is every directory not on disk that such a path needs: it is made with it, whether or
-    // not the server has an entry for it. A directory deleted on the server may keep live
-    // entries that the deleting computer could not see (its ignore rules hid them); such a
-    // directory has no live entry of its own ("implied"), but it still takes a name here
-    // (found by the simulation, seed 2011227).
+    // with a base but not on disk was renamed or deleted here, which the planner handles. A
+    // path new here is created, and so is every directory not on disk that it needs, whether
+    // or not the server has a live entry for that directory: one deleted on the server may
+    // keep live entries the deleting computer could not see (its ignore rules hid them), and
+    // such an "implied" directory still takes its name here (found by the simulation, seed
+    // 2011227).
     let new_here = |p: &Presence| !p.local && !p.base && p.remote_rev.is_some();
     let mut created: std::collections::HashSet<&str> =
         paths.iter().filter(|(_, p)| new_here(p)).map(|(path, _)| path.as_str()).collect();

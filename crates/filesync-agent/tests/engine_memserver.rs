@@ -538,6 +538,38 @@ async fn a_folder_holding_a_download_cut_short_is_deleted_when_the_other_compute
     assert_eq!(a.fs.list_all(), Vec::<String>::new(), "and the folder did not come back");
 }
 
+/// A directory holding a download cut short is replaced by a file on the other computer: the
+/// kept download goes first, so the directory is simply replaced here too. (Before, its hidden
+/// file kept the directory from being removed; it was moved aside whole as a conflict copy,
+/// hidden file and all, and a deletion of that copy elsewhere could not remove it here: seed
+/// 49679 of the simulation.)
+#[tokio::test]
+async fn a_directory_holding_a_download_cut_short_is_replaced_by_a_file_without_a_conflict_copy() {
+    let server = Arc::new(MemServer::default());
+    let a = Computer::new(&server, "laptop").await;
+    a.fs.write("d/small.txt", "small");
+    a.sync().await;
+    let b = Computer::new(&server, "desktop").await;
+    b.sync().await;
+    a.fs.write("d/big.bin", noise(12 << 20, 7));
+    a.sync().await;
+    server.inner.lock().unwrap().chunks_before_drop = Some(2);
+    let _ = b.sync_result().await;
+    assert_eq!(b.engine.partials.len(), 1, "the download cut short is kept");
+    server.inner.lock().unwrap().chunks_before_drop = None;
+
+    assert!(a.fs.remove("d"));
+    a.fs.write("d", "a file now");
+    a.sync().await;
+    let r = b.sync().await;
+    assert_eq!(r.conflicts, 0, "{r:?}");
+    assert!(b.engine.partials.is_empty());
+    assert_eq!(b.fs.list_all(), vec!["d".to_string()], "the file took the directory's place, and nothing else is left");
+    assert_eq!(b.fs.read("d").as_deref(), Some(&b"a file now"[..]));
+    a.sync().await;
+    assert_eq!(a.fs.list_all(), vec!["d".to_string()]);
+}
+
 /// Syncs `a` over a connection that drops after `drop_after` requests; true when that lost the
 /// answer to a commit the server applied (its history then holds `versions` of `path`).
 async fn sync_losing_the_commit_answer(

@@ -355,20 +355,11 @@ impl Server {
     /// connections in progress are dropped (every commit is a transaction, so nothing is left
     /// half-done).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
-        let p = self.maintenance.policy();
-        if p.retention_secs < 86_400 {
-            info!(
-                retention_secs = p.retention_secs,
-                "old versions are kept for seconds only (a soak test); maintenance runs every {:?}",
-                self.schedule.every
-            );
-        } else {
-            info!(
-                retention_days = p.retention_secs / 86_400,
-                "old versions are kept for the retention period, thinned after a day and a week; maintenance runs every {:?}",
-                self.schedule.every
-            );
-        }
+        info!(
+            "old versions are kept for {}; maintenance runs every {:?}",
+            self.maintenance.policy(),
+            self.schedule.every
+        );
         let housekeeping =
             tokio::spawn(self.maintenance.clone().run_forever(self.schedule.clone(), self.shared.clock.clone()));
         // Stops the maintenance task however `run` ends.

@@ -48,6 +48,24 @@ impl RetentionPolicy {
     }
 }
 
+impl std::fmt::Display for RetentionPolicy {
+    /// How the server's log says it: "30 days, thinned after a day and a week", or "20 s,
+    /// unthinned" for a policy in seconds.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.retention_secs % DAY == 0 && self.keep_all_secs == DAY && self.hourly_secs == 7 * DAY {
+            write!(f, "{} days, thinned after a day and a week", self.retention_secs / DAY)
+        } else if self.keep_all_secs == self.retention_secs {
+            write!(f, "{} s, unthinned", self.retention_secs)
+        } else {
+            write!(
+                f,
+                "{} s, every version for {} s, one an hour until {} s",
+                self.retention_secs, self.keep_all_secs, self.hourly_secs
+            )
+        }
+    }
+}
+
 impl Default for RetentionPolicy {
     /// 30 days.
     fn default() -> RetentionPolicy {
@@ -189,6 +207,14 @@ mod tests {
         let p = RetentionPolicy::default();
         assert_eq!(p, RetentionPolicy::days(30));
         assert_eq!((p.retention_secs, p.keep_all_secs, p.hourly_secs), (30 * DAY, DAY, 7 * DAY));
+    }
+
+    #[test]
+    fn the_log_says_the_policy_in_words() {
+        assert_eq!(RetentionPolicy::days(30).to_string(), "30 days, thinned after a day and a week");
+        assert_eq!(RetentionPolicy::seconds(20).to_string(), "20 s, unthinned");
+        let odd = RetentionPolicy { retention_secs: 90, keep_all_secs: 10, hourly_secs: 50 };
+        assert_eq!(odd.to_string(), "90 s, every version for 10 s, one an hour until 50 s");
     }
 
     #[test]

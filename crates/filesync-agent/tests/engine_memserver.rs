@@ -512,22 +512,29 @@ async fn a_download_cut_short_resumes_from_its_last_whole_chunk_over_the_next_co
     assert!(temps.is_empty(), "the kept temporary file became big.bin: {temps:?}");
 }
 
-/// A folder deleted on the other computer is deleted here too, although a download cut short
-/// keeps a hidden file in it: the kept download goes with it, and the folder does not come back.
-#[tokio::test]
-async fn a_folder_holding_a_download_cut_short_is_deleted_when_the_other_computer_deletes_it() {
+/// The laptop and the desktop both hold the folder `d`; a big file the laptop then added to
+/// it reached the desktop only in part, kept there as a download cut short.
+async fn a_download_cut_short_in_d(noise_seed: u64) -> (Computer, Computer) {
     let server = Arc::new(MemServer::default());
     let a = Computer::new(&server, "laptop").await;
     a.fs.write("d/small.txt", "small");
     a.sync().await;
     let b = Computer::new(&server, "desktop").await;
     b.sync().await;
-    a.fs.write("d/big.bin", noise(12 << 20, 6));
+    a.fs.write("d/big.bin", noise(12 << 20, noise_seed));
     a.sync().await;
     server.inner.lock().unwrap().chunks_before_drop = Some(2);
     let _ = b.sync_result().await;
     assert_eq!(b.engine.partials.len(), 1, "the download cut short is kept");
     server.inner.lock().unwrap().chunks_before_drop = None;
+    (a, b)
+}
+
+/// A folder deleted on the other computer is deleted here too, although a download cut short
+/// keeps a hidden file in it: the kept download goes with it, and the folder does not come back.
+#[tokio::test]
+async fn a_folder_holding_a_download_cut_short_is_deleted_when_the_other_computer_deletes_it() {
+    let (a, b) = a_download_cut_short_in_d(6).await;
 
     assert!(a.fs.remove("d"));
     a.sync().await;
@@ -545,18 +552,7 @@ async fn a_folder_holding_a_download_cut_short_is_deleted_when_the_other_compute
 /// 49679 of the simulation.)
 #[tokio::test]
 async fn a_directory_holding_a_download_cut_short_is_replaced_by_a_file_without_a_conflict_copy() {
-    let server = Arc::new(MemServer::default());
-    let a = Computer::new(&server, "laptop").await;
-    a.fs.write("d/small.txt", "small");
-    a.sync().await;
-    let b = Computer::new(&server, "desktop").await;
-    b.sync().await;
-    a.fs.write("d/big.bin", noise(12 << 20, 7));
-    a.sync().await;
-    server.inner.lock().unwrap().chunks_before_drop = Some(2);
-    let _ = b.sync_result().await;
-    assert_eq!(b.engine.partials.len(), 1, "the download cut short is kept");
-    server.inner.lock().unwrap().chunks_before_drop = None;
+    let (a, b) = a_download_cut_short_in_d(7).await;
 
     assert!(a.fs.remove("d"));
     a.fs.write("d", "a file now");

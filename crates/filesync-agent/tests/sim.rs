@@ -1583,7 +1583,7 @@ const SEEDS_THAT_FOUND_BUGS_IN_ORDER: &[u64] = &[
 ];
 
 /// The same, found with syncs running at the same time over a reordering network.
-const SEEDS_THAT_FOUND_BUGS_REORDERING: &[u64] = &[];
+const SEEDS_THAT_FOUND_BUGS_REORDERING: &[u64] = &[5138454];
 
 #[test]
 fn the_seeds_that_found_bugs_stay_fixed() {

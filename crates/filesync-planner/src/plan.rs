@@ -54,7 +54,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub fn plan(state: &FolderState, ctx: &PlanContext) -> Vec<Action> {
     let mut decisions: BTreeMap<&RelPath, Decision> = state.iter().map(|(p, s)| (p, decide_in(s, ctx))).collect();
     fit_to_trees(state, &mut decisions, ctx.direction);
-    drop_under_moved_aside(&mut decisions);
+    defer_under_moved_paths(state, &mut decisions);
     emit(state, &decisions, ctx)
 }
 
@@ -297,6 +297,9 @@ fn fit(s: &PathState, d: Decision, below: Below, direction: Direction) -> Decisi
     let is_dir = |m: Option<&FileMeta>| m.is_some_and(|m| m.kind == EntryKind::Dir);
     let rev = remote_rev(s);
     let d = match (d, direction) {
+        // An unchanged local file where the server deleted a directory whose entries live on:
+        // the file goes, and what is inside comes on the next pass (`defer_under_moved_paths`).
+        (Decision::DeleteLocal, _) if not_dir(s.local.as_ref()) => Decision::DeleteLocal,
         // Something inside survives: the directory must stay on both sides.
         (Decision::DeleteLocal, Direction::TwoWay) if below.local || below.remote => Decision::Upload { base_rev: rev },
         (Decision::DeleteRemote { .. }, Direction::TwoWay) if below.local || below.remote => Decision::Download { rev },
@@ -357,10 +360,20 @@ fn after(s: &PathState, d: Decision) -> (bool, bool) {
     }
 }
 
-/// Clears the decisions under a path that moves aside: its subtree moves with it.
-fn drop_under_moved_aside(decisions: &mut BTreeMap<&RelPath, Decision>) {
-    let moved: HashSet<&str> =
-        decisions.iter().filter(|(_, d)| matches!(d, Decision::Conflict { .. })).map(|(p, _)| p.as_str()).collect();
+/// Clears the decisions under a path that moves aside (its subtree moves with it), and under
+/// a local file that this plan deletes while the server's entries below it live on (the
+/// server deleted a directory there, and an edit inside it beat the deletion): what lives
+/// below waits for the next pass, when the file is gone and the directory can be made.
+fn defer_under_moved_paths(state: &FolderState, decisions: &mut BTreeMap<&RelPath, Decision>) {
+    let moved: HashSet<&str> = decisions
+        .iter()
+        .filter(|&(p, d)| match d {
+            Decision::Conflict { .. } => true,
+            Decision::DeleteLocal => state[*p].local.as_ref().is_some_and(|l| l.kind != EntryKind::Dir),
+            _ => false,
+        })
+        .map(|(p, _)| p.as_str())
+        .collect();
     if moved.is_empty() {
         return;
     }

@@ -164,3 +164,12 @@ fn eviction_moves_a_file_aside_where_the_server_has_the_excluded_directory() {
     assert_eq!(path.as_str(), "c");
     assert!(copy.as_str().starts_with("c (conflicted copy from "), "{copy}");
 }
+
+#[test]
+fn download_only_deletes_an_unchanged_file_where_the_server_deleted_a_dir_whose_entries_live_on() {
+    // As two-way: the file goes now, and what lives in `x` comes on the next pass.
+    let down_only = ctx_in(Direction::DownloadOnly, false);
+    let state =
+        folder([("x", ps(Some(file(9)), base(3, file(9)), tomb(4))), ("x/a.txt", ps(None, None, live(8, file(2))))]);
+    assert_eq!(checked_plan_in(&state, &down_only), vec![del_local("x")]);
+}

@@ -395,6 +395,19 @@ fn local_file_where_the_server_deleted_a_dir_whose_entries_live_on_moves_aside()
     assert_eq!(checked_plan(&state), vec![aside("x", copy_of("x", 0))]);
 }
 
+/// The same, where the local file is the version of `x` this computer last synced (the
+/// server replaced it by a directory, then deleted that directory, and an edit inside won; seed
+/// 5138454 of the simulation). Nothing here changed, so the file is deleted, not kept as a
+/// conflict copy, and what lives in `x` comes on the next pass.
+#[test]
+fn unchanged_local_file_where_the_server_deleted_a_dir_whose_entries_live_on_is_deleted() {
+    let state =
+        folder([("x", ps(Some(file(9)), base(3, file(9)), tomb(4))), ("x/a.txt", ps(None, None, live(8, file(2))))]);
+    assert_eq!(checked_plan(&state), vec![del_local("x")]);
+    let next = folder([("x", ps(None, None, tomb(4))), ("x/a.txt", ps(None, None, live(8, file(2))))]);
+    assert_eq!(checked_plan(&next), vec![down("x/a.txt", 8)]);
+}
+
 #[test]
 fn plan_follows_the_contract_order() {
     let state = folder([
